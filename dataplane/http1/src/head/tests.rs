@@ -1,0 +1,196 @@
+use super::*;
+
+fn req(raw: &str) -> Result<RequestHead, HeadError> {
+    let mut head = RequestHead::default();
+    match parse_request(raw.as_bytes(), &Limits::default(), &mut head)? {
+        true => Ok(head),
+        false => panic!("partial head: {raw:?}"),
+    }
+}
+
+fn req_err(raw: &str) -> HeadError {
+    req(raw).expect_err("request should be refused")
+}
+
+fn resp(raw: &str, was_head: bool) -> Result<ResponseHead, HeadError> {
+    let mut head = ResponseHead::default();
+    assert!(parse_response(raw.as_bytes(), &Limits::default(), was_head, &mut head)?);
+    Ok(head)
+}
+
+#[test]
+fn simple_get_has_no_body_and_keeps_alive() {
+    let raw = "GET /a/b?x=1 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n";
+    let head = req(raw).unwrap();
+    let buf = raw.as_bytes();
+    assert_eq!(head.method(buf), b"GET");
+    assert_eq!(head.path(buf), b"/a/b");
+    assert_eq!(head.host.unwrap().get(buf), b"example.com");
+    assert_eq!(head.framing, BodyFraming::Empty);
+    assert!(head.keep_alive);
+    assert_eq!(head.head_len, raw.len());
+    assert_eq!(head.header(buf, b"ACCEPT"), Some(&b"*/*"[..]));
+}
+
+#[test]
+fn partial_head_asks_for_more() {
+    let mut head = RequestHead::default();
+    let partial = b"GET / HTTP/1.1\r\nHost: a\r\n";
+    assert_eq!(parse_request(partial, &Limits::default(), &mut head), Ok(false));
+}
+
+#[test]
+fn http10_defaults_to_close_and_honours_keep_alive() {
+    assert!(!req("GET / HTTP/1.0\r\n\r\n").unwrap().keep_alive);
+    assert!(req("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().keep_alive);
+    assert!(!req("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap().keep_alive);
+}
+
+#[test]
+fn content_length_and_chunked_framing() {
+    let head = req("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 42\r\n\r\n").unwrap();
+    assert_eq!(head.framing, BodyFraming::Length(42));
+    let head = req("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+    assert_eq!(head.framing, BodyFraming::Chunked);
+    let head = req("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 7, 7\r\n\r\n").unwrap();
+    assert_eq!(head.framing, BodyFraming::Length(7));
+}
+
+#[test]
+fn smuggling_framings_are_refused() {
+    use HeadError::*;
+    let cases = [
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            ContentLengthAndTransferEncoding,
+        ),
+        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", InvalidContentLength),
+        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n", InvalidContentLength),
+        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", InvalidContentLength),
+        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10\r\n\r\n", InvalidContentLength),
+        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", InvalidContentLength),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", UnsupportedTransferEncoding),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", UnsupportedTransferEncoding),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", UnsupportedTransferEncoding),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", UnsupportedTransferEncoding),
+        ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", TransferEncodingInHttp10),
+        ("GET / HTTP/1.1\r\n\r\n", InvalidHost),
+        ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", InvalidHost),
+    ];
+    for (raw, want) in cases {
+        assert_eq!(req_err(raw), want, "for {raw:?}");
+        assert_eq!(want.status(), 400);
+    }
+}
+
+#[test]
+fn whitespace_before_colon_is_refused() {
+    let err = req_err("GET / HTTP/1.1\r\nHost : a\r\n\r\n");
+    assert!(matches!(err, HeadError::Syntax(_)), "{err:?}");
+    assert_eq!(err.status(), 400);
+}
+
+#[test]
+fn obsolete_line_folding_is_refused() {
+    let err = req_err("GET / HTTP/1.1\r\nHost: a\r\nX-Long: one\r\n two\r\n\r\n");
+    assert!(matches!(err, HeadError::Syntax(_)), "{err:?}");
+}
+
+#[test]
+fn bare_lf_line_endings_parse_to_one_message() {
+    // httparse accepts bare LF line endings (RFC 9112 allows a recipient to);
+    // what matters is that the head parses to one unambiguous message.
+    let head = req("GET / HTTP/1.1\nHost: a\n\n").unwrap();
+    assert_eq!(head.framing, BodyFraming::Empty);
+}
+
+#[test]
+fn too_many_headers_is_431() {
+    let mut raw = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+    for i in 0..120 {
+        raw.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    raw.push_str("\r\n");
+    let err = req_err(&raw);
+    assert_eq!(err, HeadError::TooManyHeaders);
+    assert_eq!(err.status(), 431);
+}
+
+#[test]
+fn oversized_head_is_431_even_when_partial() {
+    let limits = Limits { max_header_bytes: 64, max_headers: 100 };
+    let mut head = RequestHead::default();
+    let raw = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}", "a".repeat(100));
+    let err = parse_request(raw.as_bytes(), &limits, &mut head).unwrap_err();
+    assert_eq!(err, HeadError::HeadTooLarge);
+    assert_eq!(err.status(), 431);
+    let complete = format!("{raw}\r\n\r\n");
+    assert_eq!(parse_request(complete.as_bytes(), &limits, &mut head), Err(HeadError::HeadTooLarge));
+}
+
+#[test]
+fn hop_by_hop_headers_are_classified() {
+    let raw = "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Kept: 2\r\n\r\n";
+    let head = req(raw).unwrap();
+    let buf = raw.as_bytes();
+    let kinds: Vec<(&[u8], HeaderKind)> =
+        head.headers.iter().map(|h| (h.name.get(buf), h.kind)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (&b"Host"[..], HeaderKind::Host),
+            (&b"Connection"[..], HeaderKind::HopByHop),
+            (&b"X-Secret"[..], HeaderKind::HopByHop),
+            (&b"Keep-Alive"[..], HeaderKind::HopByHop),
+            (&b"TE"[..], HeaderKind::HopByHop),
+            (&b"X-Kept"[..], HeaderKind::Other),
+        ]
+    );
+}
+
+#[test]
+fn upgrade_needs_connection_upgrade() {
+    let raw = "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    let head = req(raw).unwrap();
+    assert_eq!(head.upgrade.unwrap().get(raw.as_bytes()), b"websocket");
+    let head = req("GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n").unwrap();
+    assert!(head.upgrade.is_none());
+}
+
+#[test]
+fn expect_continue_is_seen() {
+    let head = req("PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n").unwrap();
+    assert!(head.expect_continue);
+}
+
+#[test]
+fn response_framing_rules() {
+    let r = resp("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false).unwrap();
+    assert_eq!((r.status, r.framing, r.keep_alive), (200, BodyFraming::Length(5), true));
+    let r = resp("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true).unwrap();
+    assert_eq!(r.framing, BodyFraming::Empty);
+    let r = resp("HTTP/1.1 204 No Content\r\n\r\n", false).unwrap();
+    assert_eq!(r.framing, BodyFraming::Empty);
+    let r = resp("HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", false).unwrap();
+    assert_eq!(r.framing, BodyFraming::Empty);
+    let r = resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false).unwrap();
+    assert_eq!(r.framing, BodyFraming::Chunked);
+    let r = resp("HTTP/1.1 200 OK\r\n\r\n", false).unwrap();
+    assert_eq!((r.framing, r.keep_alive), (BodyFraming::UntilClose, false));
+    let r = resp("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false).unwrap();
+    assert!(!r.keep_alive);
+    let r = resp("HTTP/1.1 100 Continue\r\n\r\n", false).unwrap();
+    assert!(r.is_interim());
+    let err = resp("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", false).unwrap_err();
+    assert_eq!(err, HeadError::ContentLengthAndTransferEncoding);
+}
+
+#[test]
+fn decimal_parser_is_strict() {
+    assert_eq!(parse_decimal(b"0"), Some(0));
+    assert_eq!(parse_decimal(b"18446744073709551615"), None);
+    assert_eq!(parse_decimal(b"1844674407370955161"), Some(1_844_674_407_370_955_161));
+    assert_eq!(parse_decimal(b""), None);
+    assert_eq!(parse_decimal(b"-1"), None);
+    assert_eq!(parse_decimal(b"1 2"), None);
+}

@@ -1,0 +1,325 @@
+//! Write forwarded heads: what the next hop sees.
+//!
+//! The proxy copies each kept header line from the read buffer into one
+//! output buffer it reuses for every request (one `memcpy` a header, no
+//! allocation), drops hop-by-hop headers, re-adds its own framing and
+//! connection headers, and applies the route's header edits. One contiguous
+//! buffer means one write syscall (or one io_uring SQE) for the whole head.
+
+use crate::head::{HeaderKind, HeaderSpan, RequestHead, ResponseHead, Span};
+use crate::BodyFraming;
+
+/// Header edits a route asks for, compiled from config. Names are stored
+/// lowercase so matching needs no allocation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    /// Header names to drop.
+    pub remove: Vec<Box<[u8]>>,
+    /// Headers to append, after removal.
+    pub add: Vec<(Box<[u8]>, Box<[u8]>)>,
+}
+
+impl HeaderEdits {
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.add.is_empty()
+    }
+
+    fn removes(&self, name: &[u8]) -> bool {
+        self.remove.iter().any(|r| r.eq_ignore_ascii_case(name))
+    }
+}
+
+/// What the proxy knows about the request beyond its head.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestContext<'a> {
+    /// The client's address as text, appended to X-Forwarded-For.
+    pub client_ip: &'a [u8],
+    /// `http` or `https`, set as X-Forwarded-Proto when the client sent none.
+    pub proto: &'a [u8],
+    /// Host to send when an HTTP/1.0 client sent none (the upstream address).
+    pub fallback_host: &'a [u8],
+}
+
+/// Append the request head to send upstream. The upstream always gets
+/// HTTP/1.1 with the same framing the client used (a chunked body stays
+/// chunked and is forwarded verbatim).
+pub fn write_request_head(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &RequestHead,
+    ctx: &RequestContext<'_>,
+    edits: &HeaderEdits,
+) {
+    out.extend_from_slice(head.method.get(buf));
+    out.push(b' ');
+    out.extend_from_slice(head.target.get(buf));
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+
+    let last_xff = head
+        .headers
+        .iter()
+        .rposition(|h| h.kind == HeaderKind::XForwardedFor);
+    let mut saw_xfp = false;
+    for (i, h) in head.headers.iter().enumerate() {
+        match h.kind {
+            HeaderKind::HopByHop | HeaderKind::TransferEncoding | HeaderKind::Expect => continue,
+            HeaderKind::XForwardedProto => saw_xfp = true,
+            _ => {}
+        }
+        if !edits.remove.is_empty() && edits.removes(h.name.get(buf)) {
+            continue;
+        }
+        if Some(i) == last_xff {
+            write_field_start(out, buf, h);
+            out.extend_from_slice(b", ");
+            out.extend_from_slice(ctx.client_ip);
+            out.extend_from_slice(b"\r\n");
+        } else {
+            write_field(out, buf, h);
+        }
+    }
+    if last_xff.is_none() {
+        write_pair(out, b"x-forwarded-for", ctx.client_ip);
+    }
+    if !saw_xfp {
+        write_pair(out, b"x-forwarded-proto", ctx.proto);
+    }
+    if head.host.is_none() {
+        write_pair(out, b"host", ctx.fallback_host);
+    }
+    if head.framing == BodyFraming::Chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if let Some(proto) = head.upgrade {
+        out.extend_from_slice(b"connection: upgrade\r\n");
+        write_pair(out, b"upgrade", proto.get(buf));
+    }
+    for (name, value) in &edits.add {
+        write_pair(out, name, value);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the response to the client is delimited and whether the connection
+/// stays open; decided by the proxy from both sides' versions and framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseFraming {
+    /// Forward the upstream's own framing (Content-Length or none).
+    AsIs,
+    /// Send `transfer-encoding: chunked` (forwarding or re-chunking).
+    Chunked,
+    /// No framing header: the body ends when the proxy closes.
+    Close,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionHeader {
+    /// Nothing: HTTP/1.1 keep-alive is the default.
+    None,
+    /// `connection: keep-alive`, for an HTTP/1.0 client that asked for it.
+    KeepAlive,
+    /// `connection: close`.
+    Close,
+    /// `connection: upgrade` plus the upstream's Upgrade header (101).
+    Upgrade,
+}
+
+/// Append the response head to send to the client.
+pub fn write_response_head(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &ResponseHead,
+    framing: ResponseFraming,
+    connection: ConnectionHeader,
+    edits: &HeaderEdits,
+) {
+    write_status_line(out, head.status, head.reason.get(buf));
+    let mut upgrade: Option<Span> = None;
+    for h in &head.headers {
+        let name = h.name.get(buf);
+        match h.kind {
+            HeaderKind::HopByHop => {
+                if connection == ConnectionHeader::Upgrade && name.eq_ignore_ascii_case(b"upgrade") {
+                    upgrade = Some(h.value);
+                }
+                continue;
+            }
+            HeaderKind::TransferEncoding => continue,
+            HeaderKind::ContentLength if framing != ResponseFraming::AsIs => continue,
+            _ => {}
+        }
+        if !edits.remove.is_empty() && edits.removes(name) {
+            continue;
+        }
+        write_field(out, buf, h);
+    }
+    if framing == ResponseFraming::Chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    match connection {
+        ConnectionHeader::None => {}
+        ConnectionHeader::KeepAlive => out.extend_from_slice(b"connection: keep-alive\r\n"),
+        ConnectionHeader::Close => out.extend_from_slice(b"connection: close\r\n"),
+        ConnectionHeader::Upgrade => {
+            out.extend_from_slice(b"connection: upgrade\r\n");
+            if let Some(proto) = upgrade {
+                write_pair(out, b"upgrade", proto.get(buf));
+            }
+        }
+    }
+    for (name, value) in &edits.add {
+        write_pair(out, name, value);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `HTTP/1.1 {status} {reason}\r\n`.
+pub fn write_status_line(out: &mut Vec<u8>, status: u16, reason: &[u8]) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    let code = status.min(999);
+    out.extend_from_slice(&[
+        b'0' + (code / 100) as u8,
+        b'0' + (code / 10 % 10) as u8,
+        b'0' + (code % 10) as u8,
+        b' ',
+    ]);
+    out.extend_from_slice(reason);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_field_start(out: &mut Vec<u8>, buf: &[u8], h: &HeaderSpan) {
+    out.extend_from_slice(h.name.get(buf));
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(h.value.get(buf));
+}
+
+fn write_field(out: &mut Vec<u8>, buf: &[u8], h: &HeaderSpan) {
+    write_field_start(out, buf, h);
+    out.extend_from_slice(b"\r\n");
+}
+
+pub fn write_pair(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{parse_request, parse_response, Limits};
+
+    const CTX: RequestContext<'static> = RequestContext {
+        client_ip: b"10.0.0.9",
+        proto: b"http",
+        fallback_host: b"10.1.1.1:80",
+    };
+
+    fn rewrite_request(raw: &str, edits: &HeaderEdits) -> String {
+        let mut head = RequestHead::default();
+        assert!(parse_request(raw.as_bytes(), &Limits::default(), &mut head).unwrap());
+        let mut out = Vec::new();
+        write_request_head(&mut out, raw.as_bytes(), &head, &CTX, edits);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn request_drops_hop_by_hop_and_adds_forwarding_headers() {
+        let out = rewrite_request(
+            "GET /x HTTP/1.1\r\nHost: svc\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: 5\r\nUpgrade: h2c\r\nAccept: */*\r\n\r\n",
+            &HeaderEdits::default(),
+        );
+        assert_eq!(
+            out,
+            "GET /x HTTP/1.1\r\nHost: svc\r\nAccept: */*\r\nx-forwarded-for: 10.0.0.9\r\nx-forwarded-proto: http\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn request_appends_to_the_last_x_forwarded_for_and_keeps_proto() {
+        let out = rewrite_request(
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 2.2.2.2\r\nX-Forwarded-Proto: https\r\n\r\n",
+            &HeaderEdits::default(),
+        );
+        assert_eq!(
+            out,
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 2.2.2.2, 10.0.0.9\r\nX-Forwarded-Proto: https\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn request_keeps_chunked_framing_and_upgrade_and_drops_expect() {
+        let out = rewrite_request(
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
+            &HeaderEdits::default(),
+        );
+        assert!(out.ends_with("transfer-encoding: chunked\r\n\r\n"), "{out}");
+        assert!(!out.to_ascii_lowercase().contains("expect"), "{out}");
+        let out = rewrite_request(
+            "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            &HeaderEdits::default(),
+        );
+        assert!(out.ends_with("connection: upgrade\r\nupgrade: websocket\r\n\r\n"), "{out}");
+    }
+
+    #[test]
+    fn http10_request_without_host_gets_the_upstream_as_host() {
+        let out = rewrite_request("GET / HTTP/1.0\r\n\r\n", &HeaderEdits::default());
+        assert!(out.starts_with("GET / HTTP/1.1\r\n"), "{out}");
+        assert!(out.contains("host: 10.1.1.1:80\r\n"), "{out}");
+    }
+
+    #[test]
+    fn route_edits_remove_then_add() {
+        let edits = HeaderEdits {
+            remove: vec![b"x-internal".to_vec().into()],
+            add: vec![(b"x-route".to_vec().into(), b"r1".to_vec().into())],
+        };
+        let out = rewrite_request("GET / HTTP/1.1\r\nHost: a\r\nX-Internal: s\r\n\r\n", &edits);
+        assert!(!out.contains("X-Internal"), "{out}");
+        assert!(out.ends_with("x-route: r1\r\n\r\n"), "{out}");
+    }
+
+    fn rewrite_response(raw: &str, framing: ResponseFraming, conn: ConnectionHeader) -> String {
+        let mut head = ResponseHead::default();
+        assert!(parse_response(raw.as_bytes(), &Limits::default(), false, &mut head).unwrap());
+        let mut out = Vec::new();
+        write_response_head(&mut out, raw.as_bytes(), &head, framing, conn, &HeaderEdits::default());
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn response_reframing() {
+        let raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\nX-A: 1\r\n\r\n";
+        assert_eq!(
+            rewrite_response(raw, ResponseFraming::Chunked, ConnectionHeader::None),
+            "HTTP/1.1 200 OK\r\nX-A: 1\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        assert_eq!(
+            rewrite_response(raw, ResponseFraming::Close, ConnectionHeader::Close),
+            "HTTP/1.1 200 OK\r\nX-A: 1\r\nconnection: close\r\n\r\n"
+        );
+        let raw = "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\n";
+        assert_eq!(
+            rewrite_response(raw, ResponseFraming::AsIs, ConnectionHeader::KeepAlive),
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nconnection: keep-alive\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn switching_protocols_keeps_upgrade() {
+        let raw = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: x\r\n\r\n";
+        assert_eq!(
+            rewrite_response(raw, ResponseFraming::AsIs, ConnectionHeader::Upgrade),
+            "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn status_line_formats_three_digits() {
+        let mut out = Vec::new();
+        write_status_line(&mut out, 404, b"Not Found");
+        assert_eq!(out, b"HTTP/1.1 404 Not Found\r\n");
+    }
+}
