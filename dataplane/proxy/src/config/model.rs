@@ -1,0 +1,179 @@
+//! The validated config: what the rest of the proxy is allowed to see.
+//!
+//! Every value here has passed validation and has its default filled in;
+//! cluster references are indices, matchers are pre-lowercased bytes. A
+//! `Config` is immutable and shared with the cores behind an `Arc`; each core
+//! builds its own mutable state (pools, balancer cursors) from it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ringmesh_http1::rewrite::HeaderEdits;
+use ringmesh_http1::Limits;
+
+#[derive(Debug)]
+pub struct Config {
+    pub runtime: Runtime,
+    pub admin: Option<SocketAddr>,
+    pub listeners: Vec<Listener>,
+    pub clusters: Vec<Cluster>,
+    /// The config as the user wrote it, as JSON, for `/config_dump`.
+    pub dump: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runtime {
+    pub workers: Workers,
+    /// CPU ids to pin workers to; worker `i` gets `cpu_affinity[i % len]`.
+    pub cpu_affinity: Option<Vec<usize>>,
+    pub io: IoMode,
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    /// One per CPU in the process's affinity mask.
+    Auto,
+    Count(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoMode {
+    /// io_uring, falling back to epoll when io_uring cannot be set up.
+    Auto,
+    Uring,
+    Epoll,
+}
+
+#[derive(Debug)]
+pub struct Listener {
+    pub name: String,
+    pub address: SocketAddr,
+    pub limits: Limits,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub matcher: RouteMatch,
+    pub action: Action,
+    /// From forwarding the request to the upstream's response head.
+    pub timeout: Option<Duration>,
+    pub request_headers: HeaderEdits,
+    pub response_headers: HeaderEdits,
+}
+
+#[derive(Debug, Default)]
+pub struct RouteMatch {
+    pub host: Option<HostMatch>,
+    pub path: PathMatch,
+    /// Uppercase method name.
+    pub method: Option<Box<[u8]>>,
+    pub headers: Vec<HeaderMatch>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum HostMatch {
+    /// Lowercase host, no port.
+    Exact(Box<[u8]>),
+    /// `*.example.com` stored as `.example.com`.
+    Suffix(Box<[u8]>),
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub enum PathMatch {
+    #[default]
+    Any,
+    Exact(Box<[u8]>),
+    Prefix(Box<[u8]>),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct HeaderMatch {
+    /// Lowercase name.
+    pub name: Box<[u8]>,
+    pub rule: HeaderRule,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeaderRule {
+    Exact(Box<[u8]>),
+    Present(bool),
+}
+
+/// Index into `Config::clusters`.
+pub type ClusterId = usize;
+
+#[derive(Debug)]
+pub enum Action {
+    Cluster(ClusterId),
+    /// Clusters with cumulative weights; `total` is the last cumulative sum.
+    Weighted { choices: Vec<(ClusterId, u64)>, total: u64 },
+    Direct { status: u16, body: Bytes },
+}
+
+#[derive(Debug)]
+pub struct Cluster {
+    pub name: String,
+    pub endpoints: Vec<EndpointSpec>,
+    pub lb: LbPolicy,
+    pub connect_timeout: Duration,
+    /// How often DNS names among the endpoints are resolved again.
+    pub dns_refresh: Duration,
+    pub pool: PoolConfig,
+}
+
+impl Cluster {
+    pub fn has_dns_endpoints(&self) -> bool {
+        self.endpoints.iter().any(|e| matches!(e, EndpointSpec::Dns { .. }))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointSpec {
+    Ip(SocketAddr),
+    Dns { host: String, port: u16 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbPolicy {
+    RoundRobin,
+    /// Power of two choices on in-flight requests (per core).
+    LeastRequest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConfig {
+    pub max_idle_per_endpoint: usize,
+    pub idle_timeout: Duration,
+    /// Most upstream connections to the cluster, split evenly across cores.
+    pub max_connections: usize,
+}
+
+/// Defaults, each with the reason for its value.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// Long enough for a slow client on a bad link, short enough that
+    /// slowloris connections do not pile up (nginx: 60s, Envoy: none).
+    pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Idle keep-alive connections from clients: nginx's keepalive_timeout
+    /// is 75s, Envoy's idle_timeout 1h; a minute frees memory sooner.
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Local upstreams answer a SYN in microseconds; a second covers a
+    /// loaded host without hiding a dead endpoint for long.
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+    /// Below common upstream keep-alive timeouts (nginx 75s, Node 5s is the
+    /// outlier), so the proxy, not the upstream, usually closes idle ones.
+    pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+    pub const MAX_IDLE_PER_ENDPOINT: usize = 64;
+    /// Envoy's default circuit-breaker max_connections.
+    pub const MAX_CONNECTIONS: usize = 1024;
+    pub const DNS_REFRESH: Duration = Duration::from_secs(30);
+    /// Kubernetes' default grace period is 30s; drain inside it.
+    pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+}

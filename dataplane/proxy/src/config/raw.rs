@@ -1,0 +1,153 @@
+//! The config file as written: serde types that mirror `proxy.yaml` field for
+//! field. Nothing here is trusted; `validate` turns it into `model` types.
+//!
+//! Fields that validation may complain about are `Spanned` so an error can
+//! name the line they came from; every struct denies unknown fields so a typo
+//! is an error, not a silently ignored setting.
+
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+pub type S<T> = Spanned<T>;
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub runtime: RawRuntime,
+    #[serde(default)]
+    pub admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub listeners: Vec<S<RawListener>>,
+    #[serde(default)]
+    pub clusters: Vec<S<RawCluster>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRuntime {
+    /// `auto` or a count.
+    pub workers: Option<S<StringOrNumber>>,
+    /// CPU ids to pin workers to, in order.
+    pub cpu_affinity: Option<S<Vec<usize>>>,
+    /// `auto`, `uring` or `epoll`.
+    pub io: Option<S<String>>,
+    pub drain_timeout: Option<S<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum StringOrNumber {
+    Number(u64),
+    String(String),
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub address: S<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub name: S<String>,
+    pub address: S<String>,
+    pub max_header_bytes: Option<S<u64>>,
+    pub max_headers: Option<S<u64>>,
+    pub header_read_timeout: Option<S<String>>,
+    pub idle_timeout: Option<S<String>>,
+    #[serde(default)]
+    pub routes: Vec<S<RawRoute>>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: Option<S<String>>,
+    #[serde(default, rename = "match")]
+    pub matcher: RawMatch,
+    pub cluster: Option<S<String>>,
+    pub weighted_clusters: Option<Vec<S<RawWeighted>>>,
+    pub direct_response: Option<S<RawDirect>>,
+    pub timeout: Option<S<String>>,
+    pub request_headers: Option<RawHeaderEdits>,
+    pub response_headers: Option<RawHeaderEdits>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    pub host: Option<S<String>>,
+    pub path: Option<S<RawPath>>,
+    pub method: Option<S<String>>,
+    #[serde(default)]
+    pub headers: Vec<S<RawHeaderMatch>>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPath {
+    pub exact: Option<String>,
+    pub prefix: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaderMatch {
+    pub name: S<String>,
+    pub exact: Option<String>,
+    pub present: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeighted {
+    pub cluster: S<String>,
+    pub weight: S<u64>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDirect {
+    pub status: S<u64>,
+    #[serde(default)]
+    pub body: String,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaderEdits {
+    #[serde(default)]
+    pub add: Vec<S<RawHeader>>,
+    #[serde(default)]
+    pub remove: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeader {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub name: S<String>,
+    #[serde(default)]
+    pub endpoints: Vec<S<String>>,
+    pub lb: Option<S<String>>,
+    pub connect_timeout: Option<S<String>>,
+    pub dns_refresh: Option<S<String>>,
+    #[serde(default)]
+    pub pool: RawPool,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    pub max_idle_per_endpoint: Option<S<u64>>,
+    pub idle_timeout: Option<S<String>>,
+    pub max_connections: Option<S<u64>>,
+}

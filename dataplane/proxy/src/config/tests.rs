@@ -1,0 +1,140 @@
+use super::model::*;
+use super::*;
+
+fn errors(yaml: &str) -> Vec<String> {
+    match parse(yaml, "t.yaml") {
+        Ok(_) => panic!("config should be rejected:\n{yaml}"),
+        Err(e) => e.to_string().lines().map(str::to_string).collect(),
+    }
+}
+
+#[test]
+fn example_config_is_valid() {
+    let config = parse(EXAMPLE, "examples/proxy.yaml").unwrap();
+    assert_eq!(config.listeners.len(), 1);
+    assert_eq!(config.clusters[0].name, "local-app");
+    assert!(matches!(config.listeners[0].routes[0].action, Action::Direct { status: 200, .. }));
+    assert_eq!(config.admin, Some("127.0.0.1:9901".parse().unwrap()));
+}
+
+#[test]
+fn defaults_are_filled_in() {
+    let config = parse(
+        "listeners:\n  - name: l\n    address: 127.0.0.1:0\n    routes:\n      - cluster: c\nclusters:\n  - name: c\n    endpoints: [127.0.0.1:1]\n",
+        "t.yaml",
+    )
+    .unwrap();
+    assert_eq!(config.runtime.workers, Workers::Auto);
+    assert_eq!(config.runtime.io, IoMode::Auto);
+    let l = &config.listeners[0];
+    assert_eq!(l.header_read_timeout, defaults::HEADER_READ_TIMEOUT);
+    assert_eq!(l.limits.max_header_bytes, 64 * 1024);
+    assert_eq!(l.routes[0].name, "route0");
+    let c = &config.clusters[0];
+    assert_eq!(c.lb, LbPolicy::RoundRobin);
+    assert_eq!(c.pool.max_idle_per_endpoint, defaults::MAX_IDLE_PER_ENDPOINT);
+}
+
+#[test]
+fn all_semantic_errors_are_reported_with_line_and_path() {
+    let yaml = "\
+listeners:
+  - name: a
+    address: 127.0.0.1:8080
+    routes:
+      - cluster: bakend
+      - direct_response: { status: 700 }
+  - name: a
+    address: nonsense
+clusters:
+  - name: backend
+    endpoints: [127.0.0.1:1, 'bad host:x']
+    lb: random
+";
+    let errs = errors(yaml);
+    assert_eq!(
+        errs,
+        vec![
+            "t.yaml:5:18: listeners[0].routes[0].cluster: unknown cluster `bakend` (did you mean `backend`?)",
+            "t.yaml:6:36: listeners[0].routes[1].direct_response.status: status must be from 200 to 599",
+            "t.yaml:7:11: listeners[1].name: duplicate listener name `a`",
+            "t.yaml:8:14: listeners[1].address: `nonsense` is not an IP:PORT address",
+            "t.yaml:11:30: clusters[0].endpoints[1]: `bad host:x` is not HOST:PORT or IP:PORT",
+            "t.yaml:12:9: clusters[0].lb: unknown lb policy `random`: use round_robin or least_request",
+        ]
+    );
+}
+
+#[test]
+fn unknown_field_suggests_the_closest() {
+    let errs = errors("listeners:\n  - name: a\n    adress: 127.0.0.1:1\n");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("t.yaml:3:"), "{errs:?}");
+    assert!(errs[0].contains("unknown field `adress`"), "{errs:?}");
+    assert!(errs[0].contains("did you mean `address`?"), "{errs:?}");
+    assert!(!errs[0].contains("at line"), "location is said once: {errs:?}");
+}
+
+#[test]
+fn route_needs_exactly_one_action() {
+    let errs = errors(
+        "listeners:\n  - name: a\n    address: 127.0.0.1:1\n    routes:\n      - match: { path: { prefix: / } }\n",
+    );
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].contains("listeners[0].routes[0]: a route needs exactly one of"), "{errs:?}");
+}
+
+#[test]
+fn bad_values_are_reported() {
+    let yaml = "\
+runtime: { workers: 0, io: kqueue, drain_timeout: soon }
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    routes:
+      - match: { host: 'foo*', path: { exact: x }, headers: [ { name: 'bad name', exact: v } ] }
+        direct_response: { status: 200 }
+        request_headers: { add: [ { name: x-a, value: \"a\\r\\nb\" } ] }
+";
+    let errs = errors(yaml).join("\n");
+    for want in [
+        "runtime.workers: must be `auto`",
+        "runtime.io: unknown io driver `kqueue`",
+        "runtime.drain_timeout: `soon` is not a duration",
+        "listeners[0].routes[0].match.host:",
+        "listeners[0].routes[0].match.path:",
+        "listeners[0].routes[0].match.headers[0].name: `bad name` is not a valid header name",
+        "listeners[0].routes[0].request_headers.add[0].value: header value must not contain CR",
+    ] {
+        assert!(errs.contains(want), "missing {want:?} in\n{errs}");
+    }
+}
+
+#[test]
+fn matchers_and_weights_compile() {
+    let yaml = "\
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    routes:
+      - match: { host: '*.Example.com', path: { prefix: /api }, method: get, headers: [ { name: X-Canary, present: true } ] }
+        weighted_clusters: [ { cluster: v1, weight: 90 }, { cluster: v2, weight: 10 } ]
+clusters:
+  - { name: v1, endpoints: [127.0.0.1:1] }
+  - { name: v2, endpoints: ['localhost:2'], lb: least_request }
+";
+    let config = parse(yaml, "t.yaml").unwrap();
+    let route = &config.listeners[0].routes[0];
+    assert_eq!(route.matcher.host, Some(HostMatch::Suffix(b".example.com".to_vec().into())));
+    assert_eq!(route.matcher.path, PathMatch::Prefix(b"/api".to_vec().into()));
+    assert_eq!(route.matcher.method.as_deref(), Some(&b"GET"[..]));
+    assert_eq!(route.matcher.headers[0].name.as_ref(), b"x-canary");
+    match &route.action {
+        Action::Weighted { choices, total } => {
+            assert_eq!(choices, &vec![(0, 90), (1, 100)]);
+            assert_eq!(*total, 100);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(config.clusters[1].endpoints, vec![EndpointSpec::Dns { host: "localhost".into(), port: 2 }]);
+}

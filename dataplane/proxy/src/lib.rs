@@ -1,0 +1,2 @@
+//! ringmesh data plane.
+pub mod config;
