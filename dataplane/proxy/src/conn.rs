@@ -1,0 +1,560 @@
+//! The life of a downstream connection and of each request on it.
+//!
+//! Read this file top to bottom to follow a request:
+//!
+//! 1. `read_head`: wait for the next request (idle timeout, drain), then for
+//!    a complete head (header timeout, size limits), parse and check framing.
+//! 2. `route`: first matching route of the listener.
+//! 3. the route's action: `direct` answers from config; `forward` picks an
+//!    endpoint, takes a pooled connection or opens one, sends the rewritten
+//!    head and streams the body, reads the response head, rewrites it, and
+//!    streams the response body back.
+//! 4. keep-alive, close, or hand both sockets to `tunnel` after a 101.
+//!
+//! Failures before the response head reaches the client become an error
+//! response (`error::write_error_response`); failures after it close the
+//! connection, since the status line has already been sent.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use monoio::io::{AsyncWriteRentExt, Splitable};
+use monoio::net::TcpStream;
+use ringmesh_http1::rewrite::{self, ConnectionHeader, RequestContext, ResponseFraming};
+use ringmesh_http1::{parse_request, parse_response, BodyFraming, RequestHead, ResponseHead, Version};
+use tracing::{debug, warn};
+
+use crate::cluster::{ClusterState, InFlight};
+use crate::config::model::{Action, Listener, Route};
+use crate::error::{write_error_response, ProxyError};
+use crate::io::{relay, write_vec, BodyMode, ReadBuf, RelayError};
+use crate::router;
+use crate::worker::{Core, Snapshot};
+
+/// Read buffer each connection starts with; grows for large heads and
+/// bodies, and shrinks back when the connection goes idle.
+const READ_BUFFER: usize = 16 * 1024;
+
+/// What happens to the connection after a request.
+enum Next {
+    KeepAlive,
+    Close,
+    /// 101 Switching Protocols: relay bytes both ways until either closes.
+    Tunnel(TcpStream),
+}
+
+/// Per-connection state, reused by every request on the connection so the
+/// steady state allocates nothing.
+struct Conn {
+    core: Rc<Core>,
+    listener: usize,
+    peer_ip: Box<[u8]>,
+    /// Bytes from the client not yet consumed.
+    rbuf: ReadBuf,
+    /// Bytes from the upstream not yet consumed.
+    ubuf: ReadBuf,
+    /// Outgoing heads are assembled here.
+    wbuf: Vec<u8>,
+    /// Scratch for re-framed body pieces.
+    scratch: Vec<u8>,
+    head: RequestHead,
+    resp: ResponseHead,
+    /// The current request's body has not been read yet; an early error
+    /// response must then close the connection.
+    request_body_pending: bool,
+}
+
+/// Serve one accepted connection until it closes.
+pub async fn serve(core: Rc<Core>, listener: usize, mut io: TcpStream, peer: SocketAddr) {
+    let _ = io.set_nodelay(true);
+    let stats = &core.stats.listeners[listener];
+    stats.connections_total.inc();
+    stats.connections_active.inc();
+    core.connections.set(core.connections.get() + 1);
+    let mut conn = Conn {
+        core: core.clone(),
+        listener,
+        peer_ip: peer.ip().to_string().into_bytes().into(),
+        rbuf: ReadBuf::with_capacity(READ_BUFFER),
+        ubuf: ReadBuf::with_capacity(READ_BUFFER),
+        wbuf: Vec::with_capacity(1024),
+        scratch: Vec::new(),
+        head: RequestHead::default(),
+        resp: ResponseHead::default(),
+        request_body_pending: false,
+    };
+    loop {
+        let snapshot = core.snapshot();
+        match conn.request(&snapshot, &mut io).await {
+            Next::KeepAlive if !core.drain.is_draining() => continue,
+            Next::KeepAlive | Next::Close => break,
+            Next::Tunnel(upstream) => {
+                tunnel(io, upstream, conn.rbuf, conn.ubuf).await;
+                break;
+            }
+        }
+    }
+    let stats = &core.stats.listeners[listener];
+    stats.connections_active.dec();
+    core.connections.set(core.connections.get() - 1);
+}
+
+impl Conn {
+    /// One request, from head to the end of the response.
+    async fn request(&mut self, snap: &Snapshot, io: &mut TcpStream) -> Next {
+        let listener = &snap.config.listeners[self.listener];
+        match self.read_head(listener, io).await {
+            Ok(true) => {}
+            Ok(false) => return Next::Close,
+            Err(err) => {
+                self.core.stats.listeners[self.listener].unrouted.record(err.status());
+                return self.respond_error(io, err, true).await;
+            }
+        }
+        let Some(ri) = router::route(listener, self.rbuf.data(), &self.head) else {
+            self.core.stats.listeners[self.listener].unrouted.record(404);
+            let close = self.head.framing != BodyFraming::Empty || !self.head.keep_alive;
+            return self.respond_error(io, ProxyError::NoRoute, close).await;
+        };
+        let route = &listener.routes[ri];
+        let (status, next) = match &route.action {
+            Action::Direct { status, body } => (*status, self.direct(io, *status, body).await),
+            Action::Cluster(id) => self.forward(snap, listener, route, *id, io).await,
+            Action::Weighted { choices, total } => {
+                let roll = self.core.rng.borrow_mut().u64(..*total);
+                match router::pick_weighted(choices, roll) {
+                    Some(id) => self.forward(snap, listener, route, id, io).await,
+                    None => (500, Next::Close),
+                }
+            }
+        };
+        self.core.stats.routes[self.listener][ri].record(status);
+        next
+    }
+
+    /// Wait for and parse the next request head. `Ok(false)`: the client
+    /// closed, went idle too long, or the core is draining.
+    async fn read_head(&mut self, listener: &Listener, io: &mut TcpStream) -> Result<bool, ProxyError> {
+        let limits = listener.limits;
+        let limit = limits.max_header_bytes + READ_BUFFER;
+        if self.rbuf.is_empty() {
+            self.rbuf.shrink();
+            let drain = self.core.drain.wait();
+            let first = monoio::time::timeout(listener.idle_timeout, self.rbuf.fill(io, limit));
+            monoio::select! {
+                _ = drain => return Ok(false),
+                read = first => match read {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return Ok(false),
+                },
+            }
+        }
+        let deadline = monoio::time::Instant::now() + listener.header_read_timeout;
+        loop {
+            match parse_request(self.rbuf.data(), &limits, &mut self.head) {
+                Ok(true) => return Ok(true),
+                Ok(false) => {}
+                Err(e) => return Err(ProxyError::BadRequest(e)),
+            }
+            match monoio::time::timeout_at(deadline, self.rbuf.fill(io, limit)).await {
+                Err(_) => return Err(ProxyError::HeaderTimeout),
+                Ok(Ok(0)) | Ok(Err(_)) => return Ok(false),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Answer from config. The request body, if any, is not read, so the
+    /// connection closes after such a request.
+    async fn direct(&mut self, io: &mut TcpStream, status: u16, body: &[u8]) -> Next {
+        let keep = self.head.keep_alive && self.head.framing == BodyFraming::Empty;
+        let is_head = self.head.is_head_method(self.rbuf.data());
+        self.rbuf.consume(self.head.head_len);
+        self.wbuf.clear();
+        rewrite::write_status_line(&mut self.wbuf, status, crate::error::reason_phrase(status).as_bytes());
+        self.wbuf.extend_from_slice(b"content-length: ");
+        self.wbuf.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+        self.wbuf.extend_from_slice(b"\r\n");
+        self.wbuf.extend_from_slice(connection_header(keep, self.head.version));
+        self.wbuf.extend_from_slice(b"\r\n");
+        if !is_head {
+            self.wbuf.extend_from_slice(body);
+        }
+        match write_vec(io, &mut self.wbuf).await {
+            Ok(()) if keep => Next::KeepAlive,
+            _ => Next::Close,
+        }
+    }
+
+    /// Proxy the request to cluster `id`; returns the status the client got.
+    async fn forward(
+        &mut self,
+        snap: &Snapshot,
+        listener: &Listener,
+        route: &Route,
+        id: usize,
+        io: &mut TcpStream,
+    ) -> (u16, Next) {
+        let cluster = &snap.clusters[id];
+        let result = self.exchange(cluster, listener, route, io).await;
+        let (status, next) = match result {
+            Ok(done) => done,
+            Err(Failure::Respond(err)) => {
+                warn!(cluster = %cluster.name, route = %route.name, reason = %err, status = err.status(), "request failed");
+                let close = err.closes_connection() || !self.head.keep_alive || self.request_body_pending;
+                (err.status(), self.respond_error(io, err, close).await)
+            }
+            Err(Failure::Abort(why)) => {
+                debug!(cluster = %cluster.name, route = %route.name, why, "connection aborted");
+                (self.resp.status.max(499), Next::Close)
+            }
+        };
+        cluster.stats.get().requests.record(status);
+        (status, next)
+    }
+}
+
+/// How an exchange failed: before the client saw a response (send an error
+/// response) or after (only closing is left).
+enum Failure {
+    Respond(ProxyError),
+    Abort(&'static str),
+}
+
+impl Conn {
+    async fn exchange(
+        &mut self,
+        cluster: &ClusterState,
+        listener: &Listener,
+        route: &Route,
+        io: &mut TcpStream,
+    ) -> Result<(u16, Next), Failure> {
+        // Facts about the request, taken before its head bytes are consumed.
+        let buf = self.rbuf.data();
+        let req = RequestFacts {
+            is_head: self.head.is_head_method(buf),
+            version: self.head.version,
+            keep_alive: self.head.keep_alive,
+            upgrade: self.head.upgrade.is_some(),
+            body: self.head.framing,
+            expect_continue: self.head.expect_continue,
+        };
+        let ep = cluster
+            .pick(&mut self.core.rng.borrow_mut())
+            .ok_or(Failure::Respond(ProxyError::NoEndpoints))?;
+        let in_flight = InFlight::new(ep);
+        self.wbuf.clear();
+        let ctx = RequestContext {
+            client_ip: &self.peer_ip,
+            proto: b"http",
+            fallback_host: &in_flight.endpoint().authority,
+        };
+        rewrite::write_request_head(&mut self.wbuf, buf, &self.head, &ctx, &route.request_headers);
+        self.rbuf.consume(self.head.head_len);
+        self.request_body_pending = req.body != BodyFraming::Empty;
+
+        if req.expect_continue && self.request_body_pending {
+            let sent = io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n" as &'static [u8]).await.0;
+            sent.map_err(|_| Failure::Abort("client closed before 100-continue"))?;
+        }
+
+        let mut upstream = self.send_request(cluster, &in_flight, &req, route, listener.idle_timeout, io).await?;
+        let status = self.resp.status;
+
+        if status == 101 && req.upgrade {
+            self.wbuf.clear();
+            rewrite::write_response_head(&mut self.wbuf, self.ubuf.data(), &self.resp, ResponseFraming::AsIs, ConnectionHeader::Upgrade, &route.response_headers);
+            self.ubuf.consume(self.resp.head_len);
+            write_vec(io, &mut self.wbuf).await.map_err(|_| Failure::Abort("client closed"))?;
+            return Ok((status, Next::Tunnel(upstream.detach())));
+        }
+
+        let plan = response_plan(&self.resp, &req, self.core.drain.is_draining());
+        self.wbuf.clear();
+        rewrite::write_response_head(&mut self.wbuf, self.ubuf.data(), &self.resp, plan.framing, plan.connection, &route.response_headers);
+        self.ubuf.consume(self.resp.head_len);
+        write_vec(io, &mut self.wbuf).await.map_err(|_| Failure::Abort("client closed during response head"))?;
+
+        if let Some(mode) = plan.body {
+            relay(upstream.stream(), &mut self.ubuf, io, mode, &mut self.scratch, listener.idle_timeout)
+                .await
+                .map_err(|_| Failure::Abort("response body relay failed"))?;
+        }
+        // Reuse the upstream connection only after a cleanly delimited
+        // response with nothing unexpected behind it.
+        let delimited = !matches!(plan.body, Some(BodyMode::UntilClose | BodyMode::Rechunk));
+        if self.resp.keep_alive && delimited && self.ubuf.is_empty() {
+            upstream.release(in_flight.endpoint());
+        }
+        // Bytes left behind belong to a connection that was not reused.
+        self.ubuf.clear();
+        self.ubuf.shrink();
+        Ok((status, if plan.client_keep_alive { Next::KeepAlive } else { Next::Close }))
+    }
+
+    /// Send the request head and body and read the response head. A pooled
+    /// connection the upstream closed while idle shows up as a failed write
+    /// or an EOF before any response byte; the request is then sent once
+    /// more on a new connection, if no streamed body was consumed.
+    async fn send_request<'c>(
+        &mut self,
+        cluster: &'c ClusterState,
+        in_flight: &InFlight,
+        req: &RequestFacts,
+        route: &Route,
+        idle: Duration,
+        io: &mut TcpStream,
+    ) -> Result<Upstream<'c>, Failure> {
+        // A small content-length body that has already arrived goes out in
+        // the same write as the head.
+        if let BodyFraming::Length(n) = req.body {
+            if n as usize <= self.rbuf.len() && n <= SMALL_BODY {
+                self.wbuf.extend_from_slice(&self.rbuf.data()[..n as usize]);
+                self.rbuf.consume(n as usize);
+                self.request_body_pending = false;
+            }
+        }
+        let ep = in_flight.endpoint();
+        let mut pooled = cluster.take_idle(ep, Instant::now());
+        loop {
+            let reused = pooled.is_some();
+            let retry_ok = reused && !self.request_body_pending;
+            let stream = match pooled.take() {
+                Some(s) => s,
+                None => connect(cluster, ep.addr).await.map_err(Failure::Respond)?,
+            };
+            let mut upstream = Upstream { io: Some(stream), cluster };
+            // The head stays in `wbuf` until a response arrives, for a retry.
+            let head = std::mem::take(&mut self.wbuf);
+            let (sent, head) = upstream.stream().write_all(head).await;
+            self.wbuf = head;
+            if sent.is_err() {
+                if retry_ok {
+                    continue;
+                }
+                return Err(Failure::Respond(ProxyError::UpstreamReset));
+            }
+            if self.request_body_pending {
+                let mode = match req.body {
+                    BodyFraming::Length(n) => BodyMode::Length(n),
+                    _ => BodyMode::Chunked,
+                };
+                relay(io, &mut self.rbuf, upstream.stream(), mode, &mut self.scratch, idle)
+                    .await
+                    .map_err(|e| match e {
+                        RelayError::Framing(c) => Failure::Respond(ProxyError::BadRequestBody(c)),
+                        RelayError::Write(_) => Failure::Respond(ProxyError::UpstreamReset),
+                        _ => Failure::Abort("client stopped sending the request body"),
+                    })?;
+                self.request_body_pending = false;
+            }
+            match self.read_response_head(&mut upstream, req, route.timeout, io).await {
+                Err(HeadRead::ClosedEarly) if retry_ok => continue,
+                Err(HeadRead::ClosedEarly) => return Err(Failure::Respond(ProxyError::UpstreamReset)),
+                Err(HeadRead::Failed(f)) => return Err(f),
+                Ok(()) => {
+                    self.wbuf.clear();
+                    return Ok(upstream);
+                }
+            }
+        }
+    }
+
+    /// Read the final response head into `self.resp`, forwarding interim
+    /// 1xx responses to the client on the way.
+    async fn read_response_head(
+        &mut self,
+        upstream: &mut Upstream<'_>,
+        req: &RequestFacts,
+        timeout: Option<Duration>,
+        io: &mut TcpStream,
+    ) -> Result<(), HeadRead> {
+        let limits = ringmesh_http1::Limits::default();
+        let deadline = timeout.map(|t| monoio::time::Instant::now() + t);
+        let mut received = false;
+        loop {
+            match parse_response(self.ubuf.data(), &limits, req.is_head, &mut self.resp) {
+                Ok(true) if self.resp.is_interim() => {
+                    // Our own 100 Continue was already sent; others (103)
+                    // go to the client as they are.
+                    let n = self.resp.head_len;
+                    if self.resp.status == 100 {
+                        self.ubuf.consume(n);
+                    } else {
+                        self.ubuf.write_to(io, n).await.map_err(|_| HeadRead::Failed(Failure::Abort("client closed")))?;
+                    }
+                    continue;
+                }
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => return Err(HeadRead::Failed(Failure::Respond(ProxyError::BadUpstreamResponse(e)))),
+            }
+            let fill = self.ubuf.fill(upstream.stream(), HEAD_LIMIT);
+            let read = match deadline {
+                Some(d) => monoio::time::timeout_at(d, fill).await,
+                None => Ok(fill.await),
+            };
+            match read {
+                Err(_) => return Err(HeadRead::Failed(Failure::Respond(ProxyError::UpstreamTimeout))),
+                Ok(Ok(0)) | Ok(Err(_)) if !received => return Err(HeadRead::ClosedEarly),
+                Ok(Ok(0)) | Ok(Err(_)) => return Err(HeadRead::Failed(Failure::Respond(ProxyError::UpstreamReset))),
+                Ok(Ok(_)) => received = true,
+            }
+        }
+    }
+
+    async fn respond_error(&mut self, io: &mut TcpStream, err: ProxyError, close: bool) -> Next {
+        self.wbuf.clear();
+        write_error_response(&mut self.wbuf, err, close);
+        let sent = write_vec(io, &mut self.wbuf).await;
+        if close || sent.is_err() {
+            return Next::Close;
+        }
+        self.rbuf.consume(self.head.head_len);
+        Next::KeepAlive
+    }
+}
+
+/// Most bytes of a request body sent in the same write as its head.
+const SMALL_BODY: u64 = 16 * 1024;
+/// Upstream response heads get the default 64 KiB limit plus read slack.
+const HEAD_LIMIT: usize = 64 * 1024 + READ_BUFFER;
+
+enum HeadRead {
+    /// The upstream closed before sending a byte: a stale pooled connection.
+    ClosedEarly,
+    Failed(Failure),
+}
+
+/// What `exchange` needs to remember of the request head once its bytes are
+/// consumed.
+struct RequestFacts {
+    is_head: bool,
+    version: Version,
+    keep_alive: bool,
+    upgrade: bool,
+    body: BodyFraming,
+    expect_continue: bool,
+}
+
+/// How the response goes back to the client.
+struct ResponsePlan {
+    framing: ResponseFraming,
+    connection: ConnectionHeader,
+    /// How to relay the body; `None` when there is none.
+    body: Option<BodyMode>,
+    client_keep_alive: bool,
+}
+
+/// Decide response framing from both sides' versions: an HTTP/1.1 client
+/// gets chunked bodies as they are and close-delimited ones re-chunked (so
+/// its connection survives); an HTTP/1.0 client gets a raw body and a close.
+fn response_plan(resp: &ResponseHead, req: &RequestFacts, draining: bool) -> ResponsePlan {
+    let http11 = req.version == Version::Http11;
+    let (framing, body, framing_keeps) = match resp.framing {
+        BodyFraming::Empty => (ResponseFraming::AsIs, None, true),
+        BodyFraming::Length(n) => (ResponseFraming::AsIs, Some(BodyMode::Length(n)), true),
+        BodyFraming::Chunked if http11 => (ResponseFraming::Chunked, Some(BodyMode::Chunked), true),
+        BodyFraming::Chunked => (ResponseFraming::Close, Some(BodyMode::Dechunk), false),
+        BodyFraming::UntilClose if http11 => (ResponseFraming::Chunked, Some(BodyMode::Rechunk), true),
+        BodyFraming::UntilClose => (ResponseFraming::Close, Some(BodyMode::UntilClose), false),
+    };
+    let client_keep_alive = req.keep_alive && framing_keeps && !draining;
+    let connection = match (client_keep_alive, req.version) {
+        (false, _) => ConnectionHeader::Close,
+        (true, Version::Http10) => ConnectionHeader::KeepAlive,
+        (true, Version::Http11) => ConnectionHeader::None,
+    };
+    ResponsePlan { framing, connection, body, client_keep_alive }
+}
+
+fn connection_header(keep: bool, version: Version) -> &'static [u8] {
+    match (keep, version) {
+        (false, _) => b"connection: close\r\n",
+        (true, Version::Http10) => b"connection: keep-alive\r\n",
+        (true, Version::Http11) => b"",
+    }
+}
+
+/// An upstream connection in use. Dropping it closes the connection and
+/// frees its slot in the cluster's limit; `release` returns it to the pool.
+struct Upstream<'c> {
+    io: Option<TcpStream>,
+    cluster: &'c ClusterState,
+}
+
+impl Upstream<'_> {
+    fn stream(&mut self) -> &mut TcpStream {
+        // `io` is only None after `release`/`detach`, which consume self.
+        self.io.as_mut().expect("upstream stream present until released")
+    }
+
+    fn release(mut self, ep: &crate::cluster::Endpoint) {
+        if let Some(io) = self.io.take() {
+            self.cluster.release(ep, io, Instant::now());
+        }
+    }
+
+    /// Take the stream out for a tunnel; it leaves the pool's accounting.
+    fn detach(mut self) -> TcpStream {
+        self.cluster.closed();
+        self.io.take().expect("upstream stream present until released")
+    }
+}
+
+impl Drop for Upstream<'_> {
+    fn drop(&mut self) {
+        if self.io.take().is_some() {
+            self.cluster.closed();
+        }
+    }
+}
+
+async fn connect(cluster: &ClusterState, addr: SocketAddr) -> Result<TcpStream, ProxyError> {
+    if !cluster.reserve_connection() {
+        return Err(ProxyError::PoolExhausted);
+    }
+    let failed = |err| {
+        cluster.closed();
+        cluster.stats.get().connect_failures.inc();
+        err
+    };
+    match monoio::time::timeout(cluster.connect_timeout, TcpStream::connect_addr(addr)).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+        Ok(Err(e)) => {
+            debug!(%addr, error = %e, "upstream connect failed");
+            Err(failed(ProxyError::ConnectFailed))
+        }
+        Err(_) => Err(failed(ProxyError::ConnectTimeout)),
+    }
+}
+
+/// After a 101: bytes already read on each side go first, then each
+/// direction is spliced (kernel-side copy) until its sender closes; the
+/// other side then sees a half-close.
+async fn tunnel(mut client: TcpStream, mut upstream: TcpStream, mut from_client: ReadBuf, mut from_upstream: ReadBuf) {
+    let n = from_client.len();
+    if n > 0 && from_client.write_to(&mut upstream, n).await.is_err() {
+        return;
+    }
+    let n = from_upstream.len();
+    if n > 0 && from_upstream.write_to(&mut client, n).await.is_err() {
+        return;
+    }
+    drop((from_client, from_upstream));
+    let (mut cr, mut cw) = client.into_split();
+    let (mut ur, mut uw) = upstream.into_split();
+    let up = async {
+        let _ = monoio::io::zero_copy(&mut cr, &mut uw).await;
+        let _ = monoio::io::AsyncWriteRent::shutdown(&mut uw).await;
+    };
+    let down = async {
+        let _ = monoio::io::zero_copy(&mut ur, &mut cw).await;
+        let _ = monoio::io::AsyncWriteRent::shutdown(&mut cw).await;
+    };
+    monoio::join!(up, down);
+}

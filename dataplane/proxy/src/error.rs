@@ -1,0 +1,173 @@
+//! Why a request failed, who is at fault, and the response that says so.
+//!
+//! Every failure the proxy answers itself goes through `ProxyError`, and
+//! `ProxyError::status` is the one place a failure becomes a status code.
+//! The reason travels in the `ringmesh-error` response header and the body,
+//! so a user can act on a 502 without reading proxy logs.
+
+use std::fmt;
+
+use ringmesh_http1::{ChunkedError, HeadError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Downstream,
+    Upstream,
+    /// The proxy's own config or limits.
+    Proxy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyError {
+    /// The request head broke a framing or syntax rule.
+    BadRequest(HeadError),
+    /// The request's chunked body was malformed.
+    BadRequestBody(ChunkedError),
+    /// The head did not arrive within `header_read_timeout`.
+    HeaderTimeout,
+    NoRoute,
+    /// The cluster has no endpoints (DNS gave none, or none configured).
+    NoEndpoints,
+    /// The per-core share of `max_connections` is in use.
+    PoolExhausted,
+    ConnectFailed,
+    ConnectTimeout,
+    /// The upstream closed or reset before a complete response head.
+    UpstreamReset,
+    /// No response head within the route's timeout.
+    UpstreamTimeout,
+    /// The upstream's response head broke a framing or syntax rule.
+    BadUpstreamResponse(HeadError),
+}
+
+impl ProxyError {
+    pub fn status(self) -> u16 {
+        match self {
+            ProxyError::BadRequest(e) => e.status(),
+            ProxyError::BadRequestBody(_) => 400,
+            ProxyError::HeaderTimeout => 408,
+            ProxyError::NoRoute => 404,
+            ProxyError::NoEndpoints | ProxyError::PoolExhausted => 503,
+            ProxyError::ConnectFailed | ProxyError::UpstreamReset | ProxyError::BadUpstreamResponse(_) => 502,
+            ProxyError::ConnectTimeout | ProxyError::UpstreamTimeout => 504,
+        }
+    }
+
+    /// Stable identifier for logs, metrics and the `ringmesh-error` header.
+    pub fn reason(self) -> &'static str {
+        match self {
+            ProxyError::BadRequest(e) => e.reason(),
+            ProxyError::BadRequestBody(_) => "invalid_chunked_body",
+            ProxyError::HeaderTimeout => "request_header_timeout",
+            ProxyError::NoRoute => "no_route",
+            ProxyError::NoEndpoints => "no_healthy_endpoints",
+            ProxyError::PoolExhausted => "upstream_connection_limit",
+            ProxyError::ConnectFailed => "upstream_connect_failed",
+            ProxyError::ConnectTimeout => "upstream_connect_timeout",
+            ProxyError::UpstreamReset => "upstream_reset_before_response",
+            ProxyError::UpstreamTimeout => "upstream_response_timeout",
+            ProxyError::BadUpstreamResponse(_) => "upstream_invalid_response",
+        }
+    }
+
+    pub fn fault(self) -> Fault {
+        match self {
+            ProxyError::BadRequest(_) | ProxyError::BadRequestBody(_) | ProxyError::HeaderTimeout => {
+                Fault::Downstream
+            }
+            ProxyError::NoRoute | ProxyError::NoEndpoints | ProxyError::PoolExhausted => Fault::Proxy,
+            _ => Fault::Upstream,
+        }
+    }
+
+    /// Whether the client connection must close after the error response:
+    /// after a framing error the rest of the stream cannot be trusted.
+    pub fn closes_connection(self) -> bool {
+        self.fault() == Fault::Downstream
+    }
+}
+
+impl fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())?;
+        match self {
+            ProxyError::BadUpstreamResponse(e) => write!(f, " ({e})"),
+            ProxyError::BadRequestBody(e) => write!(f, " ({e})"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Append the response for `err` to `out`.
+pub fn write_error_response(out: &mut Vec<u8>, err: ProxyError, close: bool) {
+    let status = err.status();
+    let body = err.to_string();
+    ringmesh_http1::rewrite::write_status_line(out, status, reason_phrase(status).as_bytes());
+    out.extend_from_slice(b"content-type: text/plain\r\nringmesh-error: ");
+    out.extend_from_slice(err.reason().as_bytes());
+    out.extend_from_slice(format!("\r\ncontent-length: {}\r\n", body.len() + 1).as_bytes());
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body.as_bytes());
+    out.push(b'\n');
+}
+
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_maps_to_its_status() {
+        let cases = [
+            (ProxyError::BadRequest(HeadError::InvalidContentLength), 400),
+            (ProxyError::BadRequest(HeadError::TooManyHeaders), 431),
+            (ProxyError::HeaderTimeout, 408),
+            (ProxyError::NoRoute, 404),
+            (ProxyError::NoEndpoints, 503),
+            (ProxyError::PoolExhausted, 503),
+            (ProxyError::ConnectFailed, 502),
+            (ProxyError::UpstreamReset, 502),
+            (ProxyError::ConnectTimeout, 504),
+            (ProxyError::UpstreamTimeout, 504),
+        ];
+        for (err, status) in cases {
+            assert_eq!(err.status(), status, "{err}");
+        }
+    }
+
+    #[test]
+    fn error_response_carries_the_reason() {
+        let mut out = Vec::new();
+        write_error_response(&mut out, ProxyError::ConnectFailed, false);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain\r\nringmesh-error: upstream_connect_failed\r\ncontent-length: 24\r\n\r\nupstream_connect_failed\n"
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! Buffers and body relays over monoio's ownership-passing IO.
+//!
+//! io_uring owns a buffer while an operation is in flight, so reads and
+//! writes take buffers by value and hand them back. `ReadBuf` wraps that
+//! dance for the one read buffer each side of a connection has. Body bytes
+//! are written straight out of the buffer they were read into (a `Slice` of
+//! it): no copy on the proxy's side for content-length and chunked bodies.
+
+use std::io;
+use std::time::Duration;
+
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use ringmesh_http1::chunked::{write_chunk_header, LAST_CHUNK};
+use ringmesh_http1::{ChunkedDecoder, ChunkedError};
+
+/// Room a read asks the kernel to fill at least; below this the buffer is
+/// compacted or grown first.
+const MIN_READ: usize = 4096;
+
+/// A connection's read buffer: `buf[start..]` holds bytes not yet consumed.
+#[derive(Debug)]
+pub struct ReadBuf {
+    buf: Vec<u8>,
+    start: usize,
+    /// Initial capacity, restored by `shrink` after a large head.
+    base: usize,
+}
+
+impl ReadBuf {
+    pub fn with_capacity(n: usize) -> Self {
+        ReadBuf { buf: Vec::with_capacity(n), start: 0, base: n }
+    }
+
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.buf.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.buf.len());
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+
+    /// Drop unconsumed bytes.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.start = 0;
+    }
+
+    /// Give back memory a large head made the buffer grow to.
+    pub fn shrink(&mut self) {
+        if self.buf.capacity() > self.base && self.is_empty() {
+            self.buf = Vec::with_capacity(self.base);
+        }
+    }
+
+    /// Read more bytes, growing the buffer up to `limit`. Returns 0 at EOF.
+    pub async fn fill<R: AsyncReadRent>(&mut self, io: &mut R, limit: usize) -> io::Result<usize> {
+        self.make_room(limit)?;
+        let buf = std::mem::take(&mut self.buf);
+        let len = buf.len();
+        let cap = buf.capacity();
+        let (res, slice) = io.read(buf.slice_mut(len..cap)).await;
+        self.buf = slice.into_inner();
+        res
+    }
+
+    fn make_room(&mut self, limit: usize) -> io::Result<()> {
+        if self.buf.capacity() - self.buf.len() >= MIN_READ {
+            return Ok(());
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start.., 0);
+            self.buf.truncate(self.buf.len() - self.start);
+            self.start = 0;
+        }
+        let spare = self.buf.capacity() - self.buf.len();
+        if spare >= MIN_READ || (spare > 0 && self.buf.capacity() >= limit) {
+            return Ok(());
+        }
+        if self.buf.capacity() >= limit {
+            return Err(io::Error::new(io::ErrorKind::OutOfMemory, "read buffer limit reached"));
+        }
+        let want = (self.buf.capacity() * 2).clamp(MIN_READ * 2, limit.max(MIN_READ * 2));
+        self.buf.reserve_exact(want - self.buf.len());
+        Ok(())
+    }
+
+    /// Write the first `n` unconsumed bytes to `io` and consume them.
+    pub async fn write_to<W: AsyncWriteRent>(&mut self, io: &mut W, n: usize) -> io::Result<()> {
+        let buf = std::mem::take(&mut self.buf);
+        let (res, slice) = io.write_all(buf.slice(self.start..self.start + n)).await;
+        self.buf = slice.into_inner();
+        res?;
+        self.consume(n);
+        Ok(())
+    }
+}
+
+/// Write all of `out` and keep its allocation for the next use.
+pub async fn write_vec<W: AsyncWriteRent>(io: &mut W, out: &mut Vec<u8>) -> io::Result<()> {
+    let buf = std::mem::take(out);
+    let (res, mut buf) = io.write_all(buf).await;
+    buf.clear();
+    *out = buf;
+    res.map(|_| ())
+}
+
+/// How a body is delimited on the way in and on the way out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyMode {
+    /// Exactly this many bytes, forwarded as is.
+    Length(u64),
+    /// Chunked in, chunked out: forwarded verbatim while the walker finds
+    /// its end and checks its framing.
+    Chunked,
+    /// Chunked in, raw out: for HTTP/1.0 clients, the body ends at close.
+    Dechunk,
+    /// Until the sender closes, re-chunked for an HTTP/1.1 client.
+    Rechunk,
+    /// Until the sender closes, forwarded as is.
+    UntilClose,
+}
+
+#[derive(Debug)]
+pub enum RelayError {
+    Read(io::Error),
+    Write(io::Error),
+    /// The sender closed before the body was complete.
+    Truncated,
+    /// No progress within the idle timeout.
+    Timeout,
+    Framing(ChunkedError),
+}
+
+/// Bytes a body read may buffer: large reads make large bodies cheap in
+/// syscalls; a connection only grows to this while it streams a body.
+pub const BODY_BUFFER: usize = 64 * 1024;
+
+/// Forward one body from `src` (with already-read bytes in `buf`) to `dst`.
+pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
+    src: &mut R,
+    buf: &mut ReadBuf,
+    dst: &mut W,
+    mode: BodyMode,
+    scratch: &mut Vec<u8>,
+    idle: Duration,
+) -> Result<(), RelayError> {
+    let mut decoder = ChunkedDecoder::new();
+    let mut remaining = match mode {
+        BodyMode::Length(n) => n,
+        _ => u64::MAX,
+    };
+    loop {
+        if buf.is_empty() {
+            let n = monoio::time::timeout(idle, buf.fill(src, BODY_BUFFER))
+                .await
+                .map_err(|_| RelayError::Timeout)?
+                .map_err(RelayError::Read)?;
+            if n == 0 {
+                return match mode {
+                    BodyMode::UntilClose => Ok(()),
+                    BodyMode::Rechunk => write_all(dst, scratch, LAST_CHUNK, idle).await,
+                    _ => Err(RelayError::Truncated),
+                };
+            }
+        }
+        let done = match mode {
+            BodyMode::Length(_) => {
+                let n = remaining.min(buf.len() as u64) as usize;
+                timed(idle, buf.write_to(dst, n)).await?;
+                remaining -= n as u64;
+                remaining == 0
+            }
+            BodyMode::Chunked => {
+                let n = decoder.scan(buf.data()).map_err(RelayError::Framing)?;
+                timed(idle, buf.write_to(dst, n)).await?;
+                decoder.is_done()
+            }
+            BodyMode::Dechunk => {
+                scratch.clear();
+                let data = buf.data();
+                let n = decoder
+                    .advance(data, |s, e| scratch.extend_from_slice(&data[s..e]))
+                    .map_err(RelayError::Framing)?;
+                buf.consume(n);
+                if !scratch.is_empty() {
+                    timed(idle, write_vec(dst, scratch)).await?;
+                }
+                decoder.is_done()
+            }
+            BodyMode::Rechunk => {
+                // Rare path (HTTP/1.0-style upstreams): one copy to frame it.
+                scratch.clear();
+                write_chunk_header(scratch, buf.len());
+                scratch.extend_from_slice(buf.data());
+                scratch.extend_from_slice(b"\r\n");
+                buf.consume(buf.len());
+                timed(idle, write_vec(dst, scratch)).await?;
+                false
+            }
+            BodyMode::UntilClose => {
+                timed(idle, buf.write_to(dst, buf.len())).await?;
+                false
+            }
+        };
+        if done {
+            buf.shrink();
+            return Ok(());
+        }
+    }
+}
+
+async fn timed(idle: Duration, write: impl std::future::Future<Output = io::Result<()>>) -> Result<(), RelayError> {
+    monoio::time::timeout(idle, write)
+        .await
+        .map_err(|_| RelayError::Timeout)?
+        .map_err(RelayError::Write)
+}
+
+async fn write_all<W: AsyncWriteRent>(dst: &mut W, scratch: &mut Vec<u8>, bytes: &[u8], idle: Duration) -> Result<(), RelayError> {
+    scratch.clear();
+    scratch.extend_from_slice(bytes);
+    timed(idle, write_vec(dst, scratch)).await
+}

@@ -1,0 +1,197 @@
+//! Per-core counters, merged only when `/metrics` is scraped.
+//!
+//! Each core owns one `CoreStats` and is its only writer; the admin thread
+//! only reads. A counter is an `AtomicU64` so the read is sound, but the
+//! write is a plain load + store (no `lock` prefix, no cache-line ping-pong):
+//! with a single writer no increment can be lost. This keeps the request
+//! path free of contended atomics, as the architecture requires.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use crate::config::Config;
+
+/// A single-writer counter or gauge.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+
+    #[inline]
+    pub fn dec(&self) {
+        self.0.store(self.0.load(Relaxed).wrapping_sub(1), Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// Requests by status class: 1xx .. 5xx.
+#[derive(Debug, Default)]
+pub struct ByClass([Counter; 5]);
+
+impl ByClass {
+    #[inline]
+    pub fn record(&self, status: u16) {
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        self.0[class].inc();
+    }
+
+    fn get(&self, class: usize) -> u64 {
+        self.0[class].get()
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    pub connections_active: Counter,
+    pub connections_total: Counter,
+    /// Requests that matched no route, or were refused before routing.
+    pub unrouted: ByClass,
+}
+
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    pub requests: ByClass,
+    pub connections_active: Counter,
+    pub connections_total: Counter,
+    pub connect_failures: Counter,
+    /// Requests refused because the per-core connection limit was reached.
+    pub overflow: Counter,
+}
+
+/// All counters of one core, shaped after the config it was built from.
+#[derive(Debug)]
+pub struct CoreStats {
+    pub listeners: Box<[ListenerStats]>,
+    /// `routes[listener][route]`.
+    pub routes: Box<[Box<[ByClass]>]>,
+    pub clusters: Box<[ClusterStats]>,
+}
+
+impl CoreStats {
+    pub fn for_config(config: &Config) -> Self {
+        CoreStats {
+            listeners: config.listeners.iter().map(|_| ListenerStats::default()).collect(),
+            routes: config
+                .listeners
+                .iter()
+                .map(|l| l.routes.iter().map(|_| ByClass::default()).collect())
+                .collect(),
+            clusters: config.clusters.iter().map(|_| ClusterStats::default()).collect(),
+        }
+    }
+}
+
+/// What a worker reports about itself, for `ringmesh_worker_info`.
+#[derive(Debug, Clone)]
+pub struct WorkerInfo {
+    pub id: usize,
+    pub cpu: Option<usize>,
+    pub driver: &'static str,
+}
+
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Render all cores' counters, summed, in the Prometheus text format.
+pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo]) -> String {
+    let mut out = String::with_capacity(4096);
+    let sum = |f: &dyn Fn(&CoreStats) -> u64| cores.iter().map(|c| f(c)).sum::<u64>();
+
+    header(&mut out, "ringmesh_requests_total", "counter", "Downstream requests by listener, route and status class.");
+    for (li, l) in config.listeners.iter().enumerate() {
+        for (ri, r) in l.routes.iter().enumerate() {
+            for (ci, class) in CLASSES.iter().enumerate() {
+                let v = sum(&|c| c.routes[li][ri].get(ci));
+                let _ = writeln!(out, "ringmesh_requests_total{{listener=\"{}\",route=\"{}\",class=\"{class}\"}} {v}", l.name, r.name);
+            }
+        }
+        for (ci, class) in CLASSES.iter().enumerate() {
+            let v = sum(&|c| c.listeners[li].unrouted.get(ci));
+            let _ = writeln!(out, "ringmesh_requests_total{{listener=\"{}\",route=\"\",class=\"{class}\"}} {v}", l.name);
+        }
+    }
+    header(&mut out, "ringmesh_downstream_connections_active", "gauge", "Open downstream connections.");
+    for (li, l) in config.listeners.iter().enumerate() {
+        let v = sum(&|c| c.listeners[li].connections_active.get());
+        let _ = writeln!(out, "ringmesh_downstream_connections_active{{listener=\"{}\"}} {v}", l.name);
+    }
+    header(&mut out, "ringmesh_downstream_connections_total", "counter", "Accepted downstream connections.");
+    for (li, l) in config.listeners.iter().enumerate() {
+        let v = sum(&|c| c.listeners[li].connections_total.get());
+        let _ = writeln!(out, "ringmesh_downstream_connections_total{{listener=\"{}\"}} {v}", l.name);
+    }
+    header(&mut out, "ringmesh_upstream_requests_total", "counter", "Requests forwarded to a cluster, by response status class.");
+    for (ki, k) in config.clusters.iter().enumerate() {
+        for (ci, class) in CLASSES.iter().enumerate() {
+            let v = sum(&|c| c.clusters[ki].requests.get(ci));
+            let _ = writeln!(out, "ringmesh_upstream_requests_total{{cluster=\"{}\",class=\"{class}\"}} {v}", k.name);
+        }
+    }
+    let cluster_metrics: [(&str, &str, &str, fn(&ClusterStats) -> u64); 4] = [
+        ("ringmesh_upstream_connections_active", "gauge", "Open upstream connections, idle ones included.", |s| s.connections_active.get()),
+        ("ringmesh_upstream_connections_total", "counter", "Upstream connections opened.", |s| s.connections_total.get()),
+        ("ringmesh_upstream_connect_failures_total", "counter", "Upstream connection attempts that failed or timed out.", |s| s.connect_failures.get()),
+        ("ringmesh_upstream_overflow_total", "counter", "Requests refused because the cluster's connection limit was reached.", |s| s.overflow.get()),
+    ];
+    for (name, kind, help, get) in cluster_metrics {
+        header(&mut out, name, kind, help);
+        for (ki, k) in config.clusters.iter().enumerate() {
+            let v = sum(&|c| get(&c.clusters[ki]));
+            let _ = writeln!(out, "{name}{{cluster=\"{}\"}} {v}", k.name);
+        }
+    }
+    header(&mut out, "ringmesh_worker_info", "gauge", "One per worker: its CPU and IO driver.");
+    for w in workers {
+        let cpu = w.cpu.map(|c| c.to_string()).unwrap_or_else(|| "none".into());
+        let _ = writeln!(out, "ringmesh_worker_info{{worker=\"{}\",cpu=\"{cpu}\",driver=\"{}\"}} 1", w.id, w.driver);
+    }
+    out
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cores_are_summed_per_label() {
+        let config = crate::config::parse(crate::config::EXAMPLE, "example").unwrap();
+        let a = Arc::new(CoreStats::for_config(&config));
+        let b = Arc::new(CoreStats::for_config(&config));
+        a.routes[0][0].record(200);
+        b.routes[0][0].record(204);
+        b.routes[0][0].record(503);
+        a.clusters[0].connect_failures.inc();
+        a.listeners[0].unrouted.record(404);
+        let text = render(&config, &[a, b], &[WorkerInfo { id: 0, cpu: Some(1), driver: "io_uring" }]);
+        assert!(text.contains("ringmesh_requests_total{listener=\"main\",route=\"hello\",class=\"2xx\"} 2\n"), "{text}");
+        assert!(text.contains("ringmesh_requests_total{listener=\"main\",route=\"hello\",class=\"5xx\"} 1\n"), "{text}");
+        assert!(text.contains("ringmesh_requests_total{listener=\"main\",route=\"\",class=\"4xx\"} 1\n"), "{text}");
+        assert!(text.contains("ringmesh_upstream_connect_failures_total{cluster=\"local-app\"} 1\n"), "{text}");
+        assert!(text.contains("ringmesh_worker_info{worker=\"0\",cpu=\"1\",driver=\"io_uring\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn gauge_goes_up_and_down() {
+        let c = Counter::default();
+        c.inc();
+        c.inc();
+        c.dec();
+        assert_eq!(c.get(), 1);
+    }
+}

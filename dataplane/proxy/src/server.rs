@@ -1,0 +1,216 @@
+//! Process bootstrap: bind, start workers, wait for a signal, drain.
+//!
+//! Every socket (each worker's `SO_REUSEPORT` listener for every listener,
+//! and the admin socket) is bound here, before any worker starts, so an
+//! address in use or not available fails the start with a message naming the
+//! listener, and nothing half-starts.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+use futures_channel::mpsc::{unbounded, UnboundedSender};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use socket2::{Domain, Protocol, Socket, Type};
+use tracing::{error, info, warn};
+
+use crate::admin::{self, AdminState};
+use crate::config::model::Workers;
+use crate::config::Config;
+use crate::metrics::{CoreStats, WorkerInfo};
+use crate::worker::{self, WorkerMsg, WorkerSetup};
+use crate::{dns, StartError};
+
+/// Backlog per listener socket; the kernel caps it at somaxconn.
+const BACKLOG: i32 = 4096;
+
+/// Run the proxy until SIGTERM or SIGINT, then drain and return.
+pub fn run(config: Config) -> Result<(), StartError> {
+    let config = Arc::new(config);
+    let placement = placement(&config);
+    let workers = placement.len();
+
+    // Catch signals from now on, so one during startup still drains cleanly.
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(StartError::Signals)?;
+
+    let mut sockets: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
+    for l in &config.listeners {
+        let bound = bind_reuseport(l.address, workers).map_err(|e| StartError::Bind {
+            what: format!("listener `{}`", l.name),
+            addr: l.address,
+            source: e,
+        })?;
+        let actual = bound[0].local_addr().unwrap_or(l.address);
+        info!(listener = %l.name, address = %actual, sockets = workers, "listener bound");
+        for (w, s) in bound.into_iter().enumerate() {
+            sockets[w].push(s);
+        }
+    }
+    let admin_socket = match config.admin {
+        Some(addr) => {
+            let s = TcpListener::bind(addr).map_err(|e| StartError::Bind { what: "admin".into(), addr, source: e })?;
+            info!(address = %s.local_addr().unwrap_or(addr), "admin bound");
+            Some(s)
+        }
+        None => None,
+    };
+
+    let endpoints = dns::resolve_all(&config);
+    let stats: Vec<Arc<CoreStats>> = (0..workers).map(|_| Arc::new(CoreStats::for_config(&config))).collect();
+    let admin_state = Arc::new(AdminState::new(config.clone(), stats.clone()));
+    let admin_thread = admin_socket.map(|s| admin::spawn(s, admin_state.clone())).transpose().map_err(StartError::Admin)?;
+
+    let (started_tx, started_rx) = mpsc::channel();
+    let mut controls: Vec<UnboundedSender<WorkerMsg>> = Vec::with_capacity(workers);
+    let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(workers);
+    for (id, (listeners, cpu)) in sockets.into_iter().zip(placement.iter().copied()).enumerate() {
+        let (tx, rx) = unbounded();
+        controls.push(tx);
+        let setup = WorkerSetup {
+            id,
+            workers,
+            cpu,
+            io: config.runtime.io,
+            config: config.clone(),
+            listeners,
+            endpoints: endpoints.clone(),
+            stats: stats[id].clone(),
+            control: rx,
+        };
+        let started = started_tx.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("ringmesh-w{id}"))
+            .spawn(move || worker::run(setup, started))
+            .map_err(StartError::Thread)?;
+        threads.push(thread);
+    }
+    drop(started_tx);
+
+    let mut infos = Vec::with_capacity(workers);
+    for (id, cpu) in placement.iter().copied().enumerate() {
+        match started_rx.recv() {
+            Ok(Ok(driver)) => {
+                let cpu_text = cpu.map_or_else(|| "unpinned".to_string(), |c| c.to_string());
+                info!(worker = id, cpu = %cpu_text, driver, "worker started");
+                infos.push(WorkerInfo { id, cpu, driver });
+            }
+            Ok(Err(msg)) => {
+                stop(&controls, threads, std::time::Duration::ZERO);
+                return Err(StartError::Runtime(msg));
+            }
+            Err(_) => {
+                stop(&controls, threads, std::time::Duration::ZERO);
+                return Err(StartError::Runtime("a worker exited during startup".into()));
+            }
+        }
+    }
+    infos.sort_by_key(|w| w.id);
+    admin_state.set_workers(infos);
+    let refresher = dns::spawn_refresher(&config, endpoints, controls.clone());
+    admin_state.ready.store(true, Ordering::Release);
+    info!(workers, "ringmesh-proxy ready");
+
+    let signal = signals.forever().next();
+    info!(signal = ?signal, drain_timeout = ?config.runtime.drain_timeout, "draining");
+    admin_state.ready.store(false, Ordering::Release);
+    if let Some(r) = refresher {
+        r.stop();
+    }
+    stop(&controls, threads, config.runtime.drain_timeout);
+    drop(admin_thread);
+    info!("stopped");
+    Ok(())
+}
+
+fn stop(controls: &[UnboundedSender<WorkerMsg>], threads: Vec<JoinHandle<()>>, deadline: std::time::Duration) {
+    for c in controls {
+        let _ = c.unbounded_send(WorkerMsg::Drain { deadline });
+    }
+    for t in threads {
+        if t.join().is_err() {
+            error!("a worker thread panicked");
+        }
+    }
+}
+
+/// The CPU each worker is pinned to. `workers: auto` is one worker per CPU
+/// in the process's affinity mask; `cpu_affinity` lists CPUs explicitly.
+fn placement(config: &Config) -> Vec<Option<usize>> {
+    let available: Vec<usize> = core_affinity::get_core_ids()
+        .map(|ids| ids.into_iter().map(|c| c.id).collect())
+        .unwrap_or_default();
+    let rt = &config.runtime;
+    let count = match rt.workers {
+        Workers::Count(n) => n,
+        Workers::Auto => match &rt.cpu_affinity {
+            Some(cpus) => cpus.len(),
+            None => available.len().max(1),
+        },
+    };
+    (0..count)
+        .map(|i| match &rt.cpu_affinity {
+            Some(cpus) => Some(cpus[i % cpus.len()]),
+            None if available.is_empty() => None,
+            None => Some(available[i % available.len()]),
+        })
+        .inspect(|cpu| {
+            if let Some(c) = cpu {
+                if !available.is_empty() && !available.contains(c) {
+                    warn!(cpu = c, "cpu_affinity names a CPU outside this process's affinity mask");
+                }
+            }
+        })
+        .collect()
+}
+
+/// Bind `n` sockets to `addr` with SO_REUSEPORT, so the kernel spreads
+/// connections across workers with no shared accept queue. Port 0 takes the
+/// port the first socket got for the others.
+fn bind_reuseport(addr: SocketAddr, n: usize) -> std::io::Result<Vec<TcpListener>> {
+    let mut out: Vec<TcpListener> = Vec::with_capacity(n);
+    let mut addr = addr;
+    for _ in 0..n {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(BACKLOG)?;
+        let listener: TcpListener = socket.into();
+        if addr.port() == 0 {
+            addr = listener.local_addr()?;
+        }
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reuseport_sockets_share_one_port() {
+        let socks = bind_reuseport("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let port = socks[0].local_addr().unwrap().port();
+        assert!(socks.iter().all(|s| s.local_addr().unwrap().port() == port));
+    }
+
+    #[test]
+    fn binding_a_port_held_without_reuseport_fails() {
+        let held = TcpListener::bind("127.0.0.1:0").unwrap();
+        let err = bind_reuseport(held.local_addr().unwrap(), 2).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
+    fn explicit_affinity_pins_in_order() {
+        let config = crate::config::parse(
+            "runtime: { workers: 3, cpu_affinity: [1, 0] }\nlisteners: [ { name: l, address: '127.0.0.1:0' } ]\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(placement(&config), vec![Some(1), Some(0), Some(1)]);
+    }
+}
