@@ -1,1 +1,44 @@
+//! Support for ringmesh's end-to-end tests: the real proxy binary, a
+//! scriptable upstream, and a raw HTTP client. The tests themselves live in
+//! `tests/tests/*.rs`.
 
+pub mod client;
+pub mod proxy;
+pub mod upstream;
+
+pub use client::{Client, Response};
+pub use proxy::{proxy_bin, run_cli, Proxy};
+pub use upstream::Upstream;
+
+use std::time::{Duration, Instant};
+
+/// Poll `check` until it returns true or `limit` passes; the condition the
+/// test waits for is named in the panic.
+pub fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out after {limit:?} waiting for: {what}");
+}
+
+/// A config with one listener `main` on an ephemeral port, the given routes
+/// (YAML list items indented six spaces, for `routes:`; a leading newline,
+/// as a raw string literal starts with, is ignored), and one cluster per upstream.
+pub fn config(routes: &str, clusters: &[(&str, &[&Upstream])], extra_listener: &str) -> String {
+    let mut yaml = String::from("runtime: { workers: 2 }\nadmin: { address: '127.0.0.1:0' }\nlisteners:\n  - name: main\n    address: 127.0.0.1:0\n");
+    yaml.push_str(extra_listener);
+    yaml.push_str("    routes:\n");
+    yaml.push_str(routes.trim_start_matches('\n'));
+    if !clusters.is_empty() {
+        yaml.push_str("clusters:\n");
+        for (name, ups) in clusters {
+            let eps: Vec<String> = ups.iter().map(|u| format!("'{}'", u.addr)).collect();
+            yaml.push_str(&format!("  - {{ name: {name}, endpoints: [{}] }}\n", eps.join(", ")));
+        }
+    }
+    yaml
+}

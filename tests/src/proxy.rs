@@ -1,0 +1,191 @@
+//! Start the real `ringmesh-proxy` binary and learn its bound addresses.
+//!
+//! Configs use port 0 everywhere; the proxy logs the address each listener
+//! got, and `Proxy::start` reads those lines from its stderr. No fixed
+//! ports, so tests run in parallel.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Path to the `ringmesh-proxy` binary of the same profile as this test,
+/// built once per test process so it is never stale.
+pub fn proxy_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // <target>/<profile>/deps/<test-binary>
+        let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target profile dir").to_path_buf();
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-p", "ringmesh-proxy", "--bin", "ringmesh-proxy"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.current_dir(env!("CARGO_MANIFEST_DIR")).status().expect("run cargo build");
+        assert!(status.success(), "building ringmesh-proxy failed");
+        profile_dir.join("ringmesh-proxy")
+    })
+    .clone()
+}
+
+/// A running proxy process; killed when dropped.
+pub struct Proxy {
+    child: Option<Child>,
+    pub listeners: HashMap<String, SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    /// Every stderr line so far.
+    pub log: Arc<Mutex<Vec<String>>>,
+    _config: tempfile::NamedTempFile,
+}
+
+impl Proxy {
+    /// Write `yaml` to a file and start the proxy on it; waits until ready.
+    pub fn start(yaml: &str) -> Proxy {
+        Self::try_start(yaml).unwrap_or_else(|e| panic!("proxy did not start: {e}"))
+    }
+
+    /// Start, returning the log on failure instead of panicking.
+    pub fn try_start(yaml: &str) -> Result<Proxy, String> {
+        let mut file = tempfile::Builder::new().suffix(".yaml").tempfile().map_err(|e| e.to_string())?;
+        std::io::Write::write_all(&mut file, yaml.as_bytes()).map_err(|e| e.to_string())?;
+        let mut child = Command::new(proxy_bin())
+            .arg("--config")
+            .arg(file.path())
+            .arg("--log")
+            .arg("info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line.clone());
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        let mut proxy = Proxy { child: Some(child), listeners: HashMap::new(), admin: None, log, _config: file };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains("listener bound") => {
+                    let name = field(&line, "listener").ok_or_else(|| line.clone())?;
+                    let addr = field(&line, "address").and_then(|a| a.parse().ok()).ok_or_else(|| line.clone())?;
+                    proxy.listeners.insert(name, addr);
+                }
+                Ok(line) if line.contains("admin bound") => {
+                    proxy.admin = field(&line, "address").and_then(|a| a.parse().ok());
+                }
+                Ok(line) if line.contains("ringmesh-proxy ready") => return Ok(proxy),
+                Ok(_) => {}
+                Err(_) => return Err(format!("no ready line; log:\n{}", proxy.log_text())),
+            }
+        }
+    }
+
+    pub fn addr(&self, listener: &str) -> SocketAddr {
+        self.listeners[listener]
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+
+    /// Resident set size in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Send SIGTERM without waiting.
+    pub fn signal_term(&self) {
+        // SAFETY-free: libc::kill is a plain syscall wrapper on a pid we own.
+        let pid = self.pid() as libc::pid_t;
+        #[allow(unsafe_code)]
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+
+    /// Wait for the process to exit, up to `limit`.
+    pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// GET an admin path; returns (status, body).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        let addr = self.admin.expect("admin configured");
+        let resp = crate::client::Client::connect(addr).get(path, "admin");
+        (resp.status, resp.text())
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `key=value` from a log line (plain tracing fmt output).
+fn field(line: &str, key: &str) -> Option<String> {
+    let pat = format!("{key}=");
+    let start = line.find(&pat)? + pat.len();
+    let rest = &line[start..];
+    let end = rest.find(' ').unwrap_or(rest.len());
+    Some(rest[..end].trim_matches('"').to_string())
+}
+
+/// Run `ringmesh-proxy` with arguments and return (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(proxy_bin()).args(args).output().expect("run ringmesh-proxy");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field;
+
+    #[test]
+    fn fields_are_read_from_log_lines() {
+        let line = "2026-01-01T00:00:00Z  INFO listener bound listener=main address=127.0.0.1:4000 sockets=2";
+        assert_eq!(field(line, "listener").as_deref(), Some("main"));
+        assert_eq!(field(line, "address").as_deref(), Some("127.0.0.1:4000"));
+        assert_eq!(field(line, "missing"), None);
+    }
+}
