@@ -16,6 +16,7 @@
 //! | `/reset`             | closes without answering                          |
 //! | `/ws`                | 101 after an Upgrade request, then echoes bytes   |
 //! | `/conn`              | `conn=N`: which accepted connection served it     |
+//! | `/then-close`        | a normal keep-alive response, then a silent close |
 //! | `/bad-framing`       | both Content-Length and Transfer-Encoding         |
 //! | anything else        | the upstream's name                               |
 //!
@@ -123,6 +124,10 @@ fn serve(stream: TcpStream, id: usize, requests: &AtomicUsize, name: &str) -> st
             }
             "close-delimited" => {
                 out.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nbody until close")?;
+                return Ok(());
+            }
+            "then-close" => {
+                respond(&mut out, 200, &[], b"closing", head_only)?;
                 return Ok(());
             }
             "bad-framing" => {

@@ -1,0 +1,170 @@
+//! Every refusal and every failure status, through the real binary.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use ringmesh_tests::{config, Client, Proxy, Upstream};
+
+fn simple_proxy(up: &Upstream, listener_extra: &str) -> Proxy {
+    Proxy::start(&config("      - { match: { path: { prefix: / } }, cluster: app }\n", &[("app", &[up])], listener_extra))
+}
+
+/// Send `raw`, expect `status` and then a closed connection.
+fn assert_refused(proxy: &Proxy, raw: &str, status: u16, reason: &str) {
+    let mut c = Client::connect(proxy.addr("main"));
+    let r = c.request(raw.as_bytes());
+    assert_eq!(r.status, status, "for {raw:?}: {}", r.text());
+    assert_eq!(r.header("ringmesh-error"), Some(reason), "for {raw:?}");
+    assert_eq!(r.header("connection"), Some("close"), "for {raw:?}");
+    assert!(c.is_closed(), "connection closed after {raw:?}");
+}
+
+#[test]
+fn smuggling_framings_get_400_and_a_closed_connection() {
+    let up = Upstream::start("up");
+    let proxy = simple_proxy(&up, "");
+    let cases = [
+        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "content_length_and_transfer_encoding"),
+        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde", "invalid_content_length"),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "unsupported_transfer_encoding"),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n", "unsupported_transfer_encoding"),
+        ("GET / HTTP/1.1\r\nHost : a\r\n\r\n", "invalid_header_name"),
+        ("GET / HTTP/1.1\r\nHost: a\r\nX-Folded: one\r\n two\r\n\r\n", "invalid_header_name"),
+        ("GET / HTTP/1.1\r\n\r\n", "invalid_host"),
+    ];
+    for (raw, reason) in cases {
+        assert_refused(&proxy, raw, 400, reason);
+    }
+    assert_eq!(up.requests(), 0, "no refused request reached the upstream");
+}
+
+#[test]
+fn invalid_chunk_size_gets_400() {
+    let up = Upstream::start("up");
+    let proxy = simple_proxy(&up, "");
+    for bad in ["zz\r\nhello\r\n0\r\n\r\n", "5 x\r\nhello\r\n0\r\n\r\n", "11111111111111111\r\n"] {
+        let raw = format!("POST /count HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{bad}");
+        let mut c = Client::connect(proxy.addr("main"));
+        let r = c.request(raw.as_bytes());
+        assert_eq!(r.status, 400, "for {bad:?}");
+        assert_eq!(r.header("ringmesh-error"), Some("invalid_chunked_body"));
+        assert!(c.is_closed());
+    }
+}
+
+#[test]
+fn header_limits_give_431() {
+    let up = Upstream::start("up");
+    let proxy = simple_proxy(&up, "    max_headers: 20\n    max_header_bytes: 2048\n");
+    let many: String = (0..30).map(|i| format!("X-H{i}: v\r\n")).collect();
+    assert_refused(&proxy, &format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n"), 431, "header_count_over_limit");
+    let big = "a".repeat(4000);
+    assert_refused(&proxy, &format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\n\r\n"), 431, "header_bytes_over_limit");
+    // Never completed: the limit applies to a partial head too.
+    let mut c = Client::connect(proxy.addr("main"));
+    c.send(format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {big}").as_bytes());
+    assert_eq!(c.read_response(false).status, 431);
+}
+
+#[test]
+fn slow_headers_get_408() {
+    let up = Upstream::start("up");
+    let proxy = simple_proxy(&up, "    header_read_timeout: 300ms\n");
+    let mut c = Client::connect(proxy.addr("main"));
+    let start = Instant::now();
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n");
+    let r = c.read_response(false);
+    assert_eq!(r.status, 408);
+    assert_eq!(r.header("ringmesh-error"), Some("request_header_timeout"));
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert!(c.is_closed());
+}
+
+#[test]
+fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
+    let up = Upstream::start("up");
+    let proxy = simple_proxy(&up, "    idle_timeout: 200ms\n");
+    let mut c = Client::connect(proxy.addr("main"));
+    assert_eq!(c.get("/", "a").status, 200);
+    let mut byte = [0u8; 1];
+    let n = c.stream.read(&mut byte).expect("closed, not timed out");
+    assert_eq!(n, 0, "proxy closed the idle connection");
+}
+
+#[test]
+fn upstream_failures_map_to_5xx_with_reasons() {
+    let up = Upstream::start("up");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_addr = dead.local_addr().expect("addr");
+    drop(dead);
+    let yaml = format!(
+        r"runtime: {{ workers: 1 }}
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    routes:
+      - {{ match: {{ path: {{ prefix: /dead }} }}, cluster: dead }}
+      - {{ match: {{ path: {{ prefix: /nodns }} }}, cluster: nodns }}
+      - {{ match: {{ path: {{ prefix: /delay }} }}, cluster: app, timeout: 200ms }}
+      - {{ match: {{ path: {{ prefix: /only }} }}, direct_response: {{ status: 200, body: ok }} }}
+      - {{ match: {{ path: {{ prefix: / }}, headers: [ {{ name: x-go, present: true }} ] }}, cluster: app }}
+clusters:
+  - {{ name: app, endpoints: ['{}'] }}
+  - {{ name: dead, endpoints: ['{dead_addr}'] }}
+  - {{ name: nodns, endpoints: ['no-such-host.invalid:80'] }}
+",
+        up.addr
+    );
+    let proxy = Proxy::start(&yaml);
+    let mut c = Client::connect(proxy.addr("main"));
+    let cases: [(&str, u16, &str); 6] = [
+        ("GET /nothing HTTP/1.1\r\nHost: a\r\n\r\n", 404, "no_route"),
+        ("GET /dead HTTP/1.1\r\nHost: a\r\n\r\n", 502, "upstream_connect_failed"),
+        ("GET /nodns HTTP/1.1\r\nHost: a\r\n\r\n", 503, "no_healthy_endpoints"),
+        ("GET /delay/3000 HTTP/1.1\r\nHost: a\r\n\r\n", 504, "upstream_response_timeout"),
+        ("GET /reset HTTP/1.1\r\nHost: a\r\nX-Go: 1\r\n\r\n", 502, "upstream_reset_before_response"),
+        ("GET /bad-framing HTTP/1.1\r\nHost: a\r\nX-Go: 1\r\n\r\n", 502, "upstream_invalid_response"),
+    ];
+    for (raw, status, reason) in cases {
+        let r = c.request(raw.as_bytes());
+        assert_eq!((r.status, r.header("ringmesh-error")), (status, Some(reason)), "for {raw:?}");
+        assert!(r.text().contains(reason), "body says why: {}", r.text());
+    }
+    assert_eq!(c.get("/only", "a").text(), "ok", "client connection survives upstream failures");
+    let log = proxy.log_text();
+    assert!(log.contains("reason=upstream_connect_failed"), "failures are logged with their reason:\n{log}");
+}
+
+#[test]
+fn connection_limit_gives_503() {
+    let up = Upstream::start("up");
+    let yaml = format!(
+        "runtime: {{ workers: 1 }}\nlisteners: [ {{ name: main, address: '127.0.0.1:0', routes: [ {{ cluster: app }} ] }} ]\nclusters: [ {{ name: app, endpoints: ['{}'], pool: {{ max_connections: 1 }} }} ]\n",
+        up.addr
+    );
+    let proxy = Proxy::start(&yaml);
+    let addr = proxy.addr("main");
+    let slow = std::thread::spawn(move || Client::connect(addr).get("/delay/1500", "a").status);
+    ringmesh_tests::eventually("the slow request holds the only connection", Duration::from_secs(5), || up.connections() == 1);
+    std::thread::sleep(Duration::from_millis(100));
+    let r = Client::connect(addr).get("/", "a");
+    assert_eq!((r.status, r.header("ringmesh-error")), (503, Some("upstream_connection_limit")));
+    assert_eq!(slow.join().expect("slow request"), 200);
+}
+
+#[test]
+fn stale_pooled_connection_is_retried_transparently() {
+    let up = Upstream::start("up");
+    let proxy = Proxy::start(&format!(
+        "runtime: {{ workers: 1 }}\nlisteners: [ {{ name: main, address: '127.0.0.1:0', routes: [ {{ cluster: app }} ] }} ]\nclusters: [ {{ name: app, endpoints: ['{}'] }} ]\n",
+        up.addr
+    ));
+    let mut c = Client::connect(proxy.addr("main"));
+    // The upstream answers keep-alive, then closes the connection while it
+    // sits idle in the proxy's pool.
+    assert_eq!(c.get("/then-close", "a").text(), "closing");
+    std::thread::sleep(Duration::from_millis(100));
+    let r = c.get("/", "a");
+    assert_eq!(r.status, 200, "request retried on a new connection: {}", r.text());
+    assert_eq!(up.connections(), 2);
+}
