@@ -20,7 +20,10 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -36,9 +39,14 @@ pub struct Client {
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        stream.set_read_timeout(Some(READ_TIMEOUT)).expect("set timeout");
+        stream
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .expect("set timeout");
         stream.set_nodelay(true).expect("nodelay");
-        Client { stream, buf: Vec::new() }
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
@@ -71,23 +79,41 @@ impl Client {
                     let headers = resp
                         .headers
                         .iter()
-                        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                        .map(|h| {
+                            (
+                                h.name.to_string(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
                         .collect::<Vec<_>>();
                     break (resp.code.unwrap_or(0), headers, n);
                 }
                 httparse::Status::Partial => {
-                    assert!(self.fill() > 0, "connection closed before a response head; got {:?}", String::from_utf8_lossy(&self.buf));
+                    assert!(
+                        self.fill() > 0,
+                        "connection closed before a response head; got {:?}",
+                        String::from_utf8_lossy(&self.buf)
+                    );
                 }
             }
         };
         self.buf.drain(..head_len);
-        let mut r = Response { status, headers, body: Vec::new() };
+        let mut r = Response {
+            status,
+            headers,
+            body: Vec::new(),
+        };
         if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
             return r;
         }
-        if r.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        if r.header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+        {
             r.body = self.read_chunked();
-        } else if let Some(len) = r.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        } else if let Some(len) = r
+            .header("content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+        {
             r.body = self.read_exact_body(len);
         } else {
             while self.fill() > 0 {}
@@ -110,7 +136,11 @@ impl Client {
 
     fn read_exact_body(&mut self, len: usize) -> Vec<u8> {
         while self.buf.len() < len {
-            assert!(self.fill() > 0, "closed after {} of {len} body bytes", self.buf.len());
+            assert!(
+                self.fill() > 0,
+                "closed after {} of {len} body bytes",
+                self.buf.len()
+            );
         }
         self.buf.drain(..len).collect()
     }
@@ -120,7 +150,8 @@ impl Client {
         loop {
             let line = self.read_line();
             let size_text = line.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(size_text, 16).unwrap_or_else(|_| panic!("bad chunk size line {line:?}"));
+            let size = usize::from_str_radix(size_text, 16)
+                .unwrap_or_else(|_| panic!("bad chunk size line {line:?}"));
             if size == 0 {
                 // Trailers up to the empty line.
                 while !self.read_line().is_empty() {}

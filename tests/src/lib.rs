@@ -37,7 +37,10 @@ pub fn config(routes: &str, clusters: &[(&str, &[&Upstream])], extra_listener: &
         yaml.push_str("clusters:\n");
         for (name, ups) in clusters {
             let eps: Vec<String> = ups.iter().map(|u| format!("'{}'", u.addr)).collect();
-            yaml.push_str(&format!("  - {{ name: {name}, endpoints: [{}] }}\n", eps.join(", ")));
+            yaml.push_str(&format!(
+                "  - {{ name: {name}, endpoints: [{}] }}\n",
+                eps.join(", ")
+            ));
         }
     }
     yaml

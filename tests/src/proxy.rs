@@ -20,14 +20,21 @@ pub fn proxy_bin() -> PathBuf {
     BIN.get_or_init(|| {
         let exe = std::env::current_exe().expect("test executable path");
         // <target>/<profile>/deps/<test-binary>
-        let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target profile dir").to_path_buf();
+        let profile_dir = exe
+            .parent()
+            .and_then(|d| d.parent())
+            .expect("target profile dir")
+            .to_path_buf();
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let mut cmd = Command::new(env!("CARGO"));
         cmd.args(["build", "-p", "ringmesh-proxy", "--bin", "ringmesh-proxy"]);
         if release {
             cmd.arg("--release");
         }
-        let status = cmd.current_dir(env!("CARGO_MANIFEST_DIR")).status().expect("run cargo build");
+        let status = cmd
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
         assert!(status.success(), "building ringmesh-proxy failed");
         profile_dir.join("ringmesh-proxy")
     })
@@ -52,7 +59,10 @@ impl Proxy {
 
     /// Start, returning the log on failure instead of panicking.
     pub fn try_start(yaml: &str) -> Result<Proxy, String> {
-        let mut file = tempfile::Builder::new().suffix(".yaml").tempfile().map_err(|e| e.to_string())?;
+        let mut file = tempfile::Builder::new()
+            .suffix(".yaml")
+            .tempfile()
+            .map_err(|e| e.to_string())?;
         std::io::Write::write_all(&mut file, yaml.as_bytes()).map_err(|e| e.to_string())?;
         let mut child = Command::new(proxy_bin())
             .arg("--config")
@@ -74,14 +84,22 @@ impl Proxy {
                 sink.lock().expect("log lock").push(line);
             }
         });
-        let mut proxy = Proxy { child: Some(child), listeners: HashMap::new(), admin: None, log, _config: file };
+        let mut proxy = Proxy {
+            child: Some(child),
+            listeners: HashMap::new(),
+            admin: None,
+            log,
+            _config: file,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) if line.contains("listener bound") => {
                     let name = field(&line, "listener").ok_or_else(|| line.clone())?;
-                    let addr = field(&line, "address").and_then(|a| a.parse().ok()).ok_or_else(|| line.clone())?;
+                    let addr = field(&line, "address")
+                        .and_then(|a| a.parse().ok())
+                        .ok_or_else(|| line.clone())?;
                     proxy.listeners.insert(name, addr);
                 }
                 Ok(line) if line.contains("admin bound") => {
@@ -108,7 +126,8 @@ impl Proxy {
 
     /// Resident set size in KiB, from /proc.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -169,7 +188,10 @@ fn field(line: &str, key: &str) -> Option<String> {
 
 /// Run `ringmesh-proxy` with arguments and return (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(proxy_bin()).args(args).output().expect("run ringmesh-proxy");
+    let out = Command::new(proxy_bin())
+        .args(args)
+        .output()
+        .expect("run ringmesh-proxy");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -57,7 +57,12 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, name: name.to_string(), connections, requests }
+        Upstream {
+            addr,
+            name: name.to_string(),
+            connections,
+            requests,
+        }
     }
 
     /// Connections accepted so far.
@@ -80,7 +85,10 @@ struct Req {
 
 impl Req {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -89,7 +97,9 @@ fn serve(stream: TcpStream, id: usize, requests: &AtomicUsize, name: &str) -> st
     let mut out = stream.try_clone()?;
     let mut reader = BufReader::with_capacity(64 * 1024, stream);
     loop {
-        let Some(req) = read_head(&mut reader)? else { return Ok(()) };
+        let Some(req) = read_head(&mut reader)? else {
+            return Ok(());
+        };
         requests.fetch_add(1, Ordering::SeqCst);
         let head_only = req.method == "HEAD";
         let mut parts = req.path.trim_start_matches('/').splitn(2, '/');
@@ -99,31 +109,53 @@ fn serve(stream: TcpStream, id: usize, requests: &AtomicUsize, name: &str) -> st
         }
         if first == "count" {
             let n = count_body(&mut reader, &req)?;
-            respond(&mut out, 200, &[], format!("bytes={n}").as_bytes(), head_only)?;
+            respond(
+                &mut out,
+                200,
+                &[],
+                format!("bytes={n}").as_bytes(),
+                head_only,
+            )?;
             continue;
         }
         let body = read_body(&mut reader, &req)?;
         match first {
             "headers" => respond(&mut out, 200, &[], req.head.as_bytes(), head_only)?,
             "echo" => respond(&mut out, 200, &[], &body, head_only)?,
-            "conn" => respond(&mut out, 200, &[], format!("conn={id}").as_bytes(), head_only)?,
+            "conn" => respond(
+                &mut out,
+                200,
+                &[],
+                format!("conn={id}").as_bytes(),
+                head_only,
+            )?,
             "status" => {
                 let code: u16 = arg.parse().unwrap_or(500);
-                respond(&mut out, code, &[], format!("status {code}").as_bytes(), head_only)?
+                respond(
+                    &mut out,
+                    code,
+                    &[],
+                    format!("status {code}").as_bytes(),
+                    head_only,
+                )?
             }
             "delay" => {
                 std::thread::sleep(Duration::from_millis(arg.parse().unwrap_or(0)));
                 respond(&mut out, 200, &[], b"late", head_only)?
             }
             "chunked" => {
-                out.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-trailer\r\n\r\n")?;
+                out.write_all(
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-trailer\r\n\r\n",
+                )?;
                 for piece in ["hello ", "chunked ", "world"] {
                     write!(out, "{:x}\r\n{piece}\r\n", piece.len())?;
                 }
                 out.write_all(b"0\r\nx-trailer: t\r\n\r\n")?;
             }
             "close-delimited" => {
-                out.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nbody until close")?;
+                out.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nbody until close",
+                )?;
                 return Ok(());
             }
             "then-close" => {
@@ -141,7 +173,10 @@ fn serve(stream: TcpStream, id: usize, requests: &AtomicUsize, name: &str) -> st
             }
             _ => respond(&mut out, 200, &[], name.as_bytes(), head_only)?,
         }
-        if req.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
+        if req
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        {
             return Ok(());
         }
     }
@@ -168,18 +203,27 @@ fn read_head(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Req>> 
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
         .collect();
-    Ok(Some(Req { method, path, head, headers }))
+    Ok(Some(Req {
+        method,
+        path,
+        head,
+        headers,
+    }))
 }
 
 fn is_chunked(req: &Req) -> bool {
-    req.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    req.header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
 }
 
 fn read_body(reader: &mut BufReader<TcpStream>, req: &Req) -> std::io::Result<Vec<u8>> {
     let mut body = Vec::new();
     if is_chunked(req) {
         read_chunked(reader, |piece| body.extend_from_slice(piece))?;
-    } else if let Some(n) = req.header("content-length").and_then(|v| v.parse::<u64>().ok()) {
+    } else if let Some(n) = req
+        .header("content-length")
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         reader.take(n).read_to_end(&mut body)?;
     }
     Ok(body)
@@ -190,19 +234,29 @@ fn count_body(reader: &mut BufReader<TcpStream>, req: &Req) -> std::io::Result<u
     let mut total = 0u64;
     if is_chunked(req) {
         read_chunked(reader, |piece| total += piece.len() as u64)?;
-    } else if let Some(n) = req.header("content-length").and_then(|v| v.parse::<u64>().ok()) {
+    } else if let Some(n) = req
+        .header("content-length")
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         total = std::io::copy(&mut reader.take(n), &mut std::io::sink())?;
     }
     Ok(total)
 }
 
-fn read_chunked(reader: &mut BufReader<TcpStream>, mut sink: impl FnMut(&[u8])) -> std::io::Result<()> {
+fn read_chunked(
+    reader: &mut BufReader<TcpStream>,
+    mut sink: impl FnMut(&[u8]),
+) -> std::io::Result<()> {
     let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let mut line = String::new();
         reader.read_line(&mut line)?;
-        let size_text = line.trim_end_matches("\r\n").split(';').next().unwrap_or("");
+        let size_text = line
+            .trim_end_matches("\r\n")
+            .split(';')
+            .next()
+            .unwrap_or("");
         let mut left = u64::from_str_radix(size_text, 16).map_err(|_| bad("chunk size"))?;
         if left == 0 {
             loop {
@@ -233,7 +287,13 @@ fn read_chunked(reader: &mut BufReader<TcpStream>, mut sink: impl FnMut(&[u8])) 
     }
 }
 
-fn respond(out: &mut TcpStream, status: u16, headers: &[(&str, &str)], body: &[u8], head_only: bool) -> std::io::Result<()> {
+fn respond(
+    out: &mut TcpStream,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    head_only: bool,
+) -> std::io::Result<()> {
     let mut head = format!("HTTP/1.1 {status} X\r\n");
     for (n, v) in headers {
         head.push_str(&format!("{n}: {v}\r\n"));

@@ -6,7 +6,11 @@ use std::time::{Duration, Instant};
 use ringmesh_tests::{config, Client, Proxy, Upstream};
 
 fn simple_proxy(up: &Upstream, listener_extra: &str) -> Proxy {
-    Proxy::start(&config("      - { match: { path: { prefix: / } }, cluster: app }\n", &[("app", &[up])], listener_extra))
+    Proxy::start(&config(
+        "      - { match: { path: { prefix: / } }, cluster: app }\n",
+        &[("app", &[up])],
+        listener_extra,
+    ))
 }
 
 /// Send `raw`, expect `status` and then a closed connection.
@@ -42,8 +46,13 @@ fn smuggling_framings_get_400_and_a_closed_connection() {
 fn invalid_chunk_size_gets_400() {
     let up = Upstream::start("up");
     let proxy = simple_proxy(&up, "");
-    for bad in ["zz\r\nhello\r\n0\r\n\r\n", "5 x\r\nhello\r\n0\r\n\r\n", "11111111111111111\r\n"] {
-        let raw = format!("POST /count HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{bad}");
+    for bad in [
+        "zz\r\nhello\r\n0\r\n\r\n",
+        "5 x\r\nhello\r\n0\r\n\r\n",
+        "11111111111111111\r\n",
+    ] {
+        let raw =
+            format!("POST /count HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{bad}");
         let mut c = Client::connect(proxy.addr("main"));
         let r = c.request(raw.as_bytes());
         assert_eq!(r.status, 400, "for {bad:?}");
@@ -57,9 +66,19 @@ fn header_limits_give_431() {
     let up = Upstream::start("up");
     let proxy = simple_proxy(&up, "    max_headers: 20\n    max_header_bytes: 2048\n");
     let many: String = (0..30).map(|i| format!("X-H{i}: v\r\n")).collect();
-    assert_refused(&proxy, &format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n"), 431, "header_count_over_limit");
+    assert_refused(
+        &proxy,
+        &format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n"),
+        431,
+        "header_count_over_limit",
+    );
     let big = "a".repeat(4000);
-    assert_refused(&proxy, &format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\n\r\n"), 431, "header_bytes_over_limit");
+    assert_refused(
+        &proxy,
+        &format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\n\r\n"),
+        431,
+        "header_bytes_over_limit",
+    );
     // Never completed: the limit applies to a partial head too.
     let mut c = Client::connect(proxy.addr("main"));
     c.send(format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {big}").as_bytes());
@@ -119,20 +138,51 @@ clusters:
     let mut c = Client::connect(proxy.addr("main"));
     let cases: [(&str, u16, &str); 6] = [
         ("GET /nothing HTTP/1.1\r\nHost: a\r\n\r\n", 404, "no_route"),
-        ("GET /dead HTTP/1.1\r\nHost: a\r\n\r\n", 502, "upstream_connect_failed"),
-        ("GET /nodns HTTP/1.1\r\nHost: a\r\n\r\n", 503, "no_healthy_endpoints"),
-        ("GET /delay/3000 HTTP/1.1\r\nHost: a\r\n\r\n", 504, "upstream_response_timeout"),
-        ("GET /reset HTTP/1.1\r\nHost: a\r\nX-Go: 1\r\n\r\n", 502, "upstream_reset_before_response"),
-        ("GET /bad-framing HTTP/1.1\r\nHost: a\r\nX-Go: 1\r\n\r\n", 502, "upstream_invalid_response"),
+        (
+            "GET /dead HTTP/1.1\r\nHost: a\r\n\r\n",
+            502,
+            "upstream_connect_failed",
+        ),
+        (
+            "GET /nodns HTTP/1.1\r\nHost: a\r\n\r\n",
+            503,
+            "no_healthy_endpoints",
+        ),
+        (
+            "GET /delay/3000 HTTP/1.1\r\nHost: a\r\n\r\n",
+            504,
+            "upstream_response_timeout",
+        ),
+        (
+            "GET /reset HTTP/1.1\r\nHost: a\r\nX-Go: 1\r\n\r\n",
+            502,
+            "upstream_reset_before_response",
+        ),
+        (
+            "GET /bad-framing HTTP/1.1\r\nHost: a\r\nX-Go: 1\r\n\r\n",
+            502,
+            "upstream_invalid_response",
+        ),
     ];
     for (raw, status, reason) in cases {
         let r = c.request(raw.as_bytes());
-        assert_eq!((r.status, r.header("ringmesh-error")), (status, Some(reason)), "for {raw:?}");
+        assert_eq!(
+            (r.status, r.header("ringmesh-error")),
+            (status, Some(reason)),
+            "for {raw:?}"
+        );
         assert!(r.text().contains(reason), "body says why: {}", r.text());
     }
-    assert_eq!(c.get("/only", "a").text(), "ok", "client connection survives upstream failures");
+    assert_eq!(
+        c.get("/only", "a").text(),
+        "ok",
+        "client connection survives upstream failures"
+    );
     let log = proxy.log_text();
-    assert!(log.contains("reason=upstream_connect_failed"), "failures are logged with their reason:\n{log}");
+    assert!(
+        log.contains("reason=upstream_connect_failed"),
+        "failures are logged with their reason:\n{log}"
+    );
 }
 
 #[test]
@@ -145,10 +195,17 @@ fn connection_limit_gives_503() {
     let proxy = Proxy::start(&yaml);
     let addr = proxy.addr("main");
     let slow = std::thread::spawn(move || Client::connect(addr).get("/delay/1500", "a").status);
-    ringmesh_tests::eventually("the slow request holds the only connection", Duration::from_secs(5), || up.connections() == 1);
+    ringmesh_tests::eventually(
+        "the slow request holds the only connection",
+        Duration::from_secs(5),
+        || up.connections() == 1,
+    );
     std::thread::sleep(Duration::from_millis(100));
     let r = Client::connect(addr).get("/", "a");
-    assert_eq!((r.status, r.header("ringmesh-error")), (503, Some("upstream_connection_limit")));
+    assert_eq!(
+        (r.status, r.header("ringmesh-error")),
+        (503, Some("upstream_connection_limit"))
+    );
     assert_eq!(slow.join().expect("slow request"), 200);
 }
 
@@ -165,6 +222,11 @@ fn stale_pooled_connection_is_retried_transparently() {
     assert_eq!(c.get("/then-close", "a").text(), "closing");
     std::thread::sleep(Duration::from_millis(100));
     let r = c.get("/", "a");
-    assert_eq!(r.status, 200, "request retried on a new connection: {}", r.text());
+    assert_eq!(
+        r.status,
+        200,
+        "request retried on a new connection: {}",
+        r.text()
+    );
     assert_eq!(up.connections(), 2);
 }

@@ -26,7 +26,10 @@ fn keep_alive_reuses_client_and_upstream_connections() {
         assert_eq!(r.header("x-served-by"), Some("ringmesh"));
         seen.push(r.text());
     }
-    assert!(seen.iter().all(|s| s == &seen[0]), "one upstream connection served all: {seen:?}");
+    assert!(
+        seen.iter().all(|s| s == &seen[0]),
+        "one upstream connection served all: {seen:?}"
+    );
     assert_eq!(up.connections(), 1);
 }
 
@@ -83,7 +86,11 @@ fn http10_clients_get_close_or_keep_alive_as_asked() {
     let r = c.request(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     assert_eq!(r.header("connection"), Some("keep-alive"));
     let r = c.request(b"GET /chunked HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-    assert_eq!(r.header("transfer-encoding"), None, "no chunking for HTTP/1.0");
+    assert_eq!(
+        r.header("transfer-encoding"),
+        None,
+        "no chunking for HTTP/1.0"
+    );
     assert_eq!(r.text(), "hello chunked world");
 }
 
@@ -99,7 +106,11 @@ fn head_204_and_304_have_no_body() {
         let r = c.get(&format!("/status/{code}"), "a");
         assert_eq!((r.status, r.body.len()), (code, 0));
     }
-    assert_eq!(c.get("/", "a").text(), "up", "no stray body bytes on the connection");
+    assert_eq!(
+        c.get("/", "a").text(),
+        "up",
+        "no stray body bytes on the connection"
+    );
 }
 
 #[test]
@@ -125,13 +136,25 @@ fn hop_by_hop_headers_are_dropped_and_forwarding_headers_added() {
     );
     let seen = r.text().to_ascii_lowercase();
     assert!(seen.starts_with("get /headers http/1.1\r\n"), "{seen}");
-    assert!(seen.contains("host: svc.local:8080\r\n"), "host preserved: {seen}");
+    assert!(
+        seen.contains("host: svc.local:8080\r\n"),
+        "host preserved: {seen}"
+    );
     assert!(seen.contains("x-keep: yes\r\n"), "{seen}");
-    assert!(seen.contains("x-forwarded-for: 1.2.3.4, 127.0.0.1\r\n"), "{seen}");
+    assert!(
+        seen.contains("x-forwarded-for: 1.2.3.4, 127.0.0.1\r\n"),
+        "{seen}"
+    );
     assert!(seen.contains("x-forwarded-proto: http\r\n"), "{seen}");
-    assert!(seen.contains("x-route: app\r\n"), "route header added: {seen}");
+    assert!(
+        seen.contains("x-route: app\r\n"),
+        "route header added: {seen}"
+    );
     for gone in ["x-hop:", "keep-alive:", "te:", "connection:", "x-secret:"] {
-        assert!(!seen.contains(&format!("\r\n{gone}")), "{gone} must not reach the upstream: {seen}");
+        assert!(
+            !seen.contains(&format!("\r\n{gone}")),
+            "{gone} must not reach the upstream: {seen}"
+        );
     }
 }
 
@@ -149,13 +172,22 @@ fn websocket_upgrade_becomes_a_tunnel() {
         std::io::Read::read_exact(&mut c.stream, &mut got).expect("echo through tunnel");
         assert_eq!(got, msg.as_bytes());
     }
-    c.stream.shutdown(std::net::Shutdown::Write).expect("half-close");
-    assert!(c.read_to_close().is_empty(), "tunnel closes after the client's half-close");
+    c.stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("half-close");
+    assert!(
+        c.read_to_close().is_empty(),
+        "tunnel closes after the client's half-close"
+    );
 }
 
 #[test]
 fn routes_match_host_path_method_and_headers_and_split_by_weight() {
-    let (v1, v2, api) = (Upstream::start("v1"), Upstream::start("v2"), Upstream::start("api"));
+    let (v1, v2, api) = (
+        Upstream::start("v1"),
+        Upstream::start("v2"),
+        Upstream::start("api"),
+    );
     let routes = r"
       - match: { host: '*.api.test', path: { prefix: /v1/ }, method: GET }
         cluster: api
@@ -166,14 +198,28 @@ fn routes_match_host_path_method_and_headers_and_split_by_weight() {
       - match: { path: { prefix: / } }
         cluster: v1
 ";
-    let proxy = Proxy::start(&config(routes, &[("v1", &[&v1]), ("v2", &[&v2]), ("api", &[&api])], ""));
+    let proxy = Proxy::start(&config(
+        routes,
+        &[("v1", &[&v1]), ("v2", &[&v2]), ("api", &[&api])],
+        "",
+    ));
     let mut c = Client::connect(proxy.addr("main"));
     assert_eq!(c.get("/v1/users", "eu.api.test").text(), "api");
-    assert_eq!(c.request(b"POST /v1/users HTTP/1.1\r\nHost: eu.api.test\r\nContent-Length: 0\r\n\r\n").text(), "v1");
-    assert_eq!(c.request(b"GET / HTTP/1.1\r\nHost: a\r\nX-Canary: on\r\n\r\n").text(), "v2");
+    assert_eq!(
+        c.request(b"POST /v1/users HTTP/1.1\r\nHost: eu.api.test\r\nContent-Length: 0\r\n\r\n")
+            .text(),
+        "v1"
+    );
+    assert_eq!(
+        c.request(b"GET / HTTP/1.1\r\nHost: a\r\nX-Canary: on\r\n\r\n")
+            .text(),
+        "v2"
+    );
     assert_eq!(c.get("/other", "a").text(), "v1");
     let n = 400;
-    let to_v2 = (0..n).filter(|_| c.get("/split", "a").text() == "v2").count();
+    let to_v2 = (0..n)
+        .filter(|_| c.get("/split", "a").text() == "v2")
+        .count();
     // 20% of 400 is 80; binomial sd is 8, so 40..120 is over 5 sd wide.
     assert!((40..120).contains(&to_v2), "{to_v2} of {n} went to v2");
 }

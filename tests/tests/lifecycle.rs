@@ -15,26 +15,51 @@ fn sigterm_lets_in_flight_requests_finish_and_exits_zero() {
     let addr = proxy.addr("main");
     let in_flight = std::thread::spawn(move || {
         let r = Client::connect(addr).get("/delay/1000", "a");
-        (r.status, r.text(), r.header("connection").map(str::to_string))
+        (
+            r.status,
+            r.text(),
+            r.header("connection").map(str::to_string),
+        )
     });
-    eventually("the slow request reached the upstream", Duration::from_secs(5), || up.requests() == 1);
+    eventually(
+        "the slow request reached the upstream",
+        Duration::from_secs(5),
+        || up.requests() == 1,
+    );
     let mut idle = Client::connect(addr);
     assert_eq!(idle.get("/", "a").status, 200);
 
     proxy.signal_term();
-    assert!(idle.is_closed(), "idle keep-alive connection closed at drain");
+    assert!(
+        idle.is_closed(),
+        "idle keep-alive connection closed at drain"
+    );
     let (status, body, connection) = in_flight.join().expect("in-flight request");
-    assert_eq!((status, body.as_str()), (200, "late"), "in-flight request completed");
-    assert_eq!(connection.as_deref(), Some("close"), "draining responses close the connection");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "late"),
+        "in-flight request completed"
+    );
+    assert_eq!(
+        connection.as_deref(),
+        Some("close"),
+        "draining responses close the connection"
+    );
     let exit = proxy.wait(Duration::from_secs(10)).expect("proxy exited");
     assert!(exit.success(), "exit status {exit:?}\n{}", proxy.log_text());
-    assert!(std::net::TcpStream::connect(addr).is_err(), "no longer accepting");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "no longer accepting"
+    );
 }
 
 #[test]
 fn drain_timeout_bounds_the_shutdown() {
     let up = Upstream::start("up");
-    let yaml = config(app_routes(), &[("app", &[&up])], "").replace("runtime: { workers: 2 }", "runtime: { workers: 2, drain_timeout: 300ms }");
+    let yaml = config(app_routes(), &[("app", &[&up])], "").replace(
+        "runtime: { workers: 2 }",
+        "runtime: { workers: 2, drain_timeout: 300ms }",
+    );
     let mut proxy = Proxy::start(&yaml);
     let addr = proxy.addr("main");
     let _stuck = std::thread::spawn(move || {
@@ -42,13 +67,25 @@ fn drain_timeout_bounds_the_shutdown() {
         c.send(b"GET /delay/20000 HTTP/1.1\r\nHost: a\r\n\r\n");
         c.read_to_close()
     });
-    eventually("the slow request reached the upstream", Duration::from_secs(5), || up.requests() == 1);
+    eventually(
+        "the slow request reached the upstream",
+        Duration::from_secs(5),
+        || up.requests() == 1,
+    );
     let started = std::time::Instant::now();
     proxy.signal_term();
     let exit = proxy.wait(Duration::from_secs(10)).expect("proxy exited");
     assert!(exit.success());
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
-    assert!(proxy.log_text().contains("drain timeout"), "{}", proxy.log_text());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        proxy.log_text().contains("drain timeout"),
+        "{}",
+        proxy.log_text()
+    );
 }
 
 #[test]
@@ -63,12 +100,26 @@ fn validate_reports_every_error_with_its_place() {
     let (code, _, stderr) = run_cli(&["validate", "--config", bad.to_str().expect("utf8")]);
     assert_eq!(code, 1, "{stderr}");
     let file = bad.display().to_string();
-    assert!(stderr.contains(&format!("{file}:5:18: listeners[0].routes[0].cluster: unknown cluster `nope`")), "{stderr}");
-    assert!(stderr.contains(&format!("{file}:6:11: listeners[1].name: duplicate listener name `a`")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{file}:5:18: listeners[0].routes[0].cluster: unknown cluster `nope`"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{file}:6:11: listeners[1].name: duplicate listener name `a`"
+        )),
+        "{stderr}"
+    );
     assert!(stderr.contains("2 error(s)"), "{stderr}");
 
     let good = dir.path().join("good.yaml");
-    std::fs::write(&good, "listeners: [ { name: a, address: '127.0.0.1:1' } ]\n").expect("write");
+    std::fs::write(
+        &good,
+        "listeners: [ { name: a, address: '127.0.0.1:1' } ]\n",
+    )
+    .expect("write");
     let (code, stdout, _) = run_cli(&["validate", "--config", good.to_str().expect("utf8")]);
     assert_eq!(code, 0);
     assert!(stdout.contains(": ok"));
@@ -90,18 +141,32 @@ fn address_in_use_fails_start_with_the_listener_named() {
     let addr = held.local_addr().expect("addr");
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("p.yaml");
-    std::fs::write(&file, format!("listeners: [ {{ name: busy, address: '{addr}' }} ]\n")).expect("write");
+    std::fs::write(
+        &file,
+        format!("listeners: [ {{ name: busy, address: '{addr}' }} ]\n"),
+    )
+    .expect("write");
     let (code, _, stderr) = run_cli(&["--config", file.to_str().expect("utf8")]);
     assert_eq!(code, 1);
-    assert!(stderr.contains(&format!("cannot bind listener `busy` to {addr}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot bind listener `busy` to {addr}")),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn epoll_driver_can_be_forced() {
     let up = Upstream::start("up");
-    let yaml = config(app_routes(), &[("app", &[&up])], "").replace("runtime: { workers: 2 }", "runtime: { workers: 2, io: epoll }");
+    let yaml = config(app_routes(), &[("app", &[&up])], "").replace(
+        "runtime: { workers: 2 }",
+        "runtime: { workers: 2, io: epoll }",
+    );
     let proxy = Proxy::start(&yaml);
-    assert!(proxy.log_text().contains("driver=\"epoll\""), "{}", proxy.log_text());
+    assert!(
+        proxy.log_text().contains("driver=\"epoll\""),
+        "{}",
+        proxy.log_text()
+    );
     let mut c = Client::connect(proxy.addr("main"));
     for _ in 0..3 {
         assert_eq!(c.get("/", "a").text(), "up");
@@ -141,13 +206,24 @@ fn admin_serves_ready_metrics_and_config_dump() {
         "ringmesh_upstream_requests_total{cluster=\"app\",class=\"2xx\"} 3",
         "ringmesh_upstream_connections_active{cluster=\"app\"} 1",
     ];
-    eventually("request counters and the pooled connection show up", Duration::from_secs(5), || {
-        let (status, metrics) = proxy.admin_get("/metrics");
-        status == 200 && wanted.iter().all(|w| metrics.contains(w))
-    });
-    eventually("downstream connection closed", Duration::from_secs(5), || {
-        proxy.admin_get("/metrics").1.contains("ringmesh_downstream_connections_active{listener=\"main\"} 0")
-    });
+    eventually(
+        "request counters and the pooled connection show up",
+        Duration::from_secs(5),
+        || {
+            let (status, metrics) = proxy.admin_get("/metrics");
+            status == 200 && wanted.iter().all(|w| metrics.contains(w))
+        },
+    );
+    eventually(
+        "downstream connection closed",
+        Duration::from_secs(5),
+        || {
+            proxy
+                .admin_get("/metrics")
+                .1
+                .contains("ringmesh_downstream_connections_active{listener=\"main\"} 0")
+        },
+    );
     let (status, dump) = proxy.admin_get("/config_dump");
     assert_eq!(status, 200);
     assert!(dump.contains("\"name\": \"main\""), "{dump}");
@@ -158,9 +234,18 @@ fn admin_serves_ready_metrics_and_config_dump() {
 #[test]
 fn example_config_runs_and_answers_hello() {
     // The README's quick start, minus its fixed ports.
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/proxy.yaml")).expect("example");
-    let yaml = example.replace("127.0.0.1:8080", "127.0.0.1:0").replace("127.0.0.1:9901", "127.0.0.1:0");
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/proxy.yaml"
+    ))
+    .expect("example");
+    let yaml = example
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("127.0.0.1:9901", "127.0.0.1:0");
     let proxy = Proxy::start(&yaml);
     let r = Client::connect(proxy.addr("main")).get("/hello", "localhost");
-    assert_eq!((r.status, r.text().as_str()), (200, "hello from ringmesh\n"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "hello from ringmesh\n")
+    );
 }

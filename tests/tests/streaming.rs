@@ -39,7 +39,11 @@ fn watch_rss(proxy: &Proxy) -> (Arc<AtomicBool>, std::thread::JoinHandle<u64>) {
 }
 
 fn streaming_proxy(up: &Upstream) -> Proxy {
-    let yaml = config("      - { match: { path: { prefix: / } }, cluster: app }\n", &[("app", &[up])], "    idle_timeout: 60s\n");
+    let yaml = config(
+        "      - { match: { path: { prefix: / } }, cluster: app }\n",
+        &[("app", &[up])],
+        "    idle_timeout: 60s\n",
+    );
     Proxy::start(&yaml)
 }
 
@@ -69,15 +73,27 @@ fn one_gib_download_streams_with_bounded_memory() {
         let n = c.stream.read(&mut buf).expect("body read");
         assert!(n > 0, "closed after {seen} bytes");
         for (i, b) in buf[..n].iter().enumerate() {
-            assert_eq!(*b, pattern_byte(seen + i as u64), "byte {}", seen + i as u64);
+            assert_eq!(
+                *b,
+                pattern_byte(seen + i as u64),
+                "byte {}",
+                seen + i as u64
+            );
         }
         seen += n as u64;
     }
     stop.store(true, Ordering::SeqCst);
     let peak = peak.join().expect("rss watcher");
     assert!(peak > 0, "RSS was sampled");
-    assert!(peak < base + RSS_GROWTH_LIMIT_KIB, "RSS grew from {base} KiB to {peak} KiB");
-    assert_eq!(c.get("/", "a").text(), "up", "connection still usable after 1 GiB");
+    assert!(
+        peak < base + RSS_GROWTH_LIMIT_KIB,
+        "RSS grew from {base} KiB to {peak} KiB"
+    );
+    assert_eq!(
+        c.get("/", "a").text(),
+        "up",
+        "connection still usable after 1 GiB"
+    );
 }
 
 #[test]
@@ -89,7 +105,11 @@ fn one_gib_upload_streams_with_bounded_memory() {
 
     for chunked in [false, true] {
         let mut c = Client::connect(proxy.addr("main"));
-        let framing = if chunked { "Transfer-Encoding: chunked".to_string() } else { format!("Content-Length: {GIB}") };
+        let framing = if chunked {
+            "Transfer-Encoding: chunked".to_string()
+        } else {
+            format!("Content-Length: {GIB}")
+        };
         c.send(format!("POST /count HTTP/1.1\r\nHost: a\r\n{framing}\r\n\r\n").as_bytes());
         let block = vec![7u8; 1 << 20];
         let sent = Arc::new(AtomicU64::new(0));
@@ -98,7 +118,9 @@ fn one_gib_upload_streams_with_bounded_memory() {
         let sender = std::thread::spawn(move || {
             for _ in 0..(GIB >> 20) {
                 if chunked {
-                    writer.write_all(format!("{:x}\r\n", block.len()).as_bytes()).expect("chunk head");
+                    writer
+                        .write_all(format!("{:x}\r\n", block.len()).as_bytes())
+                        .expect("chunk head");
                 }
                 writer.write_all(&block).expect("upload");
                 if chunked {
@@ -113,9 +135,16 @@ fn one_gib_upload_streams_with_bounded_memory() {
         let r = c.read_response(false);
         sender.join().expect("sender");
         assert_eq!(sent.load(Ordering::SeqCst), GIB);
-        assert_eq!((r.status, r.text()), (200, format!("bytes={GIB}")), "chunked={chunked}");
+        assert_eq!(
+            (r.status, r.text()),
+            (200, format!("bytes={GIB}")),
+            "chunked={chunked}"
+        );
     }
     stop.store(true, Ordering::SeqCst);
     let peak = peak.join().expect("rss watcher");
-    assert!(peak < base + RSS_GROWTH_LIMIT_KIB, "RSS grew from {base} KiB to {peak} KiB");
+    assert!(
+        peak < base + RSS_GROWTH_LIMIT_KIB,
+        "RSS grew from {base} KiB to {peak} KiB"
+    );
 }

@@ -272,7 +272,11 @@ mod tests {
         let mut data = Vec::new();
         for (i, b) in input.iter().enumerate() {
             let one = [*b];
-            assert_eq!(dec.advance(&one, |s, e| data.extend_from_slice(&one[s..e])), Ok(1), "at {i}");
+            assert_eq!(
+                dec.advance(&one, |s, e| data.extend_from_slice(&one[s..e])),
+                Ok(1),
+                "at {i}"
+            );
         }
         assert!(dec.is_done());
         assert_eq!(data, b"0123456789x");
@@ -304,7 +308,12 @@ mod tests {
         ];
         for (input, want) in bad {
             let mut dec = ChunkedDecoder::new();
-            assert_eq!(dec.scan(input), Err(want), "for {:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                dec.scan(input),
+                Err(want),
+                "for {:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 
@@ -313,7 +322,10 @@ mod tests {
         let mut dec = ChunkedDecoder::new();
         assert_eq!(dec.scan(b"3\r\nabcX"), Err(ChunkedError::InvalidLineEnding));
         let mut dec = ChunkedDecoder::new();
-        assert_eq!(dec.scan(b"3\r\nabc\n0\r\n\r\n"), Err(ChunkedError::InvalidLineEnding));
+        assert_eq!(
+            dec.scan(b"3\r\nabc\n0\r\n\r\n"),
+            Err(ChunkedError::InvalidLineEnding)
+        );
     }
 
     #[test]
@@ -326,12 +338,20 @@ mod tests {
     fn oversized_extensions_are_refused() {
         let mut input = b"1;".to_vec();
         input.extend(std::iter::repeat_n(b'a', 5000));
-        assert_eq!(ChunkedDecoder::new().scan(&input), Err(ChunkedError::TooLong));
+        assert_eq!(
+            ChunkedDecoder::new().scan(&input),
+            Err(ChunkedError::TooLong)
+        );
     }
 
     #[test]
     fn chunk_header_is_lowercase_hex() {
-        for (len, want) in [(0usize, "0\r\n"), (10, "a\r\n"), (4096, "1000\r\n"), (usize::MAX, "ffffffffffffffff\r\n")] {
+        for (len, want) in [
+            (0usize, "0\r\n"),
+            (10, "a\r\n"),
+            (4096, "1000\r\n"),
+            (usize::MAX, "ffffffffffffffff\r\n"),
+        ] {
             let mut out = Vec::new();
             write_chunk_header(&mut out, len);
             assert_eq!(out, want.as_bytes());

@@ -217,7 +217,11 @@ fn find_header<'a>(headers: &[HeaderSpan], buf: &'a [u8], name: &[u8]) -> Option
 /// `Ok(false)` means the head is not complete yet: read more and call again.
 /// The limits are enforced on partial heads too, so a client cannot make the
 /// proxy buffer without end.
-pub fn parse_request(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<bool, HeadError> {
+pub fn parse_request(
+    buf: &[u8],
+    limits: &Limits,
+    head: &mut RequestHead,
+) -> Result<bool, HeadError> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS_CEILING];
     let max = limits.max_headers.min(MAX_HEADERS_CEILING);
     let mut req = httparse::Request::new(&mut fields[..max]);
@@ -238,7 +242,11 @@ pub fn parse_request(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Res
     };
     head.method = Span::of(buf, method.as_bytes());
     head.target = Span::of(buf, path.as_bytes());
-    head.version = if version == 0 { Version::Http10 } else { Version::Http11 };
+    head.version = if version == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
     head.head_len = head_len;
     let facts = collect_headers(buf, req.headers, &mut head.headers)?;
 
@@ -250,7 +258,11 @@ pub fn parse_request(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Res
     };
     head.framing = request_framing(&facts, head.version)?;
     head.keep_alive = keep_alive(head.version, &facts);
-    head.upgrade = if facts.conn_upgrade { facts.upgrade } else { None };
+    head.upgrade = if facts.conn_upgrade {
+        facts.upgrade
+    } else {
+        None
+    };
     head.expect_continue = facts.expect_continue;
     Ok(true)
 }
@@ -280,8 +292,15 @@ pub fn parse_response(
         return Err(HeadError::Syntax("incomplete_status_line"));
     };
     head.status = code;
-    head.reason = resp.reason.map(|r| Span::of(buf, r.as_bytes())).unwrap_or_default();
-    head.version = if version == 0 { Version::Http10 } else { Version::Http11 };
+    head.reason = resp
+        .reason
+        .map(|r| Span::of(buf, r.as_bytes()))
+        .unwrap_or_default();
+    head.version = if version == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
     head.head_len = head_len;
     let facts = collect_headers(buf, resp.headers, &mut head.headers)?;
     head.keep_alive = keep_alive(head.version, &facts);
@@ -489,7 +508,10 @@ fn classify(name: &[u8]) -> HeaderKind {
 
 /// Comma-separated list elements, trimmed, empty ones skipped.
 fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|&b| b == b',').map(trim).filter(|t| !t.is_empty())
+    value
+        .split(|&b| b == b',')
+        .map(trim)
+        .filter(|t| !t.is_empty())
 }
 
 fn trim(mut s: &[u8]) -> &[u8] {
@@ -508,8 +530,7 @@ fn parse_decimal(s: &[u8]) -> Option<u64> {
         return None;
     }
     s.iter().try_fold(0u64, |acc, &b| {
-        b.is_ascii_digit()
-            .then(|| acc * 10 + u64::from(b - b'0'))
+        b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
     })
 }
 

@@ -9,6 +9,9 @@
 use crate::head::{HeaderKind, HeaderSpan, RequestHead, ResponseHead, Span};
 use crate::BodyFraming;
 
+/// A header name and value, as bytes.
+pub type HeaderPair = (Box<[u8]>, Box<[u8]>);
+
 /// Header edits a route asks for, compiled from config. Names are stored
 /// lowercase so matching needs no allocation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -16,7 +19,7 @@ pub struct HeaderEdits {
     /// Header names to drop.
     pub remove: Vec<Box<[u8]>>,
     /// Headers to append, after removal.
-    pub add: Vec<(Box<[u8]>, Box<[u8]>)>,
+    pub add: Vec<HeaderPair>,
 }
 
 impl HeaderEdits {
@@ -139,7 +142,8 @@ pub fn write_response_head(
         let name = h.name.get(buf);
         match h.kind {
             HeaderKind::HopByHop => {
-                if connection == ConnectionHeader::Upgrade && name.eq_ignore_ascii_case(b"upgrade") {
+                if connection == ConnectionHeader::Upgrade && name.eq_ignore_ascii_case(b"upgrade")
+                {
                     upgrade = Some(h.value);
                 }
                 continue;
@@ -260,7 +264,10 @@ mod tests {
             "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
             &HeaderEdits::default(),
         );
-        assert!(out.ends_with("connection: upgrade\r\nupgrade: websocket\r\n\r\n"), "{out}");
+        assert!(
+            out.ends_with("connection: upgrade\r\nupgrade: websocket\r\n\r\n"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -285,7 +292,14 @@ mod tests {
         let mut head = ResponseHead::default();
         assert!(parse_response(raw.as_bytes(), &Limits::default(), false, &mut head).unwrap());
         let mut out = Vec::new();
-        write_response_head(&mut out, raw.as_bytes(), &head, framing, conn, &HeaderEdits::default());
+        write_response_head(
+            &mut out,
+            raw.as_bytes(),
+            &head,
+            framing,
+            conn,
+            &HeaderEdits::default(),
+        );
         String::from_utf8(out).unwrap()
     }
 

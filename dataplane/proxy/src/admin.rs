@@ -26,7 +26,12 @@ pub struct AdminState {
 
 impl AdminState {
     pub fn new(config: Arc<Config>, stats: Vec<Arc<CoreStats>>) -> Self {
-        AdminState { ready: AtomicBool::new(false), config, stats, workers: OnceLock::new() }
+        AdminState {
+            ready: AtomicBool::new(false),
+            config,
+            stats,
+            workers: OnceLock::new(),
+        }
     }
 
     pub fn set_workers(&self, workers: Vec<WorkerInfo>) {
@@ -35,11 +40,21 @@ impl AdminState {
 
     fn handle(&self, path: &str) -> (StatusCode, &'static str, String) {
         match path {
-            "/ready" if self.ready.load(Ordering::Acquire) => (StatusCode::OK, "text/plain", "ready\n".into()),
-            "/ready" => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".into()),
+            "/ready" if self.ready.load(Ordering::Acquire) => {
+                (StatusCode::OK, "text/plain", "ready\n".into())
+            }
+            "/ready" => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "not ready\n".into(),
+            ),
             "/metrics" => {
                 let workers = self.workers.get().map(Vec::as_slice).unwrap_or_default();
-                (StatusCode::OK, "text/plain; version=0.0.4", metrics::render(&self.config, &self.stats, workers))
+                (
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    metrics::render(&self.config, &self.stats, workers),
+                )
             }
             "/config_dump" => {
                 let workers: Vec<serde_json::Value> = self
@@ -58,42 +73,59 @@ impl AdminState {
                 let text = serde_json::to_string_pretty(&dump).unwrap_or_default();
                 (StatusCode::OK, "application/json", text + "\n")
             }
-            _ => (StatusCode::NOT_FOUND, "text/plain", "not found: try /ready, /metrics, /config_dump\n".into()),
+            _ => (
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "not found: try /ready, /metrics, /config_dump\n".into(),
+            ),
         }
     }
 }
 
 /// Serve the admin API on `listener` from a thread of its own. The thread
 /// lives until the process exits.
-pub fn spawn(listener: std::net::TcpListener, state: Arc<AdminState>) -> std::io::Result<std::thread::JoinHandle<()>> {
+pub fn spawn(
+    listener: std::net::TcpListener,
+    state: Arc<AdminState>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     listener.set_nonblocking(true)?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    std::thread::Builder::new().name("ringmesh-admin".into()).spawn(move || {
-        runtime.block_on(async move {
-            let listener = match tokio::net::TcpListener::from_std(listener) {
-                Ok(l) => l,
-                Err(e) => {
-                    warn!(error = %e, "admin listener failed");
-                    return;
-                }
-            };
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let state = state.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let (status, content_type, body) = state.handle(req.uri().path());
-                        let response = Response::builder()
-                            .status(status)
-                            .header("content-type", content_type)
-                            .body(Full::new(Bytes::from(body)))
-                            .unwrap_or_default();
-                        async move { Ok::<_, Infallible>(response) }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("ringmesh-admin".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        warn!(error = %e, "admin listener failed");
+                        return;
+                    }
+                };
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let state = state.clone();
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(
+                            move |req: Request<hyper::body::Incoming>| {
+                                let (status, content_type, body) = state.handle(req.uri().path());
+                                let response = Response::builder()
+                                    .status(status)
+                                    .header("content-type", content_type)
+                                    .body(Full::new(Bytes::from(body)))
+                                    .unwrap_or_default();
+                                async move { Ok::<_, Infallible>(response) }
+                            },
+                        );
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, service)
+                            .await;
                     });
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
-                });
-            }
+                }
+            })
         })
-    })
 }

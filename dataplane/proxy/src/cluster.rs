@@ -220,7 +220,9 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.set(self.0.in_flight.get().saturating_sub(1));
+        self.0
+            .in_flight
+            .set(self.0.in_flight.get().saturating_sub(1));
     }
 }
 
@@ -249,16 +251,24 @@ mod tests {
             "listeners: [ {{ name: l, address: '127.0.0.1:1' }} ]\nclusters:\n  - {{ name: c, lb: {lb}, endpoints: [127.0.0.1:1], pool: {{ max_connections: 3 }} }}\n"
         );
         let config = parse(&yaml, "t").unwrap();
-        let stats = Arc::new(StatsRef { core: Arc::new(CoreStats::for_config(&config)), index: 0 });
+        let stats = Arc::new(StatsRef {
+            core: Arc::new(CoreStats::for_config(&config)),
+            index: 0,
+        });
         let addrs: Vec<SocketAddr> = addrs.iter().map(|a| a.parse().unwrap()).collect();
         ClusterState::new(&config.clusters[0], &addrs, 0, 2, stats)
     }
 
     #[test]
     fn round_robin_cycles_through_endpoints() {
-        let c = state("round_robin", &["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]);
+        let c = state(
+            "round_robin",
+            &["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"],
+        );
         let mut rng = fastrand::Rng::with_seed(1);
-        let picks: Vec<u8> = (0..6).map(|_| c.pick(&mut rng).unwrap().addr.ip().to_string().as_bytes()[7]).collect();
+        let picks: Vec<u8> = (0..6)
+            .map(|_| c.pick(&mut rng).unwrap().addr.ip().to_string().as_bytes()[7])
+            .collect();
         assert_eq!(picks, b"123123");
     }
 

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 use monoio::io::{AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 use ringmesh_http1::rewrite::{self, ConnectionHeader, RequestContext, ResponseFraming};
-use ringmesh_http1::{parse_request, parse_response, BodyFraming, RequestHead, ResponseHead, Version};
+use ringmesh_http1::{
+    parse_request, parse_response, BodyFraming, RequestHead, ResponseHead, Version,
+};
 use tracing::{debug, warn};
 
 use crate::cluster::{ClusterState, InFlight};
@@ -108,12 +110,16 @@ impl Conn {
             Ok(true) => {}
             Ok(false) => return Next::Close,
             Err(err) => {
-                self.core.stats.listeners[self.listener].unrouted.record(err.status());
+                self.core.stats.listeners[self.listener]
+                    .unrouted
+                    .record(err.status());
                 return self.respond_error(io, err, true).await;
             }
         }
         let Some(ri) = router::route(listener, self.rbuf.data(), &self.head) else {
-            self.core.stats.listeners[self.listener].unrouted.record(404);
+            self.core.stats.listeners[self.listener]
+                .unrouted
+                .record(404);
             let close = self.head.framing != BodyFraming::Empty || !self.head.keep_alive;
             return self.respond_error(io, ProxyError::NoRoute, close).await;
         };
@@ -135,7 +141,11 @@ impl Conn {
 
     /// Wait for and parse the next request head. `Ok(false)`: the client
     /// closed, went idle too long, or the core is draining.
-    async fn read_head(&mut self, listener: &Listener, io: &mut TcpStream) -> Result<bool, ProxyError> {
+    async fn read_head(
+        &mut self,
+        listener: &Listener,
+        io: &mut TcpStream,
+    ) -> Result<bool, ProxyError> {
         let limits = listener.limits;
         let limit = limits.max_header_bytes + READ_BUFFER;
         if self.rbuf.is_empty() {
@@ -172,11 +182,17 @@ impl Conn {
         let is_head = self.head.is_head_method(self.rbuf.data());
         self.rbuf.consume(self.head.head_len);
         self.wbuf.clear();
-        rewrite::write_status_line(&mut self.wbuf, status, crate::error::reason_phrase(status).as_bytes());
+        rewrite::write_status_line(
+            &mut self.wbuf,
+            status,
+            crate::error::reason_phrase(status).as_bytes(),
+        );
         self.wbuf.extend_from_slice(b"content-length: ");
-        self.wbuf.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+        self.wbuf
+            .extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
         self.wbuf.extend_from_slice(b"\r\n");
-        self.wbuf.extend_from_slice(connection_header(keep, self.head.version));
+        self.wbuf
+            .extend_from_slice(connection_header(keep, self.head.version));
         self.wbuf.extend_from_slice(b"\r\n");
         if !is_head {
             self.wbuf.extend_from_slice(body);
@@ -202,7 +218,8 @@ impl Conn {
             Ok(done) => done,
             Err(Failure::Respond(err)) => {
                 warn!(cluster = %cluster.name, route = %route.name, reason = %err, status = err.status(), "request failed");
-                let close = err.closes_connection() || !self.head.keep_alive || self.request_body_pending;
+                let close =
+                    err.closes_connection() || !self.head.keep_alive || self.request_body_pending;
                 (err.status(), self.respond_error(io, err, close).await)
             }
             Err(Failure::Abort(why)) => {
@@ -250,36 +267,72 @@ impl Conn {
             proto: b"http",
             fallback_host: &in_flight.endpoint().authority,
         };
-        rewrite::write_request_head(&mut self.wbuf, buf, &self.head, &ctx, &route.request_headers);
+        rewrite::write_request_head(
+            &mut self.wbuf,
+            buf,
+            &self.head,
+            &ctx,
+            &route.request_headers,
+        );
         self.rbuf.consume(self.head.head_len);
         self.request_body_pending = req.body != BodyFraming::Empty;
 
         if req.expect_continue && self.request_body_pending {
-            let sent = io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n" as &'static [u8]).await.0;
+            let sent = io
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n" as &'static [u8])
+                .await
+                .0;
             sent.map_err(|_| Failure::Abort("client closed before 100-continue"))?;
         }
 
-        let mut upstream = self.send_request(cluster, &in_flight, &req, route, listener.idle_timeout, io).await?;
+        let mut upstream = self
+            .send_request(cluster, &in_flight, &req, route, listener.idle_timeout, io)
+            .await?;
         let status = self.resp.status;
 
         if status == 101 && req.upgrade {
             self.wbuf.clear();
-            rewrite::write_response_head(&mut self.wbuf, self.ubuf.data(), &self.resp, ResponseFraming::AsIs, ConnectionHeader::Upgrade, &route.response_headers);
+            rewrite::write_response_head(
+                &mut self.wbuf,
+                self.ubuf.data(),
+                &self.resp,
+                ResponseFraming::AsIs,
+                ConnectionHeader::Upgrade,
+                &route.response_headers,
+            );
             self.ubuf.consume(self.resp.head_len);
-            write_vec(io, &mut self.wbuf).await.map_err(|_| Failure::Abort("client closed"))?;
+            write_vec(io, &mut self.wbuf)
+                .await
+                .map_err(|_| Failure::Abort("client closed"))?;
             return Ok((status, Next::Tunnel(upstream.detach())));
         }
 
         let plan = response_plan(&self.resp, &req, self.core.drain.is_draining());
         self.wbuf.clear();
-        rewrite::write_response_head(&mut self.wbuf, self.ubuf.data(), &self.resp, plan.framing, plan.connection, &route.response_headers);
+        rewrite::write_response_head(
+            &mut self.wbuf,
+            self.ubuf.data(),
+            &self.resp,
+            plan.framing,
+            plan.connection,
+            &route.response_headers,
+        );
         self.ubuf.consume(self.resp.head_len);
-        write_vec(io, &mut self.wbuf).await.map_err(|_| Failure::Abort("client closed during response head"))?;
+        write_vec(io, &mut self.wbuf)
+            .await
+            .map_err(|_| Failure::Abort("client closed during response head"))?;
 
         if let Some(mode) = plan.body {
-            relay(upstream.stream(), &mut self.ubuf, io, mode, &mut self.scratch, listener.idle_timeout)
-                .await
-                .map_err(|_| Failure::Abort("response body relay failed"))?;
+            relay(
+                upstream.stream(),
+                &mut self.ubuf,
+                io,
+                mode,
+                &mut self.scratch,
+                listener.idle_timeout,
+            )
+            .await
+            .map_err(|_| Failure::Abort("response body relay failed"))?;
         }
         // Reuse the upstream connection only after a cleanly delimited
         // response with nothing unexpected behind it.
@@ -290,7 +343,14 @@ impl Conn {
         // Bytes left behind belong to a connection that was not reused.
         self.ubuf.clear();
         self.ubuf.shrink();
-        Ok((status, if plan.client_keep_alive { Next::KeepAlive } else { Next::Close }))
+        Ok((
+            status,
+            if plan.client_keep_alive {
+                Next::KeepAlive
+            } else {
+                Next::Close
+            },
+        ))
     }
 
     /// Send the request head and body and read the response head. A pooled
@@ -324,7 +384,10 @@ impl Conn {
                 Some(s) => s,
                 None => connect(cluster, ep.addr).await.map_err(Failure::Respond)?,
             };
-            let mut upstream = Upstream { io: Some(stream), cluster };
+            let mut upstream = Upstream {
+                io: Some(stream),
+                cluster,
+            };
             // The head stays in `wbuf` until a response arrives, for a retry.
             let head = std::mem::take(&mut self.wbuf);
             let (sent, head) = upstream.stream().write_all(head).await;
@@ -340,18 +403,30 @@ impl Conn {
                     BodyFraming::Length(n) => BodyMode::Length(n),
                     _ => BodyMode::Chunked,
                 };
-                relay(io, &mut self.rbuf, upstream.stream(), mode, &mut self.scratch, idle)
-                    .await
-                    .map_err(|e| match e {
-                        RelayError::Framing(c) => Failure::Respond(ProxyError::BadRequestBody(c)),
-                        RelayError::Write(_) => Failure::Respond(ProxyError::UpstreamReset),
-                        _ => Failure::Abort("client stopped sending the request body"),
-                    })?;
+                relay(
+                    io,
+                    &mut self.rbuf,
+                    upstream.stream(),
+                    mode,
+                    &mut self.scratch,
+                    idle,
+                )
+                .await
+                .map_err(|e| match e {
+                    RelayError::Framing(c) => Failure::Respond(ProxyError::BadRequestBody(c)),
+                    RelayError::Write(_) => Failure::Respond(ProxyError::UpstreamReset),
+                    _ => Failure::Abort("client stopped sending the request body"),
+                })?;
                 self.request_body_pending = false;
             }
-            match self.read_response_head(&mut upstream, req, route.timeout, io).await {
+            match self
+                .read_response_head(&mut upstream, req, route.timeout, io)
+                .await
+            {
                 Err(HeadRead::ClosedEarly) if retry_ok => continue,
-                Err(HeadRead::ClosedEarly) => return Err(Failure::Respond(ProxyError::UpstreamReset)),
+                Err(HeadRead::ClosedEarly) => {
+                    return Err(Failure::Respond(ProxyError::UpstreamReset))
+                }
                 Err(HeadRead::Failed(f)) => return Err(f),
                 Ok(()) => {
                     self.wbuf.clear();
@@ -382,13 +457,20 @@ impl Conn {
                     if self.resp.status == 100 {
                         self.ubuf.consume(n);
                     } else {
-                        self.ubuf.write_to(io, n).await.map_err(|_| HeadRead::Failed(Failure::Abort("client closed")))?;
+                        self.ubuf
+                            .write_to(io, n)
+                            .await
+                            .map_err(|_| HeadRead::Failed(Failure::Abort("client closed")))?;
                     }
                     continue;
                 }
                 Ok(true) => return Ok(()),
                 Ok(false) => {}
-                Err(e) => return Err(HeadRead::Failed(Failure::Respond(ProxyError::BadUpstreamResponse(e)))),
+                Err(e) => {
+                    return Err(HeadRead::Failed(Failure::Respond(
+                        ProxyError::BadUpstreamResponse(e),
+                    )))
+                }
             }
             let fill = self.ubuf.fill(upstream.stream(), HEAD_LIMIT);
             let read = match deadline {
@@ -396,9 +478,17 @@ impl Conn {
                 None => Ok(fill.await),
             };
             match read {
-                Err(_) => return Err(HeadRead::Failed(Failure::Respond(ProxyError::UpstreamTimeout))),
+                Err(_) => {
+                    return Err(HeadRead::Failed(Failure::Respond(
+                        ProxyError::UpstreamTimeout,
+                    )))
+                }
                 Ok(Ok(0)) | Ok(Err(_)) if !received => return Err(HeadRead::ClosedEarly),
-                Ok(Ok(0)) | Ok(Err(_)) => return Err(HeadRead::Failed(Failure::Respond(ProxyError::UpstreamReset))),
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    return Err(HeadRead::Failed(Failure::Respond(
+                        ProxyError::UpstreamReset,
+                    )))
+                }
                 Ok(Ok(_)) => received = true,
             }
         }
@@ -457,7 +547,9 @@ fn response_plan(resp: &ResponseHead, req: &RequestFacts, draining: bool) -> Res
         BodyFraming::Length(n) => (ResponseFraming::AsIs, Some(BodyMode::Length(n)), true),
         BodyFraming::Chunked if http11 => (ResponseFraming::Chunked, Some(BodyMode::Chunked), true),
         BodyFraming::Chunked => (ResponseFraming::Close, Some(BodyMode::Dechunk), false),
-        BodyFraming::UntilClose if http11 => (ResponseFraming::Chunked, Some(BodyMode::Rechunk), true),
+        BodyFraming::UntilClose if http11 => {
+            (ResponseFraming::Chunked, Some(BodyMode::Rechunk), true)
+        }
         BodyFraming::UntilClose => (ResponseFraming::Close, Some(BodyMode::UntilClose), false),
     };
     let client_keep_alive = req.keep_alive && framing_keeps && !draining;
@@ -466,7 +558,12 @@ fn response_plan(resp: &ResponseHead, req: &RequestFacts, draining: bool) -> Res
         (true, Version::Http10) => ConnectionHeader::KeepAlive,
         (true, Version::Http11) => ConnectionHeader::None,
     };
-    ResponsePlan { framing, connection, body, client_keep_alive }
+    ResponsePlan {
+        framing,
+        connection,
+        body,
+        client_keep_alive,
+    }
 }
 
 fn connection_header(keep: bool, version: Version) -> &'static [u8] {
@@ -487,7 +584,9 @@ struct Upstream<'c> {
 impl Upstream<'_> {
     fn stream(&mut self) -> &mut TcpStream {
         // `io` is only None after `release`/`detach`, which consume self.
-        self.io.as_mut().expect("upstream stream present until released")
+        self.io
+            .as_mut()
+            .expect("upstream stream present until released")
     }
 
     fn release(mut self, ep: &crate::cluster::Endpoint) {
@@ -499,7 +598,9 @@ impl Upstream<'_> {
     /// Take the stream out for a tunnel; it leaves the pool's accounting.
     fn detach(mut self) -> TcpStream {
         self.cluster.closed();
-        self.io.take().expect("upstream stream present until released")
+        self.io
+            .take()
+            .expect("upstream stream present until released")
     }
 }
 
@@ -536,7 +637,12 @@ async fn connect(cluster: &ClusterState, addr: SocketAddr) -> Result<TcpStream, 
 /// After a 101: bytes already read on each side go first, then each
 /// direction is spliced (kernel-side copy) until its sender closes; the
 /// other side then sees a half-close.
-async fn tunnel(mut client: TcpStream, mut upstream: TcpStream, mut from_client: ReadBuf, mut from_upstream: ReadBuf) {
+async fn tunnel(
+    mut client: TcpStream,
+    mut upstream: TcpStream,
+    mut from_client: ReadBuf,
+    mut from_upstream: ReadBuf,
+) {
     let n = from_client.len();
     if n > 0 && from_client.write_to(&mut upstream, n).await.is_err() {
         return;

@@ -31,7 +31,9 @@ pub fn resolve(cluster: &Cluster) -> Vec<SocketAddr> {
             EndpointSpec::Ip(addr) => out.push(*addr),
             EndpointSpec::Dns { host, port } => match (host.as_str(), *port).to_socket_addrs() {
                 Ok(addrs) => out.extend(addrs),
-                Err(err) => warn!(cluster = %cluster.name, host, error = %err, "endpoint name does not resolve"),
+                Err(err) => {
+                    warn!(cluster = %cluster.name, host, error = %err, "endpoint name does not resolve")
+                }
             },
         }
     }
@@ -74,12 +76,20 @@ pub fn spawn_refresher(
                 Err(RecvTimeoutError::Timeout) => {}
                 _ => return,
             }
-            for (i, c) in config.clusters.iter().enumerate().filter(|(_, c)| c.has_dns_endpoints()) {
+            for (i, c) in config
+                .clusters
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.has_dns_endpoints())
+            {
                 let fresh: Arc<[SocketAddr]> = resolve(c).into();
                 if fresh != current[i] {
                     info!(cluster = %c.name, endpoints = ?fresh, "endpoints changed");
                     for w in &workers {
-                        let _ = w.unbounded_send(WorkerMsg::Endpoints { cluster: i, addrs: fresh.clone() });
+                        let _ = w.unbounded_send(WorkerMsg::Endpoints {
+                            cluster: i,
+                            addrs: fresh.clone(),
+                        });
                     }
                     current[i] = fresh;
                 }
@@ -101,8 +111,14 @@ mod tests {
         )
         .unwrap();
         let addrs = resolve(&config.clusters[0]);
-        assert!(addrs.contains(&"127.0.0.1:80".parse().unwrap()), "{addrs:?}");
-        assert!(addrs.iter().any(|a| a.port() == 81 && a.ip().is_loopback()), "{addrs:?}");
+        assert!(
+            addrs.contains(&"127.0.0.1:80".parse().unwrap()),
+            "{addrs:?}"
+        );
+        assert!(
+            addrs.iter().any(|a| a.port() == 81 && a.ip().is_loopback()),
+            "{addrs:?}"
+        );
         assert!(addrs.iter().all(|a| a.port() != 80 || a.ip().is_loopback()));
     }
 }

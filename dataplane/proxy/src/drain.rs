@@ -33,7 +33,10 @@ impl Drain {
 
     /// Resolves once `start` has been called.
     pub fn wait(&self) -> DrainWait<'_> {
-        DrainWait { drain: self, key: None }
+        DrainWait {
+            drain: self,
+            key: None,
+        }
     }
 }
 
@@ -85,7 +88,11 @@ mod tests {
             assert!(w.as_mut().poll(&mut cx).is_pending());
             assert_eq!(drain.waiters.borrow().len(), 1);
         }
-        assert_eq!(drain.waiters.borrow().len(), 0, "dropped waiter removed itself");
+        assert_eq!(
+            drain.waiters.borrow().len(),
+            0,
+            "dropped waiter removed itself"
+        );
         let mut w = std::pin::pin!(drain.wait());
         assert!(w.as_mut().poll(&mut cx).is_pending());
         drain.start();

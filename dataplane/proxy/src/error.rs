@@ -48,7 +48,9 @@ impl ProxyError {
             ProxyError::HeaderTimeout => 408,
             ProxyError::NoRoute => 404,
             ProxyError::NoEndpoints | ProxyError::PoolExhausted => 503,
-            ProxyError::ConnectFailed | ProxyError::UpstreamReset | ProxyError::BadUpstreamResponse(_) => 502,
+            ProxyError::ConnectFailed
+            | ProxyError::UpstreamReset
+            | ProxyError::BadUpstreamResponse(_) => 502,
             ProxyError::ConnectTimeout | ProxyError::UpstreamTimeout => 504,
         }
     }
@@ -72,10 +74,12 @@ impl ProxyError {
 
     pub fn fault(self) -> Fault {
         match self {
-            ProxyError::BadRequest(_) | ProxyError::BadRequestBody(_) | ProxyError::HeaderTimeout => {
-                Fault::Downstream
+            ProxyError::BadRequest(_)
+            | ProxyError::BadRequestBody(_)
+            | ProxyError::HeaderTimeout => Fault::Downstream,
+            ProxyError::NoRoute | ProxyError::NoEndpoints | ProxyError::PoolExhausted => {
+                Fault::Proxy
             }
-            ProxyError::NoRoute | ProxyError::NoEndpoints | ProxyError::PoolExhausted => Fault::Proxy,
             _ => Fault::Upstream,
         }
     }

@@ -29,7 +29,11 @@ pub struct ReadBuf {
 
 impl ReadBuf {
     pub fn with_capacity(n: usize) -> Self {
-        ReadBuf { buf: Vec::with_capacity(n), start: 0, base: n }
+        ReadBuf {
+            buf: Vec::with_capacity(n),
+            start: 0,
+            base: n,
+        }
     }
 
     pub fn data(&self) -> &[u8] {
@@ -90,7 +94,10 @@ impl ReadBuf {
             return Ok(());
         }
         if self.buf.capacity() >= limit {
-            return Err(io::Error::new(io::ErrorKind::OutOfMemory, "read buffer limit reached"));
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "read buffer limit reached",
+            ));
         }
         let want = (self.buf.capacity() * 2).clamp(MIN_READ * 2, limit.max(MIN_READ * 2));
         self.buf.reserve_exact(want - self.buf.len());
@@ -222,14 +229,22 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
     }
 }
 
-async fn timed(idle: Duration, write: impl std::future::Future<Output = io::Result<()>>) -> Result<(), RelayError> {
+async fn timed(
+    idle: Duration,
+    write: impl std::future::Future<Output = io::Result<()>>,
+) -> Result<(), RelayError> {
     monoio::time::timeout(idle, write)
         .await
         .map_err(|_| RelayError::Timeout)?
         .map_err(RelayError::Write)
 }
 
-async fn write_all<W: AsyncWriteRent>(dst: &mut W, scratch: &mut Vec<u8>, bytes: &[u8], idle: Duration) -> Result<(), RelayError> {
+async fn write_all<W: AsyncWriteRent>(
+    dst: &mut W,
+    scratch: &mut Vec<u8>,
+    bytes: &[u8],
+    idle: Duration,
+) -> Result<(), RelayError> {
     scratch.clear();
     scratch.extend_from_slice(bytes);
     timed(idle, write_vec(dst, scratch)).await

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use ringmesh_proxy::{config, server};
 
 #[derive(Parser)]
-#[command(name = "ringmesh-proxy", version, about = "ringmesh data plane: thread-per-core io_uring HTTP proxy")]
+#[command(
+    name = "ringmesh-proxy",
+    version,
+    about = "ringmesh data plane: thread-per-core io_uring HTTP proxy"
+)]
 struct Cli {
     /// Config file (YAML). Without it the built-in example config runs.
     #[arg(long, global = true, value_name = "FILE")]
@@ -34,7 +38,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)

@@ -83,13 +83,21 @@ pub struct CoreStats {
 impl CoreStats {
     pub fn for_config(config: &Config) -> Self {
         CoreStats {
-            listeners: config.listeners.iter().map(|_| ListenerStats::default()).collect(),
+            listeners: config
+                .listeners
+                .iter()
+                .map(|_| ListenerStats::default())
+                .collect(),
             routes: config
                 .listeners
                 .iter()
                 .map(|l| l.routes.iter().map(|_| ByClass::default()).collect())
                 .collect(),
-            clusters: config.clusters.iter().map(|_| ClusterStats::default()).collect(),
+            clusters: config
+                .clusters
+                .iter()
+                .map(|_| ClusterStats::default())
+                .collect(),
         }
     }
 }
@@ -102,6 +110,9 @@ pub struct WorkerInfo {
     pub driver: &'static str,
 }
 
+/// Name, type, help text and reader of one per-cluster metric.
+type MetricDef<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
+
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Render all cores' counters, summed, in the Prometheus text format.
@@ -109,41 +120,101 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
     let mut out = String::with_capacity(4096);
     let sum = |f: &dyn Fn(&CoreStats) -> u64| cores.iter().map(|c| f(c)).sum::<u64>();
 
-    header(&mut out, "ringmesh_requests_total", "counter", "Downstream requests by listener, route and status class.");
+    header(
+        &mut out,
+        "ringmesh_requests_total",
+        "counter",
+        "Downstream requests by listener, route and status class.",
+    );
     for (li, l) in config.listeners.iter().enumerate() {
         for (ri, r) in l.routes.iter().enumerate() {
             for (ci, class) in CLASSES.iter().enumerate() {
                 let v = sum(&|c| c.routes[li][ri].get(ci));
-                let _ = writeln!(out, "ringmesh_requests_total{{listener=\"{}\",route=\"{}\",class=\"{class}\"}} {v}", l.name, r.name);
+                let _ = writeln!(
+                    out,
+                    "ringmesh_requests_total{{listener=\"{}\",route=\"{}\",class=\"{class}\"}} {v}",
+                    l.name, r.name
+                );
             }
         }
         for (ci, class) in CLASSES.iter().enumerate() {
             let v = sum(&|c| c.listeners[li].unrouted.get(ci));
-            let _ = writeln!(out, "ringmesh_requests_total{{listener=\"{}\",route=\"\",class=\"{class}\"}} {v}", l.name);
+            let _ = writeln!(
+                out,
+                "ringmesh_requests_total{{listener=\"{}\",route=\"\",class=\"{class}\"}} {v}",
+                l.name
+            );
         }
     }
-    header(&mut out, "ringmesh_downstream_connections_active", "gauge", "Open downstream connections.");
+    header(
+        &mut out,
+        "ringmesh_downstream_connections_active",
+        "gauge",
+        "Open downstream connections.",
+    );
     for (li, l) in config.listeners.iter().enumerate() {
         let v = sum(&|c| c.listeners[li].connections_active.get());
-        let _ = writeln!(out, "ringmesh_downstream_connections_active{{listener=\"{}\"}} {v}", l.name);
+        let _ = writeln!(
+            out,
+            "ringmesh_downstream_connections_active{{listener=\"{}\"}} {v}",
+            l.name
+        );
     }
-    header(&mut out, "ringmesh_downstream_connections_total", "counter", "Accepted downstream connections.");
+    header(
+        &mut out,
+        "ringmesh_downstream_connections_total",
+        "counter",
+        "Accepted downstream connections.",
+    );
     for (li, l) in config.listeners.iter().enumerate() {
         let v = sum(&|c| c.listeners[li].connections_total.get());
-        let _ = writeln!(out, "ringmesh_downstream_connections_total{{listener=\"{}\"}} {v}", l.name);
+        let _ = writeln!(
+            out,
+            "ringmesh_downstream_connections_total{{listener=\"{}\"}} {v}",
+            l.name
+        );
     }
-    header(&mut out, "ringmesh_upstream_requests_total", "counter", "Requests forwarded to a cluster, by response status class.");
+    header(
+        &mut out,
+        "ringmesh_upstream_requests_total",
+        "counter",
+        "Requests forwarded to a cluster, by response status class.",
+    );
     for (ki, k) in config.clusters.iter().enumerate() {
         for (ci, class) in CLASSES.iter().enumerate() {
             let v = sum(&|c| c.clusters[ki].requests.get(ci));
-            let _ = writeln!(out, "ringmesh_upstream_requests_total{{cluster=\"{}\",class=\"{class}\"}} {v}", k.name);
+            let _ = writeln!(
+                out,
+                "ringmesh_upstream_requests_total{{cluster=\"{}\",class=\"{class}\"}} {v}",
+                k.name
+            );
         }
     }
-    let cluster_metrics: [(&str, &str, &str, fn(&ClusterStats) -> u64); 4] = [
-        ("ringmesh_upstream_connections_active", "gauge", "Open upstream connections, idle ones included.", |s| s.connections_active.get()),
-        ("ringmesh_upstream_connections_total", "counter", "Upstream connections opened.", |s| s.connections_total.get()),
-        ("ringmesh_upstream_connect_failures_total", "counter", "Upstream connection attempts that failed or timed out.", |s| s.connect_failures.get()),
-        ("ringmesh_upstream_overflow_total", "counter", "Requests refused because the cluster's connection limit was reached.", |s| s.overflow.get()),
+    let cluster_metrics: [MetricDef<ClusterStats>; 4] = [
+        (
+            "ringmesh_upstream_connections_active",
+            "gauge",
+            "Open upstream connections, idle ones included.",
+            |s| s.connections_active.get(),
+        ),
+        (
+            "ringmesh_upstream_connections_total",
+            "counter",
+            "Upstream connections opened.",
+            |s| s.connections_total.get(),
+        ),
+        (
+            "ringmesh_upstream_connect_failures_total",
+            "counter",
+            "Upstream connection attempts that failed or timed out.",
+            |s| s.connect_failures.get(),
+        ),
+        (
+            "ringmesh_upstream_overflow_total",
+            "counter",
+            "Requests refused because the cluster's connection limit was reached.",
+            |s| s.overflow.get(),
+        ),
     ];
     for (name, kind, help, get) in cluster_metrics {
         header(&mut out, name, kind, help);
@@ -152,10 +223,22 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
             let _ = writeln!(out, "{name}{{cluster=\"{}\"}} {v}", k.name);
         }
     }
-    header(&mut out, "ringmesh_worker_info", "gauge", "One per worker: its CPU and IO driver.");
+    header(
+        &mut out,
+        "ringmesh_worker_info",
+        "gauge",
+        "One per worker: its CPU and IO driver.",
+    );
     for w in workers {
-        let cpu = w.cpu.map(|c| c.to_string()).unwrap_or_else(|| "none".into());
-        let _ = writeln!(out, "ringmesh_worker_info{{worker=\"{}\",cpu=\"{cpu}\",driver=\"{}\"}} 1", w.id, w.driver);
+        let cpu = w
+            .cpu
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "none".into());
+        let _ = writeln!(
+            out,
+            "ringmesh_worker_info{{worker=\"{}\",cpu=\"{cpu}\",driver=\"{}\"}} 1",
+            w.id, w.driver
+        );
     }
     out
 }
@@ -178,12 +261,41 @@ mod tests {
         b.routes[0][0].record(503);
         a.clusters[0].connect_failures.inc();
         a.listeners[0].unrouted.record(404);
-        let text = render(&config, &[a, b], &[WorkerInfo { id: 0, cpu: Some(1), driver: "io_uring" }]);
-        assert!(text.contains("ringmesh_requests_total{listener=\"main\",route=\"hello\",class=\"2xx\"} 2\n"), "{text}");
-        assert!(text.contains("ringmesh_requests_total{listener=\"main\",route=\"hello\",class=\"5xx\"} 1\n"), "{text}");
-        assert!(text.contains("ringmesh_requests_total{listener=\"main\",route=\"\",class=\"4xx\"} 1\n"), "{text}");
-        assert!(text.contains("ringmesh_upstream_connect_failures_total{cluster=\"local-app\"} 1\n"), "{text}");
-        assert!(text.contains("ringmesh_worker_info{worker=\"0\",cpu=\"1\",driver=\"io_uring\"} 1\n"), "{text}");
+        let text = render(
+            &config,
+            &[a, b],
+            &[WorkerInfo {
+                id: 0,
+                cpu: Some(1),
+                driver: "io_uring",
+            }],
+        );
+        assert!(
+            text.contains(
+                "ringmesh_requests_total{listener=\"main\",route=\"hello\",class=\"2xx\"} 2\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "ringmesh_requests_total{listener=\"main\",route=\"hello\",class=\"5xx\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "ringmesh_requests_total{listener=\"main\",route=\"\",class=\"4xx\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("ringmesh_upstream_connect_failures_total{cluster=\"local-app\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ringmesh_worker_info{worker=\"0\",cpu=\"1\",driver=\"io_uring\"} 1\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -9,7 +9,10 @@ use crate::config::model::{HeaderRule, HostMatch, Listener, PathMatch, RouteMatc
 
 /// The index of the first route of `listener` that matches.
 pub fn route(listener: &Listener, buf: &[u8], head: &RequestHead) -> Option<usize> {
-    let host = head.host.map(|h| strip_port(h.get(buf))).unwrap_or_default();
+    let host = head
+        .host
+        .map(|h| strip_port(h.get(buf)))
+        .unwrap_or_default();
     let path = head.path(buf);
     listener
         .routes
@@ -22,7 +25,8 @@ fn matches(m: &RouteMatch, buf: &[u8], head: &RequestHead, host: &[u8], path: &[
         None => true,
         Some(HostMatch::Exact(want)) => host.eq_ignore_ascii_case(want),
         Some(HostMatch::Suffix(suffix)) => {
-            host.len() > suffix.len() && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+            host.len() > suffix.len()
+                && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
         }
     };
     let path_ok = match &m.path {
@@ -32,7 +36,9 @@ fn matches(m: &RouteMatch, buf: &[u8], head: &RequestHead, host: &[u8], path: &[
     };
     host_ok
         && path_ok
-        && m.method.as_ref().is_none_or(|want| head.method(buf) == &want[..])
+        && m.method
+            .as_ref()
+            .is_none_or(|want| head.method(buf) == &want[..])
         && m.headers.iter().all(|h| {
             let value = head.header(buf, &h.name);
             match &h.rule {
@@ -52,7 +58,10 @@ fn strip_port(host: &[u8]) -> &[u8] {
 
 /// Choose a cluster by weight; `roll` is uniform in `0..total`.
 pub fn pick_weighted(choices: &[(usize, u64)], roll: u64) -> Option<usize> {
-    choices.iter().find(|(_, cumulative)| roll < *cumulative).map(|(id, _)| *id)
+    choices
+        .iter()
+        .find(|(_, cumulative)| roll < *cumulative)
+        .map(|(id, _)| *id)
 }
 
 #[cfg(test)]
@@ -89,11 +98,26 @@ listeners:
 
     #[test]
     fn first_matching_route_wins() {
-        assert_eq!(pick("GET /v1/users HTTP/1.1\r\nHost: API.example.com:8443\r\n\r\n").as_deref(), Some("api-get"));
-        assert_eq!(pick("POST /v1/users HTTP/1.1\r\nHost: api.example.com\r\n\r\n").as_deref(), Some("wild"));
-        assert_eq!(pick("GET /v1 HTTP/1.1\r\nHost: api.example.com\r\n\r\n").as_deref(), Some("wild"));
-        assert_eq!(pick("GET / HTTP/1.1\r\nHost: a.example.com\r\nX-Canary: yes\r\n\r\n").as_deref(), Some("canary"));
-        assert_eq!(pick("GET / HTTP/1.1\r\nHost: a.example.com\r\nX-Canary: no\r\n\r\n").as_deref(), Some("wild"));
+        assert_eq!(
+            pick("GET /v1/users HTTP/1.1\r\nHost: API.example.com:8443\r\n\r\n").as_deref(),
+            Some("api-get")
+        );
+        assert_eq!(
+            pick("POST /v1/users HTTP/1.1\r\nHost: api.example.com\r\n\r\n").as_deref(),
+            Some("wild")
+        );
+        assert_eq!(
+            pick("GET /v1 HTTP/1.1\r\nHost: api.example.com\r\n\r\n").as_deref(),
+            Some("wild")
+        );
+        assert_eq!(
+            pick("GET / HTTP/1.1\r\nHost: a.example.com\r\nX-Canary: yes\r\n\r\n").as_deref(),
+            Some("canary")
+        );
+        assert_eq!(
+            pick("GET / HTTP/1.1\r\nHost: a.example.com\r\nX-Canary: no\r\n\r\n").as_deref(),
+            Some("wild")
+        );
     }
 
     #[test]
@@ -103,8 +127,14 @@ listeners:
 
     #[test]
     fn exact_path_ignores_query_and_present_false_works() {
-        assert_eq!(pick("GET /status?full=1 HTTP/1.1\r\nHost: other\r\n\r\n").as_deref(), Some("no-debug"));
-        assert_eq!(pick("GET /status HTTP/1.1\r\nHost: other\r\nX-Debug: 1\r\n\r\n"), None);
+        assert_eq!(
+            pick("GET /status?full=1 HTTP/1.1\r\nHost: other\r\n\r\n").as_deref(),
+            Some("no-debug")
+        );
+        assert_eq!(
+            pick("GET /status HTTP/1.1\r\nHost: other\r\nX-Debug: 1\r\n\r\n"),
+            None
+        );
         assert_eq!(pick("GET /statusx HTTP/1.1\r\nHost: other\r\n\r\n"), None);
     }
 

@@ -32,7 +32,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let workers = placement.len();
 
     // Catch signals from now on, so one during startup still drains cleanly.
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(StartError::Signals)?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(StartError::Signals)?;
 
     let mut sockets: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
     for l in &config.listeners {
@@ -49,7 +50,11 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
     let admin_socket = match config.admin {
         Some(addr) => {
-            let s = TcpListener::bind(addr).map_err(|e| StartError::Bind { what: "admin".into(), addr, source: e })?;
+            let s = TcpListener::bind(addr).map_err(|e| StartError::Bind {
+                what: "admin".into(),
+                addr,
+                source: e,
+            })?;
             info!(address = %s.local_addr().unwrap_or(addr), "admin bound");
             Some(s)
         }
@@ -57,14 +62,23 @@ pub fn run(config: Config) -> Result<(), StartError> {
     };
 
     let endpoints = dns::resolve_all(&config);
-    let stats: Vec<Arc<CoreStats>> = (0..workers).map(|_| Arc::new(CoreStats::for_config(&config))).collect();
+    let stats: Vec<Arc<CoreStats>> = (0..workers)
+        .map(|_| Arc::new(CoreStats::for_config(&config)))
+        .collect();
     let admin_state = Arc::new(AdminState::new(config.clone(), stats.clone()));
-    let admin_thread = admin_socket.map(|s| admin::spawn(s, admin_state.clone())).transpose().map_err(StartError::Admin)?;
+    let admin_thread = admin_socket
+        .map(|s| admin::spawn(s, admin_state.clone()))
+        .transpose()
+        .map_err(StartError::Admin)?;
 
     let (started_tx, started_rx) = mpsc::channel();
     let mut controls: Vec<UnboundedSender<WorkerMsg>> = Vec::with_capacity(workers);
     let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(workers);
-    for (id, (listeners, cpu)) in sockets.into_iter().zip(placement.iter().copied()).enumerate() {
+    for (id, (listeners, cpu)) in sockets
+        .into_iter()
+        .zip(placement.iter().copied())
+        .enumerate()
+    {
         let (tx, rx) = unbounded();
         controls.push(tx);
         let setup = WorkerSetup {
@@ -123,7 +137,11 @@ pub fn run(config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
-fn stop(controls: &[UnboundedSender<WorkerMsg>], threads: Vec<JoinHandle<()>>, deadline: std::time::Duration) {
+fn stop(
+    controls: &[UnboundedSender<WorkerMsg>],
+    threads: Vec<JoinHandle<()>>,
+    deadline: std::time::Duration,
+) {
     for c in controls {
         let _ = c.unbounded_send(WorkerMsg::Drain { deadline });
     }
@@ -157,7 +175,10 @@ fn placement(config: &Config) -> Vec<Option<usize>> {
         .inspect(|cpu| {
             if let Some(c) = cpu {
                 if !available.is_empty() && !available.contains(c) {
-                    warn!(cpu = c, "cpu_affinity names a CPU outside this process's affinity mask");
+                    warn!(
+                        cpu = c,
+                        "cpu_affinity names a CPU outside this process's affinity mask"
+                    );
                 }
             }
         })

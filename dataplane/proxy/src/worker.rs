@@ -29,7 +29,10 @@ pub enum WorkerMsg {
     /// Stop accepting, finish in-flight requests, exit by the deadline.
     Drain { deadline: Duration },
     /// A cluster's endpoints changed (DNS refresh).
-    Endpoints { cluster: usize, addrs: Arc<[SocketAddr]> },
+    Endpoints {
+        cluster: usize,
+        addrs: Arc<[SocketAddr]>,
+    },
 }
 
 /// The config a request runs on, with this core's state built from it. A
@@ -91,7 +94,10 @@ pub fn run(setup: WorkerSetup, started: std::sync::mpsc::Sender<Result<&'static 
     let runtime = match build_runtime(setup.io) {
         Ok(rt) => rt,
         Err(e) => {
-            let _ = started.send(Err(format!("worker {}: cannot start {:?} runtime: {e}", setup.id, setup.io)));
+            let _ = started.send(Err(format!(
+                "worker {}: cannot start {:?} runtime: {e}",
+                setup.id, setup.io
+            )));
             return;
         }
     };
@@ -135,19 +141,34 @@ fn build_runtime(io: IoMode) -> std::io::Result<Runtime> {
 }
 
 async fn serve(setup: WorkerSetup) {
-    let WorkerSetup { id, workers, config, listeners, endpoints, stats, mut control, .. } = setup;
+    let WorkerSetup {
+        id,
+        workers,
+        config,
+        listeners,
+        endpoints,
+        stats,
+        mut control,
+        ..
+    } = setup;
     let clusters = config
         .clusters
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let stats = Arc::new(StatsRef { core: stats.clone(), index: i });
+            let stats = Arc::new(StatsRef {
+                core: stats.clone(),
+                index: i,
+            });
             ClusterState::new(c, &endpoints[i], id, workers, stats)
         })
         .collect();
     let core = Rc::new(Core {
         id,
-        snapshot: RefCell::new(Rc::new(Snapshot { config: config.clone(), clusters })),
+        snapshot: RefCell::new(Rc::new(Snapshot {
+            config: config.clone(),
+            clusters,
+        })),
         stats,
         drain: Drain::default(),
         rng: RefCell::new(fastrand::Rng::new()),
@@ -158,7 +179,9 @@ async fn serve(setup: WorkerSetup) {
             Ok(listener) => {
                 monoio::spawn(accept_loop(core.clone(), index, listener));
             }
-            Err(e) => warn!(worker = id, listener = %config.listeners[index].name, error = %e, "cannot register listener"),
+            Err(e) => {
+                warn!(worker = id, listener = %config.listeners[index].name, error = %e, "cannot register listener")
+            }
         }
     }
     monoio::spawn(sweep_idle(core.clone()));
@@ -188,7 +211,11 @@ async fn drain(core: &Core, deadline: Duration) {
     }
     let left = core.connections.get();
     if left > 0 {
-        warn!(worker = core.id, connections = left, "drain timeout: closing busy connections");
+        warn!(
+            worker = core.id,
+            connections = left,
+            "drain timeout: closing busy connections"
+        );
     }
     for c in &core.snapshot().clusters {
         c.close_idle();

@@ -14,7 +14,12 @@ fn req_err(raw: &str) -> HeadError {
 
 fn resp(raw: &str, was_head: bool) -> Result<ResponseHead, HeadError> {
     let mut head = ResponseHead::default();
-    assert!(parse_response(raw.as_bytes(), &Limits::default(), was_head, &mut head)?);
+    assert!(parse_response(
+        raw.as_bytes(),
+        &Limits::default(),
+        was_head,
+        &mut head
+    )?);
     Ok(head)
 }
 
@@ -36,14 +41,25 @@ fn simple_get_has_no_body_and_keeps_alive() {
 fn partial_head_asks_for_more() {
     let mut head = RequestHead::default();
     let partial = b"GET / HTTP/1.1\r\nHost: a\r\n";
-    assert_eq!(parse_request(partial, &Limits::default(), &mut head), Ok(false));
+    assert_eq!(
+        parse_request(partial, &Limits::default(), &mut head),
+        Ok(false)
+    );
 }
 
 #[test]
 fn http10_defaults_to_close_and_honours_keep_alive() {
     assert!(!req("GET / HTTP/1.0\r\n\r\n").unwrap().keep_alive);
-    assert!(req("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().keep_alive);
-    assert!(!req("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap().keep_alive);
+    assert!(
+        req("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap()
+            .keep_alive
+    );
+    assert!(
+        !req("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .unwrap()
+            .keep_alive
+    );
 }
 
 #[test]
@@ -118,14 +134,20 @@ fn too_many_headers_is_431() {
 
 #[test]
 fn oversized_head_is_431_even_when_partial() {
-    let limits = Limits { max_header_bytes: 64, max_headers: 100 };
+    let limits = Limits {
+        max_header_bytes: 64,
+        max_headers: 100,
+    };
     let mut head = RequestHead::default();
     let raw = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}", "a".repeat(100));
     let err = parse_request(raw.as_bytes(), &limits, &mut head).unwrap_err();
     assert_eq!(err, HeadError::HeadTooLarge);
     assert_eq!(err.status(), 431);
     let complete = format!("{raw}\r\n\r\n");
-    assert_eq!(parse_request(complete.as_bytes(), &limits, &mut head), Err(HeadError::HeadTooLarge));
+    assert_eq!(
+        parse_request(complete.as_bytes(), &limits, &mut head),
+        Err(HeadError::HeadTooLarge)
+    );
 }
 
 #[test]
@@ -133,8 +155,11 @@ fn hop_by_hop_headers_are_classified() {
     let raw = "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Kept: 2\r\n\r\n";
     let head = req(raw).unwrap();
     let buf = raw.as_bytes();
-    let kinds: Vec<(&[u8], HeaderKind)> =
-        head.headers.iter().map(|h| (h.name.get(buf), h.kind)).collect();
+    let kinds: Vec<(&[u8], HeaderKind)> = head
+        .headers
+        .iter()
+        .map(|h| (h.name.get(buf), h.kind))
+        .collect();
     assert_eq!(
         kinds,
         vec![
@@ -159,21 +184,34 @@ fn upgrade_needs_connection_upgrade() {
 
 #[test]
 fn expect_continue_is_seen() {
-    let head = req("PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n").unwrap();
+    let head =
+        req("PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+            .unwrap();
     assert!(head.expect_continue);
 }
 
 #[test]
 fn response_framing_rules() {
     let r = resp("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false).unwrap();
-    assert_eq!((r.status, r.framing, r.keep_alive), (200, BodyFraming::Length(5), true));
+    assert_eq!(
+        (r.status, r.framing, r.keep_alive),
+        (200, BodyFraming::Length(5), true)
+    );
     let r = resp("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true).unwrap();
     assert_eq!(r.framing, BodyFraming::Empty);
     let r = resp("HTTP/1.1 204 No Content\r\n\r\n", false).unwrap();
     assert_eq!(r.framing, BodyFraming::Empty);
-    let r = resp("HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", false).unwrap();
+    let r = resp(
+        "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+        false,
+    )
+    .unwrap();
     assert_eq!(r.framing, BodyFraming::Empty);
-    let r = resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false).unwrap();
+    let r = resp(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        false,
+    )
+    .unwrap();
     assert_eq!(r.framing, BodyFraming::Chunked);
     let r = resp("HTTP/1.1 200 OK\r\n\r\n", false).unwrap();
     assert_eq!((r.framing, r.keep_alive), (BodyFraming::UntilClose, false));
@@ -181,7 +219,11 @@ fn response_framing_rules() {
     assert!(!r.keep_alive);
     let r = resp("HTTP/1.1 100 Continue\r\n\r\n", false).unwrap();
     assert!(r.is_interim());
-    let err = resp("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", false).unwrap_err();
+    let err = resp(
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        false,
+    )
+    .unwrap_err();
     assert_eq!(err, HeadError::ContentLengthAndTransferEncoding);
 }
 
@@ -189,7 +231,10 @@ fn response_framing_rules() {
 fn decimal_parser_is_strict() {
     assert_eq!(parse_decimal(b"0"), Some(0));
     assert_eq!(parse_decimal(b"18446744073709551615"), None);
-    assert_eq!(parse_decimal(b"1844674407370955161"), Some(1_844_674_407_370_955_161));
+    assert_eq!(
+        parse_decimal(b"1844674407370955161"),
+        Some(1_844_674_407_370_955_161)
+    );
     assert_eq!(parse_decimal(b""), None);
     assert_eq!(parse_decimal(b"-1"), None);
     assert_eq!(parse_decimal(b"1 2"), None);

@@ -58,7 +58,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
         file: name.clone(),
-        errors: vec![ConfigError { line: 0, column: 0, path: String::new(), message: format!("cannot read: {e}") }],
+        errors: vec![ConfigError {
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message: format!("cannot read: {e}"),
+        }],
     })?;
     parse(&text, &name)
 }

@@ -112,8 +112,14 @@ pub type ClusterId = usize;
 pub enum Action {
     Cluster(ClusterId),
     /// Clusters with cumulative weights; `total` is the last cumulative sum.
-    Weighted { choices: Vec<(ClusterId, u64)>, total: u64 },
-    Direct { status: u16, body: Bytes },
+    Weighted {
+        choices: Vec<(ClusterId, u64)>,
+        total: u64,
+    },
+    Direct {
+        status: u16,
+        body: Bytes,
+    },
 }
 
 #[derive(Debug)]
@@ -129,7 +135,9 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn has_dns_endpoints(&self) -> bool {
-        self.endpoints.iter().any(|e| matches!(e, EndpointSpec::Dns { .. }))
+        self.endpoints
+            .iter()
+            .any(|e| matches!(e, EndpointSpec::Dns { .. }))
     }
 }
 

@@ -13,7 +13,10 @@ fn example_config_is_valid() {
     let config = parse(EXAMPLE, "examples/proxy.yaml").unwrap();
     assert_eq!(config.listeners.len(), 1);
     assert_eq!(config.clusters[0].name, "local-app");
-    assert!(matches!(config.listeners[0].routes[0].action, Action::Direct { status: 200, .. }));
+    assert!(matches!(
+        config.listeners[0].routes[0].action,
+        Action::Direct { status: 200, .. }
+    ));
     assert_eq!(config.admin, Some("127.0.0.1:9901".parse().unwrap()));
 }
 
@@ -32,7 +35,10 @@ fn defaults_are_filled_in() {
     assert_eq!(l.routes[0].name, "route0");
     let c = &config.clusters[0];
     assert_eq!(c.lb, LbPolicy::RoundRobin);
-    assert_eq!(c.pool.max_idle_per_endpoint, defaults::MAX_IDLE_PER_ENDPOINT);
+    assert_eq!(
+        c.pool.max_idle_per_endpoint,
+        defaults::MAX_IDLE_PER_ENDPOINT
+    );
 }
 
 #[test]
@@ -72,7 +78,10 @@ fn unknown_field_suggests_the_closest() {
     assert!(errs[0].starts_with("t.yaml:3:"), "{errs:?}");
     assert!(errs[0].contains("unknown field `adress`"), "{errs:?}");
     assert!(errs[0].contains("did you mean `address`?"), "{errs:?}");
-    assert!(!errs[0].contains("at line"), "location is said once: {errs:?}");
+    assert!(
+        !errs[0].contains("at line"),
+        "location is said once: {errs:?}"
+    );
 }
 
 #[test]
@@ -81,7 +90,10 @@ fn route_needs_exactly_one_action() {
         "listeners:\n  - name: a\n    address: 127.0.0.1:1\n    routes:\n      - match: { path: { prefix: / } }\n",
     );
     assert_eq!(errs.len(), 1);
-    assert!(errs[0].contains("listeners[0].routes[0]: a route needs exactly one of"), "{errs:?}");
+    assert!(
+        errs[0].contains("listeners[0].routes[0]: a route needs exactly one of"),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -125,8 +137,14 @@ clusters:
 ";
     let config = parse(yaml, "t.yaml").unwrap();
     let route = &config.listeners[0].routes[0];
-    assert_eq!(route.matcher.host, Some(HostMatch::Suffix(b".example.com".to_vec().into())));
-    assert_eq!(route.matcher.path, PathMatch::Prefix(b"/api".to_vec().into()));
+    assert_eq!(
+        route.matcher.host,
+        Some(HostMatch::Suffix(b".example.com".to_vec().into()))
+    );
+    assert_eq!(
+        route.matcher.path,
+        PathMatch::Prefix(b"/api".to_vec().into())
+    );
     assert_eq!(route.matcher.method.as_deref(), Some(&b"GET"[..]));
     assert_eq!(route.matcher.headers[0].name.as_ref(), b"x-canary");
     match &route.action {
@@ -136,5 +154,11 @@ clusters:
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(config.clusters[1].endpoints, vec![EndpointSpec::Dns { host: "localhost".into(), port: 2 }]);
+    assert_eq!(
+        config.clusters[1].endpoints,
+        vec![EndpointSpec::Dns {
+            host: "localhost".into(),
+            port: 2
+        }]
+    );
 }

@@ -30,14 +30,22 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
         Ok(config)
     } else {
         v.errors.sort_by_key(|e| (e.line, e.column));
-        Err(ConfigErrors { file: file.to_string(), errors: v.errors })
+        Err(ConfigErrors {
+            file: file.to_string(),
+            errors: v.errors,
+        })
     }
 }
 
 fn schema_error(e: &serde_saphyr::Error) -> ConfigError {
     let loc = e.location().unwrap_or(Location::UNKNOWN);
     let text = e.without_snippet().to_string();
-    let message = text.lines().next().unwrap_or("invalid YAML").trim().to_string();
+    let message = text
+        .lines()
+        .next()
+        .unwrap_or("invalid YAML")
+        .trim()
+        .to_string();
     ConfigError {
         line: loc.line(),
         column: loc.column(),
@@ -113,19 +121,33 @@ impl Validator {
                 StringOrNumber::String(a) if a == "auto" => Workers::Auto,
                 StringOrNumber::Number(n) if (1..=1024).contains(n) => Workers::Count(*n as usize),
                 _ => {
-                    self.err(&s.referenced, "runtime.workers", "must be `auto` or a number from 1 to 1024");
+                    self.err(
+                        &s.referenced,
+                        "runtime.workers",
+                        "must be `auto` or a number from 1 to 1024",
+                    );
                     Workers::Auto
                 }
             },
         };
         let cpu_affinity = raw.cpu_affinity.as_ref().and_then(|s| {
-            let cpus = core_affinity::get_core_ids().map(|ids| ids.len()).unwrap_or(usize::MAX);
+            let cpus = core_affinity::get_core_ids()
+                .map(|ids| ids.len())
+                .unwrap_or(usize::MAX);
             if s.value.is_empty() {
-                self.err(&s.referenced, "runtime.cpu_affinity", "must list at least one CPU id");
+                self.err(
+                    &s.referenced,
+                    "runtime.cpu_affinity",
+                    "must list at least one CPU id",
+                );
                 return None;
             }
             if let Some(bad) = s.value.iter().find(|&&id| id >= 1024) {
-                self.err(&s.referenced, "runtime.cpu_affinity", format!("CPU id {bad} is not a valid CPU (this machine has {cpus})"));
+                self.err(
+                    &s.referenced,
+                    "runtime.cpu_affinity",
+                    format!("CPU id {bad} is not a valid CPU (this machine has {cpus})"),
+                );
                 return None;
             }
             Some(s.value.clone())
@@ -135,22 +157,42 @@ impl Validator {
             Some(("uring", _)) => IoMode::Uring,
             Some(("epoll", _)) => IoMode::Epoll,
             Some((other, s)) => {
-                self.err(&s.referenced, "runtime.io", format!("unknown io driver `{other}`: use auto, uring or epoll"));
+                self.err(
+                    &s.referenced,
+                    "runtime.io",
+                    format!("unknown io driver `{other}`: use auto, uring or epoll"),
+                );
                 IoMode::Auto
             }
         };
-        let drain_timeout = self.duration(&raw.drain_timeout, "runtime.drain_timeout", defaults::DRAIN_TIMEOUT);
-        Runtime { workers, cpu_affinity, io, drain_timeout }
+        let drain_timeout = self.duration(
+            &raw.drain_timeout,
+            "runtime.drain_timeout",
+            defaults::DRAIN_TIMEOUT,
+        );
+        Runtime {
+            workers,
+            cpu_affinity,
+            io,
+            drain_timeout,
+        }
     }
 
-    fn clusters(&mut self, raw: &[Spanned<RawCluster>]) -> (Vec<Cluster>, HashMap<String, ClusterId>) {
+    fn clusters(
+        &mut self,
+        raw: &[Spanned<RawCluster>],
+    ) -> (Vec<Cluster>, HashMap<String, ClusterId>) {
         let mut by_name = HashMap::new();
         let mut out = Vec::with_capacity(raw.len());
         for (i, c) in raw.iter().enumerate() {
             let path = format!("clusters[{i}]");
             let c = &c.value;
             if by_name.insert(c.name.value.clone(), out.len()).is_some() {
-                self.err(&c.name.referenced, format!("{path}.name"), format!("duplicate cluster name `{}`", c.name.value));
+                self.err(
+                    &c.name.referenced,
+                    format!("{path}.name"),
+                    format!("duplicate cluster name `{}`", c.name.value),
+                );
             }
             self.name(&c.name, &format!("{path}.name"));
             out.push(self.cluster(c, &path));
@@ -169,21 +211,47 @@ impl Validator {
             None | Some(("round_robin", _)) => LbPolicy::RoundRobin,
             Some(("least_request", _)) => LbPolicy::LeastRequest,
             Some((other, s)) => {
-                self.err(&s.referenced, format!("{path}.lb"), format!("unknown lb policy `{other}`: use round_robin or least_request"));
+                self.err(
+                    &s.referenced,
+                    format!("{path}.lb"),
+                    format!("unknown lb policy `{other}`: use round_robin or least_request"),
+                );
                 LbPolicy::RoundRobin
             }
         };
         let pool = PoolConfig {
-            max_idle_per_endpoint: self.count(&c.pool.max_idle_per_endpoint, &format!("{path}.pool.max_idle_per_endpoint"), defaults::MAX_IDLE_PER_ENDPOINT, 0),
-            idle_timeout: self.duration(&c.pool.idle_timeout, &format!("{path}.pool.idle_timeout"), defaults::POOL_IDLE_TIMEOUT),
-            max_connections: self.count(&c.pool.max_connections, &format!("{path}.pool.max_connections"), defaults::MAX_CONNECTIONS, 1),
+            max_idle_per_endpoint: self.count(
+                &c.pool.max_idle_per_endpoint,
+                &format!("{path}.pool.max_idle_per_endpoint"),
+                defaults::MAX_IDLE_PER_ENDPOINT,
+                0,
+            ),
+            idle_timeout: self.duration(
+                &c.pool.idle_timeout,
+                &format!("{path}.pool.idle_timeout"),
+                defaults::POOL_IDLE_TIMEOUT,
+            ),
+            max_connections: self.count(
+                &c.pool.max_connections,
+                &format!("{path}.pool.max_connections"),
+                defaults::MAX_CONNECTIONS,
+                1,
+            ),
         };
         Cluster {
             name: c.name.value.clone(),
             endpoints,
             lb,
-            connect_timeout: self.duration(&c.connect_timeout, &format!("{path}.connect_timeout"), defaults::CONNECT_TIMEOUT),
-            dns_refresh: self.duration(&c.dns_refresh, &format!("{path}.dns_refresh"), defaults::DNS_REFRESH),
+            connect_timeout: self.duration(
+                &c.connect_timeout,
+                &format!("{path}.connect_timeout"),
+                defaults::CONNECT_TIMEOUT,
+            ),
+            dns_refresh: self.duration(
+                &c.dns_refresh,
+                &format!("{path}.dns_refresh"),
+                defaults::DNS_REFRESH,
+            ),
             pool,
         }
     }
@@ -196,16 +264,29 @@ impl Validator {
             let port: u16 = port.parse().ok()?;
             let valid = !host.is_empty()
                 && host.len() <= 253
-                && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-            valid.then(|| EndpointSpec::Dns { host: host.to_string(), port })
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            valid.then(|| EndpointSpec::Dns {
+                host: host.to_string(),
+                port,
+            })
         });
         if parsed.is_none() {
-            self.err(&e.referenced, path, format!("`{}` is not HOST:PORT or IP:PORT", e.value));
+            self.err(
+                &e.referenced,
+                path,
+                format!("`{}` is not HOST:PORT or IP:PORT", e.value),
+            );
         }
         parsed
     }
 
-    fn listeners(&mut self, raw: &[Spanned<RawListener>], clusters: &HashMap<String, ClusterId>) -> Vec<Listener> {
+    fn listeners(
+        &mut self,
+        raw: &[Spanned<RawListener>],
+        clusters: &HashMap<String, ClusterId>,
+    ) -> Vec<Listener> {
         let mut names = HashMap::new();
         let mut addrs = HashMap::new();
         let mut out = Vec::with_capacity(raw.len());
@@ -214,63 +295,135 @@ impl Validator {
             let l = &l.value;
             self.name(&l.name, &format!("{path}.name"));
             if names.insert(l.name.value.clone(), i).is_some() {
-                self.err(&l.name.referenced, format!("{path}.name"), format!("duplicate listener name `{}`", l.name.value));
+                self.err(
+                    &l.name.referenced,
+                    format!("{path}.name"),
+                    format!("duplicate listener name `{}`", l.name.value),
+                );
             }
             let address = self.socket_addr(&l.address, &format!("{path}.address"));
             if let Some(a) = address.filter(|a| a.port() != 0) {
                 if let Some(prev) = addrs.insert(a, l.name.value.clone()) {
-                    self.err(&l.address.referenced, format!("{path}.address"), format!("address {a} is already used by listener `{prev}`"));
+                    self.err(
+                        &l.address.referenced,
+                        format!("{path}.address"),
+                        format!("address {a} is already used by listener `{prev}`"),
+                    );
                 }
             }
             let defaults = Limits::default();
             let limits = Limits {
-                max_header_bytes: self.count(&l.max_header_bytes, &format!("{path}.max_header_bytes"), defaults.max_header_bytes, 256),
-                max_headers: self.count(&l.max_headers, &format!("{path}.max_headers"), defaults.max_headers, 1),
+                max_header_bytes: self.count(
+                    &l.max_header_bytes,
+                    &format!("{path}.max_header_bytes"),
+                    defaults.max_header_bytes,
+                    256,
+                ),
+                max_headers: self.count(
+                    &l.max_headers,
+                    &format!("{path}.max_headers"),
+                    defaults.max_headers,
+                    1,
+                ),
             };
             if limits.max_headers > ringmesh_http1::head::MAX_HEADERS_CEILING {
                 if let Some(s) = &l.max_headers {
-                    self.err(&s.referenced, format!("{path}.max_headers"), format!("at most {}", ringmesh_http1::head::MAX_HEADERS_CEILING));
+                    self.err(
+                        &s.referenced,
+                        format!("{path}.max_headers"),
+                        format!("at most {}", ringmesh_http1::head::MAX_HEADERS_CEILING),
+                    );
                 }
             }
             let routes = l
                 .routes
                 .iter()
                 .enumerate()
-                .map(|(j, r)| self.route(&r.value, &r.referenced, &format!("{path}.routes[{j}]"), j, clusters))
+                .map(|(j, r)| {
+                    self.route(
+                        &r.value,
+                        &r.referenced,
+                        &format!("{path}.routes[{j}]"),
+                        j,
+                        clusters,
+                    )
+                })
                 .collect();
             out.push(Listener {
                 name: l.name.value.clone(),
                 address: address.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
                 limits,
-                header_read_timeout: self.duration(&l.header_read_timeout, &format!("{path}.header_read_timeout"), defaults::HEADER_READ_TIMEOUT),
-                idle_timeout: self.duration(&l.idle_timeout, &format!("{path}.idle_timeout"), defaults::IDLE_TIMEOUT),
+                header_read_timeout: self.duration(
+                    &l.header_read_timeout,
+                    &format!("{path}.header_read_timeout"),
+                    defaults::HEADER_READ_TIMEOUT,
+                ),
+                idle_timeout: self.duration(
+                    &l.idle_timeout,
+                    &format!("{path}.idle_timeout"),
+                    defaults::IDLE_TIMEOUT,
+                ),
                 routes,
             });
         }
         if raw.is_empty() {
-            self.err(&Location::UNKNOWN, "listeners", "at least one listener is needed");
+            self.err(
+                &Location::UNKNOWN,
+                "listeners",
+                "at least one listener is needed",
+            );
         }
         out
     }
 
-    fn route(&mut self, r: &RawRoute, at: &Location, path: &str, index: usize, clusters: &HashMap<String, ClusterId>) -> Route {
-        let name = r.name.as_ref().map(|n| n.value.clone()).unwrap_or_else(|| format!("route{index}"));
+    fn route(
+        &mut self,
+        r: &RawRoute,
+        at: &Location,
+        path: &str,
+        index: usize,
+        clusters: &HashMap<String, ClusterId>,
+    ) -> Route {
+        let name = r
+            .name
+            .as_ref()
+            .map(|n| n.value.clone())
+            .unwrap_or_else(|| format!("route{index}"));
         let action = self.action(r, at, path, clusters);
         Route {
             name,
             matcher: self.matcher(&r.matcher, &format!("{path}.match")),
             action,
-            timeout: r.timeout.as_ref().map(|t| self.duration(&Some(t.clone()), &format!("{path}.timeout"), Duration::ZERO)),
+            timeout: r.timeout.as_ref().map(|t| {
+                self.duration(&Some(t.clone()), &format!("{path}.timeout"), Duration::ZERO)
+            }),
             request_headers: self.edits(&r.request_headers, &format!("{path}.request_headers")),
             response_headers: self.edits(&r.response_headers, &format!("{path}.response_headers")),
         }
     }
 
-    fn action(&mut self, r: &RawRoute, at: &Location, path: &str, clusters: &HashMap<String, ClusterId>) -> Action {
-        let placeholder = Action::Direct { status: 500, body: Bytes::new() };
-        let given = [r.cluster.is_some(), r.weighted_clusters.is_some(), r.direct_response.is_some()];
+    fn action(
+        &mut self,
+        r: &RawRoute,
+        at: &Location,
+        path: &str,
+        clusters: &HashMap<String, ClusterId>,
+    ) -> Action {
+        let placeholder = Action::Direct {
+            status: 500,
+            body: Bytes::new(),
+        };
+        let given = [
+            r.cluster.is_some(),
+            r.weighted_clusters.is_some(),
+            r.direct_response.is_some(),
+        ];
         if given.iter().filter(|g| **g).count() != 1 {
-            self.err(at, path, "a route needs exactly one of `cluster`, `weighted_clusters` or `direct_response`");
+            self.err(
+                at,
+                path,
+                "a route needs exactly one of `cluster`, `weighted_clusters` or `direct_response`",
+            );
             return placeholder;
         }
         if let Some(c) = &r.cluster {
@@ -286,7 +439,11 @@ impl Validator {
                 let wpath = format!("{path}.weighted_clusters[{k}]");
                 let id = self.cluster_ref(&w.value.cluster, &format!("{wpath}.cluster"), clusters);
                 if w.value.weight.value > 1_000_000 {
-                    self.err(&w.value.weight.referenced, format!("{wpath}.weight"), "weight must be at most 1000000");
+                    self.err(
+                        &w.value.weight.referenced,
+                        format!("{wpath}.weight"),
+                        "weight must be at most 1000000",
+                    );
                 }
                 total += w.value.weight.value.min(1_000_000);
                 if let Some(id) = id {
@@ -294,7 +451,11 @@ impl Validator {
                 }
             }
             if total == 0 {
-                self.err(at, format!("{path}.weighted_clusters"), "weights must add up to more than 0");
+                self.err(
+                    at,
+                    format!("{path}.weighted_clusters"),
+                    "weights must add up to more than 0",
+                );
             }
             return Action::Weighted { choices, total };
         }
@@ -302,15 +463,27 @@ impl Validator {
             Some(d) => {
                 let status = d.value.status.value;
                 if !(200..=599).contains(&status) {
-                    self.err(&d.value.status.referenced, format!("{path}.direct_response.status"), "status must be from 200 to 599");
+                    self.err(
+                        &d.value.status.referenced,
+                        format!("{path}.direct_response.status"),
+                        "status must be from 200 to 599",
+                    );
                 }
-                Action::Direct { status: status as u16, body: Bytes::from(d.value.body.clone()) }
+                Action::Direct {
+                    status: status as u16,
+                    body: Bytes::from(d.value.body.clone()),
+                }
             }
             None => placeholder,
         }
     }
 
-    fn cluster_ref(&mut self, name: &Spanned<String>, path: &str, clusters: &HashMap<String, ClusterId>) -> Option<ClusterId> {
+    fn cluster_ref(
+        &mut self,
+        name: &Spanned<String>,
+        path: &str,
+        clusters: &HashMap<String, ClusterId>,
+    ) -> Option<ClusterId> {
         let found = clusters.get(&name.value).copied();
         if found.is_none() {
             let hint = clusters
@@ -320,7 +493,11 @@ impl Validator {
                 .max_by(|a, b| a.0.total_cmp(&b.0))
                 .map(|(_, k)| format!(" (did you mean `{k}`?)"))
                 .unwrap_or_default();
-            self.err(&name.referenced, path, format!("unknown cluster `{}`{hint}", name.value));
+            self.err(
+                &name.referenced,
+                path,
+                format!("unknown cluster `{}`{hint}", name.value),
+            );
         }
         found
     }
@@ -329,13 +506,23 @@ impl Validator {
         let host = m.host.as_ref().and_then(|h| {
             let v = h.value.to_ascii_lowercase();
             match v.strip_prefix('*') {
-                Some(suffix) if suffix.starts_with('.') && suffix.len() > 1 => Some(HostMatch::Suffix(suffix.as_bytes().into())),
+                Some(suffix) if suffix.starts_with('.') && suffix.len() > 1 => {
+                    Some(HostMatch::Suffix(suffix.as_bytes().into()))
+                }
                 Some(_) => {
-                    self.err(&h.referenced, format!("{path}.host"), "a wildcard host must look like `*.example.com`");
+                    self.err(
+                        &h.referenced,
+                        format!("{path}.host"),
+                        "a wildcard host must look like `*.example.com`",
+                    );
                     None
                 }
                 None if v.is_empty() || v.contains('*') => {
-                    self.err(&h.referenced, format!("{path}.host"), "host must be a name or `*.suffix`");
+                    self.err(
+                        &h.referenced,
+                        format!("{path}.host"),
+                        "host must be a name or `*.suffix`",
+                    );
                     None
                 }
                 None => Some(HostMatch::Exact(v.as_bytes().into())),
@@ -345,16 +532,26 @@ impl Validator {
             None => PathMatch::Any,
             Some(p) => match (&p.value.exact, &p.value.prefix) {
                 (Some(e), None) if e.starts_with('/') => PathMatch::Exact(e.as_bytes().into()),
-                (None, Some(pre)) if pre.starts_with('/') => PathMatch::Prefix(pre.as_bytes().into()),
+                (None, Some(pre)) if pre.starts_with('/') => {
+                    PathMatch::Prefix(pre.as_bytes().into())
+                }
                 _ => {
-                    self.err(&p.referenced, format!("{path}.path"), "path needs exactly one of `exact` or `prefix`, starting with `/`");
+                    self.err(
+                        &p.referenced,
+                        format!("{path}.path"),
+                        "path needs exactly one of `exact` or `prefix`, starting with `/`",
+                    );
                     PathMatch::Any
                 }
             },
         };
         let method = m.method.as_ref().and_then(|me| {
             if me.value.is_empty() || !me.value.bytes().all(|b| b.is_ascii_alphabetic()) {
-                self.err(&me.referenced, format!("{path}.method"), "method must be a token such as GET");
+                self.err(
+                    &me.referenced,
+                    format!("{path}.method"),
+                    "method must be a token such as GET",
+                );
                 return None;
             }
             Some(me.value.to_ascii_uppercase().into_bytes().into())
@@ -368,31 +565,58 @@ impl Validator {
                     (Some(v), None) => HeaderRule::Exact(v.as_bytes().into()),
                     (None, Some(p)) => HeaderRule::Present(p),
                     _ => {
-                        self.err(&h.referenced, format!("{path}.headers[{i}]"), "a header match needs exactly one of `exact` or `present`");
+                        self.err(
+                            &h.referenced,
+                            format!("{path}.headers[{i}]"),
+                            "a header match needs exactly one of `exact` or `present`",
+                        );
                         return None;
                     }
                 };
                 self.header_name(&h.value.name, &format!("{path}.headers[{i}].name"));
-                Some(HeaderMatch { name: h.value.name.value.to_ascii_lowercase().into_bytes().into(), rule })
+                Some(HeaderMatch {
+                    name: h.value.name.value.to_ascii_lowercase().into_bytes().into(),
+                    rule,
+                })
             })
             .collect();
-        RouteMatch { host, path: path_match, method, headers }
+        RouteMatch {
+            host,
+            path: path_match,
+            method,
+            headers,
+        }
     }
 
     fn edits(&mut self, raw: &Option<RawHeaderEdits>, path: &str) -> HeaderEdits {
-        let Some(raw) = raw else { return HeaderEdits::default() };
+        let Some(raw) = raw else {
+            return HeaderEdits::default();
+        };
         let mut edits = HeaderEdits::default();
         for (i, h) in raw.add.iter().enumerate() {
             let name = Spanned::new(h.value.name.clone(), h.referenced, h.defined);
             self.header_name(&name, &format!("{path}.add[{i}].name"));
-            if h.value.value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                self.err(&h.referenced, format!("{path}.add[{i}].value"), "header value must not contain CR, LF or NUL");
+            if h.value
+                .value
+                .bytes()
+                .any(|b| b == b'\r' || b == b'\n' || b == 0)
+            {
+                self.err(
+                    &h.referenced,
+                    format!("{path}.add[{i}].value"),
+                    "header value must not contain CR, LF or NUL",
+                );
             }
-            edits.add.push((h.value.name.to_ascii_lowercase().into_bytes().into(), h.value.value.as_bytes().into()));
+            edits.add.push((
+                h.value.name.to_ascii_lowercase().into_bytes().into(),
+                h.value.value.as_bytes().into(),
+            ));
         }
         for (i, r) in raw.remove.iter().enumerate() {
             self.header_name(r, &format!("{path}.remove[{i}]"));
-            edits.remove.push(r.value.to_ascii_lowercase().into_bytes().into());
+            edits
+                .remove
+                .push(r.value.to_ascii_lowercase().into_bytes().into());
         }
         edits
     }
@@ -400,23 +624,41 @@ impl Validator {
     fn header_name(&mut self, name: &Spanned<String>, path: &str) {
         let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
         if name.value.is_empty() || !name.value.bytes().all(is_tchar) {
-            self.err(&name.referenced, path, format!("`{}` is not a valid header name", name.value));
+            self.err(
+                &name.referenced,
+                path,
+                format!("`{}` is not a valid header name", name.value),
+            );
         }
     }
 
     fn name(&mut self, name: &Spanned<String>, path: &str) {
         let ok = !name.value.is_empty()
             && name.value.len() <= 128
-            && name.value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            && name
+                .value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if !ok {
-            self.err(&name.referenced, path, format!("`{}` is not a valid name (letters, digits, - _ . ; at most 128)", name.value));
+            self.err(
+                &name.referenced,
+                path,
+                format!(
+                    "`{}` is not a valid name (letters, digits, - _ . ; at most 128)",
+                    name.value
+                ),
+            );
         }
     }
 
     fn socket_addr(&mut self, s: &Spanned<String>, path: &str) -> Option<SocketAddr> {
         let parsed = s.value.parse().ok();
         if parsed.is_none() {
-            self.err(&s.referenced, path, format!("`{}` is not an IP:PORT address", s.value));
+            self.err(
+                &s.referenced,
+                path,
+                format!("`{}` is not an IP:PORT address", s.value),
+            );
         }
         parsed
     }
@@ -426,7 +668,11 @@ impl Validator {
         match humantime::parse_duration(&s.value) {
             Ok(d) => d,
             Err(e) => {
-                self.err(&s.referenced, path, format!("`{}` is not a duration like 500ms, 10s or 1m: {e}", s.value));
+                self.err(
+                    &s.referenced,
+                    path,
+                    format!("`{}` is not a duration like 500ms, 10s or 1m: {e}", s.value),
+                );
                 default
             }
         }
@@ -436,7 +682,11 @@ impl Validator {
         match s {
             None => default,
             Some(s) if s.value < min || s.value > u32::MAX as u64 => {
-                self.err(&s.referenced, path, format!("must be from {min} to {}", u32::MAX));
+                self.err(
+                    &s.referenced,
+                    path,
+                    format!("must be from {min} to {}", u32::MAX),
+                );
                 default
             }
             Some(s) => s.value as usize,
