@@ -36,6 +36,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(StartError::Signals)?;
 
     let mut sockets: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut bound_addrs = Vec::with_capacity(config.listeners.len());
     for l in &config.listeners {
         let bound = bind_reuseport(l.address, workers).map_err(|e| StartError::Bind {
             what: format!("listener `{}`", l.name),
@@ -44,6 +45,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         })?;
         let actual = bound[0].local_addr().unwrap_or(l.address);
         info!(listener = %l.name, address = %actual, sockets = workers, "listener bound");
+        bound_addrs.push(actual);
         for (w, s) in bound.into_iter().enumerate() {
             sockets[w].push(s);
         }
@@ -124,6 +126,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let refresher = dns::spawn_refresher(&config, endpoints, controls.clone());
     admin_state.ready.store(true, Ordering::Release);
     info!(workers, "ringmesh-proxy ready");
+    if let Some(hint) = try_hint(&config, &bound_addrs) {
+        info!("try: {hint}");
+    }
 
     let signal = signals.forever().next();
     info!(signal = ?signal, drain_timeout = ?config.runtime.drain_timeout, "draining");
@@ -135,6 +140,24 @@ pub fn run(config: Config) -> Result<(), StartError> {
     drop(admin_thread);
     info!("stopped");
     Ok(())
+}
+
+/// A `curl` command that reaches a direct-response route, so a user who
+/// just started the proxy sees a request go through it.
+fn try_hint(config: &Config, bound: &[SocketAddr]) -> Option<String> {
+    use crate::config::model::{Action, PathMatch};
+    config.listeners.iter().zip(bound).find_map(|(l, addr)| {
+        l.routes.iter().find_map(|r| {
+            let path = match (&r.action, &r.matcher.path, &r.matcher.host) {
+                (Action::Direct { .. }, PathMatch::Exact(p) | PathMatch::Prefix(p), None) => {
+                    String::from_utf8_lossy(p).into_owned()
+                }
+                (Action::Direct { .. }, PathMatch::Any, None) => "/".to_string(),
+                _ => return None,
+            };
+            Some(format!("curl -i http://{addr}{path}"))
+        })
+    })
 }
 
 fn stop(
