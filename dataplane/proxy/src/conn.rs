@@ -30,8 +30,9 @@ use tracing::{debug, warn};
 use crate::cluster::{ClusterState, InFlight};
 use crate::config::model::{Action, Listener, Route};
 use crate::error::{write_error_response, ProxyError};
-use crate::io::{coalesce, relay, write_vec, BodyMode, ReadBuf, RelayError};
+use crate::io::{coalesce, relay, write_vec, BodyMode, ReadBuf, Relay, RelayError};
 use crate::router;
+use crate::timer::Timer;
 use crate::worker::{Core, Snapshot};
 
 /// Read buffer each connection starts with; grows for large heads and
@@ -60,6 +61,8 @@ struct Conn {
     wbuf: Vec<u8>,
     /// Scratch for re-framed body pieces.
     scratch: Vec<u8>,
+    /// Re-armed for every timed wait: idle, head, response, body stalls.
+    timer: Timer,
     head: RequestHead,
     resp: ResponseHead,
     /// The current request's body has not been read yet; an early error
@@ -82,6 +85,7 @@ pub async fn serve(core: Rc<Core>, listener: usize, mut io: TcpStream, peer: Soc
         ubuf: ReadBuf::with_capacity(READ_BUFFER),
         wbuf: Vec::with_capacity(1024),
         scratch: Vec::new(),
+        timer: Timer::new(),
         head: RequestHead::default(),
         resp: ResponseHead::default(),
         request_body_pending: false,
@@ -92,7 +96,9 @@ pub async fn serve(core: Rc<Core>, listener: usize, mut io: TcpStream, peer: Soc
             Next::KeepAlive if !core.drain.is_draining() => continue,
             Next::KeepAlive | Next::Close => break,
             Next::Tunnel(upstream) => {
-                tunnel(io, upstream, conn.rbuf, conn.ubuf).await;
+                // Boxed: upgrades are rare, and inline the tunnel's state
+                // would make every connection's task larger.
+                Box::pin(tunnel(io, upstream, conn.rbuf, conn.ubuf)).await;
                 break;
             }
         }
@@ -151,7 +157,9 @@ impl Conn {
         if self.rbuf.is_empty() {
             self.rbuf.shrink();
             let drain = self.core.drain.wait();
-            let first = monoio::time::timeout(listener.idle_timeout, self.rbuf.fill(io, limit));
+            let first = self
+                .timer
+                .within(listener.idle_timeout, self.rbuf.fill(io, limit));
             monoio::select! {
                 _ = drain => return Ok(false),
                 read = first => match read {
@@ -167,7 +175,7 @@ impl Conn {
                 Ok(false) => {}
                 Err(e) => return Err(ProxyError::BadRequest(e)),
             }
-            match monoio::time::timeout_at(deadline, self.rbuf.fill(io, limit)).await {
+            match self.timer.until(deadline, self.rbuf.fill(io, limit)).await {
                 Err(_) => return Err(ProxyError::HeaderTimeout),
                 Ok(Ok(0)) | Ok(Err(_)) => return Ok(false),
                 Ok(Ok(_)) => {}
@@ -326,16 +334,14 @@ impl Conn {
             .map_err(|_| Failure::Abort("client closed during response head"))?;
 
         if let Some(mode) = rest {
-            relay(
-                upstream.stream(),
-                &mut self.ubuf,
-                io,
-                mode,
-                &mut self.scratch,
-                listener.idle_timeout,
-            )
-            .await
-            .map_err(|_| Failure::Abort("response body relay failed"))?;
+            let ctx = Relay {
+                scratch: &mut self.scratch,
+                timer: &mut self.timer,
+                idle: listener.idle_timeout,
+            };
+            relay(upstream.stream(), &mut self.ubuf, io, mode, ctx)
+                .await
+                .map_err(|_| Failure::Abort("response body relay failed"))?;
         }
         // Reuse the upstream connection only after a cleanly delimited
         // response with nothing unexpected behind it.
@@ -387,7 +393,9 @@ impl Conn {
             let retry_ok = reused && !self.request_body_pending;
             let stream = match pooled.take() {
                 Some(s) => s,
-                None => connect(cluster, ep.addr).await.map_err(Failure::Respond)?,
+                None => connect(cluster, ep.addr, &mut self.timer)
+                    .await
+                    .map_err(Failure::Respond)?,
             };
             let mut upstream = Upstream {
                 io: Some(stream),
@@ -404,20 +412,18 @@ impl Conn {
                 return Err(Failure::Respond(ProxyError::UpstreamReset));
             }
             if let Some(mode) = body.filter(|_| self.request_body_pending) {
-                relay(
-                    io,
-                    &mut self.rbuf,
-                    upstream.stream(),
-                    mode,
-                    &mut self.scratch,
+                let ctx = Relay {
+                    scratch: &mut self.scratch,
+                    timer: &mut self.timer,
                     idle,
-                )
-                .await
-                .map_err(|e| match e {
-                    RelayError::Framing(c) => Failure::Respond(ProxyError::BadRequestBody(c)),
-                    RelayError::Write(_) => Failure::Respond(ProxyError::UpstreamReset),
-                    _ => Failure::Abort("client stopped sending the request body"),
-                })?;
+                };
+                relay(io, &mut self.rbuf, upstream.stream(), mode, ctx)
+                    .await
+                    .map_err(|e| match e {
+                        RelayError::Framing(c) => Failure::Respond(ProxyError::BadRequestBody(c)),
+                        RelayError::Write(_) => Failure::Respond(ProxyError::UpstreamReset),
+                        _ => Failure::Abort("client stopped sending the request body"),
+                    })?;
                 self.request_body_pending = false;
             }
             match self
@@ -475,7 +481,7 @@ impl Conn {
             }
             let fill = self.ubuf.fill(upstream.stream(), HEAD_LIMIT);
             let read = match deadline {
-                Some(d) => monoio::time::timeout_at(d, fill).await,
+                Some(d) => self.timer.until(d, fill).await,
                 None => Ok(fill.await),
             };
             match read {
@@ -613,7 +619,11 @@ impl Drop for Upstream<'_> {
     }
 }
 
-async fn connect(cluster: &ClusterState, addr: SocketAddr) -> Result<TcpStream, ProxyError> {
+async fn connect(
+    cluster: &ClusterState,
+    addr: SocketAddr,
+    timer: &mut Timer,
+) -> Result<TcpStream, ProxyError> {
     if !cluster.reserve_connection() {
         return Err(ProxyError::PoolExhausted);
     }
@@ -622,7 +632,10 @@ async fn connect(cluster: &ClusterState, addr: SocketAddr) -> Result<TcpStream, 
         cluster.stats.get().connect_failures.inc();
         err
     };
-    match monoio::time::timeout(cluster.connect_timeout, TcpStream::connect_addr(addr)).await {
+    match timer
+        .within(cluster.connect_timeout, TcpStream::connect_addr(addr))
+        .await
+    {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
             Ok(stream)

@@ -14,6 +14,10 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use ringmesh_http1::chunked::{write_chunk_header, LAST_CHUNK};
 use ringmesh_http1::{ChunkedDecoder, ChunkedError};
 
+use futures_util::FutureExt;
+
+use crate::timer::Timer;
+
 /// Room a read asks the kernel to fill at least; below this the buffer is
 /// compacted or grown first.
 const MIN_READ: usize = 4096;
@@ -192,14 +196,28 @@ pub fn coalesce(
 pub const BODY_BUFFER: usize = 64 * 1024;
 
 /// Forward one body from `src` (with already-read bytes in `buf`) to `dst`.
+/// What a body relay needs besides its two ends.
+pub struct Relay<'a> {
+    /// Scratch space for re-framed pieces (de-chunking, re-chunking).
+    pub scratch: &'a mut Vec<u8>,
+    /// The connection's timer, re-armed for every read and write.
+    pub timer: &'a mut Timer,
+    /// How long one read or write may stall.
+    pub idle: Duration,
+}
+
 pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
     src: &mut R,
     buf: &mut ReadBuf,
     dst: &mut W,
     mode: BodyMode,
-    scratch: &mut Vec<u8>,
-    idle: Duration,
+    ctx: Relay<'_>,
 ) -> Result<(), RelayError> {
+    let Relay {
+        scratch,
+        timer,
+        idle,
+    } = ctx;
     let mut decoder = ChunkedDecoder::new();
     let mut remaining = match mode {
         BodyMode::Length(n) => n,
@@ -207,14 +225,19 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
     };
     loop {
         if buf.is_empty() {
-            let n = monoio::time::timeout(idle, buf.fill(src, BODY_BUFFER))
+            let n = timer
+                .within(idle, buf.fill(src, BODY_BUFFER))
                 .await
                 .map_err(|_| RelayError::Timeout)?
                 .map_err(RelayError::Read)?;
             if n == 0 {
                 return match mode {
                     BodyMode::UntilClose => Ok(()),
-                    BodyMode::Rechunk => write_all(dst, scratch, LAST_CHUNK, idle).await,
+                    BodyMode::Rechunk => {
+                        scratch.clear();
+                        scratch.extend_from_slice(LAST_CHUNK);
+                        timed(timer, idle, write_vec(dst, scratch)).await
+                    }
                     _ => Err(RelayError::Truncated),
                 };
             }
@@ -222,13 +245,13 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
         let done = match mode {
             BodyMode::Length(_) => {
                 let n = remaining.min(buf.len() as u64) as usize;
-                timed(idle, buf.write_to(dst, n)).await?;
+                timed(timer, idle, buf.write_to(dst, n)).await?;
                 remaining -= n as u64;
                 remaining == 0
             }
             BodyMode::Chunked => {
                 let n = decoder.scan(buf.data()).map_err(RelayError::Framing)?;
-                timed(idle, buf.write_to(dst, n)).await?;
+                timed(timer, idle, buf.write_to(dst, n)).await?;
                 decoder.is_done()
             }
             BodyMode::Dechunk => {
@@ -239,7 +262,7 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
                     .map_err(RelayError::Framing)?;
                 buf.consume(n);
                 if !scratch.is_empty() {
-                    timed(idle, write_vec(dst, scratch)).await?;
+                    timed(timer, idle, write_vec(dst, scratch)).await?;
                 }
                 decoder.is_done()
             }
@@ -250,11 +273,11 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
                 scratch.extend_from_slice(buf.data());
                 scratch.extend_from_slice(b"\r\n");
                 buf.consume(buf.len());
-                timed(idle, write_vec(dst, scratch)).await?;
+                timed(timer, idle, write_vec(dst, scratch)).await?;
                 false
             }
             BodyMode::UntilClose => {
-                timed(idle, buf.write_to(dst, buf.len())).await?;
+                timed(timer, idle, buf.write_to(dst, buf.len())).await?;
                 false
             }
         };
@@ -265,25 +288,22 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
     }
 }
 
-async fn timed(
+/// A write bounded by the stall limit, with both failures as relay errors.
+/// A plain function returning a combinator: an `async fn` taking the write
+/// future would hold it twice in every relay's state.
+fn timed<'t, F>(
+    timer: &'t mut Timer,
     idle: Duration,
-    write: impl std::future::Future<Output = io::Result<()>>,
-) -> Result<(), RelayError> {
-    monoio::time::timeout(idle, write)
-        .await
-        .map_err(|_| RelayError::Timeout)?
-        .map_err(RelayError::Write)
-}
-
-async fn write_all<W: AsyncWriteRent>(
-    dst: &mut W,
-    scratch: &mut Vec<u8>,
-    bytes: &[u8],
-    idle: Duration,
-) -> Result<(), RelayError> {
-    scratch.clear();
-    scratch.extend_from_slice(bytes);
-    timed(idle, write_vec(dst, scratch)).await
+    write: F,
+) -> impl std::future::Future<Output = Result<(), RelayError>> + 't
+where
+    F: std::future::Future<Output = io::Result<()>> + 't,
+{
+    timer.within(idle, write).map(|r| match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(RelayError::Write(e)),
+        Err(_) => Err(RelayError::Timeout),
+    })
 }
 
 #[cfg(test)]

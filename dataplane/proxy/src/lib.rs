@@ -21,6 +21,7 @@ pub mod io;
 pub mod metrics;
 pub mod router;
 pub mod server;
+pub mod timer;
 pub mod worker;
 
 use std::net::SocketAddr;
