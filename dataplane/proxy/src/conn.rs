@@ -35,9 +35,11 @@ use crate::router;
 use crate::timer::Timer;
 use crate::worker::{Core, Snapshot};
 
-/// Read buffer each connection starts with; grows for large heads and
-/// bodies, and shrinks back when the connection goes idle.
-const READ_BUFFER: usize = 16 * 1024;
+/// Client read buffer each connection keeps, idle or not: room for a
+/// typical request head (browsers send 0.5-1.5 KiB). It grows for large
+/// heads and bodies and shrinks back when the connection goes idle. Every
+/// other buffer comes from the core's pool only while a request is active.
+const READ_BUFFER: usize = 2 * 1024;
 
 /// What happens to the connection after a request.
 enum Next {
@@ -82,19 +84,28 @@ pub async fn serve(core: Rc<Core>, listener: usize, mut io: TcpStream, peer: Soc
         listener,
         peer_ip: peer.ip().to_string().into_bytes().into(),
         rbuf: ReadBuf::with_capacity(READ_BUFFER),
-        ubuf: ReadBuf::with_capacity(READ_BUFFER),
-        wbuf: Vec::with_capacity(1024),
+        ubuf: ReadBuf::with_capacity(0),
+        wbuf: Vec::new(),
         scratch: Vec::new(),
         timer: Timer::new(),
-        head: RequestHead::default(),
-        resp: ResponseHead::default(),
+        head: RequestHead {
+            headers: Vec::new(),
+            ..RequestHead::default()
+        },
+        resp: ResponseHead {
+            headers: Vec::new(),
+            ..ResponseHead::default()
+        },
         request_body_pending: false,
     };
     loop {
         let snapshot = core.snapshot();
         match conn.request(&snapshot, &mut io).await {
             Next::KeepAlive if !core.drain.is_draining() => continue,
-            Next::KeepAlive | Next::Close => break,
+            Next::KeepAlive | Next::Close => {
+                conn.release_buffers();
+                break;
+            }
             Next::Tunnel(upstream) => {
                 // Boxed: upgrades are rare, and inline the tunnel's state
                 // would make every connection's task larger.
@@ -109,6 +120,35 @@ pub async fn serve(core: Rc<Core>, listener: usize, mut io: TcpStream, peer: Soc
 }
 
 impl Conn {
+    /// Borrow this request's working buffers from the core's pool.
+    fn take_buffers(&mut self) {
+        let pool = &self.core.pool;
+        if self.ubuf.capacity() == 0 {
+            self.ubuf = ReadBuf::from_vec(pool.take_buf());
+        }
+        if self.wbuf.capacity() == 0 {
+            self.wbuf = pool.take_buf();
+        }
+        if self.head.headers.capacity() == 0 {
+            self.head.headers = pool.take_headers();
+        }
+        if self.resp.headers.capacity() == 0 {
+            self.resp.headers = pool.take_headers();
+        }
+    }
+
+    /// Going idle: give the working buffers back, keep only the small
+    /// client read buffer.
+    fn release_buffers(&mut self) {
+        let pool = &self.core.pool;
+        let ubuf = std::mem::replace(&mut self.ubuf, ReadBuf::with_capacity(0));
+        pool.put_buf(ubuf.into_vec());
+        pool.put_buf(std::mem::take(&mut self.wbuf));
+        pool.put_headers(std::mem::take(&mut self.head.headers));
+        pool.put_headers(std::mem::take(&mut self.resp.headers));
+        self.scratch = Vec::new();
+    }
+
     /// One request, from head to the end of the response.
     async fn request(&mut self, snap: &Snapshot, io: &mut TcpStream) -> Next {
         let listener = &snap.config.listeners[self.listener];
@@ -155,6 +195,7 @@ impl Conn {
         let limits = listener.limits;
         let limit = limits.max_header_bytes + READ_BUFFER;
         if self.rbuf.is_empty() {
+            self.release_buffers();
             self.rbuf.shrink();
             let drain = self.core.drain.wait();
             let first = self
@@ -168,6 +209,7 @@ impl Conn {
                 },
             }
         }
+        self.take_buffers();
         let deadline = monoio::time::Instant::now() + listener.header_read_timeout;
         loop {
             match parse_request(self.rbuf.data(), &limits, &mut self.head) {

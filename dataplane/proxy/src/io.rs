@@ -40,6 +40,26 @@ impl ReadBuf {
         }
     }
 
+    /// Wrap a (pooled) buffer; `shrink` keeps its capacity.
+    pub fn from_vec(mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        let base = buf.capacity();
+        ReadBuf {
+            buf,
+            start: 0,
+            base,
+        }
+    }
+
+    /// The allocation, for returning it to a pool.
+    pub fn into_vec(self) -> Vec<u8> {
+        self.buf
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     pub fn data(&self) -> &[u8] {
         &self.buf[self.start..]
     }
@@ -84,8 +104,13 @@ impl ReadBuf {
         res
     }
 
+    /// Room for the next read. An empty buffer reads into the capacity it
+    /// has: an idle connection's small buffer must not grow before a byte
+    /// arrives. A buffer holding a partial message is compacted, then
+    /// doubled up to `limit` when less than `MIN_READ` is left.
     fn make_room(&mut self, limit: usize) -> io::Result<()> {
-        if self.buf.capacity() - self.buf.len() >= MIN_READ {
+        let spare = self.buf.capacity() - self.buf.len();
+        if spare >= MIN_READ || (self.is_empty() && spare > 0) {
             return Ok(());
         }
         if self.start > 0 {
@@ -106,6 +131,14 @@ impl ReadBuf {
         let want = (self.buf.capacity() * 2).clamp(MIN_READ * 2, limit.max(MIN_READ * 2));
         self.buf.reserve_exact(want - self.buf.len());
         Ok(())
+    }
+
+    /// Grow to at least `BODY_READ` for streaming a body, so a large body
+    /// moves in large reads; `shrink` gives it back afterwards.
+    pub fn reserve_for_body(&mut self) {
+        if self.buf.capacity() < BODY_READ {
+            self.buf.reserve_exact(BODY_READ - self.buf.len());
+        }
     }
 
     /// Write the first `n` unconsumed bytes to `io` and consume them.
@@ -191,9 +224,12 @@ pub fn coalesce(
     }
 }
 
-/// Bytes a body read may buffer: large reads make large bodies cheap in
-/// syscalls; a connection only grows to this while it streams a body.
-pub const BODY_BUFFER: usize = 64 * 1024;
+/// Read size while a body streams: a pooled buffer's size, large enough
+/// that a 1 GiB body costs 64k reads, not a million.
+pub const BODY_READ: usize = crate::pool::BUF_SIZE;
+
+/// Most a body read may grow the buffer to.
+const BODY_BUFFER: usize = 64 * 1024;
 
 /// Forward one body from `src` (with already-read bytes in `buf`) to `dst`.
 /// What a body relay needs besides its two ends.
@@ -218,6 +254,7 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
         timer,
         idle,
     } = ctx;
+    buf.reserve_for_body();
     let mut decoder = ChunkedDecoder::new();
     let mut remaining = match mode {
         BodyMode::Length(n) => n,
@@ -363,6 +400,16 @@ mod tests {
         );
         assert!(out.is_empty());
         assert_eq!(buf.len(), 5, "nothing consumed");
+    }
+
+    #[test]
+    fn an_empty_small_buffer_does_not_grow_before_reading() {
+        let mut b = ReadBuf::with_capacity(2048);
+        b.make_room(1 << 20).unwrap();
+        assert_eq!(b.capacity(), 2048);
+        b.buf.extend_from_slice(&[1u8; 2048]);
+        b.make_room(1 << 20).unwrap();
+        assert!(b.capacity() >= MIN_READ * 2, "a full buffer grows");
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub struct Core {
     pub rng: RefCell<fastrand::Rng>,
     /// Open downstream connections on this core.
     pub connections: Cell<usize>,
+    /// Buffers requests borrow while active.
+    pub pool: crate::pool::Pool,
 }
 
 impl Core {
@@ -196,6 +198,7 @@ async fn serve(setup: WorkerSetup) {
         drain: Drain::default(),
         rng: RefCell::new(fastrand::Rng::new()),
         connections: Cell::new(0),
+        pool: crate::pool::Pool::default(),
     });
     for (index, std_listener) in listeners.into_iter().enumerate() {
         match TcpListener::from_std(std_listener) {
@@ -269,7 +272,8 @@ async fn accept_loop(core: Rc<Core>, index: usize, listener: TcpListener) {
     }
 }
 
-/// How often idle upstream connections past their timeout are closed.
+/// How often idle upstream connections past their timeout are closed and
+/// the buffer pool is trimmed.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 async fn sweep_idle(core: Rc<Core>) {
@@ -279,5 +283,6 @@ async fn sweep_idle(core: Rc<Core>) {
         for c in &core.snapshot().clusters {
             c.sweep(now);
         }
+        core.pool.trim();
     }
 }
