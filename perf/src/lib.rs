@@ -1,0 +1,144 @@
+//! The per-request hot path, as one function the benchmark and the
+//! allocation test both drive: parse a request head, route it, write the
+//! forwarded head; parse the response head, write the head sent back.
+//!
+//! This is every byte-level step the proxy does per request outside the
+//! kernel and the runtime; the IO around it is measured end to end by
+//! `perf/peers/compare.py`.
+
+use ringmesh_http1::rewrite::{self, ConnectionHeader, RequestContext, ResponseFraming};
+use ringmesh_http1::{parse_request, parse_response, Limits, RequestHead, ResponseHead};
+use ringmesh_proxy::config::{self, Config};
+use ringmesh_proxy::router;
+
+/// A request as curl or a service client sends it.
+pub const REQUEST: &[u8] = b"GET /api/v1/orders/12345?expand=items HTTP/1.1\r\n\
+Host: orders.shop.svc.cluster.local\r\n\
+User-Agent: checkout/2.3.1\r\n\
+Accept: application/json\r\n\
+Accept-Encoding: gzip, br\r\n\
+Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.ZRrHA1JJJW8opsbCGfG_HACGpVUMN_a9IV7pAx_Zmeo\r\n\
+X-Request-Id: 4bf92f3577b34da6a3ce929d0e0e4736\r\n\
+Traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\
+Connection: keep-alive\r\n\r\n";
+
+/// A typical JSON API response head.
+pub const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\n\
+Content-Type: application/json\r\n\
+Content-Length: 512\r\n\
+Date: Sun, 22 Nov 2026 03:00:00 GMT\r\n\
+Cache-Control: no-store\r\n\
+X-Request-Id: 4bf92f3577b34da6a3ce929d0e0e4736\r\n\r\n";
+
+/// Ten routes, the one that matches last, so routing does real work.
+pub const CONFIG: &str = r"
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    routes:
+      - { match: { host: payments.shop.svc.cluster.local }, cluster: payments }
+      - { match: { host: '*.admin.internal' }, cluster: payments }
+      - { match: { path: { prefix: /static/ } }, direct_response: { status: 404 } }
+      - { match: { path: { exact: /healthz } }, direct_response: { status: 200 } }
+      - { match: { path: { prefix: /api/v2/ } }, cluster: payments }
+      - { match: { headers: [ { name: x-canary, exact: 'on' } ] }, cluster: payments }
+      - { match: { method: POST, path: { prefix: /api/v1/orders } }, cluster: payments }
+      - { match: { host: carts.shop.svc.cluster.local }, cluster: payments }
+      - { match: { path: { prefix: /api/v1/users } }, cluster: payments }
+      - match: { host: '*.shop.svc.cluster.local', path: { prefix: /api/v1/orders }, method: GET }
+        cluster: orders
+        request_headers: { add: [ { name: x-route, value: orders } ], remove: [ authorization ] }
+clusters:
+  - { name: orders, endpoints: ['10.0.0.1:8080'] }
+  - { name: payments, endpoints: ['10.0.0.2:8080'] }
+";
+
+/// Reusable state, as a connection keeps it between requests.
+pub struct HotPath {
+    pub config: Config,
+    head: RequestHead,
+    resp: ResponseHead,
+    out: Vec<u8>,
+}
+
+impl HotPath {
+    pub fn new() -> Self {
+        let config = match config::parse(CONFIG, "bench") {
+            Ok(c) => c,
+            Err(e) => panic!("bench config: {e}"),
+        };
+        HotPath {
+            config,
+            head: RequestHead::default(),
+            resp: ResponseHead::default(),
+            out: Vec::with_capacity(4096),
+        }
+    }
+
+    /// One request's byte work; returns the bytes written, so the compiler
+    /// cannot drop any of it.
+    pub fn run(&mut self, request: &[u8], response: &[u8]) -> usize {
+        let limits = Limits::default();
+        let listener = &self.config.listeners[0];
+        if parse_request(request, &limits, &mut self.head) != Ok(true) {
+            return 0;
+        }
+        let Some(ri) = router::route(listener, request, &self.head) else {
+            return 0;
+        };
+        let route = &listener.routes[ri];
+        self.out.clear();
+        let ctx = RequestContext {
+            client_ip: b"10.1.2.3",
+            proto: b"http",
+            fallback_host: b"10.0.0.1:8080",
+        };
+        rewrite::write_request_head(
+            &mut self.out,
+            request,
+            &self.head,
+            &ctx,
+            &route.request_headers,
+        );
+        let sent = self.out.len();
+        if parse_response(response, &limits, false, &mut self.resp) != Ok(true) {
+            return 0;
+        }
+        self.out.clear();
+        rewrite::write_response_head(
+            &mut self.out,
+            response,
+            &self.resp,
+            ResponseFraming::AsIs,
+            ConnectionHeader::None,
+            &route.response_headers,
+        );
+        sent + self.out.len()
+    }
+}
+
+impl Default for HotPath {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_request_takes_the_last_route() {
+        let mut hp = HotPath::new();
+        assert!(hp.run(REQUEST, RESPONSE) > 0);
+        let mut head = RequestHead::default();
+        assert_eq!(
+            parse_request(REQUEST, &Limits::default(), &mut head),
+            Ok(true)
+        );
+        assert_eq!(
+            router::route(&hp.config.listeners[0], REQUEST, &head),
+            Some(9)
+        );
+    }
+}
