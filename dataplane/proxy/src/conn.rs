@@ -31,9 +31,12 @@ use crate::cluster::{ClusterState, InFlight};
 use crate::config::model::{Action, Listener, Route};
 use crate::error::{write_error_response, ProxyError};
 use crate::io::{coalesce, relay, write_vec, BodyMode, ReadBuf, Relay, RelayError};
+use crate::park::{park, ConnSlot, PARK_AFTER};
 use crate::router;
 use crate::timer::Timer;
 use crate::worker::{Core, Snapshot};
+use futures_util::future::{select, Either};
+use monoio::io::Canceller;
 
 /// Client read buffer each connection keeps, idle or not: room for a
 /// typical request head (browsers send 0.5-1.5 KiB). It grows for large
@@ -47,6 +50,19 @@ enum Next {
     Close,
     /// 101 Switching Protocols: relay bytes both ways until either closes.
     Tunnel(TcpStream),
+    /// Quiet past `PARK_AFTER`: hand the socket to `park` until bytes
+    /// arrive or the idle deadline passes.
+    Park(std::time::Instant),
+}
+
+/// What waiting for the next request ended with.
+enum Arrival {
+    /// A complete head is parsed in `Conn::head`.
+    Head,
+    /// The client closed, the idle timeout passed, or the core drains.
+    Closed,
+    /// Quiet past `PARK_AFTER`; the idle deadline is still ahead.
+    Park(std::time::Instant),
 }
 
 /// Per-connection state, reused by every request on the connection so the
@@ -65,6 +81,9 @@ struct Conn {
     scratch: Vec<u8>,
     /// Re-armed for every timed wait: idle, head, response, body stalls.
     timer: Timer,
+    /// Cancels the idle read before parking; kept so waiting for each
+    /// request does not allocate one.
+    canceller: Canceller,
     head: RequestHead,
     resp: ResponseHead,
     /// The current request's body has not been read yet; an early error
@@ -73,21 +92,19 @@ struct Conn {
 }
 
 /// Serve one accepted connection until it closes.
-pub async fn serve(core: Rc<Core>, listener: usize, mut io: TcpStream, peer: SocketAddr) {
+pub async fn serve(slot: ConnSlot, mut io: TcpStream, peer: SocketAddr) {
     let _ = io.set_nodelay(true);
-    let stats = &core.stats.listeners[listener];
-    stats.connections_total.inc();
-    stats.connections_active.inc();
-    core.connections.set(core.connections.get() + 1);
+    let core = slot.core.clone();
     let mut conn = Conn {
         core: core.clone(),
-        listener,
+        listener: slot.listener,
         peer_ip: peer.ip().to_string().into_bytes().into(),
         rbuf: ReadBuf::with_capacity(READ_BUFFER),
         ubuf: ReadBuf::with_capacity(0),
         wbuf: Vec::new(),
         scratch: Vec::new(),
         timer: Timer::new(),
+        canceller: Canceller::new(),
         head: RequestHead {
             headers: Vec::new(),
             ..RequestHead::default()
@@ -106,6 +123,14 @@ pub async fn serve(core: Rc<Core>, listener: usize, mut io: TcpStream, peer: Soc
                 conn.release_buffers();
                 break;
             }
+            Next::Park(until) => {
+                // This task ends here and frees its state; the socket waits
+                // in a small task of its own.
+                conn.release_buffers();
+                drop(conn);
+                monoio::spawn(park(slot, io, peer, until));
+                return;
+            }
             Next::Tunnel(upstream) => {
                 // Boxed: upgrades are rare, and inline the tunnel's state
                 // would make every connection's task larger.
@@ -114,9 +139,6 @@ pub async fn serve(core: Rc<Core>, listener: usize, mut io: TcpStream, peer: Soc
             }
         }
     }
-    let stats = &core.stats.listeners[listener];
-    stats.connections_active.dec();
-    core.connections.set(core.connections.get() - 1);
 }
 
 impl Conn {
@@ -153,8 +175,9 @@ impl Conn {
     async fn request(&mut self, snap: &Snapshot, io: &mut TcpStream) -> Next {
         let listener = &snap.config.listeners[self.listener];
         match self.read_head(listener, io).await {
-            Ok(true) => {}
-            Ok(false) => return Next::Close,
+            Ok(Arrival::Head) => {}
+            Ok(Arrival::Closed) => return Next::Close,
+            Ok(Arrival::Park(until)) => return Next::Park(until),
             Err(err) => {
                 self.core.stats.listeners[self.listener]
                     .unrouted
@@ -191,37 +214,62 @@ impl Conn {
         &mut self,
         listener: &Listener,
         io: &mut TcpStream,
-    ) -> Result<bool, ProxyError> {
+    ) -> Result<Arrival, ProxyError> {
         let limits = listener.limits;
         let limit = limits.max_header_bytes + READ_BUFFER;
         if self.rbuf.is_empty() {
             self.release_buffers();
             self.rbuf.shrink();
-            let drain = self.core.drain.wait();
-            let first = self
-                .timer
-                .within(listener.idle_timeout, self.rbuf.fill(io, limit));
-            monoio::select! {
-                _ = drain => return Ok(false),
-                read = first => match read {
-                    Ok(Ok(n)) if n > 0 => {}
-                    _ => return Ok(false),
-                },
+            let idle_since = std::time::Instant::now();
+            let grace = listener.idle_timeout.min(PARK_AFTER);
+            match self.first_byte(io, grace, limit).await {
+                FirstByte::Arrived => {}
+                FirstByte::Closed => return Ok(Arrival::Closed),
+                FirstByte::Quiet if grace < listener.idle_timeout => {
+                    return Ok(Arrival::Park(idle_since + listener.idle_timeout))
+                }
+                FirstByte::Quiet => return Ok(Arrival::Closed),
             }
         }
         self.take_buffers();
         let deadline = monoio::time::Instant::now() + listener.header_read_timeout;
         loop {
             match parse_request(self.rbuf.data(), &limits, &mut self.head) {
-                Ok(true) => return Ok(true),
+                Ok(true) => return Ok(Arrival::Head),
                 Ok(false) => {}
                 Err(e) => return Err(ProxyError::BadRequest(e)),
             }
             match self.timer.until(deadline, self.rbuf.fill(io, limit)).await {
                 Err(_) => return Err(ProxyError::HeaderTimeout),
-                Ok(Ok(0)) | Ok(Err(_)) => return Ok(false),
+                Ok(Ok(0)) | Ok(Err(_)) => return Ok(Arrival::Closed),
                 Ok(Ok(_)) => {}
             }
+        }
+    }
+
+    /// Wait up to `grace` for the first byte of the next request. On quiet
+    /// or drain the read is cancelled and awaited, so a byte that raced the
+    /// cancel is kept, never lost.
+    async fn first_byte(&mut self, io: &mut TcpStream, grace: Duration, limit: usize) -> FirstByte {
+        let read = self
+            .rbuf
+            .fill_cancelable(io, limit, self.canceller.handle());
+        let mut read = std::pin::pin!(read);
+        let stop = select(self.timer.after(grace), self.core.drain.wait());
+        if let Either::Left((got, _)) = select(read.as_mut(), stop).await {
+            return match got {
+                Ok(n) if n > 0 => FirstByte::Arrived,
+                _ => FirstByte::Closed,
+            };
+        }
+        self.canceller = std::mem::take(&mut self.canceller).cancel();
+        match read.await {
+            Ok(n) if n > 0 => FirstByte::Arrived,
+            _ if self.core.drain.is_draining() => FirstByte::Closed,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted || is_canceled(&e) => {
+                FirstByte::Quiet
+            }
+            _ => FirstByte::Closed,
         }
     }
 
@@ -553,6 +601,17 @@ impl Conn {
         self.rbuf.consume(self.head.head_len);
         Next::KeepAlive
     }
+}
+
+enum FirstByte {
+    Arrived,
+    Closed,
+    Quiet,
+}
+
+/// monoio reports a cancelled operation as ECANCELED.
+fn is_canceled(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ECANCELED)
 }
 
 /// Most body bytes sent in the same write as their head.

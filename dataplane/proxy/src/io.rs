@@ -133,6 +133,24 @@ impl ReadBuf {
         Ok(())
     }
 
+    /// `fill` with a read that `handle`'s canceller can cancel; a cancelled
+    /// read returns an error and leaves the buffer as it was.
+    pub async fn fill_cancelable(
+        &mut self,
+        io: &mut monoio::net::TcpStream,
+        limit: usize,
+        handle: monoio::io::CancelHandle,
+    ) -> io::Result<usize> {
+        use monoio::io::CancelableAsyncReadRent;
+        self.make_room(limit)?;
+        let buf = std::mem::take(&mut self.buf);
+        let len = buf.len();
+        let cap = buf.capacity();
+        let (res, slice) = io.cancelable_read(buf.slice_mut(len..cap), handle).await;
+        self.buf = slice.into_inner();
+        res
+    }
+
     /// Grow to at least `BODY_READ` for streaming a body, so a large body
     /// moves in large reads; `shrink` gives it back afterwards.
     pub fn reserve_for_body(&mut self) {

@@ -19,6 +19,7 @@ pub mod drain;
 pub mod error;
 pub mod io;
 pub mod metrics;
+pub mod park;
 pub mod pool;
 pub mod router;
 pub mod server;

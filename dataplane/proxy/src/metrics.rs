@@ -57,6 +57,8 @@ impl ByClass {
 pub struct ListenerStats {
     pub connections_active: Counter,
     pub connections_total: Counter,
+    /// Idle keep-alive connections parked (no buffers, no task state).
+    pub connections_parked: Counter,
     /// Requests that matched no route, or were refused before routing.
     pub unrouted: ByClass,
 }
@@ -146,33 +148,32 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
             );
         }
     }
-    header(
-        &mut out,
-        "ringmesh_downstream_connections_active",
-        "gauge",
-        "Open downstream connections.",
-    );
-    for (li, l) in config.listeners.iter().enumerate() {
-        let v = sum(&|c| c.listeners[li].connections_active.get());
-        let _ = writeln!(
-            out,
-            "ringmesh_downstream_connections_active{{listener=\"{}\"}} {v}",
-            l.name
-        );
-    }
-    header(
-        &mut out,
-        "ringmesh_downstream_connections_total",
-        "counter",
-        "Accepted downstream connections.",
-    );
-    for (li, l) in config.listeners.iter().enumerate() {
-        let v = sum(&|c| c.listeners[li].connections_total.get());
-        let _ = writeln!(
-            out,
-            "ringmesh_downstream_connections_total{{listener=\"{}\"}} {v}",
-            l.name
-        );
+    let listener_metrics: [MetricDef<ListenerStats>; 3] = [
+        (
+            "ringmesh_downstream_connections_active",
+            "gauge",
+            "Open downstream connections.",
+            |s| s.connections_active.get(),
+        ),
+        (
+            "ringmesh_downstream_connections_parked",
+            "gauge",
+            "Idle keep-alive connections parked without buffers.",
+            |s| s.connections_parked.get(),
+        ),
+        (
+            "ringmesh_downstream_connections_total",
+            "counter",
+            "Accepted downstream connections.",
+            |s| s.connections_total.get(),
+        ),
+    ];
+    for (name, kind, help, get) in listener_metrics {
+        header(&mut out, name, kind, help);
+        for (li, l) in config.listeners.iter().enumerate() {
+            let v = sum(&|c| get(&c.listeners[li]));
+            let _ = writeln!(out, "{name}{{listener=\"{}\"}} {v}", l.name);
+        }
     }
     header(
         &mut out,

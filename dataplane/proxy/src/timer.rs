@@ -47,6 +47,12 @@ impl Timer {
         }
     }
 
+    /// The timer itself, armed to fire `limit` from now.
+    pub fn after(&mut self, limit: Duration) -> Pin<&mut Sleep> {
+        self.sleep.as_mut().reset(Instant::now() + limit);
+        self.sleep.as_mut()
+    }
+
     /// Run `fut` for at most `limit` from now.
     pub fn within<F: Future>(&mut self, limit: Duration, fut: F) -> Within<'_, F> {
         self.until(Instant::now() + limit, fut)

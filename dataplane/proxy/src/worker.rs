@@ -53,6 +53,8 @@ pub struct Core {
     pub connections: Cell<usize>,
     /// Buffers requests borrow while active.
     pub pool: crate::pool::Pool,
+    /// Idle deadlines of parked connections.
+    pub parked: crate::park::Parked,
 }
 
 impl Core {
@@ -199,6 +201,7 @@ async fn serve(setup: WorkerSetup) {
         rng: RefCell::new(fastrand::Rng::new()),
         connections: Cell::new(0),
         pool: crate::pool::Pool::default(),
+        parked: crate::park::Parked::default(),
     });
     for (index, std_listener) in listeners.into_iter().enumerate() {
         match TcpListener::from_std(std_listener) {
@@ -261,7 +264,8 @@ async fn accept_loop(core: Rc<Core>, index: usize, listener: TcpListener) {
         };
         match accepted {
             Ok((stream, peer)) => {
-                monoio::spawn(crate::conn::serve(core.clone(), index, stream, peer));
+                let slot = crate::park::ConnSlot::open(core.clone(), index);
+                monoio::spawn(crate::conn::serve(slot, stream, peer));
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -284,5 +288,6 @@ async fn sweep_idle(core: Rc<Core>) {
             c.sweep(now);
         }
         core.pool.trim();
+        core.parked.expire(now);
     }
 }
