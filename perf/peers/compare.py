@@ -16,7 +16,11 @@ still gives a fair comparison. What it measures, per target:
                    by requests served, at a paced load well below saturation
   pipelined_rps    requests/s with 16-deep pipelining on 10 connections:
                    the proxy's core, not the load generator, is the limit
-  p50/p99_ms       wrk latency percentiles at 10 connections, closed loop
+  paced_p50/p99_ms wrk latency percentiles during the paced run (same
+                   request rate for every target)
+  p50/p99_ms       wrk latency percentiles at 10 connections, closed loop;
+                   bounded by CPU 0 (wrk + upstream), so a proxy that lets
+                   more requests through loads CPU 0 harder
   kib_per_idle     RSS growth per idle keep-alive connection (after one
                    request each), over N connections
 
@@ -218,11 +222,46 @@ def idle_connections(port, pid, n):
             if not chunk:
                 raise RuntimeError("closed during idle setup")
             data += chunk
-    time.sleep(1.0)
+    # Past ringmesh's 1 s park grace and its 1 s sweep: the connections are
+    # idle in the steady state, not just finished.
+    time.sleep(3.0)
     grown = rss_kib(pid) - base
     for s in socks:
         s.close()
     return grown / n
+
+
+def svg_chart(med, targets, args):
+    """Four panels of bars, one per metric, one bar per target."""
+    panels = [
+        ("cpu_us_per_req", "CPU µs per request (lower is better)", "{:.1f}"),
+        ("pipelined_rps", "pipelined req/s (higher is better)", "{:,.0f}"),
+        ("paced_p99_ms", "p99 ms at the paced rate (lower is better)", "{:.2f}"),
+        ("kib_per_idle", "KiB per idle connection (lower is better)", "{:.1f}"),
+    ]
+    colors = {"ringmesh": "#d9480f", "nginx": "#2b8a3e", "haproxy": "#1c7ed6", "envoy": "#7048e8"}
+    pw, ph, pad = 360, 220, 40
+    width, height = pad + 2 * (pw + pad), 70 + 2 * (ph + pad)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{pad}" y="28" font-size="16" font-weight="bold">ringmesh vs peers: proxy pinned to one core</text>',
+           f'<text x="{pad}" y="48" fill="#555">medians of {args.runs} alternating runs, {args.seconds}s each; perf/peers/compare.py</text>']
+    for i, (key, title, fmt) in enumerate(panels):
+        x0 = pad + (i % 2) * (pw + pad)
+        y0 = 70 + (i // 2) * (ph + pad)
+        out.append(f'<text x="{x0}" y="{y0 + 14}" font-weight="bold">{title}</text>')
+        top = max(med[t][key] for t in targets) or 1
+        bw = (pw - 20) / len(targets)
+        for j, t in enumerate(targets):
+            v = med[t][key]
+            h = (ph - 60) * v / top
+            bx = x0 + 10 + j * bw
+            by = y0 + ph - 25 - h
+            out.append(f'<rect x="{bx + 8:.1f}" y="{by:.1f}" width="{bw - 16:.1f}" height="{h:.1f}" fill="{colors.get(t, "#868e96")}"/>')
+            out.append(f'<text x="{bx + bw / 2:.1f}" y="{by - 4:.1f}" text-anchor="middle">{fmt.format(v)}</text>')
+            out.append(f'<text x="{bx + bw / 2:.1f}" y="{y0 + ph - 8}" text-anchor="middle">{t}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
 
 
 def main():
@@ -234,6 +273,7 @@ def main():
     ap.add_argument("--idle", type=int, default=5000)
     ap.add_argument("--targets", default="ringmesh,nginx,haproxy")
     ap.add_argument("--json", help="write raw results here")
+    ap.add_argument("--svg", help="write a bar chart of the medians here")
     args = ap.parse_args()
 
     ringmesh_bin = os.path.join(ROOT, "target/release/ringmesh-proxy")
@@ -272,13 +312,15 @@ def main():
                     port = PORTS[t]
                     wrk(port, 10, 2)  # warm-up: pools filled, pages touched
                     before = cpu_ticks(proc.pid)
-                    p = wrk(port, args.paced_conns, args.seconds, paced, env={"PAUSE_MS": str(args.pause_ms)})
+                    p = wrk(port, args.paced_conns, args.seconds, paced, latency=True,
+                            env={"PAUSE_MS": str(args.pause_ms)})
                     ticks = cpu_ticks(proc.pid) - before
                     cpu_us = ticks * 1e6 / CLK_TCK / max(p["requests"], 1)
                     pipe = wrk(port, 10, args.seconds, pipeline)
                     lat = wrk(port, 10, args.seconds, latency=True)
                     idle = idle_connections(port, proc.pid, args.idle)
-                    r = {"cpu_us_per_req": cpu_us, "paced_rps": p["rps"], "pipelined_rps": pipe["rps"],
+                    r = {"cpu_us_per_req": cpu_us, "paced_rps": p["rps"], "paced_p50_ms": p["pct"].get("50"),
+                         "paced_p99_ms": p["pct"].get("99"), "pipelined_rps": pipe["rps"],
                          "p50_ms": lat["pct"].get("50"), "p99_ms": lat["pct"].get("99"), "closed_rps": lat["rps"],
                          "kib_per_idle": idle, "errors": [p["non2xx"], pipe["non2xx"], lat["non2xx"],
                                                           p["socket_errors"], pipe["socket_errors"]]}
@@ -294,14 +336,19 @@ def main():
         upstream.send_signal(signal.SIGTERM)
         upstream.wait(10)
 
-    keys = ["cpu_us_per_req", "paced_rps", "pipelined_rps", "p50_ms", "p99_ms", "closed_rps", "kib_per_idle"]
+    keys = ["cpu_us_per_req", "paced_rps", "paced_p50_ms", "paced_p99_ms", "pipelined_rps", "p50_ms", "p99_ms",
+            "closed_rps", "kib_per_idle"]
     med = {t: {k: statistics.median([r[k] for r in results[t] if r[k] is not None]) for k in keys} for t in targets}
-    print(f"| target | CPU µs/req @ ~{int(med[targets[0]]['paced_rps'])} req/s | pipelined req/s | p50 ms (c=10) | p99 ms (c=10) | closed-loop req/s (c=10) | KiB per idle conn |")
+    rate = int(med[targets[0]]['paced_rps'])
+    print(f"| target | CPU µs/req @ ~{rate} req/s | p50 / p99 ms @ ~{rate} req/s | pipelined req/s | closed-loop req/s (c=10) | p50 / p99 ms (c=10, closed loop) | KiB per idle conn |")
     print("|---|---|---|---|---|---|---|")
     for t in targets:
         m = med[t]
-        print(f"| {t} | {m['cpu_us_per_req']:.2f} | {m['pipelined_rps']:.0f} | {m['p50_ms']:.3f} | {m['p99_ms']:.3f} | {m['closed_rps']:.0f} | {m['kib_per_idle']:.2f} |")
+        print(f"| {t} | {m['cpu_us_per_req']:.2f} | {m['paced_p50_ms']:.3f} / {m['paced_p99_ms']:.3f} | {m['pipelined_rps']:.0f} | "
+              f"{m['closed_rps']:.0f} | {m['p50_ms']:.3f} / {m['p99_ms']:.3f} | {m['kib_per_idle']:.2f} |")
     print(f"\nmedians of {args.runs} alternating runs, {args.seconds}s each; proxy on CPU {PROXY_CPU}, upstream + wrk on CPU {LOAD_CPU}")
+    if args.svg:
+        write(args.svg, svg_chart(med, targets, args))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"runs": results, "medians": med}, f, indent=2)

@@ -128,6 +128,7 @@ pub async fn serve(slot: ConnSlot, mut io: TcpStream, peer: SocketAddr) {
                 // in a small task of its own.
                 conn.release_buffers();
                 drop(conn);
+                core.freed.set(true);
                 monoio::spawn(park(slot, io, peer, until));
                 return;
             }

@@ -24,6 +24,7 @@ pub mod pool;
 pub mod router;
 pub mod server;
 pub mod timer;
+pub mod trim;
 pub mod worker;
 
 use std::net::SocketAddr;

@@ -9,6 +9,10 @@
 //! task that waits for readability (a poll, no buffer), the drain, or the
 //! idle deadline. When bytes arrive it spawns a full connection task again.
 //!
+//! New connections start parked too, as in nginx: a connection holds no
+//! task state and no buffer until its first byte arrives (one poll more per
+//! new connection: about 2 us, measured with connection-per-request load).
+//!
 //! Idle deadlines of parked connections are not timers: the core's 1 s
 //! sweep marks the expired ones, so a parked connection costs a slab entry
 //! instead of a 512-byte timer, and its idle timeout is honoured to within a

@@ -68,11 +68,16 @@ impl Pool {
 
     /// Free what a burst left beyond `FLOOR`; called once a second, so a
     /// burst of concurrent requests does not pin its buffers after it ends.
-    pub fn trim(&self) {
-        self.bufs.borrow_mut().truncate(FLOOR);
-        self.bufs.borrow_mut().shrink_to(FLOOR);
-        self.headers.borrow_mut().truncate(FLOOR);
-        self.headers.borrow_mut().shrink_to(FLOOR);
+    /// Returns whether anything was freed.
+    pub fn trim(&self) -> bool {
+        let mut bufs = self.bufs.borrow_mut();
+        let mut headers = self.headers.borrow_mut();
+        let freed = bufs.len() > FLOOR || headers.len() > FLOOR;
+        bufs.truncate(FLOOR);
+        bufs.shrink_to(FLOOR);
+        headers.truncate(FLOOR);
+        headers.shrink_to(FLOOR);
+        freed
     }
 
     /// Free items held, for tests and metrics.
@@ -115,8 +120,9 @@ mod tests {
             pool.put_buf(b);
         }
         assert_eq!(pool.free_bufs(), 500);
-        pool.trim();
+        assert!(pool.trim());
         assert_eq!(pool.free_bufs(), FLOOR);
+        assert!(!pool.trim(), "nothing more to free");
     }
 
     #[test]

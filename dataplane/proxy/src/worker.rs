@@ -55,6 +55,9 @@ pub struct Core {
     pub pool: crate::pool::Pool,
     /// Idle deadlines of parked connections.
     pub parked: crate::park::Parked,
+    /// Connection state was freed since the last sweep (a connection
+    /// parked, the pool shrank): worth returning pages to the OS.
+    pub freed: Cell<bool>,
 }
 
 impl Core {
@@ -202,6 +205,7 @@ async fn serve(setup: WorkerSetup) {
         connections: Cell::new(0),
         pool: crate::pool::Pool::default(),
         parked: crate::park::Parked::default(),
+        freed: Cell::new(false),
     });
     for (index, std_listener) in listeners.into_iter().enumerate() {
         match TcpListener::from_std(std_listener) {
@@ -264,8 +268,12 @@ async fn accept_loop(core: Rc<Core>, index: usize, listener: TcpListener) {
         };
         match accepted {
             Ok((stream, peer)) => {
+                // A new connection starts parked, as nginx does: no task
+                // state and no buffer until its first byte arrives.
                 let slot = crate::park::ConnSlot::open(core.clone(), index);
-                monoio::spawn(crate::conn::serve(slot, stream, peer));
+                let idle = core.snapshot().config.listeners[index].idle_timeout;
+                let until = std::time::Instant::now() + idle;
+                monoio::spawn(crate::park::park(slot, stream, peer, until));
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -287,7 +295,12 @@ async fn sweep_idle(core: Rc<Core>) {
         for c in &core.snapshot().clusters {
             c.sweep(now);
         }
-        core.pool.trim();
+        if core.pool.trim() {
+            core.freed.set(true);
+        }
         core.parked.expire(now);
+        if core.freed.replace(false) {
+            crate::trim::release_free_memory();
+        }
     }
 }
