@@ -232,16 +232,9 @@ pub fn parse_request(
     let status = httparse::ParserConfig::default()
         .parse_request_with_uninit_headers(&mut req, buf, &mut fields[..max])
         .map_err(HeadError::from_httparse)?;
-    let head_len = match status {
-        httparse::Status::Partial if buf.len() > limits.max_header_bytes => {
-            return Err(HeadError::HeadTooLarge)
-        }
-        httparse::Status::Partial => return Ok(false),
-        httparse::Status::Complete(n) => n,
+    let Some(head_len) = complete_len(status, buf.len(), limits)? else {
+        return Ok(false);
     };
-    if head_len > limits.max_header_bytes {
-        return Err(HeadError::HeadTooLarge);
-    }
     // A complete head always has all three parts; httparse guarantees it.
     let (Some(method), Some(path), Some(version)) = (req.method, req.path, req.version) else {
         return Err(HeadError::Syntax("incomplete_request_line"));
@@ -289,12 +282,8 @@ pub fn parse_response(
     let status = httparse::ParserConfig::default()
         .parse_response_with_uninit_headers(&mut resp, buf, &mut fields[..max])
         .map_err(HeadError::from_httparse)?;
-    let head_len = match status {
-        httparse::Status::Partial if buf.len() > limits.max_header_bytes => {
-            return Err(HeadError::HeadTooLarge)
-        }
-        httparse::Status::Partial => return Ok(false),
-        httparse::Status::Complete(n) => n,
+    let Some(head_len) = complete_len(status, buf.len(), limits)? else {
+        return Ok(false);
     };
     let (Some(code), Some(version)) = (resp.code, resp.version) else {
         return Err(HeadError::Syntax("incomplete_status_line"));
@@ -317,6 +306,26 @@ pub fn parse_response(
         head.keep_alive = false;
     }
     Ok(true)
+}
+
+/// The head's length once it is complete, `None` while it is partial. A
+/// head over the size limit is refused whether complete or not, so a peer
+/// cannot make the proxy buffer without end.
+fn complete_len(
+    status: httparse::Status<usize>,
+    buffered: usize,
+    limits: &Limits,
+) -> Result<Option<usize>, HeadError> {
+    match status {
+        httparse::Status::Partial if buffered > limits.max_header_bytes => {
+            Err(HeadError::HeadTooLarge)
+        }
+        httparse::Status::Partial => Ok(None),
+        httparse::Status::Complete(n) if n > limits.max_header_bytes => {
+            Err(HeadError::HeadTooLarge)
+        }
+        httparse::Status::Complete(n) => Ok(Some(n)),
+    }
 }
 
 /// What the header scan learned, before framing is decided.

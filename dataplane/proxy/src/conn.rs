@@ -489,8 +489,8 @@ impl Conn {
                     .map_err(Failure::Respond)?,
             };
             let mut upstream = Upstream {
-                io: Some(stream),
-                cluster,
+                io: stream,
+                slot: OpenSlot(cluster),
             };
             // The head stays in `wbuf` until a response arrives, for a retry.
             let head = std::mem::take(&mut self.wbuf);
@@ -686,38 +686,38 @@ fn connection_header(keep: bool, version: Version) -> &'static [u8] {
 /// An upstream connection in use. Dropping it closes the connection and
 /// frees its slot in the cluster's limit; `release` returns it to the pool.
 struct Upstream<'c> {
-    io: Option<TcpStream>,
-    cluster: &'c ClusterState,
+    io: TcpStream,
+    slot: OpenSlot<'c>,
+}
+
+/// One open connection counted against its cluster's limit; dropping it
+/// gives the slot back.
+struct OpenSlot<'c>(&'c ClusterState);
+
+impl Drop for OpenSlot<'_> {
+    fn drop(&mut self) {
+        self.0.closed();
+    }
 }
 
 impl Upstream<'_> {
     fn stream(&mut self) -> &mut TcpStream {
-        // `io` is only None after `release`/`detach`, which consume self.
-        self.io
-            .as_mut()
-            .expect("upstream stream present until released")
+        &mut self.io
     }
 
-    fn release(mut self, ep: &crate::cluster::Endpoint) {
-        if let Some(io) = self.io.take() {
-            self.cluster.release(ep, io, Instant::now());
-        }
+    /// Back to the pool, still counted as open.
+    fn release(self, ep: &crate::cluster::Endpoint) {
+        let Upstream { io, slot } = self;
+        let cluster = slot.0;
+        std::mem::forget(slot);
+        cluster.release(ep, io, Instant::now());
     }
 
     /// Take the stream out for a tunnel; it leaves the pool's accounting.
-    fn detach(mut self) -> TcpStream {
-        self.cluster.closed();
-        self.io
-            .take()
-            .expect("upstream stream present until released")
-    }
-}
-
-impl Drop for Upstream<'_> {
-    fn drop(&mut self) {
-        if self.io.take().is_some() {
-            self.cluster.closed();
-        }
+    fn detach(self) -> TcpStream {
+        let Upstream { io, slot } = self;
+        drop(slot);
+        io
     }
 }
 
