@@ -5,8 +5,10 @@
 //! small parked tasks that stay alive, so the heap never shrinks from the
 //! top and RSS stays at the peak. `malloc_trim(0)` returns the free pages
 //! inside the heap (madvise). Measured with 5000 idle keep-alive
-//! connections (one request each): 3.65 KiB per connection without it,
-//! 0.72 KiB with it (nginx 1.22: 0.5-0.7 KiB on the same machine).
+//! connections, one request each made in turn (perf/peers/idle_memory.py
+//! --mode sequential): 3.65 KiB per connection without it, 0.70 KiB with
+//! it (nginx 1.22: 0.51 KiB). After a burst it cannot help much: see
+//! docs/benchmarks.md.
 //!
 //! It runs from the core's 1 s sweep, and only when something was freed
 //! since the last sweep, so a busy core that never parks never calls it.
