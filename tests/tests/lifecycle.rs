@@ -128,6 +128,20 @@ fn validate_reports_every_error_with_its_place() {
     assert_eq!(code, 1, "a bad config does not start");
     assert!(stderr.contains("not started"), "{stderr}");
 
+    let (code, stdout, _) = run_cli(&["example"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("direct_response"),
+        "prints the built-in example: {stdout}"
+    );
+
+    let (code, _, stderr) = run_cli(&["--config", "/nonexistent/proxy.yaml"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("/nonexistent/proxy.yaml: cannot read"),
+        "{stderr}"
+    );
+
     let (code, stdout, _) = run_cli(&["--help"]);
     assert_eq!(code, 0);
     assert!(stdout.contains("--config"));

@@ -41,7 +41,11 @@ impl fmt::Display for ConfigErrors {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}:{}:{}: ", self.file, e.line, e.column)?;
+            // Line 0: the error is about the file as a whole (unreadable).
+            match e.line {
+                0 => write!(f, "{}: ", self.file)?,
+                line => write!(f, "{}:{}:{}: ", self.file, line, e.column)?,
+            }
             if !e.path.is_empty() {
                 write!(f, "{}: ", e.path)?;
             }

@@ -85,6 +85,16 @@ fn unknown_field_suggests_the_closest() {
 }
 
 #[test]
+fn an_unreadable_file_is_named_without_a_line() {
+    let err = load(std::path::Path::new("/nonexistent/proxy.yaml")).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("/nonexistent/proxy.yaml: cannot read: "),
+        "{text}"
+    );
+}
+
+#[test]
 fn route_needs_exactly_one_action() {
     let errs = errors(
         "listeners:\n  - name: a\n    address: 127.0.0.1:1\n    routes:\n      - match: { path: { prefix: / } }\n",
