@@ -17,6 +17,7 @@
 //! | `/ws`                | 101 after an Upgrade request, then echoes bytes   |
 //! | `/conn`              | `conn=N`: which accepted connection served it     |
 //! | `/then-close`        | a normal keep-alive response, then a silent close |
+//! | `/reject`            | 413 and a close, without reading the body         |
 //! | `/bad-framing`       | both Content-Length and Transfer-Encoding         |
 //! | anything else        | the upstream's name                               |
 //!
@@ -105,6 +106,10 @@ fn serve(stream: TcpStream, id: usize, requests: &AtomicUsize, name: &str) -> st
         let mut parts = req.path.trim_start_matches('/').splitn(2, '/');
         let (first, arg) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         if first == "reset" {
+            return Ok(());
+        }
+        if first == "reject" {
+            out.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big\n")?;
             return Ok(());
         }
         if first == "count" {

@@ -210,6 +210,73 @@ fn connection_limit_gives_503() {
 }
 
 #[test]
+fn an_early_upstream_rejection_reaches_the_client() {
+    let up = Upstream::start("up");
+    let proxy = simple_proxy(&up, "");
+    let mut c = Client::connect(proxy.addr("main"));
+    let size = 64 << 20;
+    c.send(
+        format!("POST /reject HTTP/1.1\r\nHost: a\r\nContent-Length: {size}\r\n\r\n").as_bytes(),
+    );
+    // Keep uploading while the upstream has already answered and closed.
+    let mut writer = c.stream.try_clone().expect("clone");
+    let uploader = std::thread::spawn(move || {
+        let block = vec![b'x'; 1 << 20];
+        let mut sent = 0usize;
+        while sent < size {
+            if std::io::Write::write_all(&mut writer, &block).is_err() {
+                break;
+            }
+            sent += block.len();
+        }
+    });
+    let r = c.read_response(false);
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (413, "too big\n"),
+        "the upstream's answer, not a 502"
+    );
+    assert_eq!(
+        r.header("connection"),
+        Some("close"),
+        "the unread body ends the connection"
+    );
+    uploader.join().expect("uploader");
+}
+
+#[test]
+fn a_refused_upload_is_drained_not_reset() {
+    // No route: the proxy answers 404 without reading the body. It then
+    // half-closes and discards the rest of the upload for a while (lingering
+    // close), so a client finishing its upload sees no reset; closing at
+    // once would answer the unread bytes with a reset.
+    let up = Upstream::start("up");
+    let proxy = Proxy::start(&config(
+        "      - { match: { path: { exact: /only } }, cluster: app }\n",
+        &[("app", &[&up])],
+        "",
+    ));
+    let size: usize = 8 << 20;
+    let mut c = Client::connect(proxy.addr("main"));
+    c.send(
+        format!("POST /elsewhere HTTP/1.1\r\nHost: a\r\nContent-Length: {size}\r\n\r\n").as_bytes(),
+    );
+    let r = c.read_response(false);
+    assert_eq!((r.status, r.header("connection")), (404, Some("close")));
+    std::thread::sleep(Duration::from_millis(100));
+    let block = vec![b'x'; 64 << 10];
+    for i in 0..(size / block.len()) {
+        if let Err(e) = std::io::Write::write_all(&mut c.stream, &block) {
+            panic!("upload block {i} failed: {e}: the proxy reset instead of draining");
+        }
+    }
+    assert!(
+        c.read_to_close().is_empty(),
+        "then the proxy closes cleanly"
+    );
+}
+
+#[test]
 fn stale_pooled_connection_is_retried_transparently() {
     let up = Upstream::start("up");
     let proxy = Proxy::start(&format!(

@@ -120,6 +120,9 @@ pub async fn serve(slot: ConnSlot, mut io: TcpStream, peer: SocketAddr) {
         match conn.request(&snapshot, &mut io).await {
             Next::KeepAlive if !core.drain.is_draining() => continue,
             Next::KeepAlive | Next::Close => {
+                if conn.request_body_pending {
+                    linger(&mut io, &mut conn.rbuf, &mut conn.timer).await;
+                }
                 conn.release_buffers();
                 break;
             }
@@ -176,10 +179,14 @@ impl Conn {
     async fn request(&mut self, snap: &Snapshot, io: &mut TcpStream) -> Next {
         let listener = &snap.config.listeners[self.listener];
         match self.read_head(listener, io).await {
-            Ok(Arrival::Head) => {}
+            Ok(Arrival::Head) => {
+                self.request_body_pending = self.head.framing != BodyFraming::Empty
+            }
             Ok(Arrival::Closed) => return Next::Close,
             Ok(Arrival::Park(until)) => return Next::Park(until),
             Err(err) => {
+                // Framing unknown: the client may still be sending.
+                self.request_body_pending = true;
                 self.core.stats.listeners[self.listener]
                     .unrouted
                     .record(err.status());
@@ -406,7 +413,10 @@ impl Conn {
             return Ok((status, Next::Tunnel(upstream.detach())));
         }
 
-        let plan = response_plan(&self.resp, &req, self.core.drain.is_draining());
+        // A body the client is still sending (the upstream answered early)
+        // ends the connection after the response.
+        let must_close = self.core.drain.is_draining() || self.request_body_pending;
+        let plan = response_plan(&self.resp, &req, must_close);
         self.wbuf.clear();
         rewrite::write_response_head(
             &mut self.wbuf,
@@ -508,14 +518,28 @@ impl Conn {
                     timer: &mut self.timer,
                     idle,
                 };
-                relay(io, &mut self.rbuf, upstream.stream(), mode, ctx)
-                    .await
-                    .map_err(|e| match e {
-                        RelayError::Framing(c) => Failure::Respond(ProxyError::BadRequestBody(c)),
-                        RelayError::Write(_) => Failure::Respond(ProxyError::UpstreamReset),
-                        _ => Failure::Abort("client stopped sending the request body"),
-                    })?;
-                self.request_body_pending = false;
+                match relay(io, &mut self.rbuf, upstream.stream(), mode, ctx).await {
+                    Ok(()) => self.request_body_pending = false,
+                    Err(RelayError::Framing(c)) => {
+                        return Err(Failure::Respond(ProxyError::BadRequestBody(c)))
+                    }
+                    Err(RelayError::Write(_)) => {
+                        // The upstream stopped reading the body: it may
+                        // have answered early (413, 401) and closed. That
+                        // answer is what the client should get.
+                        let early = Some(EARLY_RESPONSE_WAIT);
+                        return match self.read_response_head(&mut upstream, req, early, io).await {
+                            Ok(()) => Ok(upstream),
+                            Err(HeadRead::Failed(f)) => Err(f),
+                            Err(HeadRead::ClosedEarly) => {
+                                Err(Failure::Respond(ProxyError::UpstreamReset))
+                            }
+                        };
+                    }
+                    Err(_) => {
+                        return Err(Failure::Abort("client stopped sending the request body"))
+                    }
+                }
             }
             match self
                 .read_response_head(&mut upstream, req, route.timeout, io)
@@ -615,6 +639,39 @@ fn is_canceled(e: &std::io::Error) -> bool {
     e.raw_os_error() == Some(libc::ECANCELED)
 }
 
+/// How long to wait for an early response after the upstream stopped
+/// reading the request body; an upstream that answered has already sent it.
+const EARLY_RESPONSE_WAIT: Duration = Duration::from_secs(1);
+
+/// Lingering close: how long to keep discarding what a client still sends
+/// after its request was answered without reading its body, in all and
+/// between reads (nginx: lingering_time 30s, lingering_timeout 5s; shorter
+/// here because a sidecar's clients are local).
+const LINGER_TOTAL: Duration = Duration::from_secs(5);
+const LINGER_QUIET: Duration = Duration::from_secs(1);
+
+/// Close a connection whose last request body was not read: stop sending
+/// (FIN), then read and discard for a bounded time. Closing at once with
+/// unread bytes makes the kernel answer them with a reset, which can
+/// destroy the response before the client has read it.
+async fn linger(io: &mut TcpStream, rbuf: &mut ReadBuf, timer: &mut Timer) {
+    let _ = monoio::io::AsyncWriteRent::shutdown(io).await;
+    rbuf.clear();
+    rbuf.reserve_for_body();
+    let until = monoio::time::Instant::now() + LINGER_TOTAL;
+    loop {
+        rbuf.clear();
+        let next = (monoio::time::Instant::now() + LINGER_QUIET).min(until);
+        match timer
+            .until(next, rbuf.fill(io, crate::pool::BUF_SIZE))
+            .await
+        {
+            Ok(Ok(n)) if n > 0 => continue,
+            _ => return,
+        }
+    }
+}
+
 /// Most body bytes sent in the same write as their head.
 const SMALL_BODY: usize = 16 * 1024;
 /// Upstream response heads get the default 64 KiB limit plus read slack.
@@ -649,7 +706,7 @@ struct ResponsePlan {
 /// Decide response framing from both sides' versions: an HTTP/1.1 client
 /// gets chunked bodies as they are and close-delimited ones re-chunked (so
 /// its connection survives); an HTTP/1.0 client gets a raw body and a close.
-fn response_plan(resp: &ResponseHead, req: &RequestFacts, draining: bool) -> ResponsePlan {
+fn response_plan(resp: &ResponseHead, req: &RequestFacts, must_close: bool) -> ResponsePlan {
     let http11 = req.version == Version::Http11;
     let (framing, body, framing_keeps) = match resp.framing {
         BodyFraming::Empty => (ResponseFraming::AsIs, None, true),
@@ -661,7 +718,7 @@ fn response_plan(resp: &ResponseHead, req: &RequestFacts, draining: bool) -> Res
         }
         BodyFraming::UntilClose => (ResponseFraming::Close, Some(BodyMode::UntilClose), false),
     };
-    let client_keep_alive = req.keep_alive && framing_keeps && !draining;
+    let client_keep_alive = req.keep_alive && framing_keeps && !must_close;
     let connection = match (client_keep_alive, req.version) {
         (false, _) => ConnectionHeader::Close,
         (true, Version::Http10) => ConnectionHeader::KeepAlive,
