@@ -186,6 +186,29 @@ clusters:
 }
 
 #[test]
+fn a_pipelined_request_after_an_upstream_failure_is_intact() {
+    let up = Upstream::start("up");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_addr = dead.local_addr().expect("addr");
+    drop(dead);
+    let yaml = format!(
+        "runtime: {{ workers: 1 }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:0\n    routes:\n      - {{ match: {{ path: {{ prefix: /dead }} }}, cluster: dead }}\n      - {{ cluster: app }}\nclusters:\n  - {{ name: app, endpoints: ['{}'] }}\n  - {{ name: dead, endpoints: ['{dead_addr}'] }}\n",
+        up.addr
+    );
+    let proxy = Proxy::start(&yaml);
+    let mut c = Client::connect(proxy.addr("main"));
+    c.send(b"GET /dead HTTP/1.1\r\nHost: a\r\n\r\nGET /conn HTTP/1.1\r\nHost: a\r\n\r\n");
+    let first = c.read_response(false);
+    assert_eq!(first.status, 502);
+    let second = c.read_response(false);
+    assert_eq!(
+        (second.status, second.text().as_str()),
+        (200, "conn=1"),
+        "the second request reached the upstream whole"
+    );
+}
+
+#[test]
 fn connection_limit_gives_503() {
     let up = Upstream::start("up");
     let yaml = format!(

@@ -89,6 +89,9 @@ struct Conn {
     /// The current request's body has not been read yet; an early error
     /// response must then close the connection.
     request_body_pending: bool,
+    /// The current request's head bytes are still at the front of `rbuf`.
+    /// Consumed exactly once (`consume_head`), whichever path answers.
+    head_pending: bool,
 }
 
 /// Serve one accepted connection until it closes.
@@ -114,6 +117,7 @@ pub async fn serve(slot: ConnSlot, mut io: TcpStream, peer: SocketAddr) {
             ..ResponseHead::default()
         },
         request_body_pending: false,
+        head_pending: false,
     };
     loop {
         let snapshot = core.snapshot();
@@ -146,6 +150,15 @@ pub async fn serve(slot: ConnSlot, mut io: TcpStream, peer: SocketAddr) {
 }
 
 impl Conn {
+    /// Drop the current request's head from the read buffer, once: the
+    /// bytes after it are the body or the next pipelined request.
+    fn consume_head(&mut self) {
+        if self.head_pending {
+            self.rbuf.consume(self.head.head_len);
+            self.head_pending = false;
+        }
+    }
+
     /// Borrow this request's working buffers from the core's pool.
     fn take_buffers(&mut self) {
         let pool = &self.core.pool;
@@ -180,7 +193,8 @@ impl Conn {
         let listener = &snap.config.listeners[self.listener];
         match self.read_head(listener, io).await {
             Ok(Arrival::Head) => {
-                self.request_body_pending = self.head.framing != BodyFraming::Empty
+                self.head_pending = true;
+                self.request_body_pending = self.head.framing != BodyFraming::Empty;
             }
             Ok(Arrival::Closed) => return Next::Close,
             Ok(Arrival::Park(until)) => return Next::Park(until),
@@ -216,8 +230,7 @@ impl Conn {
         next
     }
 
-    /// Wait for and parse the next request head. `Ok(false)`: the client
-    /// closed, went idle too long, or the core is draining.
+    /// Wait for and parse the next request head into `self.head`.
     async fn read_head(
         &mut self,
         listener: &Listener,
@@ -286,7 +299,7 @@ impl Conn {
     async fn direct(&mut self, io: &mut TcpStream, status: u16, body: &[u8]) -> Next {
         let keep = self.head.keep_alive && self.head.framing == BodyFraming::Empty;
         let is_head = self.head.is_head_method(self.rbuf.data());
-        self.rbuf.consume(self.head.head_len);
+        self.consume_head();
         self.wbuf.clear();
         rewrite::write_status_line(
             &mut self.wbuf,
@@ -380,7 +393,7 @@ impl Conn {
             &ctx,
             &route.request_headers,
         );
-        self.rbuf.consume(self.head.head_len);
+        self.consume_head();
         self.request_body_pending = req.body != BodyFraming::Empty;
 
         if req.expect_continue && self.request_body_pending {
@@ -623,7 +636,7 @@ impl Conn {
         if close || sent.is_err() {
             return Next::Close;
         }
-        self.rbuf.consume(self.head.head_len);
+        self.consume_head();
         Next::KeepAlive
     }
 }
