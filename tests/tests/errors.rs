@@ -209,6 +209,33 @@ fn a_pipelined_request_after_an_upstream_failure_is_intact() {
 }
 
 #[test]
+fn a_client_gone_mid_body_is_counted_by_the_status_it_got() {
+    let up = Upstream::start("up");
+    let proxy = simple_proxy(&up, "");
+    let mut c = Client::connect(proxy.addr("main"));
+    c.send(b"GET /download/104857600 HTTP/1.1\r\nHost: a\r\n\r\n");
+    let mut first = [0u8; 4096];
+    let n = std::io::Read::read(&mut c.stream, &mut first).expect("response starts");
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"));
+    drop(c);
+    ringmesh_tests::eventually(
+        "the aborted download is counted as 2xx",
+        Duration::from_secs(10),
+        || {
+            let (_, m) = proxy.admin_get("/metrics");
+            m.contains(
+                "ringmesh_requests_total{listener=\"main\",route=\"route0\",class=\"2xx\"} 1",
+            ) && m.contains("ringmesh_upstream_requests_total{cluster=\"app\",class=\"2xx\"} 1")
+        },
+    );
+    let (_, m) = proxy.admin_get("/metrics");
+    assert!(
+        m.contains("ringmesh_requests_total{listener=\"main\",route=\"route0\",class=\"4xx\"} 0"),
+        "{m}"
+    );
+}
+
+#[test]
 fn connection_limit_gives_503() {
     let up = Upstream::start("up");
     let yaml = format!(

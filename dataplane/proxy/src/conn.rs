@@ -341,9 +341,11 @@ impl Conn {
                     err.closes_connection() || !self.head.keep_alive || self.request_body_pending;
                 (err.status(), self.respond_error(io, err, close).await)
             }
-            Err(Failure::Abort(why)) => {
+            Err(Failure::Abort { why, sent }) => {
                 debug!(cluster = %cluster.name, route = %route.name, why, "connection aborted");
-                (self.resp.status.max(499), Next::Close)
+                // 499 (as nginx logs it): the client went away before a
+                // response head reached it.
+                (sent.unwrap_or(499), Next::Close)
             }
         };
         cluster.stats.get().requests.record(status);
@@ -355,7 +357,18 @@ impl Conn {
 /// response) or after (only closing is left).
 enum Failure {
     Respond(ProxyError),
-    Abort(&'static str),
+    Abort {
+        why: &'static str,
+        /// The status already sent to the client, if its head got out.
+        sent: Option<u16>,
+    },
+}
+
+impl Failure {
+    /// The connection is unusable and no response reached the client.
+    fn abort(why: &'static str) -> Self {
+        Failure::Abort { why, sent: None }
+    }
 }
 
 impl Conn {
@@ -401,7 +414,7 @@ impl Conn {
                 .write_all(b"HTTP/1.1 100 Continue\r\n\r\n" as &'static [u8])
                 .await
                 .0;
-            sent.map_err(|_| Failure::Abort("client closed before 100-continue"))?;
+            sent.map_err(|_| Failure::abort("client closed before 100-continue"))?;
         }
 
         let mut upstream = self
@@ -422,7 +435,7 @@ impl Conn {
             self.ubuf.consume(self.resp.head_len);
             write_vec(io, &mut self.wbuf)
                 .await
-                .map_err(|_| Failure::Abort("client closed"))?;
+                .map_err(|_| Failure::abort("client closed"))?;
             return Ok((status, Next::Tunnel(upstream.detach())));
         }
 
@@ -445,7 +458,7 @@ impl Conn {
             .and_then(|mode| coalesce(&mut self.ubuf, &mut self.wbuf, mode, SMALL_BODY));
         write_vec(io, &mut self.wbuf)
             .await
-            .map_err(|_| Failure::Abort("client closed during response head"))?;
+            .map_err(|_| Failure::abort("client closed during response head"))?;
 
         if let Some(mode) = rest {
             let ctx = Relay {
@@ -455,7 +468,10 @@ impl Conn {
             };
             relay(upstream.stream(), &mut self.ubuf, io, mode, ctx)
                 .await
-                .map_err(|_| Failure::Abort("response body relay failed"))?;
+                .map_err(|_| Failure::Abort {
+                    why: "response body relay failed",
+                    sent: Some(status),
+                })?;
         }
         // Reuse the upstream connection only after a cleanly delimited
         // response with nothing unexpected behind it.
@@ -550,7 +566,7 @@ impl Conn {
                         };
                     }
                     Err(_) => {
-                        return Err(Failure::Abort("client stopped sending the request body"))
+                        return Err(Failure::abort("client stopped sending the request body"))
                     }
                 }
             }
@@ -595,7 +611,7 @@ impl Conn {
                         self.ubuf
                             .write_to(io, n)
                             .await
-                            .map_err(|_| HeadRead::Failed(Failure::Abort("client closed")))?;
+                            .map_err(|_| HeadRead::Failed(Failure::abort("client closed")))?;
                     }
                     continue;
                 }
