@@ -236,6 +236,23 @@ fn a_client_gone_mid_body_is_counted_by_the_status_it_got() {
 }
 
 #[test]
+fn without_a_route_timeout_a_hung_upstream_is_bounded_by_the_idle_timeout() {
+    let up = Upstream::start("up");
+    let proxy = simple_proxy(&up, "    idle_timeout: 500ms\n");
+    let started = std::time::Instant::now();
+    let r = Client::connect(proxy.addr("main")).get("/delay/5000", "a");
+    assert_eq!(
+        (r.status, r.header("ringmesh-error")),
+        (504, Some("upstream_response_timeout"))
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn connection_limit_gives_503() {
     let up = Upstream::start("up");
     let yaml = format!(

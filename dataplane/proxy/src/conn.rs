@@ -570,10 +570,10 @@ impl Conn {
                     }
                 }
             }
-            match self
-                .read_response_head(&mut upstream, req, route.timeout, io)
-                .await
-            {
+            // Without a route timeout the listener's idle timeout bounds the
+            // wait, so a hung upstream cannot pin a client connection.
+            let wait = Some(route.timeout.unwrap_or(idle));
+            match self.read_response_head(&mut upstream, req, wait, io).await {
                 Err(HeadRead::ClosedEarly) if retry_ok => continue,
                 Err(HeadRead::ClosedEarly) => {
                     return Err(Failure::Respond(ProxyError::UpstreamReset))

@@ -61,7 +61,8 @@ pub struct Route {
     pub name: String,
     pub matcher: RouteMatch,
     pub action: Action,
-    /// From forwarding the request to the upstream's response head.
+    /// From forwarding the request to the upstream's response head; when
+    /// unset, the listener's idle timeout applies.
     pub timeout: Option<Duration>,
     pub request_headers: HeaderEdits,
     pub response_headers: HeaderEdits,
