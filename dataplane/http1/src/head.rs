@@ -74,6 +74,17 @@ pub enum Version {
     Http11,
 }
 
+impl Version {
+    /// From httparse's minor version: 0 is HTTP/1.0, anything else 1.1.
+    fn from_minor(minor: u8) -> Self {
+        if minor == 0 {
+            Version::Http10
+        } else {
+            Version::Http11
+        }
+    }
+}
+
 /// How the body after a head is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyFraming {
@@ -241,11 +252,7 @@ pub fn parse_request(
     };
     head.method = Span::of(buf, method.as_bytes());
     head.target = Span::of(buf, path.as_bytes());
-    head.version = if version == 0 {
-        Version::Http10
-    } else {
-        Version::Http11
-    };
+    head.version = Version::from_minor(version);
     head.head_len = head_len;
     let facts = collect_headers(buf, req.headers, &mut head.headers)?;
 
@@ -293,11 +300,7 @@ pub fn parse_response(
         .reason
         .map(|r| Span::of(buf, r.as_bytes()))
         .unwrap_or_default();
-    head.version = if version == 0 {
-        Version::Http10
-    } else {
-        Version::Http11
-    };
+    head.version = Version::from_minor(version);
     head.head_len = head_len;
     let facts = collect_headers(buf, resp.headers, &mut head.headers)?;
     head.keep_alive = keep_alive(head.version, &facts);
