@@ -25,11 +25,31 @@ pub fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) 
     panic!("timed out after {limit:?} waiting for: {what}");
 }
 
+/// The runtime line `config` writes; `with_runtime` replaces it.
+const DEFAULT_RUNTIME: &str = "runtime: { workers: 2 }";
+
+/// `yaml` (from `config`) with its runtime section replaced, e.g.
+/// `with_runtime(&yaml, "{ workers: 2, io: epoll }")`.
+pub fn with_runtime(yaml: &str, runtime: &str) -> String {
+    assert!(
+        yaml.starts_with(DEFAULT_RUNTIME),
+        "with_runtime takes a config() result"
+    );
+    yaml.replacen(DEFAULT_RUNTIME, &format!("runtime: {runtime}"), 1)
+}
+
+/// An address on loopback where nothing listens: connecting is refused.
+pub fn closed_port() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("local addr")
+}
+
 /// A config with one listener `main` on an ephemeral port, the given routes
 /// (YAML list items indented six spaces, for `routes:`; a leading newline,
 /// as a raw string literal starts with, is ignored), and one cluster per upstream.
 pub fn config(routes: &str, clusters: &[(&str, &[&Upstream])], extra_listener: &str) -> String {
-    let mut yaml = String::from("runtime: { workers: 2 }\nadmin: { address: '127.0.0.1:0' }\nlisteners:\n  - name: main\n    address: 127.0.0.1:0\n");
+    let mut yaml = String::from(DEFAULT_RUNTIME);
+    yaml.push_str("\nadmin: { address: '127.0.0.1:0' }\nlisteners:\n  - name: main\n    address: 127.0.0.1:0\n");
     yaml.push_str(extra_listener);
     yaml.push_str("    routes:\n");
     yaml.push_str(routes.trim_start_matches('\n'));

@@ -113,9 +113,7 @@ fn idle_keep_alive_connections_are_closed_after_idle_timeout() {
 #[test]
 fn upstream_failures_map_to_5xx_with_reasons() {
     let up = Upstream::start("up");
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let dead_addr = dead.local_addr().expect("addr");
-    drop(dead);
+    let dead_addr = ringmesh_tests::closed_port();
     let yaml = format!(
         r"runtime: {{ workers: 1 }}
 listeners:
@@ -188,9 +186,7 @@ clusters:
 #[test]
 fn a_pipelined_request_after_an_upstream_failure_is_intact() {
     let up = Upstream::start("up");
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let dead_addr = dead.local_addr().expect("addr");
-    drop(dead);
+    let dead_addr = ringmesh_tests::closed_port();
     let yaml = format!(
         "runtime: {{ workers: 1 }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:0\n    routes:\n      - {{ match: {{ path: {{ prefix: /dead }} }}, cluster: dead }}\n      - {{ cluster: app }}\nclusters:\n  - {{ name: app, endpoints: ['{}'] }}\n  - {{ name: dead, endpoints: ['{dead_addr}'] }}\n",
         up.addr

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ringmesh_tests::{config, eventually, run_cli, Client, Proxy, Upstream};
+use ringmesh_tests::{config, eventually, run_cli, with_runtime, Client, Proxy, Upstream};
 
 fn app_routes() -> &'static str {
     "      - { match: { path: { prefix: / } }, cluster: app }\n"
@@ -56,9 +56,9 @@ fn sigterm_lets_in_flight_requests_finish_and_exits_zero() {
 #[test]
 fn drain_timeout_bounds_the_shutdown() {
     let up = Upstream::start("up");
-    let yaml = config(app_routes(), &[("app", &[&up])], "").replace(
-        "runtime: { workers: 2 }",
-        "runtime: { workers: 2, drain_timeout: 300ms }",
+    let yaml = with_runtime(
+        &config(app_routes(), &[("app", &[&up])], ""),
+        "{ workers: 2, drain_timeout: 300ms }",
     );
     let mut proxy = Proxy::start(&yaml);
     let addr = proxy.addr("main");
@@ -171,9 +171,9 @@ fn address_in_use_fails_start_with_the_listener_named() {
 #[test]
 fn epoll_driver_can_be_forced() {
     let up = Upstream::start("up");
-    let yaml = config(app_routes(), &[("app", &[&up])], "").replace(
-        "runtime: { workers: 2 }",
-        "runtime: { workers: 2, io: epoll }",
+    let yaml = with_runtime(
+        &config(app_routes(), &[("app", &[&up])], ""),
+        "{ workers: 2, io: epoll }",
     );
     let proxy = Proxy::start(&yaml);
     assert!(
