@@ -1,0 +1,243 @@
+//! One step against one running target.
+//!
+//! Load steps run `ringmesh-bench load` as a child process pinned to the
+//! load CPUs; its stderr marks the start and end of the measured window,
+//! and the target's CPU time and the load CPUs' busy time are sampled at
+//! those two lines. Idle steps open the connections from here.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::results::Metrics;
+use super::scenario::{Scenario, Step, StepKind};
+use crate::load::LoadReport;
+use crate::procfs;
+use crate::progress::{MEASURED, MEASURING};
+
+pub struct Target {
+    pub addr: SocketAddr,
+    /// The process to account (None for `direct`).
+    pub pid: Option<u32>,
+}
+
+/// Samples taken at the window's edges.
+#[derive(Default, Clone, Copy)]
+struct Sample {
+    target_cpu: f64,
+    load_busy: u64,
+    load_total: u64,
+}
+
+fn sample(pid: Option<u32>, load_cpus: &[usize]) -> Sample {
+    let (load_busy, load_total) = procfs::cpu_jiffies(load_cpus);
+    Sample {
+        target_cpu: pid.map_or(0.0, procfs::tree_cpu_seconds),
+        load_busy,
+        load_total,
+    }
+}
+
+/// The `ringmesh-bench load` arguments for a step.
+pub fn load_args(
+    sc: &Scenario,
+    step: &Step,
+    addr: SocketAddr,
+    rate: Option<f64>,
+    duration: Duration,
+) -> Vec<String> {
+    let mut a: Vec<String> = vec![
+        "load".into(),
+        format!("http://{addr}{}", step.path),
+        "--connections".into(),
+        step.connections.to_string(),
+        "--threads".into(),
+        step.threads
+            .min(sc.cpus.load.len().max(1))
+            .max(1)
+            .to_string(),
+        "--cpus".into(),
+        sc.cpus
+            .load
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        "--duration".into(),
+        format!("{}ms", duration.as_millis()),
+        "--warmup".into(),
+        format!("{}ms", sc.warmup.as_millis()),
+        "--method".into(),
+        step.method.clone(),
+        "--body-size".into(),
+        step.body_size.to_string(),
+        "--json".into(),
+        "-".into(),
+        "--quiet".into(),
+    ];
+    if let StepKind::Closed {
+        pipeline,
+        new_connection,
+    } = step.kind
+    {
+        a.extend(["--pipeline".into(), pipeline.to_string()]);
+        if new_connection {
+            a.push("--new-connection".into());
+        }
+    }
+    if let Some(r) = rate {
+        a.extend(["--rate".into(), format!("{r:.0}")]);
+    }
+    a
+}
+
+/// Run a load step; returns the metrics and the load's own report.
+pub fn load_step(
+    bench: &Path,
+    sc: &Scenario,
+    step: &Step,
+    target: &Target,
+    rate: Option<f64>,
+    duration: Duration,
+) -> Result<(Metrics, LoadReport), String> {
+    let mut cmd = Command::new(bench);
+    cmd.args(load_args(sc, step, target.addr, rate, duration))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = std::thread::scope(|s| {
+        s.spawn(|| {
+            crate::runtime::pin_current(&sc.cpus.load)?;
+            cmd.spawn()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("spawn thread panicked")))
+    })
+    .map_err(|e| format!("starting {}: {e}", bench.display()))?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let mut stdout = child.stdout.take().ok_or("no stdout")?;
+    let (pid, load_cpus) = (target.pid, sc.cpus.load.clone());
+    let watcher = std::thread::spawn(move || {
+        let (mut start, mut end, mut other) = (None, None, String::new());
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.starts_with(MEASURING) {
+                start = Some(sample(pid, &load_cpus));
+            } else if line.starts_with(MEASURED) {
+                end = Some(sample(pid, &load_cpus));
+            } else {
+                other.push_str(&line);
+                other.push('\n');
+            }
+        }
+        (start, end, other)
+    });
+    let mut json = String::new();
+    let _ = stdout.read_to_string(&mut json);
+    let status = child.wait().map_err(|e| e.to_string())?;
+    let (start, end, stderr_text) = watcher.join().map_err(|_| "stderr watcher panicked")?;
+    let report: LoadReport = serde_json::from_str(&json).map_err(|e| {
+        format!(
+            "load exited with {status}, no report ({e}): {}",
+            stderr_text.trim()
+        )
+    })?;
+    let (start, end) = match (start, end) {
+        (Some(s), Some(e)) => (s, e),
+        _ => {
+            return Err(format!(
+                "load gave no window markers: {}",
+                stderr_text.trim()
+            ))
+        }
+    };
+    let l = &report.latency;
+    let responses = report.requests.max(1) as f64;
+    let busy = (end.load_busy - start.load_busy) as f64
+        / (end.load_total - start.load_total).max(1) as f64;
+    let metrics = Metrics {
+        rps: report.rps,
+        p50_us: l.p50_us,
+        p90_us: l.p90_us,
+        p99_us: l.p99_us,
+        p999_us: l.p999_us,
+        p9999_us: l.p9999_us,
+        max_us: l.max_us,
+        errors: report.errors.total(),
+        proxy_cpu_us_per_req: target
+            .pid
+            .map(|_| (end.target_cpu - start.target_cpu) * 1e6 / responses),
+        proxy_peak_rss_kib: target.pid.map(|p| procfs::tree_rss_kib(p).1),
+        load_cpu_busy: busy,
+        idle_kib_per_conn: None,
+    };
+    Ok((metrics, report))
+}
+
+/// Open `n` keep-alive connections through the target, one request each,
+/// hold them for `hold`, and charge the target's memory growth to them.
+pub fn idle_step(target: &Target, n: usize, hold: Duration) -> Result<Metrics, String> {
+    let before = target.pid.map(|p| procfs::tree_rss_kib(p).0);
+    let mut conns = Vec::with_capacity(n);
+    for i in 0..n {
+        let s = one_request(target.addr).map_err(|e| format!("idle connection {i} of {n}: {e}"))?;
+        conns.push(s);
+    }
+    // Long enough for ringmesh to park them (1 s) and for every peer to
+    // settle whatever per-connection buffers it frees when idle.
+    std::thread::sleep(hold);
+    let after = target.pid.map(procfs::tree_rss_kib);
+    // Every connection must still be open, or the memory is not theirs.
+    let closed = conns.iter().filter(|s| is_closed(s)).count();
+    if closed > 0 {
+        return Err(format!(
+            "{closed} of {n} idle connections were closed by the target while held"
+        ));
+    }
+    drop(conns);
+    let per_conn = match (before, after) {
+        (Some(b), Some((a, _))) => Some(a.saturating_sub(b) as f64 / n as f64),
+        _ => None,
+    };
+    Ok(Metrics {
+        idle_kib_per_conn: per_conn,
+        proxy_peak_rss_kib: after.map(|a| a.1),
+        ..Metrics::default()
+    })
+}
+
+fn one_request(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")?;
+    // Read to the end of a body-less or small content-length response.
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 512];
+    loop {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::Error::other("closed before responding"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                return Ok(s);
+            }
+        }
+    }
+}
+
+fn is_closed(s: &TcpStream) -> bool {
+    let _ = s.set_nonblocking(true);
+    let mut b = [0u8; 1];
+    let mut r = s;
+    let closed = matches!(r.read(&mut b), Ok(0));
+    let _ = s.set_nonblocking(false);
+    closed
+}

@@ -1,0 +1,586 @@
+//! `ringmesh-bench compare`: one scenario, several targets, same cores.
+//!
+//! The upstream starts once. Then, per repetition, every target in turn
+//! (A B C A B C ...) is started fresh, runs every step of the scenario,
+//! and is stopped; so slow drift on a shared machine (thermal, neighbours)
+//! spreads over all targets instead of favouring the one that ran first.
+//! Medians over repetitions are compared as ratios to the best proxy.
+
+pub mod measure;
+pub mod render;
+pub mod results;
+pub mod scenario;
+pub mod svg;
+pub mod targets;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use results::{Calibration, CpuPlan, Machine, Report, Run, StepInfo, TargetInfo};
+use scenario::{Rate, Scenario, Step, StepKind};
+use targets::TargetKind;
+
+#[derive(clap::Args, Debug)]
+pub struct CompareArgs {
+    /// Scenario file, e.g. perf/scenarios/peers.toml.
+    pub scenario: PathBuf,
+    /// Directory for <scenario>-<date>.json, .md and .svg.
+    #[arg(long, default_value = "perf/results")]
+    pub out: PathBuf,
+    /// Run only these of the scenario's targets (comma-separated).
+    #[arg(long)]
+    pub targets: Option<String>,
+    /// Override the scenario's repetitions.
+    #[arg(long)]
+    pub repetitions: Option<usize>,
+    /// Override the scenario's measured time per step.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// The ringmesh-proxy binary (default: next to this one).
+    #[arg(long)]
+    pub ringmesh_bin: Option<PathBuf>,
+    /// Check the scenario file and exit.
+    #[arg(long)]
+    pub check: bool,
+}
+
+pub fn did_you_mean(word: &str, known: &[&str]) -> String {
+    known
+        .iter()
+        .map(|k| (strsim::levenshtein(word, k), k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| format!(" (did you mean {k:?}?)"))
+        .unwrap_or_default()
+}
+
+pub fn main(args: CompareArgs) -> Result<ExitCode, String> {
+    let mut sc = scenario::load(&args.scenario)?;
+    if let Some(r) = args.repetitions {
+        sc.repetitions = r.max(1);
+    }
+    if let Some(d) = args.duration {
+        sc.duration = d;
+    }
+    if let Some(list) = &args.targets {
+        let want: Vec<TargetKind> = list
+            .split(',')
+            .map(|t| t.trim().parse())
+            .collect::<Result<_, _>>()?;
+        sc.targets.retain(|t| want.contains(t));
+    }
+    if args.check {
+        eprintln!(
+            "{}: ok ({} targets, {} steps)",
+            args.scenario.display(),
+            sc.targets.len(),
+            sc.steps.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
+    }
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let ringmesh = args
+        .ringmesh_bin
+        .clone()
+        .unwrap_or_else(|| me.with_file_name("ringmesh-proxy"));
+    let report = run(&sc, &me, &ringmesh, &stop)?;
+    let written = write_outputs(&report, &args.out)?;
+    println!("{}", render::markdown(&report));
+    for p in written {
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(if report.interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Run a scenario; `bench` is the ringmesh-bench binary (for load and
+/// upstream processes).
+pub fn run(
+    sc: &Scenario,
+    bench: &Path,
+    ringmesh: &Path,
+    stop: &AtomicBool,
+) -> Result<Report, String> {
+    raise_fd_limit();
+    let dir = Workdir::new()?;
+    let mut infos = Vec::new();
+    let mut runnable = Vec::new();
+    for &t in &sc.targets {
+        match t.locate(ringmesh) {
+            Ok(bin) => {
+                let version = bin.as_deref().map(|b| t.version(b)).unwrap_or_default();
+                infos.push(TargetInfo {
+                    name: t.to_string(),
+                    status: "ok".into(),
+                    detail: version,
+                });
+                runnable.push((t, bin));
+            }
+            Err(why) => {
+                eprintln!("skipping {t}: {why}");
+                infos.push(TargetInfo {
+                    name: t.to_string(),
+                    status: "skipped".into(),
+                    detail: why,
+                });
+            }
+        }
+    }
+    let upstream = start_upstream(sc, bench, &dir.0)?;
+    eprintln!(
+        "upstream on {} (CPUs {:?}); targets on CPUs {:?}; load on CPUs {:?}",
+        upstream.addr, sc.cpus.upstream, sc.cpus.proxy, sc.cpus.load
+    );
+    let max_conns = sc.steps.iter().map(|s| s.connections).max().unwrap_or(0);
+    let ctx = Ctx {
+        sc,
+        bench,
+        dir: &dir.0,
+        upstream: upstream.addr,
+        max_conns,
+    };
+
+    let calibration = match &sc.calibrate {
+        Some(c)
+            if sc
+                .steps
+                .iter()
+                .any(|s| matches!(s.kind, StepKind::Rate(Rate::OfPeak(_)))) =>
+        {
+            Some(calibrate(&ctx, &runnable, c, &mut infos)?)
+        }
+        _ => None,
+    };
+    let steps: Vec<(Step, Option<f64>)> = sc
+        .steps
+        .iter()
+        .map(|s| {
+            let rate = match s.kind {
+                StepKind::Rate(Rate::Fixed(r)) => Some(r),
+                StepKind::Rate(Rate::OfPeak(f)) => {
+                    calibration.as_ref().map(|c| (c.basis_rps * f).round())
+                }
+                _ => None,
+            };
+            (s.clone(), rate)
+        })
+        .collect();
+
+    let mut runs = Vec::new();
+    let idle_steps = steps
+        .iter()
+        .filter(|(s, _)| matches!(s.kind, StepKind::Idle { .. }))
+        .count();
+    let direct = runnable.iter().filter(|(t, _)| !t.is_proxy()).count();
+    let total = sc.repetitions * (runnable.len() * steps.len() - direct * idle_steps);
+    let started = Instant::now();
+    'reps: for rep in 0..sc.repetitions {
+        for (t, bin) in &runnable {
+            if stop.load(Ordering::Relaxed) {
+                break 'reps;
+            }
+            if infos
+                .iter()
+                .any(|i| i.name == t.to_string() && i.status != "ok")
+            {
+                continue;
+            }
+            let target = match ctx.start(*t, bin.as_deref()) {
+                Ok(target) => target,
+                Err(e) => {
+                    eprintln!("{t} failed to start: {e}");
+                    mark_failed(&mut infos, *t, e);
+                    continue;
+                }
+            };
+            for (step, rate) in &steps {
+                if stop.load(Ordering::Relaxed) {
+                    break 'reps;
+                }
+                if !t.is_proxy() && matches!(step.kind, StepKind::Idle { .. }) {
+                    continue; // no process of its own to weigh
+                }
+                let n = runs.len() + 1;
+                let res = ctx.step(&target, step, *rate);
+                match res {
+                    Ok(run) => {
+                        eprintln!(
+                            "[{n}/{total} {:.0}s] rep {}/{} {t:<8} {:<12} {}",
+                            started.elapsed().as_secs_f64(),
+                            rep + 1,
+                            sc.repetitions,
+                            step.name,
+                            render::one_line(&run.metrics, &step.kind)
+                        );
+                        runs.push(Run {
+                            repetition: rep,
+                            target: t.to_string(),
+                            step: step.name.clone(),
+                            metrics: run.metrics,
+                            load: run.load,
+                        });
+                    }
+                    Err(e) => {
+                        eprintln!("[{n}/{total}] {t} {}: {e}", step.name);
+                        mark_failed(&mut infos, *t, format!("step {}: {e}", step.name));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let step_infos: Vec<StepInfo> = steps.iter().map(|(s, r)| step_info(s, *r)).collect();
+    let names: Vec<String> = runnable.iter().map(|(t, _)| t.to_string()).collect();
+    let summary = results::summarize(&step_infos, &names, &runs);
+    Ok(Report {
+        scenario: sc.name.clone(),
+        description: sc.description.clone(),
+        date: today(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        machine: Machine {
+            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        },
+        cpus: CpuPlan {
+            proxy: sc.cpus.proxy.clone(),
+            upstream: sc.cpus.upstream.clone(),
+            load: sc.cpus.load.clone(),
+        },
+        repetitions: sc.repetitions,
+        warmup_s: sc.warmup.as_secs_f64(),
+        duration_s: sc.duration.as_secs_f64(),
+        targets: infos,
+        calibration,
+        steps: step_infos,
+        runs,
+        summary,
+        interrupted: stop.load(Ordering::Relaxed),
+    })
+}
+
+fn mark_failed(infos: &mut [TargetInfo], t: TargetKind, why: String) {
+    if let Some(i) = infos.iter_mut().find(|i| i.name == t.to_string()) {
+        i.status = "failed".into();
+        i.detail = why;
+    }
+}
+
+fn step_info(s: &Step, rate: Option<f64>) -> StepInfo {
+    let (kind, about, pipeline) = match &s.kind {
+        StepKind::Closed {
+            pipeline,
+            new_connection,
+        } => {
+            let mut a = format!("closed loop, {} connections", s.connections);
+            if *pipeline > 1 {
+                a.push_str(&format!(", {pipeline} pipelined"));
+            }
+            if *new_connection {
+                a.push_str(", new connection per request");
+            }
+            ("closed", a, *pipeline)
+        }
+        StepKind::Rate(_) => (
+            "rate",
+            format!(
+                "open loop at {:.0} req/s, {} connections",
+                rate.unwrap_or(0.0),
+                s.connections
+            ),
+            1,
+        ),
+        StepKind::Idle { hold } => (
+            "idle",
+            format!(
+                "{} idle keep-alive connections held {:?}",
+                s.connections, hold
+            ),
+            1,
+        ),
+    };
+    let mut about = about;
+    if s.body_size > 0 {
+        about.push_str(&format!(", {} B request bodies", s.body_size));
+    }
+    if s.path != "/" {
+        about.push_str(&format!(", {}", s.path));
+    }
+    StepInfo {
+        name: s.name.clone(),
+        kind: kind.into(),
+        about,
+        connections: s.connections,
+        rate,
+        pipeline,
+    }
+}
+
+struct Ctx<'a> {
+    sc: &'a Scenario,
+    bench: &'a Path,
+    dir: &'a Path,
+    upstream: SocketAddr,
+    max_conns: usize,
+}
+
+struct StepRun {
+    metrics: results::Metrics,
+    load: Option<crate::load::LoadReport>,
+}
+
+impl Ctx<'_> {
+    fn start(&self, t: TargetKind, bin: Option<&Path>) -> Result<Running, String> {
+        let Some(bin) = bin else {
+            return Ok(Running {
+                addr: self.upstream,
+                child: None,
+            });
+        };
+        let (listen, admin) = (free_port()?, free_port()?);
+        let dir = self.dir.join(t.to_string());
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let setup = targets::Setup {
+            upstream: self.upstream,
+            listen,
+            admin,
+            cpus: &self.sc.cpus.proxy,
+            dir: &dir,
+            max_connections: self.max_conns,
+        };
+        let cmd = targets::command(t, bin, &setup).map_err(|e| e.to_string())?;
+        let log = dir.join("log.txt");
+        let child = targets::spawn_pinned(cmd, &self.sc.cpus.proxy, &log)
+            .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+        let running = Running {
+            addr: listen,
+            child: Some(child),
+        };
+        if let Err(e) = targets::wait_ready(listen, Duration::from_secs(15)) {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(8).collect();
+            return Err(format!(
+                "{e}; its log ends:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+        Ok(running)
+    }
+
+    fn step(&self, target: &Running, step: &Step, rate: Option<f64>) -> Result<StepRun, String> {
+        let t = measure::Target {
+            addr: target.addr,
+            pid: target.child.as_ref().map(Child::id),
+        };
+        match step.kind {
+            StepKind::Idle { hold } => Ok(StepRun {
+                metrics: measure::idle_step(&t, step.connections, hold)?,
+                load: None,
+            }),
+            _ => {
+                let (metrics, load) =
+                    measure::load_step(self.bench, self.sc, step, &t, rate, self.sc.duration)?;
+                Ok(StepRun {
+                    metrics,
+                    load: Some(load),
+                })
+            }
+        }
+    }
+}
+
+fn calibrate(
+    ctx: &Ctx,
+    runnable: &[(TargetKind, Option<PathBuf>)],
+    c: &scenario::Calibrate,
+    infos: &mut [TargetInfo],
+) -> Result<Calibration, String> {
+    let step = Step {
+        name: "calibrate".into(),
+        kind: StepKind::Closed {
+            pipeline: 1,
+            new_connection: false,
+        },
+        connections: c.connections,
+        threads: 1,
+        path: "/".into(),
+        method: "GET".into(),
+        body_size: 0,
+    };
+    let mut peak = std::collections::BTreeMap::new();
+    let proxies: Vec<_> = runnable.iter().filter(|(t, _)| t.is_proxy()).collect();
+    let list: Vec<_> = if proxies.is_empty() {
+        runnable.iter().collect()
+    } else {
+        proxies
+    };
+    for (t, bin) in list {
+        let target = match ctx.start(*t, bin.as_deref()) {
+            Ok(r) => r,
+            Err(e) => {
+                mark_failed(infos, *t, e);
+                continue;
+            }
+        };
+        let mt = measure::Target {
+            addr: target.addr,
+            pid: target.child.as_ref().map(Child::id),
+        };
+        let (m, _) = measure::load_step(ctx.bench, ctx.sc, &step, &mt, None, c.duration)?;
+        eprintln!(
+            "calibrate {t}: {:.0} req/s closed loop, {} connections",
+            m.rps, c.connections
+        );
+        peak.insert(t.to_string(), m.rps);
+    }
+    let basis = peak.values().copied().fold(f64::INFINITY, f64::min);
+    if !basis.is_finite() || basis <= 0.0 {
+        return Err("calibration measured no throughput on any target".into());
+    }
+    Ok(Calibration {
+        peak_rps: peak,
+        basis_rps: basis,
+    })
+}
+
+/// A target process, stopped on drop (SIGTERM to let nginx's master take
+/// its workers down, SIGKILL to the tree if it lingers).
+struct Running {
+    addr: SocketAddr,
+    child: Option<Child>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            stop_child(child);
+        }
+    }
+}
+
+fn stop_child(child: &mut Child) {
+    let tree = crate::procfs::tree(child.id());
+    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for p in tree {
+        if let Some(pid) = rustix::process::Pid::from_raw(p as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+    let _ = child.wait();
+}
+
+fn start_upstream(sc: &Scenario, bench: &Path, dir: &Path) -> Result<Running, String> {
+    let addr = free_port()?;
+    let mut cmd = Command::new(bench);
+    let cpus = sc
+        .cpus
+        .upstream
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    cmd.args([
+        "upstream",
+        "--listen",
+        &addr.to_string(),
+        "--workers",
+        &sc.upstream.workers.to_string(),
+        "--cpus",
+        &cpus,
+    ]);
+    cmd.args(["--body-size", &sc.upstream.body_size.to_string()]);
+    if let Some(l) = &sc.upstream.latency {
+        cmd.args(["--latency", l]);
+    }
+    let child = targets::spawn_pinned(cmd, &sc.cpus.upstream, &dir.join("upstream.log"))
+        .map_err(|e| format!("upstream: {e}"))?;
+    let running = Running {
+        addr,
+        child: Some(child),
+    };
+    targets::wait_ready(addr, Duration::from_secs(10)).map_err(|e| format!("upstream: {e}"))?;
+    Ok(running)
+}
+
+fn free_port() -> Result<SocketAddr, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// Idle-connection steps need thousands of descriptors, here and in the
+/// targets (which inherit the limit).
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    let _ = setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
+        },
+    );
+}
+
+/// A scratch directory for configs and logs, removed at the end.
+struct Workdir(PathBuf);
+
+impl Workdir {
+    fn new() -> Result<Workdir, String> {
+        let p = std::env::temp_dir().join(format!("ringmesh-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        Ok(Workdir(p))
+    }
+}
+
+impl Drop for Workdir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Today's date (UTC), YYYY-MM-DD.
+pub fn today() -> String {
+    humantime::format_rfc3339(std::time::SystemTime::now()).to_string()[..10].to_string()
+}
+
+fn write_outputs(report: &Report, out: &Path) -> Result<Vec<PathBuf>, String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let base = out.join(format!("{}-{}", report.scenario, report.date));
+    let files = [
+        (
+            base.with_extension("json"),
+            serde_json::to_string_pretty(report).map_err(|e| e.to_string())?,
+        ),
+        (base.with_extension("md"), render::markdown(report)),
+        (base.with_extension("svg"), svg::chart(report)),
+    ];
+    let mut written = Vec::new();
+    for (path, text) in files {
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}

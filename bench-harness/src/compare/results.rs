@@ -1,0 +1,289 @@
+//! What a comparison produces: every run, and per step and target the
+//! medians over repetitions with ratios against the best proxy.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::load::LoadReport;
+
+/// Machine-readable result of one `compare` invocation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub scenario: String,
+    pub description: String,
+    pub date: String,
+    pub command: String,
+    pub machine: Machine,
+    pub cpus: CpuPlan,
+    pub repetitions: usize,
+    pub warmup_s: f64,
+    pub duration_s: f64,
+    pub targets: Vec<TargetInfo>,
+    pub calibration: Option<Calibration>,
+    pub steps: Vec<StepInfo>,
+    pub runs: Vec<Run>,
+    pub summary: Vec<StepSummary>,
+    pub interrupted: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Machine {
+    pub cpus: usize,
+    pub kernel: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CpuPlan {
+    pub proxy: Vec<usize>,
+    pub upstream: Vec<usize>,
+    pub load: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetInfo {
+    pub name: String,
+    /// "ok", "skipped" (not installed) or "failed" (would not start).
+    pub status: String,
+    /// Version when ok, the reason (and install command) otherwise.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Closed-loop req/s of each proxy.
+    pub peak_rps: BTreeMap<String, f64>,
+    /// The lowest of those: fractions of it set the fixed rates.
+    pub basis_rps: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepInfo {
+    pub name: String,
+    pub kind: String,
+    /// One line a person reads: "closed loop, 10 connections, 16 pipelined".
+    pub about: String,
+    pub connections: usize,
+    pub rate: Option<f64>,
+    pub pipeline: usize,
+}
+
+/// One step against one target in one repetition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Run {
+    pub repetition: usize,
+    pub target: String,
+    pub step: String,
+    pub metrics: Metrics,
+    pub load: Option<LoadReport>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub rps: f64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub p9999_us: f64,
+    pub max_us: f64,
+    pub errors: u64,
+    /// The target's CPU time (all threads and processes) per response.
+    pub proxy_cpu_us_per_req: Option<f64>,
+    /// The target's peak resident memory so far, KiB.
+    pub proxy_peak_rss_kib: Option<u64>,
+    /// Share of the load generator's CPUs busy during the window (0..1).
+    pub load_cpu_busy: f64,
+    /// Resident memory per idle keep-alive connection, KiB.
+    pub idle_kib_per_conn: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepSummary {
+    pub step: String,
+    /// The metric the ratio column compares.
+    pub key: String,
+    pub lower_is_better: bool,
+    /// Closed loop with the generator's CPUs saturated: the machine, not
+    /// the proxy, set the peak.
+    pub bounded_by_machine: bool,
+    pub rows: Vec<Row>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Row {
+    pub target: String,
+    pub runs: usize,
+    pub median: Metrics,
+    /// key metric / best proxy's key metric (1.00 = the best).
+    pub ratio: Option<f64>,
+}
+
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// Metric-by-metric medians.
+pub fn median_metrics(runs: &[&Metrics]) -> Metrics {
+    let m =
+        |f: &dyn Fn(&Metrics) -> f64| median(runs.iter().map(|r| f(r)).collect()).unwrap_or(0.0);
+    let opt =
+        |f: &dyn Fn(&Metrics) -> Option<f64>| median(runs.iter().filter_map(|r| f(r)).collect());
+    Metrics {
+        rps: m(&|r| r.rps),
+        p50_us: m(&|r| r.p50_us),
+        p90_us: m(&|r| r.p90_us),
+        p99_us: m(&|r| r.p99_us),
+        p999_us: m(&|r| r.p999_us),
+        p9999_us: m(&|r| r.p9999_us),
+        max_us: m(&|r| r.max_us),
+        errors: m(&|r| r.errors as f64) as u64,
+        proxy_cpu_us_per_req: opt(&|r| r.proxy_cpu_us_per_req),
+        proxy_peak_rss_kib: opt(&|r| r.proxy_peak_rss_kib.map(|k| k as f64)).map(|k| k as u64),
+        load_cpu_busy: m(&|r| r.load_cpu_busy),
+        idle_kib_per_conn: opt(&|r| r.idle_kib_per_conn),
+    }
+}
+
+pub type MetricFn = fn(&Metrics) -> Option<f64>;
+
+/// The metric that ranks targets in a step of this kind.
+pub fn key_metric(kind: &str) -> (&'static str, bool, MetricFn) {
+    match kind {
+        "rate" => ("proxy_cpu_us_per_req", true, |m| m.proxy_cpu_us_per_req),
+        "idle" => ("idle_kib_per_conn", true, |m| m.idle_kib_per_conn),
+        _ => ("rps", false, |m| Some(m.rps)),
+    }
+}
+
+/// Medians per (step, target), in step order then target order.
+pub fn summarize(steps: &[StepInfo], targets: &[String], runs: &[Run]) -> Vec<StepSummary> {
+    steps
+        .iter()
+        .map(|step| {
+            let (key, lower, get) = key_metric(&step.kind);
+            let mut rows: Vec<Row> = targets
+                .iter()
+                .filter_map(|t| {
+                    let mine: Vec<&Metrics> = runs
+                        .iter()
+                        .filter(|r| r.step == step.name && &r.target == t)
+                        .map(|r| &r.metrics)
+                        .collect();
+                    (!mine.is_empty()).then(|| Row {
+                        target: t.clone(),
+                        runs: mine.len(),
+                        median: median_metrics(&mine),
+                        ratio: None,
+                    })
+                })
+                .collect();
+            let best = rows
+                .iter()
+                .filter(|r| r.target != "direct")
+                .filter_map(|r| get(&r.median))
+                .filter(|v| *v > 0.0)
+                .reduce(|a, b| if (a < b) == lower { a } else { b });
+            if let Some(best) = best {
+                for r in &mut rows {
+                    r.ratio = get(&r.median).map(|v| v / best);
+                }
+            }
+            let bounded =
+                step.kind == "closed" && rows.iter().any(|r| r.median.load_cpu_busy >= 0.95);
+            StepSummary {
+                step: step.name.clone(),
+                key: key.into(),
+                lower_is_better: lower,
+                bounded_by_machine: bounded,
+                rows,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![f64::NAN, 1.0]), Some(1.0));
+    }
+
+    fn run(target: &str, step: &str, rps: f64, cpu: Option<f64>) -> Run {
+        Run {
+            repetition: 0,
+            target: target.into(),
+            step: step.into(),
+            metrics: Metrics {
+                rps,
+                proxy_cpu_us_per_req: cpu,
+                load_cpu_busy: 0.5,
+                ..Metrics::default()
+            },
+            load: None,
+        }
+    }
+
+    #[test]
+    fn ratios_against_the_best_proxy() {
+        let steps = vec![
+            StepInfo {
+                name: "peak".into(),
+                kind: "closed".into(),
+                about: String::new(),
+                connections: 1,
+                rate: None,
+                pipeline: 1,
+            },
+            StepInfo {
+                name: "half".into(),
+                kind: "rate".into(),
+                about: String::new(),
+                connections: 1,
+                rate: Some(1.0),
+                pipeline: 1,
+            },
+        ];
+        let targets: Vec<String> = ["direct", "a", "b"].map(String::from).to_vec();
+        let runs = vec![
+            run("direct", "peak", 300.0, None),
+            run("a", "peak", 100.0, None),
+            run("a", "peak", 120.0, None),
+            run("a", "peak", 110.0, None),
+            run("b", "peak", 200.0, None),
+            run("a", "half", 50.0, Some(20.0)),
+            run("b", "half", 50.0, Some(25.0)),
+        ];
+        let s = summarize(&steps, &targets, &runs);
+        // Peak: higher is better; direct is not a peer, b is the best proxy.
+        let peak = &s[0];
+        assert_eq!(peak.key, "rps");
+        assert_eq!(peak.rows[1].median.rps, 110.0);
+        assert_eq!(peak.rows[1].runs, 3);
+        assert_eq!(peak.rows[1].ratio, Some(0.55));
+        assert_eq!(peak.rows[2].ratio, Some(1.0));
+        assert_eq!(peak.rows[0].ratio, Some(1.5));
+        // Rate: CPU per request, lower is better; a is the best.
+        let half = &s[1];
+        assert!(half.lower_is_better);
+        assert_eq!(half.rows.len(), 2, "direct did not run this step");
+        assert_eq!(half.rows[0].ratio, Some(1.0));
+        assert_eq!(half.rows[1].ratio, Some(1.25));
+        assert!(!peak.bounded_by_machine);
+    }
+}

@@ -1,0 +1,501 @@
+//! Scenario files (`perf/scenarios/*.toml`): parsed into checked types at
+//! the edge, every problem reported with the file and the field.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::targets::TargetKind;
+
+/// A validated scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    pub targets: Vec<TargetKind>,
+    pub repetitions: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub cpus: Cpus,
+    pub upstream: UpstreamSpec,
+    pub calibrate: Option<Calibrate>,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cpus {
+    pub proxy: Vec<usize>,
+    pub upstream: Vec<usize>,
+    pub load: Vec<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSpec {
+    pub workers: usize,
+    pub body_size: usize,
+    pub latency: Option<String>,
+}
+
+/// Measures each target's closed-loop peak before the repetitions; steps
+/// with `peak_fraction` run at that fraction of the lowest proxy's peak,
+/// the same rate for every target.
+#[derive(Debug, Clone)]
+pub struct Calibrate {
+    pub connections: usize,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub name: String,
+    pub kind: StepKind,
+    pub connections: usize,
+    pub threads: usize,
+    pub path: String,
+    pub method: String,
+    pub body_size: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepKind {
+    Closed {
+        pipeline: usize,
+        new_connection: bool,
+    },
+    Rate(Rate),
+    /// Open `connections` keep-alive connections, one request each, hold
+    /// them idle and measure the target's memory.
+    Idle {
+        hold: Duration,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rate {
+    Fixed(f64),
+    OfPeak(f64),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: Option<String>,
+    #[serde(default)]
+    description: String,
+    targets: Vec<String>,
+    #[serde(default = "three")]
+    repetitions: usize,
+    #[serde(default = "two_s")]
+    warmup: String,
+    #[serde(default = "eight_s")]
+    duration: String,
+    cpus: RawCpus,
+    #[serde(default)]
+    upstream: RawUpstream,
+    calibrate: Option<RawCalibrate>,
+    #[serde(rename = "step")]
+    steps: Vec<RawStep>,
+}
+
+fn three() -> usize {
+    3
+}
+fn two_s() -> String {
+    "2s".into()
+}
+fn eight_s() -> String {
+    "8s".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCpus {
+    proxy: Vec<usize>,
+    upstream: Vec<usize>,
+    load: Vec<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    workers: Option<usize>,
+    #[serde(default)]
+    body_size: usize,
+    latency: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCalibrate {
+    connections: usize,
+    duration: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    name: String,
+    #[serde(default = "closed")]
+    kind: String,
+    connections: usize,
+    #[serde(default = "one")]
+    threads: usize,
+    #[serde(default = "one")]
+    pipeline: usize,
+    #[serde(default)]
+    new_connection: bool,
+    rate: Option<f64>,
+    peak_fraction: Option<f64>,
+    hold: Option<String>,
+    #[serde(default = "slash")]
+    path: String,
+    #[serde(default = "get")]
+    method: String,
+    #[serde(default)]
+    body_size: usize,
+}
+
+fn closed() -> String {
+    "closed".into()
+}
+fn one() -> usize {
+    1
+}
+fn slash() -> String {
+    "/".into()
+}
+fn get() -> String {
+    "GET".into()
+}
+
+/// Read and check a scenario file.
+pub fn load(path: &Path) -> Result<Scenario, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("scenario");
+    parse(&text, stem).map_err(|errs| {
+        let file = path.display();
+        errs.iter()
+            .map(|e| format!("{file}: {e}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
+/// Parse scenario text; all semantic errors at once, each naming its field.
+pub fn parse(text: &str, default_name: &str) -> Result<Scenario, Vec<String>> {
+    let raw: RawScenario =
+        toml::from_str(text).map_err(|e| vec![e.to_string().trim_end().to_string()])?;
+    let mut errs = Vec::new();
+    let dur = |errs: &mut Vec<String>, field: &str, v: &str| match humantime::parse_duration(v) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            errs.push(format!(
+                "{field}: {v:?} is not a duration ({e}); write e.g. \"8s\" or \"500ms\""
+            ));
+            None
+        }
+    };
+    let warmup = dur(&mut errs, "warmup", &raw.warmup);
+    let duration = dur(&mut errs, "duration", &raw.duration);
+    let calibrate = raw.calibrate.as_ref().map(|c| Calibrate {
+        connections: c.connections,
+        duration: dur(&mut errs, "calibrate.duration", &c.duration)
+            .unwrap_or(Duration::from_secs(3)),
+    });
+    let mut steps = Vec::new();
+    for (i, s) in raw.steps.iter().enumerate() {
+        let at = format!("step[{i}] ({})", s.name);
+        let hold = s
+            .hold
+            .as_deref()
+            .map(|h| dur(&mut errs, &format!("{at}.hold"), h));
+        match step(s, hold.flatten(), &at, raw.calibrate.is_some()) {
+            Ok(st) => steps.push(st),
+            Err(e) => errs.extend(e),
+        }
+    }
+    let mut targets = Vec::new();
+    for (i, t) in raw.targets.iter().enumerate() {
+        match t.parse::<TargetKind>() {
+            Ok(k) if targets.contains(&k) => {
+                errs.push(format!("targets[{i}]: {t:?} is listed twice"))
+            }
+            Ok(k) => targets.push(k),
+            Err(e) => errs.push(format!("targets[{i}]: {e}")),
+        }
+    }
+    if targets.is_empty() {
+        errs.push("targets: list at least one target".into());
+    }
+    if steps.is_empty() && raw.steps.is_empty() {
+        errs.push("step: a scenario needs at least one [[step]]".into());
+    }
+    let mut names: Vec<&str> = raw.steps.iter().map(|s| s.name.as_str()).collect();
+    names.sort();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        errs.push(format!("step: two steps are named {:?}", w[0]));
+    }
+    if raw.repetitions == 0 {
+        errs.push("repetitions: must be at least 1".into());
+    }
+    for (field, list) in [
+        ("cpus.proxy", &raw.cpus.proxy),
+        ("cpus.upstream", &raw.cpus.upstream),
+        ("cpus.load", &raw.cpus.load),
+    ] {
+        if list.is_empty() {
+            errs.push(format!("{field}: list at least one CPU"));
+        }
+        let available = crate::runtime::available_cpus();
+        for c in list {
+            if !available.contains(c) {
+                errs.push(format!(
+                    "{field}: CPU {c} is not available here (this process may use {available:?})"
+                ));
+            }
+        }
+    }
+    if raw.upstream.workers == Some(0) {
+        errs.push("upstream.workers: must be at least 1".into());
+    }
+    if let Some(l) = &raw.upstream.latency {
+        if let Err(e) = l.parse::<crate::upstream::AddedLatency>() {
+            errs.push(format!("upstream.latency: {e}"));
+        }
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    Ok(Scenario {
+        name: raw.name.unwrap_or_else(|| default_name.to_string()),
+        description: raw.description,
+        targets,
+        repetitions: raw.repetitions,
+        warmup: warmup.unwrap_or_default(),
+        duration: duration.unwrap_or_default(),
+        upstream: UpstreamSpec {
+            workers: raw.upstream.workers.unwrap_or(raw.cpus.upstream.len()),
+            body_size: raw.upstream.body_size,
+            latency: raw.upstream.latency,
+        },
+        cpus: Cpus {
+            proxy: raw.cpus.proxy,
+            upstream: raw.cpus.upstream,
+            load: raw.cpus.load,
+        },
+        calibrate,
+        steps,
+    })
+}
+
+fn step(
+    s: &RawStep,
+    hold: Option<Duration>,
+    at: &str,
+    calibrated: bool,
+) -> Result<Step, Vec<String>> {
+    let mut errs = Vec::new();
+    if s.connections == 0 {
+        errs.push(format!("{at}.connections: must be at least 1"));
+    }
+    if s.threads == 0 {
+        errs.push(format!("{at}.threads: must be at least 1"));
+    }
+    if s.pipeline == 0 {
+        errs.push(format!("{at}.pipeline: must be at least 1"));
+    }
+    let only = |errs: &mut Vec<String>, field: &str, set: bool, kind: &str| {
+        if set {
+            errs.push(format!("{at}.{field}: applies to kind = \"{kind}\" only"));
+        }
+    };
+    let kind = match s.kind.as_str() {
+        "closed" => {
+            only(&mut errs, "rate", s.rate.is_some(), "rate");
+            only(
+                &mut errs,
+                "peak_fraction",
+                s.peak_fraction.is_some(),
+                "rate",
+            );
+            only(&mut errs, "hold", s.hold.is_some(), "idle");
+            if s.pipeline > 1 && s.new_connection {
+                errs.push(format!(
+                    "{at}: pipeline and new_connection exclude each other"
+                ));
+            }
+            StepKind::Closed {
+                pipeline: s.pipeline,
+                new_connection: s.new_connection,
+            }
+        }
+        "rate" => {
+            only(&mut errs, "pipeline", s.pipeline > 1, "closed");
+            only(&mut errs, "hold", s.hold.is_some(), "idle");
+            let rate = match (s.rate, s.peak_fraction) {
+                (Some(r), None) if r > 0.0 => Rate::Fixed(r),
+                (None, Some(f)) if f > 0.0 && f <= 1.0 => {
+                    if !calibrated {
+                        errs.push(format!(
+                            "{at}.peak_fraction: needs a [calibrate] section to measure the peak"
+                        ));
+                    }
+                    Rate::OfPeak(f)
+                }
+                (Some(_), Some(_)) => {
+                    errs.push(format!("{at}: set rate or peak_fraction, not both"));
+                    Rate::Fixed(1.0)
+                }
+                (None, None) => {
+                    errs.push(format!(
+                        "{at}: kind = \"rate\" needs rate (req/s) or peak_fraction (0..1]"
+                    ));
+                    Rate::Fixed(1.0)
+                }
+                (Some(r), None) => {
+                    errs.push(format!("{at}.rate: must be above 0, got {r}"));
+                    Rate::Fixed(1.0)
+                }
+                (None, Some(f)) => {
+                    errs.push(format!("{at}.peak_fraction: must be in (0, 1], got {f}"));
+                    Rate::Fixed(1.0)
+                }
+            };
+            StepKind::Rate(rate)
+        }
+        "idle" => {
+            only(&mut errs, "rate", s.rate.is_some(), "rate");
+            only(&mut errs, "pipeline", s.pipeline > 1, "closed");
+            StepKind::Idle {
+                hold: hold.unwrap_or(Duration::from_secs(3)),
+            }
+        }
+        other => {
+            let hint = super::did_you_mean(other, &["closed", "rate", "idle"]);
+            errs.push(format!(
+                "{at}.kind: unknown kind {other:?}{hint} (expected closed, rate or idle)"
+            ));
+            StepKind::Closed {
+                pipeline: 1,
+                new_connection: false,
+            }
+        }
+    };
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    Ok(Step {
+        name: s.name.clone(),
+        kind,
+        connections: s.connections,
+        threads: s.threads,
+        path: s.path.clone(),
+        method: s.method.clone(),
+        body_size: s.body_size,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+description = "test"
+targets = ["direct", "ringmesh"]
+repetitions = 2
+duration = "1s"
+cpus = { proxy = [0], upstream = [0], load = [0] }
+calibrate = { connections = 4, duration = "1s" }
+
+[[step]]
+name = "c10"
+connections = 10
+
+[[step]]
+name = "half"
+kind = "rate"
+connections = 8
+peak_fraction = 0.5
+
+[[step]]
+name = "idle"
+kind = "idle"
+connections = 100
+hold = "2s"
+"#;
+
+    #[test]
+    fn a_good_scenario() {
+        let s = parse(GOOD, "t").unwrap();
+        assert_eq!(s.name, "t");
+        assert_eq!(s.targets, vec![TargetKind::Direct, TargetKind::Ringmesh]);
+        assert_eq!(s.repetitions, 2);
+        assert_eq!(s.warmup, Duration::from_secs(2));
+        assert_eq!(s.steps[1].kind, StepKind::Rate(Rate::OfPeak(0.5)));
+        assert_eq!(
+            s.steps[2].kind,
+            StepKind::Idle {
+                hold: Duration::from_secs(2)
+            }
+        );
+        assert_eq!(s.upstream.workers, 1);
+    }
+
+    #[test]
+    fn every_error_at_once_with_its_field() {
+        let bad = GOOD
+            .replace("\"ringmesh\"]", "\"ringmsh\", \"direct\"]")
+            .replace("duration = \"1s\"\ncpus", "duration = \"soon\"\ncpus")
+            .replace("peak_fraction = 0.5", "peak_fraction = 2.0")
+            .replace("kind = \"idle\"", "kind = \"idel\"");
+        let errs = parse(&bad, "t").unwrap_err();
+        let all = errs.join("\n");
+        assert!(
+            all.contains("targets[1]: unknown target \"ringmsh\" (did you mean \"ringmesh\"?)"),
+            "{all}"
+        );
+        assert!(
+            all.contains("targets[2]: \"direct\" is listed twice"),
+            "{all}"
+        );
+        assert!(
+            all.contains("duration: \"soon\" is not a duration"),
+            "{all}"
+        );
+        assert!(
+            all.contains("step[1] (half).peak_fraction: must be in (0, 1], got 2"),
+            "{all}"
+        );
+        assert!(
+            all.contains("step[2] (idle).kind: unknown kind \"idel\" (did you mean \"idle\"?)"),
+            "{all}"
+        );
+        assert_eq!(errs.len(), 5, "{all}");
+    }
+
+    #[test]
+    fn syntax_and_unknown_fields_name_the_line() {
+        let err = parse(&GOOD.replace("connections = 10", "conections = 10"), "t").unwrap_err();
+        assert!(err[0].contains("line 11"), "{err:?}");
+        assert!(err[0].contains("conections"), "{err:?}");
+        let err = parse("targets = [", "t").unwrap_err();
+        assert!(err[0].contains("line 1"), "{err:?}");
+    }
+
+    #[test]
+    fn peak_fraction_needs_calibration() {
+        let err = parse(
+            &GOOD.replace("calibrate = { connections = 4, duration = \"1s\" }", ""),
+            "t",
+        )
+        .unwrap_err();
+        assert!(
+            err.join("\n").contains("needs a [calibrate] section"),
+            "{err:?}"
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! The chart: per step, latency percentiles per target (log scale) beside
+//! the step's ranking metric as bars. Plain SVG, no script, no fonts to
+//! fetch: it opens in any browser or image viewer.
+
+use std::fmt::Write;
+
+use super::results::{key_metric, Metrics, Report, StepSummary};
+
+const W: f64 = 1000.0;
+const ROW: f64 = 270.0;
+const TOP: f64 = 70.0;
+/// Idle steps have no latency panel, only bars.
+const IDLE_ROW: f64 = 130.0;
+
+fn color(target: &str) -> &'static str {
+    match target {
+        "direct" => "#9e9e9e",
+        "ringmesh" => "#e4572e",
+        "nginx" => "#2e86ab",
+        "haproxy" => "#76b041",
+        "envoy" => "#8e44ad",
+        _ => "#444444",
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+pub fn chart(r: &Report) -> String {
+    let row_h = |kind: &str| if kind == "idle" { IDLE_ROW } else { ROW };
+    let h = TOP + r.steps.iter().map(|s| row_h(&s.kind)).sum::<f64>() + 20.0;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(o, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        o,
+        r#"<text x="20" y="28" font-size="18" font-weight="bold">{} — {}</text>"#,
+        esc(&r.scenario),
+        esc(&r.date)
+    );
+    let _ = writeln!(
+        o,
+        r##"<text x="20" y="48" fill="#555">medians of {} alternating runs · proxies on CPUs {:?}, upstream {:?}, load {:?} · {} CPUs, Linux {}</text>"##,
+        r.repetitions,
+        r.cpus.proxy,
+        r.cpus.upstream,
+        r.cpus.load,
+        r.machine.cpus,
+        esc(&r.machine.kernel)
+    );
+    // Legend.
+    let mut x = W - 20.0;
+    for t in r.targets.iter().filter(|t| t.status == "ok").rev() {
+        x -= 14.0 + 8.0 * t.name.len() as f64;
+        let _ = writeln!(
+            o,
+            r#"<rect x="{x}" y="18" width="10" height="10" fill="{}"/><text x="{}" y="27">{}</text>"#,
+            color(&t.name),
+            x + 13.0,
+            esc(&t.name)
+        );
+    }
+    let mut y = TOP;
+    for (s, info) in r.summary.iter().zip(&r.steps) {
+        let _ = writeln!(
+            o,
+            r##"<text x="20" y="{}" font-size="14" font-weight="bold">{} <tspan font-weight="normal" fill="#555">{}</tspan></text>"##,
+            y + 14.0,
+            esc(&s.step),
+            esc(&info.about)
+        );
+        if info.kind != "idle" {
+            percentiles(&mut o, s, 60.0, y + 30.0, 520.0, ROW - 70.0);
+        }
+        bars(
+            &mut o,
+            s,
+            &info.kind,
+            640.0,
+            y + 30.0,
+            330.0,
+            row_h(&info.kind) - 70.0,
+        );
+        y += row_h(&info.kind);
+    }
+    o.push_str("</svg>\n");
+    o
+}
+
+/// Latency percentiles as lines, log-scale y in milliseconds.
+fn percentiles(o: &mut String, s: &StepSummary, x0: f64, y0: f64, w: f64, h: f64) {
+    let labels = Metrics::default_points();
+    let vals: Vec<f64> = s
+        .rows
+        .iter()
+        .flat_map(|r| r.median.points().map(|p| p.1))
+        .filter(|v| *v > 0.0)
+        .collect();
+    if vals.is_empty() {
+        return;
+    }
+    let lo = vals
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min)
+        .max(1.0)
+        .log10()
+        .floor();
+    let hi = vals
+        .iter()
+        .copied()
+        .fold(0.0, f64::max)
+        .max(10.0)
+        .log10()
+        .ceil()
+        .max(lo + 1.0);
+    let yof = |us: f64| y0 + h - (us.max(1.0).log10() - lo) / (hi - lo) * h;
+    let xof = |i: usize| x0 + 20.0 + i as f64 * (w - 40.0) / (labels.len() - 1) as f64;
+    let _ = writeln!(
+        o,
+        r##"<rect x="{x0}" y="{y0}" width="{w}" height="{h}" fill="none" stroke="#ccc"/>"##
+    );
+    let mut e = lo;
+    while e <= hi {
+        let us = 10f64.powf(e);
+        let y = yof(us);
+        let label = if us >= 1000.0 {
+            format!("{} ms", us / 1000.0)
+        } else {
+            format!("{us} µs")
+        };
+        let _ = writeln!(
+            o,
+            r##"<line x1="{x0}" y1="{y}" x2="{}" y2="{y}" stroke="#eee"/><text x="{}" y="{}" text-anchor="end" fill="#555">{label}</text>"##,
+            x0 + w,
+            x0 - 4.0,
+            y + 4.0
+        );
+        e += 1.0;
+    }
+    for (i, l) in labels.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            r##"<text x="{}" y="{}" text-anchor="middle" fill="#555">{l}</text>"##,
+            xof(i),
+            y0 + h + 16.0
+        );
+    }
+    for row in &s.rows {
+        let pts: Vec<String> = row
+            .median
+            .points()
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{:.1},{:.1}", xof(i), yof(p.1)))
+            .collect();
+        let c = color(&row.target);
+        let _ = writeln!(
+            o,
+            r#"<polyline points="{}" fill="none" stroke="{c}" stroke-width="2"/>"#,
+            pts.join(" ")
+        );
+        for p in &pts {
+            let (px, py) = p.split_once(',').unwrap_or(("0", "0"));
+            let _ = writeln!(o, r#"<circle cx="{px}" cy="{py}" r="3" fill="{c}"/>"#);
+        }
+    }
+    let _ = writeln!(
+        o,
+        r##"<text x="{}" y="{}" text-anchor="end" fill="#555">latency percentiles (log scale)</text>"##,
+        x0 + w,
+        y0 - 4.0
+    );
+}
+
+/// The step's ranking metric as one bar per target, value on the bar.
+fn bars(o: &mut String, s: &StepSummary, kind: &str, x0: f64, y0: f64, w: f64, h: f64) {
+    let (_, lower, get) = key_metric(kind);
+    let title = match kind {
+        "rate" => "target CPU µs per request (lower is better)",
+        "idle" => "KiB per idle connection (lower is better)",
+        _ => "requests/s (higher is better)",
+    };
+    let _ = writeln!(
+        o,
+        r##"<text x="{x0}" y="{}" fill="#555">{title}{}</text>"##,
+        y0 - 4.0,
+        if s.bounded_by_machine {
+            " · machine-bound"
+        } else {
+            ""
+        }
+    );
+    let rows: Vec<(&str, f64)> = s
+        .rows
+        .iter()
+        .filter_map(|r| get(&r.median).map(|v| (r.target.as_str(), v)))
+        .collect();
+    let max = rows.iter().map(|r| r.1).fold(0.0, f64::max);
+    if rows.is_empty() || max <= 0.0 {
+        let _ = writeln!(
+            o,
+            r##"<text x="{x0}" y="{}" fill="#999">no data</text>"##,
+            y0 + 20.0
+        );
+        return;
+    }
+    let bh = (h / rows.len() as f64).min(40.0) - 8.0;
+    let _ = lower;
+    for (i, (t, v)) in rows.iter().enumerate() {
+        let y = y0 + i as f64 * (bh + 8.0);
+        let bw = (w - 140.0) * v / max;
+        let label = if *v >= 10_000.0 {
+            format!("{:.1}k", v / 1000.0)
+        } else {
+            format!("{v:.2}")
+        };
+        let _ = writeln!(
+            o,
+            r#"<text x="{x0}" y="{}">{}</text><rect x="{}" y="{y}" width="{bw:.1}" height="{bh}" fill="{}"/><text x="{}" y="{}">{label}</text>"#,
+            y + bh / 2.0 + 4.0,
+            esc(t),
+            x0 + 70.0,
+            color(t),
+            x0 + 74.0 + bw,
+            y + bh / 2.0 + 4.0
+        );
+    }
+}
+
+impl Metrics {
+    pub fn points(&self) -> [(&'static str, f64); 6] {
+        [
+            ("p50", self.p50_us),
+            ("p90", self.p90_us),
+            ("p99", self.p99_us),
+            ("p99.9", self.p999_us),
+            ("p99.99", self.p9999_us),
+            ("max", self.max_us),
+        ]
+    }
+
+    fn default_points() -> [&'static str; 6] {
+        ["p50", "p90", "p99", "p99.9", "p99.99", "max"]
+    }
+}

@@ -1,0 +1,183 @@
+//! The load's result, as printed and as JSON.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{LoadOptions, ThreadStats};
+use crate::hist::Percentiles;
+
+/// Failed requests by why they failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorCounts {
+    /// The TCP connect was refused or failed.
+    pub connect: u64,
+    /// No connection or no complete response within the timeout.
+    pub timeout: u64,
+    /// A response with status 400 or above.
+    pub status: u64,
+    /// The connection was reset or closed mid-exchange.
+    pub reset: u64,
+    /// A response that is not valid HTTP/1.1.
+    pub protocol: u64,
+}
+
+impl ErrorCounts {
+    pub fn add(&mut self, o: &ErrorCounts) {
+        self.connect += o.connect;
+        self.timeout += o.timeout;
+        self.status += o.status;
+        self.reset += o.reset;
+        self.protocol += o.protocol;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.connect + self.timeout + self.status + self.reset + self.protocol
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadReport {
+    pub target: String,
+    /// "closed" or "rate".
+    pub mode: String,
+    pub connections: usize,
+    pub threads: usize,
+    pub pipeline: usize,
+    pub new_connection: bool,
+    pub request_body_bytes: usize,
+    /// Requests/s asked for (open loop).
+    pub rate_target: Option<f64>,
+    pub driver: String,
+    pub warmup_s: f64,
+    /// Length of the measured window (shorter when interrupted).
+    pub duration_s: f64,
+    /// Responses to requests started (or due) in the window.
+    pub requests: u64,
+    /// Of those, status below 400.
+    pub ok: u64,
+    pub rps: f64,
+    pub response_body_bytes: u64,
+    pub latency: Percentiles,
+    pub statuses: Statuses,
+    pub errors: ErrorCounts,
+    /// CPU seconds the generator used per second of the window (1.0 = one
+    /// core busy).
+    pub generator_cpu: f64,
+    pub interrupted: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Statuses {
+    #[serde(rename = "1xx")]
+    pub s1xx: u64,
+    #[serde(rename = "2xx")]
+    pub s2xx: u64,
+    #[serde(rename = "3xx")]
+    pub s3xx: u64,
+    #[serde(rename = "4xx")]
+    pub s4xx: u64,
+    #[serde(rename = "5xx")]
+    pub s5xx: u64,
+}
+
+impl LoadReport {
+    pub(super) fn new(
+        o: &LoadOptions,
+        threads: usize,
+        uring: bool,
+        window: Duration,
+        interrupted: bool,
+        cpu_s: f64,
+        s: &ThreadStats,
+    ) -> LoadReport {
+        let secs = window.as_secs_f64();
+        let per_s = |x: f64| if secs > 0.0 { x / secs } else { 0.0 };
+        LoadReport {
+            target: o.addr.to_string(),
+            mode: if o.rate.is_some() { "rate" } else { "closed" }.into(),
+            connections: o.connections,
+            threads,
+            pipeline: o.pipeline,
+            new_connection: o.new_connection,
+            request_body_bytes: o.request.body_size,
+            rate_target: o.rate,
+            driver: if uring { "io_uring" } else { "epoll" }.into(),
+            warmup_s: o.warmup.as_secs_f64(),
+            duration_s: secs,
+            requests: s.requests,
+            ok: s.ok,
+            rps: per_s(s.requests as f64),
+            response_body_bytes: s.bytes_read,
+            latency: s.latency.summary(),
+            statuses: Statuses {
+                s1xx: s.statuses[1],
+                s2xx: s.statuses[2],
+                s3xx: s.statuses[3],
+                s4xx: s.statuses[4],
+                s5xx: s.statuses[5],
+            },
+            errors: s.errors,
+            generator_cpu: per_s(cpu_s),
+            interrupted,
+        }
+    }
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = match self.rate_target {
+            Some(r) => format!("open loop at {r:.0} req/s"),
+            None if self.pipeline > 1 => format!("closed loop, {} pipelined", self.pipeline),
+            None => "closed loop".into(),
+        };
+        let conn = if self.new_connection {
+            ", new connection per request"
+        } else {
+            ""
+        };
+        writeln!(
+            f,
+            "{} — {mode}, {} connections{conn}, {} threads ({})",
+            self.target, self.connections, self.threads, self.driver
+        )?;
+        if self.interrupted {
+            writeln!(f, "  interrupted: partial report")?;
+        }
+        writeln!(
+            f,
+            "  {:.2}s measured after {:.1}s warm-up: {} responses, {:.0} req/s, {:.1} MiB of bodies",
+            self.duration_s,
+            self.warmup_s,
+            self.requests,
+            self.rps,
+            self.response_body_bytes as f64 / 1048576.0
+        )?;
+        let l = &self.latency;
+        let ms = |us: f64| format!("{:.3}ms", us / 1000.0);
+        writeln!(
+            f,
+            "  latency  p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}",
+            ms(l.p50_us),
+            ms(l.p90_us),
+            ms(l.p99_us),
+            ms(l.p999_us),
+            ms(l.p9999_us),
+            ms(l.max_us)
+        )?;
+        let s = &self.statuses;
+        writeln!(
+            f,
+            "  status   2xx {}  3xx {}  4xx {}  5xx {}",
+            s.s2xx, s.s3xx, s.s4xx, s.s5xx
+        )?;
+        let e = &self.errors;
+        writeln!(
+            f,
+            "  errors   connect {}  timeout {}  status {}  reset {}  protocol {}",
+            e.connect, e.timeout, e.status, e.reset, e.protocol
+        )?;
+        write!(f, "  generator CPU {:.2} cores", self.generator_cpu)
+    }
+}

@@ -1,0 +1,274 @@
+//! `ringmesh-bench`: test upstream, load generator and peer comparison.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use ringmesh_bench::http::RequestSpec;
+use ringmesh_bench::load::{self, LoadOptions};
+use ringmesh_bench::progress::LoadProgress;
+use ringmesh_bench::runtime::{CpuList, IoMode};
+use ringmesh_bench::upstream::{self, AddedLatency, UpstreamOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "ringmesh-bench",
+    version,
+    about = "ringmesh perf harness: test upstream, load generator, proxy comparison"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve fixed HTTP/1.1 responses fast (the upstream behind a proxy).
+    Upstream(UpstreamArgs),
+    /// Drive HTTP/1.1 load at a URL and report latency percentiles.
+    Load(LoadArgs),
+    /// Run a scenario against ringmesh and its peers; write JSON, Markdown, SVG.
+    Compare(ringmesh_bench::compare::CompareArgs),
+}
+
+#[derive(Args)]
+struct UpstreamArgs {
+    /// Address to listen on (repeat for several).
+    #[arg(short, long = "listen", default_value = "127.0.0.1:8000")]
+    listen: Vec<SocketAddr>,
+    /// Worker threads (one SO_REUSEPORT socket each).
+    #[arg(short, long, default_value_t = 1)]
+    workers: usize,
+    /// CPUs to pin workers to, e.g. `0` or `0-3` (round robin).
+    #[arg(long)]
+    cpus: Option<CpuList>,
+    /// Response status.
+    #[arg(long, default_value_t = 200)]
+    status: u16,
+    /// Response body bytes (`/size/N` overrides per request).
+    #[arg(short = 'b', long, default_value_t = 0)]
+    body_size: usize,
+    /// Added latency per response: `2ms` fixed or `1ms..5ms` uniform.
+    #[arg(long)]
+    latency: Option<AddedLatency>,
+    /// Return the request body as the response body.
+    #[arg(long)]
+    echo: bool,
+    /// IO driver: auto, uring or epoll.
+    #[arg(long, default_value = "auto")]
+    io: IoMode,
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    /// http://HOST:PORT/PATH
+    url: String,
+    /// Connections kept open (or concurrent, with --new-connection).
+    #[arg(short, long, default_value_t = 10)]
+    connections: usize,
+    /// Load threads (each a runtime with its share of connections).
+    #[arg(short, long, default_value_t = 1)]
+    threads: usize,
+    /// CPUs to pin threads to, e.g. `0` or `2-3`.
+    #[arg(long)]
+    cpus: Option<CpuList>,
+    /// Measured time.
+    #[arg(short, long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Time before measuring starts (connections, pools and caches warm up).
+    #[arg(short, long, default_value = "2s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// Open loop at this many requests/s (latency from intended send times).
+    #[arg(short, long)]
+    rate: Option<f64>,
+    /// Requests written back to back per connection (closed loop).
+    #[arg(short, long, default_value_t = 1)]
+    pipeline: usize,
+    /// Open a new connection for every request.
+    #[arg(long)]
+    new_connection: bool,
+    /// Request method.
+    #[arg(short, long, default_value = "GET")]
+    method: String,
+    /// Request body bytes.
+    #[arg(short = 'b', long, default_value_t = 0)]
+    body_size: usize,
+    /// Extra request header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+    /// Longest wait for a connect or a response.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Write the report as JSON to this file (`-` = stdout, instead of text).
+    #[arg(long)]
+    json: Option<String>,
+    /// No progress bar.
+    #[arg(short, long)]
+    quiet: bool,
+    /// IO driver: auto, uring or epoll.
+    #[arg(long, default_value = "auto")]
+    io: IoMode,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Upstream(a) => run_upstream(a),
+        Cmd::Load(a) => run_load(a),
+        Cmd::Compare(a) => ringmesh_bench::compare::main(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ringmesh-bench: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_upstream(a: UpstreamArgs) -> Result<ExitCode, String> {
+    let opts = UpstreamOptions {
+        listen: a.listen,
+        workers: a.workers,
+        cpus: a.cpus.map(|c| c.0).unwrap_or_default(),
+        status: a.status,
+        body_size: a.body_size,
+        latency: a.latency,
+        echo: a.echo,
+        io: a.io,
+    };
+    let up = upstream::start(opts.clone()).map_err(|e| format!("upstream: {e}"))?;
+    let addrs: Vec<String> = up.addrs.iter().map(|a| a.to_string()).collect();
+    eprintln!(
+        "ringmesh-bench upstream listening on {} ({} workers, {}, status {}, {} body bytes{}{})",
+        addrs.join(", "),
+        opts.workers,
+        up.driver,
+        opts.status,
+        opts.body_size,
+        if opts.echo { ", echo" } else { "" },
+        opts.latency
+            .map(|l| format!(", +{:?}..{:?}", l.min, l.max))
+            .unwrap_or_default()
+    );
+    let term = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, term.clone()).map_err(|e| e.to_string())?;
+    }
+    while !term.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Split `http://host:port/path` into the address to connect to, the Host
+/// header and the path.
+fn parse_url(url: &str) -> Result<(SocketAddr, String, String), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url:?}: only http:// URLs are supported"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() {
+        return Err(format!("{url:?}: no host"));
+    }
+    let with_port = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let addr = with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("{url:?}: cannot resolve {authority}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{url:?}: {authority} has no address"))?;
+    Ok((addr, authority.to_string(), path.to_string()))
+}
+
+fn run_load(a: LoadArgs) -> Result<ExitCode, String> {
+    let (addr, host, path) = parse_url(&a.url)?;
+    let mut headers = Vec::new();
+    for h in &a.headers {
+        let (k, v) = h
+            .split_once(':')
+            .ok_or_else(|| format!("header {h:?}: expected `Name: value`"))?;
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let opts = LoadOptions {
+        addr,
+        request: RequestSpec {
+            method: a.method,
+            host,
+            path,
+            headers,
+            body_size: a.body_size,
+            close: a.new_connection,
+        },
+        connections: a.connections,
+        threads: a.threads,
+        cpus: a.cpus.map(|c| c.0).unwrap_or_default(),
+        duration: a.duration,
+        warmup: a.warmup,
+        rate: a.rate,
+        pipeline: a.pipeline,
+        new_connection: a.new_connection,
+        timeout: a.timeout,
+        io: a.io,
+    };
+    opts.validate()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
+    }
+    let mut progress = LoadProgress::new(a.warmup, a.duration, !a.quiet);
+    let report = load::run(&opts, stop, &mut progress).map_err(|e| format!("load: {e}"))?;
+    progress.finish();
+    match a.json.as_deref() {
+        Some("-") => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        ),
+        Some(path) => {
+            let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+            std::fs::write(path, text).map_err(|e| format!("writing {path}: {e}"))?;
+            println!("{report}");
+        }
+        None => println!("{report}"),
+    }
+    // 130 after Ctrl-C, as shells report SIGINT; 1 when nothing succeeded.
+    Ok(if report.interrupted {
+        ExitCode::from(130)
+    } else if report.ok == 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let (addr, host, path) = parse_url("http://127.0.0.1:8080/a/b?c").unwrap();
+        assert_eq!(
+            (addr.to_string().as_str(), host.as_str(), path.as_str()),
+            ("127.0.0.1:8080", "127.0.0.1:8080", "/a/b?c")
+        );
+        let (addr, _, path) = parse_url("http://127.0.0.1").unwrap();
+        assert_eq!((addr.port(), path.as_str()), (80, "/"));
+        assert!(parse_url("https://x/")
+            .unwrap_err()
+            .contains("only http://"));
+        assert!(parse_url("http:///x").unwrap_err().contains("no host"));
+    }
+}
