@@ -81,27 +81,31 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// Median lateness of 25 waits of 300 us each.
+    async fn median_lateness(p: &mut Pacer) -> Duration {
+        let mut late = Vec::new();
+        for _ in 0..25 {
+            let when = Instant::now() + Duration::from_micros(300);
+            p.until(when).await.unwrap();
+            let now = Instant::now();
+            assert!(now >= when, "woke early");
+            late.push(now - when);
+        }
+        late.sort();
+        late[12]
+    }
+
     #[test]
-    fn timerfd_wakes_on_time() {
+    fn timerfd_wakes_closer_to_time_than_the_wheel() {
         crate::runtime::block_on(crate::runtime::IoMode::Auto, |uring| async move {
-            let mut p = Pacer::new(uring).unwrap();
-            let mut late = Vec::new();
-            for _ in 0..20 {
-                let when = Instant::now() + Duration::from_micros(300);
-                p.until(when).await.unwrap();
-                let now = Instant::now();
-                assert!(now >= when, "woke early");
-                late.push(now - when);
+            if !uring {
+                return; // epoll: the pacer is the wheel; nothing to compare
             }
-            late.sort();
-            if uring {
-                // Median lateness well under the wheel's 1 ms tick.
-                assert!(
-                    late[10] < Duration::from_micros(600),
-                    "median late {:?}",
-                    late[10]
-                );
-            }
+            let fd = median_lateness(&mut Pacer::new(true).unwrap()).await;
+            let wheel = median_lateness(&mut Pacer::Wheel).await;
+            // The wheel rounds up to its next 1 ms tick (about 0.5 ms late
+            // on average); the timerfd is late by a wake-up only.
+            assert!(fd * 2 < wheel, "timerfd {fd:?} vs wheel {wheel:?}");
         })
         .unwrap();
     }

@@ -17,28 +17,38 @@ use std::time::{Duration, Instant};
 /// built once per test process so it is never stale.
 pub fn proxy_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        // <target>/<profile>/deps/<test-binary>
-        let profile_dir = exe
-            .parent()
-            .and_then(|d| d.parent())
-            .expect("target profile dir")
-            .to_path_buf();
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "ringmesh-proxy", "--bin", "ringmesh-proxy"]);
-        if release {
-            cmd.arg("--release");
-        }
-        let status = cmd
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building ringmesh-proxy failed");
-        profile_dir.join("ringmesh-proxy")
-    })
-    .clone()
+    BIN.get_or_init(|| workspace_bin("ringmesh-proxy", "ringmesh-proxy"))
+        .clone()
+}
+
+/// Path to the `ringmesh-bench` binary, built the same way.
+pub fn bench_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| workspace_bin("ringmesh-bench", "ringmesh-bench"))
+        .clone()
+}
+
+/// Build `bin` of `package` in this test's profile; its path.
+fn workspace_bin(package: &str, bin: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // <target>/<profile>/deps/<test-binary>
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target profile dir")
+        .to_path_buf();
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "-p", package, "--bin", bin]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building {bin} failed");
+    profile_dir.join(bin)
 }
 
 /// A running proxy process; killed when dropped.

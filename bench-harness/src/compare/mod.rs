@@ -26,7 +26,7 @@ use targets::TargetKind;
 
 #[derive(clap::Args, Debug)]
 pub struct CompareArgs {
-    /// Scenario file, e.g. perf/scenarios/peers.toml.
+    /// Scenario file, e.g. perf/scenarios/peers.toml (a result .json with --render).
     pub scenario: PathBuf,
     /// Directory for <scenario>-<date>.json, .md and .svg.
     #[arg(long, default_value = "perf/results")]
@@ -46,6 +46,10 @@ pub struct CompareArgs {
     /// Check the scenario file and exit.
     #[arg(long)]
     pub check: bool,
+    /// Re-render the .md and .svg of an existing result JSON (the
+    /// positional argument) instead of running anything.
+    #[arg(long)]
+    pub render: bool,
 }
 
 pub fn did_you_mean(word: &str, known: &[&str]) -> String {
@@ -59,6 +63,9 @@ pub fn did_you_mean(word: &str, known: &[&str]) -> String {
 }
 
 pub fn main(args: CompareArgs) -> Result<ExitCode, String> {
+    if args.render {
+        return rerender(&args.scenario);
+    }
     let mut sc = scenario::load(&args.scenario)?;
     if let Some(r) = args.repetitions {
         sc.repetitions = r.max(1);
@@ -102,6 +109,21 @@ pub fn main(args: CompareArgs) -> Result<ExitCode, String> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn rerender(json: &Path) -> Result<ExitCode, String> {
+    let text = std::fs::read_to_string(json).map_err(|e| format!("{}: {e}", json.display()))?;
+    let report: Report = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not a compare result: {e}", json.display()))?;
+    for (ext, body) in [
+        ("md", render::markdown(&report)),
+        ("svg", svg::chart(&report)),
+    ] {
+        let path = json.with_extension(ext);
+        std::fs::write(&path, body).map_err(|e| format!("{}: {e}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Run a scenario; `bench` is the ringmesh-bench binary (for load and
@@ -360,6 +382,9 @@ impl Ctx<'_> {
             cpus: &self.sc.cpus.proxy,
             dir: &dir,
             max_connections: self.max_conns,
+            fd_limit: rustix::process::getrlimit(rustix::process::Resource::Nofile)
+                .maximum
+                .unwrap_or(1 << 20),
         };
         let cmd = targets::command(t, bin, &setup).map_err(|e| e.to_string())?;
         let log = dir.join("log.txt");

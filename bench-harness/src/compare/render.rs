@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::results::{Metrics, Report, StepSummary};
+use super::results::{MetricFn, Metrics, Report, StepSummary};
 use super::scenario::StepKind;
 
 fn ms(us: f64) -> String {
@@ -95,62 +95,89 @@ pub fn markdown(r: &Report) -> String {
     out
 }
 
+/// A headline column: title, step index, the metric, lower is better,
+/// and how to print it.
+struct Column {
+    title: String,
+    step: usize,
+    get: MetricFn,
+    lower_is_better: bool,
+    show: fn(f64) -> String,
+}
+
 /// The measures that still rank proxies when closed-loop throughput is
 /// capped by the machine: CPU per request and tail latency at a fixed rate,
 /// pipelined throughput, memory per idle connection.
-/// (title, step index, cell text from the step's medians)
-type Column = (String, usize, fn(&Metrics) -> String);
-
 fn headline(out: &mut String, r: &Report) {
     let find = |pred: &dyn Fn(&super::results::StepInfo) -> bool| r.steps.iter().position(pred);
-    let rate = find(&|s| s.kind == "rate");
-    let piped = find(&|s| s.kind == "closed" && s.pipeline > 1);
-    let idle = find(&|s| s.kind == "idle");
-    let closed = find(&|s| s.kind == "closed" && s.pipeline == 1);
     let mut cols: Vec<Column> = Vec::new();
-    if let Some(i) = rate {
+    let col = |title: String,
+               step: usize,
+               get: MetricFn,
+               lower_is_better: bool,
+               show: fn(f64) -> String| Column {
+        title,
+        step,
+        get,
+        lower_is_better,
+        show,
+    };
+    if let Some(i) = find(&|s| s.kind == "rate") {
         let at = rps(r.steps[i].rate.unwrap_or(0.0));
-        cols.push((format!("CPU µs/req @ {at} req/s"), i, |m| {
-            opt(m.proxy_cpu_us_per_req, 2)
-        }));
-        cols.push((format!("p99 ms @ {at} req/s"), i, |m| ms(m.p99_us)));
-    }
-    if let Some(i) = piped {
-        cols.push((format!("pipelined req/s ({})", r.steps[i].name), i, |m| {
-            rps(m.rps)
-        }));
-    }
-    if let Some(i) = idle {
-        cols.push((
-            format!("KiB per idle conn ({})", r.steps[i].connections),
+        cols.push(col(
+            format!("CPU µs/req @ {at} req/s"),
             i,
-            |m| opt(m.idle_kib_per_conn, 2),
+            |m| m.proxy_cpu_us_per_req,
+            true,
+            |v| format!("{v:.2}"),
+        ));
+        cols.push(col(
+            format!("p99 ms @ {at} req/s"),
+            i,
+            |m| Some(m.p99_us),
+            true,
+            ms,
         ));
     }
-    if let Some(i) = closed {
+    if let Some(i) = find(&|s| s.kind == "closed" && s.pipeline > 1) {
+        let s = &r.steps[i];
+        cols.push(col(
+            format!("pipelined req/s ({}×{})", s.connections, s.pipeline),
+            i,
+            |m| Some(m.rps),
+            false,
+            rps,
+        ));
+    }
+    if let Some(i) = find(&|s| s.kind == "idle") {
+        cols.push(col(
+            format!("KiB per idle conn ({})", r.steps[i].connections),
+            i,
+            |m| m.idle_kib_per_conn,
+            true,
+            |v| format!("{v:.2}"),
+        ));
+    }
+    if let Some(i) = find(&|s| s.kind == "closed" && s.pipeline == 1) {
         let bounded = if r.summary[i].bounded_by_machine {
             ", machine-bound"
         } else {
             ""
         };
-        cols.push((
-            format!("closed-loop req/s ({}{bounded})", r.steps[i].name),
+        cols.push(col(
+            format!("closed-loop req/s (c={}{bounded})", r.steps[i].connections),
             i,
-            |m| rps(m.rps),
+            |m| Some(m.rps),
+            false,
+            rps,
         ));
     }
     if cols.is_empty() {
         return;
     }
     let _ = writeln!(out, "## Headline\n");
-    let _ = writeln!(
-        out,
-        "| target | {} |",
-        cols.iter()
-            .map(|c| c.0.as_str())
-            .collect::<Vec<_>>()
-            .join(" | ")
-    );
+    let titles: Vec<&str> = cols.iter().map(|c| c.title.as_str()).collect();
+    let _ = writeln!(out, "| target | {} |", titles.join(" | "));
     let _ = writeln!(out, "|---|{}", "---|".repeat(cols.len()));
     let names: Vec<&str> = r
         .targets
@@ -161,25 +188,38 @@ fn headline(out: &mut String, r: &Report) {
     for name in names {
         let cells: Vec<String> = cols
             .iter()
-            .map(|(_, i, f)| {
-                let s = &r.summary[*i];
-                let row = s.rows.iter().find(|row| row.target == name);
-                match row {
-                    Some(row) => {
-                        let ratio = row
-                            .ratio
-                            .filter(|_| name != "direct")
-                            .map(|x| format!(" ({x:.2}×)"))
-                            .unwrap_or_default();
-                        format!("{}{ratio}", f(&row.median))
-                    }
-                    None => "–".into(),
-                }
-            })
+            .map(|c| cell(&r.summary[c.step], c, name))
             .collect();
         let _ = writeln!(out, "| {name} | {} |", cells.join(" | "));
     }
-    let _ = writeln!(out, "\nRatios (×) are against the best proxy in that column's step (1.00× = best; `direct` is no proxy, the floor).\n");
+    let _ = writeln!(
+        out,
+        "\nRatios (×) are against the best proxy in each column (1.00× = best; `direct` is no proxy: the floor).\n"
+    );
+}
+
+/// A target's value in a column, with its ratio to the best proxy's.
+fn cell(s: &StepSummary, c: &Column, name: &str) -> String {
+    let value = |t: &str| {
+        s.rows
+            .iter()
+            .find(|row| row.target == t)
+            .and_then(|row| (c.get)(&row.median))
+    };
+    let Some(v) = value(name) else {
+        return "–".into();
+    };
+    let best = s
+        .rows
+        .iter()
+        .filter(|row| row.target != "direct")
+        .filter_map(|row| (c.get)(&row.median))
+        .filter(|v| *v > 0.0)
+        .reduce(|a, b| if (a < b) == c.lower_is_better { a } else { b });
+    match best {
+        Some(best) if name != "direct" => format!("{} ({:.2}×)", (c.show)(v), v / best),
+        _ => (c.show)(v),
+    }
 }
 
 fn step_table(out: &mut String, s: &StepSummary, kind: &str) {

@@ -181,7 +181,7 @@ fn percentiles(o: &mut String, s: &StepSummary, x0: f64, y0: f64, w: f64, h: f64
 
 /// The step's ranking metric as one bar per target, value on the bar.
 fn bars(o: &mut String, s: &StepSummary, kind: &str, x0: f64, y0: f64, w: f64, h: f64) {
-    let (_, lower, get) = key_metric(kind);
+    let (_, _, get) = key_metric(kind);
     let title = match kind {
         "rate" => "target CPU µs per request (lower is better)",
         "idle" => "KiB per idle connection (lower is better)",
@@ -212,7 +212,6 @@ fn bars(o: &mut String, s: &StepSummary, kind: &str, x0: f64, y0: f64, w: f64, h
         return;
     }
     let bh = (h / rows.len() as f64).min(40.0) - 8.0;
-    let _ = lower;
     for (i, (t, v)) in rows.iter().enumerate() {
         let y = y0 + i as f64 * (bh + 8.0);
         let bw = (w - 140.0) * v / max;

@@ -178,6 +178,17 @@ impl fmt::Display for LoadReport {
             "  errors   connect {}  timeout {}  status {}  reset {}  protocol {}",
             e.connect, e.timeout, e.status, e.reset, e.protocol
         )?;
-        write!(f, "  generator CPU {:.2} cores", self.generator_cpu)
+        write!(f, "  generator CPU {:.2} cores", self.generator_cpu)?;
+        if let Some(rate) = self
+            .rate_target
+            .filter(|r| self.rps < r * 0.95 && !self.interrupted)
+        {
+            write!(
+                f,
+                "\n  note: {:.0} req/s asked, {:.0} served: the connections could not keep up (more --connections), or the server is saturated",
+                rate, self.rps
+            )?;
+        }
+        Ok(())
     }
 }

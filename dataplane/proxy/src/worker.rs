@@ -133,8 +133,9 @@ const URING_ENTRIES: u32 = 4096;
 /// (SINGLE_ISSUER), so the kernel may run completion work when the thread
 /// next enters the ring instead of interrupting it with an IPI
 /// (COOP_TASKRUN, DEFER_TASKRUN). Kernels before 6.1 refuse them; the
-/// runtime is then built without them. Measured with perf/peers/compare.py:
-/// proxy CPU per request 29.7 -> 21.9 us, pipelined req/s 38k -> 63k.
+/// runtime is then built without them. Measured with the interim
+/// compare.py that `ringmesh-bench compare` replaced: proxy CPU per
+/// request 29.7 -> 21.9 us, pipelined req/s 38k -> 63k.
 fn tuned_ring() -> io_uring::Builder {
     let mut b = io_uring::IoUring::builder();
     b.setup_coop_taskrun()
