@@ -79,19 +79,8 @@ pub struct Percentiles {
     pub max_us: f64,
 }
 
-impl Percentiles {
-    /// (label, value) pairs in display order.
-    pub fn points(&self) -> [(&'static str, f64); 6] {
-        [
-            ("p50", self.p50_us),
-            ("p90", self.p90_us),
-            ("p99", self.p99_us),
-            ("p99.9", self.p999_us),
-            ("p99.99", self.p9999_us),
-            ("max", self.max_us),
-        ]
-    }
-}
+/// Names of the percentiles reports show, in order (max last).
+pub const LABELS: [&str; 6] = ["p50", "p90", "p99", "p99.9", "p99.99", "max"];
 
 #[cfg(test)]
 mod tests {

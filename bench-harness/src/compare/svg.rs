@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use super::results::{key_metric, Metrics, Report, StepSummary};
+use crate::hist::LABELS;
 
 const W: f64 = 1000.0;
 const ROW: f64 = 270.0;
@@ -95,11 +96,11 @@ pub fn chart(r: &Report) -> String {
 
 /// Latency percentiles as lines, log-scale y in milliseconds.
 fn percentiles(o: &mut String, s: &StepSummary, x0: f64, y0: f64, w: f64, h: f64) {
-    let labels = Metrics::default_points();
+    let labels = LABELS;
     let vals: Vec<f64> = s
         .rows
         .iter()
-        .flat_map(|r| r.median.points().map(|p| p.1))
+        .flat_map(|r| r.median.latencies())
         .filter(|v| *v > 0.0)
         .collect();
     if vals.is_empty() {
@@ -155,10 +156,10 @@ fn percentiles(o: &mut String, s: &StepSummary, x0: f64, y0: f64, w: f64, h: f64
     for row in &s.rows {
         let pts: Vec<String> = row
             .median
-            .points()
+            .latencies()
             .iter()
             .enumerate()
-            .map(|(i, p)| format!("{:.1},{:.1}", xof(i), yof(p.1)))
+            .map(|(i, us)| format!("{:.1},{:.1}", xof(i), yof(*us)))
             .collect();
         let c = color(&row.target);
         let _ = writeln!(
@@ -234,18 +235,15 @@ fn bars(o: &mut String, s: &StepSummary, kind: &str, x0: f64, y0: f64, w: f64, h
 }
 
 impl Metrics {
-    pub fn points(&self) -> [(&'static str, f64); 6] {
+    /// Latencies in the order of [`LABELS`], microseconds.
+    fn latencies(&self) -> [f64; 6] {
         [
-            ("p50", self.p50_us),
-            ("p90", self.p90_us),
-            ("p99", self.p99_us),
-            ("p99.9", self.p999_us),
-            ("p99.99", self.p9999_us),
-            ("max", self.max_us),
+            self.p50_us,
+            self.p90_us,
+            self.p99_us,
+            self.p999_us,
+            self.p9999_us,
+            self.max_us,
         ]
-    }
-
-    fn default_points() -> [&'static str; 6] {
-        ["p50", "p90", "p99", "p99.9", "p99.99", "max"]
     }
 }
