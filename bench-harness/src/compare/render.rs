@@ -273,3 +273,138 @@ fn step_table(out: &mut String, s: &StepSummary, kind: &str) {
     }
     let _ = writeln!(out);
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::super::results::{summarize, CpuPlan, Machine, Run, StepInfo, TargetInfo};
+    use super::*;
+
+    fn run(
+        target: &str,
+        step: &str,
+        rps: f64,
+        p99_us: f64,
+        cpu: Option<f64>,
+        idle: Option<f64>,
+    ) -> Run {
+        Run {
+            repetition: 0,
+            target: target.into(),
+            step: step.into(),
+            metrics: Metrics {
+                rps,
+                p50_us: p99_us / 4.0,
+                p90_us: p99_us / 2.0,
+                p99_us,
+                p999_us: p99_us * 2.0,
+                p9999_us: p99_us * 3.0,
+                max_us: p99_us * 4.0,
+                proxy_cpu_us_per_req: cpu,
+                idle_kib_per_conn: idle,
+                load_cpu_busy: if step == "c10" { 0.99 } else { 0.5 },
+                ..Metrics::default()
+            },
+            load: None,
+        }
+    }
+
+    /// A two-proxy report with a rate, a closed and an idle step.
+    pub(crate) fn report() -> Report {
+        let step = |name: &str, kind: &str, rate| StepInfo {
+            name: name.into(),
+            kind: kind.into(),
+            about: format!("about {name}"),
+            connections: 10,
+            rate,
+            pipeline: 1,
+        };
+        let steps = vec![
+            step("half", "rate", Some(20_000.0)),
+            step("c10", "closed", None),
+            step("idle", "idle", None),
+        ];
+        let runs = vec![
+            run("direct", "half", 20_000.0, 300.0, None, None),
+            run("ringmesh", "half", 20_000.0, 800.0, Some(18.0), None),
+            run("nginx", "half", 20_000.0, 1600.0, Some(20.0), None),
+            run("direct", "c10", 500_000.0, 100.0, None, None),
+            run("ringmesh", "c10", 70_000.0, 300.0, Some(12.0), None),
+            run("nginx", "c10", 66_000.0, 320.0, Some(14.0), None),
+            run("ringmesh", "idle", 0.0, 0.0, None, Some(4.0)),
+            run("nginx", "idle", 0.0, 0.0, None, Some(0.5)),
+        ];
+        let names: Vec<String> = ["direct", "ringmesh", "nginx"].map(String::from).to_vec();
+        let summary = summarize(&steps, &names, &runs);
+        let targets = names
+            .iter()
+            .map(|n| TargetInfo {
+                name: n.clone(),
+                status: "ok".into(),
+                detail: String::new(),
+            })
+            .chain([TargetInfo {
+                name: "envoy".into(),
+                status: "skipped".into(),
+                detail: "envoy not on PATH".into(),
+            }])
+            .collect();
+        Report {
+            scenario: "t".into(),
+            description: "test".into(),
+            date: "2026-11-22".into(),
+            command: "ringmesh-bench compare t.toml".into(),
+            machine: Machine {
+                cpus: 2,
+                kernel: "6.18".into(),
+            },
+            cpus: CpuPlan {
+                proxy: vec![1],
+                upstream: vec![0],
+                load: vec![0],
+            },
+            repetitions: 1,
+            warmup_s: 2.0,
+            duration_s: 8.0,
+            targets,
+            calibration: None,
+            steps,
+            runs,
+            summary,
+            interrupted: false,
+        }
+    }
+
+    #[test]
+    fn headline_ranks_each_column_on_its_own_metric() {
+        let md = markdown(&report());
+        let head = "| target | CPU µs/req @ 20.0k req/s | p99 ms @ 20.0k req/s | KiB per idle conn (10) | closed-loop req/s (c=10, machine-bound) |";
+        assert!(md.contains(head), "{md}");
+        // ringmesh is best on CPU, p99 and peak; nginx on idle memory.
+        assert!(
+            md.contains(
+                "| ringmesh | 18.00 (1.00×) | 0.800 (1.00×) | 4.00 (8.00×) | 70.0k (1.00×) |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| nginx | 20.00 (1.11×) | 1.600 (2.00×) | 0.50 (1.00×) | 66.0k (0.94×) |"),
+            "{md}"
+        );
+        // direct is the floor: values, no ratios; skipped targets are not rows.
+        assert!(md.contains("| direct | – | 0.300 | – | 500.0k |"), "{md}");
+        assert!(!md.contains("| envoy |"), "{md}");
+        assert!(
+            md.contains("- **envoy** (skipped): envoy not on PATH"),
+            "{md}"
+        );
+        assert!(md.contains("Bounded by the machine"), "{md}");
+    }
+
+    #[test]
+    fn step_tables_carry_every_percentile() {
+        let md = markdown(&report());
+        let row = "| ringmesh | 20.0k | 0.200 | 0.400 | 0.800 | 1.600 | 2.400 | 3.200 | 0 | 18.00 | – | 1.00 |";
+        assert!(md.contains(row), "{md}");
+        assert!(md.contains("| nginx | 0.50 | 1.00 | – |"), "{md}");
+    }
+}

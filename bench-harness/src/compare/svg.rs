@@ -247,3 +247,30 @@ impl Metrics {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chart_draws_every_step_and_target() {
+        let svg = chart(&crate::compare::render::tests::report());
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        // Two latency panels (rate, closed) with one line per target each.
+        assert_eq!(svg.matches("<polyline").count(), 2 * 3);
+        // direct's 500k req/s is far above the proxies' 70k: cut off, marked.
+        assert!(svg.contains("500.0k (off scale)"), "{svg}");
+        assert!(svg.contains(">70.0k<"), "{svg}");
+        // Idle bars, lower is better.
+        assert!(svg.contains("KiB per idle connection (lower is better)"));
+        // Every opened element is closed or self-closed: a cheap
+        // well-formedness check.
+        for tag in ["text", "svg", "tspan"] {
+            assert_eq!(
+                svg.matches(&format!("<{tag}")).count(),
+                svg.matches(&format!("</{tag}>")).count(),
+                "{tag}"
+            );
+        }
+    }
+}
