@@ -203,7 +203,18 @@ fn bars(o: &mut String, s: &StepSummary, kind: &str, x0: f64, y0: f64, w: f64, h
         .iter()
         .filter_map(|r| get(&r.median).map(|v| (r.target.as_str(), v)))
         .collect();
-    let max = rows.iter().map(|r| r.1).fold(0.0, f64::max);
+    // Scaled to the proxies: `direct` can be 10× faster and would flatten
+    // the bars that matter; it is drawn cut off, and marked, when it exceeds.
+    let proxies = rows
+        .iter()
+        .filter(|r| r.0 != "direct")
+        .map(|r| r.1)
+        .fold(0.0, f64::max);
+    let max = if proxies > 0.0 {
+        proxies
+    } else {
+        rows.iter().map(|r| r.1).fold(0.0, f64::max)
+    };
     if rows.is_empty() || max <= 0.0 {
         let _ = writeln!(
             o,
@@ -215,12 +226,15 @@ fn bars(o: &mut String, s: &StepSummary, kind: &str, x0: f64, y0: f64, w: f64, h
     let bh = (h / rows.len() as f64).min(40.0) - 8.0;
     for (i, (t, v)) in rows.iter().enumerate() {
         let y = y0 + i as f64 * (bh + 8.0);
-        let bw = (w - 140.0) * v / max;
-        let label = if *v >= 10_000.0 {
+        let bw = (w - 140.0) * (v / max).min(1.15);
+        let mut label = if *v >= 10_000.0 {
             format!("{:.1}k", v / 1000.0)
         } else {
             format!("{v:.2}")
         };
+        if *v > max * 1.15 {
+            label.push_str(" (off scale)");
+        }
         let _ = writeln!(
             o,
             r#"<text x="{x0}" y="{}">{}</text><rect x="{}" y="{y}" width="{bw:.1}" height="{bh}" fill="{}"/><text x="{}" y="{}">{label}</text>"#,
