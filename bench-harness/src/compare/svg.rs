@@ -226,23 +226,28 @@ fn bars(o: &mut String, s: &StepSummary, kind: &str, x0: f64, y0: f64, w: f64, h
     let bh = (h / rows.len() as f64).min(40.0) - 8.0;
     for (i, (t, v)) in rows.iter().enumerate() {
         let y = y0 + i as f64 * (bh + 8.0);
+        let off_scale = *v > max * 1.15;
         let bw = (w - 140.0) * (v / max).min(1.15);
         let mut label = if *v >= 10_000.0 {
             format!("{:.1}k", v / 1000.0)
         } else {
             format!("{v:.2}")
         };
-        if *v > max * 1.15 {
-            label.push_str(" (off scale)");
-        }
+        // An off-scale bar carries its value inside, right-aligned, so the
+        // label never runs off the picture.
+        let (lx, anchor, fill) = if off_scale {
+            label.push_str(" ›");
+            (x0 + 66.0 + bw, "end", "white")
+        } else {
+            (x0 + 74.0 + bw, "start", "black")
+        };
         let _ = writeln!(
             o,
-            r#"<text x="{x0}" y="{}">{}</text><rect x="{}" y="{y}" width="{bw:.1}" height="{bh}" fill="{}"/><text x="{}" y="{}">{label}</text>"#,
+            r#"<text x="{x0}" y="{}">{}</text><rect x="{}" y="{y}" width="{bw:.1}" height="{bh}" fill="{}"/><text x="{lx}" y="{}" text-anchor="{anchor}" fill="{fill}">{label}</text>"#,
             y + bh / 2.0 + 4.0,
             esc(t),
             x0 + 70.0,
             color(t),
-            x0 + 74.0 + bw,
             y + bh / 2.0 + 4.0
         );
     }
@@ -273,8 +278,8 @@ mod tests {
         // Two latency panels (rate, closed) with one line per target each.
         assert_eq!(svg.matches("<polyline").count(), 2 * 3);
         // direct's 500k req/s is far above the proxies' 70k: cut off, marked.
-        assert!(svg.contains("500.0k (off scale)"), "{svg}");
-        assert!(svg.contains(">70.0k<"), "{svg}");
+        assert!(svg.contains(">500.0k ›<"), "{svg}");
+        assert!(svg.contains("fill=\"black\">70.0k<"), "{svg}");
         // Idle bars, lower is better.
         assert!(svg.contains("KiB per idle connection (lower is better)"));
         // Every opened element is closed or self-closed: a cheap
