@@ -1,10 +1,12 @@
 //! Configuration: `proxy.yaml` in, a validated immutable `Config` out.
 //!
 //! `raw` mirrors the file, `validate` checks all of it and reports every
-//! error with its place, `model` is what the proxy runs on. The same
-//! validation will serve configs pushed by the control plane.
+//! error with its place, `model` is what the proxy runs on. Configs pushed
+//! by the control plane (`ringmesh.v1.ProxyConfig`) are converted to `raw`
+//! by `proto` and go through the same validation.
 
 pub mod model;
+pub mod proto;
 pub mod raw;
 mod validate;
 
@@ -75,6 +77,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// Validate config text; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
     validate::parse(text, file)
+}
+
+/// Validate a raw config (e.g. converted from a pushed snapshot); `source`
+/// names it in errors.
+pub fn validate(raw: &raw::RawConfig, source: &str) -> Result<Config, ConfigErrors> {
+    validate::validate(raw, source)
 }
 
 #[cfg(test)]

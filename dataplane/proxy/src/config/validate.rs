@@ -24,8 +24,14 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
         file: file.to_string(),
         errors: vec![schema_error(&e)],
     })?;
+    validate(&raw, file)
+}
+
+/// Validate a raw config, from a file or converted from a pushed snapshot;
+/// `file` names its source in errors.
+pub fn validate(raw: &RawConfig, file: &str) -> Result<Config, ConfigErrors> {
     let mut v = Validator { errors: Vec::new() };
-    let config = v.config(&raw);
+    let config = v.config(raw);
     if v.errors.is_empty() {
         Ok(config)
     } else {

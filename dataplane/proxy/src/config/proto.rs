@@ -1,0 +1,470 @@
+//! `ringmesh.v1.ProxyConfig` <-> the raw config.
+//!
+//! A pushed snapshot is turned into the same `RawConfig` that `proxy.yaml`
+//! parses into, then validated by the same code, so the two can never
+//! accept different things. The mapping is field for field; the only
+//! translations are types the wire has and YAML does not (durations as
+//! `google.protobuf.Duration`, enums for `io` and `lb`). Values that came
+//! from a snapshot have no line and column: errors name the snapshot and
+//! the field path instead.
+
+use std::time::Duration;
+
+use ringmesh_proto::v1 as pb;
+use serde_saphyr::{Location, Spanned};
+
+use super::raw::*;
+
+fn s<T>(value: T) -> Spanned<T> {
+    Spanned::new(value, Location::UNKNOWN, Location::UNKNOWN)
+}
+
+/// A wire duration as the text YAML would hold. A negative one is kept
+/// negative so validation rejects it at its field like any bad duration.
+fn duration(d: &Option<prost_types::Duration>) -> Option<Spanned<String>> {
+    let d = d.as_ref()?;
+    let ns = i128::from(d.seconds) * 1_000_000_000 + i128::from(d.nanos);
+    let text = match ns {
+        ns if ns < 0 => format!("-{}ns", -ns),
+        ns if ns % 1_000_000 == 0 => format!("{}ms", ns / 1_000_000),
+        ns => format!("{ns}ns"),
+    };
+    Some(s(text))
+}
+
+/// Convert a pushed config into the raw form `validate` takes.
+pub fn to_raw(c: &pb::ProxyConfig) -> RawConfig {
+    RawConfig {
+        runtime: c.runtime.as_ref().map(runtime).unwrap_or_default(),
+        admin: c.admin.as_ref().map(|a| RawAdmin {
+            address: s(a.address.clone()),
+        }),
+        listeners: c.listeners.iter().map(|l| s(listener(l))).collect(),
+        clusters: c.clusters.iter().map(|cl| s(cluster(cl))).collect(),
+    }
+}
+
+fn runtime(r: &pb::Runtime) -> RawRuntime {
+    let workers = r.workers.as_ref().map(|w| match w.parse::<u64>() {
+        Ok(n) => s(StringOrNumber::Number(n)),
+        Err(_) => s(StringOrNumber::String(w.clone())),
+    });
+    let io = match r.io() {
+        pb::IoMode::Unspecified => None,
+        pb::IoMode::Auto => Some("auto"),
+        pb::IoMode::Uring => Some("uring"),
+        pb::IoMode::Epoll => Some("epoll"),
+    };
+    RawRuntime {
+        workers,
+        cpu_affinity: (!r.cpu_affinity.is_empty())
+            .then(|| s(r.cpu_affinity.iter().map(|&c| c as usize).collect())),
+        io: io.map(|v| s(v.to_string())),
+        drain_timeout: duration(&r.drain_timeout),
+    }
+}
+
+fn listener(l: &pb::Listener) -> RawListener {
+    RawListener {
+        name: s(l.name.clone()),
+        address: s(l.address.clone()),
+        max_header_bytes: l.max_header_bytes.map(s),
+        max_headers: l.max_headers.map(s),
+        header_read_timeout: duration(&l.header_read_timeout),
+        idle_timeout: duration(&l.idle_timeout),
+        routes: l.routes.iter().map(|r| s(route(r))).collect(),
+    }
+}
+
+fn route(r: &pb::Route) -> RawRoute {
+    use pb::route::Action;
+    let m = r.r#match.clone().unwrap_or_default();
+    RawRoute {
+        name: r.name.clone().map(s),
+        matcher: RawMatch {
+            host: m.host.map(s),
+            path: m.path.map(|p| {
+                let (exact, prefix) = match p.kind {
+                    Some(pb::path_match::Kind::Exact(e)) => (Some(e), None),
+                    Some(pb::path_match::Kind::Prefix(p)) => (None, Some(p)),
+                    None => (None, None),
+                };
+                s(RawPath { exact, prefix })
+            }),
+            method: m.method.map(s),
+            headers: m
+                .headers
+                .into_iter()
+                .map(|h| {
+                    let (exact, present) = match h.kind {
+                        Some(pb::header_match::Kind::Exact(e)) => (Some(e), None),
+                        Some(pb::header_match::Kind::Present(p)) => (None, Some(p)),
+                        None => (None, None),
+                    };
+                    s(RawHeaderMatch {
+                        name: s(h.name),
+                        exact,
+                        present,
+                    })
+                })
+                .collect(),
+        },
+        cluster: match &r.action {
+            Some(Action::Cluster(c)) => Some(s(c.clone())),
+            _ => None,
+        },
+        weighted_clusters: match &r.action {
+            Some(Action::WeightedClusters(w)) => Some(
+                w.clusters
+                    .iter()
+                    .map(|c| {
+                        s(RawWeighted {
+                            cluster: s(c.cluster.clone()),
+                            weight: s(c.weight),
+                        })
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        },
+        direct_response: match &r.action {
+            Some(Action::DirectResponse(d)) => Some(s(RawDirect {
+                status: s(d.status),
+                body: d.body.clone(),
+            })),
+            _ => None,
+        },
+        timeout: duration(&r.timeout),
+        request_headers: r.request_headers.as_ref().map(edits),
+        response_headers: r.response_headers.as_ref().map(edits),
+    }
+}
+
+fn edits(e: &pb::HeaderEdits) -> RawHeaderEdits {
+    RawHeaderEdits {
+        add: e
+            .add
+            .iter()
+            .map(|h| {
+                s(RawHeader {
+                    name: h.name.clone(),
+                    value: h.value.clone(),
+                })
+            })
+            .collect(),
+        remove: e.remove.iter().cloned().map(s).collect(),
+    }
+}
+
+fn cluster(c: &pb::Cluster) -> RawCluster {
+    let lb = match c.lb() {
+        pb::LbPolicy::Unspecified => None,
+        pb::LbPolicy::RoundRobin => Some("round_robin"),
+        pb::LbPolicy::LeastRequest => Some("least_request"),
+    };
+    let pool = c.pool.unwrap_or_default();
+    RawCluster {
+        name: s(c.name.clone()),
+        endpoints: c.endpoints.iter().cloned().map(s).collect(),
+        lb: lb.map(|v| s(v.to_string())),
+        connect_timeout: duration(&c.connect_timeout),
+        dns_refresh: duration(&c.dns_refresh),
+        pool: RawPool {
+            max_idle_per_endpoint: pool.max_idle_per_endpoint.map(s),
+            idle_timeout: duration(&pool.idle_timeout),
+            max_connections: pool.max_connections.map(s),
+        },
+    }
+}
+
+/// Why a raw config has no wire form: a value the wire types cannot hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ToProtoError {
+    pub path: String,
+    pub message: String,
+}
+
+fn wire_duration(
+    v: &Option<Spanned<String>>,
+    path: &str,
+) -> Result<Option<prost_types::Duration>, ToProtoError> {
+    let Some(v) = v else { return Ok(None) };
+    let d: Duration = humantime::parse_duration(&v.value).map_err(|e| ToProtoError {
+        path: path.to_string(),
+        message: format!("`{}` is not a duration: {e}", v.value),
+    })?;
+    Ok(Some(prost_types::Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }))
+}
+
+/// The wire form of a (file) config, e.g. to serve it from a control plane.
+pub fn from_raw(c: &RawConfig) -> Result<pb::ProxyConfig, ToProtoError> {
+    let r = &c.runtime;
+    let io = match r.io.as_ref().map(|v| v.value.as_str()) {
+        None => pb::IoMode::Unspecified,
+        Some("auto") => pb::IoMode::Auto,
+        Some("uring") => pb::IoMode::Uring,
+        Some("epoll") => pb::IoMode::Epoll,
+        Some(other) => {
+            return Err(ToProtoError {
+                path: "runtime.io".into(),
+                message: format!("unknown io driver `{other}`"),
+            })
+        }
+    };
+    let runtime = pb::Runtime {
+        workers: r.workers.as_ref().map(|w| match &w.value {
+            StringOrNumber::Number(n) => n.to_string(),
+            StringOrNumber::String(v) => v.clone(),
+        }),
+        cpu_affinity: r
+            .cpu_affinity
+            .as_ref()
+            .map(|c| c.value.iter().map(|&x| x as u32).collect())
+            .unwrap_or_default(),
+        io: io as i32,
+        drain_timeout: wire_duration(&r.drain_timeout, "runtime.drain_timeout")?,
+    };
+    let mut listeners = Vec::new();
+    for (i, l) in c.listeners.iter().enumerate() {
+        listeners.push(wire_listener(&l.value, &format!("listeners[{i}]"))?);
+    }
+    let mut clusters = Vec::new();
+    for (i, cl) in c.clusters.iter().enumerate() {
+        clusters.push(wire_cluster(&cl.value, &format!("clusters[{i}]"))?);
+    }
+    Ok(pb::ProxyConfig {
+        runtime: Some(runtime),
+        admin: c.admin.as_ref().map(|a| pb::Admin {
+            address: a.address.value.clone(),
+        }),
+        listeners,
+        clusters,
+    })
+}
+
+fn wire_listener(l: &RawListener, path: &str) -> Result<pb::Listener, ToProtoError> {
+    let mut routes = Vec::new();
+    for (j, r) in l.routes.iter().enumerate() {
+        routes.push(wire_route(&r.value, &format!("{path}.routes[{j}]"))?);
+    }
+    Ok(pb::Listener {
+        name: l.name.value.clone(),
+        address: l.address.value.clone(),
+        max_header_bytes: l.max_header_bytes.as_ref().map(|v| v.value),
+        max_headers: l.max_headers.as_ref().map(|v| v.value),
+        header_read_timeout: wire_duration(
+            &l.header_read_timeout,
+            &format!("{path}.header_read_timeout"),
+        )?,
+        idle_timeout: wire_duration(&l.idle_timeout, &format!("{path}.idle_timeout"))?,
+        routes,
+    })
+}
+
+fn wire_route(r: &RawRoute, path: &str) -> Result<pb::Route, ToProtoError> {
+    use pb::route::Action;
+    let actions = [
+        r.cluster.is_some(),
+        r.weighted_clusters.is_some(),
+        r.direct_response.is_some(),
+    ];
+    if actions.iter().filter(|a| **a).count() > 1 {
+        return Err(ToProtoError {
+            path: path.into(),
+            message: "a route has one action: cluster, weighted_clusters or direct_response".into(),
+        });
+    }
+    let action = if let Some(c) = &r.cluster {
+        Some(Action::Cluster(c.value.clone()))
+    } else if let Some(w) = &r.weighted_clusters {
+        Some(Action::WeightedClusters(pb::WeightedClusters {
+            clusters: w
+                .iter()
+                .map(|c| pb::WeightedCluster {
+                    cluster: c.value.cluster.value.clone(),
+                    weight: c.value.weight.value,
+                })
+                .collect(),
+        }))
+    } else {
+        r.direct_response.as_ref().map(|d| {
+            Action::DirectResponse(pb::DirectResponse {
+                status: d.value.status.value,
+                body: d.value.body.clone(),
+            })
+        })
+    };
+    let m = &r.matcher;
+    let path_match = m.path.as_ref().map(|p| pb::PathMatch {
+        kind: match (&p.value.exact, &p.value.prefix) {
+            (Some(e), _) => Some(pb::path_match::Kind::Exact(e.clone())),
+            (None, Some(p)) => Some(pb::path_match::Kind::Prefix(p.clone())),
+            (None, None) => None,
+        },
+    });
+    let headers = m
+        .headers
+        .iter()
+        .map(|h| pb::HeaderMatch {
+            name: h.value.name.value.clone(),
+            kind: match (&h.value.exact, h.value.present) {
+                (Some(e), _) => Some(pb::header_match::Kind::Exact(e.clone())),
+                (None, Some(p)) => Some(pb::header_match::Kind::Present(p)),
+                (None, None) => None,
+            },
+        })
+        .collect();
+    let edits = |e: &Option<RawHeaderEdits>| {
+        e.as_ref().map(|e| pb::HeaderEdits {
+            add: e
+                .add
+                .iter()
+                .map(|h| pb::Header {
+                    name: h.value.name.clone(),
+                    value: h.value.value.clone(),
+                })
+                .collect(),
+            remove: e.remove.iter().map(|r| r.value.clone()).collect(),
+        })
+    };
+    Ok(pb::Route {
+        name: r.name.as_ref().map(|n| n.value.clone()),
+        r#match: Some(pb::RouteMatch {
+            host: m.host.as_ref().map(|h| h.value.clone()),
+            path: path_match,
+            method: m.method.as_ref().map(|v| v.value.clone()),
+            headers,
+        }),
+        action,
+        timeout: wire_duration(&r.timeout, &format!("{path}.timeout"))?,
+        request_headers: edits(&r.request_headers),
+        response_headers: edits(&r.response_headers),
+    })
+}
+
+fn wire_cluster(c: &RawCluster, path: &str) -> Result<pb::Cluster, ToProtoError> {
+    let lb = match c.lb.as_ref().map(|v| v.value.as_str()) {
+        None => pb::LbPolicy::Unspecified,
+        Some("round_robin") => pb::LbPolicy::RoundRobin,
+        Some("least_request") => pb::LbPolicy::LeastRequest,
+        Some(other) => {
+            return Err(ToProtoError {
+                path: format!("{path}.lb"),
+                message: format!("unknown lb policy `{other}`"),
+            })
+        }
+    };
+    Ok(pb::Cluster {
+        name: c.name.value.clone(),
+        endpoints: c.endpoints.iter().map(|e| e.value.clone()).collect(),
+        lb: lb as i32,
+        connect_timeout: wire_duration(&c.connect_timeout, &format!("{path}.connect_timeout"))?,
+        dns_refresh: wire_duration(&c.dns_refresh, &format!("{path}.dns_refresh"))?,
+        pool: Some(pb::Pool {
+            max_idle_per_endpoint: c.pool.max_idle_per_endpoint.as_ref().map(|v| v.value),
+            idle_timeout: wire_duration(
+                &c.pool.idle_timeout,
+                &format!("{path}.pool.idle_timeout"),
+            )?,
+            max_connections: c.pool.max_connections.as_ref().map(|v| v.value),
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    /// Every field the file format has, set.
+    const FULL: &str = r#"
+runtime: { workers: 2, cpu_affinity: [0, 1], io: epoll, drain_timeout: 7s }
+admin: { address: 127.0.0.1:9901 }
+listeners:
+  - name: main
+    address: 127.0.0.1:8080
+    max_header_bytes: 32768
+    max_headers: 50
+    header_read_timeout: 1500ms
+    idle_timeout: 30s
+    routes:
+      - name: hello
+        match: { host: "*.example.com", path: { exact: /hello }, method: GET, headers: [ { name: x-a, exact: "1" }, { name: x-b, present: true } ] }
+        direct_response: { status: 200, body: "hi\n" }
+      - name: split
+        match: { path: { prefix: /api } }
+        weighted_clusters: [ { cluster: a, weight: 90 }, { cluster: b, weight: 10 } ]
+        timeout: 2s
+        request_headers: { add: [ { name: x-r, value: split } ], remove: [ x-internal ] }
+        response_headers: { add: [ { name: x-s, value: "1" } ] }
+      - cluster: a
+clusters:
+  - name: a
+    endpoints: [127.0.0.1:9000, 127.0.0.1:9001]
+    lb: least_request
+    connect_timeout: 250ms
+    dns_refresh: 10s
+    pool: { max_idle_per_endpoint: 8, idle_timeout: 4s, max_connections: 100 }
+  - { name: b, endpoints: [localhost:9002] }
+"#;
+
+    /// The validated model, without the dump of what was written (which
+    /// keeps each source's spelling of durations).
+    fn model(raw: &RawConfig, source: &str) -> String {
+        let mut c = super::super::validate(raw, source).unwrap_or_else(|e| panic!("{e}"));
+        c.dump = serde_json::Value::Null;
+        format!("{c:?}")
+    }
+
+    #[test]
+    fn yaml_and_the_wire_form_are_the_same_config() {
+        for text in [FULL, super::super::EXAMPLE] {
+            let raw: RawConfig = serde_saphyr::from_str(text).unwrap();
+            let wire = from_raw(&raw).unwrap();
+            // Through real protobuf bytes, as the stream carries it.
+            let decoded = pb::ProxyConfig::decode(wire.encode_to_vec().as_slice()).unwrap();
+            assert_eq!(decoded, wire);
+            assert_eq!(model(&to_raw(&decoded), "snapshot"), model(&raw, "file"));
+        }
+    }
+
+    #[test]
+    fn snapshot_errors_name_the_source_and_field() {
+        let raw: RawConfig = serde_saphyr::from_str(FULL).unwrap();
+        let mut wire = from_raw(&raw).unwrap();
+        wire.listeners[0].routes[2].action = Some(pb::route::Action::Cluster("nope".into()));
+        wire.clusters[0].connect_timeout = Some(prost_types::Duration {
+            seconds: -1,
+            nanos: 0,
+        });
+        let err = super::super::validate(&to_raw(&wire), "snapshot v7")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("snapshot v7: listeners[0].routes[2].cluster: "),
+            "{err}"
+        );
+        assert!(
+            err.contains("snapshot v7: clusters[0].connect_timeout: "),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 2, "{err}");
+    }
+
+    #[test]
+    fn durations_keep_their_precision() {
+        let d = |seconds, nanos| {
+            duration(&Some(prost_types::Duration { seconds, nanos }))
+                .unwrap()
+                .value
+        };
+        assert_eq!(d(15, 0), "15000ms");
+        assert_eq!(d(0, 1_500), "1500ns");
+        assert_eq!(d(-2, 0), "-2000000000ns");
+        assert_eq!(duration(&None), None);
+    }
+}
