@@ -1,0 +1,395 @@
+//! Resources + a proxy's identity -> that proxy's `ProxyConfig`.
+//!
+//! A sidecar (node.service = the Service its workload is) gets:
+//! - listener `inbound` on its `inbound_address`: everything to its local
+//!   workload (cluster `_inbound`);
+//! - listener `outbound` on its `outbound_address`: for each Service, the
+//!   rules of the HTTPRoutes whose parent it is (matched on Host = the
+//!   Service's name, then path, method, headers), then a catch-all to the
+//!   Service itself;
+//! - one cluster per Service: its static endpoints plus the inbound
+//!   addresses of every proxy registered as its workload.
+//!
+//! A gateway (node.service = a Gateway's name) gets that Gateway's
+//! listeners, each with the rules of the HTTPRoutes attached to it (Host
+//! from `hostnames`), and the same clusters.
+//!
+//! Compiling is deterministic: the same inputs give the same config, so a
+//! config's hash is its version.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ringmesh_proto::v1 as pb;
+
+use crate::resources::model::{HttpRoute, Parent, PathMatch, Resources, Rule};
+
+/// Name of the sidecar's cluster for its own workload. Service names
+/// cannot contain '_', so it never collides with one.
+pub const INBOUND_CLUSTER: &str = "_inbound";
+
+/// Service name -> inbound addresses of the proxies registered as its
+/// workloads.
+pub type Workloads = BTreeMap<String, BTreeSet<String>>;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    #[error("sidecar `{node}` says it fronts Service `{service}`, which does not exist")]
+    UnknownService { node: String, service: String },
+    #[error("gateway `{node}` says it is Gateway `{gateway}`, which does not exist")]
+    UnknownGateway { node: String, gateway: String },
+    #[error("node `{0}` has no role: say sidecar or gateway")]
+    NoRole(String),
+}
+
+pub fn compile(
+    res: &Resources,
+    node: &pb::Node,
+    workloads: &Workloads,
+) -> Result<pb::ProxyConfig, CompileError> {
+    let clusters = clusters(res, workloads);
+    let listeners = match node.role() {
+        pb::Role::Sidecar => sidecar(res, node)?,
+        pb::Role::Gateway => gateway(res, node)?,
+        pb::Role::Unspecified => return Err(CompileError::NoRole(node.id.clone())),
+    };
+    let mut clusters = clusters;
+    if node.role() == pb::Role::Sidecar && !node.workload_address.is_empty() {
+        clusters.push(pb::Cluster {
+            name: INBOUND_CLUSTER.into(),
+            endpoints: vec![node.workload_address.clone()],
+            ..Default::default()
+        });
+    }
+    Ok(pb::ProxyConfig {
+        runtime: None,
+        admin: None,
+        listeners,
+        clusters,
+    })
+}
+
+fn clusters(res: &Resources, workloads: &Workloads) -> Vec<pb::Cluster> {
+    res.services
+        .values()
+        .map(|s| {
+            let mut endpoints: BTreeSet<String> = s.endpoints.iter().cloned().collect();
+            if let Some(w) = workloads.get(&s.name) {
+                endpoints.extend(w.iter().cloned());
+            }
+            pb::Cluster {
+                name: s.name.clone(),
+                endpoints: endpoints.into_iter().collect(),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+fn sidecar(res: &Resources, node: &pb::Node) -> Result<Vec<pb::Listener>, CompileError> {
+    if !res.services.contains_key(&node.service) {
+        return Err(CompileError::UnknownService {
+            node: node.id.clone(),
+            service: node.service.clone(),
+        });
+    }
+    let mut listeners = Vec::new();
+    if !node.inbound_address.is_empty() {
+        let route = pb::Route {
+            name: Some("inbound".into()),
+            action: Some(pb::route::Action::Cluster(INBOUND_CLUSTER.into())),
+            ..Default::default()
+        };
+        listeners.push(pb::Listener {
+            name: "inbound".into(),
+            address: node.inbound_address.clone(),
+            routes: vec![route],
+            ..Default::default()
+        });
+    }
+    if !node.outbound_address.is_empty() {
+        let mut routes = Vec::new();
+        for service in res.services.keys() {
+            let parent = Parent::Service(service.clone());
+            for r in attached(res, &parent) {
+                routes.extend(rule_routes(r, Some(service)));
+            }
+            // Anything no rule matched still reaches the Service.
+            routes.push(pb::Route {
+                name: Some(format!("{service}.default")),
+                r#match: Some(pb::RouteMatch {
+                    host: Some(service.clone()),
+                    ..Default::default()
+                }),
+                action: Some(pb::route::Action::Cluster(service.clone())),
+                ..Default::default()
+            });
+        }
+        listeners.push(pb::Listener {
+            name: "outbound".into(),
+            address: node.outbound_address.clone(),
+            routes,
+            ..Default::default()
+        });
+    }
+    Ok(listeners)
+}
+
+fn gateway(res: &Resources, node: &pb::Node) -> Result<Vec<pb::Listener>, CompileError> {
+    let gw = res
+        .gateways
+        .get(&node.service)
+        .ok_or_else(|| CompileError::UnknownGateway {
+            node: node.id.clone(),
+            gateway: node.service.clone(),
+        })?;
+    let parent = Parent::Gateway(gw.name.clone());
+    let mut routes = Vec::new();
+    for r in attached(res, &parent) {
+        if r.hostnames.is_empty() {
+            routes.extend(rule_routes(r, None));
+        }
+        for h in &r.hostnames {
+            routes.extend(rule_routes(r, Some(h)));
+        }
+    }
+    Ok(gw
+        .listeners
+        .iter()
+        .map(|l| pb::Listener {
+            name: l.name.clone(),
+            address: l.address.to_string(),
+            routes: routes.clone(),
+            ..Default::default()
+        })
+        .collect())
+}
+
+/// HTTPRoutes attached to `parent`, in name order.
+fn attached<'a>(
+    res: &'a Resources,
+    parent: &'a Parent,
+) -> impl Iterator<Item = &'a HttpRoute> + 'a {
+    res.routes
+        .values()
+        .filter(move |r| r.parents.contains(parent))
+}
+
+/// One proxy route per (rule, match); a rule without matches matches all.
+fn rule_routes(r: &HttpRoute, host: Option<&String>) -> Vec<pb::Route> {
+    let mut out = Vec::new();
+    for (i, rule) in r.rules.iter().enumerate() {
+        let action = Some(action(rule));
+        let timeout = rule.timeout.map(|d| prost_types::Duration {
+            seconds: d.as_secs() as i64,
+            nanos: d.subsec_nanos() as i32,
+        });
+        let host = host.cloned();
+        if rule.matches.is_empty() {
+            out.push(pb::Route {
+                name: Some(format!("{}.{i}", r.name)),
+                r#match: Some(pb::RouteMatch {
+                    host,
+                    ..Default::default()
+                }),
+                action,
+                timeout,
+                ..Default::default()
+            });
+            continue;
+        }
+        for (j, m) in rule.matches.iter().enumerate() {
+            let path = pb::PathMatch {
+                kind: Some(match &m.path {
+                    PathMatch::Prefix(p) => pb::path_match::Kind::Prefix(p.clone()),
+                    PathMatch::Exact(p) => pb::path_match::Kind::Exact(p.clone()),
+                }),
+            };
+            let headers = m
+                .headers
+                .iter()
+                .map(|(n, v)| pb::HeaderMatch {
+                    name: n.clone(),
+                    kind: Some(pb::header_match::Kind::Exact(v.clone())),
+                })
+                .collect();
+            out.push(pb::Route {
+                name: Some(format!("{}.{i}.{j}", r.name)),
+                r#match: Some(pb::RouteMatch {
+                    host: host.clone(),
+                    path: Some(path),
+                    method: m.method.clone(),
+                    headers,
+                }),
+                action: action.clone(),
+                timeout,
+                ..Default::default()
+            });
+        }
+    }
+    out
+}
+
+fn action(rule: &Rule) -> pb::route::Action {
+    match rule.backends.as_slice() {
+        [one] => pb::route::Action::Cluster(one.service.clone()),
+        many => pb::route::Action::WeightedClusters(pb::WeightedClusters {
+            clusters: many
+                .iter()
+                .map(|b| pb::WeightedCluster {
+                    cluster: b.service.clone(),
+                    weight: b.weight,
+                })
+                .collect(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::parse;
+
+    fn mesh() -> Resources {
+        let text = crate::resources::validate_tests_mesh();
+        parse(&[("mesh.yaml".into(), text.into())]).unwrap()
+    }
+
+    fn sidecar_node() -> pb::Node {
+        pb::Node {
+            id: "web-1".into(),
+            service: "checkout-v1".into(),
+            role: pb::Role::Sidecar as i32,
+            workload_address: "127.0.0.1:7000".into(),
+            inbound_address: "127.0.0.1:7001".into(),
+            outbound_address: "127.0.0.1:7002".into(),
+        }
+    }
+
+    #[test]
+    fn a_sidecar_gets_inbound_outbound_and_every_service() {
+        let mut w = Workloads::new();
+        w.entry("checkout-v1".into())
+            .or_default()
+            .insert("127.0.0.1:7101".into());
+        let c = compile(&mesh(), &sidecar_node(), &w).unwrap();
+        let names: Vec<&str> = c.listeners.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["inbound", "outbound"]);
+        assert_eq!(c.listeners[0].address, "127.0.0.1:7001");
+        let clusters: Vec<(&str, Vec<&str>)> = c
+            .clusters
+            .iter()
+            .map(|c| {
+                (
+                    c.name.as_str(),
+                    c.endpoints.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            clusters,
+            [
+                ("checkout", vec![]),
+                ("checkout-v1", vec!["127.0.0.1:7101", "127.0.0.1:9001"]),
+                ("checkout-v2", vec!["127.0.0.1:9002", "v2.internal:9002"]),
+                (INBOUND_CLUSTER, vec!["127.0.0.1:7000"]),
+            ]
+        );
+        let out = &c.listeners[1].routes;
+        let names: Vec<&str> = out
+            .iter()
+            .map(|r| r.name.as_deref().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "checkout-split.0.0",
+                "checkout-split.1",
+                "checkout.default",
+                "checkout-v1.default",
+                "checkout-v2.default"
+            ]
+        );
+        let canary = &out[0];
+        let m = canary.r#match.as_ref().unwrap();
+        assert_eq!(m.host.as_deref(), Some("checkout"));
+        assert_eq!(m.method.as_deref(), Some("POST"));
+        assert_eq!(
+            m.path.as_ref().unwrap().kind,
+            Some(pb::path_match::Kind::Prefix("/cart".into()))
+        );
+        assert_eq!(
+            canary.action,
+            Some(pb::route::Action::Cluster("checkout-v2".into()))
+        );
+        let split = &out[1];
+        let Some(pb::route::Action::WeightedClusters(w)) = &split.action else {
+            panic!("{split:?}")
+        };
+        assert_eq!(
+            w.clusters
+                .iter()
+                .map(|c| (c.cluster.as_str(), c.weight))
+                .collect::<Vec<_>>(),
+            [("checkout-v1", 90), ("checkout-v2", 10)]
+        );
+        assert_eq!(
+            split.timeout,
+            Some(prost_types::Duration {
+                seconds: 2,
+                nanos: 0
+            })
+        );
+    }
+
+    #[test]
+    fn a_gateway_gets_its_listeners_and_attached_routes() {
+        let node = pb::Node {
+            id: "gw-1".into(),
+            service: "edge".into(),
+            role: pb::Role::Gateway as i32,
+            ..Default::default()
+        };
+        let c = compile(&mesh(), &node, &Workloads::new()).unwrap();
+        assert_eq!(c.listeners.len(), 1);
+        assert_eq!(c.listeners[0].address, "127.0.0.1:8080");
+        let r = &c.listeners[0].routes;
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            r[0].r#match.as_ref().unwrap().host.as_deref(),
+            Some("shop.example.com")
+        );
+        assert_eq!(
+            r[0].r#match.as_ref().unwrap().path.as_ref().unwrap().kind,
+            Some(pb::path_match::Kind::Exact("/".into()))
+        );
+    }
+
+    #[test]
+    fn identities_that_match_nothing_are_errors() {
+        let mut n = sidecar_node();
+        n.service = "nope".into();
+        assert_eq!(
+            compile(&mesh(), &n, &Workloads::new())
+                .unwrap_err()
+                .to_string(),
+            "sidecar `web-1` says it fronts Service `nope`, which does not exist"
+        );
+        n.role = pb::Role::Gateway as i32;
+        assert!(matches!(
+            compile(&mesh(), &n, &Workloads::new()),
+            Err(CompileError::UnknownGateway { .. })
+        ));
+        n.role = 0;
+        assert!(matches!(
+            compile(&mesh(), &n, &Workloads::new()),
+            Err(CompileError::NoRole(_))
+        ));
+    }
+
+    #[test]
+    fn compiling_is_deterministic() {
+        let a = compile(&mesh(), &sidecar_node(), &Workloads::new()).unwrap();
+        let b = compile(&mesh(), &sidecar_node(), &Workloads::new()).unwrap();
+        assert_eq!(a, b);
+    }
+}

@@ -1,0 +1,100 @@
+//! Mesh resources from YAML files: read, checked, all errors at once.
+//!
+//! A file holds one or more documents separated by `---`. Each document's
+//! `kind` says what it is; it is then read strictly (unknown fields are
+//! errors) and checked: names, references between resources, durations,
+//! addresses. Every problem is reported with file, line, column and field
+//! path (`HTTPRoute/checkout.spec.rules[0].backendRefs[1].name`), and a
+//! set with any problem is rejected as a whole.
+
+pub mod model;
+pub mod raw;
+mod validate;
+
+use std::fmt;
+use std::path::Path;
+
+pub use model::Resources;
+
+/// One problem in a resource file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceError {
+    pub file: String,
+    pub line: u64,
+    pub column: u64,
+    /// e.g. `Service/checkout.spec.endpoints[1]`; empty for syntax errors.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ResourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            0 => write!(f, "{}: ", self.file)?,
+            line => write!(f, "{}:{}:{}: ", self.file, line, self.column)?,
+        }
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem in a set of resource files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceErrors(pub Vec<ResourceError>);
+
+impl fmt::Display for ResourceErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ResourceErrors {}
+
+/// Read every `*.yaml` / `*.yml` file in `dir` (not recursive), in name
+/// order.
+pub fn load_dir(dir: &Path) -> Result<Resources, ResourceErrors> {
+    let unreadable = |e: std::io::Error| {
+        ResourceErrors(vec![ResourceError {
+            file: dir.display().to_string(),
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message: format!("cannot read: {e}"),
+        }])
+    };
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map_err(unreadable)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml"))
+        })
+        .collect();
+    paths.sort();
+    let mut files = Vec::new();
+    for p in paths {
+        files.push((
+            p.display().to_string(),
+            std::fs::read_to_string(&p).map_err(unreadable)?,
+        ));
+    }
+    parse(&files)
+}
+
+/// The example mesh the unit tests share.
+#[cfg(test)]
+pub(crate) fn validate_tests_mesh() -> &'static str {
+    validate::tests::MESH
+}
+
+/// Parse and check a set of (file name, text) pairs as one whole.
+pub fn parse(files: &[(String, String)]) -> Result<Resources, ResourceErrors> {
+    validate::parse(files)
+}

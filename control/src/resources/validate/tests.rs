@@ -1,0 +1,192 @@
+use super::super::model::*;
+use super::super::parse;
+
+pub const MESH: &str = r#"# the checkout service and two versions behind it
+kind: Service
+metadata: { name: checkout }
+---
+kind: Service
+metadata: { name: checkout-v1 }
+spec: { endpoints: [127.0.0.1:9001] }
+---
+kind: Service
+metadata: { name: checkout-v2 }
+spec: { endpoints: ["127.0.0.1:9002", "v2.internal:9002"] }
+---
+kind: HTTPRoute
+metadata: { name: checkout-split }
+spec:
+  parentRefs: [ { name: checkout } ]
+  rules:
+    - matches: [ { path: { type: PathPrefix, value: /cart }, method: POST, headers: [ { name: X-Canary, value: "1" } ] } ]
+      backendRefs: [ { name: checkout-v2 } ]
+    - backendRefs: [ { name: checkout-v1, weight: 90 }, { name: checkout-v2, weight: 10 } ]
+      timeouts: { request: 2s }
+---
+kind: Gateway
+metadata: { name: edge }
+spec:
+  listeners: [ { name: http, address: "127.0.0.1:8080" } ]
+---
+kind: HTTPRoute
+metadata: { name: shop }
+spec:
+  parentRefs: [ { kind: Gateway, name: edge } ]
+  hostnames: [ shop.example.com ]
+  rules: [ { matches: [ { path: { type: Exact, value: / } } ], backendRefs: [ { name: checkout } ] } ]
+"#;
+
+fn files(text: &str) -> Vec<(String, String)> {
+    vec![("mesh.yaml".to_string(), text.to_string())]
+}
+
+#[test]
+fn a_good_set() {
+    let r = parse(&files(MESH)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        r.services.keys().collect::<Vec<_>>(),
+        ["checkout", "checkout-v1", "checkout-v2"]
+    );
+    assert_eq!(
+        r.services["checkout-v2"].endpoints,
+        ["127.0.0.1:9002", "v2.internal:9002"]
+    );
+    assert_eq!(
+        r.services["checkout-v1"].source,
+        Source {
+            file: "mesh.yaml".into(),
+            line: 5
+        }
+    );
+    let split = &r.routes["checkout-split"];
+    assert_eq!(split.parents, [Parent::Service("checkout".into())]);
+    assert_eq!(
+        split.rules[0].matches[0].path,
+        PathMatch::Prefix("/cart".into())
+    );
+    assert_eq!(
+        split.rules[0].matches[0].headers,
+        [("x-canary".to_string(), "1".to_string())]
+    );
+    assert_eq!(
+        split.rules[0].backends,
+        [Backend {
+            service: "checkout-v2".into(),
+            weight: 1
+        }]
+    );
+    assert_eq!(split.rules[1].backends[0].weight, 90);
+    assert_eq!(
+        split.rules[1].timeout,
+        Some(std::time::Duration::from_secs(2))
+    );
+    assert_eq!(
+        r.gateways["edge"].listeners[0].address.to_string(),
+        "127.0.0.1:8080"
+    );
+    assert_eq!(r.routes["shop"].parents, [Parent::Gateway("edge".into())]);
+}
+
+#[test]
+fn every_error_at_once_with_file_line_and_path() {
+    let bad = MESH
+        .replace(
+            "spec: { endpoints: [127.0.0.1:9001] }",
+            "spec: { endpoints: [\"not an endpoint\"] }",
+        )
+        .replace(
+            "backendRefs: [ { name: checkout-v2 } ]",
+            "backendRefs: [ { name: checkout-v3 } ]",
+        )
+        .replace("timeouts: { request: 2s }", "timeouts: { request: soon }")
+        .replace("kind: Gateway, name: edge", "kind: Gateway, name: egde")
+        .replace("type: Exact", "type: Exakt");
+    let err = parse(&files(&bad)).unwrap_err();
+    let text = err.to_string();
+    let want = [
+        "mesh.yaml:7:21: Service/checkout-v1.spec.endpoints[0]: `not an endpoint` is not an endpoint: write ip:port or host:port",
+        "mesh.yaml:19:30: HTTPRoute/checkout-split.spec.rules[0].backendRefs[0].name: no Service named `checkout-v3`",
+        "mesh.yaml:21:28: HTTPRoute/checkout-split.spec.rules[1].timeouts.request: `soon` is not a duration",
+        "mesh.yaml:31:40: HTTPRoute/shop.spec.parentRefs[0].name: no Gateway named `egde` (did you mean `edge`?)",
+        "mesh.yaml:33:41: HTTPRoute/shop.spec.rules[0].matches[0].path.type: unknown path match type `Exakt` (did you mean `Exact`?)",
+    ];
+    for w in want {
+        assert!(text.contains(w), "missing {w:?} in:\n{text}");
+    }
+    assert_eq!(err.0.len(), 5, "{text}");
+}
+
+#[test]
+fn schema_errors_name_the_line_in_the_whole_file() {
+    // The second document's third line: line 6 of the file.
+    let text = "kind: Service\nmetadata: { name: a }\n---\nkind: Service\nmetadata: { name: b }\nspek: {}\n";
+    let err = parse(&files(text)).unwrap_err().to_string();
+    assert!(
+        err.starts_with("mesh.yaml:6:1: unknown field `spek`"),
+        "{err}"
+    );
+    assert!(err.contains("(did you mean `spec`?)"), "{err}");
+    let err = parse(&files("kind: Servce\nmetadata: { name: a }\n"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "mesh.yaml:1:7: kind: unknown kind `Servce` (did you mean `Service`?); known: Service, HTTPRoute, Gateway");
+    let err = parse(&files("metadata: { name: a }\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("mesh.yaml:1:1: kind: missing"), "{err}");
+}
+
+#[test]
+fn names_and_duplicates() {
+    let dup = "kind: Service\nmetadata: { name: a }\n---\nkind: Service\nmetadata: { name: a }\n---\nkind: Service\nmetadata: { name: Bad_Name }\n";
+    let err = parse(&files(dup)).unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "mesh.yaml:5:19: Service/a.metadata.name: `a` is defined twice; first at mesh.yaml:2"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("Service/Bad_Name.metadata.name: `Bad_Name` is not a valid name"),
+        "{err}"
+    );
+}
+
+#[test]
+fn routes_across_files_and_rules_that_route_nowhere() {
+    let services = (
+        "a.yaml".to_string(),
+        "kind: Service\nmetadata: { name: s }\n".to_string(),
+    );
+    let route = "kind: HTTPRoute\nmetadata: { name: r }\nspec:\n  parentRefs: [ { name: s } ]\n  hostnames: [ x.example ]\n  rules: [ { backendRefs: [ { name: s, weight: 0 } ] } ]\n";
+    let err = parse(&[services.clone(), ("b.yaml".into(), route.into())])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("b.yaml:5:16: HTTPRoute/r.spec.hostnames: hostnames apply to Gateway parents"),
+        "{err}"
+    );
+    assert!(
+        err.contains("HTTPRoute/r.spec.rules[0].backendRefs: all weights are 0"),
+        "{err}"
+    );
+    let ok = route
+        .replace("  hostnames: [ x.example ]\n", "")
+        .replace("weight: 0", "weight: 5");
+    assert!(parse(&[services, ("b.yaml".into(), ok)]).is_ok());
+}
+
+#[test]
+fn a_directory_is_read_in_name_order() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("1-services.yaml"),
+        "kind: Service\nmetadata: { name: s }\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("2-routes.yml"), "kind: HTTPRoute\nmetadata: { name: r }\nspec: { parentRefs: [ { name: s } ], rules: [ { backendRefs: [ { name: s } ] } ] }\n").unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not yaml at all: [").unwrap();
+    let r = super::super::load_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.routes.len(), 1);
+    assert!(super::super::load_dir(&dir.path().join("missing")).is_err());
+}

@@ -1,0 +1,76 @@
+//! The control plane's output is valid input for the proxy: configs
+//! compiled from mesh resources pass the proxy's own validation, the
+//! path every pushed snapshot takes.
+
+use ringmesh_control::compile::{compile, Workloads};
+use ringmesh_control::resources;
+use ringmesh_proto::v1 as pb;
+use ringmesh_proxy::config;
+
+const MESH: &str = r#"
+kind: Service
+metadata: { name: checkout }
+---
+kind: Service
+metadata: { name: checkout-v1 }
+spec: { endpoints: [127.0.0.1:9001] }
+---
+kind: Service
+metadata: { name: checkout-v2 }
+spec: { endpoints: [localhost:9002] }
+---
+kind: HTTPRoute
+metadata: { name: checkout-split }
+spec:
+  parentRefs: [ { name: checkout } ]
+  rules:
+    - matches: [ { path: { value: /cart }, method: POST, headers: [ { name: x-canary, value: "1" } ] } ]
+      backendRefs: [ { name: checkout-v2 } ]
+    - backendRefs: [ { name: checkout-v1, weight: 90 }, { name: checkout-v2, weight: 10 } ]
+      timeouts: { request: 1500ms }
+---
+kind: Gateway
+metadata: { name: edge }
+spec: { listeners: [ { name: http, address: "127.0.0.1:8080" }, { name: alt, address: "127.0.0.1:8081" } ] }
+---
+kind: HTTPRoute
+metadata: { name: shop }
+spec:
+  parentRefs: [ { kind: Gateway, name: edge } ]
+  hostnames: [ shop.example.com, "*.shop.example.com" ]
+  rules: [ { backendRefs: [ { name: checkout } ] } ]
+"#;
+
+#[test]
+fn compiled_configs_pass_the_proxys_validation() {
+    let res =
+        resources::parse(&[("mesh.yaml".into(), MESH.into())]).unwrap_or_else(|e| panic!("{e}"));
+    let mut workloads = Workloads::new();
+    workloads
+        .entry("checkout".into())
+        .or_default()
+        .insert("127.0.0.1:7101".into());
+    let nodes = [
+        pb::Node {
+            id: "a".into(),
+            service: "checkout".into(),
+            role: pb::Role::Sidecar as i32,
+            workload_address: "127.0.0.1:7000".into(),
+            inbound_address: "127.0.0.1:7001".into(),
+            outbound_address: "127.0.0.1:7002".into(),
+        },
+        pb::Node {
+            id: "gw".into(),
+            service: "edge".into(),
+            role: pb::Role::Gateway as i32,
+            ..Default::default()
+        },
+    ];
+    for node in nodes {
+        let wire = compile(&res, &node, &workloads).unwrap_or_else(|e| panic!("{e}"));
+        let cfg = config::validate(&config::proto::to_raw(&wire), "snapshot")
+            .unwrap_or_else(|e| panic!("{} rejected its config:\n{e}", node.id));
+        assert!(!cfg.listeners.is_empty(), "{}", node.id);
+        assert_eq!(cfg.clusters.len(), wire.clusters.len());
+    }
+}
