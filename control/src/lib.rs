@@ -8,3 +8,4 @@
 
 pub mod compile;
 pub mod resources;
+pub mod server;

@@ -1,0 +1,94 @@
+//! `ringmesh-control`: the control plane server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "ringmesh-control",
+    version,
+    about = "ringmesh control plane: mesh resources in, proxy configs out"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the discovery API over a watched directory of resources.
+    Serve {
+        /// Directory of resource files (*.yaml), watched for changes.
+        #[arg(long)]
+        resources: PathBuf,
+        /// gRPC address proxies connect to.
+        #[arg(long, default_value = "127.0.0.1:15010")]
+        listen: SocketAddr,
+        /// Bootstrap token proxies must present.
+        #[arg(long, env = "RINGMESH_TOKEN", hide_env_values = true)]
+        token: String,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let Cmd::Serve {
+        resources,
+        listen,
+        token,
+    } = Cli::parse().cmd;
+    if token.len() < 16 {
+        eprintln!("ringmesh-control: error: --token must be at least 16 characters");
+        return ExitCode::from(2);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ringmesh-control: error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = ringmesh_control::server::ServeOptions {
+        resources,
+        listen,
+        token,
+    };
+    let shutdown = async {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+    };
+    let result = rt.block_on(ringmesh_control::server::serve(
+        opts,
+        |a| tracing::info!(address = %a, "discovery listening"),
+        shutdown,
+    ));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringmesh-control: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! The discovery stream: snapshots out, ACKs and NACKs in.
+//!
+//! Per stream, one task owns the conversation: it compiles the proxy's
+//! config whenever the hub's generation moves, sends it when it differs
+//! from what the proxy last got (only the changed clusters' endpoints when
+//! nothing else changed), and records each answer.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use prost::Message;
+use ringmesh_proto::v1 as pb;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{info, warn};
+
+use super::state::Hub;
+use crate::compile::compile;
+
+pub struct DiscoveryService {
+    pub hub: Arc<Hub>,
+}
+
+type Out = Result<pb::DiscoveryResponse, Status>;
+
+/// The version of a config: a hash of its encoding. Compiling is
+/// deterministic, so equal configs have equal versions.
+pub fn version_of(c: &pb::ProxyConfig) -> String {
+    let mut h = DefaultHasher::new();
+    c.encode_to_vec().hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// The clusters whose endpoints changed, when nothing else did.
+fn endpoint_only_change(
+    old: &pb::ProxyConfig,
+    new: &pb::ProxyConfig,
+) -> Option<Vec<pb::ClusterEndpoints>> {
+    if old.listeners != new.listeners
+        || old.runtime != new.runtime
+        || old.admin != new.admin
+        || old.clusters.len() != new.clusters.len()
+    {
+        return None;
+    }
+    let mut changed = Vec::new();
+    for (a, b) in old.clusters.iter().zip(&new.clusters) {
+        let same_but_endpoints = pb::Cluster {
+            endpoints: Vec::new(),
+            ..a.clone()
+        } == pb::Cluster {
+            endpoints: Vec::new(),
+            ..b.clone()
+        };
+        if !same_but_endpoints {
+            return None;
+        }
+        if a.endpoints != b.endpoints {
+            changed.push(pb::ClusterEndpoints {
+                cluster: b.name.clone(),
+                endpoints: b.endpoints.clone(),
+            });
+        }
+    }
+    Some(changed)
+}
+
+#[tonic::async_trait]
+impl pb::discovery_server::Discovery for DiscoveryService {
+    type StreamStream = Pin<Box<dyn tokio_stream::Stream<Item = Out> + Send + 'static>>;
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<pb::DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let mut inbound = request.into_inner();
+        let first = inbound.message().await?.ok_or_else(|| {
+            Status::invalid_argument("the stream ended before saying who the proxy is")
+        })?;
+        let node = first
+            .node
+            .clone()
+            .ok_or_else(|| Status::invalid_argument("the first request must carry `node`"))?;
+        if node.id.is_empty() {
+            return Err(Status::invalid_argument("node.id is empty"));
+        }
+        let (tx, rx) = mpsc::channel::<Out>(16);
+        let hub = self.hub.clone();
+        tokio::spawn(async move {
+            let id = node.id.clone();
+            let stream = hub.connect(node.clone());
+            info!(node = %id, service = %node.service, role = ?node.role(), "proxy connected");
+            let mut conv = Conversation {
+                hub: hub.clone(),
+                node,
+                tx,
+                sent: None,
+                nonce: 0,
+            };
+            // A proxy that reconnects says which version it runs: no need
+            // to send that again.
+            if !first.version.is_empty() {
+                conv.hub
+                    .update(&id, |p| p.acked = Some(first.version.clone()));
+            }
+            conv.run(inbound, first.version).await;
+            hub.disconnect(&id, stream);
+            info!(node = %id, "proxy disconnected");
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+struct Conversation {
+    hub: Arc<Hub>,
+    node: pb::Node,
+    tx: mpsc::Sender<Out>,
+    /// The full config the proxy has (as last sent), and its version.
+    sent: Option<(pb::ProxyConfig, String)>,
+    nonce: u64,
+}
+
+impl Conversation {
+    async fn run(&mut self, mut inbound: Streaming<pb::DiscoveryRequest>, running: String) {
+        let mut changes = self.hub.subscribe();
+        changes.mark_changed();
+        let mut running = Some(running).filter(|v| !v.is_empty());
+        loop {
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() || !self.push(running.take()).await {
+                        return;
+                    }
+                }
+                msg = inbound.message() => match msg {
+                    Ok(Some(req)) => self.answer(req),
+                    Ok(None) | Err(_) => return,
+                },
+            }
+        }
+    }
+
+    /// Compile and send if the proxy's config changed. False when the
+    /// stream is gone.
+    async fn push(&mut self, running: Option<String>) -> bool {
+        let id = self.node.id.clone();
+        let config = match compile(&self.hub.resources(), &self.node, &self.hub.workloads()) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(node = %id, error = %e, "cannot compile a config for this proxy");
+                let msg = e.to_string();
+                self.hub.update(&id, |p| p.compile_error = Some(msg));
+                return true;
+            }
+        };
+        self.hub.update(&id, |p| p.compile_error = None);
+        let version = version_of(&config);
+        if self.sent.as_ref().map(|s| &s.1) == Some(&version) {
+            return true;
+        }
+        if running.as_ref() == Some(&version) {
+            // Reconnected and already running it.
+            self.hub.update(&id, |p| p.sent = Some(version.clone()));
+            self.sent = Some((config, version));
+            return true;
+        }
+        let resource = match self
+            .sent
+            .as_ref()
+            .and_then(|(old, _)| endpoint_only_change(old, &config))
+        {
+            Some(clusters) => {
+                pb::discovery_response::Resource::Endpoints(pb::EndpointUpdate { clusters })
+            }
+            None => pb::discovery_response::Resource::Config(config.clone()),
+        };
+        self.nonce += 1;
+        let response = pb::DiscoveryResponse {
+            version: version.clone(),
+            nonce: self.nonce.to_string(),
+            resource: Some(resource),
+        };
+        if self.tx.send(Ok(response)).await.is_err() {
+            return false;
+        }
+        info!(node = %id, %version, "snapshot sent");
+        self.hub.update(&id, |p| p.sent = Some(version.clone()));
+        self.sent = Some((config, version));
+        true
+    }
+
+    fn answer(&mut self, req: pb::DiscoveryRequest) {
+        let id = &self.node.id;
+        if req.response_nonce != self.nonce.to_string() {
+            // An answer to a response that has since been superseded.
+            return;
+        }
+        match req.nack {
+            None => {
+                info!(node = %id, version = %req.version, "ACK");
+                self.hub.update(id, |p| p.acked = Some(req.version.clone()));
+            }
+            Some(nack) => {
+                warn!(node = %id, version = %req.version, errors = ?nack.errors, "NACK");
+                self.hub.update(id, |p| {
+                    p.last_nack = Some((req.version.clone(), nack.errors.clone()))
+                });
+            }
+        }
+    }
+}
+
+/// Refuse streams without `authorization: Bearer <token>`.
+pub fn authenticate(
+    token: Arc<str>,
+) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |req: Request<()>| {
+        let ok = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()));
+        if ok {
+            Ok(req)
+        } else {
+            Err(Status::unauthenticated(
+                "missing or wrong bootstrap token (metadata `authorization: Bearer <token>`)",
+            ))
+        }
+    }
+}
+
+/// Compare without leaking, through timing, how much of a token matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(name: &str, eps: &[&str]) -> pb::Cluster {
+        pb::Cluster {
+            name: name.into(),
+            endpoints: eps.iter().map(|e| e.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn endpoint_only_changes_are_told_apart() {
+        let old = pb::ProxyConfig {
+            clusters: vec![cluster("a", &["1.1.1.1:1"]), cluster("b", &[])],
+            ..Default::default()
+        };
+        let mut new = old.clone();
+        new.clusters[1].endpoints.push("2.2.2.2:2".into());
+        let changed = endpoint_only_change(&old, &new).unwrap();
+        assert_eq!(
+            changed,
+            [pb::ClusterEndpoints {
+                cluster: "b".into(),
+                endpoints: vec!["2.2.2.2:2".into()]
+            }]
+        );
+        new.clusters[1].lb = pb::LbPolicy::LeastRequest as i32;
+        assert_eq!(
+            endpoint_only_change(&old, &new),
+            None,
+            "a cluster setting changed"
+        );
+        let mut new = old.clone();
+        new.listeners.push(pb::Listener::default());
+        assert_eq!(endpoint_only_change(&old, &new), None, "a listener changed");
+        assert_ne!(version_of(&old), version_of(&new));
+        assert_eq!(version_of(&old), version_of(&old.clone()));
+    }
+
+    #[test]
+    fn tokens() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        let auth = authenticate(Arc::from("s3cret"));
+        let mut req = Request::new(());
+        assert_eq!(
+            auth(Request::new(())).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        req.metadata_mut()
+            .insert("authorization", "Bearer s3cret".parse().unwrap());
+        assert!(auth(req).is_ok());
+    }
+}

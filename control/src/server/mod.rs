@@ -1,0 +1,49 @@
+//! `ringmesh-control serve`: the gRPC discovery service over a watched
+//! directory of resources.
+
+pub mod discovery;
+pub mod state;
+pub mod watch;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ringmesh_proto::v1 as pb;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use state::Hub;
+
+pub struct ServeOptions {
+    pub resources: PathBuf,
+    pub listen: SocketAddr,
+    pub token: String,
+}
+
+/// Load the resources (refusing to start on errors), bind, and serve until
+/// `shutdown` resolves. `bound` hears the address actually bound.
+pub async fn serve(
+    opts: ServeOptions,
+    bound: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let resources = crate::resources::load_dir(&opts.resources).map_err(|e| e.to_string())?;
+    let hub = Hub::new(resources);
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| format!("bind {}: {e}", opts.listen))?;
+    bound(listener.local_addr().map_err(|e| e.to_string())?);
+    let watcher = tokio::spawn(watch::watch_dir(opts.resources.clone(), hub.clone()));
+    let service = discovery::DiscoveryService { hub: hub.clone() };
+    let auth = discovery::authenticate(Arc::from(opts.token.as_str()));
+    let result = tonic::transport::Server::builder()
+        .add_service(pb::discovery_server::DiscoveryServer::with_interceptor(
+            service, auth,
+        ))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+        .map_err(|e| e.to_string());
+    watcher.abort();
+    result
+}

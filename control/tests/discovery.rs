@@ -1,0 +1,302 @@
+//! The discovery service over real gRPC on loopback: auth, snapshots,
+//! ACK/NACK bookkeeping, pushes on resource changes, endpoint-only
+//! updates, rejected changes.
+
+// Test helpers unwrap like the tests themselves: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringmesh_control::server::{serve, Hub, ServeOptions};
+use ringmesh_proto::v1 as pb;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Request;
+
+const TOKEN: &str = "test-token-0123456789";
+
+const SERVICES: &str = "kind: Service\nmetadata: { name: web }\n---\nkind: Service\nmetadata: { name: api }\nspec: { endpoints: [127.0.0.1:9001] }\n";
+
+struct Plane {
+    addr: std::net::SocketAddr,
+    dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start() -> Plane {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("services.yaml"), SERVICES).unwrap();
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let opts = ServeOptions {
+        resources: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        token: TOKEN.into(),
+    };
+    tokio::spawn(serve(
+        opts,
+        move |a| {
+            let _ = addr_tx.send(a);
+        },
+        async move { drop(stopped.await) },
+    ));
+    Plane {
+        addr: addr_rx.await.unwrap(),
+        dir,
+        _stop: stop,
+    }
+}
+
+fn sidecar(id: &str, service: &str, inbound: &str) -> pb::Node {
+    pb::Node {
+        id: id.into(),
+        service: service.into(),
+        role: pb::Role::Sidecar as i32,
+        workload_address: "127.0.0.1:7000".into(),
+        inbound_address: inbound.into(),
+        outbound_address: "127.0.0.1:7002".into(),
+    }
+}
+
+/// A proxy's side of the stream.
+struct Proxy {
+    tx: mpsc::Sender<pb::DiscoveryRequest>,
+    rx: tonic::Streaming<pb::DiscoveryResponse>,
+}
+
+async fn connect(
+    addr: std::net::SocketAddr,
+    token: &str,
+    node: pb::Node,
+) -> Result<Proxy, tonic::Status> {
+    let mut client = pb::discovery_client::DiscoveryClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(pb::DiscoveryRequest {
+        node: Some(node),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut req = Request::new(ReceiverStream::new(rx));
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let rx = client.stream(req).await?.into_inner();
+    Ok(Proxy { tx, rx })
+}
+
+impl Proxy {
+    async fn next(&mut self) -> pb::DiscoveryResponse {
+        tokio::time::timeout(Duration::from_secs(10), self.rx.message())
+            .await
+            .expect("a response in time")
+            .unwrap()
+            .unwrap()
+    }
+
+    async fn ack(&self, r: &pb::DiscoveryResponse) {
+        self.tx
+            .send(pb::DiscoveryRequest {
+                version: r.version.clone(),
+                response_nonce: r.nonce.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn nack(&self, r: &pb::DiscoveryResponse, why: &str) {
+        let nack = Some(pb::Nack {
+            errors: vec![why.into()],
+        });
+        self.tx
+            .send(pb::DiscoveryRequest {
+                version: r.version.clone(),
+                response_nonce: r.nonce.clone(),
+                nack,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+}
+
+fn config(r: &pb::DiscoveryResponse) -> &pb::ProxyConfig {
+    match &r.resource {
+        Some(pb::discovery_response::Resource::Config(c)) => c,
+        other => panic!("expected a full config, got {other:?}"),
+    }
+}
+
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..100 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn status(hub: &Arc<Hub>, id: &str) -> ringmesh_control::server::state::ProxyStatus {
+    hub.proxies().into_iter().find(|p| p.node.id == id).unwrap()
+}
+
+#[tokio::test]
+async fn a_stream_without_the_token_is_refused() {
+    let plane = start().await;
+    let err = connect(
+        plane.addr,
+        "wrong-token",
+        sidecar("a", "web", "127.0.0.1:7101"),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn snapshots_acks_pushes_and_endpoint_updates() {
+    let plane = start().await;
+    let mut a = connect(plane.addr, TOKEN, sidecar("a", "web", "127.0.0.1:7101"))
+        .await
+        .unwrap();
+    let first = a.next().await;
+    let c = config(&first);
+    let web = c.clusters.iter().find(|c| c.name == "web").unwrap();
+    assert_eq!(
+        web.endpoints,
+        ["127.0.0.1:7101"],
+        "a registered itself as web's endpoint"
+    );
+    a.ack(&first).await;
+
+    // A second sidecar of `web`: a only hears about the new endpoint.
+    let mut b = connect(plane.addr, TOKEN, sidecar("b", "web", "127.0.0.1:7201"))
+        .await
+        .unwrap();
+    let _ = b.next().await;
+    let update = a.next().await;
+    match &update.resource {
+        Some(pb::discovery_response::Resource::Endpoints(u)) => {
+            assert_eq!(
+                u.clusters,
+                [pb::ClusterEndpoints {
+                    cluster: "web".into(),
+                    endpoints: vec!["127.0.0.1:7101".into(), "127.0.0.1:7201".into()]
+                }]
+            );
+        }
+        other => panic!("expected an endpoint-only update, got {other:?}"),
+    }
+    assert_ne!(update.version, first.version);
+
+    // A resource change: a new route reaches a as a full snapshot.
+    std::fs::write(
+        plane.dir.path().join("routes.yaml"),
+        "kind: HTTPRoute\nmetadata: { name: api-route }\nspec: { parentRefs: [ { name: api } ], rules: [ { backendRefs: [ { name: web } ] } ] }\n",
+    )
+    .unwrap();
+    let pushed = a.next().await;
+    let routes: Vec<String> = config(&pushed).listeners[1]
+        .routes
+        .iter()
+        .filter_map(|r| r.name.clone())
+        .collect();
+    assert!(routes.contains(&"api-route.0".to_string()), "{routes:?}");
+    a.nack(&pushed, "listeners[1].routes[0].cluster: unknown cluster")
+        .await;
+
+    // b disconnects: a is told its endpoint is gone.
+    drop(b);
+    let update = a.next().await;
+    assert!(
+        matches!(&update.resource, Some(pb::discovery_response::Resource::Endpoints(u)) if u.clusters[0].endpoints == ["127.0.0.1:7101"])
+    );
+}
+
+#[tokio::test]
+async fn a_bad_resource_change_is_rejected_and_the_old_one_stays() {
+    let plane = start().await;
+    let mut a = connect(plane.addr, TOKEN, sidecar("a", "web", "127.0.0.1:7101"))
+        .await
+        .unwrap();
+    let first = a.next().await;
+    a.ack(&first).await;
+    write(plane.dir.path(), "kind: HTTPRoute\nmetadata: { name: r }\nspec: { parentRefs: [ { name: nope } ], rules: [ { backendRefs: [ { name: web } ] } ] }\n");
+    // Nothing is pushed for a rejected change; a valid one after it is.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    write(plane.dir.path(), "kind: HTTPRoute\nmetadata: { name: r }\nspec: { parentRefs: [ { name: api } ], rules: [ { backendRefs: [ { name: web } ] } ] }\n");
+    let next = a.next().await;
+    assert!(config(&next).listeners[1]
+        .routes
+        .iter()
+        .any(|r| r.name.as_deref() == Some("r.0")));
+}
+
+fn write(dir: &Path, text: &str) {
+    std::fs::write(dir.join("routes.yaml"), text).unwrap();
+}
+
+#[tokio::test]
+async fn the_hub_tracks_sent_acked_and_nacked_versions() {
+    let hub = Hub::new(
+        ringmesh_control::resources::parse(&[("s.yaml".into(), SERVICES.into())]).unwrap(),
+    );
+    let svc = ringmesh_control::server::discovery::DiscoveryService { hub: hub.clone() };
+    let auth = ringmesh_control::server::discovery::authenticate(Arc::from(TOKEN));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(pb::discovery_server::DiscoveryServer::with_interceptor(
+                svc, auth,
+            ))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let mut a = connect(addr, TOKEN, sidecar("a", "web", "127.0.0.1:7101"))
+        .await
+        .unwrap();
+    let first = a.next().await;
+    eventually("sent recorded", || {
+        status(&hub, "a").sent.as_deref() == Some(first.version.as_str())
+    })
+    .await;
+    assert_eq!(status(&hub, "a").acked, None);
+    a.ack(&first).await;
+    eventually("ack recorded", || {
+        status(&hub, "a").acked.as_deref() == Some(first.version.as_str())
+    })
+    .await;
+    hub.set_resources(
+        ringmesh_control::resources::parse(&[("s.yaml".into(), SERVICES.replace("9001", "9009"))])
+            .unwrap(),
+    );
+    let second = a.next().await;
+    a.nack(&second, "bad").await;
+    eventually("nack recorded", || {
+        status(&hub, "a").last_nack == Some((second.version.clone(), vec!["bad".into()]))
+    })
+    .await;
+    assert_eq!(
+        status(&hub, "a").acked.as_deref(),
+        Some(first.version.as_str()),
+        "the NACKed version is not in force"
+    );
+    // A sidecar for a Service that does not exist gets no config, and says why.
+    let _c = connect(addr, TOKEN, sidecar("c", "ghost", "127.0.0.1:7301"))
+        .await
+        .unwrap();
+    eventually("compile error recorded", || {
+        hub.proxies()
+            .iter()
+            .any(|p| p.node.id == "c" && p.compile_error.is_some())
+    })
+    .await;
+    drop(a);
+    eventually("disconnect recorded", || !status(&hub, "a").connected).await;
+}
