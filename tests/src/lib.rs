@@ -7,7 +7,7 @@ pub mod proxy;
 pub mod upstream;
 
 pub use client::{Client, Response};
-pub use proxy::{bench_bin, proxy_bin, run_cli, Proxy};
+pub use proxy::{bench_bin, control_bin, ctl_bin, proxy_bin, run_cli, Proxy};
 pub use upstream::Upstream;
 
 use std::time::{Duration, Instant};

@@ -28,6 +28,20 @@ pub fn bench_bin() -> PathBuf {
         .clone()
 }
 
+/// Path to the `ringmeshctl` binary.
+pub fn ctl_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| workspace_bin("ringmesh-control", "ringmeshctl"))
+        .clone()
+}
+
+/// Path to the `ringmesh-control` binary.
+pub fn control_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| workspace_bin("ringmesh-control", "ringmesh-control"))
+        .clone()
+}
+
 /// Build `bin` of `package` in this test's profile; its path.
 fn workspace_bin(package: &str, bin: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

@@ -74,3 +74,55 @@ fn compiled_configs_pass_the_proxys_validation() {
         assert_eq!(cfg.clusters.len(), wire.clusters.len());
     }
 }
+
+#[test]
+fn ringmeshctl_validate_reports_like_the_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = dir.path().join("mesh.yaml");
+    std::fs::write(&good, MESH).expect("write");
+    let out = std::process::Command::new(ringmesh_tests::ctl_bin())
+        .args(["validate", "-f"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "valid: 3 services, 2 HTTP routes, 1 gateways in 1 files\n"
+    );
+
+    std::fs::write(
+        &good,
+        MESH.replace("name: checkout-v2 } ]\n", "name: checkout-v3 } ]\n"),
+    )
+    .expect("write");
+    let out = std::process::Command::new(ringmesh_tests::ctl_bin())
+        .args(["validate", "-f"])
+        .arg(&good)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let want = format!("{}:19:30: HTTPRoute/checkout-split.spec.rules[0].backendRefs[0].name: no Service named `checkout-v3`", good.display());
+    assert!(err.contains(&want), "{err}");
+    // The server refuses to start on the same file, with the same message.
+    let out = std::process::Command::new(ringmesh_tests::control_bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--token",
+            "0123456789abcdef",
+            "--resources",
+        ])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&want));
+}
