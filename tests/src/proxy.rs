@@ -160,6 +160,24 @@ impl Proxy {
             .unwrap_or(0)
     }
 
+    /// Replace the config file with `yaml` and send SIGHUP; returns at
+    /// once (watch the log for "config reloaded").
+    pub fn reload(&self, yaml: &str) {
+        std::fs::write(self._config.path(), yaml).expect("rewrite config");
+        let pid = rustix::process::Pid::from_raw(self.pid() as i32).expect("proxy pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::HUP).expect("SIGHUP");
+    }
+
+    /// How many log lines so far contain `text`.
+    pub fn log_count(&self, text: &str) -> usize {
+        self.log
+            .lock()
+            .expect("log lock")
+            .iter()
+            .filter(|l| l.contains(text))
+            .count()
+    }
+
     /// Send SIGTERM without waiting.
     pub fn signal_term(&self) {
         // SAFETY-free: libc::kill is a plain syscall wrapper on a pid we own.

@@ -6,7 +6,7 @@
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -19,7 +19,8 @@ use crate::metrics::{self, CoreStats, WorkerInfo};
 pub struct AdminState {
     /// True once every worker serves, false again while draining.
     pub ready: AtomicBool,
-    config: Arc<Config>,
+    /// The config in force and its version; replaced on reload.
+    config: Mutex<(Arc<Config>, String)>,
     stats: Vec<Arc<CoreStats>>,
     workers: OnceLock<Vec<WorkerInfo>>,
 }
@@ -28,10 +29,22 @@ impl AdminState {
     pub fn new(config: Arc<Config>, stats: Vec<Arc<CoreStats>>) -> Self {
         AdminState {
             ready: AtomicBool::new(false),
-            config,
+            config: Mutex::new((config, "static".into())),
             stats,
             workers: OnceLock::new(),
         }
+    }
+
+    /// A new config is in force on every core.
+    pub fn set_config(&self, config: Arc<Config>, version: String) {
+        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = (config, version);
+    }
+
+    fn config(&self) -> (Arc<Config>, String) {
+        self.config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn set_workers(&self, workers: Vec<WorkerInfo>) {
@@ -53,7 +66,7 @@ impl AdminState {
                 (
                     StatusCode::OK,
                     "text/plain; version=0.0.4",
-                    metrics::render(&self.config, &self.stats, workers),
+                    metrics::render(&self.config().0, &self.stats, workers),
                 )
             }
             "/config_dump" => {
@@ -65,9 +78,10 @@ impl AdminState {
                     .iter()
                     .map(|w| serde_json::json!({ "id": w.id, "cpu": w.cpu, "driver": w.driver }))
                     .collect();
+                let (config, version) = self.config();
                 let dump = serde_json::json!({
-                    "version": "static",
-                    "config": self.config.dump,
+                    "version": version,
+                    "config": config.dump,
                     "workers": workers,
                 });
                 let text = serde_json::to_string_pretty(&dump).unwrap_or_default();

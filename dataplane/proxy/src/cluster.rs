@@ -59,15 +59,13 @@ pub struct ClusterState {
     pub stats: Arc<StatsRef>,
 }
 
-/// The core's stats block and this cluster's index in it.
-pub struct StatsRef {
-    pub core: Arc<crate::metrics::CoreStats>,
-    pub index: usize,
-}
+/// This cluster's counters on this core (kept by name across config
+/// swaps, see `CoreStats::cluster`).
+pub struct StatsRef(pub Arc<ClusterStats>);
 
 impl StatsRef {
     pub fn get(&self) -> &ClusterStats {
-        &self.core.clusters[self.index]
+        &self.0
     }
 }
 
@@ -251,10 +249,7 @@ mod tests {
             "listeners: [ {{ name: l, address: '127.0.0.1:1' }} ]\nclusters:\n  - {{ name: c, lb: {lb}, endpoints: [127.0.0.1:1], pool: {{ max_connections: 3 }} }}\n"
         );
         let config = parse(&yaml, "t").unwrap();
-        let stats = Arc::new(StatsRef {
-            core: Arc::new(CoreStats::for_config(&config)),
-            index: 0,
-        });
+        let stats = Arc::new(StatsRef(CoreStats::for_config(&config).cluster("c")));
         let addrs: Vec<SocketAddr> = addrs.iter().map(|a| a.parse().unwrap()).collect();
         ClusterState::new(&config.clusters[0], &addrs, 0, 2, stats)
     }

@@ -226,7 +226,7 @@ impl Conn {
                 }
             }
         };
-        self.core.stats.routes[self.listener][ri].record(status);
+        snap.route_stats[self.listener][ri].record(status);
         next
     }
 

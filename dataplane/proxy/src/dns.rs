@@ -58,6 +58,7 @@ impl Refresher {
 /// Start refreshing if any cluster has DNS endpoints.
 pub fn spawn_refresher(
     config: &Arc<Config>,
+    generation: u64,
     mut current: Vec<Arc<[SocketAddr]>>,
     workers: Vec<UnboundedSender<WorkerMsg>>,
 ) -> Option<Refresher> {
@@ -87,6 +88,7 @@ pub fn spawn_refresher(
                     info!(cluster = %c.name, endpoints = ?fresh, "endpoints changed");
                     for w in &workers {
                         let _ = w.unbounded_send(WorkerMsg::Endpoints {
+                            generation,
                             cluster: i,
                             addrs: fresh.clone(),
                         });

@@ -6,9 +6,10 @@
 //! with a single writer no increment can be lost. This keeps the request
 //! path free of contended atomics, as the architecture requires.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::config::Config;
 
@@ -77,9 +78,18 @@ pub struct ClusterStats {
 #[derive(Debug)]
 pub struct CoreStats {
     pub listeners: Box<[ListenerStats]>,
-    /// `routes[listener][route]`.
-    pub routes: Box<[Box<[ByClass]>]>,
-    pub clusters: Box<[ClusterStats]>,
+    /// Route and cluster counters by name. They outlive config swaps, so a
+    /// counter never goes back when a config is reloaded; each snapshot
+    /// holds `Arc`s into them. The lock is taken when a snapshot is built
+    /// and when metrics are scraped, never on the request path.
+    named: Mutex<Named>,
+}
+
+#[derive(Debug, Default)]
+struct Named {
+    /// (listener index, route name).
+    routes: HashMap<(usize, String), Arc<ByClass>>,
+    clusters: HashMap<String, Arc<ClusterStats>>,
 }
 
 impl CoreStats {
@@ -90,17 +100,41 @@ impl CoreStats {
                 .iter()
                 .map(|_| ListenerStats::default())
                 .collect(),
-            routes: config
-                .listeners
-                .iter()
-                .map(|l| l.routes.iter().map(|_| ByClass::default()).collect())
-                .collect(),
-            clusters: config
-                .clusters
-                .iter()
-                .map(|_| ClusterStats::default())
-                .collect(),
+            named: Mutex::default(),
         }
+    }
+
+    fn named(&self) -> std::sync::MutexGuard<'_, Named> {
+        self.named.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The counters of route `name` on listener `listener`, created at 0.
+    pub fn route(&self, listener: usize, name: &str) -> Arc<ByClass> {
+        self.named()
+            .routes
+            .entry((listener, name.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    /// The counters of cluster `name`, created at 0.
+    pub fn cluster(&self, name: &str) -> Arc<ClusterStats> {
+        self.named()
+            .clusters
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn route_get(&self, listener: usize, name: &str, f: impl Fn(&ByClass) -> u64) -> u64 {
+        self.named()
+            .routes
+            .get(&(listener, name.to_string()))
+            .map_or(0, |b| f(b))
+    }
+
+    fn cluster_get(&self, name: &str, f: impl Fn(&ClusterStats) -> u64) -> u64 {
+        self.named().clusters.get(name).map_or(0, |c| f(c))
     }
 }
 
@@ -129,9 +163,9 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
         "Downstream requests by listener, route and status class.",
     );
     for (li, l) in config.listeners.iter().enumerate() {
-        for (ri, r) in l.routes.iter().enumerate() {
+        for r in &l.routes {
             for (ci, class) in CLASSES.iter().enumerate() {
-                let v = sum(&|c| c.routes[li][ri].get(ci));
+                let v = sum(&|c| c.route_get(li, &r.name, |b| b.get(ci)));
                 let _ = writeln!(
                     out,
                     "ringmesh_requests_total{{listener=\"{}\",route=\"{}\",class=\"{class}\"}} {v}",
@@ -181,9 +215,9 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
         "counter",
         "Requests forwarded to a cluster, by response status class.",
     );
-    for (ki, k) in config.clusters.iter().enumerate() {
+    for k in &config.clusters {
         for (ci, class) in CLASSES.iter().enumerate() {
-            let v = sum(&|c| c.clusters[ki].requests.get(ci));
+            let v = sum(&|c| c.cluster_get(&k.name, |s| s.requests.get(ci)));
             let _ = writeln!(
                 out,
                 "ringmesh_upstream_requests_total{{cluster=\"{}\",class=\"{class}\"}} {v}",
@@ -219,8 +253,8 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
     ];
     for (name, kind, help, get) in cluster_metrics {
         header(&mut out, name, kind, help);
-        for (ki, k) in config.clusters.iter().enumerate() {
-            let v = sum(&|c| get(&c.clusters[ki]));
+        for k in &config.clusters {
+            let v = sum(&|c| c.cluster_get(&k.name, get));
             let _ = writeln!(out, "{name}{{cluster=\"{}\"}} {v}", k.name);
         }
     }
@@ -253,14 +287,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn named_counters_outlive_the_snapshot_that_made_them() {
+        let config = crate::config::parse(crate::config::EXAMPLE, "example").unwrap();
+        let core = CoreStats::for_config(&config);
+        core.route(0, "hello").record(200);
+        // A reload builds its snapshot's counters again by name: the same
+        // counter, so /metrics never goes back.
+        let again = core.route(0, "hello");
+        again.record(200);
+        assert_eq!(core.route_get(0, "hello", |b| b.get(1)), 2);
+        assert!(Arc::ptr_eq(
+            &core.cluster("local-app"),
+            &core.cluster("local-app")
+        ));
+        assert_eq!(core.route_get(0, "missing", |b| b.get(1)), 0);
+    }
+
+    #[test]
     fn cores_are_summed_per_label() {
         let config = crate::config::parse(crate::config::EXAMPLE, "example").unwrap();
         let a = Arc::new(CoreStats::for_config(&config));
         let b = Arc::new(CoreStats::for_config(&config));
-        a.routes[0][0].record(200);
-        b.routes[0][0].record(204);
-        b.routes[0][0].record(503);
-        a.clusters[0].connect_failures.inc();
+        a.route(0, "hello").record(200);
+        b.route(0, "hello").record(204);
+        b.route(0, "hello").record(503);
+        a.cluster("local-app").connect_failures.inc();
         a.listeners[0].unrouted.record(404);
         let text = render(
             &config,

@@ -6,12 +6,13 @@
 //! listener, and nothing half-starts.
 
 use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 use futures_channel::mpsc::{unbounded, UnboundedSender};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{error, info, warn};
 
@@ -19,21 +20,23 @@ use crate::admin::{self, AdminState};
 use crate::config::model::Workers;
 use crate::config::Config;
 use crate::metrics::{CoreStats, WorkerInfo};
-use crate::worker::{self, WorkerMsg, WorkerSetup};
+use crate::worker::{self, Reload, WorkerMsg, WorkerSetup};
 use crate::{dns, StartError};
 
 /// Backlog per listener socket; the kernel caps it at somaxconn.
 const BACKLOG: i32 = 4096;
 
-/// Run the proxy until SIGTERM or SIGINT, then drain and return.
-pub fn run(config: Config) -> Result<(), StartError> {
+/// Run the proxy until SIGTERM or SIGINT, then drain and return. SIGHUP
+/// reloads `source` (when the config came from a file) without dropping a
+/// request.
+pub fn run(config: Config, source: Option<PathBuf>) -> Result<(), StartError> {
     let config = Arc::new(config);
     let placement = placement(&config);
     let workers = placement.len();
 
     // Catch signals from now on, so one during startup still drains cleanly.
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(StartError::Signals)?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(StartError::Signals)?;
 
     let mut sockets: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
     let mut bound_addrs = Vec::with_capacity(config.listeners.len());
@@ -123,23 +126,76 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
     infos.sort_by_key(|w| w.id);
     admin_state.set_workers(infos);
-    let refresher = dns::spawn_refresher(&config, endpoints, controls.clone());
+    let mut refresher = dns::spawn_refresher(&config, 0, endpoints, controls.clone());
     admin_state.ready.store(true, Ordering::Release);
     info!(workers, "ringmesh-proxy ready");
     if let Some(hint) = try_hint(&config, &bound_addrs) {
         info!("try: {hint}");
     }
 
-    let signal = signals.forever().next();
+    let mut current = config.clone();
+    let mut generation = 0;
+    let signal = loop {
+        match signals.forever().next() {
+            Some(SIGHUP) => match reload(source.as_deref(), &current) {
+                Ok(new) => {
+                    generation += 1;
+                    let endpoints = dns::resolve_all(&new);
+                    if let Some(r) = refresher.take() {
+                        r.stop();
+                    }
+                    let msg = Arc::new(Reload {
+                        config: new.clone(),
+                        endpoints: endpoints.clone(),
+                        generation,
+                    });
+                    for c in &controls {
+                        let _ = c.unbounded_send(WorkerMsg::Config(msg.clone()));
+                    }
+                    refresher = dns::spawn_refresher(&new, generation, endpoints, controls.clone());
+                    admin_state.set_config(new.clone(), format!("reload-{generation}"));
+                    info!(generation, "config reloaded");
+                    current = new;
+                }
+                Err(e) => error!("config reload rejected; the running config stays in force:\n{e}"),
+            },
+            other => break other,
+        }
+    };
     info!(signal = ?signal, drain_timeout = ?config.runtime.drain_timeout, "draining");
     admin_state.ready.store(false, Ordering::Release);
-    if let Some(r) = refresher {
+    if let Some(r) = refresher.take() {
         r.stop();
     }
     stop(&controls, threads, config.runtime.drain_timeout);
     drop(admin_thread);
     info!("stopped");
     Ok(())
+}
+
+/// Read and check a new config for a running proxy. Listeners are bound
+/// once, at start, so the listener set must stay as it is; runtime and
+/// admin changes are reported and wait for a restart.
+fn reload(source: Option<&Path>, current: &Config) -> Result<Arc<Config>, String> {
+    let path = source.ok_or("started on the built-in example: no file to reload")?;
+    let new = crate::config::load(path).map_err(|e| e.to_string())?;
+    let names = |c: &Config| -> Vec<(String, SocketAddr)> {
+        c.listeners
+            .iter()
+            .map(|l| (l.name.clone(), l.address))
+            .collect()
+    };
+    if names(&new) != names(current) {
+        return Err(format!(
+            "{}: listeners (names and addresses) changed; that needs a restart. Running: {:?}",
+            path.display(),
+            names(current)
+        ));
+    }
+    if new.runtime != current.runtime || new.admin != current.admin {
+        warn!("runtime and admin settings take effect at the next restart");
+    }
+    Ok(Arc::new(new))
 }
 
 /// A `curl` command that reaches a direct-response route, so a user who

@@ -21,30 +21,110 @@ use crate::cluster::{ClusterState, StatsRef};
 use crate::config::model::IoMode;
 use crate::config::Config;
 use crate::drain::Drain;
-use crate::metrics::CoreStats;
+use crate::metrics::{ByClass, CoreStats};
 
 /// Messages from the main thread to a worker.
 #[derive(Debug)]
 pub enum WorkerMsg {
     /// Stop accepting, finish in-flight requests, exit by the deadline.
     Drain { deadline: Duration },
-    /// A cluster's endpoints changed (DNS refresh).
+    /// A cluster's endpoints changed (DNS refresh) in config `generation`.
     Endpoints {
+        generation: u64,
         cluster: usize,
         addrs: Arc<[SocketAddr]>,
     },
+    /// A new config: swap to it between requests.
+    Config(Arc<Reload>),
+}
+
+/// A config to swap to, with its clusters' resolved endpoints.
+#[derive(Debug)]
+pub struct Reload {
+    pub config: Arc<Config>,
+    pub endpoints: Vec<Arc<[SocketAddr]>>,
+    /// Increases with every reload; endpoint updates name the generation
+    /// whose cluster indices they use.
+    pub generation: u64,
 }
 
 /// The config a request runs on, with this core's state built from it. A
-/// request holds an `Rc` of the snapshot it started with.
+/// request holds an `Rc` of the snapshot it started with, so a request in
+/// flight during a swap finishes on the config it started with.
 pub struct Snapshot {
     pub config: Arc<Config>,
-    pub clusters: Vec<ClusterState>,
+    /// Per cluster of `config`, in order. A cluster whose settings did not
+    /// change across a swap is the same `Rc`: its pool carries over.
+    pub clusters: Vec<Rc<ClusterState>>,
+    /// `route_stats[listener][route]`.
+    pub route_stats: Vec<Vec<Arc<ByClass>>>,
+    pub generation: u64,
+}
+
+impl Snapshot {
+    /// Build this core's state for `config`, reusing what `old` has for
+    /// clusters whose settings are unchanged.
+    pub fn build(core: &CoreContext, reload: &Reload, old: Option<&Snapshot>) -> Snapshot {
+        let config = &reload.config;
+        let clusters = config
+            .clusters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let kept = old.and_then(|o| {
+                    let j = o.config.clusters.iter().position(|oc| oc.name == c.name)?;
+                    (o.config.clusters[j].same_settings(c)).then(|| o.clusters[j].clone())
+                });
+                match kept {
+                    Some(state) => {
+                        // Endpoints that stay keep their idle connections.
+                        state.set_endpoints(&reload.endpoints[i]);
+                        state
+                    }
+                    None => {
+                        let stats = Arc::new(StatsRef(core.stats.cluster(&c.name)));
+                        Rc::new(ClusterState::new(
+                            c,
+                            &reload.endpoints[i],
+                            core.id,
+                            core.workers,
+                            stats,
+                        ))
+                    }
+                }
+            })
+            .collect();
+        let route_stats = config
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(li, l)| {
+                l.routes
+                    .iter()
+                    .map(|r| core.stats.route(li, &r.name))
+                    .collect()
+            })
+            .collect();
+        Snapshot {
+            config: config.clone(),
+            clusters,
+            route_stats,
+            generation: reload.generation,
+        }
+    }
+}
+
+/// What building a snapshot needs to know about the core.
+pub struct CoreContext {
+    pub id: usize,
+    pub workers: usize,
+    pub stats: Arc<CoreStats>,
 }
 
 /// Per-core context shared by every connection task on the core.
 pub struct Core {
     pub id: usize,
+    pub workers: usize,
     snapshot: RefCell<Rc<Snapshot>>,
     pub stats: Arc<CoreStats>,
     pub drain: Drain,
@@ -63,6 +143,30 @@ pub struct Core {
 impl Core {
     pub fn snapshot(&self) -> Rc<Snapshot> {
         self.snapshot.borrow().clone()
+    }
+
+    /// Swap to a new config. Requests already running keep the snapshot
+    /// they hold; the next request on every connection uses the new one.
+    fn swap(&self, reload: &Reload) {
+        let ctx = CoreContext {
+            id: self.id,
+            workers: self.workers,
+            stats: self.stats.clone(),
+        };
+        let new = Snapshot::build(&ctx, reload, Some(&self.snapshot()));
+        let old = self.snapshot.replace(Rc::new(new));
+        // Clusters that are gone: close their idle upstream connections.
+        let kept = self.snapshot();
+        for c in &old.clusters {
+            if !kept.clusters.iter().any(|k| Rc::ptr_eq(k, c)) {
+                c.close_idle();
+            }
+        }
+        info!(
+            worker = self.id,
+            generation = reload.generation,
+            "config swapped"
+        );
     }
 }
 
@@ -182,24 +286,21 @@ async fn serve(setup: WorkerSetup) {
         mut control,
         ..
     } = setup;
-    let clusters = config
-        .clusters
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let stats = Arc::new(StatsRef {
-                core: stats.clone(),
-                index: i,
-            });
-            ClusterState::new(c, &endpoints[i], id, workers, stats)
-        })
-        .collect();
+    let first = Reload {
+        config: config.clone(),
+        endpoints,
+        generation: 0,
+    };
+    let ctx = CoreContext {
+        id,
+        workers,
+        stats: stats.clone(),
+    };
+    let snapshot = Snapshot::build(&ctx, &first, None);
     let core = Rc::new(Core {
         id,
-        snapshot: RefCell::new(Rc::new(Snapshot {
-            config: config.clone(),
-            clusters,
-        })),
+        workers,
+        snapshot: RefCell::new(Rc::new(snapshot)),
         stats,
         drain: Drain::default(),
         rng: RefCell::new(fastrand::Rng::new()),
@@ -223,11 +324,21 @@ async fn serve(setup: WorkerSetup) {
     let deadline = loop {
         match control.next().await {
             Some(WorkerMsg::Drain { deadline }) => break deadline,
-            Some(WorkerMsg::Endpoints { cluster, addrs }) => {
-                if let Some(c) = core.snapshot().clusters.get(cluster) {
-                    c.set_endpoints(&addrs);
+            Some(WorkerMsg::Endpoints {
+                generation,
+                cluster,
+                addrs,
+            }) => {
+                let snap = core.snapshot();
+                // An update computed for a config this core has left
+                // would name the wrong cluster.
+                if snap.generation == generation {
+                    if let Some(c) = snap.clusters.get(cluster) {
+                        c.set_endpoints(&addrs);
+                    }
                 }
             }
+            Some(WorkerMsg::Config(reload)) => core.swap(&reload),
             // The main thread is gone: drain with the configured timeout.
             None => break config.runtime.drain_timeout,
         }

@@ -135,6 +135,17 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Same balancing, pool and timeouts: a core may keep its state (pools,
+    /// cursors) for this cluster across a config swap. Endpoints may differ:
+    /// they are replaced in place, keeping the connections of those that
+    /// stay.
+    pub fn same_settings(&self, other: &Cluster) -> bool {
+        self.name == other.name
+            && self.lb == other.lb
+            && self.connect_timeout == other.connect_timeout
+            && self.pool == other.pool
+    }
+
     pub fn has_dns_endpoints(&self) -> bool {
         self.endpoints
             .iter()
