@@ -11,6 +11,7 @@
 //! - `dns`: endpoint names resolved off the request cores.
 
 pub mod admin;
+pub mod agent;
 pub mod cluster;
 pub mod config;
 pub mod conn;

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ringmesh_proxy::{config, server};
+use ringmesh_proto::v1 as pb;
+use ringmesh_proxy::{agent, config, server};
 
 #[derive(Parser)]
 #[command(
@@ -23,8 +24,41 @@ struct Cli {
     #[arg(long, default_value = "info", env = "RINGMESH_LOG")]
     log: String,
 
+    #[command(flatten)]
+    control: ControlArgs,
+
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// Dynamic mode: listeners, routes and clusters come from ringmesh-control;
+/// `--config`, if given, supplies only `runtime` and `admin`.
+#[derive(clap::Args)]
+struct ControlArgs {
+    /// ringmesh-control's discovery address, e.g. 127.0.0.1:15010.
+    #[arg(long, value_name = "ADDR")]
+    control_plane: Option<String>,
+    /// This proxy's unique id.
+    #[arg(long, requires = "control_plane")]
+    node: Option<String>,
+    /// The Service this sidecar fronts, or the Gateway this proxy is.
+    #[arg(long, requires = "control_plane")]
+    service: Option<String>,
+    /// sidecar or gateway.
+    #[arg(long, default_value = "sidecar")]
+    role: String,
+    /// Sidecar: where the local workload listens.
+    #[arg(long, value_name = "ADDR")]
+    workload: Option<String>,
+    /// Sidecar: where other proxies reach this one.
+    #[arg(long, value_name = "ADDR")]
+    inbound: Option<String>,
+    /// Sidecar: where the local workload sends outbound calls.
+    #[arg(long, value_name = "ADDR")]
+    outbound: Option<String>,
+    /// Bootstrap token for the control plane.
+    #[arg(long, env = "RINGMESH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -46,6 +80,9 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
 
+    if let Some(cp) = cli.control.control_plane.clone() {
+        return dynamic(&cli, cp);
+    }
     let loaded = match &cli.config {
         Some(path) => config::load(path),
         None => config::parse(config::EXAMPLE, "<built-in example>"),
@@ -79,7 +116,12 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match server::run(config, cli.config.clone()) {
+            let source = server::Source::File(cli.config.clone());
+            match server::run(
+                std::sync::Arc::new(config),
+                source,
+                std::sync::mpsc::channel(),
+            ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("ringmesh-proxy: {e}");
@@ -88,4 +130,84 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Run from the control plane: start the agent, wait for the first
+/// snapshot, then serve it like a file config.
+fn dynamic(cli: &Cli, endpoint: String) -> ExitCode {
+    let c = &cli.control;
+    let fail = |msg: String| {
+        eprintln!("ringmesh-proxy: {msg}");
+        ExitCode::from(2)
+    };
+    let (Some(node), Some(service)) = (c.node.clone(), c.service.clone()) else {
+        return fail("--control-plane needs --node and --service".into());
+    };
+    let Some(token) = c.token.clone() else {
+        return fail("--control-plane needs --token (or RINGMESH_TOKEN)".into());
+    };
+    let role = match c.role.as_str() {
+        "sidecar" => pb::Role::Sidecar,
+        "gateway" => pb::Role::Gateway,
+        other => return fail(format!("--role must be sidecar or gateway, not `{other}`")),
+    };
+    let (runtime, admin) = match bootstrap(cli.config.as_deref()) {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    let endpoint = if endpoint.contains("://") {
+        endpoint
+    } else {
+        format!("http://{endpoint}")
+    };
+    let opts = agent::AgentOptions {
+        endpoint,
+        token,
+        node: pb::Node {
+            id: node,
+            service,
+            role: role as i32,
+            workload_address: c.workload.clone().unwrap_or_default(),
+            inbound_address: c.inbound.clone().unwrap_or_default(),
+            outbound_address: c.outbound.clone().unwrap_or_default(),
+        },
+        runtime,
+        admin,
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<server::Event>();
+    if let Err(e) = agent::spawn(opts, tx.clone()) {
+        return fail(format!("cannot start the control agent: {e}"));
+    }
+    tracing::info!("waiting for the first snapshot from the control plane");
+    let first = loop {
+        match rx.recv() {
+            Ok(server::Event::Snapshot(s)) => break s,
+            Ok(server::Event::Signal(_)) => continue,
+            Err(_) => return fail("the control agent stopped".into()),
+        }
+    };
+    let (config, version) = (first.config.clone(), first.version.clone());
+    let _ = first.reply.send(Ok(()));
+    match server::run(config, server::Source::ControlPlane { version }, (tx, rx)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringmesh-proxy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `runtime` and `admin` from a bootstrap file (listeners and clusters in
+/// it are ignored: they come from the control plane).
+fn bootstrap(
+    path: Option<&std::path::Path>,
+) -> Result<(Option<pb::Runtime>, Option<pb::Admin>), String> {
+    let Some(path) = path else {
+        return Ok((None, None));
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let raw: config::raw::RawConfig =
+        serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let wire = config::proto::from_raw(&raw).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((wire.runtime, wire.admin))
 }

@@ -21,16 +21,39 @@ use crate::config::model::Workers;
 use crate::config::Config;
 use crate::metrics::{CoreStats, WorkerInfo};
 use crate::worker::{self, Reload, WorkerMsg, WorkerSetup};
-use crate::{dns, StartError};
+use crate::{agent, dns, StartError};
 
 /// Backlog per listener socket; the kernel caps it at somaxconn.
 const BACKLOG: i32 = 4096;
 
-/// Run the proxy until SIGTERM or SIGINT, then drain and return. SIGHUP
-/// reloads `source` (when the config came from a file) without dropping a
-/// request.
-pub fn run(config: Config, source: Option<PathBuf>) -> Result<(), StartError> {
-    let config = Arc::new(config);
+/// What the main thread waits for once the proxy serves.
+pub enum Event {
+    Signal(i32),
+    /// A validated snapshot from the control agent.
+    Snapshot(agent::Snapshot),
+}
+
+impl From<agent::Snapshot> for Event {
+    fn from(s: agent::Snapshot) -> Event {
+        Event::Snapshot(s)
+    }
+}
+
+/// Where the config comes from, and so what may replace it.
+pub enum Source {
+    /// A file (`None`: the built-in example); SIGHUP re-reads it.
+    File(Option<PathBuf>),
+    /// The control plane: the agent sends snapshots as events.
+    ControlPlane { version: String },
+}
+
+/// The channel the main thread waits on: signals and snapshots.
+pub type Events = (mpsc::Sender<Event>, mpsc::Receiver<Event>);
+
+/// Run the proxy until SIGTERM or SIGINT, then drain and return. New
+/// configs (SIGHUP for a file, snapshots from the control plane) are
+/// swapped in on every core without dropping a request.
+pub fn run(config: Arc<Config>, source: Source, events: Events) -> Result<(), StartError> {
     let placement = placement(&config);
     let workers = placement.len();
 
@@ -71,6 +94,9 @@ pub fn run(config: Config, source: Option<PathBuf>) -> Result<(), StartError> {
         .map(|_| Arc::new(CoreStats::for_config(&config)))
         .collect();
     let admin_state = Arc::new(AdminState::new(config.clone(), stats.clone()));
+    if let Source::ControlPlane { version } = &source {
+        admin_state.set_config(config.clone(), version.clone());
+    }
     let admin_thread = admin_socket
         .map(|s| admin::spawn(s, admin_state.clone()))
         .transpose()
@@ -126,45 +152,61 @@ pub fn run(config: Config, source: Option<PathBuf>) -> Result<(), StartError> {
     }
     infos.sort_by_key(|w| w.id);
     admin_state.set_workers(infos);
-    let mut refresher = dns::spawn_refresher(&config, 0, endpoints, controls.clone());
+    let refresher = dns::spawn_refresher(&config, 0, endpoints, controls.clone());
     admin_state.ready.store(true, Ordering::Release);
     info!(workers, "ringmesh-proxy ready");
     if let Some(hint) = try_hint(&config, &bound_addrs) {
         info!("try: {hint}");
     }
 
-    let mut current = config.clone();
-    let mut generation = 0;
-    let signal = loop {
-        match signals.forever().next() {
-            Some(SIGHUP) => match reload(source.as_deref(), &current) {
-                Ok(new) => {
-                    generation += 1;
-                    let endpoints = dns::resolve_all(&new);
-                    if let Some(r) = refresher.take() {
-                        r.stop();
-                    }
-                    let msg = Arc::new(Reload {
-                        config: new.clone(),
-                        endpoints: endpoints.clone(),
-                        generation,
-                    });
-                    for c in &controls {
-                        let _ = c.unbounded_send(WorkerMsg::Config(msg.clone()));
-                    }
-                    refresher = dns::spawn_refresher(&new, generation, endpoints, controls.clone());
-                    admin_state.set_config(new.clone(), format!("reload-{generation}"));
-                    info!(generation, "config reloaded");
-                    current = new;
+    let (events_tx, events) = events;
+    std::thread::Builder::new()
+        .name("ringmesh-signals".into())
+        .spawn(move || {
+            for s in signals.forever() {
+                if events_tx.send(Event::Signal(s)).is_err() {
+                    return;
                 }
-                Err(e) => error!("config reload rejected; the running config stays in force:\n{e}"),
+            }
+        })
+        .map_err(StartError::Thread)?;
+    let mut live = Live {
+        current: config.clone(),
+        generation: 0,
+        controls: controls.clone(),
+        refresher,
+        admin: admin_state.clone(),
+    };
+    let signal = loop {
+        match events.recv() {
+            Ok(Event::Signal(SIGHUP)) => match &source {
+                Source::File(path) => {
+                    match reload(path.as_deref()).and_then(|new| live.apply(new, None)) {
+                        Ok(()) => info!(generation = live.generation, "config reloaded"),
+                        Err(e) => error!(
+                            "config reload rejected; the running config stays in force:\n{e}"
+                        ),
+                    }
+                }
+                Source::ControlPlane { .. } => {
+                    warn!("SIGHUP ignored: the config comes from the control plane")
+                }
             },
-            other => break other,
+            Ok(Event::Signal(other)) => break Some(other),
+            Ok(Event::Snapshot(snap)) => {
+                let result = live.apply(snap.config, Some(snap.version.clone()));
+                if result.is_ok() {
+                    info!(version = %snap.version, "snapshot in force on every core");
+                }
+                let _ = snap.reply.send(result);
+            }
+            Err(_) => break None,
         }
     };
+    let refresher = live.refresher.take();
     info!(signal = ?signal, drain_timeout = ?config.runtime.drain_timeout, "draining");
     admin_state.ready.store(false, Ordering::Release);
-    if let Some(r) = refresher.take() {
+    if let Some(r) = refresher {
         r.stop();
     }
     stop(&controls, threads, config.runtime.drain_timeout);
@@ -173,29 +215,65 @@ pub fn run(config: Config, source: Option<PathBuf>) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Read and check a new config for a running proxy. Listeners are bound
-/// once, at start, so the listener set must stay as it is; runtime and
-/// admin changes are reported and wait for a restart.
-fn reload(source: Option<&Path>, current: &Config) -> Result<Arc<Config>, String> {
+/// Read and check the config file again.
+fn reload(source: Option<&Path>) -> Result<Arc<Config>, String> {
     let path = source.ok_or("started on the built-in example: no file to reload")?;
-    let new = crate::config::load(path).map_err(|e| e.to_string())?;
-    let names = |c: &Config| -> Vec<(String, SocketAddr)> {
-        c.listeners
-            .iter()
-            .map(|l| (l.name.clone(), l.address))
-            .collect()
-    };
-    if names(&new) != names(current) {
-        return Err(format!(
-            "{}: listeners (names and addresses) changed; that needs a restart. Running: {:?}",
-            path.display(),
-            names(current)
-        ));
+    crate::config::load(path)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+/// The running proxy's config state on the main thread.
+struct Live {
+    current: Arc<Config>,
+    generation: u64,
+    controls: Vec<UnboundedSender<WorkerMsg>>,
+    refresher: Option<dns::Refresher>,
+    admin: Arc<AdminState>,
+}
+
+impl Live {
+    /// Swap every core to `new`. Listeners are bound once, at start, so
+    /// the listener set must stay as it is; runtime and admin changes are
+    /// reported and wait for a restart. `version` names it in
+    /// `/config_dump` (`reload-N` when None).
+    fn apply(&mut self, new: Arc<Config>, version: Option<String>) -> Result<(), String> {
+        let names = |c: &Config| -> Vec<(String, SocketAddr)> {
+            c.listeners
+                .iter()
+                .map(|l| (l.name.clone(), l.address))
+                .collect()
+        };
+        if names(&new) != names(&self.current) {
+            return Err(format!(
+                "listeners (names and addresses) changed; that needs a restart. Running: {:?}, new: {:?}",
+                names(&self.current),
+                names(&new)
+            ));
+        }
+        if new.runtime != self.current.runtime || new.admin != self.current.admin {
+            warn!("runtime and admin settings take effect at the next restart");
+        }
+        self.generation += 1;
+        let generation = self.generation;
+        let endpoints = dns::resolve_all(&new);
+        if let Some(r) = self.refresher.take() {
+            r.stop();
+        }
+        let msg = Arc::new(Reload {
+            config: new.clone(),
+            endpoints: endpoints.clone(),
+            generation,
+        });
+        for c in &self.controls {
+            let _ = c.unbounded_send(WorkerMsg::Config(msg.clone()));
+        }
+        self.refresher = dns::spawn_refresher(&new, generation, endpoints, self.controls.clone());
+        let version = version.unwrap_or_else(|| format!("reload-{generation}"));
+        self.admin.set_config(new.clone(), version);
+        self.current = new;
+        Ok(())
     }
-    if new.runtime != current.runtime || new.admin != current.admin {
-        warn!("runtime and admin settings take effect at the next restart");
-    }
-    Ok(Arc::new(new))
 }
 
 /// A `curl` command that reaches a direct-response route, so a user who

@@ -1,0 +1,287 @@
+//! The control agent: the proxy's side of the discovery stream.
+//!
+//! It runs on a thread of its own with a small tokio runtime, off the
+//! request cores. It holds the stream to `ringmesh-control`, turns each
+//! snapshot into a validated `Config` by the same path a file takes
+//! (`config::proto` then `config::validate`), hands it to the main thread
+//! to apply on every core, and answers ACK or NACK (with the errors).
+//! When the control plane is away it keeps the last good config in force
+//! and reconnects with jittered exponential backoff, telling the control
+//! plane which version it runs.
+
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringmesh_proto::v1 as pb;
+use tokio_stream::wrappers::ReceiverStream;
+use tracing::{info, warn};
+
+use crate::config::{self, Config};
+
+pub struct AgentOptions {
+    /// `http://host:port` of ringmesh-control.
+    pub endpoint: String,
+    pub token: String,
+    pub node: pb::Node,
+    /// Runtime and admin settings come from the local bootstrap file, not
+    /// the control plane: they apply at start only.
+    pub runtime: Option<pb::Runtime>,
+    pub admin: Option<pb::Admin>,
+}
+
+/// A validated snapshot for the main thread to apply. It answers on
+/// `reply`: Ok when every core has it, Err (the reason) when it cannot be
+/// applied (e.g. it changes listeners).
+pub struct Snapshot {
+    pub config: Arc<Config>,
+    pub version: String,
+    pub reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// Start the agent thread; snapshots arrive through `deliver`.
+pub fn spawn<E: From<Snapshot> + Send + 'static>(
+    opts: AgentOptions,
+    deliver: Sender<E>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("ringmesh-agent".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    warn!(error = %e, "control agent cannot start its runtime");
+                    return;
+                }
+            };
+            rt.block_on(run(opts, deliver));
+        })?;
+    Ok(())
+}
+
+/// The config the proxy runs, as the control plane sent it, and its version.
+type Running = Option<(pb::ProxyConfig, String)>;
+
+async fn run<E: From<Snapshot>>(opts: AgentOptions, deliver: Sender<E>) {
+    let mut running: Running = None;
+    let mut backoff = Backoff::default();
+    loop {
+        match session(&opts, &deliver, &mut running, &mut backoff).await {
+            Ok(()) => info!("control plane closed the stream; reconnecting"),
+            Err(e) => warn!(error = %e, "control plane unreachable; the config in force stays"),
+        }
+        tokio::time::sleep(backoff.next()).await;
+    }
+}
+
+/// Exponential backoff from 100 ms to 10 s, with full jitter so a fleet of
+/// proxies does not reconnect in lockstep when the control plane returns.
+#[derive(Default)]
+struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let cap = Duration::from_millis(100)
+            .saturating_mul(1 << self.attempt.min(7))
+            .min(Duration::from_secs(10));
+        self.attempt += 1;
+        Duration::from_millis(fastrand::u64(
+            cap.as_millis() as u64 / 2..=cap.as_millis() as u64,
+        ))
+    }
+
+    fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+async fn session<E: From<Snapshot>>(
+    opts: &AgentOptions,
+    deliver: &Sender<E>,
+    running: &mut Running,
+    backoff: &mut Backoff,
+) -> Result<(), String> {
+    let channel = tonic::transport::Endpoint::from_shared(opts.endpoint.clone())
+        .map_err(|e| format!("{}: {e}", opts.endpoint))?
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .map_err(|e| format!("{}: {e}", opts.endpoint))?;
+    let mut client = pb::discovery_client::DiscoveryClient::new(channel);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let hello = pb::DiscoveryRequest {
+        node: Some(opts.node.clone()),
+        version: running.as_ref().map(|r| r.1.clone()).unwrap_or_default(),
+        ..Default::default()
+    };
+    tx.send(hello).await.map_err(|e| e.to_string())?;
+    let mut req = tonic::Request::new(ReceiverStream::new(rx));
+    let auth = format!("Bearer {}", opts.token)
+        .parse()
+        .map_err(|_| "the token is not a valid header value".to_string())?;
+    req.metadata_mut().insert("authorization", auth);
+    let mut stream = client
+        .stream(req)
+        .await
+        .map_err(|s| format!("{}: {}", s.code(), s.message()))?
+        .into_inner();
+    info!(endpoint = %opts.endpoint, node = %opts.node.id, "connected to the control plane");
+    backoff.reset();
+    while let Some(resp) = stream
+        .message()
+        .await
+        .map_err(|s| format!("{}: {}", s.code(), s.message()))?
+    {
+        let answer = match apply(opts, deliver, running, &resp).await {
+            Ok(()) => {
+                info!(version = %resp.version, "snapshot applied; ACK");
+                pb::DiscoveryRequest {
+                    version: resp.version.clone(),
+                    response_nonce: resp.nonce.clone(),
+                    ..Default::default()
+                }
+            }
+            Err(errors) => {
+                warn!(version = %resp.version, errors = ?errors, "snapshot rejected; NACK, the config in force stays");
+                pb::DiscoveryRequest {
+                    version: resp.version.clone(),
+                    response_nonce: resp.nonce.clone(),
+                    nack: Some(pb::Nack { errors }),
+                    ..Default::default()
+                }
+            }
+        };
+        tx.send(answer).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Validate a response and have it applied; the errors if it cannot be.
+async fn apply<E: From<Snapshot>>(
+    opts: &AgentOptions,
+    deliver: &Sender<E>,
+    running: &mut Running,
+    resp: &pb::DiscoveryResponse,
+) -> Result<(), Vec<String>> {
+    let wire = next_config(running.as_ref().map(|r| &r.0), resp)?;
+    let mut full = wire.clone();
+    full.runtime = opts.runtime.clone();
+    full.admin = opts.admin.clone();
+    let config = config::validate(
+        &config::proto::to_raw(&full),
+        &format!("snapshot {}", resp.version),
+    )
+    .map_err(|e| e.to_string().lines().map(String::from).collect::<Vec<_>>())?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let snapshot = Snapshot {
+        config: Arc::new(config),
+        version: resp.version.clone(),
+        reply,
+    };
+    deliver
+        .send(E::from(snapshot))
+        .map_err(|_| vec!["the proxy is shutting down".to_string()])?;
+    match answer.await {
+        Ok(Ok(())) => {
+            *running = Some((wire, resp.version.clone()));
+            Ok(())
+        }
+        Ok(Err(why)) => Err(vec![why]),
+        Err(_) => Err(vec!["the proxy is shutting down".to_string()]),
+    }
+}
+
+/// The whole config a response describes: its config, or the running one
+/// with some clusters' endpoints replaced.
+fn next_config(
+    running: Option<&pb::ProxyConfig>,
+    resp: &pb::DiscoveryResponse,
+) -> Result<pb::ProxyConfig, Vec<String>> {
+    match &resp.resource {
+        Some(pb::discovery_response::Resource::Config(c)) => Ok(c.clone()),
+        Some(pb::discovery_response::Resource::Endpoints(update)) => {
+            let mut c = running
+                .cloned()
+                .ok_or_else(|| vec!["an endpoint update before any config".to_string()])?;
+            for ce in &update.clusters {
+                let cluster = c
+                    .clusters
+                    .iter_mut()
+                    .find(|k| k.name == ce.cluster)
+                    .ok_or_else(|| {
+                        vec![format!(
+                            "endpoint update for unknown cluster `{}`",
+                            ce.cluster
+                        )]
+                    })?;
+                cluster.endpoints = ce.endpoints.clone();
+            }
+            Ok(c)
+        }
+        None => Err(vec![
+            "a response with neither config nor endpoints".to_string()
+        ]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(name: &str, eps: &[&str]) -> pb::Cluster {
+        pb::Cluster {
+            name: name.into(),
+            endpoints: eps.iter().map(|e| e.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn endpoint_updates_apply_to_the_running_config() {
+        let running = pb::ProxyConfig {
+            clusters: vec![cluster("a", &["127.0.0.1:1"]), cluster("b", &[])],
+            ..Default::default()
+        };
+        let update = |name: &str| pb::DiscoveryResponse {
+            resource: Some(pb::discovery_response::Resource::Endpoints(
+                pb::EndpointUpdate {
+                    clusters: vec![pb::ClusterEndpoints {
+                        cluster: name.into(),
+                        endpoints: vec!["127.0.0.1:2".into()],
+                    }],
+                },
+            )),
+            ..Default::default()
+        };
+        let next = next_config(Some(&running), &update("b")).unwrap();
+        assert_eq!(next.clusters[1].endpoints, ["127.0.0.1:2"]);
+        assert_eq!(next.clusters[0], running.clusters[0]);
+        assert_eq!(
+            next_config(Some(&running), &update("zz")).unwrap_err(),
+            ["endpoint update for unknown cluster `zz`"]
+        );
+        assert!(next_config(None, &update("b")).is_err());
+    }
+
+    #[test]
+    fn backoff_grows_jittered_and_capped() {
+        let mut b = Backoff::default();
+        let first = b.next();
+        assert!(
+            first >= Duration::from_millis(50) && first <= Duration::from_millis(100),
+            "{first:?}"
+        );
+        for _ in 0..20 {
+            assert!(b.next() <= Duration::from_secs(10));
+        }
+        let late = b.next();
+        assert!(late >= Duration::from_secs(5), "{late:?}");
+        b.reset();
+        assert!(b.next() <= Duration::from_millis(100));
+    }
+}
