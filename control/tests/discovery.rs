@@ -34,6 +34,7 @@ async fn start() -> Plane {
         resources: dir.path().to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         token: TOKEN.into(),
+        poll: Duration::from_millis(100),
     };
     tokio::spawn(serve(
         opts,

@@ -3,6 +3,7 @@
 //! `tests/tests/*.rs`.
 
 pub mod client;
+pub mod control;
 pub mod proxy;
 pub mod upstream;
 

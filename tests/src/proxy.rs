@@ -83,6 +83,12 @@ impl Proxy {
 
     /// Start, returning the log on failure instead of panicking.
     pub fn try_start(yaml: &str) -> Result<Proxy, String> {
+        Self::try_start_with(yaml, &[])
+    }
+
+    /// Start with extra arguments (e.g. `--control-plane ...`); `yaml` is
+    /// the `--config` file (only `runtime` and `admin` count then).
+    pub fn try_start_with(yaml: &str, args: &[String]) -> Result<Proxy, String> {
         let mut file = tempfile::Builder::new()
             .suffix(".yaml")
             .tempfile()
@@ -93,6 +99,7 @@ impl Proxy {
             .arg(file.path())
             .arg("--log")
             .arg("info")
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

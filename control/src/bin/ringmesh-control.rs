@@ -30,12 +30,17 @@ enum Cmd {
         /// Bootstrap token proxies must present.
         #[arg(long, env = "RINGMESH_TOKEN", hide_env_values = true)]
         token: String,
+        /// How often the resource directory is checked for changes.
+        #[arg(long, default_value = "300ms", value_parser = humantime::parse_duration)]
+        poll: std::time::Duration,
     },
 }
 
 fn main() -> ExitCode {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
@@ -44,6 +49,7 @@ fn main() -> ExitCode {
         resources,
         listen,
         token,
+        poll,
     } = Cli::parse().cmd;
     if token.len() < 16 {
         eprintln!("ringmesh-control: error: --token must be at least 16 characters");
@@ -64,6 +70,7 @@ fn main() -> ExitCode {
         resources,
         listen,
         token,
+        poll,
     };
     let shutdown = async {
         let term = async {

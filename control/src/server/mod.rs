@@ -19,6 +19,8 @@ pub struct ServeOptions {
     pub resources: PathBuf,
     pub listen: SocketAddr,
     pub token: String,
+    /// How often the resource directory is checked for changes.
+    pub poll: std::time::Duration,
 }
 
 /// Load the resources (refusing to start on errors), bind, and serve until
@@ -34,7 +36,11 @@ pub async fn serve(
         .await
         .map_err(|e| format!("bind {}: {e}", opts.listen))?;
     bound(listener.local_addr().map_err(|e| e.to_string())?);
-    let watcher = tokio::spawn(watch::watch_dir(opts.resources.clone(), hub.clone()));
+    let watcher = tokio::spawn(watch::watch_dir(
+        opts.resources.clone(),
+        hub.clone(),
+        opts.poll,
+    ));
     let service = discovery::DiscoveryService { hub: hub.clone() };
     let auth = discovery::authenticate(Arc::from(opts.token.as_str()));
     let result = tonic::transport::Server::builder()

@@ -1,4 +1,4 @@
-//! Watching the resource directory. Polling (every 300 ms, on names, sizes
+//! Watching the resource directory. Polling (every 300 ms by default, on names, sizes
 //! and modification times) works on every file system, containers' bind
 //! mounts included; a change is read once the directory has been still for
 //! one more poll, so an editor's multi-step save is read once.
@@ -10,8 +10,6 @@ use std::time::{Duration, SystemTime};
 use tracing::{error, info};
 
 use super::Hub;
-
-const POLL: Duration = Duration::from_millis(300);
 
 type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
 
@@ -30,16 +28,16 @@ fn fingerprint(dir: &Path) -> Fingerprint {
     out
 }
 
-pub async fn watch_dir(dir: PathBuf, hub: Arc<Hub>) {
+pub async fn watch_dir(dir: PathBuf, hub: Arc<Hub>, poll: Duration) {
     let mut seen = fingerprint(&dir);
     loop {
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(poll).await;
         let now = fingerprint(&dir);
         if now == seen {
             continue;
         }
         // Wait for the writes to settle.
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(poll).await;
         let settled = fingerprint(&dir);
         if settled != now {
             continue;

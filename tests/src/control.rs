@@ -1,0 +1,143 @@
+//! Start the real `ringmesh-control` and proxies that take their config
+//! from it.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use crate::proxy::{control_bin, Proxy};
+
+pub const TOKEN: &str = "e2e-bootstrap-token-0123456789";
+
+/// A running control plane; killed when dropped.
+pub struct ControlPlane {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl ControlPlane {
+    /// Serve `dir` on `addr` (port 0: any), checking it every 50 ms.
+    pub fn start(dir: &Path, addr: SocketAddr) -> ControlPlane {
+        let mut child = Command::new(control_bin())
+            .args([
+                "serve",
+                "--poll",
+                "50ms",
+                "--token",
+                TOKEN,
+                "--listen",
+                &addr.to_string(),
+                "--resources",
+            ])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ringmesh-control");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line.clone());
+                sink.lock().expect("log").push(line);
+            }
+        });
+        let addr = loop {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) if line.contains("discovery listening") => {
+                    break line
+                        .rsplit("address=")
+                        .next()
+                        .and_then(|a| a.trim().parse().ok());
+                }
+                Ok(_) => {}
+                Err(_) => break None,
+            }
+        };
+        match addr {
+            Some(addr) => ControlPlane { child, addr, log },
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "ringmesh-control did not say where it listens: {:?}",
+                    log.lock().expect("log")
+                );
+            }
+        }
+    }
+
+    pub fn log_count(&self, text: &str) -> usize {
+        self.log
+            .lock()
+            .expect("log")
+            .iter()
+            .filter(|l| l.contains(text))
+            .count()
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().expect("log").join("\n")
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback port (bound and released: fine for tests).
+pub fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+/// A sidecar for `service`, fronting `workload`, with fresh inbound and
+/// outbound addresses. One worker, no admin.
+pub fn sidecar(
+    cp: SocketAddr,
+    id: &str,
+    service: &str,
+    workload: SocketAddr,
+) -> (Proxy, SocketAddr, SocketAddr) {
+    let (inbound, outbound) = (free_addr(), free_addr());
+    let args: Vec<String> = [
+        "--control-plane",
+        &cp.to_string(),
+        "--node",
+        id,
+        "--service",
+        service,
+        "--workload",
+        &workload.to_string(),
+        "--inbound",
+        &inbound.to_string(),
+        "--outbound",
+        &outbound.to_string(),
+        "--token",
+        TOKEN,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let proxy = Proxy::try_start_with(
+        "runtime: { workers: 2 }\nadmin: { address: '127.0.0.1:0' }\n",
+        &args,
+    )
+    .unwrap_or_else(|e| panic!("sidecar {id} did not start: {e}"));
+    (proxy, inbound, outbound)
+}

@@ -1,0 +1,228 @@
+//! The control loop end to end, all real processes: ringmesh-control over
+//! a resource directory, two sidecars that take their config from it, and
+//! upstreams behind them.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringmesh_tests::control::{sidecar, ControlPlane};
+use ringmesh_tests::{closed_port, eventually, Client, Upstream};
+
+fn services(v2: &Upstream) -> String {
+    format!(
+        "kind: Service\nmetadata: {{ name: a }}\n---\nkind: Service\nmetadata: {{ name: b }}\n---\nkind: Service\nmetadata: {{ name: b-v1 }}\n---\nkind: Service\nmetadata: {{ name: b-v2 }}\nspec: {{ endpoints: ['{}'] }}\n",
+        v2.addr
+    )
+}
+
+fn split(v1: u64, v2: u64) -> String {
+    format!(
+        "kind: HTTPRoute\nmetadata: {{ name: b-split }}\nspec:\n  parentRefs: [ {{ name: b }} ]\n  rules: [ {{ backendRefs: [ {{ name: b-v1, weight: {v1} }}, {{ name: b-v2, weight: {v2} }} ] }} ]\n"
+    )
+}
+
+fn write(dir: &Path, file: &str, text: &str) {
+    // Write then rename, as editors and config tools do: the control plane
+    // never reads half a file.
+    let tmp = dir.join(format!(".{file}.tmp"));
+    std::fs::write(&tmp, text).expect("write");
+    std::fs::rename(&tmp, dir.join(file)).expect("rename");
+}
+
+/// `n` requests from A's sidecar to service `b`, counted by upstream name.
+fn sample(outbound: std::net::SocketAddr, n: usize) -> HashMap<String, usize> {
+    let mut c = Client::connect(outbound);
+    let mut seen = HashMap::new();
+    for _ in 0..n {
+        let r = c.get("/", "b");
+        assert_eq!(r.status, 200, "{}", r.text());
+        *seen.entry(r.text()).or_insert(0) += 1;
+    }
+    seen
+}
+
+struct Mesh {
+    dir: tempfile::TempDir,
+    cp: ControlPlane,
+    v1: Upstream,
+    v2: Upstream,
+    a: ringmesh_tests::Proxy,
+    a_out: std::net::SocketAddr,
+    _b: ringmesh_tests::Proxy,
+}
+
+fn mesh(v1_weight: u64, v2_weight: u64) -> Mesh {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "services.yaml", &services(&v2));
+    write(dir.path(), "routes.yaml", &split(v1_weight, v2_weight));
+    let cp = ControlPlane::start(dir.path(), "127.0.0.1:0".parse().expect("addr"));
+    // B's sidecar fronts v1: it registers as b-v1's endpoint.
+    let (b, _, _) = sidecar(cp.addr, "b-1", "b-v1", v1.addr);
+    let (a, _, a_out) = sidecar(cp.addr, "a-1", "a", closed_port());
+    Mesh {
+        dir,
+        cp,
+        v1,
+        v2,
+        a,
+        a_out,
+        _b: b,
+    }
+}
+
+fn in_force(m: &Mesh) -> usize {
+    m.a.log_count("snapshot in force on every core")
+}
+
+#[test]
+fn a_sidecar_reaches_a_service_by_name_and_follows_a_weight_change() {
+    let m = mesh(50, 50);
+    // B registers after A may have its first config: wait until A routes
+    // to B's sidecar too.
+    eventually("both versions reachable", Duration::from_secs(15), || {
+        sample(m.a_out, 40).len() == 2
+    });
+    let before = sample(m.a_out, 2000);
+    let share = before["v1"] as f64 / 2000.0;
+    assert!((share - 0.5).abs() < 0.05, "50/50 split: {before:?}");
+    assert!(
+        m.v1.requests() > 0,
+        "v1 reached through B's sidecar (its inbound listener)"
+    );
+
+    let applied = in_force(&m);
+    write(m.dir.path(), "routes.yaml", &split(90, 10));
+    eventually("the new weights in force", Duration::from_secs(10), || {
+        in_force(&m) > applied
+    });
+    let after = sample(m.a_out, 2000);
+    let share = after["v1"] as f64 / 2000.0;
+    assert!((share - 0.9).abs() < 0.03, "90/10 split: {after:?}");
+    let _ = &m.v2;
+}
+
+#[test]
+fn a_hundred_route_changes_under_load_fail_no_request() {
+    let m = mesh(100, 0);
+    eventually("v1 reachable", Duration::from_secs(15), || {
+        sample(m.a_out, 5).contains_key("v1")
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(std::sync::Mutex::new(Vec::new())),
+    );
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, ok, failed, out) = (stop.clone(), ok.clone(), failed.clone(), m.a_out);
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(120);
+                let mut c = Client::connect(out);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    let r = c.get("/", "b");
+                    if r.status == 200 {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed
+                            .lock()
+                            .expect("lock")
+                            .push(format!("{} {}", r.status, r.text()));
+                    }
+                }
+            })
+        })
+        .collect();
+    let start = in_force(&m);
+    for i in 1..=100 {
+        let (w1, w2) = if i % 2 == 1 { (0, 100) } else { (100, 0) };
+        write(m.dir.path(), "routes.yaml", &split(w1, w2));
+        eventually("change in force", Duration::from_secs(10), || {
+            in_force(&m) >= start + i
+        });
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().expect("client");
+    }
+    let failed = failed.lock().expect("lock");
+    assert!(
+        failed.is_empty(),
+        "{} failed, e.g. {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) > 1000,
+        "load ran: {}",
+        ok.load(Ordering::Relaxed)
+    );
+    // The last change (i = 100) sent everything to v1.
+    assert_eq!(sample(m.a_out, 50).get("v1"), Some(&50));
+}
+
+#[test]
+fn proxies_keep_serving_without_the_control_plane_and_resync() {
+    let m = mesh(100, 0);
+    eventually("v1 reachable", Duration::from_secs(15), || {
+        sample(m.a_out, 5).contains_key("v1")
+    });
+    let addr = m.cp.addr;
+    let Mesh {
+        dir,
+        cp,
+        a,
+        a_out,
+        _b,
+        v1,
+        v2,
+    } = m;
+    cp.kill();
+    // The config in force stays.
+    assert_eq!(sample(a_out, 200).get("v1"), Some(&200));
+    // A change made while the control plane is away reaches the proxies
+    // once it is back.
+    write(dir.path(), "routes.yaml", &split(0, 100));
+    let cp = ControlPlane::start(dir.path(), addr);
+    eventually("resync after restart", Duration::from_secs(20), || {
+        sample(a_out, 5).get("v2") == Some(&5)
+    });
+    assert!(
+        a.log_text().contains("control plane unreachable"),
+        "the agent noticed"
+    );
+    let _ = (cp, v1, v2);
+}
+
+#[test]
+fn a_bad_resource_file_is_rejected_and_never_reaches_a_proxy() {
+    let m = mesh(100, 0);
+    eventually("v1 reachable", Duration::from_secs(15), || {
+        sample(m.a_out, 5).contains_key("v1")
+    });
+    let applied = in_force(&m);
+    write(
+        m.dir.path(),
+        "routes.yaml",
+        &split(0, 100).replace("name: b-v2", "name: b-v3"),
+    );
+    eventually("rejection logged", Duration::from_secs(10), || {
+        m.cp.log_count("resource change rejected") == 1
+    });
+    let log = m.cp.log_text();
+    assert!(
+        log.contains("routes.yaml:5:64: HTTPRoute/b-split.spec.rules[0].backendRefs[1].name")
+            && log.contains("no Service named `b-v3`"),
+        "{log}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(in_force(&m), applied, "the proxy saw nothing");
+    assert_eq!(
+        sample(m.a_out, 50).get("v1"),
+        Some(&50),
+        "the old config still serves"
+    );
+}
