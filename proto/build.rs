@@ -3,7 +3,11 @@
 //! machine needs no `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["ringmesh/v1/config.proto", "ringmesh/v1/discovery.proto"];
+    let protos = [
+        "ringmesh/v1/config.proto",
+        "ringmesh/v1/discovery.proto",
+        "ringmesh/v1/admin.proto",
+    ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -9,3 +9,4 @@
 pub mod compile;
 pub mod resources;
 pub mod server;
+pub mod store;

@@ -94,6 +94,65 @@ pub(crate) fn validate_tests_mesh() -> &'static str {
     validate::tests::MESH
 }
 
+/// One resource document of a file, identified but not yet checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub kind: String,
+    pub name: String,
+    /// The document's own text (what `apply` stores).
+    pub text: String,
+    /// Its first line in the file.
+    pub line: u64,
+}
+
+/// Split a file into its resource documents, each with kind and name.
+pub fn documents(file: &str, text: &str) -> Result<Vec<Document>, ResourceErrors> {
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        name: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Ident {
+        kind: Option<String>,
+        metadata: Option<Meta>,
+    }
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (offset, doc) in validate::split_documents(text) {
+        let err = |message: String| ResourceError {
+            file: file.to_string(),
+            line: offset + 1,
+            column: 1,
+            path: String::new(),
+            message,
+        };
+        match serde_saphyr::from_str::<Ident>(doc) {
+            Ok(Ident {
+                kind: Some(kind),
+                metadata: Some(Meta { name: Some(name) }),
+            }) => out.push(Document {
+                kind,
+                name,
+                text: doc.to_string(),
+                line: offset + 1,
+            }),
+            Ok(_) => errors.push(err("a resource needs `kind` and `metadata.name`".into())),
+            Err(e) => errors.push(err(e
+                .without_snippet()
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or("invalid YAML")
+                .to_string())),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(ResourceErrors(errors))
+    }
+}
+
 /// Parse and check a set of (file name, text) pairs as one whole.
 pub fn parse(files: &[(String, String)]) -> Result<Resources, ResourceErrors> {
     validate::parse(files)

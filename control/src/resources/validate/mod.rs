@@ -58,7 +58,7 @@ pub fn parse(files: &[(String, String)]) -> Result<Resources, ResourceErrors> {
 /// Documents of a YAML stream: (lines before it, its text). Separators are
 /// lines starting with `---`; documents with nothing but comments are
 /// skipped.
-fn split_documents(text: &str) -> Vec<(u64, &str)> {
+pub(crate) fn split_documents(text: &str) -> Vec<(u64, &str)> {
     let mut out = Vec::new();
     let (mut start, mut start_line, mut pos) = (0usize, 0u64, 0usize);
     for (n, line) in text.split_inclusive('\n').enumerate() {
