@@ -39,6 +39,8 @@ pub enum CompileError {
     UnknownGateway { node: String, gateway: String },
     #[error("node `{0}` has no role: say sidecar or gateway")]
     NoRole(String),
+    #[error("sidecar `{0}` has an inbound address but no workload address: inbound traffic would have nowhere to go")]
+    InboundWithoutWorkload(String),
 }
 
 pub fn compile(
@@ -93,6 +95,9 @@ fn sidecar(res: &Resources, node: &pb::Node) -> Result<Vec<pb::Listener>, Compil
         });
     }
     let mut listeners = Vec::new();
+    if !node.inbound_address.is_empty() && node.workload_address.is_empty() {
+        return Err(CompileError::InboundWithoutWorkload(node.id.clone()));
+    }
     if !node.inbound_address.is_empty() {
         let route = pb::Route {
             name: Some("inbound".into()),
@@ -379,6 +384,18 @@ mod tests {
             compile(&mesh(), &n, &Workloads::new()),
             Err(CompileError::UnknownGateway { .. })
         ));
+        // An inbound listener needs a workload to send to (the proxy would
+        // NACK a route to a cluster that is not there).
+        let mut m = sidecar_node();
+        m.workload_address.clear();
+        assert_eq!(
+            compile(&mesh(), &m, &Workloads::new()),
+            Err(CompileError::InboundWithoutWorkload("web-1".into()))
+        );
+        m.inbound_address.clear();
+        let c = compile(&mesh(), &m, &Workloads::new()).unwrap();
+        let names: Vec<&str> = c.listeners.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["outbound"], "a client-only sidecar");
         n.role = 0;
         assert!(matches!(
             compile(&mesh(), &n, &Workloads::new()),

@@ -1,9 +1,15 @@
 //! `ringmeshctl`: the operator's command line for the control plane.
+//!
+//! Exit codes: 0 done, 1 refused (invalid resources, not found), 2 usage
+//! or connection errors. Errors go to stderr; results to stdout.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use ringmesh_proto::v1 as pb;
+use serde::Serialize;
 
 #[derive(Parser)]
 #[command(
@@ -12,12 +18,50 @@ use clap::{Parser, Subcommand};
     about = "Operate a ringmesh control plane"
 )]
 struct Cli {
+    /// The control plane's address.
+    #[arg(
+        long,
+        global = true,
+        env = "RINGMESH_CONTROL",
+        default_value = "127.0.0.1:15010"
+    )]
+    server: String,
+    /// Bootstrap token (as given to ringmesh-control).
+    #[arg(long, global = true, env = "RINGMESH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Create or update resources from files; all or nothing.
+    Apply {
+        /// A resource file or a directory of them (repeatable).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        /// Validate against what is in force; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Delete a resource that `apply` created.
+    Delete {
+        /// service, httproute or gateway.
+        kind: String,
+        name: String,
+    },
+    /// List services, routes, gateways or proxies.
+    Get {
+        /// services, routes, gateways or proxies.
+        what: String,
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Each proxy: connected, version sent and ACKed, last error.
+    Status {
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Output,
+    },
     /// Check resource files offline, with the same messages as the server.
     Validate {
         /// A resource file or a directory of them (repeatable).
@@ -26,19 +70,38 @@ enum Cmd {
     },
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Table,
+    Yaml,
+    Json,
+}
+
+/// A failed command: what to print and the exit code.
+struct Failure(u8, String);
+
 fn main() -> ExitCode {
-    match Cli::parse().cmd {
-        Cmd::Validate { files } => validate(&files),
+    let cli = Cli::parse();
+    let result = match &cli.cmd {
+        Cmd::Validate { files } => validate(files),
+        _ => remote(&cli),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(code, msg)) => {
+            eprintln!("{msg}");
+            ExitCode::from(code)
+        }
     }
 }
 
 /// Every `*.yaml` / `*.yml` under the given paths (directories one level).
-fn read_inputs(paths: &[PathBuf]) -> Result<Vec<(String, String)>, String> {
+fn read_inputs(paths: &[PathBuf]) -> Result<Vec<(String, String)>, Failure> {
     let mut out = Vec::new();
     for p in paths {
         let mut files: Vec<PathBuf> = if p.is_dir() {
             std::fs::read_dir(p)
-                .map_err(|e| format!("{}: {e}", p.display()))?
+                .map_err(|e| Failure(2, format!("ringmeshctl: {}: {e}", p.display())))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|f| f.is_file() && is_yaml(f))
                 .collect()
@@ -47,7 +110,8 @@ fn read_inputs(paths: &[PathBuf]) -> Result<Vec<(String, String)>, String> {
         };
         files.sort();
         for f in files {
-            let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+            let text = std::fs::read_to_string(&f)
+                .map_err(|e| Failure(2, format!("ringmeshctl: {}: {e}", f.display())))?;
             out.push((f.display().to_string(), text));
         }
     }
@@ -58,14 +122,8 @@ fn is_yaml(p: &Path) -> bool {
     matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml"))
 }
 
-fn validate(paths: &[PathBuf]) -> ExitCode {
-    let files = match read_inputs(paths) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("ringmeshctl: error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+fn validate(paths: &[PathBuf]) -> Result<(), Failure> {
+    let files = read_inputs(paths)?;
     match ringmesh_control::resources::parse(&files) {
         Ok(r) => {
             println!(
@@ -75,12 +133,283 @@ fn validate(paths: &[PathBuf]) -> ExitCode {
                 r.gateways.len(),
                 files.len()
             );
-            ExitCode::SUCCESS
+            Ok(())
         }
-        Err(e) => {
-            eprintln!("{e}");
-            eprintln!("ringmeshctl: {} errors; nothing applied", e.0.len());
-            ExitCode::from(1)
+        Err(e) => Err(Failure(
+            1,
+            format!("{e}\nringmeshctl: {} errors; nothing applied", e.0.len()),
+        )),
+    }
+}
+
+fn remote(cli: &Cli) -> Result<(), Failure> {
+    let token = cli.token.clone().ok_or_else(|| {
+        Failure(
+            2,
+            "ringmeshctl: --token (or RINGMESH_TOKEN) is required".into(),
+        )
+    })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure(2, format!("ringmeshctl: {e}")))?;
+    rt.block_on(async {
+        let endpoint = if cli.server.contains("://") {
+            cli.server.clone()
+        } else {
+            format!("http://{}", cli.server)
+        };
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
+            .map_err(|e| Failure(2, format!("ringmeshctl: {endpoint}: {e}")))?
+            .connect()
+            .await
+            .map_err(|e| {
+                Failure(
+                    2,
+                    format!("ringmeshctl: cannot reach the control plane at {endpoint}: {e}"),
+                )
+            })?;
+        let auth: tonic::metadata::MetadataValue<_> =
+            format!("Bearer {token}").parse().map_err(|_| {
+                Failure(
+                    2,
+                    "ringmeshctl: the token is not a valid header value".into(),
+                )
+            })?;
+        let mut client = pb::operator_client::OperatorClient::with_interceptor(
+            channel,
+            move |mut req: tonic::Request<()>| {
+                req.metadata_mut().insert("authorization", auth.clone());
+                Ok(req)
+            },
+        );
+        let rpc_failure = |s: tonic::Status| {
+            let code = match s.code() {
+                tonic::Code::InvalidArgument | tonic::Code::NotFound => 1,
+                _ => 2,
+            };
+            Failure(code, s.message().to_string())
+        };
+        match &cli.cmd {
+            Cmd::Apply { files, dry_run } => {
+                let files = read_inputs(files)?
+                    .into_iter()
+                    .map(|(name, content)| pb::ResourceFile { name, content })
+                    .collect();
+                let resp = client
+                    .apply(pb::ApplyRequest {
+                        files,
+                        dry_run: *dry_run,
+                    })
+                    .await
+                    .map_err(rpc_failure)?;
+                for line in resp.into_inner().results {
+                    println!("{line}");
+                }
+            }
+            Cmd::Delete { kind, name } => {
+                let resp = client
+                    .delete(pb::DeleteRequest {
+                        kind: kind.clone(),
+                        name: name.clone(),
+                    })
+                    .await
+                    .map_err(rpc_failure)?;
+                println!("{}", resp.into_inner().result);
+            }
+            Cmd::Get { what, output } if matches!(what.as_str(), "proxies" | "proxy") => {
+                let resp = client
+                    .status(pb::StatusRequest {})
+                    .await
+                    .map_err(rpc_failure)?
+                    .into_inner();
+                print_proxies(&resp, *output, false)?;
+            }
+            Cmd::Get { what, output } => {
+                let resp = client
+                    .get(pb::GetRequest { kind: what.clone() })
+                    .await
+                    .map_err(rpc_failure)?
+                    .into_inner();
+                print_resources(&resp.resources, *output)?;
+            }
+            Cmd::Status { output } => {
+                let resp = client
+                    .status(pb::StatusRequest {})
+                    .await
+                    .map_err(rpc_failure)?
+                    .into_inner();
+                print_proxies(&resp, *output, true)?;
+            }
+            Cmd::Validate { .. } => {}
+        }
+        Ok(())
+    })
+}
+
+#[derive(Serialize)]
+struct ResourceRow {
+    kind: String,
+    name: String,
+    source: String,
+    #[serde(flatten)]
+    summary: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct ProxyRow {
+    node: String,
+    service: String,
+    role: String,
+    connected: bool,
+    sent: String,
+    acked: String,
+    last_error: String,
+}
+
+fn emit<T: Serialize>(rows: &[T], output: Output) -> Result<bool, Failure> {
+    let text = match output {
+        Output::Table => return Ok(false),
+        Output::Json => {
+            serde_json::to_string_pretty(rows).map_err(|e| Failure(2, e.to_string()))?
+        }
+        Output::Yaml => serde_saphyr::to_string(&rows).map_err(|e| Failure(2, e.to_string()))?,
+    };
+    println!("{}", text.trim_end());
+    Ok(true)
+}
+
+fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
         }
     }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+fn print_resources(resources: &[pb::Resource], output: Output) -> Result<(), Failure> {
+    let rows: Vec<ResourceRow> = resources
+        .iter()
+        .map(|r| ResourceRow {
+            kind: r.kind.clone(),
+            name: r.name.clone(),
+            source: r.source.clone(),
+            summary: r
+                .summary
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        })
+        .collect();
+    if emit(&rows, output)? {
+        return Ok(());
+    }
+    let keys: Vec<String> = rows
+        .first()
+        .map(|r| r.summary.keys().cloned().collect())
+        .unwrap_or_default();
+    let mut header = vec!["NAME".to_string()];
+    header.extend(keys.iter().map(|k| k.to_uppercase()));
+    header.push("SOURCE".into());
+    let body = rows
+        .into_iter()
+        .map(|r| {
+            let mut cells = vec![r.name];
+            cells.extend(
+                keys.iter()
+                    .map(|k| r.summary.get(k).cloned().unwrap_or_default()),
+            );
+            cells.push(r.source);
+            cells
+        })
+        .collect();
+    table(&header.iter().map(String::as_str).collect::<Vec<_>>(), body);
+    Ok(())
+}
+
+fn print_proxies(
+    s: &pb::StatusResponse,
+    output: Output,
+    with_rejected: bool,
+) -> Result<(), Failure> {
+    let rows: Vec<ProxyRow> = s
+        .proxies
+        .iter()
+        .map(|p| {
+            let node = p.node.clone().unwrap_or_default();
+            let last_error = if !p.compile_error.is_empty() {
+                p.compile_error.clone()
+            } else if !p.nack_version.is_empty() {
+                format!("NACK {}: {}", p.nack_version, p.nack_errors.join("; "))
+            } else {
+                String::new()
+            };
+            ProxyRow {
+                role: match node.role() {
+                    pb::Role::Sidecar => "sidecar",
+                    pb::Role::Gateway => "gateway",
+                    pb::Role::Unspecified => "-",
+                }
+                .into(),
+                node: node.id,
+                service: node.service,
+                connected: p.connected,
+                sent: p.sent_version.clone(),
+                acked: p.acked_version.clone(),
+                last_error,
+            }
+        })
+        .collect();
+    if !emit(&rows, output)? {
+        let body = rows
+            .into_iter()
+            .map(|r| {
+                vec![
+                    r.node,
+                    r.service,
+                    r.role,
+                    if r.connected {
+                        "yes".into()
+                    } else {
+                        "no".into()
+                    },
+                    r.sent,
+                    r.acked,
+                    r.last_error,
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "NODE",
+                "SERVICE",
+                "ROLE",
+                "CONNECTED",
+                "SENT",
+                "ACKED",
+                "LAST ERROR",
+            ],
+            body,
+        );
+    }
+    if with_rejected && !s.rejected.is_empty() {
+        println!(
+            "\nrejected resource change (the previous resources stay in force):\n{}",
+            s.rejected
+        );
+    }
+    Ok(())
 }

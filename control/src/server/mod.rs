@@ -2,6 +2,7 @@
 //! directory of resources.
 
 pub mod discovery;
+pub mod operator;
 pub mod state;
 pub mod watch;
 
@@ -42,10 +43,19 @@ pub async fn serve(
         opts.poll,
     ));
     let service = discovery::DiscoveryService { hub: hub.clone() };
+    let store = Arc::new(crate::store::Store::new(&opts.resources));
+    let operator = operator::OperatorService {
+        hub: hub.clone(),
+        store,
+    };
     let auth = discovery::authenticate(Arc::from(opts.token.as_str()));
     let result = tonic::transport::Server::builder()
         .add_service(pb::discovery_server::DiscoveryServer::with_interceptor(
-            service, auth,
+            service,
+            auth.clone(),
+        ))
+        .add_service(pb::operator_server::OperatorServer::with_interceptor(
+            operator, auth,
         ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
