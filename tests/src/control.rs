@@ -141,3 +141,38 @@ pub fn sidecar(
     .unwrap_or_else(|e| panic!("sidecar {id} did not start: {e}"));
     (proxy, inbound, outbound)
 }
+
+/// A gateway proxy for Gateway `gateway`, two workers.
+pub fn gateway(cp: SocketAddr, id: &str, gateway: &str) -> Proxy {
+    let args: Vec<String> = [
+        "--control-plane",
+        &cp.to_string(),
+        "--node",
+        id,
+        "--service",
+        gateway,
+        "--role",
+        "gateway",
+        "--token",
+        TOKEN,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    Proxy::try_start_with("runtime: { workers: 2 }\n", &args)
+        .unwrap_or_else(|e| panic!("gateway {id} did not start: {e}"))
+}
+
+/// Run `ringmeshctl` against `cp`: (exit code, stdout, stderr).
+pub fn ctl(cp: SocketAddr, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(crate::proxy::ctl_bin())
+        .args(["--server", &cp.to_string(), "--token", TOKEN])
+        .args(args)
+        .output()
+        .expect("run ringmeshctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use futures_channel::mpsc::{unbounded, UnboundedSender};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -260,13 +261,29 @@ impl Live {
         if let Some(r) = self.refresher.take() {
             r.stop();
         }
+        let (done, swapped) = mpsc::channel();
         let msg = Arc::new(Reload {
             config: new.clone(),
             endpoints: endpoints.clone(),
             generation,
+            done: Some(done),
         });
         for c in &self.controls {
             let _ = c.unbounded_send(WorkerMsg::Config(msg.clone()));
+        }
+        drop(msg);
+        // "In force" means on every core: wait for each to confirm. A core
+        // finishes the step it is in first, which takes microseconds.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for _ in 0..self.controls.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if swapped.recv_timeout(left).is_err() {
+                warn!(
+                    generation,
+                    "not every core confirmed the new config within 5s"
+                );
+                break;
+            }
         }
         self.refresher = dns::spawn_refresher(&new, generation, endpoints, self.controls.clone());
         let version = version.unwrap_or_else(|| format!("reload-{generation}"));

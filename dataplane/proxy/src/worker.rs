@@ -46,6 +46,8 @@ pub struct Reload {
     /// Increases with every reload; endpoint updates name the generation
     /// whose cluster indices they use.
     pub generation: u64,
+    /// Each core sends its id here once it runs on the new config.
+    pub done: Option<std::sync::mpsc::Sender<usize>>,
 }
 
 /// The config a request runs on, with this core's state built from it. A
@@ -167,6 +169,9 @@ impl Core {
             generation = reload.generation,
             "config swapped"
         );
+        if let Some(done) = &reload.done {
+            let _ = done.send(self.id);
+        }
     }
 }
 
@@ -290,6 +295,7 @@ async fn serve(setup: WorkerSetup) {
         config: config.clone(),
         endpoints,
         generation: 0,
+        done: None,
     };
     let ctx = CoreContext {
         id,
