@@ -13,6 +13,7 @@ use std::sync::Arc;
 use ringmesh_proto::v1 as pb;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
 
 pub use state::Hub;
 
@@ -49,6 +50,13 @@ pub async fn serve(
         store,
     };
     let auth = discovery::authenticate(Arc::from(opts.token.as_str()));
+    // Snapshots are small and latency matters: no Nagle delay (with the
+    // peer's delayed ACK it adds 40 ms to a push).
+    let incoming = TcpListenerStream::new(listener).map(|s| {
+        s.inspect(|s| {
+            let _ = s.set_nodelay(true);
+        })
+    });
     let result = tonic::transport::Server::builder()
         .add_service(pb::discovery_server::DiscoveryServer::with_interceptor(
             service,
@@ -57,7 +65,7 @@ pub async fn serve(
         .add_service(pb::operator_server::OperatorServer::with_interceptor(
             operator, auth,
         ))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|e| e.to_string());
     watcher.abort();

@@ -109,6 +109,7 @@ async fn session<E: From<Snapshot>>(
     let channel = tonic::transport::Endpoint::from_shared(opts.endpoint.clone())
         .map_err(|e| format!("{}: {e}", opts.endpoint))?
         .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
         .connect()
         .await
         .map_err(|e| format!("{}: {e}", opts.endpoint))?;
