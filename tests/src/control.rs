@@ -1,11 +1,10 @@
 //! Start the real `ringmesh-control` and proxies that take their config
 //! from it.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::proxy::{control_bin, Proxy};
@@ -40,15 +39,7 @@ impl ControlPlane {
             .spawn()
             .expect("start ringmesh-control");
         let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line.clone());
-                sink.lock().expect("log").push(line);
-            }
-        });
+        let (log, rx) = crate::proxy::read_log(stderr);
         let addr = loop {
             match rx.recv_timeout(Duration::from_secs(30)) {
                 Ok(line) if line.contains("discovery listening") => {

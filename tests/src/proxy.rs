@@ -65,6 +65,23 @@ fn workspace_bin(package: &str, bin: &str) -> PathBuf {
     profile_dir.join(bin)
 }
 
+/// Every line of a child's stderr: kept (for assertions) and sent on as
+/// it arrives (for waiting on a line).
+pub fn read_log(
+    stderr: std::process::ChildStderr,
+) -> (Arc<Mutex<Vec<String>>>, mpsc::Receiver<String>) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            sink.lock().expect("log lock").push(line);
+        }
+    });
+    (log, rx)
+}
+
 /// A running proxy process; killed when dropped.
 pub struct Proxy {
     child: Option<Child>,
@@ -106,15 +123,7 @@ impl Proxy {
             .spawn()
             .map_err(|e| e.to_string())?;
         let stderr = child.stderr.take().ok_or("no stderr")?;
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line.clone());
-                sink.lock().expect("log lock").push(line);
-            }
-        });
+        let (log, rx) = read_log(stderr);
         let mut proxy = Proxy {
             child: Some(child),
             listeners: HashMap::new(),
