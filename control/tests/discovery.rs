@@ -212,12 +212,17 @@ async fn snapshots_acks_pushes_and_endpoint_updates() {
     a.nack(&pushed, "listeners[1].routes[0].cluster: unknown cluster")
         .await;
 
-    // b disconnects: a is told its endpoint is gone.
+    // b disconnects: a is told its endpoint is gone. It refused the last
+    // snapshot, so the update is a whole config, not a diff against it.
     drop(b);
     let update = a.next().await;
-    assert!(
-        matches!(&update.resource, Some(pb::discovery_response::Resource::Endpoints(u)) if u.clusters[0].endpoints == ["127.0.0.1:7101"])
-    );
+    let web = config(&update)
+        .clusters
+        .iter()
+        .find(|c| c.name == "web")
+        .unwrap()
+        .clone();
+    assert_eq!(web.endpoints, ["127.0.0.1:7101"]);
 }
 
 #[tokio::test]
@@ -300,4 +305,37 @@ async fn the_hub_tracks_sent_acked_and_nacked_versions() {
     .await;
     drop(a);
     eventually("disconnect recorded", || !status(&hub, "a").connected).await;
+}
+
+#[tokio::test]
+async fn after_a_nack_the_next_update_is_computed_against_what_the_proxy_runs() {
+    let plane = start().await;
+    let mut a = connect(plane.addr, TOKEN, sidecar("a", "web", "127.0.0.1:7101"))
+        .await
+        .unwrap();
+    let first = a.next().await;
+    a.ack(&first).await;
+    std::fs::write(
+        plane.dir.path().join("routes.yaml"),
+        "kind: HTTPRoute\nmetadata: { name: r }\nspec: { parentRefs: [ { name: api } ], rules: [ { backendRefs: [ { name: web } ] } ] }\n",
+    )
+    .unwrap();
+    let refused = a.next().await;
+    a.nack(&refused, "listeners changed").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // web gains an endpoint. Against the refused config that is an
+    // endpoint-only change; against the one a runs (without the route) it
+    // is not: a must get a whole config.
+    let mut b = connect(plane.addr, TOKEN, sidecar("b", "web", "127.0.0.1:7201"))
+        .await
+        .unwrap();
+    let _ = b.next().await;
+    let next = a.next().await;
+    let c = config(&next);
+    assert!(c.listeners[1]
+        .routes
+        .iter()
+        .any(|r| r.name.as_deref() == Some("r.0")));
+    let web = c.clusters.iter().find(|c| c.name == "web").unwrap();
+    assert_eq!(web.endpoints, ["127.0.0.1:7101", "127.0.0.1:7201"]);
 }

@@ -98,6 +98,9 @@ impl pb::discovery_server::Discovery for DiscoveryService {
                 node,
                 tx,
                 sent: None,
+                acked: None,
+                refused: None,
+                outstanding: false,
                 nonce: 0,
             };
             // A proxy that reconnects says which version it runs: no need
@@ -118,8 +121,14 @@ struct Conversation {
     hub: Arc<Hub>,
     node: pb::Node,
     tx: mpsc::Sender<Out>,
-    /// The full config the proxy has (as last sent), and its version.
+    /// The last config sent, and its version.
     sent: Option<(pb::ProxyConfig, String)>,
+    /// The last config the proxy ACKed: what it runs.
+    acked: Option<(pb::ProxyConfig, String)>,
+    /// The last version it NACKed: not sent again.
+    refused: Option<String>,
+    /// A response is on its way and not yet answered.
+    outstanding: bool,
     nonce: u64,
 }
 
@@ -158,20 +167,27 @@ impl Conversation {
         };
         self.hub.update(&id, |p| p.compile_error = None);
         let version = version_of(&config);
-        if self.sent.as_ref().map(|s| &s.1) == Some(&version) {
+        if self.sent.as_ref().map(|s| &s.1) == Some(&version)
+            || self.refused.as_ref() == Some(&version)
+        {
             return true;
         }
         if running.as_ref() == Some(&version) {
             // Reconnected and already running it.
             self.hub.update(&id, |p| p.sent = Some(version.clone()));
-            self.sent = Some((config, version));
+            self.sent = Some((config.clone(), version.clone()));
+            self.acked = Some((config, version));
             return true;
         }
-        let resource = match self
-            .sent
-            .as_ref()
-            .and_then(|(old, _)| endpoint_only_change(old, &config))
-        {
+        // An endpoint-only update is applied to what the proxy runs, so it
+        // is computed against the ACKed config, and only when no other
+        // response is still unanswered (that one might be refused).
+        let base = if self.outstanding {
+            None
+        } else {
+            self.acked.as_ref()
+        };
+        let resource = match base.and_then(|(old, _)| endpoint_only_change(old, &config)) {
             Some(clusters) => {
                 pb::discovery_response::Resource::Endpoints(pb::EndpointUpdate { clusters })
             }
@@ -189,6 +205,7 @@ impl Conversation {
         info!(node = %id, %version, "snapshot sent");
         self.hub.update(&id, |p| p.sent = Some(version.clone()));
         self.sent = Some((config, version));
+        self.outstanding = true;
         true
     }
 
@@ -202,9 +219,15 @@ impl Conversation {
             None => {
                 info!(node = %id, version = %req.version, "ACK");
                 self.hub.update(id, |p| p.acked = Some(req.version.clone()));
+                self.acked = self.sent.clone();
+                self.outstanding = false;
             }
             Some(nack) => {
                 warn!(node = %id, version = %req.version, errors = ?nack.errors, "NACK");
+                // The proxy still runs what it ACKed last.
+                self.refused = Some(req.version.clone());
+                self.sent = self.acked.clone();
+                self.outstanding = false;
                 self.hub.update(id, |p| {
                     p.last_nack = Some((req.version.clone(), nack.errors.clone()))
                 });
