@@ -92,6 +92,11 @@ struct Conn {
     /// The current request's head bytes are still at the front of `rbuf`.
     /// Consumed exactly once (`consume_head`), whichever path answers.
     head_pending: bool,
+    /// The current request's body did not fit in the first write and was
+    /// streamed: it cannot be sent again.
+    body_streamed: bool,
+    /// Tries of the current request already made (retries).
+    tries: u32,
 }
 
 /// Serve one accepted connection until it closes.
@@ -118,6 +123,8 @@ pub async fn serve(slot: ConnSlot, mut io: TcpStream, peer: SocketAddr) {
         },
         request_body_pending: false,
         head_pending: false,
+        body_streamed: false,
+        tries: 0,
     };
     loop {
         let snapshot = core.snapshot();
@@ -383,6 +390,7 @@ impl Conn {
         let buf = self.rbuf.data();
         let req = RequestFacts {
             is_head: self.head.is_head_method(buf),
+            idempotent: crate::config::model::is_idempotent(self.head.method(buf)),
             version: self.head.version,
             keep_alive: self.head.keep_alive,
             upgrade: self.head.upgrade.is_some(),
@@ -392,7 +400,7 @@ impl Conn {
         let ep = cluster
             .pick(&mut self.core.rng.borrow_mut())
             .ok_or(Failure::Respond(ProxyError::NoEndpoints))?;
-        let in_flight = InFlight::new(ep);
+        let mut in_flight = InFlight::new(ep);
         self.wbuf.clear();
         let ctx = RequestContext {
             client_ip: &self.peer_ip,
@@ -417,9 +425,39 @@ impl Conn {
             sent.map_err(|_| Failure::abort("client closed before 100-continue"))?;
         }
 
-        let mut upstream = self
-            .send_request(cluster, &in_flight, &req, route, listener.idle_timeout, io)
-            .await?;
+        let retry = route.retry.as_ref().filter(|_| req.idempotent);
+        self.tries = 0;
+        let mut upstream = loop {
+            let idle = listener.idle_timeout;
+            let result = self
+                .send_request(cluster, &in_flight, &req, route, idle, io)
+                .await;
+            let again = retry
+                .filter(|p| self.tries < p.attempts && !self.body_streamed)
+                .is_some_and(|p| match &result {
+                    Ok(_) => p.retries_status(self.resp.status),
+                    Err(Failure::Respond(
+                        ProxyError::ConnectFailed | ProxyError::ConnectTimeout,
+                    )) => p.on_connect_failure,
+                    Err(Failure::Respond(ProxyError::UpstreamReset)) => p.on_reset,
+                    Err(_) => false,
+                });
+            if !again {
+                break result?;
+            }
+            // The failed try's connection is closed with its response
+            // unread; the request (head and body, still in `wbuf`) goes to
+            // the next endpoint the balancer picks.
+            drop(result);
+            self.ubuf.clear();
+            self.tries += 1;
+            cluster.stats.get().retries.inc();
+            debug!(cluster = %cluster.name, route = %route.name, tries = self.tries, "retrying");
+            let ep = cluster
+                .pick(&mut self.core.rng.borrow_mut())
+                .ok_or(Failure::Respond(ProxyError::NoEndpoints))?;
+            in_flight = InFlight::new(ep);
+        };
         let status = self.resp.status;
 
         if status == 101 && req.upgrade {
@@ -505,16 +543,22 @@ impl Conn {
         idle: Duration,
         io: &mut TcpStream,
     ) -> Result<Upstream<'c>, Failure> {
+        let first = self.tries == 0;
         // The part of the body that has already arrived goes out in the same
-        // write as the head.
+        // write as the head. A retry resends `wbuf` as it is: the body went
+        // into it on the first try.
         let mut body = match req.body {
-            BodyFraming::Length(n) => Some(BodyMode::Length(n)),
-            BodyFraming::Chunked => Some(BodyMode::Chunked),
+            BodyFraming::Length(n) if first => Some(BodyMode::Length(n)),
+            BodyFraming::Chunked if first => Some(BodyMode::Chunked),
             _ => None,
         };
         if let Some(mode) = body {
             body = coalesce(&mut self.rbuf, &mut self.wbuf, mode, SMALL_BODY);
             self.request_body_pending = body.is_some();
+        }
+        if first {
+            // A body streamed after the head is gone once sent: no retry.
+            self.body_streamed = body.is_some();
         }
         let ep = in_flight.endpoint();
         let mut pooled = cluster.take_idle(ep, Instant::now());
@@ -579,10 +623,9 @@ impl Conn {
                     return Err(Failure::Respond(ProxyError::UpstreamReset))
                 }
                 Err(HeadRead::Failed(f)) => return Err(f),
-                Ok(()) => {
-                    self.wbuf.clear();
-                    return Ok(upstream);
-                }
+                // `wbuf` keeps the request until the caller writes the
+                // response head into it: a retry on the status resends it.
+                Ok(()) => return Ok(upstream),
             }
         }
     }
@@ -716,6 +759,8 @@ enum HeadRead {
 /// consumed.
 struct RequestFacts {
     is_head: bool,
+    /// Safe to send twice (GET, HEAD, PUT, DELETE, ...).
+    idempotent: bool,
     version: Version,
     keep_alive: bool,
     upgrade: bool,

@@ -72,6 +72,8 @@ pub struct ClusterStats {
     pub connect_failures: Counter,
     /// Requests refused because the per-core connection limit was reached.
     pub overflow: Counter,
+    /// Requests sent again under the route's retry policy.
+    pub retries: Counter,
 }
 
 /// All counters of one core, shaped after the config it was built from.
@@ -225,7 +227,7 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
             );
         }
     }
-    let cluster_metrics: [MetricDef<ClusterStats>; 4] = [
+    let cluster_metrics: [MetricDef<ClusterStats>; 5] = [
         (
             "ringmesh_upstream_connections_active",
             "gauge",
@@ -249,6 +251,12 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
             "counter",
             "Requests refused because the cluster's connection limit was reached.",
             |s| s.overflow.get(),
+        ),
+        (
+            "ringmesh_upstream_retries_total",
+            "counter",
+            "Requests sent again under their route's retry policy.",
+            |s| s.retries.get(),
         ),
     ];
     for (name, kind, help, get) in cluster_metrics {

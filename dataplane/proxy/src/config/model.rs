@@ -66,6 +66,36 @@ pub struct Route {
     pub timeout: Option<Duration>,
     pub request_headers: HeaderEdits,
     pub response_headers: HeaderEdits,
+    pub retry: Option<RetryPolicy>,
+}
+
+/// When a request may be sent again, to another endpoint if there is one.
+/// Only idempotent methods are retried, and only while the whole request
+/// is still in the proxy's hands (no streamed body) and no response byte
+/// has reached the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Tries after the first.
+    pub attempts: u32,
+    pub on_connect_failure: bool,
+    /// The upstream closed or reset the connection before a response head.
+    pub on_reset: bool,
+    /// Response statuses that are retried (the response is dropped).
+    pub statuses: Vec<u16>,
+}
+
+impl RetryPolicy {
+    pub fn retries_status(&self, status: u16) -> bool {
+        self.statuses.contains(&status)
+    }
+}
+
+/// Methods safe to send twice (RFC 9110 section 9.2.2).
+pub fn is_idempotent(method: &[u8]) -> bool {
+    matches!(
+        method,
+        b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+    )
 }
 
 #[derive(Debug, Default)]

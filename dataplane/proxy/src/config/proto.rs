@@ -137,6 +137,19 @@ fn route(r: &pb::Route) -> RawRoute {
         timeout: duration(&r.timeout),
         request_headers: r.request_headers.as_ref().map(edits),
         response_headers: r.response_headers.as_ref().map(edits),
+        retries: r.retries.as_ref().map(|p| {
+            s(RawRetries {
+                attempts: s(p.attempts),
+                on: (!p.on.is_empty()).then(|| {
+                    p.on.iter()
+                        .map(|c| match c.parse::<u64>() {
+                            Ok(n) => s(StringOrNumber::Number(n)),
+                            Err(_) => s(StringOrNumber::String(c.clone())),
+                        })
+                        .collect()
+                }),
+            })
+        }),
     }
 }
 
@@ -343,6 +356,19 @@ fn wire_route(r: &RawRoute, path: &str) -> Result<pb::Route, ToProtoError> {
         timeout: wire_duration(&r.timeout, &format!("{path}.timeout"))?,
         request_headers: edits(&r.request_headers),
         response_headers: edits(&r.response_headers),
+        retries: r.retries.as_ref().map(|p| pb::RetryPolicy {
+            attempts: p.value.attempts.value,
+            on: p
+                .value
+                .on
+                .iter()
+                .flatten()
+                .map(|c| match &c.value {
+                    StringOrNumber::Number(n) => n.to_string(),
+                    StringOrNumber::String(v) => v.clone(),
+                })
+                .collect(),
+        }),
     })
 }
 
@@ -401,7 +427,9 @@ listeners:
         timeout: 2s
         request_headers: { add: [ { name: x-r, value: split } ], remove: [ x-internal ] }
         response_headers: { add: [ { name: x-s, value: "1" } ] }
+        retries: { attempts: 2, on: [connect-failure, 503, 5xx] }
       - cluster: a
+        retries: { attempts: 1 }
 clusters:
   - name: a
     endpoints: [127.0.0.1:9000, 127.0.0.1:9001]

@@ -73,6 +73,16 @@ pub struct RawRoute {
     pub timeout: Option<S<String>>,
     pub request_headers: Option<RawHeaderEdits>,
     pub response_headers: Option<RawHeaderEdits>,
+    pub retries: Option<S<RawRetries>>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetries {
+    /// Tries after the first one.
+    pub attempts: S<u64>,
+    /// `connect-failure`, `reset`, `5xx`, or status codes.
+    pub on: Option<Vec<S<StringOrNumber>>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

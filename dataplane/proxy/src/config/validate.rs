@@ -405,7 +405,60 @@ impl Validator {
             }),
             request_headers: self.edits(&r.request_headers, &format!("{path}.request_headers")),
             response_headers: self.edits(&r.response_headers, &format!("{path}.response_headers")),
+            retry: r
+                .retries
+                .as_ref()
+                .map(|x| self.retries(x, &format!("{path}.retries"))),
         }
+    }
+
+    fn retries(&mut self, r: &Spanned<RawRetries>, path: &str) -> RetryPolicy {
+        let attempts = &r.value.attempts;
+        if !(1..=5).contains(&attempts.value) {
+            self.err(
+                &attempts.referenced,
+                format!("{path}.attempts"),
+                "must be from 1 to 5",
+            );
+        }
+        let mut policy = RetryPolicy {
+            attempts: attempts.value.clamp(1, 5) as u32,
+            on_connect_failure: false,
+            on_reset: false,
+            statuses: Vec::new(),
+        };
+        let Some(on) = &r.value.on else {
+            // Failures that say nothing reached the application, and the
+            // statuses of an overloaded or restarting upstream.
+            policy.on_connect_failure = true;
+            policy.on_reset = true;
+            policy.statuses = vec![502, 503, 504];
+            return policy;
+        };
+        for (i, cond) in on.iter().enumerate() {
+            match &cond.value {
+                StringOrNumber::String(s) if s == "connect-failure" => {
+                    policy.on_connect_failure = true
+                }
+                StringOrNumber::String(s) if s == "reset" => policy.on_reset = true,
+                StringOrNumber::String(s) if s == "5xx" => policy.statuses.extend(500..600),
+                StringOrNumber::Number(n) if (500..600).contains(n) => {
+                    policy.statuses.push(*n as u16)
+                }
+                other => {
+                    let shown = match other {
+                        StringOrNumber::String(s) => s.clone(),
+                        StringOrNumber::Number(n) => n.to_string(),
+                    };
+                    self.err(
+                        &cond.referenced,
+                        format!("{path}.on[{i}]"),
+                        format!("`{shown}` is not a retry condition: use connect-failure, reset, 5xx or a status from 500 to 599"),
+                    );
+                }
+            }
+        }
+        policy
     }
 
     fn action(
