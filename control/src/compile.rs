@@ -184,6 +184,19 @@ fn rule_routes(r: &HttpRoute, host: Option<&String>) -> Vec<pb::Route> {
     let mut out = Vec::new();
     for (i, rule) in r.rules.iter().enumerate() {
         let action = Some(action(rule));
+        let retries = rule.retry.as_ref().map(|r| pb::RetryPolicy {
+            attempts: u64::from(r.attempts),
+            // Empty: the proxy's default (connect-failure, reset, 502-504).
+            on: if r.codes.is_empty() {
+                Vec::new()
+            } else {
+                ["connect-failure", "reset"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .chain(r.codes.iter().map(|c| c.to_string()))
+                    .collect()
+            },
+        });
         let timeout = rule.timeout.map(|d| prost_types::Duration {
             seconds: d.as_secs() as i64,
             nanos: d.subsec_nanos() as i32,
@@ -198,6 +211,7 @@ fn rule_routes(r: &HttpRoute, host: Option<&String>) -> Vec<pb::Route> {
                 }),
                 action,
                 timeout,
+                retries: retries.clone(),
                 ..Default::default()
             });
             continue;
@@ -227,6 +241,7 @@ fn rule_routes(r: &HttpRoute, host: Option<&String>) -> Vec<pb::Route> {
                 }),
                 action: action.clone(),
                 timeout,
+                retries: retries.clone(),
                 ..Default::default()
             });
         }

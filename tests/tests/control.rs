@@ -28,6 +28,7 @@ spec:
       backendRefs: [ { name: checkout-v2 } ]
     - backendRefs: [ { name: checkout-v1, weight: 90 }, { name: checkout-v2, weight: 10 } ]
       timeouts: { request: 1500ms }
+      retry: { attempts: 2, codes: [503] }
 ---
 kind: Gateway
 metadata: { name: edge }
@@ -71,6 +72,23 @@ fn compiled_configs_pass_the_proxys_validation() {
         let cfg = config::validate(&config::proto::to_raw(&wire), "snapshot")
             .unwrap_or_else(|e| panic!("{} rejected its config:\n{e}", node.id));
         assert!(!cfg.listeners.is_empty(), "{}", node.id);
+        if node.id == "a" {
+            let split = cfg.listeners[1]
+                .routes
+                .iter()
+                .find(|r| r.name == "checkout-split.1")
+                .expect("split route");
+            let retry = split.retry.as_ref().expect("retry policy compiled");
+            assert_eq!(
+                (
+                    retry.attempts,
+                    retry.on_connect_failure,
+                    retry.on_reset,
+                    retry.statuses.clone()
+                ),
+                (2, true, true, vec![503])
+            );
+        }
         assert_eq!(cfg.clusters.len(), wire.clusters.len());
     }
 }

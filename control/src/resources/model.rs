@@ -49,6 +49,15 @@ pub struct Rule {
     pub matches: Vec<Match>,
     pub backends: Vec<Backend>,
     pub timeout: Option<Duration>,
+    pub retry: Option<Retry>,
+}
+
+/// Idempotent requests that fail to connect, are reset, or get one of
+/// `codes` (default 502, 503, 504) are sent again, up to `attempts` times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    pub attempts: u32,
+    pub codes: Vec<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

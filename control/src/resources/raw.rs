@@ -70,6 +70,17 @@ pub struct RawRule {
     pub matches: Vec<S<RawRouteMatch>>,
     pub backend_refs: Vec<S<RawBackendRef>>,
     pub timeouts: Option<RawTimeouts>,
+    pub retry: Option<S<RawRetry>>,
+}
+
+/// As in the Gateway API (GEP-1731): failed connections are retried, and
+/// responses with these status codes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub attempts: S<u64>,
+    #[serde(default)]
+    pub codes: Vec<S<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -560,10 +560,39 @@ impl Checker {
                     None
                 }
             });
+        let retry = rule.retry.as_ref().map(|r| {
+            let attempts = &r.value.attempts;
+            if !(1..=5).contains(&attempts.value) {
+                self.err(
+                    doc,
+                    &attempts.referenced,
+                    format!("{path}.retry.attempts"),
+                    "must be from 1 to 5",
+                );
+            }
+            for (i, c) in r.value.codes.iter().enumerate() {
+                if !(500..=599).contains(&c.value) {
+                    self.err(
+                        doc,
+                        &c.referenced,
+                        format!("{path}.retry.codes[{i}]"),
+                        format!(
+                            "{} is not a 5xx status: only server errors are retried",
+                            c.value
+                        ),
+                    );
+                }
+            }
+            Retry {
+                attempts: attempts.value.clamp(1, 5) as u32,
+                codes: r.value.codes.iter().map(|c| c.value as u16).collect(),
+            }
+        });
         Rule {
             matches,
             backends,
             timeout,
+            retry,
         }
     }
 

@@ -190,3 +190,29 @@ fn a_directory_is_read_in_name_order() {
     assert_eq!(r.routes.len(), 1);
     assert!(super::super::load_dir(&dir.path().join("missing")).is_err());
 }
+
+#[test]
+fn retry_policies() {
+    let text = "kind: Service\nmetadata: { name: s }\n---\nkind: HTTPRoute\nmetadata: { name: r }\nspec:\n  parentRefs: [ { name: s } ]\n  rules:\n    - backendRefs: [ { name: s } ]\n      retry: { attempts: 2, codes: [503, 504] }\n";
+    let r = parse(&files(text)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        r.routes["r"].rules[0].retry,
+        Some(Retry {
+            attempts: 2,
+            codes: vec![503, 504]
+        })
+    );
+    let bad = text.replace(
+        "attempts: 2, codes: [503, 504]",
+        "attempts: 9, codes: [404]",
+    );
+    let err = parse(&files(&bad)).unwrap_err().to_string();
+    assert!(
+        err.contains("HTTPRoute/r.spec.rules[0].retry.attempts: must be from 1 to 5"),
+        "{err}"
+    );
+    assert!(
+        err.contains("HTTPRoute/r.spec.rules[0].retry.codes[0]: 404 is not a 5xx status"),
+        "{err}"
+    );
+}
