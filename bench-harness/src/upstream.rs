@@ -192,8 +192,8 @@ struct Responder {
     /// Head + body for the default size, keep-alive.
     canned: &'static [u8],
     body_size: usize,
-    /// Zeros to write large bodies from.
-    zeros: &'static [u8],
+    /// Filler bytes large bodies are written from.
+    filler: &'static [u8],
     latency: Option<AddedLatency>,
     echo: bool,
 }
@@ -213,7 +213,7 @@ impl Responder {
             // slices with no copy and no reference count.
             canned: Box::leak(canned.into_boxed_slice()),
             body_size: o.body_size,
-            zeros: Box::leak(vec![b'x'; 64 * 1024].into_boxed_slice()),
+            filler: Box::leak(vec![b'x'; 64 * 1024].into_boxed_slice()),
             latency: o.latency,
             echo: o.echo,
         }
@@ -387,8 +387,8 @@ async fn respond(
     }
     let mut left = size;
     while left > 0 {
-        let n = left.min(r.zeros.len());
-        push(io, out, &r.zeros[..n]).await?;
+        let n = left.min(r.filler.len());
+        push(io, out, &r.filler[..n]).await?;
         left -= n;
     }
     Ok(())

@@ -197,11 +197,7 @@ async fn snapshots_acks_pushes_and_endpoint_updates() {
     assert_ne!(update.version, first.version);
 
     // A resource change: a new route reaches a as a full snapshot.
-    std::fs::write(
-        plane.dir.path().join("routes.yaml"),
-        "kind: HTTPRoute\nmetadata: { name: api-route }\nspec: { parentRefs: [ { name: api } ], rules: [ { backendRefs: [ { name: web } ] } ] }\n",
-    )
-    .unwrap();
+    write(plane.dir.path(), "kind: HTTPRoute\nmetadata: { name: api-route }\nspec: { parentRefs: [ { name: api } ], rules: [ { backendRefs: [ { name: web } ] } ] }\n");
     let pushed = a.next().await;
     let routes: Vec<String> = config(&pushed).listeners[1]
         .routes
@@ -315,11 +311,7 @@ async fn after_a_nack_the_next_update_is_computed_against_what_the_proxy_runs() 
         .unwrap();
     let first = a.next().await;
     a.ack(&first).await;
-    std::fs::write(
-        plane.dir.path().join("routes.yaml"),
-        "kind: HTTPRoute\nmetadata: { name: r }\nspec: { parentRefs: [ { name: api } ], rules: [ { backendRefs: [ { name: web } ] } ] }\n",
-    )
-    .unwrap();
+    write(plane.dir.path(), "kind: HTTPRoute\nmetadata: { name: r }\nspec: { parentRefs: [ { name: api } ], rules: [ { backendRefs: [ { name: web } ] } ] }\n");
     let refused = a.next().await;
     a.nack(&refused, "listeners changed").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
