@@ -18,6 +18,7 @@ pub mod conn;
 pub mod dns;
 pub mod drain;
 pub mod error;
+pub mod filter;
 pub mod io;
 pub mod metrics;
 pub mod park;
@@ -26,6 +27,7 @@ pub mod router;
 pub mod server;
 pub mod timer;
 pub mod trim;
+pub mod view;
 pub mod worker;
 
 use std::net::SocketAddr;

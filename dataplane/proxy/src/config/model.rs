@@ -28,7 +28,13 @@ pub struct Runtime {
     /// CPU ids to pin workers to; worker `i` gets `cpu_affinity[i % len]`.
     pub cpu_affinity: Option<Vec<usize>>,
     pub io: IoMode,
+    /// After SIGTERM, the last request may take this long once listeners
+    /// are closed.
     pub drain_timeout: Duration,
+    /// After SIGTERM, how long the proxy keeps serving (and accepting) while
+    /// `/ready` says 503, so load balancers stop sending before listeners
+    /// close. SIGINT skips it.
+    pub drain_delay: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +58,28 @@ pub struct Listener {
     pub address: SocketAddr,
     pub limits: Limits,
     pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed;
+    /// also the longest any read or write may stall.
     pub idle_timeout: Duration,
     pub routes: Vec<Route>,
+    /// Most open downstream connections (all workers); `None`: no limit
+    /// but the process's file descriptors.
+    pub max_connections: Option<usize>,
+    pub x_forwarded_proto: ForwardedProto,
+    /// A tunnel (after `101 Switching Protocols`) with no byte either way
+    /// for this long is closed.
+    pub tunnel_idle_timeout: Duration,
+}
+
+/// What the proxy does with a client's `X-Forwarded-Proto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardedProto {
+    /// Replace it with the listener's scheme: the edge, where clients could
+    /// claim `https` over plain HTTP.
+    Overwrite,
+    /// Keep the client's value, set it when absent: behind a proxy that is
+    /// trusted to set it (a gateway in front of a sidecar).
+    Trust,
 }
 
 #[derive(Debug)]
@@ -67,6 +93,8 @@ pub struct Route {
     pub request_headers: HeaderEdits,
     pub response_headers: HeaderEdits,
     pub retry: Option<RetryPolicy>,
+    /// Compiled in the order they run (`filter`).
+    pub filters: Vec<crate::filter::Filter>,
 }
 
 /// When a request may be sent again, to another endpoint if there is one.
@@ -224,6 +252,16 @@ pub mod defaults {
     /// Envoy's default circuit-breaker max_connections.
     pub const MAX_CONNECTIONS: usize = 1024;
     pub const DNS_REFRESH: Duration = Duration::from_secs(30);
-    /// Kubernetes' default grace period is 30s; drain inside it.
+    /// Kubernetes' default grace period is 30s; drain inside it (with the
+    /// delay below, 25s).
     pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+    /// Endpoint removal reaches load balancers and other proxies a few
+    /// seconds after SIGTERM (Istio's terminationDrainDuration is 5s).
+    pub const DRAIN_DELAY: Duration = Duration::from_secs(5);
+    /// Envoy's default stream idle timeout, which also bounds upgraded
+    /// (WebSocket) connections; long enough for 30s-ping protocols.
+    pub const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+    /// Longest duration any setting may have: beyond a week a timeout is a
+    /// typo, and every deadline stays far inside the timer wheel's range.
+    pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 }

@@ -240,6 +240,7 @@ pub fn from_raw(c: &RawConfig) -> Result<pb::ProxyConfig, ToProtoError> {
             .unwrap_or_default(),
         io: io as i32,
         drain_timeout: wire_duration(&r.drain_timeout, "runtime.drain_timeout")?,
+        drain_delay: None,
     };
     let mut listeners = Vec::new();
     for (i, l) in c.listeners.iter().enumerate() {
@@ -275,6 +276,9 @@ fn wire_listener(l: &RawListener, path: &str) -> Result<pb::Listener, ToProtoErr
         )?,
         idle_timeout: wire_duration(&l.idle_timeout, &format!("{path}.idle_timeout"))?,
         routes,
+        max_connections: None,
+        x_forwarded_proto: pb::ForwardedProto::Unspecified as i32,
+        tunnel_idle_timeout: None,
     })
 }
 
@@ -369,6 +373,7 @@ fn wire_route(r: &RawRoute, path: &str) -> Result<pb::Route, ToProtoError> {
                 })
                 .collect(),
         }),
+        fault: None,
     })
 }
 

@@ -181,6 +181,7 @@ impl Validator {
             cpu_affinity,
             io,
             drain_timeout,
+            drain_delay: defaults::DRAIN_DELAY,
         }
     }
 
@@ -370,6 +371,9 @@ impl Validator {
                     defaults::IDLE_TIMEOUT,
                 ),
                 routes,
+                max_connections: None,
+                x_forwarded_proto: ForwardedProto::Overwrite,
+                tunnel_idle_timeout: defaults::TUNNEL_IDLE_TIMEOUT,
             });
         }
         if raw.is_empty() {
@@ -409,6 +413,7 @@ impl Validator {
                 .retries
                 .as_ref()
                 .map(|x| self.retries(x, &format!("{path}.retries"))),
+            filters: Vec::new(),
         }
     }
 
