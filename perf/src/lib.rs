@@ -8,7 +8,9 @@
 
 use ringmesh_http1::rewrite::{self, ConnectionHeader, RequestContext, ResponseFraming};
 use ringmesh_http1::{parse_request, parse_response, Limits, RequestHead, ResponseHead};
+use ringmesh_proxy::buf::ReadBuf;
 use ringmesh_proxy::config::{self, Config};
+use ringmesh_proxy::h1::view::H1Request;
 use ringmesh_proxy::router;
 
 /// A request as curl or a service client sends it.
@@ -56,7 +58,8 @@ clusters:
 /// Reusable state, as a connection keeps it between requests.
 pub struct HotPath {
     pub config: Config,
-    head: RequestHead,
+    /// The client's read buffer and parsed head, as a connection holds them.
+    req: H1Request,
     resp: ResponseHead,
     out: Vec<u8>,
 }
@@ -69,7 +72,11 @@ impl HotPath {
         };
         HotPath {
             config,
-            head: RequestHead::default(),
+            req: H1Request {
+                rbuf: ReadBuf::with_capacity(2048),
+                head: RequestHead::default(),
+                scheme: b"http",
+            },
             resp: ResponseHead::default(),
             out: Vec::with_capacity(4096),
         }
@@ -80,10 +87,16 @@ impl HotPath {
     pub fn run(&mut self, request: &[u8], response: &[u8]) -> usize {
         let limits = Limits::default();
         let listener = &self.config.listeners[0];
-        if parse_request(request, &limits, &mut self.head) != Ok(true) {
+        // What the kernel's read does: the request lands in the buffer.
+        let req = &mut self.req;
+        req.rbuf.clear();
+        req.rbuf.extend_from_slice(request);
+        if parse_request(req.rbuf.data(), &limits, &mut req.head) != Ok(true) {
             return 0;
         }
-        let Some(ri) = router::route(listener, request, &self.head) else {
+        req.rbuf.pin(req.head.head_len);
+        let Some(ri) = router::route(listener, &*req) else {
+            req.rbuf.unpin();
             return 0;
         };
         let route = &listener.routes[ri];
@@ -95,11 +108,12 @@ impl HotPath {
         };
         rewrite::write_request_head(
             &mut self.out,
-            request,
-            &self.head,
+            req.rbuf.pinned(),
+            &req.head,
             &ctx,
             &route.request_headers,
         );
+        req.rbuf.unpin();
         let sent = self.out.len();
         if parse_response(response, &limits, false, &mut self.resp) != Ok(true) {
             return 0;
@@ -131,14 +145,14 @@ mod tests {
     fn the_sample_request_takes_the_last_route() {
         let mut hp = HotPath::new();
         assert!(hp.run(REQUEST, RESPONSE) > 0);
-        let mut head = RequestHead::default();
+        let req = &mut hp.req;
+        req.rbuf.clear();
+        req.rbuf.extend_from_slice(REQUEST);
         assert_eq!(
-            parse_request(REQUEST, &Limits::default(), &mut head),
+            parse_request(req.rbuf.data(), &Limits::default(), &mut req.head),
             Ok(true)
         );
-        assert_eq!(
-            router::route(&hp.config.listeners[0], REQUEST, &head),
-            Some(9)
-        );
+        req.rbuf.pin(req.head.head_len);
+        assert_eq!(router::route(&hp.config.listeners[0], &hp.req), Some(9));
     }
 }

@@ -1,203 +1,173 @@
-//! A cluster as one core sees it: endpoints, balancer state, connection pool.
+//! A cluster as one core sees it: its endpoints, its balancer, its
+//! connections.
 //!
-//! Everything here is per core and single-threaded (`Cell`, `RefCell`, `Rc`):
-//! no locks, no atomics shared with other cores. Global limits are split: a
-//! cluster's `max_connections` becomes `ceil(max / workers)` on each core, so
-//! the sum over cores never exceeds the configured total by more than
-//! `workers - 1`.
+//! Everything here is per core and single-threaded (`Cell`, `RefCell`,
+//! `Rc`): no locks, no atomics shared with other cores. The balancer
+//! (`balance`) chooses among the endpoints; the connector and the
+//! per-endpoint pools (`upstream`) provide connections to the chosen one,
+//! within the cluster's per-core share of `max_connections`.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
-
-use monoio::net::TcpStream;
-
-use crate::config::model::{Cluster, LbPolicy, PoolConfig};
-use crate::metrics::ClusterStats;
 use std::sync::Arc;
+use std::time::Instant;
 
-/// One upstream address and its idle connections on this core.
-#[derive(Debug)]
+use crate::balance::{self, Balancer, Completion, PickCtx};
+use crate::config::model::{Cluster, PoolConfig};
+use crate::error::ProxyError;
+use crate::metrics::ClusterStats;
+use crate::timer::Timer;
+use crate::upstream::{ConnectError, Connector, EndpointPool, Limit, UpstreamConn};
+
+/// One upstream address, its load and its connections on this core.
 pub struct Endpoint {
     pub addr: SocketAddr,
     /// Text of `addr`, for Host on HTTP/1.0 requests without one.
     pub authority: Box<[u8]>,
     /// Requests in flight to it from this core (least_request).
     in_flight: Cell<u32>,
-    /// Idle keep-alive connections, most recently used last.
-    idle: RefCell<Vec<(TcpStream, Instant)>>,
-    /// Dropped from the cluster by a DNS refresh while requests were still
-    /// using it: their connections close instead of going idle.
-    removed: Cell<bool>,
+    /// Index in the cluster's current endpoint list, for balancers that
+    /// keep per-endpoint state in a `Vec`; `usize::MAX` once removed.
+    position: Cell<usize>,
+    pub pool: EndpointPool,
 }
 
 impl Endpoint {
-    fn new(addr: SocketAddr) -> Rc<Self> {
+    pub(crate) fn new(addr: SocketAddr) -> Rc<Self> {
         Rc::new(Endpoint {
             addr,
             authority: addr.to_string().into_bytes().into(),
             in_flight: Cell::new(0),
-            idle: RefCell::new(Vec::new()),
-            removed: Cell::new(false),
+            position: Cell::new(usize::MAX),
+            pool: EndpointPool::default(),
         })
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.get()
+    }
+
+    /// Its index in the cluster's endpoint list, `None` once it was
+    /// removed (its last requests may still be running).
+    pub fn position(&self) -> Option<usize> {
+        Some(self.position.get()).filter(|&p| p != usize::MAX)
     }
 }
 
 /// Per-core state of one cluster.
 pub struct ClusterState {
     pub name: String,
-    lb: LbPolicy,
-    pool: PoolConfig,
-    pub connect_timeout: Duration,
     endpoints: RefCell<Vec<Rc<Endpoint>>>,
-    cursor: Cell<usize>,
-    /// Upstream connections open from this core, idle ones included.
-    open: Cell<usize>,
-    /// This core's share of `max_connections`.
-    max_open: usize,
-    pub stats: Arc<StatsRef>,
-}
-
-/// This cluster's counters on this core (kept by name across config
-/// swaps, see `CoreStats::cluster`).
-pub struct StatsRef(pub Arc<ClusterStats>);
-
-impl StatsRef {
-    pub fn get(&self) -> &ClusterStats {
-        &self.0
-    }
+    balancer: RefCell<Box<dyn Balancer>>,
+    pub connector: Connector,
+    pool: PoolConfig,
+    pub limit: Rc<Limit>,
+    pub stats: Arc<ClusterStats>,
 }
 
 impl ClusterState {
     pub fn new(
         cluster: &Cluster,
         addrs: &[SocketAddr],
-        worker: usize,
+        core: usize,
         workers: usize,
-        stats: Arc<StatsRef>,
+        stats: Arc<ClusterStats>,
     ) -> Self {
         let state = ClusterState {
             name: cluster.name.clone(),
-            lb: cluster.lb,
-            pool: cluster.pool,
-            connect_timeout: cluster.connect_timeout,
             endpoints: RefCell::new(Vec::new()),
-            // Start each core at a different endpoint so N cores do not hit
-            // the same upstream first in lockstep.
-            cursor: Cell::new(worker),
-            open: Cell::new(0),
-            max_open: cluster.pool.max_connections.div_ceil(workers.max(1)),
+            balancer: RefCell::new(balance::build(cluster.lb, core)),
+            connector: Connector::plain(cluster.connect_timeout),
+            pool: cluster.pool,
+            limit: Limit::new(cluster.pool.max_connections, workers, stats.clone()),
             stats,
         };
         state.set_endpoints(addrs);
         state
     }
 
-    /// Replace the endpoint set (DNS refresh). Endpoints that stay keep their
-    /// idle connections.
+    /// Replace the endpoint set (DNS refresh, control plane). Endpoints
+    /// that stay keep their connections and balancer state; removed ones
+    /// close their idle connections and let in-flight ones finish.
     pub fn set_endpoints(&self, addrs: &[SocketAddr]) {
         let mut eps = self.endpoints.borrow_mut();
-        let old = std::mem::take(&mut *eps);
+        let mut old: HashMap<SocketAddr, Rc<Endpoint>> =
+            eps.drain(..).map(|e| (e.addr, e)).collect();
         for &addr in addrs {
-            match old.iter().find(|e| e.addr == addr) {
-                Some(e) => eps.push(e.clone()),
-                None => eps.push(Endpoint::new(addr)),
-            }
+            let ep = old.remove(&addr).unwrap_or_else(|| Endpoint::new(addr));
+            ep.position.set(eps.len());
+            eps.push(ep);
         }
-        for gone in old.iter().filter(|e| !addrs.contains(&e.addr)) {
-            gone.removed.set(true);
-            let n = gone.idle.borrow_mut().drain(..).count();
-            for _ in 0..n {
-                self.closed();
-            }
+        for gone in old.into_values() {
+            gone.position.set(usize::MAX);
+            gone.pool.clear();
         }
+        self.balancer.borrow_mut().on_endpoints(&eps);
     }
 
     pub fn endpoint_count(&self) -> usize {
         self.endpoints.borrow().len()
     }
 
-    /// Choose an endpoint with the cluster's policy; `rng` feeds P2C.
-    pub fn pick(&self, rng: &mut fastrand::Rng) -> Option<Rc<Endpoint>> {
+    /// The endpoint for one try of a request, by the cluster's balancer.
+    pub fn pick(&self, ctx: &mut PickCtx<'_>) -> Option<Rc<Endpoint>> {
         let eps = self.endpoints.borrow();
-        let n = eps.len();
-        if n == 0 {
-            return None;
-        }
-        let i = match self.lb {
-            LbPolicy::RoundRobin => {
-                let i = self.cursor.get() % n;
-                self.cursor.set(i + 1);
-                i
+        let i = self.balancer.borrow_mut().pick(&eps, ctx)?;
+        eps.get(i).cloned()
+    }
+
+    /// A try to `ep` finished: tell the balancer.
+    pub fn complete(&self, ep: &Endpoint, done: &Completion) {
+        self.balancer.borrow_mut().on_complete(ep, done);
+    }
+
+    /// An idle connection to `ep` from this core's pool.
+    pub fn checkout(&self, ep: &Endpoint, now: Instant) -> Option<UpstreamConn> {
+        ep.pool
+            .take_idle(self.connector.transport, now, self.pool.idle_timeout)
+    }
+
+    /// A new connection to `ep`, within the cluster's limit and connect
+    /// timeout.
+    pub async fn connect(
+        &self,
+        ep: &Endpoint,
+        timer: &mut Timer,
+    ) -> Result<UpstreamConn, ProxyError> {
+        let slot = self.limit.reserve().ok_or(ProxyError::PoolExhausted)?;
+        match self.connector.connect(ep.addr, timer).await {
+            Ok(stream) => Ok(UpstreamConn::new(stream, self.connector.transport, slot)),
+            Err(e) => {
+                self.stats.connect_failures.inc();
+                Err(match e {
+                    ConnectError::Refused => ProxyError::ConnectFailed,
+                    ConnectError::TimedOut => ProxyError::ConnectTimeout,
+                })
             }
-            LbPolicy::LeastRequest => p2c(n, |i| eps[i].in_flight.get(), rng),
-        };
-        Some(eps[i].clone())
-    }
-
-    /// An idle connection to `ep` that has not passed its idle timeout.
-    pub fn take_idle(&self, ep: &Endpoint, now: Instant) -> Option<TcpStream> {
-        let mut idle = ep.idle.borrow_mut();
-        while let Some((conn, since)) = idle.pop() {
-            if now.duration_since(since) < self.pool.idle_timeout {
-                return Some(conn);
-            }
-            self.closed();
         }
-        None
     }
 
-    /// Reserve room for a new connection; false when at this core's limit.
-    pub fn reserve_connection(&self) -> bool {
-        if self.open.get() >= self.max_open {
-            self.stats.get().overflow.inc();
-            return false;
-        }
-        self.open.set(self.open.get() + 1);
-        let stats = self.stats.get();
-        stats.connections_active.inc();
-        stats.connections_total.inc();
-        true
-    }
-
-    /// A connection (idle or in use) was closed.
-    pub fn closed(&self) {
-        self.open.set(self.open.get().saturating_sub(1));
-        self.stats.get().connections_active.dec();
-    }
-
-    /// Return a connection after a complete exchange; it is closed instead
-    /// when the endpoint already has `max_idle_per_endpoint` idle ones.
-    pub fn release(&self, ep: &Endpoint, conn: TcpStream, now: Instant) {
-        let mut idle = ep.idle.borrow_mut();
-        if idle.len() < self.pool.max_idle_per_endpoint && !ep.removed.get() {
-            idle.push((conn, now));
-        } else {
-            drop(conn);
-            self.closed();
+    /// Return a connection after a cleanly delimited exchange; it closes
+    /// instead when `ep` left the cluster or has enough idle ones.
+    pub fn release(&self, ep: &Endpoint, conn: UpstreamConn, now: Instant) {
+        if ep.position().is_some() {
+            ep.pool.put_idle(conn, now, self.pool.max_idle_per_endpoint);
         }
     }
 
     /// Close idle connections past their timeout; run periodically.
     pub fn sweep(&self, now: Instant) {
         for ep in self.endpoints.borrow().iter() {
-            let mut idle = ep.idle.borrow_mut();
-            let before = idle.len();
-            idle.retain(|(_, since)| now.duration_since(*since) < self.pool.idle_timeout);
-            for _ in idle.len()..before {
-                self.closed();
-            }
+            ep.pool.sweep(now, self.pool.idle_timeout);
         }
     }
 
-    /// Close every idle connection (shutdown).
+    /// Close every idle connection (shutdown, cluster removed).
     pub fn close_idle(&self) {
         for ep in self.endpoints.borrow().iter() {
-            let n = ep.idle.borrow_mut().drain(..).count();
-            for _ in 0..n {
-                self.closed();
-            }
+            ep.pool.clear();
         }
     }
 }
@@ -224,86 +194,69 @@ impl Drop for InFlight {
     }
 }
 
-/// Power of two choices: the less loaded of two distinct random endpoints.
-fn p2c(n: usize, load: impl Fn(usize) -> u32, rng: &mut fastrand::Rng) -> usize {
-    if n == 1 {
-        return 0;
-    }
-    let a = rng.usize(..n);
-    let b = (a + 1 + rng.usize(..n - 1)) % n;
-    if load(b) < load(a) {
-        b
-    } else {
-        a
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::balance::testing::Get;
     use crate::config::parse;
-    use crate::metrics::CoreStats;
 
     fn state(lb: &str, addrs: &[&str]) -> ClusterState {
         let yaml = format!(
             "listeners: [ {{ name: l, address: '127.0.0.1:1' }} ]\nclusters:\n  - {{ name: c, lb: {lb}, endpoints: [127.0.0.1:1], pool: {{ max_connections: 3 }} }}\n"
         );
         let config = parse(&yaml, "t").unwrap();
-        let stats = Arc::new(StatsRef(CoreStats::for_config(&config).cluster("c")));
         let addrs: Vec<SocketAddr> = addrs.iter().map(|a| a.parse().unwrap()).collect();
-        ClusterState::new(&config.clusters[0], &addrs, 0, 2, stats)
+        ClusterState::new(
+            &config.clusters[0],
+            &addrs,
+            0,
+            2,
+            Arc::new(ClusterStats::default()),
+        )
+    }
+
+    fn pick(c: &ClusterState, rng: &mut fastrand::Rng) -> Rc<Endpoint> {
+        let mut ctx = PickCtx {
+            request: &Get,
+            client: [127, 0, 0, 1].into(),
+            rng,
+            avoid: None,
+        };
+        c.pick(&mut ctx).expect("an endpoint")
     }
 
     #[test]
-    fn round_robin_cycles_through_endpoints() {
-        let c = state(
-            "round_robin",
-            &["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"],
-        );
+    fn endpoints_that_stay_keep_their_state_and_positions_follow() {
+        let c = state("round_robin", &["10.0.0.1:80", "10.0.0.2:80"]);
         let mut rng = fastrand::Rng::with_seed(1);
-        let picks: Vec<u8> = (0..6)
-            .map(|_| c.pick(&mut rng).unwrap().addr.ip().to_string().as_bytes()[7])
-            .collect();
-        assert_eq!(picks, b"123123");
-    }
-
-    #[test]
-    fn least_request_avoids_the_busy_endpoint() {
-        let c = state("least_request", &["10.0.0.1:80", "10.0.0.2:80"]);
-        let mut rng = fastrand::Rng::with_seed(7);
-        let busy = c.pick(&mut rng).unwrap();
-        let _held: Vec<InFlight> = (0..5).map(|_| InFlight::new(busy.clone())).collect();
-        for _ in 0..50 {
-            assert_ne!(c.pick(&mut rng).unwrap().addr, busy.addr);
-        }
-    }
-
-    #[test]
-    fn p2c_picks_two_distinct_candidates() {
-        let mut rng = fastrand::Rng::with_seed(3);
-        for _ in 0..1000 {
-            // Endpoint 0 is always the least loaded; with two distinct
-            // candidates it wins whenever it is drawn.
-            let i = p2c(2, |i| if i == 0 { 0 } else { 9 }, &mut rng);
-            assert_eq!(i, 0);
-        }
-    }
-
-    #[test]
-    fn connection_limit_is_split_across_cores() {
-        // max_connections 3 over 2 workers: 2 on this core.
-        let c = state("round_robin", &["10.0.0.1:80"]);
-        assert!(c.reserve_connection());
-        assert!(c.reserve_connection());
-        assert!(!c.reserve_connection());
-        assert_eq!(c.stats.get().overflow.get(), 1);
-        c.closed();
-        assert!(c.reserve_connection());
+        let first = pick(&c, &mut rng);
+        assert_eq!(first.addr.to_string(), "10.0.0.1:80");
+        let kept = InFlight::new(first.clone());
+        c.set_endpoints(&[
+            "10.0.0.3:80".parse().unwrap(),
+            "10.0.0.1:80".parse().unwrap(),
+        ]);
+        assert_eq!(c.endpoint_count(), 2);
+        assert_eq!(
+            kept.endpoint().position(),
+            Some(1),
+            "same endpoint, new place"
+        );
+        assert_eq!(kept.endpoint().in_flight(), 1, "its load carried over");
+        c.set_endpoints(&["10.0.0.3:80".parse().unwrap()]);
+        assert_eq!(kept.endpoint().position(), None, "removed");
     }
 
     #[test]
     fn no_endpoints_means_no_pick() {
-        let c = state("round_robin", &[]);
-        assert!(c.pick(&mut fastrand::Rng::with_seed(1)).is_none());
+        let c = state("least_request", &[]);
+        let mut rng = fastrand::Rng::with_seed(1);
+        let mut ctx = PickCtx {
+            request: &Get,
+            client: [127, 0, 0, 1].into(),
+            rng: &mut rng,
+            avoid: None,
+        };
+        assert!(c.pick(&mut ctx).is_none());
     }
 }

@@ -1,4 +1,5 @@
-//! Why a request failed, who is at fault, and the response that says so.
+//! Why a request failed, who is at fault, whether another try may help,
+//! and the response that says so.
 //!
 //! Every failure the proxy answers itself goes through `ProxyError`, and
 //! `ProxyError::status` is the one place a failure becomes a status code.
@@ -38,6 +39,12 @@ pub enum ProxyError {
     UpstreamTimeout,
     /// The upstream's response head broke a framing or syntax rule.
     BadUpstreamResponse(HeadError),
+    /// A method the proxy does not forward (CONNECT).
+    MethodNotAllowed,
+    /// The upstream switched protocols on a request that did not ask to.
+    UnexpectedUpgrade,
+    /// A route's fault filter answered with this status.
+    FaultAbort(u16),
 }
 
 impl ProxyError {
@@ -52,6 +59,9 @@ impl ProxyError {
             | ProxyError::UpstreamReset
             | ProxyError::BadUpstreamResponse(_) => 502,
             ProxyError::ConnectTimeout | ProxyError::UpstreamTimeout => 504,
+            ProxyError::MethodNotAllowed => 405,
+            ProxyError::UnexpectedUpgrade => 502,
+            ProxyError::FaultAbort(status) => status,
         }
     }
 
@@ -69,6 +79,9 @@ impl ProxyError {
             ProxyError::UpstreamReset => "upstream_reset_before_response",
             ProxyError::UpstreamTimeout => "upstream_response_timeout",
             ProxyError::BadUpstreamResponse(_) => "upstream_invalid_response",
+            ProxyError::MethodNotAllowed => "method_not_allowed",
+            ProxyError::UnexpectedUpgrade => "upstream_unexpected_upgrade",
+            ProxyError::FaultAbort(_) => "fault_abort",
         }
     }
 
@@ -76,12 +89,45 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_)
             | ProxyError::BadRequestBody(_)
-            | ProxyError::HeaderTimeout => Fault::Downstream,
-            ProxyError::NoRoute | ProxyError::NoEndpoints | ProxyError::PoolExhausted => {
-                Fault::Proxy
-            }
-            _ => Fault::Upstream,
+            | ProxyError::HeaderTimeout
+            | ProxyError::MethodNotAllowed => Fault::Downstream,
+            ProxyError::NoRoute
+            | ProxyError::NoEndpoints
+            | ProxyError::PoolExhausted
+            | ProxyError::FaultAbort(_) => Fault::Proxy,
+            ProxyError::ConnectFailed
+            | ProxyError::ConnectTimeout
+            | ProxyError::UpstreamReset
+            | ProxyError::UpstreamTimeout
+            | ProxyError::BadUpstreamResponse(_)
+            | ProxyError::UnexpectedUpgrade => Fault::Upstream,
         }
+    }
+
+    /// Whether another try (on another connection or endpoint) may succeed
+    /// where this one failed, were the request safe to send again: the
+    /// upstream side failed, or a limit of this core was hit.
+    pub fn retryable(self) -> bool {
+        match self {
+            ProxyError::ConnectFailed
+            | ProxyError::ConnectTimeout
+            | ProxyError::UpstreamReset
+            | ProxyError::PoolExhausted => true,
+            // The same upstream would answer the same way, or the time for
+            // the request is spent.
+            ProxyError::UpstreamTimeout
+            | ProxyError::BadUpstreamResponse(_)
+            | ProxyError::UnexpectedUpgrade => false,
+            _ => false,
+        }
+    }
+
+    /// Worth a log line: failures that say something about the system, not
+    /// a client's mistake (those are counted in metrics) or an injected
+    /// fault that does what it was told.
+    pub fn is_logged(self) -> bool {
+        matches!(self.fault(), Fault::Upstream | Fault::Proxy)
+            && !matches!(self, ProxyError::FaultAbort(_) | ProxyError::NoRoute)
     }
 
     /// Whether the client connection must close after the error response:
@@ -130,6 +176,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",
+        405 => "Method Not Allowed",
         408 => "Request Timeout",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
@@ -158,6 +205,9 @@ mod tests {
             (ProxyError::UpstreamReset, 502),
             (ProxyError::ConnectTimeout, 504),
             (ProxyError::UpstreamTimeout, 504),
+            (ProxyError::MethodNotAllowed, 405),
+            (ProxyError::UnexpectedUpgrade, 502),
+            (ProxyError::FaultAbort(418), 418),
         ];
         for (err, status) in cases {
             assert_eq!(err.status(), status, "{err}");

@@ -2,31 +2,53 @@
 //! io_uring (monoio).
 //!
 //! Module map, in the order a request meets them:
-//! - `server`: binds every socket, starts the workers, drains on a signal.
-//! - `worker`: one pinned thread and monoio runtime per core; accept loops.
-//! - `conn`: the life of a connection and of each request on it.
-//! - `router`: route matching; `cluster`: endpoints, balancing, pooling.
-//! - `io`: read buffers and body relays; `error`: failures as responses.
-//! - `config`: YAML to validated model; `metrics`, `admin`: observability.
-//! - `dns`: endpoint names resolved off the request cores.
+//! - `server`: binds every socket, starts the workers, applies new configs
+//!   (stage, then commit on every core), drains on a signal.
+//! - `worker`: one pinned thread and monoio runtime per core; accept loops,
+//!   the per-core `Core` and config `Snapshot`.
+//! - `handler`: tasks that serve connections one after another;
+//!   `park`: idle connections in a per-core slab and epoll set.
+//! - `transport`: the stream every connection runs over (plain TCP now).
+//! - `h1`: HTTP/1.x connections: reading requests, writing responses,
+//!   upstream exchanges, body relays, request and response views.
+//! - `pipeline`: the life of a request as named phases (route, filters,
+//!   selection, retries, timeouts, header edits, pooling, log).
+//! - `view`: the protocol-neutral request and response views.
+//! - `router`: route matching; `filter`: route filters (fault injection).
+//! - `cluster`: endpoints, balancer and connections of a cluster per core;
+//!   `balance`: the balancer trait and policies; `upstream`: connector and
+//!   connection pools.
+//! - `tunnel`: bytes both ways after `101 Switching Protocols`.
+//! - `buf`: read buffers over ownership-passing IO; `pool`: pooled buffers.
+//! - `error`: failures as responses; `loglimit`: rate-limited failure logs.
+//! - `config`: YAML and proto to a validated model; `metrics`, `admin`:
+//!   observability; `agent`: the control-plane stream; `dns`: endpoint
+//!   names resolved off the request cores.
 
 pub mod admin;
 pub mod agent;
+pub mod balance;
+pub mod buf;
 pub mod cluster;
 pub mod config;
-pub mod conn;
 pub mod dns;
 pub mod drain;
 pub mod error;
 pub mod filter;
-pub mod io;
+pub mod h1;
+pub mod handler;
+pub mod loglimit;
 pub mod metrics;
 pub mod park;
+pub mod pipeline;
 pub mod pool;
 pub mod router;
 pub mod server;
 pub mod timer;
+pub mod transport;
 pub mod trim;
+pub mod tunnel;
+pub mod upstream;
 pub mod view;
 pub mod worker;
 

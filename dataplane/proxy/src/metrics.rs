@@ -54,12 +54,37 @@ impl ByClass {
     }
 }
 
+/// A route's counters.
+#[derive(Debug, Default)]
+pub struct RouteStats {
+    pub requests: ByClass,
+    /// Faults injected: delays, aborts.
+    faults: [Counter; 2],
+}
+
+impl RouteStats {
+    #[inline]
+    pub fn record(&self, status: u16) {
+        self.requests.record(status);
+    }
+
+    pub fn fault(&self, kind: crate::filter::Injected) {
+        let i = match kind {
+            crate::filter::Injected::Delay => 0,
+            crate::filter::Injected::Abort => 1,
+        };
+        self.faults[i].inc();
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct ListenerStats {
     pub connections_active: Counter,
     pub connections_total: Counter,
     /// Idle keep-alive connections parked (no buffers, no task state).
     pub connections_parked: Counter,
+    /// Connections closed at accept: over the listener's `max_connections`.
+    pub connections_rejected: Counter,
     /// Requests that matched no route, or were refused before routing.
     pub unrouted: ByClass,
 }
@@ -90,7 +115,7 @@ pub struct CoreStats {
 #[derive(Debug, Default)]
 struct Named {
     /// (listener index, route name).
-    routes: HashMap<(usize, String), Arc<ByClass>>,
+    routes: HashMap<(usize, String), Arc<RouteStats>>,
     clusters: HashMap<String, Arc<ClusterStats>>,
 }
 
@@ -111,7 +136,7 @@ impl CoreStats {
     }
 
     /// The counters of route `name` on listener `listener`, created at 0.
-    pub fn route(&self, listener: usize, name: &str) -> Arc<ByClass> {
+    pub fn route(&self, listener: usize, name: &str) -> Arc<RouteStats> {
         self.named()
             .routes
             .entry((listener, name.to_string()))
@@ -128,7 +153,7 @@ impl CoreStats {
             .clone()
     }
 
-    fn route_get(&self, listener: usize, name: &str, f: impl Fn(&ByClass) -> u64) -> u64 {
+    fn route_get(&self, listener: usize, name: &str, f: impl Fn(&RouteStats) -> u64) -> u64 {
         self.named()
             .routes
             .get(&(listener, name.to_string()))
@@ -167,7 +192,7 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
     for (li, l) in config.listeners.iter().enumerate() {
         for r in &l.routes {
             for (ci, class) in CLASSES.iter().enumerate() {
-                let v = sum(&|c| c.route_get(li, &r.name, |b| b.get(ci)));
+                let v = sum(&|c| c.route_get(li, &r.name, |b| b.requests.get(ci)));
                 let _ = writeln!(
                     out,
                     "ringmesh_requests_total{{listener=\"{}\",route=\"{}\",class=\"{class}\"}} {v}",
@@ -184,7 +209,25 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
             );
         }
     }
-    let listener_metrics: [MetricDef<ListenerStats>; 3] = [
+    header(
+        &mut out,
+        "ringmesh_faults_injected_total",
+        "counter",
+        "Faults injected by routes' fault filters, by kind (delay, abort).",
+    );
+    for (li, l) in config.listeners.iter().enumerate() {
+        for r in l.routes.iter().filter(|r| !r.filters.is_empty()) {
+            for (fi, fault) in ["delay", "abort"].iter().enumerate() {
+                let v = sum(&|c| c.route_get(li, &r.name, |b| b.faults[fi].get()));
+                let _ = writeln!(
+                    out,
+                    "ringmesh_faults_injected_total{{listener=\"{}\",route=\"{}\",fault=\"{fault}\"}} {v}",
+                    l.name, r.name
+                );
+            }
+        }
+    }
+    let listener_metrics: [MetricDef<ListenerStats>; 4] = [
         (
             "ringmesh_downstream_connections_active",
             "gauge",
@@ -202,6 +245,12 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
             "counter",
             "Accepted downstream connections.",
             |s| s.connections_total.get(),
+        ),
+        (
+            "ringmesh_downstream_connections_rejected_total",
+            "counter",
+            "Connections closed at accept because the listener's max_connections was reached.",
+            |s| s.connections_rejected.get(),
         ),
     ];
     for (name, kind, help, get) in listener_metrics {
@@ -303,12 +352,12 @@ mod tests {
         // counter, so /metrics never goes back.
         let again = core.route(0, "hello");
         again.record(200);
-        assert_eq!(core.route_get(0, "hello", |b| b.get(1)), 2);
+        assert_eq!(core.route_get(0, "hello", |b| b.requests.get(1)), 2);
         assert!(Arc::ptr_eq(
             &core.cluster("local-app"),
             &core.cluster("local-app")
         ));
-        assert_eq!(core.route_get(0, "missing", |b| b.get(1)), 0);
+        assert_eq!(core.route_get(0, "missing", |b| b.requests.get(1)), 0);
     }
 
     #[test]

@@ -1,26 +1,24 @@
 //! Pick a route for a request: first match wins, in config order.
 //!
-//! Matchers were lowercased at config time, so matching compares bytes in
-//! place against the read buffer with no allocation.
-
-use ringmesh_http1::RequestHead;
+//! Routes match on the protocol-neutral request view, so one route table
+//! serves every protocol. Matchers were lowercased at config time, and the
+//! view hands out bytes in place (for HTTP/1.1, in the read buffer), so
+//! matching allocates nothing.
 
 use crate::config::model::{HeaderRule, HostMatch, Listener, PathMatch, RouteMatch};
+use crate::view::{host_of, RequestView};
 
 /// The index of the first route of `listener` that matches.
-pub fn route(listener: &Listener, buf: &[u8], head: &RequestHead) -> Option<usize> {
-    let host = head
-        .host
-        .map(|h| strip_port(h.get(buf)))
-        .unwrap_or_default();
-    let path = head.path(buf);
+pub fn route(listener: &Listener, req: &dyn RequestView) -> Option<usize> {
+    let host = host_of(req.authority());
+    let path = req.path();
     listener
         .routes
         .iter()
-        .position(|r| matches(&r.matcher, buf, head, host, path))
+        .position(|r| matches(&r.matcher, req, host, path))
 }
 
-fn matches(m: &RouteMatch, buf: &[u8], head: &RequestHead, host: &[u8], path: &[u8]) -> bool {
+fn matches(m: &RouteMatch, req: &dyn RequestView, host: &[u8], path: &[u8]) -> bool {
     let host_ok = match &m.host {
         None => true,
         Some(HostMatch::Exact(want)) => host.eq_ignore_ascii_case(want),
@@ -38,22 +36,14 @@ fn matches(m: &RouteMatch, buf: &[u8], head: &RequestHead, host: &[u8], path: &[
         && path_ok
         && m.method
             .as_ref()
-            .is_none_or(|want| head.method(buf) == &want[..])
+            .is_none_or(|want| req.method() == &want[..])
         && m.headers.iter().all(|h| {
-            let value = head.header(buf, &h.name);
+            let value = req.header(&h.name);
             match &h.rule {
                 HeaderRule::Exact(want) => value == Some(&want[..]),
                 HeaderRule::Present(present) => value.is_some() == *present,
             }
         })
-}
-
-/// `example.com:8080` -> `example.com`; `[::1]:80` -> `[::1]`.
-fn strip_port(host: &[u8]) -> &[u8] {
-    match host.iter().rposition(|&b| b == b':') {
-        Some(i) if !host[i..].contains(&b']') => &host[..i],
-        _ => host,
-    }
 }
 
 /// Choose a cluster by weight; `roll` is uniform in `0..total`.
@@ -67,7 +57,9 @@ pub fn pick_weighted(choices: &[(usize, u64)], roll: u64) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ringmesh_http1::{parse_request, Limits};
+    use crate::buf::ReadBuf;
+    use crate::h1::view::H1Request;
+    use ringmesh_http1::{parse_request, Limits, RequestHead};
 
     const ROUTES: &str = "\
 listeners:
@@ -90,10 +82,16 @@ listeners:
 
     fn pick(raw: &str) -> Option<String> {
         let config = crate::config::parse(ROUTES, "t").unwrap();
-        let mut head = RequestHead::default();
-        assert!(parse_request(raw.as_bytes(), &Limits::default(), &mut head).unwrap());
+        let mut req = H1Request {
+            rbuf: ReadBuf::with_capacity(1024),
+            head: RequestHead::default(),
+            scheme: b"http",
+        };
+        req.rbuf.extend_from_slice(raw.as_bytes());
+        assert!(parse_request(req.rbuf.data(), &Limits::default(), &mut req.head).unwrap());
+        req.rbuf.pin(req.head.head_len);
         let l = &config.listeners[0];
-        route(l, raw.as_bytes(), &head).map(|i| l.routes[i].name.clone())
+        route(l, &req).map(|i| l.routes[i].name.clone())
     }
 
     #[test]
@@ -145,13 +143,5 @@ listeners:
         assert_eq!(pick_weighted(&choices, 89), Some(0));
         assert_eq!(pick_weighted(&choices, 90), Some(1));
         assert_eq!(pick_weighted(&choices, 99), Some(1));
-    }
-
-    #[test]
-    fn ports_are_stripped_from_hosts() {
-        assert_eq!(strip_port(b"a.b:80"), b"a.b");
-        assert_eq!(strip_port(b"[::1]:80"), b"[::1]");
-        assert_eq!(strip_port(b"[::1]"), b"[::1]");
-        assert_eq!(strip_port(b"a.b"), b"a.b");
     }
 }

@@ -21,7 +21,7 @@ use crate::admin::{self, AdminState};
 use crate::config::model::Workers;
 use crate::config::Config;
 use crate::metrics::{CoreStats, WorkerInfo};
-use crate::worker::{self, Reload, WorkerMsg, WorkerSetup};
+use crate::worker::{self, Reload, Reply, SnapshotStats, WorkerMsg, WorkerSetup};
 use crate::{agent, dns, StartError};
 
 /// Backlog per listener socket; the kernel caps it at somaxconn.
@@ -142,11 +142,11 @@ pub fn run(config: Arc<Config>, source: Source, events: Events) -> Result<(), St
                 infos.push(WorkerInfo { id, cpu, driver });
             }
             Ok(Err(msg)) => {
-                stop(&controls, threads, std::time::Duration::ZERO);
+                stop(&controls, threads, Duration::ZERO, Duration::ZERO);
                 return Err(StartError::Runtime(msg));
             }
             Err(_) => {
-                stop(&controls, threads, std::time::Duration::ZERO);
+                stop(&controls, threads, Duration::ZERO, Duration::ZERO);
                 return Err(StartError::Runtime("a worker exited during startup".into()));
             }
         }
@@ -175,6 +175,7 @@ pub fn run(config: Arc<Config>, source: Source, events: Events) -> Result<(), St
         current: config.clone(),
         generation: 0,
         controls: controls.clone(),
+        stats: stats.clone(),
         refresher,
         admin: admin_state.clone(),
     };
@@ -205,12 +206,20 @@ pub fn run(config: Arc<Config>, source: Source, events: Events) -> Result<(), St
         }
     };
     let refresher = live.refresher.take();
-    info!(signal = ?signal, drain_timeout = ?config.runtime.drain_timeout, "draining");
+    // SIGTERM is an orchestrator stopping the proxy: load balancers need
+    // the drain delay to stop sending. SIGINT is a person at a terminal.
+    // Runtime settings are the ones the proxy started with.
+    let delay = match signal {
+        Some(SIGTERM) => config.runtime.drain_delay,
+        _ => Duration::ZERO,
+    };
+    let timeout = config.runtime.drain_timeout;
+    info!(signal = ?signal, drain_delay = ?delay, drain_timeout = ?timeout, "draining");
     admin_state.ready.store(false, Ordering::Release);
     if let Some(r) = refresher {
         r.stop();
     }
-    stop(&controls, threads, config.runtime.drain_timeout);
+    stop(&controls, threads, delay, timeout);
     drop(admin_thread);
     info!("stopped");
     Ok(())
@@ -229,9 +238,17 @@ struct Live {
     current: Arc<Config>,
     generation: u64,
     controls: Vec<UnboundedSender<WorkerMsg>>,
+    /// Each core's counters, to find the new config's by name here rather
+    /// than on the cores.
+    stats: Vec<Arc<CoreStats>>,
     refresher: Option<dns::Refresher>,
     admin: Arc<AdminState>,
 }
+
+/// How long every core gets to build a new config, and to switch to it.
+/// A core finishes the step it is in first, which takes microseconds; a
+/// core that takes seconds is stuck.
+const CONFIRM_WITHIN: Duration = Duration::from_secs(5);
 
 impl Live {
     /// Swap every core to `new`. Listeners are bound once, at start, so
@@ -258,38 +275,88 @@ impl Live {
         self.generation += 1;
         let generation = self.generation;
         let endpoints = dns::resolve_all(&new);
-        if let Some(r) = self.refresher.take() {
-            r.stop();
-        }
-        let (done, swapped) = mpsc::channel();
+        let stats = self
+            .stats
+            .iter()
+            .map(|s| SnapshotStats::for_config(s, &new))
+            .collect();
+        let (replies, confirmations) = mpsc::channel();
         let msg = Arc::new(Reload {
             config: new.clone(),
             endpoints: endpoints.clone(),
             generation,
-            done: Some(done),
+            stats,
+            replies,
         });
+        // Stage on every core, then commit on every core: a config is
+        // either in force everywhere or nowhere.
         for c in &self.controls {
-            let _ = c.unbounded_send(WorkerMsg::Config(msg.clone()));
+            let _ = c.unbounded_send(WorkerMsg::Stage(msg.clone()));
         }
         drop(msg);
-        // "In force" means on every core: wait for each to confirm. A core
-        // finishes the step it is in first, which takes microseconds.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for _ in 0..self.controls.len() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if swapped.recv_timeout(left).is_err() {
-                warn!(
-                    generation,
-                    "not every core confirmed the new config within 5s"
-                );
-                break;
+        let staged = self.confirmations(
+            &confirmations,
+            |r| matches!(r, Reply::Staged { generation: g, .. } if g == generation),
+        );
+        if let Err(missing) = staged {
+            for c in &self.controls {
+                let _ = c.unbounded_send(WorkerMsg::Abort(generation));
             }
+            return Err(format!(
+                "worker(s) {missing:?} did not stage the config within {CONFIRM_WITHIN:?}; nothing changed"
+            ));
+        }
+        for c in &self.controls {
+            let _ = c.unbounded_send(WorkerMsg::Commit(generation));
+        }
+        let committed = self.confirmations(
+            &confirmations,
+            |r| matches!(r, Reply::Committed { generation: g, .. } if g == generation),
+        );
+        // From here the new config is what the cores run, or will once a
+        // stuck one catches up: the rest of the process follows it.
+        if let Some(r) = self.refresher.take() {
+            r.stop();
         }
         self.refresher = dns::spawn_refresher(&new, generation, endpoints, self.controls.clone());
         let version = version.unwrap_or_else(|| format!("reload-{generation}"));
         self.admin.set_config(new.clone(), version);
         self.current = new;
-        Ok(())
+        committed.map_err(|missing| {
+            format!(
+                "worker(s) {missing:?} did not confirm the switch within {CONFIRM_WITHIN:?}; the others run the new config"
+            )
+        })
+    }
+
+    /// Wait for one matching reply per core; the cores that did not answer
+    /// in time, if any.
+    fn confirmations(
+        &self,
+        replies: &mpsc::Receiver<Reply>,
+        matches: impl Fn(Reply) -> bool,
+    ) -> Result<(), Vec<usize>> {
+        let deadline = Instant::now() + CONFIRM_WITHIN;
+        let mut confirmed = vec![false; self.controls.len()];
+        while confirmed.iter().any(|c| !c) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match replies.recv_timeout(left) {
+                Ok(r) if matches(r) => {
+                    let (Reply::Staged { core, .. } | Reply::Committed { core, .. }) = r;
+                    if let Some(c) = confirmed.get_mut(core) {
+                        *c = true;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        let missing: Vec<usize> = (0..confirmed.len()).filter(|&i| !confirmed[i]).collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(missing)
+        }
     }
 }
 
@@ -314,10 +381,11 @@ fn try_hint(config: &Config, bound: &[SocketAddr]) -> Option<String> {
 fn stop(
     controls: &[UnboundedSender<WorkerMsg>],
     threads: Vec<JoinHandle<()>>,
-    deadline: std::time::Duration,
+    delay: Duration,
+    timeout: Duration,
 ) {
     for c in controls {
-        let _ = c.unbounded_send(WorkerMsg::Drain { deadline });
+        let _ = c.unbounded_send(WorkerMsg::Drain { delay, timeout });
     }
     for t in threads {
         if t.join().is_err() {

@@ -1,15 +1,16 @@
 //! One worker: a thread pinned to a CPU running its own monoio runtime.
 //!
 //! A worker shares nothing with the others on the request path. It gets its
-//! pre-bound listener sockets, builds its own cluster state (pools, balancer
-//! cursors) from the config snapshot, accepts on its own `SO_REUSEPORT`
+//! pre-bound listener sockets, builds its own cluster state (pools,
+//! balancers) from the config snapshot, accepts on its own `SO_REUSEPORT`
 //! sockets, and hears from the rest of the process only through its control
-//! channel (shutdown, endpoint updates).
+//! channel (drain, endpoint updates, config stage/commit/abort).
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use futures_channel::mpsc::UnboundedReceiver;
@@ -17,28 +18,47 @@ use futures_util::StreamExt;
 use monoio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::cluster::{ClusterState, StatsRef};
+use crate::cluster::ClusterState;
 use crate::config::model::IoMode;
 use crate::config::Config;
 use crate::drain::Drain;
-use crate::metrics::{ByClass, CoreStats};
+use crate::handler::{Handlers, Job};
+use crate::loglimit::LogLimit;
+use crate::metrics::{ClusterStats, CoreStats, RouteStats};
+use crate::park::{ConnSlot, Parker};
+use crate::transport::Stream;
 
 /// Messages from the main thread to a worker.
 #[derive(Debug)]
 pub enum WorkerMsg {
-    /// Stop accepting, finish in-flight requests, exit by the deadline.
-    Drain { deadline: Duration },
+    /// Stop taking new work: keep serving for `delay` (responses close
+    /// their connections), then close listeners and give in-flight requests
+    /// `timeout` before exiting.
+    Drain { delay: Duration, timeout: Duration },
     /// A cluster's endpoints changed (DNS refresh) in config `generation`.
     Endpoints {
         generation: u64,
         cluster: usize,
         addrs: Arc<[SocketAddr]>,
     },
-    /// A new config: swap to it between requests.
-    Config(Arc<Reload>),
+    /// Build this core's state for a new config and keep it ready; reply
+    /// `Staged`.
+    Stage(Arc<Reload>),
+    /// Switch to the staged config of `generation`; reply `Committed`.
+    Commit(u64),
+    /// Forget the staged config of `generation`.
+    Abort(u64),
 }
 
-/// A config to swap to, with its clusters' resolved endpoints.
+/// A worker's answer to `Stage` and `Commit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    Staged { core: usize, generation: u64 },
+    Committed { core: usize, generation: u64 },
+}
+
+/// A config to swap to, with everything a core needs to build its state
+/// for it without locks or lookups by name.
 #[derive(Debug)]
 pub struct Reload {
     pub config: Arc<Config>,
@@ -46,81 +66,108 @@ pub struct Reload {
     /// Increases with every reload; endpoint updates name the generation
     /// whose cluster indices they use.
     pub generation: u64,
-    /// Each core sends its id here once it runs on the new config.
-    pub done: Option<std::sync::mpsc::Sender<usize>>,
+    /// Per core: the counters of each route and cluster of `config`, found
+    /// by name on the main thread (so a core takes no lock to stage).
+    pub stats: Vec<SnapshotStats>,
+    pub replies: mpsc::Sender<Reply>,
+}
+
+/// One core's counters for one config: `routes[listener][route]`,
+/// `clusters[cluster]`.
+#[derive(Debug, Clone)]
+pub struct SnapshotStats {
+    pub routes: Vec<Vec<Arc<RouteStats>>>,
+    pub clusters: Vec<Arc<ClusterStats>>,
+}
+
+impl SnapshotStats {
+    /// Look up (or create) `config`'s counters in one core's stats.
+    pub fn for_config(stats: &CoreStats, config: &Config) -> Self {
+        SnapshotStats {
+            routes: config
+                .listeners
+                .iter()
+                .enumerate()
+                .map(|(li, l)| l.routes.iter().map(|r| stats.route(li, &r.name)).collect())
+                .collect(),
+            clusters: config
+                .clusters
+                .iter()
+                .map(|c| stats.cluster(&c.name))
+                .collect(),
+        }
+    }
 }
 
 /// The config a request runs on, with this core's state built from it. A
-/// request holds an `Rc` of the snapshot it started with, so a request in
-/// flight during a swap finishes on the config it started with.
+/// request holds an `Rc` of the snapshot taken when its head was complete,
+/// so a request in flight during a swap finishes on the config it started
+/// with.
 pub struct Snapshot {
     pub config: Arc<Config>,
     /// Per cluster of `config`, in order. A cluster whose settings did not
-    /// change across a swap is the same `Rc`: its pool carries over.
+    /// change across a swap is the same `Rc`: its pools carry over.
     pub clusters: Vec<Rc<ClusterState>>,
     /// `route_stats[listener][route]`.
-    pub route_stats: Vec<Vec<Arc<ByClass>>>,
+    pub route_stats: Vec<Vec<Arc<RouteStats>>>,
     pub generation: u64,
 }
 
 impl Snapshot {
-    /// Build this core's state for `config`, reusing what `old` has for
-    /// clusters whose settings are unchanged.
-    pub fn build(core: &CoreContext, reload: &Reload, old: Option<&Snapshot>) -> Snapshot {
-        let config = &reload.config;
+    /// Build this core's state for `config` in time linear in the number
+    /// of clusters, reusing what `old` has for clusters whose settings are
+    /// unchanged.
+    pub fn build(
+        core: usize,
+        workers: usize,
+        config: &Arc<Config>,
+        endpoints: &[Arc<[SocketAddr]>],
+        stats: SnapshotStats,
+        generation: u64,
+        old: Option<&Snapshot>,
+    ) -> Snapshot {
+        let by_name: HashMap<&str, usize> = old
+            .map(|o| {
+                o.config
+                    .clusters
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.name.as_str(), i))
+                    .collect()
+            })
+            .unwrap_or_default();
         let clusters = config
             .clusters
             .iter()
             .enumerate()
             .map(|(i, c)| {
                 let kept = old.and_then(|o| {
-                    let j = o.config.clusters.iter().position(|oc| oc.name == c.name)?;
+                    let j = *by_name.get(c.name.as_str())?;
                     (o.config.clusters[j].same_settings(c)).then(|| o.clusters[j].clone())
                 });
                 match kept {
                     Some(state) => {
                         // Endpoints that stay keep their idle connections.
-                        state.set_endpoints(&reload.endpoints[i]);
+                        state.set_endpoints(&endpoints[i]);
                         state
                     }
-                    None => {
-                        let stats = Arc::new(StatsRef(core.stats.cluster(&c.name)));
-                        Rc::new(ClusterState::new(
-                            c,
-                            &reload.endpoints[i],
-                            core.id,
-                            core.workers,
-                            stats,
-                        ))
-                    }
+                    None => Rc::new(ClusterState::new(
+                        c,
+                        &endpoints[i],
+                        core,
+                        workers,
+                        stats.clusters[i].clone(),
+                    )),
                 }
-            })
-            .collect();
-        let route_stats = config
-            .listeners
-            .iter()
-            .enumerate()
-            .map(|(li, l)| {
-                l.routes
-                    .iter()
-                    .map(|r| core.stats.route(li, &r.name))
-                    .collect()
             })
             .collect();
         Snapshot {
             config: config.clone(),
             clusters,
-            route_stats,
-            generation: reload.generation,
+            route_stats: stats.routes,
+            generation,
         }
     }
-}
-
-/// What building a snapshot needs to know about the core.
-pub struct CoreContext {
-    pub id: usize,
-    pub workers: usize,
-    pub stats: Arc<CoreStats>,
 }
 
 /// Per-core context shared by every connection task on the core.
@@ -128,6 +175,8 @@ pub struct Core {
     pub id: usize,
     pub workers: usize,
     snapshot: RefCell<Rc<Snapshot>>,
+    /// A config built and waiting for `Commit`, and where to confirm it.
+    staged: RefCell<Option<(Snapshot, mpsc::Sender<Reply>)>>,
     pub stats: Arc<CoreStats>,
     pub drain: Drain,
     pub rng: RefCell<fastrand::Rng>,
@@ -135,10 +184,14 @@ pub struct Core {
     pub connections: Cell<usize>,
     /// Buffers requests borrow while active.
     pub pool: crate::pool::Pool,
-    /// Idle deadlines of parked connections.
-    pub parked: crate::park::Parked,
-    /// Connection state was freed since the last sweep (a connection
-    /// parked, the pool shrank): worth returning pages to the OS.
+    /// Idle connections, waiting for their next request.
+    pub parker: Parker,
+    /// Tasks that serve connections, reused from one to the next.
+    pub handlers: Handlers,
+    /// Failure log lines allowed per second.
+    pub log_limit: LogLimit,
+    /// Memory was freed since the last sweep (handlers ended, the pool
+    /// shrank): worth returning pages to the OS.
     pub freed: Cell<bool>,
 }
 
@@ -147,15 +200,32 @@ impl Core {
         self.snapshot.borrow().clone()
     }
 
-    /// Swap to a new config. Requests already running keep the snapshot
-    /// they hold; the next request on every connection uses the new one.
-    fn swap(&self, reload: &Reload) {
-        let ctx = CoreContext {
-            id: self.id,
-            workers: self.workers,
-            stats: self.stats.clone(),
+    /// Build the state for a new config next to the running one.
+    fn stage(&self, reload: &Reload) {
+        let old = self.snapshot();
+        let new = Snapshot::build(
+            self.id,
+            self.workers,
+            &reload.config,
+            &reload.endpoints,
+            reload.stats[self.id].clone(),
+            reload.generation,
+            Some(&old),
+        );
+        *self.staged.borrow_mut() = Some((new, reload.replies.clone()));
+        let _ = reload.replies.send(Reply::Staged {
+            core: self.id,
+            generation: reload.generation,
+        });
+    }
+
+    /// Swap to the staged config. Requests already running keep the
+    /// snapshot they hold; every request whose head completes from now on
+    /// uses the new one.
+    fn commit(&self, generation: u64) {
+        let Some((new, replies)) = self.take_staged(generation) else {
+            return;
         };
-        let new = Snapshot::build(&ctx, reload, Some(&self.snapshot()));
         let old = self.snapshot.replace(Rc::new(new));
         // Clusters that are gone: close their idle upstream connections.
         let kept = self.snapshot();
@@ -164,14 +234,17 @@ impl Core {
                 c.close_idle();
             }
         }
-        info!(
-            worker = self.id,
-            generation = reload.generation,
-            "config swapped"
-        );
-        if let Some(done) = &reload.done {
-            let _ = done.send(self.id);
-        }
+        info!(worker = self.id, generation, "config swapped");
+        let _ = replies.send(Reply::Committed {
+            core: self.id,
+            generation,
+        });
+    }
+
+    fn take_staged(&self, generation: u64) -> Option<(Snapshot, mpsc::Sender<Reply>)> {
+        self.staged
+            .borrow_mut()
+            .take_if(|(s, _)| s.generation == generation)
     }
 }
 
@@ -201,7 +274,7 @@ pub fn driver_name(io_uring: bool) -> &'static str {
 
 /// Build the worker's runtime and run it until drained. `started` receives
 /// the driver name once the runtime is up, or the error that stopped it.
-pub fn run(setup: WorkerSetup, started: std::sync::mpsc::Sender<Result<&'static str, String>>) {
+pub fn run(setup: WorkerSetup, started: mpsc::Sender<Result<&'static str, String>>) {
     if let Some(cpu) = setup.cpu {
         if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
             warn!(worker = setup.id, cpu, "could not pin worker to CPU");
@@ -218,14 +291,8 @@ pub fn run(setup: WorkerSetup, started: std::sync::mpsc::Sender<Result<&'static 
         }
     };
     match runtime {
-        monoio::FusionRuntime::Uring(mut rt) => {
-            let _ = started.send(Ok(driver_name(true)));
-            rt.block_on(serve(setup));
-        }
-        monoio::FusionRuntime::Legacy(mut rt) => {
-            let _ = started.send(Ok(driver_name(false)));
-            rt.block_on(serve(setup));
-        }
+        monoio::FusionRuntime::Uring(mut rt) => rt.block_on(serve(setup, started, true)),
+        monoio::FusionRuntime::Legacy(mut rt) => rt.block_on(serve(setup, started, false)),
     }
 }
 
@@ -280,7 +347,11 @@ fn build_runtime(io: IoMode) -> std::io::Result<Runtime> {
     }
 }
 
-async fn serve(setup: WorkerSetup) {
+async fn serve(
+    setup: WorkerSetup,
+    started: mpsc::Sender<Result<&'static str, String>>,
+    io_uring: bool,
+) {
     let WorkerSetup {
         id,
         workers,
@@ -291,28 +362,37 @@ async fn serve(setup: WorkerSetup) {
         mut control,
         ..
     } = setup;
-    let first = Reload {
-        config: config.clone(),
-        endpoints,
-        generation: 0,
-        done: None,
+    let parker = match Parker::new() {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = started.send(Err(format!(
+                "worker {id}: cannot create its epoll set: {e}"
+            )));
+            return;
+        }
     };
-    let ctx = CoreContext {
+    let snapshot = Snapshot::build(
         id,
         workers,
-        stats: stats.clone(),
-    };
-    let snapshot = Snapshot::build(&ctx, &first, None);
+        &config,
+        &endpoints,
+        SnapshotStats::for_config(&stats, &config),
+        0,
+        None,
+    );
     let core = Rc::new(Core {
         id,
         workers,
         snapshot: RefCell::new(Rc::new(snapshot)),
+        staged: RefCell::new(None),
         stats,
         drain: Drain::default(),
         rng: RefCell::new(fastrand::Rng::new()),
         connections: Cell::new(0),
         pool: crate::pool::Pool::default(),
-        parked: crate::park::Parked::default(),
+        parker,
+        handlers: Handlers::default(),
+        log_limit: LogLimit::default(),
         freed: Cell::new(false),
     });
     for (index, std_listener) in listeners.into_iter().enumerate() {
@@ -321,15 +401,22 @@ async fn serve(setup: WorkerSetup) {
                 monoio::spawn(accept_loop(core.clone(), index, listener));
             }
             Err(e) => {
-                warn!(worker = id, listener = %config.listeners[index].name, error = %e, "cannot register listener")
+                let _ = started.send(Err(format!(
+                    "worker {id}: cannot register listener `{}`: {e}",
+                    config.listeners[index].name
+                )));
+                return;
             }
         }
     }
-    monoio::spawn(sweep_idle(core.clone()));
+    monoio::spawn(crate::park::run(core.clone()));
+    monoio::spawn(sweep(core.clone()));
+    let _ = started.send(Ok(driver_name(io_uring)));
+    drop(started);
 
-    let deadline = loop {
+    let (delay, timeout) = loop {
         match control.next().await {
-            Some(WorkerMsg::Drain { deadline }) => break deadline,
+            Some(WorkerMsg::Drain { delay, timeout }) => break (delay, timeout),
             Some(WorkerMsg::Endpoints {
                 generation,
                 cluster,
@@ -344,19 +431,27 @@ async fn serve(setup: WorkerSetup) {
                     }
                 }
             }
-            Some(WorkerMsg::Config(reload)) => core.swap(&reload),
-            // The main thread is gone: drain with the configured timeout.
-            None => break config.runtime.drain_timeout,
+            Some(WorkerMsg::Stage(reload)) => core.stage(&reload),
+            // A commit or abort without a matching stage is ignored.
+            Some(WorkerMsg::Commit(generation)) => core.commit(generation),
+            Some(WorkerMsg::Abort(generation)) => drop(core.take_staged(generation)),
+            // The main thread is gone: drain without delay.
+            None => break (Duration::ZERO, config.runtime.drain_timeout),
         }
     };
-    drain(&core, deadline).await;
+    drain(&core, delay, timeout).await;
 }
 
-/// Stop accepting, close idle connections, and wait for busy ones to finish
-/// until `deadline`.
-async fn drain(core: &Core, deadline: Duration) {
+/// Drain: keep serving for `delay` with every response closing its
+/// connection, then close listeners and idle connections, and wait for
+/// busy ones to finish for at most `timeout`.
+async fn drain(core: &Core, delay: Duration, timeout: Duration) {
     core.drain.start();
-    let until = Instant::now() + deadline;
+    if !delay.is_zero() {
+        monoio::time::sleep(delay).await;
+    }
+    core.drain.stop();
+    let until = Instant::now() + timeout;
     while core.connections.get() > 0 && Instant::now() < until {
         monoio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -377,21 +472,33 @@ async fn drain(core: &Core, deadline: Duration) {
 async fn accept_loop(core: Rc<Core>, index: usize, listener: TcpListener) {
     loop {
         let accepted = {
-            let drain = core.drain.wait();
+            let stopped = core.drain.stopped();
             let accept = listener.accept();
             monoio::select! {
-                _ = drain => return,
+                _ = stopped => return,
                 a = accept => a,
             }
         };
         match accepted {
             Ok((stream, peer)) => {
-                // A new connection starts parked, as nginx does: no task
-                // state and no buffer until its first byte arrives.
-                let slot = crate::park::ConnSlot::open(core.clone(), index);
-                let idle = core.snapshot().config.listeners[index].idle_timeout;
-                let until = std::time::Instant::now() + idle;
-                monoio::spawn(crate::park::park(slot, stream, peer, until));
+                let stats = &core.stats.listeners[index];
+                let max = core.snapshot().config.listeners[index]
+                    .max_connections
+                    .map(|m| m.div_ceil(core.workers.max(1)));
+                if max.is_some_and(|m| stats.connections_active.get() as usize >= m) {
+                    // Over the limit: close at once (the client sees the
+                    // connection end and can go elsewhere) and count it.
+                    stats.connections_rejected.inc();
+                    drop(stream);
+                    continue;
+                }
+                let slot = ConnSlot::open(core.clone(), index);
+                let job = Job {
+                    io: Stream::tcp(stream),
+                    peer,
+                    slot,
+                };
+                core.handlers.dispatch(&core, job);
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -402,21 +509,23 @@ async fn accept_loop(core: Rc<Core>, index: usize, listener: TcpListener) {
     }
 }
 
-/// How often idle upstream connections past their timeout are closed and
-/// the buffer pool is trimmed.
+/// How often idle upstream connections past their timeout are closed,
+/// parked connections past their idle deadline closed, and the buffer pool
+/// and free handlers trimmed.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
-async fn sweep_idle(core: Rc<Core>) {
-    while !core.drain.is_draining() {
+async fn sweep(core: Rc<Core>) {
+    while !core.drain.is_stopped() {
         monoio::time::sleep(SWEEP_INTERVAL).await;
         let now = Instant::now();
         for c in &core.snapshot().clusters {
             c.sweep(now);
         }
-        if core.pool.trim() {
+        if core.pool.trim() | (core.handlers.trim() > 0) {
             core.freed.set(true);
         }
-        core.parked.expire(now);
+        core.parker.expire(&core, now);
+        core.log_limit.flush();
         if core.freed.replace(false) {
             crate::trim::release_free_memory();
         }

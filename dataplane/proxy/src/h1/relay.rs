@@ -1,183 +1,24 @@
-//! Buffers and body relays over monoio's ownership-passing IO.
+//! HTTP/1.x body relays: move one body from a source stream to a
+//! destination stream, re-framing it when the two sides need different
+//! framings.
 //!
-//! io_uring owns a buffer while an operation is in flight, so reads and
-//! writes take buffers by value and hand them back. `ReadBuf` wraps that
-//! dance for the one read buffer each side of a connection has. Body bytes
-//! are written straight out of the buffer they were read into (a `Slice` of
-//! it): no copy on the proxy's side for content-length and chunked bodies.
+//! Body bytes are written straight out of the buffer they were read into
+//! (a `Slice` of it, as io_uring needs): no copy on the proxy's side for
+//! content-length and chunked bodies. Every read and write is bounded by
+//! the stall limit: a peer that stops sending or stops reading ends the
+//! relay with `Timeout`, never holds it forever.
 
 use std::io;
 use std::time::Duration;
 
-use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use ringmesh_http1::chunked::{write_chunk_header, LAST_CHUNK};
 use ringmesh_http1::{ChunkedDecoder, ChunkedError};
 
 use futures_util::FutureExt;
 
+use crate::buf::{write_vec, ReadBuf};
 use crate::timer::Timer;
-
-/// Room a read asks the kernel to fill at least; below this the buffer is
-/// compacted or grown first.
-const MIN_READ: usize = 4096;
-
-/// A connection's read buffer: `buf[start..]` holds bytes not yet consumed.
-#[derive(Debug)]
-pub struct ReadBuf {
-    buf: Vec<u8>,
-    start: usize,
-    /// Initial capacity, restored by `shrink` after a large head.
-    base: usize,
-}
-
-impl ReadBuf {
-    pub fn with_capacity(n: usize) -> Self {
-        ReadBuf {
-            buf: Vec::with_capacity(n),
-            start: 0,
-            base: n,
-        }
-    }
-
-    /// Wrap a (pooled) buffer; `shrink` keeps its capacity.
-    pub fn from_vec(mut buf: Vec<u8>) -> Self {
-        buf.clear();
-        let base = buf.capacity();
-        ReadBuf {
-            buf,
-            start: 0,
-            base,
-        }
-    }
-
-    /// The allocation, for returning it to a pool.
-    pub fn into_vec(self) -> Vec<u8> {
-        self.buf
-    }
-
-    pub fn capacity(&self) -> usize {
-        self.buf.capacity()
-    }
-
-    pub fn data(&self) -> &[u8] {
-        &self.buf[self.start..]
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.start == self.buf.len()
-    }
-
-    pub fn len(&self) -> usize {
-        self.buf.len() - self.start
-    }
-
-    pub fn consume(&mut self, n: usize) {
-        self.start = (self.start + n).min(self.buf.len());
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        }
-    }
-
-    /// Drop unconsumed bytes.
-    pub fn clear(&mut self) {
-        self.buf.clear();
-        self.start = 0;
-    }
-
-    /// Give back memory a large head made the buffer grow to.
-    pub fn shrink(&mut self) {
-        if self.buf.capacity() > self.base && self.is_empty() {
-            self.buf = Vec::with_capacity(self.base);
-        }
-    }
-
-    /// Read more bytes, growing the buffer up to `limit`. Returns 0 at EOF.
-    pub async fn fill<R: AsyncReadRent>(&mut self, io: &mut R, limit: usize) -> io::Result<usize> {
-        self.make_room(limit)?;
-        let buf = std::mem::take(&mut self.buf);
-        let len = buf.len();
-        let cap = buf.capacity();
-        let (res, slice) = io.read(buf.slice_mut(len..cap)).await;
-        self.buf = slice.into_inner();
-        res
-    }
-
-    /// Room for the next read. An empty buffer reads into the capacity it
-    /// has: an idle connection's small buffer must not grow before a byte
-    /// arrives. A buffer holding a partial message is compacted, then
-    /// doubled up to `limit` when less than `MIN_READ` is left.
-    fn make_room(&mut self, limit: usize) -> io::Result<()> {
-        let spare = self.buf.capacity() - self.buf.len();
-        if spare >= MIN_READ || (self.is_empty() && spare > 0) {
-            return Ok(());
-        }
-        if self.start > 0 {
-            self.buf.copy_within(self.start.., 0);
-            self.buf.truncate(self.buf.len() - self.start);
-            self.start = 0;
-        }
-        let spare = self.buf.capacity() - self.buf.len();
-        if spare >= MIN_READ || (spare > 0 && self.buf.capacity() >= limit) {
-            return Ok(());
-        }
-        if self.buf.capacity() >= limit {
-            return Err(io::Error::new(
-                io::ErrorKind::OutOfMemory,
-                "read buffer limit reached",
-            ));
-        }
-        let want = (self.buf.capacity() * 2).clamp(MIN_READ * 2, limit.max(MIN_READ * 2));
-        self.buf.reserve_exact(want - self.buf.len());
-        Ok(())
-    }
-
-    /// `fill` with a read that `handle`'s canceller can cancel; a cancelled
-    /// read returns an error and leaves the buffer as it was.
-    pub async fn fill_cancelable(
-        &mut self,
-        io: &mut monoio::net::TcpStream,
-        limit: usize,
-        handle: monoio::io::CancelHandle,
-    ) -> io::Result<usize> {
-        use monoio::io::CancelableAsyncReadRent;
-        self.make_room(limit)?;
-        let buf = std::mem::take(&mut self.buf);
-        let len = buf.len();
-        let cap = buf.capacity();
-        let (res, slice) = io.cancelable_read(buf.slice_mut(len..cap), handle).await;
-        self.buf = slice.into_inner();
-        res
-    }
-
-    /// Grow to at least `BODY_READ` for streaming a body, so a large body
-    /// moves in large reads; `shrink` gives it back afterwards.
-    pub fn reserve_for_body(&mut self) {
-        if self.buf.capacity() < BODY_READ {
-            self.buf.reserve_exact(BODY_READ - self.buf.len());
-        }
-    }
-
-    /// Write the first `n` unconsumed bytes to `io` and consume them.
-    pub async fn write_to<W: AsyncWriteRent>(&mut self, io: &mut W, n: usize) -> io::Result<()> {
-        let buf = std::mem::take(&mut self.buf);
-        let (res, slice) = io.write_all(buf.slice(self.start..self.start + n)).await;
-        self.buf = slice.into_inner();
-        res?;
-        self.consume(n);
-        Ok(())
-    }
-}
-
-/// Write all of `out` and keep its allocation for the next use.
-pub async fn write_vec<W: AsyncWriteRent>(io: &mut W, out: &mut Vec<u8>) -> io::Result<()> {
-    let buf = std::mem::take(out);
-    let (res, mut buf) = io.write_all(buf).await;
-    buf.clear();
-    *out = buf;
-    res.map(|_| ())
-}
 
 /// How a body is delimited on the way in and on the way out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,10 +82,6 @@ pub fn coalesce(
         _ => Some(mode),
     }
 }
-
-/// Read size while a body streams: a pooled buffer's size, large enough
-/// that a 1 GiB body costs 64k reads, not a million.
-pub const BODY_READ: usize = crate::pool::BUF_SIZE;
 
 /// Most a body read may grow the buffer to.
 const BODY_BUFFER: usize = 64 * 1024;
@@ -367,7 +204,7 @@ mod tests {
 
     fn buf_with(bytes: &[u8]) -> ReadBuf {
         let mut b = ReadBuf::with_capacity(64);
-        b.buf.extend_from_slice(bytes);
+        b.extend_from_slice(bytes);
         b
     }
 
@@ -418,29 +255,5 @@ mod tests {
         );
         assert!(out.is_empty());
         assert_eq!(buf.len(), 5, "nothing consumed");
-    }
-
-    #[test]
-    fn an_empty_small_buffer_does_not_grow_before_reading() {
-        let mut b = ReadBuf::with_capacity(2048);
-        b.make_room(1 << 20).unwrap();
-        assert_eq!(b.capacity(), 2048);
-        b.buf.extend_from_slice(&[1u8; 2048]);
-        b.make_room(1 << 20).unwrap();
-        assert!(b.capacity() >= MIN_READ * 2, "a full buffer grows");
-    }
-
-    #[test]
-    fn read_buffer_compacts_before_growing() {
-        let mut b = ReadBuf::with_capacity(MIN_READ * 2);
-        b.buf.extend(std::iter::repeat_n(1u8, MIN_READ * 2 - 10));
-        b.consume(MIN_READ * 2 - 20);
-        b.make_room(1 << 20).unwrap();
-        assert_eq!(b.len(), 10);
-        assert_eq!(
-            b.buf.capacity(),
-            MIN_READ * 2,
-            "compacted instead of growing"
-        );
     }
 }

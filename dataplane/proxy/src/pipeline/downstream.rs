@@ -1,0 +1,165 @@
+//! What the phases need from the protocol a request arrived with.
+//!
+//! The phases (`pipeline::phases`) decide: which route, which filters,
+//! which endpoint, how many tries, how long to wait, which headers to
+//! edit, whether a connection goes back to the pool. A `Downstream` does
+//! what only the protocol knows: exposes the request as a `RequestView`,
+//! encodes it for the upstream, moves bodies, writes responses. HTTP/1.1
+//! implements it (`h1::server`); an HTTP/2 stream implements it next, with
+//! its own encoding of the same calls.
+
+use std::time::Duration;
+
+use monoio::time::Instant;
+use ringmesh_http1::rewrite::HeaderEdits;
+
+use crate::config::model::ForwardedProto;
+use crate::error::ProxyError;
+use crate::timer::Timer;
+use crate::transport::Stream;
+use crate::upstream::UpstreamConn;
+use crate::view::{RequestView, ResponseView};
+
+/// A response the proxy makes itself: a direct response, an error, an
+/// injected fault.
+#[derive(Debug, Clone, Copy)]
+pub enum Local<'a> {
+    /// A route's `direct_response`.
+    Direct { status: u16, body: &'a [u8] },
+    /// A failure, with its reason in `ringmesh-error` and the body.
+    Error(ProxyError),
+}
+
+/// How the upstream request differs from the client's.
+pub struct RequestEdits<'a> {
+    /// The route's `request_headers`.
+    pub headers: &'a HeaderEdits,
+    /// The client's address as text, appended to X-Forwarded-For.
+    pub client_ip: &'a [u8],
+    /// The listener's scheme, for X-Forwarded-Proto.
+    pub scheme: &'a [u8],
+    pub forwarded_proto: ForwardedProto,
+    /// Host to send when the client sent none (HTTP/1.0): the endpoint.
+    pub fallback_host: &'a [u8],
+}
+
+/// How sending the request failed.
+#[derive(Debug)]
+pub enum SendError {
+    /// Writing to the upstream failed before the whole request was sent;
+    /// `early` when the upstream may have answered already (it stopped
+    /// reading the body and closed).
+    Upstream { early: bool },
+    /// The client's body broke its framing (chunked syntax): 400, and the
+    /// upstream connection, holding a partial request, must be closed.
+    BadBody(ProxyError),
+    /// The client stopped sending its body or went away.
+    Client,
+    /// A write or read stalled past the limit.
+    Stalled,
+}
+
+/// How reading the response head failed.
+#[derive(Debug)]
+pub enum HeadRead {
+    /// The upstream closed before sending a byte: on a reused connection,
+    /// it was closed while idle.
+    ClosedEarly,
+    Failed(ProxyError),
+    /// The client went away while interim responses were forwarded.
+    ClientGone,
+}
+
+/// How a forwarded response ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseEnd {
+    /// Cleanly delimited and nothing followed: the upstream connection may
+    /// be reused.
+    Reusable,
+    /// Delimited by close, or the upstream asked to close.
+    NotReusable,
+}
+
+/// The head of a response has reached the client, or never will: what the
+/// connection does now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    KeepAlive,
+    Close,
+}
+
+/// A failure after the response head reached the client (or while the
+/// client went away): only closing is left.
+#[derive(Debug, Clone, Copy)]
+pub struct Aborted {
+    pub why: &'static str,
+}
+
+/// The client side of one request.
+#[allow(async_fn_in_trait)]
+pub trait Downstream {
+    /// The request, for routing, filters, balancers and logs; valid for
+    /// the whole exchange.
+    fn request(&self) -> &dyn RequestView;
+
+    /// The upstream's response head, once `read_response_head` succeeded.
+    fn response(&self) -> &dyn ResponseView;
+
+    /// The client allows the connection to stay open after this request.
+    fn keep_alive(&self) -> bool;
+
+    /// The request asked to switch protocols (`Connection: upgrade`).
+    fn wants_upgrade(&self) -> bool;
+
+    /// The whole request is still in the proxy's hands: it can be sent
+    /// again (no streamed body was consumed).
+    fn replayable(&self) -> bool;
+
+    /// The client may still be sending a body nobody read: the connection
+    /// cannot be reused after an early answer.
+    fn body_unread(&self) -> bool;
+
+    /// The connection's timer, for waits the phases own (connect, fault
+    /// delays).
+    fn timer(&mut self) -> &mut Timer;
+
+    /// Answer with a response the proxy makes. `close` asks for the
+    /// connection to close after it.
+    async fn respond(&mut self, local: Local<'_>, close: bool) -> After;
+
+    /// Encode the request for an HTTP/1.1 upstream once (the head with the
+    /// edits applied, and the part of the body already here); every try
+    /// sends this encoding. A body already known to be malformed is an
+    /// error here, before anything is sent anywhere.
+    fn prepare_request(&mut self, edits: &RequestEdits<'_>) -> Result<(), ProxyError>;
+
+    /// Tell a client waiting on `Expect: 100-continue` to send its body.
+    async fn continue_body(&mut self) -> Result<(), Aborted>;
+
+    /// Send the prepared request on `up`, then stream the rest of the body.
+    async fn send_request(&mut self, up: &mut Stream, stall: Duration) -> Result<(), SendError>;
+
+    /// Read the response head from `up` by `deadline`, forwarding interim
+    /// (1xx) responses to the client.
+    async fn read_response_head(
+        &mut self,
+        up: &mut Stream,
+        deadline: Option<Instant>,
+    ) -> Result<(), HeadRead>;
+
+    /// Drop a response that will not be used (a retried try).
+    fn discard_response(&mut self);
+
+    /// Send the response head (with `edits`) and its body from `up` to
+    /// the client. `close`: the client connection closes after it.
+    async fn send_response(
+        &mut self,
+        up: &mut UpstreamConn,
+        edits: &HeaderEdits,
+        close: bool,
+    ) -> Result<(ResponseEnd, After), Aborted>;
+
+    /// Send a `101 Switching Protocols` head (with `edits`); the
+    /// connection becomes a tunnel.
+    async fn switch_protocols(&mut self, edits: &HeaderEdits) -> Result<(), Aborted>;
+}

@@ -1,0 +1,462 @@
+//! The phases themselves; see the module docs of `pipeline` for the map.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, warn};
+
+use super::downstream::{
+    Aborted, After, Downstream, HeadRead, Local, RequestEdits, ResponseEnd, SendError,
+};
+use super::Next;
+use crate::balance::{Completion, Outcome, PickCtx};
+use crate::cluster::{ClusterState, Endpoint, InFlight};
+use crate::config::model::{Action, Listener, RetryPolicy, Route};
+use crate::error::ProxyError;
+use crate::filter::{FilterCtx, Injected, Verdict};
+use crate::router;
+use crate::upstream::UpstreamConn;
+use crate::view::RequestView;
+use crate::worker::{Core, Snapshot};
+
+/// What a request runs with: its core, the config snapshot taken when its
+/// head was complete, its listener and its client.
+pub struct Env<'a> {
+    pub core: &'a Core,
+    pub snap: &'a Snapshot,
+    pub listener: usize,
+    /// The client's address as text (X-Forwarded-For).
+    pub client_ip: &'a [u8],
+    pub client: std::net::IpAddr,
+}
+
+/// Per-request state the phases fill in, read by `log`.
+struct Ctx<'a> {
+    env: &'a Env<'a>,
+    listener: &'a Listener,
+    route: Option<usize>,
+    cluster: Option<&'a Rc<ClusterState>>,
+    /// The endpoint the last try went to.
+    endpoint: Option<Rc<Endpoint>>,
+    /// Tries after the first.
+    tries: u32,
+    /// The status the client got (499: none, it went away first).
+    status: u16,
+    /// Why the proxy answered itself, if it did because of a failure.
+    error: Option<ProxyError>,
+    /// A failure after the response head had left.
+    aborted: Option<&'static str>,
+}
+
+/// Serve one request whose head is complete.
+pub async fn serve<D: Downstream>(down: &mut D, env: &Env<'_>) -> Next {
+    let mut ctx = Ctx {
+        env,
+        listener: &env.snap.config.listeners[env.listener],
+        route: None,
+        cluster: None,
+        endpoint: None,
+        tries: 0,
+        status: 499,
+        error: None,
+        aborted: None,
+    };
+    let next = run(down, &mut ctx).await;
+    log(&ctx);
+    next
+}
+
+async fn run<'a, D: Downstream>(down: &mut D, ctx: &mut Ctx<'a>) -> Next {
+    if let Err(e) = request_filters(down.request()) {
+        return respond_error(down, ctx, e).await;
+    }
+    let Some(index) = router::route(ctx.listener, down.request()) else {
+        return respond_error(down, ctx, ProxyError::NoRoute).await;
+    };
+    ctx.route = Some(index);
+    let route = &ctx.listener.routes[index];
+    if let Some(next) = route_filters(down, ctx, route).await {
+        return next;
+    }
+    match &route.action {
+        Action::Direct { status, body } => {
+            ctx.status = *status;
+            let close = down.body_unread() || draining(ctx);
+            let local = Local::Direct {
+                status: *status,
+                body,
+            };
+            after(down.respond(local, close).await)
+        }
+        Action::Cluster(id) => forward(down, ctx, route, *id).await,
+        Action::Weighted { choices, total } => {
+            let roll = ctx.env.core.rng.borrow_mut().u64(..*total);
+            match router::pick_weighted(choices, roll) {
+                Some(id) => forward(down, ctx, route, id).await,
+                None => respond_error(down, ctx, ProxyError::NoRoute).await,
+            }
+        }
+    }
+}
+
+/// Checks on the request before routing, the same for every route.
+fn request_filters(req: &dyn RequestView) -> Result<(), ProxyError> {
+    // CONNECT asks the proxy to open a raw tunnel to an arbitrary address;
+    // that is not a route's job (and an open relay if it were).
+    if req.method() == b"CONNECT" {
+        return Err(ProxyError::MethodNotAllowed);
+    }
+    Ok(())
+}
+
+/// Run the route's filters in order; `Some` when one of them answered.
+async fn route_filters<D: Downstream>(
+    down: &mut D,
+    ctx: &mut Ctx<'_>,
+    route: &Route,
+) -> Option<Next> {
+    for filter in &route.filters {
+        let mut verdict = {
+            let mut rng = ctx.env.core.rng.borrow_mut();
+            filter.on_request(down.request(), &mut FilterCtx { rng: &mut rng })
+        };
+        if let Verdict::Delay(wait, kind) = verdict {
+            count_fault(ctx, kind);
+            down.timer().after(wait).await;
+            let mut rng = ctx.env.core.rng.borrow_mut();
+            verdict = filter.after_delay(down.request(), &mut FilterCtx { rng: &mut rng });
+        }
+        match verdict {
+            Verdict::Continue | Verdict::Delay(..) => {}
+            Verdict::Respond(status, kind) => {
+                count_fault(ctx, kind);
+                return Some(respond_error(down, ctx, ProxyError::FaultAbort(status)).await);
+            }
+        }
+    }
+    None
+}
+
+fn count_fault(ctx: &Ctx<'_>, kind: Injected) {
+    if let Some(r) = ctx.route {
+        ctx.env.snap.route_stats[ctx.env.listener][r].fault(kind);
+    }
+}
+
+/// Forward the request to cluster `id` and its response to the client.
+async fn forward<D: Downstream>(down: &mut D, ctx: &mut Ctx<'_>, route: &Route, id: usize) -> Next {
+    let cluster = &ctx.env.snap.clusters[id];
+    ctx.cluster = Some(cluster);
+    let mut conn = match exchange(down, ctx, route, cluster).await {
+        Ok(conn) => conn,
+        Err(Failure::Respond(e)) => return respond_error(down, ctx, e).await,
+        Err(Failure::Abort(a)) => {
+            ctx.aborted = Some(a.why);
+            return Next::Close;
+        }
+    };
+    ctx.status = down.response().status();
+    // Response filters: a 101 the client did not ask for cannot be
+    // forwarded (the connection would become a tunnel nobody wanted).
+    if ctx.status == 101 {
+        if !down.wants_upgrade() {
+            down.discard_response();
+            return respond_error(down, ctx, ProxyError::UnexpectedUpgrade).await;
+        }
+        return match down.switch_protocols(&route.response_headers).await {
+            Ok(()) => Next::Tunnel(conn),
+            Err(a) => {
+                ctx.aborted = Some(a.why);
+                Next::Close
+            }
+        };
+    }
+    let close = draining(ctx);
+    match down
+        .send_response(&mut conn, &route.response_headers, close)
+        .await
+    {
+        Ok((end, after_response)) => {
+            let ep = ctx.endpoint.take();
+            if end == ResponseEnd::Reusable {
+                if let Some(ep) = ep {
+                    cluster.release(&ep, conn, Instant::now());
+                }
+            }
+            after(after_response)
+        }
+        Err(a) => {
+            ctx.aborted = Some(a.why);
+            Next::Close
+        }
+    }
+}
+
+/// Why an exchange ended without a usable response.
+enum Failure {
+    /// Nothing reached the client yet: answer with this error.
+    Respond(ProxyError),
+    /// The client is gone or the connection cannot go on.
+    Abort(Aborted),
+}
+
+/// Tries of one request until one yields a response head the route's
+/// retry policy accepts, or the policy gives up. Returns the connection
+/// the response head arrived on.
+async fn exchange<D: Downstream>(
+    down: &mut D,
+    ctx: &mut Ctx<'_>,
+    route: &Route,
+    cluster: &ClusterState,
+) -> Result<UpstreamConn, Failure> {
+    let retry = route
+        .retry
+        .as_ref()
+        .filter(|_| is_idempotent(down.request().method()));
+    let mut previous: Option<Rc<Endpoint>> = None;
+    loop {
+        let ep = select(down.request(), ctx, cluster, previous.as_deref())
+            .ok_or(Failure::Respond(ProxyError::NoEndpoints))?;
+        if ctx.tries == 0 {
+            prepare(down, ctx, route, &ep)?;
+            down.continue_body().await.map_err(Failure::Abort)?;
+        }
+        let in_flight = InFlight::new(ep.clone());
+        let started = Instant::now();
+        let result = try_once(down, ctx, route, cluster, &ep).await;
+        let outcome = outcome(&result, down);
+        cluster.complete(
+            &ep,
+            &Completion {
+                outcome,
+                latency: started.elapsed(),
+            },
+        );
+        drop(in_flight);
+        if should_retry(retry, outcome, ctx.tries, down.replayable()) {
+            if result.is_ok() {
+                down.discard_response();
+            }
+            drop(result);
+            ctx.tries += 1;
+            cluster.stats.retries.inc();
+            debug!(cluster = %cluster.name, route = %route.name, tries = ctx.tries, "retrying");
+            previous = Some(ep);
+            continue;
+        }
+        ctx.endpoint = Some(ep);
+        return result;
+    }
+}
+
+/// Upstream selection: the cluster's balancer picks the endpoint for this
+/// try, away from the one the previous try failed on when it can.
+fn select(
+    req: &dyn RequestView,
+    ctx: &Ctx<'_>,
+    cluster: &ClusterState,
+    previous: Option<&Endpoint>,
+) -> Option<Rc<Endpoint>> {
+    let mut rng = ctx.env.core.rng.borrow_mut();
+    let mut pick = PickCtx {
+        request: req,
+        client: ctx.env.client,
+        rng: &mut rng,
+        avoid: previous,
+    };
+    cluster.pick(&mut pick)
+}
+
+/// Upstream request filters: the edits that turn the client's request into
+/// the upstream's, applied as the request is encoded (once per request).
+fn prepare<D: Downstream>(
+    down: &mut D,
+    ctx: &Ctx<'_>,
+    route: &Route,
+    ep: &Endpoint,
+) -> Result<(), Failure> {
+    let edits = RequestEdits {
+        headers: &route.request_headers,
+        client_ip: ctx.env.client_ip,
+        scheme: b"http",
+        forwarded_proto: ctx.listener.x_forwarded_proto,
+        fallback_host: &ep.authority,
+    };
+    down.prepare_request(&edits).map_err(Failure::Respond)
+}
+
+/// One try: a connection to `ep`, the request sent, the response head read.
+/// A reused connection the upstream closed while it was idle is replaced
+/// once, when the request may be sent again: always if the upstream
+/// provably never saw it, otherwise only for idempotent methods.
+async fn try_once<D: Downstream>(
+    down: &mut D,
+    ctx: &Ctx<'_>,
+    route: &Route,
+    cluster: &ClusterState,
+    ep: &Endpoint,
+) -> Result<UpstreamConn, Failure> {
+    let idempotent = is_idempotent(down.request().method());
+    let stall = ctx.listener.idle_timeout;
+    // Without a route timeout the listener's idle timeout bounds the wait,
+    // so a hung upstream cannot pin a client connection.
+    let wait = route.timeout.unwrap_or(stall);
+    let mut pooled = cluster.checkout(ep, Instant::now());
+    loop {
+        let mut conn = match pooled.take() {
+            // An idle connection the upstream already closed (or wrote to)
+            // is never used for a request that must not be sent twice.
+            Some(c) if !idempotent && c.stream.has_pending_input() => continue,
+            Some(c) => c,
+            None => cluster
+                .connect(ep, down.timer())
+                .await
+                .map_err(Failure::Respond)?,
+        };
+        let reused = conn.reused;
+        let resend = |down: &D| reused && idempotent && down.replayable();
+        match down.send_request(&mut conn.stream, stall).await {
+            Ok(()) => {}
+            Err(SendError::Upstream { early: true }) => {
+                // The upstream stopped reading the body: it may have
+                // answered (413, 401) and closed. That answer is what the
+                // client should get.
+                let deadline = monoio::time::Instant::now() + EARLY_RESPONSE_WAIT;
+                return match down
+                    .read_response_head(&mut conn.stream, Some(deadline))
+                    .await
+                {
+                    Ok(()) => Ok(conn),
+                    Err(e) => Err(head_failure(e)),
+                };
+            }
+            Err(SendError::Upstream { early: false }) if resend(down) => continue,
+            Err(SendError::Upstream { .. }) => {
+                return Err(Failure::Respond(ProxyError::UpstreamReset))
+            }
+            Err(SendError::BadBody(e)) => return Err(Failure::Respond(e)),
+            Err(SendError::Stalled) => {
+                return Err(Failure::Abort(Aborted {
+                    why: "request body stalled",
+                }))
+            }
+            Err(SendError::Client) => {
+                return Err(Failure::Abort(Aborted {
+                    why: "client stopped sending the request body",
+                }))
+            }
+        }
+        let deadline = monoio::time::Instant::now() + wait;
+        match down
+            .read_response_head(&mut conn.stream, Some(deadline))
+            .await
+        {
+            Ok(()) => return Ok(conn),
+            Err(HeadRead::ClosedEarly) if resend(down) => continue,
+            Err(e) => return Err(head_failure(e)),
+        }
+    }
+}
+
+/// How long to wait for an early response after the upstream stopped
+/// reading the request body; an upstream that answered has already sent it.
+const EARLY_RESPONSE_WAIT: Duration = Duration::from_secs(1);
+
+fn head_failure(e: HeadRead) -> Failure {
+    match e {
+        HeadRead::ClosedEarly => Failure::Respond(ProxyError::UpstreamReset),
+        HeadRead::Failed(e) => Failure::Respond(e),
+        HeadRead::ClientGone => Failure::Abort(Aborted {
+            why: "client closed while interim responses were forwarded",
+        }),
+    }
+}
+
+/// A try's result as balancers and retry policies see it.
+fn outcome<D: Downstream>(result: &Result<UpstreamConn, Failure>, down: &D) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Response(down.response().status()),
+        Err(Failure::Respond(ProxyError::ConnectFailed | ProxyError::ConnectTimeout)) => {
+            Outcome::ConnectFailed
+        }
+        Err(Failure::Respond(ProxyError::UpstreamTimeout)) => Outcome::TimedOut,
+        Err(_) => Outcome::Failed,
+    }
+}
+
+/// Whether the route's policy sends the request again after `outcome`.
+/// Only idempotent requests have a policy here (`exchange`), only while
+/// the proxy holds the whole request, and never past `attempts`.
+fn should_retry(
+    policy: Option<&RetryPolicy>,
+    outcome: Outcome,
+    tries: u32,
+    replayable: bool,
+) -> bool {
+    let Some(p) = policy else { return false };
+    if tries >= p.attempts || !replayable {
+        return false;
+    }
+    match outcome {
+        Outcome::Response(status) => p.retries_status(status),
+        Outcome::ConnectFailed => p.on_connect_failure,
+        Outcome::Failed => p.on_reset,
+        Outcome::TimedOut => false,
+    }
+}
+
+/// Methods safe to send twice (RFC 9110 section 9.2.2).
+pub fn is_idempotent(method: &[u8]) -> bool {
+    matches!(
+        method,
+        b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+    )
+}
+
+/// The core is draining: every response closes its connection.
+fn draining(ctx: &Ctx<'_>) -> bool {
+    ctx.env.core.drain.is_draining()
+}
+
+/// Answer with `err`, unless the client is gone.
+async fn respond_error<D: Downstream>(down: &mut D, ctx: &mut Ctx<'_>, err: ProxyError) -> Next {
+    ctx.status = err.status();
+    ctx.error = Some(err);
+    let close = err.closes_connection() || down.body_unread() || draining(ctx);
+    after(down.respond(Local::Error(err), close).await)
+}
+
+fn after(a: After) -> Next {
+    match a {
+        After::KeepAlive => Next::KeepAlive,
+        After::Close => Next::Close,
+    }
+}
+
+/// Count the request where it belongs and report failures.
+fn log(ctx: &Ctx<'_>) {
+    let env = ctx.env;
+    let status = ctx.status;
+    match ctx.route {
+        Some(r) => env.snap.route_stats[env.listener][r].record(status),
+        None => env.core.stats.listeners[env.listener]
+            .unrouted
+            .record(status),
+    }
+    if let Some(c) = ctx.cluster {
+        c.stats.requests.record(status);
+    }
+    let route = ctx
+        .route
+        .map_or("", |r| ctx.listener.routes[r].name.as_str());
+    let cluster = ctx.cluster.map_or("", |c| c.name.as_str());
+    if let Some(err) = ctx.error {
+        // One stderr lock shared by every core: during an outage every
+        // request fails, so failure lines are rate-limited per core.
+        if err.is_logged() && env.core.log_limit.allow() {
+            warn!(listener = %ctx.listener.name, route, cluster, reason = %err, status, "request failed");
+        }
+    } else if let Some(why) = ctx.aborted {
+        debug!(listener = %ctx.listener.name, route, cluster, why, "connection aborted");
+    }
+}

@@ -1,0 +1,213 @@
+//! The transport seam: one stream type for every connection the proxy
+//! holds, downstream and upstream, active, parked or tunnelled.
+//!
+//! `Stream` is an enum, not a type parameter, so the request pipeline is
+//! compiled once whatever the connection runs over: plain TCP today, TLS
+//! (rustls over owned buffers) next, and an in-memory pipe in unit tests.
+//! Every variant speaks monoio's ownership-passing IO (`AsyncReadRent`,
+//! `AsyncWriteRent`: io_uring owns a buffer while an operation is in
+//! flight) and cancelable reads (an idle connection's pending read is
+//! cancelled, not dropped, so its buffer comes back). What only some
+//! variants can do is asked, not assumed: `as_tcp` for splice (both ends
+//! must be plain TCP), `parkable` for the epoll-based parking of idle
+//! connections (`park`).
+
+#[cfg(test)]
+pub mod memory;
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, CancelHandle, CancelableAsyncReadRent};
+use monoio::net::TcpStream;
+use monoio::BufResult;
+
+/// A connection's byte stream.
+pub enum Stream {
+    Plain(TcpStream),
+    /// A pipe to a scripted peer in unit tests (`memory`).
+    #[cfg(test)]
+    Memory(memory::MemStream),
+}
+
+impl Stream {
+    /// A new TCP connection, with Nagle off: the proxy writes whole heads
+    /// and bodies, and a delayed ACK would add 40 ms to small exchanges.
+    pub fn tcp(stream: TcpStream) -> Stream {
+        let _ = stream.set_nodelay(true);
+        Stream::Plain(stream)
+    }
+
+    /// The TCP socket, when the stream is plain TCP (splice needs both
+    /// ends to be).
+    pub fn as_tcp(&mut self) -> Option<&mut TcpStream> {
+        match self {
+            Stream::Plain(s) => Some(s),
+            #[cfg(test)]
+            Stream::Memory(_) => None,
+        }
+    }
+
+    pub fn into_tcp(self) -> Result<TcpStream, Stream> {
+        match self {
+            Stream::Plain(s) => Ok(s),
+            #[cfg(test)]
+            other => Err(other),
+        }
+    }
+
+    /// The socket, for registering an idle connection with the core's
+    /// parking epoll set; `None` for streams that cannot be parked (an
+    /// in-memory pipe), which then wait for their next request in place.
+    pub fn parkable_fd(&self) -> Option<RawFd> {
+        match self {
+            Stream::Plain(s) => Some(s.as_raw_fd()),
+            #[cfg(test)]
+            Stream::Memory(_) => None,
+        }
+    }
+
+    /// Whether bytes (or an EOF) are waiting to be read, without waiting
+    /// and without consuming them. Used where a stale or closed peer must
+    /// be told from a live idle one: a pooled upstream connection before
+    /// it carries a request that must not be sent twice, a parked client
+    /// connection when listeners close.
+    pub fn has_pending_input(&self) -> bool {
+        match self {
+            Stream::Plain(s) => peek_pending(s.as_raw_fd()),
+            #[cfg(test)]
+            Stream::Memory(m) => m.has_pending_input(),
+        }
+    }
+
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Stream::Plain(s) => s.peer_addr(),
+            #[cfg(test)]
+            Stream::Memory(m) => Ok(m.peer_addr()),
+        }
+    }
+}
+
+/// `recv(MSG_PEEK | MSG_DONTWAIT)` of one byte: true when a byte or an EOF
+/// is waiting (or the socket failed), false when the read would block.
+fn peek_pending(fd: RawFd) -> bool {
+    let fd = borrow_fd(fd);
+    let mut byte = [0u8; 1];
+    match rustix::net::recv(
+        fd,
+        &mut byte,
+        rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
+    ) {
+        Ok(_) => true,
+        Err(e) => e != rustix::io::Errno::AGAIN,
+    }
+}
+
+/// A borrowed descriptor of a socket monoio owns. monoio 0.2 implements
+/// `AsRawFd` but not `AsFd` for its sockets, so this is the one place a
+/// raw descriptor becomes a borrowed one for rustix's safe calls.
+pub fn borrow_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
+    #[allow(unsafe_code)]
+    // SAFETY: every caller passes the descriptor of a monoio socket it
+    // holds (a `TcpStream` or `TcpListener` alive for the duration of the
+    // call), so the descriptor is open for as long as the borrow is used;
+    // the returned borrow never escapes the calling function.
+    unsafe {
+        BorrowedFd::borrow_raw(fd)
+    }
+}
+
+impl AsyncReadRent for Stream {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Stream::Plain(s) => s.read(buf).await,
+            #[cfg(test)]
+            Stream::Memory(m) => m.read(buf).await,
+        }
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Stream::Plain(s) => s.readv(buf).await,
+            #[cfg(test)]
+            Stream::Memory(_) => (
+                Err(io::Error::new(io::ErrorKind::Unsupported, "readv")),
+                buf,
+            ),
+        }
+    }
+}
+
+impl CancelableAsyncReadRent for Stream {
+    async fn cancelable_read<T: IoBufMut>(
+        &mut self,
+        buf: T,
+        c: CancelHandle,
+    ) -> BufResult<usize, T> {
+        match self {
+            Stream::Plain(s) => s.cancelable_read(buf, c).await,
+            // A memory read holds no kernel-owned buffer: dropping it is
+            // as good as cancelling it.
+            #[cfg(test)]
+            Stream::Memory(m) => m.read(buf).await,
+        }
+    }
+
+    async fn cancelable_readv<T: IoVecBufMut>(
+        &mut self,
+        buf: T,
+        c: CancelHandle,
+    ) -> BufResult<usize, T> {
+        match self {
+            Stream::Plain(s) => s.cancelable_readv(buf, c).await,
+            #[cfg(test)]
+            Stream::Memory(_) => (
+                Err(io::Error::new(io::ErrorKind::Unsupported, "readv")),
+                buf,
+            ),
+        }
+    }
+}
+
+impl AsyncWriteRent for Stream {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Stream::Plain(s) => s.write(buf).await,
+            #[cfg(test)]
+            Stream::Memory(m) => m.write(buf).await,
+        }
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Stream::Plain(s) => s.writev(buf).await,
+            #[cfg(test)]
+            Stream::Memory(_) => (
+                Err(io::Error::new(io::ErrorKind::Unsupported, "writev")),
+                buf,
+            ),
+        }
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush().await,
+            #[cfg(test)]
+            Stream::Memory(_) => Ok(()),
+        }
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.shutdown().await,
+            #[cfg(test)]
+            Stream::Memory(m) => {
+                m.shutdown();
+                Ok(())
+            }
+        }
+    }
+}

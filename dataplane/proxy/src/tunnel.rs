@@ -1,0 +1,127 @@
+//! Tunnels: after `101 Switching Protocols` (WebSocket and other upgrades)
+//! the proxy relays bytes both ways until either side is done.
+//!
+//! Bytes already read on each side go first. Then, when both ends are
+//! plain TCP, each direction is spliced: moved through a pipe by the
+//! kernel, never copied into user space (64 KiB per splice; monoio 0.2's
+//! own `zero_copy` moves 4 KiB at a time). A direction ends when its
+//! sender closes, and the other side then sees a half-close.
+//!
+//! A tunnel holds its client connection's place in the listener's limit
+//! and its upstream connection's place in the cluster's limit for as long
+//! as it lives. It ends when neither direction has moved a byte for the
+//! listener's `tunnel_idle_timeout`, or when listeners close on drain.
+//!
+//! TLS (issue 9) cannot be spliced: it adds a copying relay here, over the
+//! stream's own read and write halves.
+
+use std::cell::Cell;
+use std::io;
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use monoio::io::splice::{SpliceDestination, SpliceSource};
+use monoio::io::{AsyncWriteRent, Splitable};
+use monoio::net::TcpStream;
+use monoio::time::Instant;
+
+use crate::buf::ReadBuf;
+use crate::drain::Drain;
+use crate::transport::Stream;
+use crate::upstream::UpstreamConn;
+
+/// Bytes moved per splice: the pipe's default capacity.
+const SPLICE_LEN: u32 = 64 * 1024;
+
+/// Relay `client` and `upstream` until both directions end, the tunnel is
+/// idle for `idle`, or listeners close.
+pub async fn run(
+    mut client: Stream,
+    upstream: UpstreamConn,
+    from_client: &mut ReadBuf,
+    from_upstream: &mut ReadBuf,
+    idle: Duration,
+    drain: &Drain,
+) {
+    let (mut up, _slot) = upstream.into_parts();
+    let n = from_client.len();
+    if n > 0 && from_client.write_to(&mut up, n).await.is_err() {
+        return;
+    }
+    let n = from_upstream.len();
+    if n > 0 && from_upstream.write_to(&mut client, n).await.is_err() {
+        return;
+    }
+    from_client.clear();
+    from_upstream.clear();
+    let activity = Cell::new(Instant::now());
+    let relay = std::pin::pin!(relay_both(client, up, &activity));
+    let watchdog = std::pin::pin!(watchdog(&activity, idle));
+    let stopped = std::pin::pin!(drain.stopped());
+    // Whichever ends first drops the others: an idle or stopped tunnel's
+    // sockets close with it.
+    if let Either::Right(_) = select(relay, select(watchdog, stopped)).await {
+        tracing::debug!("tunnel closed: idle or listeners closed");
+    }
+}
+
+/// Resolves once no byte has moved for `idle`.
+async fn watchdog(activity: &Cell<Instant>, idle: Duration) {
+    loop {
+        let due = activity.get() + idle;
+        if Instant::now() >= due {
+            return;
+        }
+        monoio::time::sleep_until(due).await;
+    }
+}
+
+async fn relay_both(client: Stream, upstream: Stream, activity: &Cell<Instant>) {
+    match (client.into_tcp(), upstream.into_tcp()) {
+        (Ok(c), Ok(u)) => splice_both(c, u, activity).await,
+        #[cfg(test)]
+        (Err(Stream::Memory(c)), Err(Stream::Memory(u))) => {
+            crate::transport::memory::copy_both(c, u, activity).await
+        }
+        _ => tracing::warn!("tunnel between different transports is not supported"),
+    }
+}
+
+async fn splice_both(client: TcpStream, upstream: TcpStream, activity: &Cell<Instant>) {
+    let (mut cr, mut cw) = client.into_split();
+    let (mut ur, mut uw) = upstream.into_split();
+    let up = async {
+        let _ = splice_one(&mut cr, &mut uw, activity).await;
+        let _ = uw.shutdown().await;
+    };
+    let down = async {
+        let _ = splice_one(&mut ur, &mut cw, activity).await;
+        let _ = cw.shutdown().await;
+    };
+    monoio::join!(up, down);
+}
+
+/// Move bytes from `src` to `dst` through a pipe until `src` closes.
+async fn splice_one<R: SpliceSource, W: SpliceDestination>(
+    src: &mut R,
+    dst: &mut W,
+    activity: &Cell<Instant>,
+) -> io::Result<()> {
+    let (mut pipe_r, mut pipe_w) = monoio::net::unix::new_pipe()?;
+    loop {
+        let n = src.splice_to_pipe(&mut pipe_w, SPLICE_LEN).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        activity.set(Instant::now());
+        let mut left = n;
+        while left > 0 {
+            let m = dst.splice_from_pipe(&mut pipe_r, left).await?;
+            if m == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            left -= m;
+        }
+        activity.set(Instant::now());
+    }
+}
