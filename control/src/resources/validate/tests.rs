@@ -216,3 +216,30 @@ fn retry_policies() {
         "{err}"
     );
 }
+
+#[test]
+fn durations_are_more_than_0_and_at_most_7_days() {
+    let text = "kind: Service\nmetadata: { name: s }\n---\nkind: HTTPRoute\nmetadata: { name: r }\nspec:\n  parentRefs: [ { name: s } ]\n  rules:\n    - backendRefs: [ { name: s } ]\n      timeouts: { request: 168h }\n";
+    let r = parse(&files(text)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        r.routes["r"].rules[0].timeout,
+        Some(std::time::Duration::from_secs(7 * 24 * 3600)),
+        "7 days is the longest allowed"
+    );
+    for (bad, why) in [
+        (
+            "0s",
+            "must be more than 0; for no route timeout leave `request` out",
+        ),
+        ("0ms", "must be more than 0"),
+        ("169h", "`169h` is longer than 7 days"),
+        ("8days", "`8days` is longer than 7 days"),
+        ("2", "`2` is not a duration"),
+    ] {
+        let err = parse(&files(&text.replace("168h", bad)))
+            .unwrap_err()
+            .to_string();
+        let want = format!("mesh.yaml:10:28: HTTPRoute/r.spec.rules[0].timeouts.request: {why}");
+        assert!(err.contains(&want), "{bad}: {err}");
+    }
+}
