@@ -548,11 +548,16 @@ impl Checker {
             .as_ref()
             .and_then(|t| self.timeouts(doc, t, path));
         let retry = rule.retry.as_ref().map(|r| self.retry(doc, &r.value, path));
+        let fault = rule
+            .fault
+            .as_ref()
+            .and_then(|f| self.fault(doc, f, &format!("{path}.fault")));
         Rule {
             matches,
             backends,
             timeout,
             retry,
+            fault,
         }
     }
 
