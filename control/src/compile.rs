@@ -180,27 +180,11 @@ fn attached<'a>(
 }
 
 /// One proxy route per (rule, match); a rule without matches matches all.
+/// Every route of a rule gets the rule's action and policies.
 fn rule_routes(r: &HttpRoute, host: Option<&String>) -> Vec<pb::Route> {
     let mut out = Vec::new();
     for (i, rule) in r.rules.iter().enumerate() {
-        let action = Some(action(rule));
-        let retries = rule.retry.as_ref().map(|r| pb::RetryPolicy {
-            attempts: u64::from(r.attempts),
-            // Empty: the proxy's default (connect-failure, reset, 502-504).
-            on: if r.codes.is_empty() {
-                Vec::new()
-            } else {
-                ["connect-failure", "reset"]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .chain(r.codes.iter().map(|c| c.to_string()))
-                    .collect()
-            },
-        });
-        let timeout = rule.timeout.map(|d| prost_types::Duration {
-            seconds: d.as_secs() as i64,
-            nanos: d.subsec_nanos() as i32,
-        });
+        let base = policies(rule);
         let host = host.cloned();
         if rule.matches.is_empty() {
             out.push(pb::Route {
@@ -209,10 +193,7 @@ fn rule_routes(r: &HttpRoute, host: Option<&String>) -> Vec<pb::Route> {
                     host,
                     ..Default::default()
                 }),
-                action,
-                timeout,
-                retries: retries.clone(),
-                ..Default::default()
+                ..base
             });
             continue;
         }
@@ -239,14 +220,54 @@ fn rule_routes(r: &HttpRoute, host: Option<&String>) -> Vec<pb::Route> {
                     method: m.method.clone(),
                     headers,
                 }),
-                action: action.clone(),
-                timeout,
-                retries: retries.clone(),
-                ..Default::default()
+                ..base.clone()
             });
         }
     }
     out
+}
+
+/// A route with what a rule does to the requests it matches (where they
+/// go, timeout, retries, fault), but no name or match yet.
+fn policies(rule: &Rule) -> pb::Route {
+    let retries = rule.retry.as_ref().map(|r| pb::RetryPolicy {
+        attempts: u64::from(r.attempts),
+        // Empty: the proxy's default (connect-failure, reset, 502-504).
+        on: if r.codes.is_empty() {
+            Vec::new()
+        } else {
+            ["connect-failure", "reset"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(r.codes.iter().map(|c| c.to_string()))
+                .collect()
+        },
+    });
+    let fault = rule.fault.as_ref().map(|f| pb::Fault {
+        delay: f.delay.as_ref().map(|d| pb::FaultDelay {
+            duration: Some(duration(d.duration)),
+            percent: d.percent,
+        }),
+        abort: f.abort.as_ref().map(|a| pb::FaultAbort {
+            status: u64::from(a.status),
+            percent: a.percent,
+        }),
+    });
+    pb::Route {
+        action: Some(action(rule)),
+        timeout: rule.timeout.map(duration),
+        retries,
+        fault,
+        ..Default::default()
+    }
+}
+
+/// Validation bounds durations to 7 days, far inside the wire's range.
+fn duration(d: std::time::Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
 }
 
 fn action(rule: &Rule) -> pb::route::Action {
@@ -416,6 +437,83 @@ mod tests {
             compile(&mesh(), &n, &Workloads::new()),
             Err(CompileError::NoRole(_))
         ));
+    }
+
+    #[test]
+    fn a_fault_is_on_every_route_its_rule_makes() {
+        // One rule, two matches, attached to a Service and to a Gateway
+        // with two hostnames: 2 sidecar routes and 4 gateway routes.
+        let text = format!(
+            "{}---\n{}",
+            crate::resources::validate_tests_mesh(),
+            "kind: HTTPRoute\nmetadata: { name: chaos }\nspec:\n  parentRefs: [ { name: checkout }, { kind: Gateway, name: edge } ]\n  hostnames: [ a.example, b.example ]\n  rules:\n    - matches: [ { path: { value: /a } }, { path: { value: /b } } ]\n      backendRefs: [ { name: checkout-v1 } ]\n      timeouts: { request: 1500ms }\n      fault:\n        delay: { fixedDelay: 2s, percent: 10 }\n        abort: { httpStatus: 503, percent: 5.5 }\n    - backendRefs: [ { name: checkout-v2 } ]\n      fault: { abort: { httpStatus: 418, percent: 100 } }\n"
+        );
+        let res = parse(&[("mesh.yaml".into(), text)]).unwrap();
+        let want = pb::Fault {
+            delay: Some(pb::FaultDelay {
+                duration: Some(prost_types::Duration {
+                    seconds: 2,
+                    nanos: 0,
+                }),
+                percent: 10.0,
+            }),
+            abort: Some(pb::FaultAbort {
+                status: 503,
+                percent: 5.5,
+            }),
+        };
+        let teapot = pb::Fault {
+            delay: None,
+            abort: Some(pb::FaultAbort {
+                status: 418,
+                percent: 100.0,
+            }),
+        };
+        let chaos = |routes: &[pb::Route]| -> Vec<(String, Option<pb::Fault>)> {
+            routes
+                .iter()
+                .filter(|r| r.name.as_deref().is_some_and(|n| n.starts_with("chaos.")))
+                .map(|r| (r.name.clone().unwrap_or_default(), r.fault))
+                .collect()
+        };
+        let c = compile(&res, &sidecar_node(), &Workloads::new()).unwrap();
+        let out = &c.listeners[1].routes;
+        assert_eq!(
+            chaos(out),
+            [
+                ("chaos.0.0".into(), Some(want)),
+                ("chaos.0.1".into(), Some(want)),
+                ("chaos.1".into(), Some(teapot)),
+            ]
+        );
+        // The rule's other policies are still there beside it.
+        let first = out.iter().find(|r| r.name.as_deref() == Some("chaos.0.1"));
+        assert_eq!(
+            first.and_then(|r| r.timeout),
+            Some(prost_types::Duration {
+                seconds: 1,
+                nanos: 500_000_000
+            })
+        );
+        assert!(
+            out.iter()
+                .filter(|r| !r.name.as_deref().unwrap_or("").starts_with("chaos."))
+                .all(|r| r.fault.is_none()),
+            "no other route gets a fault"
+        );
+        let node = pb::Node {
+            id: "gw-1".into(),
+            service: "edge".into(),
+            role: pb::Role::Gateway as i32,
+            ..Default::default()
+        };
+        let c = compile(&res, &node, &Workloads::new()).unwrap();
+        let got = chaos(&c.listeners[0].routes);
+        assert_eq!(got.len(), 6, "{got:?}");
+        for (name, fault) in got {
+            let want = if name == "chaos.1" { &teapot } else { &want };
+            assert_eq!(fault.as_ref(), Some(want), "{name}");
+        }
     }
 
     #[test]

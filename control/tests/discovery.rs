@@ -232,12 +232,24 @@ async fn a_bad_resource_change_is_rejected_and_the_old_one_stays() {
     write(plane.dir.path(), "kind: HTTPRoute\nmetadata: { name: r }\nspec: { parentRefs: [ { name: nope } ], rules: [ { backendRefs: [ { name: web } ] } ] }\n");
     // Nothing is pushed for a rejected change; a valid one after it is.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    write(plane.dir.path(), "kind: HTTPRoute\nmetadata: { name: r }\nspec: { parentRefs: [ { name: api } ], rules: [ { backendRefs: [ { name: web } ] } ] }\n");
+    // It injects a fault, which reaches the proxy as the route's `fault`.
+    write(plane.dir.path(), "kind: HTTPRoute\nmetadata: { name: r }\nspec: { parentRefs: [ { name: api } ], rules: [ { backendRefs: [ { name: web } ], fault: { abort: { httpStatus: 503, percent: 2.5 } } } ] }\n");
     let next = a.next().await;
-    assert!(config(&next).listeners[1]
+    let r = config(&next).listeners[1]
         .routes
         .iter()
-        .any(|r| r.name.as_deref() == Some("r.0")));
+        .find(|r| r.name.as_deref() == Some("r.0"))
+        .unwrap();
+    assert_eq!(
+        r.fault,
+        Some(pb::Fault {
+            delay: None,
+            abort: Some(pb::FaultAbort {
+                status: 503,
+                percent: 2.5
+            }),
+        })
+    );
 }
 
 fn write(dir: &Path, text: &str) {

@@ -50,6 +50,7 @@ pub struct Rule {
     pub backends: Vec<Backend>,
     pub timeout: Option<Duration>,
     pub retry: Option<Retry>,
+    pub fault: Option<Fault>,
 }
 
 /// Idempotent requests that fail to connect, are reset, or get one of
@@ -58,6 +59,32 @@ pub struct Rule {
 pub struct Retry {
     pub attempts: u32,
     pub codes: Vec<u16>,
+}
+
+/// Fault injection, for testing how callers cope with a slow or failing
+/// service: `delay` holds a share of the requests before they are
+/// forwarded, then `abort` answers a share with a status instead. At least
+/// one of them is set; each has its own share.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub delay: Option<FaultDelay>,
+    pub abort: Option<FaultAbort>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultDelay {
+    /// More than 0, at most 7 days.
+    pub duration: Duration,
+    /// 0 to 100.
+    pub percent: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultAbort {
+    /// 200 to 599.
+    pub status: u16,
+    /// 0 to 100.
+    pub percent: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

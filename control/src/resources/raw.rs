@@ -71,6 +71,7 @@ pub struct RawRule {
     pub backend_refs: Vec<S<RawBackendRef>>,
     pub timeouts: Option<RawTimeouts>,
     pub retry: Option<S<RawRetry>>,
+    pub fault: Option<S<RawFault>>,
 }
 
 /// As in the Gateway API (GEP-1731): failed connections are retried, and
@@ -81,6 +82,31 @@ pub struct RawRetry {
     pub attempts: S<u64>,
     #[serde(default)]
     pub codes: Vec<S<u64>>,
+}
+
+/// As Istio's VirtualService `fault`, in this API's spelling: delay and/or
+/// abort a share of the requests the rule matches. Required fields are
+/// `Option` so that a missing one is reported at its path.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFault {
+    pub delay: Option<S<RawFaultDelay>>,
+    pub abort: Option<S<RawFaultAbort>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawFaultDelay {
+    pub fixed_delay: Option<S<String>>,
+    /// 0 to 100; an integer or a fraction.
+    pub percent: Option<S<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawFaultAbort {
+    pub http_status: Option<S<u64>>,
+    pub percent: Option<S<f64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -10,6 +10,8 @@ use super::model::*;
 use super::raw::*;
 use super::{ResourceError, ResourceErrors};
 
+mod policy;
+
 const KINDS: [&str; 3] = ["Service", "HTTPRoute", "Gateway"];
 
 /// Where a document sits: its file and the line before its first.
@@ -544,55 +546,18 @@ impl Checker {
         let timeout = rule
             .timeouts
             .as_ref()
-            .and_then(|t| t.request.as_ref())
-            .and_then(|t| match humantime::parse_duration(&t.value) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    self.err(
-                        doc,
-                        &t.referenced,
-                        format!("{path}.timeouts.request"),
-                        format!(
-                            "`{}` is not a duration ({e}); write e.g. 2s or 500ms",
-                            t.value
-                        ),
-                    );
-                    None
-                }
-            });
-        let retry = rule.retry.as_ref().map(|r| {
-            let attempts = &r.value.attempts;
-            if !(1..=5).contains(&attempts.value) {
-                self.err(
-                    doc,
-                    &attempts.referenced,
-                    format!("{path}.retry.attempts"),
-                    "must be from 1 to 5",
-                );
-            }
-            for (i, c) in r.value.codes.iter().enumerate() {
-                if !(500..=599).contains(&c.value) {
-                    self.err(
-                        doc,
-                        &c.referenced,
-                        format!("{path}.retry.codes[{i}]"),
-                        format!(
-                            "{} is not a 5xx status: only server errors are retried",
-                            c.value
-                        ),
-                    );
-                }
-            }
-            Retry {
-                attempts: attempts.value.clamp(1, 5) as u32,
-                codes: r.value.codes.iter().map(|c| c.value as u16).collect(),
-            }
-        });
+            .and_then(|t| self.timeouts(doc, t, path));
+        let retry = rule.retry.as_ref().map(|r| self.retry(doc, &r.value, path));
+        let fault = rule
+            .fault
+            .as_ref()
+            .and_then(|f| self.fault(doc, f, &format!("{path}.fault")));
         Rule {
             matches,
             backends,
             timeout,
             retry,
+            fault,
         }
     }
 

@@ -216,3 +216,153 @@ fn retry_policies() {
         "{err}"
     );
 }
+
+#[test]
+fn durations_are_more_than_0_and_at_most_7_days() {
+    let text = "kind: Service\nmetadata: { name: s }\n---\nkind: HTTPRoute\nmetadata: { name: r }\nspec:\n  parentRefs: [ { name: s } ]\n  rules:\n    - backendRefs: [ { name: s } ]\n      timeouts: { request: 168h }\n";
+    let r = parse(&files(text)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        r.routes["r"].rules[0].timeout,
+        Some(std::time::Duration::from_secs(7 * 24 * 3600)),
+        "7 days is the longest allowed"
+    );
+    for (bad, why) in [
+        (
+            "0s",
+            "must be more than 0; for no route timeout leave `request` out",
+        ),
+        ("0ms", "must be more than 0"),
+        ("169h", "`169h` is longer than 7 days"),
+        ("8days", "`8days` is longer than 7 days"),
+        ("2", "`2` is not a duration"),
+    ] {
+        let err = parse(&files(&text.replace("168h", bad)))
+            .unwrap_err()
+            .to_string();
+        let want = format!("mesh.yaml:10:28: HTTPRoute/r.spec.rules[0].timeouts.request: {why}");
+        assert!(err.contains(&want), "{bad}: {err}");
+    }
+}
+
+const FAULTY: &str = "kind: Service\nmetadata: { name: s }\n---\nkind: HTTPRoute\nmetadata: { name: r }\nspec:\n  parentRefs: [ { name: s } ]\n  rules:\n    - backendRefs: [ { name: s } ]\n      fault:\n        delay: { fixedDelay: 2s, percent: 10 }\n        abort: { httpStatus: 503, percent: 5.5 }\n";
+
+#[test]
+fn faults_delay_abort_or_both() {
+    let r = parse(&files(FAULTY)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        r.routes["r"].rules[0].fault,
+        Some(Fault {
+            delay: Some(FaultDelay {
+                duration: std::time::Duration::from_secs(2),
+                percent: 10.0
+            }),
+            abort: Some(FaultAbort {
+                status: 503,
+                percent: 5.5
+            }),
+        })
+    );
+    let only_abort = FAULTY.replace("        delay: { fixedDelay: 2s, percent: 10 }\n", "");
+    let r = parse(&files(&only_abort)).unwrap_or_else(|e| panic!("{e}"));
+    let f = r.routes["r"].rules[0].fault.clone();
+    assert!(f.is_some_and(|f| f.delay.is_none() && f.abort.is_some()));
+    let only_delay = FAULTY
+        .replace("        abort: { httpStatus: 503, percent: 5.5 }\n", "")
+        .replace("percent: 10", "percent: 0.001");
+    let r = parse(&files(&only_delay)).unwrap_or_else(|e| panic!("{e}"));
+    let f = r.routes["r"].rules[0].fault.clone();
+    assert_eq!(f.and_then(|f| f.delay).map(|d| d.percent), Some(0.001));
+    // The bounds are in.
+    let edges = FAULTY
+        .replace(
+            "fixedDelay: 2s, percent: 10",
+            "fixedDelay: 7d, percent: 100",
+        )
+        .replace(
+            "httpStatus: 503, percent: 5.5",
+            "httpStatus: 200, percent: 0",
+        );
+    assert!(parse(&files(&edges)).is_ok());
+}
+
+#[test]
+fn every_fault_error_at_its_field() {
+    let bad = FAULTY
+        .replace(
+            "fixedDelay: 2s, percent: 10",
+            "fixedDelay: 0s, percent: 150",
+        )
+        .replace(
+            "httpStatus: 503, percent: 5.5",
+            "httpStatus: 600, percent: -1",
+        );
+    let err = parse(&files(&bad)).unwrap_err();
+    let text = err.to_string();
+    let want = [
+        "mesh.yaml:11:30: HTTPRoute/r.spec.rules[0].fault.delay.fixedDelay: must be more than 0; for no delay leave `delay` out",
+        "mesh.yaml:11:43: HTTPRoute/r.spec.rules[0].fault.delay.percent: 150 is not a percentage: write 0 to 100",
+        "mesh.yaml:12:30: HTTPRoute/r.spec.rules[0].fault.abort.httpStatus: 600 is not a status from 200 to 599",
+        "mesh.yaml:12:44: HTTPRoute/r.spec.rules[0].fault.abort.percent: -1 is not a percentage",
+    ];
+    for w in want {
+        assert!(text.contains(w), "missing {w:?} in:\n{text}");
+    }
+    assert_eq!(err.0.len(), 4, "{text}");
+
+    let cases = [
+        // Neither half.
+        (
+            "      fault: {}\n",
+            "HTTPRoute/r.spec.rules[0].fault: give a `delay`, an `abort` or both",
+        ),
+        (
+            "      fault: { delay: { percent: 10 } }\n",
+            "mesh.yaml:10:23: HTTPRoute/r.spec.rules[0].fault.delay.fixedDelay: missing: how long to hold a request",
+        ),
+        (
+            "      fault: { delay: { fixedDelay: 2s } }\n",
+            "HTTPRoute/r.spec.rules[0].fault.delay.percent: missing: the share of requests delayed, 0 to 100",
+        ),
+        (
+            "      fault: { abort: { percent: 1 } }\n",
+            "HTTPRoute/r.spec.rules[0].fault.abort.httpStatus: missing: the status to answer instead",
+        ),
+        (
+            "      fault: { abort: { httpStatus: 503 } }\n",
+            "HTTPRoute/r.spec.rules[0].fault.abort.percent: missing: the share of requests aborted",
+        ),
+        (
+            "      fault: { abort: { httpStatus: 199, percent: 1 } }\n",
+            "fault.abort.httpStatus: 199 is not a status from 200 to 599",
+        ),
+        (
+            "      fault: { abort: { httpStatus: 503, percent: .nan } }\n",
+            // The YAML reader refuses it before the range check would.
+            "mesh.yaml:10:51: ",
+        ),
+        (
+            "      fault: { delay: { fixedDelay: 8d, percent: 1 } }\n",
+            "fault.delay.fixedDelay: `8d` is longer than 7 days",
+        ),
+        (
+            "      fault: { delay: { fixedDelay: soon, percent: 1 } }\n",
+            "fault.delay.fixedDelay: `soon` is not a duration",
+        ),
+        // Istio's newer spelling: a schema error that points the way.
+        (
+            "      fault: { delay: { fixedDelay: 1s, percentage: { value: 1 } } }\n",
+            "(did you mean `percent`?)",
+        ),
+        (
+            "      fault: { abort: { httpStatus: 503, percent: ten } }\n",
+            "mesh.yaml:10",
+        ),
+    ];
+    let head = FAULTY.split("      fault:").next().unwrap_or_default();
+    for (fault, want) in cases {
+        let err = parse(&files(&format!("{head}{fault}")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{fault}: missing {want:?} in:\n{err}");
+    }
+}
