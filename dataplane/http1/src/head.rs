@@ -48,7 +48,8 @@ pub enum HeaderKind {
     /// End-to-end: forwarded as is.
     Other,
     /// Hop-by-hop (Connection, Keep-Alive, Proxy-Connection, TE, Upgrade and
-    /// headers named in Connection): never forwarded as is.
+    /// the end-to-end headers a Connection option names, which never include
+    /// Content-Length, Transfer-Encoding or Host): never forwarded as is.
     HopByHop,
     /// Transfer-Encoding: re-framed by the proxy.
     TransferEncoding,
@@ -424,23 +425,43 @@ fn note_connection(facts: &mut HeaderFacts, value: &[u8]) {
     }
 }
 
-/// Mark the headers that a Connection header names as hop-by-hop.
+/// Mark the end-to-end headers that a Connection header names as hop-by-hop.
+///
+/// Only fields the next hop can do without may be dropped this way. Framing
+/// (Content-Length, Transfer-Encoding) never is: a request forwarded without
+/// its length would have its body read upstream as the next request. Nor is
+/// Host, which an HTTP/1.1 upstream requires.
 fn mark_connection_named(buf: &[u8], headers: &mut [HeaderSpan]) {
     // Rare path (clients seldom name extra headers): a quadratic scan over a
-    // bounded header count beats building a set.
-    let conn_values: Vec<Span> = headers
-        .iter()
-        .filter(|h| h.name.get(buf).eq_ignore_ascii_case(b"connection"))
-        .map(|h| h.value)
-        .collect();
-    for h in headers.iter_mut() {
-        let name = h.name.get(buf);
-        let named = conn_values
-            .iter()
-            .any(|v| tokens(v.get(buf)).any(|t| t.eq_ignore_ascii_case(name)));
-        if named && !matches!(h.kind, HeaderKind::TransferEncoding) {
-            h.kind = HeaderKind::HopByHop;
+    // bounded header count beats building a set, and allocates nothing.
+    for i in 0..headers.len() {
+        let h = headers[i];
+        if !may_be_named_hop_by_hop(h.kind) {
+            continue;
         }
+        let name = h.name.get(buf);
+        let named = headers.iter().any(|c| {
+            c.name.get(buf).eq_ignore_ascii_case(b"connection")
+                && tokens(c.value.get(buf)).any(|t| t.eq_ignore_ascii_case(name))
+        });
+        if named {
+            headers[i].kind = HeaderKind::HopByHop;
+        }
+    }
+}
+
+/// Whether a Connection option may turn a header of this kind hop-by-hop.
+fn may_be_named_hop_by_hop(kind: HeaderKind) -> bool {
+    match kind {
+        HeaderKind::ContentLength | HeaderKind::TransferEncoding | HeaderKind::Host => false,
+        // Already dropped.
+        HeaderKind::HopByHop => false,
+        // Dropping a client's X-Forwarded-* or Expect is safe: the proxy
+        // writes its own forwarding headers and answers Expect itself.
+        HeaderKind::Other
+        | HeaderKind::Expect
+        | HeaderKind::XForwardedFor
+        | HeaderKind::XForwardedProto => true,
     }
 }
 

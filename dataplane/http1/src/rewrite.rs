@@ -331,6 +331,33 @@ mod tests {
     }
 
     #[test]
+    fn connection_naming_framing_or_host_does_not_drop_them() {
+        let out = rewrite_request(
+            "POST / HTTP/1.1\r\nHost: a\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\n",
+            &HeaderEdits::default(),
+        );
+        assert_eq!(
+            out,
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nx-forwarded-for: 10.0.0.9\r\nx-forwarded-proto: http\r\n\r\n"
+        );
+        let out = rewrite_request(
+            "GET / HTTP/1.1\r\nConnection: Host\r\nHost: a\r\n\r\n",
+            &HeaderEdits::default(),
+        );
+        assert!(out.contains("\r\nHost: a\r\n"), "{out}");
+        assert!(!out.contains("host: 10.1.1.1:80"), "{out}");
+    }
+
+    #[test]
+    fn response_connection_naming_content_length_keeps_the_length() {
+        let raw = "HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\n";
+        assert_eq!(
+            rewrite_response(raw, ResponseFraming::AsIs, ConnectionHeader::None),
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn status_line_formats_three_digits() {
         let mut out = Vec::new();
         write_status_line(&mut out, 404, b"Not Found");

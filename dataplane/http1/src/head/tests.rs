@@ -239,3 +239,55 @@ fn decimal_parser_is_strict() {
     assert_eq!(parse_decimal(b"-1"), None);
     assert_eq!(parse_decimal(b"1 2"), None);
 }
+
+/// Kinds of the headers named `name`, in order.
+fn kinds_of(head: &RequestHead, buf: &[u8], name: &[u8]) -> Vec<HeaderKind> {
+    head.headers
+        .iter()
+        .filter(|h| h.name.get(buf).eq_ignore_ascii_case(name))
+        .map(|h| h.kind)
+        .collect()
+}
+
+#[test]
+fn connection_cannot_make_framing_or_host_hop_by_hop() {
+    // Framing is never hop-by-hop: a Content-Length dropped on the way would
+    // let the upstream read the body as a second request.
+    let raw = "POST / HTTP/1.1\r\nHost: a\r\nConnection: Content-Length, Host, Transfer-Encoding\r\nContent-Length: 5\r\n\r\n";
+    let head = req(raw).unwrap();
+    let buf = raw.as_bytes();
+    assert_eq!(head.framing, BodyFraming::Length(5));
+    assert_eq!(
+        kinds_of(&head, buf, b"content-length"),
+        [HeaderKind::ContentLength]
+    );
+    assert_eq!(kinds_of(&head, buf, b"host"), [HeaderKind::Host]);
+
+    let raw = "POST / HTTP/1.1\r\nHost: a\r\nConnection: transfer-encoding\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let head = req(raw).unwrap();
+    assert_eq!(head.framing, BodyFraming::Chunked);
+    assert_eq!(
+        kinds_of(&head, raw.as_bytes(), b"transfer-encoding"),
+        [HeaderKind::TransferEncoding]
+    );
+}
+
+#[test]
+fn connection_still_strips_the_end_to_end_fields_it_names() {
+    let raw = "GET / HTTP/1.1\r\nHost: a\r\nConnection: x-a, X-Forwarded-For\r\nConnection: X-B\r\nX-A: 1\r\nX-B: 2\r\nX-Forwarded-For: 1.2.3.4\r\nX-C: 3\r\n\r\n";
+    let head = req(raw).unwrap();
+    let buf = raw.as_bytes();
+    for name in [&b"x-a"[..], b"x-b", b"x-forwarded-for"] {
+        assert_eq!(kinds_of(&head, buf, name), [HeaderKind::HopByHop]);
+    }
+    assert_eq!(kinds_of(&head, buf, b"x-c"), [HeaderKind::Other]);
+}
+
+#[test]
+fn response_connection_cannot_make_content_length_hop_by_hop() {
+    let raw = "HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\n";
+    let head = resp(raw, false).unwrap();
+    assert_eq!(head.framing, BodyFraming::Length(5));
+    let kinds: Vec<HeaderKind> = head.headers.iter().map(|h| h.kind).collect();
+    assert_eq!(kinds, [HeaderKind::HopByHop, HeaderKind::ContentLength]);
+}
