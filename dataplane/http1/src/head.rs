@@ -633,4 +633,6 @@ fn parse_decimal(s: &[u8]) -> Option<u64> {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
