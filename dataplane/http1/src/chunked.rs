@@ -246,6 +246,9 @@ pub fn write_chunk_header(out: &mut Vec<u8>, len: usize) {
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
