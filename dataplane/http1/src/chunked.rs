@@ -12,6 +12,13 @@
 use std::fmt;
 
 /// Most hex digits in a chunk size: 16 fill a u64.
+///
+/// Leading zeros count: `00000000000000005` (17 digits) is refused although
+/// RFC 9112 allows leading zeros. Bounding the digits, not the value, is what
+/// Go's net/http does; no real sender pads a size past 16 digits, and since
+/// the proxy forwards chunked bodies verbatim, refusing keeps it from passing
+/// on a size line that an upstream with a fixed-width or wrapping size parser
+/// could read differently from us.
 const MAX_SIZE_DIGITS: u8 = 16;
 /// Most bytes of chunk extensions on one size line.
 const MAX_EXTENSION_BYTES: u32 = 4096;
@@ -239,6 +246,9 @@ pub fn write_chunk_header(out: &mut Vec<u8>, len: usize) {
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -294,19 +304,32 @@ mod tests {
         assert!(dec.is_done());
     }
 
+    /// Size lines every hardened parser refuses, with the index of the
+    /// first byte that makes them invalid.
+    const BAD_SIZE_LINES: [(&[u8], usize, ChunkedError); 15] = [
+        (b"\r\n", 0, ChunkedError::InvalidSize),
+        (b"g\r\n", 0, ChunkedError::InvalidSize),
+        (b" 5\r\n", 0, ChunkedError::InvalidSize),
+        (b"\t5\r\n", 0, ChunkedError::InvalidSize),
+        (b"-5\r\n", 0, ChunkedError::InvalidSize),
+        (b"+5\r\n", 0, ChunkedError::InvalidSize),
+        (b"0x5\r\n", 1, ChunkedError::InvalidSizeLine),
+        (b"5 x\r\n", 2, ChunkedError::InvalidSizeLine),
+        (b"5 \r\n", 2, ChunkedError::InvalidSizeLine),
+        // 17 significant digits: over 2^64.
+        (b"11111111111111111\r\n", 16, ChunkedError::InvalidSize),
+        // Would read as 5 if digits were not bounded and the size wrapped.
+        (b"10000000000000005\r\n", 16, ChunkedError::InvalidSize),
+        // Leading zeros count against the 16 digits (see MAX_SIZE_DIGITS).
+        (b"00000000000000005\r\n", 16, ChunkedError::InvalidSize),
+        (b"5\n", 1, ChunkedError::InvalidSizeLine),
+        (b"5;ext\n", 5, ChunkedError::InvalidLineEnding),
+        (b"5;ext\rx", 6, ChunkedError::InvalidLineEnding),
+    ];
+
     #[test]
     fn invalid_sizes_are_refused() {
-        let bad: [(&[u8], ChunkedError); 8] = [
-            (b"\r\n", ChunkedError::InvalidSize),
-            (b"g\r\n", ChunkedError::InvalidSize),
-            (b" 5\r\n", ChunkedError::InvalidSize),
-            (b"-5\r\n", ChunkedError::InvalidSize),
-            (b"0x5\r\n", ChunkedError::InvalidSizeLine),
-            (b"5 x\r\n", ChunkedError::InvalidSizeLine),
-            (b"11111111111111111\r\n", ChunkedError::InvalidSize),
-            (b"5\n", ChunkedError::InvalidSizeLine),
-        ];
-        for (input, want) in bad {
+        for (input, _, want) in BAD_SIZE_LINES {
             let mut dec = ChunkedDecoder::new();
             assert_eq!(
                 dec.scan(input),
@@ -315,6 +338,40 @@ mod tests {
                 String::from_utf8_lossy(input)
             );
         }
+    }
+
+    #[test]
+    fn scan_refuses_at_the_first_bad_byte() {
+        // The proxy scans the body bytes that arrived with the head; an
+        // invalid size must be refused as soon as the byte that makes it
+        // invalid is buffered, not when the line ends.
+        for (input, bad_at, want) in BAD_SIZE_LINES {
+            let shown = String::from_utf8_lossy(input);
+            let mut dec = ChunkedDecoder::new();
+            assert_eq!(dec.scan(&input[..bad_at]), Ok(bad_at), "for {shown:?}");
+            assert_eq!(
+                dec.scan(&input[bad_at..=bad_at]),
+                Err(want),
+                "for {shown:?}"
+            );
+            let mut dec = ChunkedDecoder::new();
+            assert_eq!(dec.scan(&input[..=bad_at]), Err(want), "for {shown:?}");
+        }
+        // The same after a complete chunk, where the next size line starts.
+        let mut dec = ChunkedDecoder::new();
+        assert_eq!(dec.scan(b"3\r\nabc\r\n"), Ok(8));
+        assert_eq!(dec.scan(b" "), Err(ChunkedError::InvalidSize));
+    }
+
+    #[test]
+    fn sixteen_digit_sizes_are_accepted() {
+        for line in [&b"ffffffffffffffff\r\n"[..], b"FFFFFFFFFFFFFFFF\r\n"] {
+            let mut dec = ChunkedDecoder::new();
+            assert_eq!(dec.scan(line), Ok(line.len()));
+            assert_eq!(dec.remaining, u64::MAX);
+        }
+        let (data, _) = decode_all(b"0000000000000003\r\nabc\r\n000\r\n\r\n").unwrap();
+        assert_eq!(data, b"abc");
     }
 
     #[test]

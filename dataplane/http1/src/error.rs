@@ -14,7 +14,8 @@ pub enum HeadError {
     /// More header fields than the configured limit (431).
     TooManyHeaders,
     /// httparse refused the syntax: whitespace before a colon, obsolete line
-    /// folding, bad token characters, bad request line (400).
+    /// folding, bad token characters, bad request line (400); or the request
+    /// target is of no valid form (`invalid_request_target`, 400).
     Syntax(&'static str),
     /// Both Content-Length and Transfer-Encoding (400).
     ContentLengthAndTransferEncoding,

@@ -3,11 +3,17 @@
 //! A parsed head is a set of byte ranges into the read buffer it came from,
 //! so the proxy can forward header bytes without copying them into owned
 //! strings. Each header is classified once here (hop-by-hop, framing, Host,
-//! ...) so that routing and rewriting never compare header names again.
+//! ...) so that routing and rewriting never compare header names again, and
+//! the request target is reduced to its form, authority and origin-form
+//! parts (`target`), so routing sees one path and one authority whichever
+//! form the client used.
 
 use std::mem::MaybeUninit;
 
 use crate::HeadError;
+
+mod target;
+pub use target::TargetForm;
 
 /// Most header fields a head may carry; the array httparse fills lives on the
 /// stack, so this bounds stack use (32 bytes a field) as well as the limit a
@@ -48,7 +54,8 @@ pub enum HeaderKind {
     /// End-to-end: forwarded as is.
     Other,
     /// Hop-by-hop (Connection, Keep-Alive, Proxy-Connection, TE, Upgrade and
-    /// headers named in Connection): never forwarded as is.
+    /// the end-to-end headers a Connection option names, which never include
+    /// Content-Length, Transfer-Encoding or Host): never forwarded as is.
     HopByHop,
     /// Transfer-Encoding: re-framed by the proxy.
     TransferEncoding,
@@ -123,11 +130,24 @@ impl Default for Limits {
 #[derive(Debug)]
 pub struct RequestHead {
     pub method: Span,
+    /// The request target as sent.
     pub target: Span,
+    /// Which form `target` has; anything but these four is refused.
+    pub target_form: TargetForm,
+    /// The target's authority when it is absolute-form, otherwise `None`.
+    pub authority: Option<Span>,
+    /// The path and query of the target: all of it for origin-, authority-
+    /// and asterisk-form; for absolute-form the bytes after the authority,
+    /// which are empty or start with `?` when the target has no path (the
+    /// origin form then needs a `/` in front: see `origin_form`).
+    pub origin: Span,
     pub version: Version,
     /// Bytes the head takes in the buffer, the final CRLF included.
     pub head_len: usize,
     pub headers: Vec<HeaderSpan>,
+    /// The authority the request is for: the target's for absolute-form
+    /// (RFC 9112 section 3.2.2: the Host header is then ignored), else the
+    /// Host header's value; `None` only for HTTP/1.0 without Host.
     pub host: Option<Span>,
     pub framing: BodyFraming,
     /// Whether the client allows the connection to stay open after this
@@ -143,6 +163,9 @@ impl Default for RequestHead {
         RequestHead {
             method: Span::default(),
             target: Span::default(),
+            target_form: TargetForm::Origin,
+            authority: None,
+            origin: Span::default(),
             version: Version::Http11,
             head_len: 0,
             headers: Vec::with_capacity(32),
@@ -164,14 +187,43 @@ impl RequestHead {
         self.method(buf) == b"HEAD"
     }
 
-    /// The request target's path, without the query string.
+    /// CONNECT, whose target is authority-form: the proxy answers it itself.
+    pub fn is_connect(&self) -> bool {
+        self.target_form == TargetForm::Authority
+    }
+
+    /// The path of the origin-form target, without the query string: `/`
+    /// for an absolute-form target with no path.
     pub fn path<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
-        let target = self.target.get(buf);
-        let end = target
+        let origin = self.origin.get(buf);
+        let end = origin
             .iter()
             .position(|&b| b == b'?')
-            .unwrap_or(target.len());
-        &target[..end]
+            .unwrap_or(origin.len());
+        match &origin[..end] {
+            [] => b"/",
+            path => path,
+        }
+    }
+
+    /// The query string without its `?`, if any.
+    pub fn query<'a>(&self, buf: &'a [u8]) -> Option<&'a [u8]> {
+        let origin = self.origin.get(buf);
+        let start = origin.iter().position(|&b| b == b'?')?;
+        Some(&origin[start + 1..])
+    }
+
+    /// The target to send an origin server, in two parts to be written one
+    /// after the other: `["/", "?q"]` for `http://a?q`, whose path is empty,
+    /// else `["", origin]`. Two slices rather than one so that nothing is
+    /// copied or allocated to add the `/`.
+    pub fn origin_form<'a>(&self, buf: &'a [u8]) -> [&'a [u8]; 2] {
+        let origin = self.origin.get(buf);
+        let slash: &[u8] = match (self.target_form, origin.first()) {
+            (TargetForm::Absolute, None | Some(b'?')) => b"/",
+            _ => b"",
+        };
+        [slash, origin]
     }
 
     /// The first value of header `name` (case-insensitive).
@@ -252,15 +304,21 @@ pub fn parse_request(
     };
     head.method = Span::of(buf, method.as_bytes());
     head.target = Span::of(buf, path.as_bytes());
+    let target = target::parse(method.as_bytes(), head.target, buf)?;
+    head.target_form = target.form;
+    head.authority = target.authority;
+    head.origin = target.origin;
     head.version = Version::from_minor(version);
     head.head_len = head_len;
     let facts = collect_headers(buf, req.headers, &mut head.headers)?;
 
-    head.host = match facts.host_count {
-        0 if head.version == Version::Http11 => return Err(HeadError::InvalidHost),
-        0 => None,
-        1 => facts.host,
-        _ => return Err(HeadError::InvalidHost),
+    // An absolute-form target's authority replaces Host, so such a request
+    // needs none; several are refused whatever the form.
+    head.host = match (facts.host_count, head.authority) {
+        (2.., _) => return Err(HeadError::InvalidHost),
+        (_, Some(authority)) => Some(authority),
+        (0, None) if head.version == Version::Http11 => return Err(HeadError::InvalidHost),
+        (_, None) => facts.host,
     };
     head.framing = request_framing(&facts, head.version)?;
     head.keep_alive = keep_alive(head.version, &facts);
@@ -424,23 +482,43 @@ fn note_connection(facts: &mut HeaderFacts, value: &[u8]) {
     }
 }
 
-/// Mark the headers that a Connection header names as hop-by-hop.
+/// Mark the end-to-end headers that a Connection header names as hop-by-hop.
+///
+/// Only fields the next hop can do without may be dropped this way. Framing
+/// (Content-Length, Transfer-Encoding) never is: a request forwarded without
+/// its length would have its body read upstream as the next request. Nor is
+/// Host, which an HTTP/1.1 upstream requires.
 fn mark_connection_named(buf: &[u8], headers: &mut [HeaderSpan]) {
     // Rare path (clients seldom name extra headers): a quadratic scan over a
-    // bounded header count beats building a set.
-    let conn_values: Vec<Span> = headers
-        .iter()
-        .filter(|h| h.name.get(buf).eq_ignore_ascii_case(b"connection"))
-        .map(|h| h.value)
-        .collect();
-    for h in headers.iter_mut() {
-        let name = h.name.get(buf);
-        let named = conn_values
-            .iter()
-            .any(|v| tokens(v.get(buf)).any(|t| t.eq_ignore_ascii_case(name)));
-        if named && !matches!(h.kind, HeaderKind::TransferEncoding) {
-            h.kind = HeaderKind::HopByHop;
+    // bounded header count beats building a set, and allocates nothing.
+    for i in 0..headers.len() {
+        let h = headers[i];
+        if !may_be_named_hop_by_hop(h.kind) {
+            continue;
         }
+        let name = h.name.get(buf);
+        let named = headers.iter().any(|c| {
+            c.name.get(buf).eq_ignore_ascii_case(b"connection")
+                && tokens(c.value.get(buf)).any(|t| t.eq_ignore_ascii_case(name))
+        });
+        if named {
+            headers[i].kind = HeaderKind::HopByHop;
+        }
+    }
+}
+
+/// Whether a Connection option may turn a header of this kind hop-by-hop.
+fn may_be_named_hop_by_hop(kind: HeaderKind) -> bool {
+    match kind {
+        HeaderKind::ContentLength | HeaderKind::TransferEncoding | HeaderKind::Host => false,
+        // Already dropped.
+        HeaderKind::HopByHop => false,
+        // Dropping a client's X-Forwarded-* or Expect is safe: the proxy
+        // writes its own forwarding headers and answers Expect itself.
+        HeaderKind::Other
+        | HeaderKind::Expect
+        | HeaderKind::XForwardedFor
+        | HeaderKind::XForwardedProto => true,
     }
 }
 
@@ -554,5 +632,7 @@ fn parse_decimal(s: &[u8]) -> Option<u64> {
     })
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

@@ -25,5 +25,5 @@ pub use chunked::{ChunkedDecoder, ChunkedError};
 pub use error::HeadError;
 pub use head::{
     parse_request, parse_response, BodyFraming, HeaderSpan, Limits, RequestHead, ResponseHead,
-    Span, Version,
+    Span, TargetForm, Version,
 };

@@ -45,7 +45,9 @@ pub struct RequestContext<'a> {
 
 /// Append the request head to send upstream. The upstream always gets
 /// HTTP/1.1 with the same framing the client used (a chunked body stays
-/// chunked and is forwarded verbatim).
+/// chunked and is forwarded verbatim), and an origin-form target: for an
+/// absolute-form one, the path and query, with the target's authority as
+/// Host in place of the client's (RFC 9112 section 3.2.2).
 pub fn write_request_head(
     out: &mut Vec<u8>,
     buf: &[u8],
@@ -55,8 +57,13 @@ pub fn write_request_head(
 ) {
     out.extend_from_slice(head.method.get(buf));
     out.push(b' ');
-    out.extend_from_slice(head.target.get(buf));
+    for part in head.origin_form(buf) {
+        out.extend_from_slice(part);
+    }
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    if let Some(authority) = head.authority {
+        write_pair(out, b"host", authority.get(buf));
+    }
 
     let last_xff = head
         .headers
@@ -66,6 +73,7 @@ pub fn write_request_head(
     for (i, h) in head.headers.iter().enumerate() {
         match h.kind {
             HeaderKind::HopByHop | HeaderKind::TransferEncoding | HeaderKind::Expect => continue,
+            HeaderKind::Host if head.authority.is_some() => continue,
             HeaderKind::XForwardedProto => saw_xfp = true,
             _ => {}
         }
@@ -327,6 +335,67 @@ mod tests {
         assert_eq!(
             rewrite_response(raw, ResponseFraming::AsIs, ConnectionHeader::Upgrade),
             "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn connection_naming_framing_or_host_does_not_drop_them() {
+        let out = rewrite_request(
+            "POST / HTTP/1.1\r\nHost: a\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\n",
+            &HeaderEdits::default(),
+        );
+        assert_eq!(
+            out,
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nx-forwarded-for: 10.0.0.9\r\nx-forwarded-proto: http\r\n\r\n"
+        );
+        let out = rewrite_request(
+            "GET / HTTP/1.1\r\nConnection: Host\r\nHost: a\r\n\r\n",
+            &HeaderEdits::default(),
+        );
+        assert!(out.contains("\r\nHost: a\r\n"), "{out}");
+        assert!(!out.contains("host: 10.1.1.1:80"), "{out}");
+    }
+
+    #[test]
+    fn response_connection_naming_content_length_keeps_the_length() {
+        let raw = "HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\n";
+        assert_eq!(
+            rewrite_response(raw, ResponseFraming::AsIs, ConnectionHeader::None),
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn absolute_form_goes_upstream_as_origin_form_with_its_authority_as_host() {
+        let out = rewrite_request(
+            "GET http://svc:8080/x?y=1 HTTP/1.1\r\nHost: other\r\nAccept: */*\r\n\r\n",
+            &HeaderEdits::default(),
+        );
+        assert_eq!(
+            out,
+            "GET /x?y=1 HTTP/1.1\r\nhost: svc:8080\r\nAccept: */*\r\nx-forwarded-for: 10.0.0.9\r\nx-forwarded-proto: http\r\n\r\n"
+        );
+        // No path: `/`; no Host from an HTTP/1.0 client: the authority, not
+        // the upstream's address.
+        let out = rewrite_request(
+            "GET HTTPS://svc?q HTTP/1.0\r\n\r\n",
+            &HeaderEdits::default(),
+        );
+        assert_eq!(
+            out,
+            "GET /?q HTTP/1.1\r\nhost: svc\r\nx-forwarded-for: 10.0.0.9\r\nx-forwarded-proto: http\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn asterisk_form_is_forwarded_as_is() {
+        let out = rewrite_request(
+            "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+            &HeaderEdits::default(),
+        );
+        assert!(
+            out.starts_with("OPTIONS * HTTP/1.1\r\nHost: a\r\n"),
+            "{out}"
         );
     }
 

@@ -239,3 +239,187 @@ fn decimal_parser_is_strict() {
     assert_eq!(parse_decimal(b"-1"), None);
     assert_eq!(parse_decimal(b"1 2"), None);
 }
+
+/// Kinds of the headers named `name`, in order.
+fn kinds_of(head: &RequestHead, buf: &[u8], name: &[u8]) -> Vec<HeaderKind> {
+    head.headers
+        .iter()
+        .filter(|h| h.name.get(buf).eq_ignore_ascii_case(name))
+        .map(|h| h.kind)
+        .collect()
+}
+
+#[test]
+fn connection_cannot_make_framing_or_host_hop_by_hop() {
+    // Framing is never hop-by-hop: a Content-Length dropped on the way would
+    // let the upstream read the body as a second request.
+    let raw = "POST / HTTP/1.1\r\nHost: a\r\nConnection: Content-Length, Host, Transfer-Encoding\r\nContent-Length: 5\r\n\r\n";
+    let head = req(raw).unwrap();
+    let buf = raw.as_bytes();
+    assert_eq!(head.framing, BodyFraming::Length(5));
+    assert_eq!(
+        kinds_of(&head, buf, b"content-length"),
+        [HeaderKind::ContentLength]
+    );
+    assert_eq!(kinds_of(&head, buf, b"host"), [HeaderKind::Host]);
+
+    let raw = "POST / HTTP/1.1\r\nHost: a\r\nConnection: transfer-encoding\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let head = req(raw).unwrap();
+    assert_eq!(head.framing, BodyFraming::Chunked);
+    assert_eq!(
+        kinds_of(&head, raw.as_bytes(), b"transfer-encoding"),
+        [HeaderKind::TransferEncoding]
+    );
+}
+
+#[test]
+fn connection_still_strips_the_end_to_end_fields_it_names() {
+    let raw = "GET / HTTP/1.1\r\nHost: a\r\nConnection: x-a, X-Forwarded-For\r\nConnection: X-B\r\nX-A: 1\r\nX-B: 2\r\nX-Forwarded-For: 1.2.3.4\r\nX-C: 3\r\n\r\n";
+    let head = req(raw).unwrap();
+    let buf = raw.as_bytes();
+    for name in [&b"x-a"[..], b"x-b", b"x-forwarded-for"] {
+        assert_eq!(kinds_of(&head, buf, name), [HeaderKind::HopByHop]);
+    }
+    assert_eq!(kinds_of(&head, buf, b"x-c"), [HeaderKind::Other]);
+}
+
+#[test]
+fn response_connection_cannot_make_content_length_hop_by_hop() {
+    let raw = "HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\n";
+    let head = resp(raw, false).unwrap();
+    assert_eq!(head.framing, BodyFraming::Length(5));
+    let kinds: Vec<HeaderKind> = head.headers.iter().map(|h| h.kind).collect();
+    assert_eq!(kinds, [HeaderKind::HopByHop, HeaderKind::ContentLength]);
+}
+
+/// The parts of an absolute-form request the proxy routes and forwards on.
+fn parts<'a>(head: &RequestHead, buf: &'a [u8]) -> (&'a [u8], Vec<u8>, &'a [u8], &'a [u8]) {
+    (
+        head.authority.expect("absolute-form").get(buf),
+        head.origin_form(buf).concat(),
+        head.path(buf),
+        head.host.expect("host").get(buf),
+    )
+}
+
+#[test]
+fn absolute_form_targets_are_split_into_authority_and_origin() {
+    let raw = "GET http://example.com:8080/a/b?x=1 HTTP/1.1\r\nHost: other\r\n\r\n";
+    let head = req(raw).unwrap();
+    let buf = raw.as_bytes();
+    assert_eq!(head.target_form, TargetForm::Absolute);
+    assert_eq!(head.target.get(buf), b"http://example.com:8080/a/b?x=1");
+    assert_eq!(head.origin.get(buf), b"/a/b?x=1");
+    assert_eq!(head.query(buf), Some(&b"x=1"[..]));
+    // The authority replaces Host for routing as well as upstream.
+    assert_eq!(
+        parts(&head, buf),
+        (
+            &b"example.com:8080"[..],
+            b"/a/b?x=1".to_vec(),
+            &b"/a/b"[..],
+            &b"example.com:8080"[..]
+        )
+    );
+
+    let cases: [(&str, &str, &str, &str); 5] = [
+        // No Host: valid, the authority stands in for it.
+        ("GET HTTP://a HTTP/1.1\r\n\r\n", "a", "/", "/"),
+        ("GET https://a?q=1 HTTP/1.1\r\n\r\n", "a", "/?q=1", "/"),
+        ("GET hTTp://a.b:80/ HTTP/1.0\r\n\r\n", "a.b:80", "/", "/"),
+        (
+            "GET http://[::1]:8080/p HTTP/1.1\r\nHost: x\r\n\r\n",
+            "[::1]:8080",
+            "/p",
+            "/p",
+        ),
+        (
+            "GET http://10.0.0.1/p/q HTTP/1.1\r\n\r\n",
+            "10.0.0.1",
+            "/p/q",
+            "/p/q",
+        ),
+    ];
+    for (raw, authority, origin, path) in cases {
+        let head = req(raw).unwrap();
+        let buf = raw.as_bytes();
+        let want = (
+            authority.as_bytes(),
+            origin.as_bytes().to_vec(),
+            path.as_bytes(),
+            authority.as_bytes(),
+        );
+        assert_eq!(parts(&head, buf), want, "for {raw:?}");
+    }
+}
+
+#[test]
+fn origin_form_is_its_own_origin() {
+    let raw = "GET /a?b HTTP/1.1\r\nHost: h\r\n\r\n";
+    let head = req(raw).unwrap();
+    let buf = raw.as_bytes();
+    assert_eq!(head.target_form, TargetForm::Origin);
+    assert_eq!((head.origin, head.authority), (head.target, None));
+    assert_eq!(head.origin_form(buf).concat(), b"/a?b");
+    assert_eq!(head.host.unwrap().get(buf), b"h");
+    assert_eq!(head.query(buf), Some(&b"b"[..]));
+    assert!(!head.is_connect());
+}
+
+#[test]
+fn connect_and_asterisk_forms_are_parsed() {
+    let raw = "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
+    let head = req(raw).unwrap();
+    assert_eq!(head.target_form, TargetForm::Authority);
+    assert!(head.is_connect());
+    assert_eq!((head.origin, head.authority), (head.target, None));
+    let head = req("CONNECT [::1]:443 HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    assert!(head.is_connect());
+
+    let raw = "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n";
+    let head = req(raw).unwrap();
+    assert_eq!(head.target_form, TargetForm::Asterisk);
+    assert_eq!(head.origin_form(raw.as_bytes()).concat(), b"*");
+    assert!(!head.is_connect());
+}
+
+#[test]
+fn targets_of_no_valid_form_are_refused() {
+    let invalid = HeadError::Syntax("invalid_request_target");
+    let cases = [
+        "GET ftp://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET ws://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET httpx://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http://user@a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http://user:pw@a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http://a@/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http:// HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http://:80/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http://a:/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http://a:99999/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http://a:8x/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http://[::1/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http://[::1]x/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http://a/b#frag HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http:a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http:/a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET a/b HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET example.com:80 HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET * HTTP/1.1\r\nHost: a\r\n\r\n",
+        "CONNECT /a HTTP/1.1\r\nHost: a\r\n\r\n",
+        "CONNECT http://a:443/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        "CONNECT a HTTP/1.1\r\nHost: a\r\n\r\n",
+        "CONNECT user@a:443 HTTP/1.1\r\nHost: a\r\n\r\n",
+        "CONNECT * HTTP/1.1\r\nHost: a\r\n\r\n",
+    ];
+    for raw in cases {
+        assert_eq!(req_err(raw), invalid, "for {raw:?}");
+    }
+    assert_eq!(invalid.status(), 400);
+    // Several Host fields stay refused when the target carries the authority.
+    assert_eq!(
+        req_err("GET http://a/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+        HeadError::InvalidHost
+    );
+}
