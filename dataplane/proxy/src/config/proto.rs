@@ -21,13 +21,25 @@ fn s<T>(value: T) -> Spanned<T> {
 
 /// A wire duration as the text YAML would hold. A negative one is kept
 /// negative so validation rejects it at its field like any bad duration.
+/// Whole seconds are written in seconds: humantime counts smaller units in
+/// u64 nanoseconds, so a long duration written in `ms` would be reported as
+/// unparseable instead of as too long.
 fn duration(d: &Option<prost_types::Duration>) -> Option<Spanned<String>> {
     let d = d.as_ref()?;
     let ns = i128::from(d.seconds) * 1_000_000_000 + i128::from(d.nanos);
-    let text = match ns {
-        ns if ns < 0 => format!("-{}ns", -ns),
-        ns if ns % 1_000_000 == 0 => format!("{}ms", ns / 1_000_000),
-        ns => format!("{ns}ns"),
+    if ns < 0 {
+        return Some(s(format!("-{}ns", -ns)));
+    }
+    let (secs, nanos) = (ns / 1_000_000_000, ns % 1_000_000_000);
+    let sub = match nanos {
+        0 => None,
+        n if n % 1_000_000 == 0 => Some(format!("{}ms", n / 1_000_000)),
+        n => Some(format!("{n}ns")),
+    };
+    let text = match (secs, sub) {
+        (secs, None) => format!("{secs}s"),
+        (0, Some(sub)) => sub,
+        (secs, Some(sub)) => format!("{secs}s {sub}"),
     };
     Some(s(text))
 }
@@ -207,8 +219,13 @@ fn wire_duration(
         path: path.to_string(),
         message: format!("`{}` is not a duration: {e}", v.value),
     })?;
+    // Past i64 seconds the wire form would wrap to a negative duration.
+    let seconds = i64::try_from(d.as_secs()).map_err(|_| ToProtoError {
+        path: path.to_string(),
+        message: format!("`{}` is too long for a protobuf Duration", v.value),
+    })?;
     Ok(Some(prost_types::Duration {
-        seconds: d.as_secs() as i64,
+        seconds,
         nanos: d.subsec_nanos() as i32,
     }))
 }
@@ -489,14 +506,55 @@ clusters:
     }
 
     #[test]
+    fn snapshot_durations_are_bounded_like_the_files() {
+        let raw: RawConfig = serde_saphyr::from_str(FULL).unwrap();
+        let mut wire = from_raw(&raw).unwrap();
+        let secs = |seconds| Some(prost_types::Duration { seconds, nanos: 0 });
+        // A year, and the largest a wire Duration may be: both past the
+        // 7-day maximum, in whatever unit the text form picks.
+        wire.listeners[0].idle_timeout = secs(365 * 24 * 3600);
+        wire.clusters[0].dns_refresh = secs(315_576_000_000);
+        wire.clusters[0].connect_timeout = secs(0);
+        // Zero is a meaning of its own here, not an error.
+        wire.runtime.as_mut().unwrap().drain_timeout = secs(0);
+        let err = super::super::validate(&to_raw(&wire), "snapshot v8")
+            .unwrap_err()
+            .to_string();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "snapshot v8: clusters[0].connect_timeout: `0s`: must be more than zero",
+                "snapshot v8: clusters[0].dns_refresh: `315576000000s` is longer than the 7-day maximum",
+                "snapshot v8: listeners[0].idle_timeout: `31536000s` is longer than the 7-day maximum",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_duration_the_wire_cannot_hold_is_an_error() {
+        let raw: RawConfig = serde_saphyr::from_str(
+            "listeners: [ { name: a, address: 127.0.0.1:1, idle_timeout: 500000000000y } ]",
+        )
+        .unwrap();
+        let err = from_raw(&raw).unwrap_err();
+        assert_eq!(err.path, "listeners[0].idle_timeout");
+        assert!(err.message.contains("too long"), "{err}");
+    }
+
+    #[test]
     fn durations_keep_their_precision() {
         let d = |seconds, nanos| {
             duration(&Some(prost_types::Duration { seconds, nanos }))
                 .unwrap()
                 .value
         };
-        assert_eq!(d(15, 0), "15000ms");
+        assert_eq!(d(15, 0), "15s");
+        assert_eq!(d(0, 0), "0s");
+        assert_eq!(d(0, 250_000_000), "250ms");
+        assert_eq!(d(1, 500_000_000), "1s 500ms");
         assert_eq!(d(0, 1_500), "1500ns");
+        assert_eq!(d(2, 1_500), "2s 1500ns");
         assert_eq!(d(-2, 0), "-2000000000ns");
         assert_eq!(duration(&None), None);
     }

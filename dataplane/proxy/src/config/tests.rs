@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use super::model::*;
 use super::*;
 
@@ -171,4 +173,80 @@ clusters:
             port: 2
         }]
     );
+}
+
+#[test]
+fn durations_past_a_week_are_rejected_where_written() {
+    let yaml = "\
+runtime: { drain_timeout: 8d }
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    idle_timeout: 1000000000y
+    routes:
+      - cluster: c
+        timeout: 169h
+clusters:
+  - name: c
+    endpoints: [127.0.0.1:1]
+    pool: { idle_timeout: 7d 1s }
+";
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "t.yaml:1:27: runtime.drain_timeout: `8d` is longer than the 7-day maximum",
+            "t.yaml:5:19: listeners[0].idle_timeout: `1000000000y` is longer than the 7-day maximum",
+            "t.yaml:8:18: listeners[0].routes[0].timeout: `169h` is longer than the 7-day maximum",
+            "t.yaml:12:27: clusters[0].pool.idle_timeout: `7d 1s` is longer than the 7-day maximum",
+        ]
+    );
+}
+
+#[test]
+fn zero_is_rejected_where_it_would_fail_every_request() {
+    let yaml = "\
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    header_read_timeout: 0s
+    idle_timeout: 0ms
+    routes:
+      - cluster: c
+        timeout: 0s
+clusters:
+  - name: c
+    endpoints: [127.0.0.1:1]
+    connect_timeout: 0s
+    dns_refresh: 0s
+";
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "t.yaml:4:26: listeners[0].header_read_timeout: `0s`: must be more than zero",
+            "t.yaml:5:19: listeners[0].idle_timeout: `0ms`: must be more than zero",
+            "t.yaml:8:18: listeners[0].routes[0].timeout: `0s`: must be more than zero",
+            "t.yaml:12:22: clusters[0].connect_timeout: `0s`: must be more than zero",
+            "t.yaml:13:18: clusters[0].dns_refresh: `0s`: must be more than zero",
+        ]
+    );
+}
+
+#[test]
+fn zero_is_kept_where_it_means_something() {
+    let yaml = "\
+runtime: { drain_timeout: 0s }
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    routes: [ { cluster: c } ]
+clusters:
+  - { name: c, endpoints: [127.0.0.1:1], pool: { idle_timeout: 0s } }
+";
+    let config = parse(yaml, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.runtime.drain_timeout, Duration::ZERO);
+    assert_eq!(config.clusters[0].pool.idle_timeout, Duration::ZERO);
+    // The ceiling itself is allowed.
+    let week = yaml.replace("drain_timeout: 0s", "drain_timeout: 7d");
+    let config = parse(&week, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.runtime.drain_timeout, defaults::MAX_DURATION);
 }

@@ -93,6 +93,18 @@ struct Validator {
     errors: Vec<ConfigError>,
 }
 
+/// Whether a duration setting may be zero (every duration is also at most
+/// `defaults::MAX_DURATION`: a longer one is a typo, and would overflow the
+/// timer at the first request that arms it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bounds {
+    /// Zero would fail every request or connection (a timeout), or spin (a
+    /// refresh period).
+    NonZero,
+    /// Zero has a meaning of its own, documented with the setting.
+    ZeroAllowed,
+}
+
 impl Validator {
     fn err(&mut self, at: &Location, path: impl Into<String>, message: impl Into<String>) {
         self.errors.push(ConfigError {
@@ -175,6 +187,7 @@ impl Validator {
             &raw.drain_timeout,
             "runtime.drain_timeout",
             defaults::DRAIN_TIMEOUT,
+            Bounds::ZeroAllowed,
         );
         Runtime {
             workers,
@@ -237,6 +250,7 @@ impl Validator {
                 &c.pool.idle_timeout,
                 &format!("{path}.pool.idle_timeout"),
                 defaults::POOL_IDLE_TIMEOUT,
+                Bounds::ZeroAllowed,
             ),
             max_connections: self.count(
                 &c.pool.max_connections,
@@ -253,11 +267,13 @@ impl Validator {
                 &c.connect_timeout,
                 &format!("{path}.connect_timeout"),
                 defaults::CONNECT_TIMEOUT,
+                Bounds::NonZero,
             ),
             dns_refresh: self.duration(
                 &c.dns_refresh,
                 &format!("{path}.dns_refresh"),
                 defaults::DNS_REFRESH,
+                Bounds::NonZero,
             ),
             pool,
         }
@@ -364,11 +380,13 @@ impl Validator {
                     &l.header_read_timeout,
                     &format!("{path}.header_read_timeout"),
                     defaults::HEADER_READ_TIMEOUT,
+                    Bounds::NonZero,
                 ),
                 idle_timeout: self.duration(
                     &l.idle_timeout,
                     &format!("{path}.idle_timeout"),
                     defaults::IDLE_TIMEOUT,
+                    Bounds::NonZero,
                 ),
                 routes,
                 max_connections: None,
@@ -404,9 +422,10 @@ impl Validator {
             name,
             matcher: self.matcher(&r.matcher, &format!("{path}.match")),
             action,
-            timeout: r.timeout.as_ref().map(|t| {
-                self.duration(&Some(t.clone()), &format!("{path}.timeout"), Duration::ZERO)
-            }),
+            timeout: r
+                .timeout
+                .as_ref()
+                .and_then(|t| self.given_duration(t, &format!("{path}.timeout"), Bounds::NonZero)),
             request_headers: self.edits(&r.request_headers, &format!("{path}.request_headers")),
             response_headers: self.edits(&r.response_headers, &format!("{path}.response_headers")),
             retry: r
@@ -727,9 +746,30 @@ impl Validator {
         parsed
     }
 
-    fn duration(&mut self, s: &Option<Spanned<String>>, path: &str, default: Duration) -> Duration {
-        let Some(s) = s else { return default };
-        match humantime::parse_duration(&s.value) {
+    /// A duration setting; `default` when unset. Every duration is at most
+    /// `defaults::MAX_DURATION`, and `bounds` says whether zero is allowed,
+    /// so no setting can forget either check.
+    fn duration(
+        &mut self,
+        s: &Option<Spanned<String>>,
+        path: &str,
+        default: Duration,
+        bounds: Bounds,
+    ) -> Duration {
+        s.as_ref()
+            .and_then(|s| self.given_duration(s, path, bounds))
+            .unwrap_or(default)
+    }
+
+    /// A duration that is given (an optional one, or a required one already
+    /// checked for presence); `None` after reporting why it is invalid.
+    fn given_duration(
+        &mut self,
+        s: &Spanned<String>,
+        path: &str,
+        bounds: Bounds,
+    ) -> Option<Duration> {
+        let d = match humantime::parse_duration(&s.value) {
             Ok(d) => d,
             Err(e) => {
                 self.err(
@@ -737,9 +777,30 @@ impl Validator {
                     path,
                     format!("`{}` is not a duration like 500ms, 10s or 1m: {e}", s.value),
                 );
-                default
+                return None;
             }
+        };
+        if d > defaults::MAX_DURATION {
+            self.err(
+                &s.referenced,
+                path,
+                format!(
+                    "`{}` is longer than the {}-day maximum",
+                    s.value,
+                    defaults::MAX_DURATION.as_secs() / (24 * 3600)
+                ),
+            );
+            return None;
         }
+        if d.is_zero() && bounds == Bounds::NonZero {
+            self.err(
+                &s.referenced,
+                path,
+                format!("`{}`: must be more than zero", s.value),
+            );
+            return None;
+        }
+        Some(d)
     }
 
     fn count(&mut self, s: &Option<Spanned<u64>>, path: &str, default: usize, min: u64) -> usize {
