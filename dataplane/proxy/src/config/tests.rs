@@ -250,3 +250,50 @@ clusters:
     let config = parse(&week, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.runtime.drain_timeout, defaults::MAX_DURATION);
 }
+
+#[test]
+fn route_names_are_checked_like_other_names() {
+    let yaml = "\
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    routes:
+      - { name: 'x\"} 1', direct_response: { status: 200 } }
+      - { name: '', direct_response: { status: 200 } }
+";
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "t.yaml:5:17: listeners[0].routes[0].name: `x\"} 1` is not a valid name (letters, digits, - _ . ; at most 128)",
+            "t.yaml:6:17: listeners[0].routes[1].name: `` is not a valid name (letters, digits, - _ . ; at most 128)",
+        ]
+    );
+}
+
+#[test]
+fn route_names_are_unique_within_a_listener() {
+    let yaml = "\
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    routes:
+      - { name: api, direct_response: { status: 200 } }
+      - { direct_response: { status: 200 } }
+      - { name: api, direct_response: { status: 200 } }
+      - { name: route1, direct_response: { status: 200 } }
+      - { name: route5, direct_response: { status: 200 } }
+      - { direct_response: { status: 200 } }
+  - name: b
+    address: 127.0.0.1:2
+    routes:
+      - { name: api, direct_response: { status: 200 } }
+";
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "t.yaml:7:17: listeners[0].routes[2].name: duplicate route name `api`: it is also routes[0]",
+            "t.yaml:8:17: listeners[0].routes[3].name: duplicate route name `route1`: it is also the default name of routes[1]",
+            "t.yaml:10:9: listeners[0].routes[5]: this route's default name `route5` is also routes[4]: give it a `name`",
+        ]
+    );
+}

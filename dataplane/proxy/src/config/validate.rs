@@ -43,6 +43,14 @@ pub fn validate(raw: &RawConfig, file: &str) -> Result<Config, ConfigErrors> {
     }
 }
 
+/// A route's name as metrics and logs show it: `route<index>` when unset.
+fn route_name(r: &RawRoute, index: usize) -> String {
+    r.name
+        .as_ref()
+        .map(|n| n.value.clone())
+        .unwrap_or_else(|| format!("route{index}"))
+}
+
 fn schema_error(e: &serde_saphyr::Error) -> ConfigError {
     let loc = e.location().unwrap_or(Location::UNKNOWN);
     let text = e.without_snippet().to_string();
@@ -372,6 +380,7 @@ impl Validator {
                     )
                 })
                 .collect();
+            self.unique_route_names(&l.routes, &path);
             out.push(Listener {
                 name: l.name.value.clone(),
                 address: address.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
@@ -404,6 +413,37 @@ impl Validator {
         out
     }
 
+    /// Route names label metrics and logs, so two routes of a listener must
+    /// not share one, a default `route<index>` included.
+    fn unique_route_names(&mut self, routes: &[Spanned<RawRoute>], path: &str) {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (j, r) in routes.iter().enumerate() {
+            let name = route_name(&r.value, j);
+            let Some(&earlier) = seen.get(&name) else {
+                seen.insert(name, j);
+                continue;
+            };
+            let earlier_is = match routes[earlier].value.name {
+                Some(_) => format!("routes[{earlier}]"),
+                None => format!("the default name of routes[{earlier}]"),
+            };
+            match &r.value.name {
+                Some(n) => self.err(
+                    &n.referenced,
+                    format!("{path}.routes[{j}].name"),
+                    format!("duplicate route name `{name}`: it is also {earlier_is}"),
+                ),
+                None => self.err(
+                    &r.referenced,
+                    format!("{path}.routes[{j}]"),
+                    format!(
+                        "this route's default name `{name}` is also {earlier_is}: give it a `name`"
+                    ),
+                ),
+            }
+        }
+    }
+
     fn route(
         &mut self,
         r: &RawRoute,
@@ -412,11 +452,10 @@ impl Validator {
         index: usize,
         clusters: &HashMap<String, ClusterId>,
     ) -> Route {
-        let name = r
-            .name
-            .as_ref()
-            .map(|n| n.value.clone())
-            .unwrap_or_else(|| format!("route{index}"));
+        if let Some(n) = &r.name {
+            self.name(n, &format!("{path}.name"));
+        }
+        let name = route_name(r, index);
         let action = self.action(r, at, path, clusters);
         Route {
             name,
