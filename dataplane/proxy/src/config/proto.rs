@@ -73,6 +73,7 @@ fn runtime(r: &pb::Runtime) -> RawRuntime {
             .then(|| s(r.cpu_affinity.iter().map(|&c| c as usize).collect())),
         io: io.map(|v| s(v.to_string())),
         drain_timeout: duration(&r.drain_timeout),
+        drain_delay: duration(&r.drain_delay),
     }
 }
 
@@ -257,7 +258,7 @@ pub fn from_raw(c: &RawConfig) -> Result<pb::ProxyConfig, ToProtoError> {
             .unwrap_or_default(),
         io: io as i32,
         drain_timeout: wire_duration(&r.drain_timeout, "runtime.drain_timeout")?,
-        drain_delay: None,
+        drain_delay: wire_duration(&r.drain_delay, "runtime.drain_delay")?,
     };
     let mut listeners = Vec::new();
     for (i, l) in c.listeners.iter().enumerate() {
@@ -430,7 +431,7 @@ mod tests {
 
     /// Every field the file format has, set.
     const FULL: &str = r#"
-runtime: { workers: 2, cpu_affinity: [0, 1], io: epoll, drain_timeout: 7s }
+runtime: { workers: 2, cpu_affinity: [0, 1], io: epoll, drain_timeout: 7s, drain_delay: 1500ms }
 admin: { address: 127.0.0.1:9901 }
 listeners:
   - name: main

@@ -33,6 +33,7 @@ pub struct RawRuntime {
     /// `auto`, `uring` or `epoll`.
     pub io: Option<S<String>>,
     pub drain_timeout: Option<S<String>>,
+    pub drain_delay: Option<S<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -31,6 +31,8 @@ fn defaults_are_filled_in() {
     .unwrap();
     assert_eq!(config.runtime.workers, Workers::Auto);
     assert_eq!(config.runtime.io, IoMode::Auto);
+    assert_eq!(config.runtime.drain_timeout, defaults::DRAIN_TIMEOUT);
+    assert_eq!(config.runtime.drain_delay, defaults::DRAIN_DELAY);
     let l = &config.listeners[0];
     assert_eq!(l.header_read_timeout, defaults::HEADER_READ_TIMEOUT);
     assert_eq!(l.limits.max_header_bytes, 64 * 1024);
@@ -178,7 +180,7 @@ clusters:
 #[test]
 fn durations_past_a_week_are_rejected_where_written() {
     let yaml = "\
-runtime: { drain_timeout: 8d }
+runtime: { drain_timeout: 8d, drain_delay: 2w }
 listeners:
   - name: a
     address: 127.0.0.1:1
@@ -195,6 +197,7 @@ clusters:
         errors(yaml),
         vec![
             "t.yaml:1:27: runtime.drain_timeout: `8d` is longer than the 7-day maximum",
+            "t.yaml:1:44: runtime.drain_delay: `2w` is longer than the 7-day maximum",
             "t.yaml:5:19: listeners[0].idle_timeout: `1000000000y` is longer than the 7-day maximum",
             "t.yaml:8:18: listeners[0].routes[0].timeout: `169h` is longer than the 7-day maximum",
             "t.yaml:12:27: clusters[0].pool.idle_timeout: `7d 1s` is longer than the 7-day maximum",
@@ -234,7 +237,7 @@ clusters:
 #[test]
 fn zero_is_kept_where_it_means_something() {
     let yaml = "\
-runtime: { drain_timeout: 0s }
+runtime: { drain_timeout: 0s, drain_delay: 0s }
 listeners:
   - name: a
     address: 127.0.0.1:1
@@ -244,6 +247,7 @@ clusters:
 ";
     let config = parse(yaml, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.runtime.drain_timeout, Duration::ZERO);
+    assert_eq!(config.runtime.drain_delay, Duration::ZERO);
     assert_eq!(config.clusters[0].pool.idle_timeout, Duration::ZERO);
     // The ceiling itself is allowed.
     let week = yaml.replace("drain_timeout: 0s", "drain_timeout: 7d");

@@ -197,12 +197,18 @@ impl Validator {
             defaults::DRAIN_TIMEOUT,
             Bounds::ZeroAllowed,
         );
+        let drain_delay = self.duration(
+            &raw.drain_delay,
+            "runtime.drain_delay",
+            defaults::DRAIN_DELAY,
+            Bounds::ZeroAllowed,
+        );
         Runtime {
             workers,
             cpu_affinity,
             io,
             drain_timeout,
-            drain_delay: defaults::DRAIN_DELAY,
+            drain_delay,
         }
     }
 
