@@ -86,6 +86,21 @@ fn listener(l: &pb::Listener) -> RawListener {
         header_read_timeout: duration(&l.header_read_timeout),
         idle_timeout: duration(&l.idle_timeout),
         routes: l.routes.iter().map(|r| s(route(r))).collect(),
+        max_connections: l.max_connections.map(s),
+        x_forwarded_proto: forwarded_proto(l.x_forwarded_proto),
+        tunnel_idle_timeout: duration(&l.tunnel_idle_timeout),
+    }
+}
+
+/// The enum as YAML spells it. A number this build does not know (from a
+/// newer control plane) is kept, so validation rejects it at its field
+/// instead of silently trusting or overwriting the header.
+fn forwarded_proto(v: i32) -> Option<Spanned<String>> {
+    match pb::ForwardedProto::try_from(v) {
+        Ok(pb::ForwardedProto::Unspecified) => None,
+        Ok(pb::ForwardedProto::Overwrite) => Some(s("overwrite".into())),
+        Ok(pb::ForwardedProto::Trust) => Some(s("trust".into())),
+        Err(_) => Some(s(v.to_string())),
     }
 }
 
@@ -283,6 +298,17 @@ fn wire_listener(l: &RawListener, path: &str) -> Result<pb::Listener, ToProtoErr
     for (j, r) in l.routes.iter().enumerate() {
         routes.push(wire_route(&r.value, &format!("{path}.routes[{j}]"))?);
     }
+    let x_forwarded_proto = match l.x_forwarded_proto.as_ref().map(|v| v.value.as_str()) {
+        None => pb::ForwardedProto::Unspecified,
+        Some("overwrite") => pb::ForwardedProto::Overwrite,
+        Some("trust") => pb::ForwardedProto::Trust,
+        Some(other) => {
+            return Err(ToProtoError {
+                path: format!("{path}.x_forwarded_proto"),
+                message: format!("unknown x_forwarded_proto `{other}`"),
+            })
+        }
+    };
     Ok(pb::Listener {
         name: l.name.value.clone(),
         address: l.address.value.clone(),
@@ -294,9 +320,12 @@ fn wire_listener(l: &RawListener, path: &str) -> Result<pb::Listener, ToProtoErr
         )?,
         idle_timeout: wire_duration(&l.idle_timeout, &format!("{path}.idle_timeout"))?,
         routes,
-        max_connections: None,
-        x_forwarded_proto: pb::ForwardedProto::Unspecified as i32,
-        tunnel_idle_timeout: None,
+        max_connections: l.max_connections.as_ref().map(|v| v.value),
+        x_forwarded_proto: x_forwarded_proto as i32,
+        tunnel_idle_timeout: wire_duration(
+            &l.tunnel_idle_timeout,
+            &format!("{path}.tunnel_idle_timeout"),
+        )?,
     })
 }
 
@@ -440,6 +469,9 @@ listeners:
     max_headers: 50
     header_read_timeout: 1500ms
     idle_timeout: 30s
+    max_connections: 10000
+    x_forwarded_proto: trust
+    tunnel_idle_timeout: 1m
     routes:
       - name: hello
         match: { host: "*.example.com", path: { exact: /hello }, method: GET, headers: [ { name: x-a, exact: "1" }, { name: x-b, present: true } ] }
@@ -453,6 +485,7 @@ listeners:
         retries: { attempts: 2, on: [connect-failure, 503, 5xx] }
       - cluster: a
         retries: { attempts: 1 }
+  - { name: edge, address: 127.0.0.1:8081, x_forwarded_proto: overwrite, routes: [ { cluster: b } ] }
 clusters:
   - name: a
     endpoints: [127.0.0.1:9000, 127.0.0.1:9001]
@@ -529,6 +562,20 @@ clusters:
                 "snapshot v8: clusters[0].dns_refresh: `315576000000s` is longer than the 7-day maximum",
                 "snapshot v8: listeners[0].idle_timeout: `31536000s` is longer than the 7-day maximum",
             ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_forwarded_proto_is_rejected_not_defaulted() {
+        let raw: RawConfig = serde_saphyr::from_str(FULL).unwrap();
+        let mut wire = from_raw(&raw).unwrap();
+        wire.listeners[1].x_forwarded_proto = 7;
+        let err = super::super::validate(&to_raw(&wire), "snapshot v9")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "snapshot v9: listeners[1].x_forwarded_proto: unknown x_forwarded_proto `7`: use overwrite or trust"
         );
     }
 

@@ -60,6 +60,10 @@ pub struct RawListener {
     pub idle_timeout: Option<S<String>>,
     #[serde(default)]
     pub routes: Vec<S<RawRoute>>,
+    pub max_connections: Option<S<u64>>,
+    /// `overwrite` or `trust`.
+    pub x_forwarded_proto: Option<S<String>>,
+    pub tunnel_idle_timeout: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

@@ -35,6 +35,9 @@ fn defaults_are_filled_in() {
     assert_eq!(config.runtime.drain_delay, defaults::DRAIN_DELAY);
     let l = &config.listeners[0];
     assert_eq!(l.header_read_timeout, defaults::HEADER_READ_TIMEOUT);
+    assert_eq!(l.max_connections, None);
+    assert_eq!(l.x_forwarded_proto, ForwardedProto::Overwrite);
+    assert_eq!(l.tunnel_idle_timeout, defaults::TUNNEL_IDLE_TIMEOUT);
     assert_eq!(l.limits.max_header_bytes, 64 * 1024);
     assert_eq!(l.routes[0].name, "route0");
     let c = &config.clusters[0];
@@ -298,6 +301,50 @@ listeners:
             "t.yaml:7:17: listeners[0].routes[2].name: duplicate route name `api`: it is also routes[0]",
             "t.yaml:8:17: listeners[0].routes[3].name: duplicate route name `route1`: it is also the default name of routes[1]",
             "t.yaml:10:9: listeners[0].routes[5]: this route's default name `route5` is also routes[4]: give it a `name`",
+        ]
+    );
+}
+
+#[test]
+fn listener_connection_limit_forwarded_proto_and_tunnel_timeout() {
+    let yaml = "\
+listeners:
+  - { name: a, address: 127.0.0.1:1, max_connections: 4294967295, x_forwarded_proto: trust, tunnel_idle_timeout: 90s }
+  - { name: b, address: 127.0.0.1:2, max_connections: 1, x_forwarded_proto: overwrite }
+";
+    let config = parse(yaml, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let (a, b) = (&config.listeners[0], &config.listeners[1]);
+    assert_eq!(a.max_connections, Some(u32::MAX as usize));
+    assert_eq!(a.x_forwarded_proto, ForwardedProto::Trust);
+    assert_eq!(a.tunnel_idle_timeout, Duration::from_secs(90));
+    assert_eq!(b.max_connections, Some(1));
+    assert_eq!(b.x_forwarded_proto, ForwardedProto::Overwrite);
+}
+
+#[test]
+fn bad_listener_limits_are_reported() {
+    let yaml = "\
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    max_connections: 0
+    x_forwarded_proto: https
+    tunnel_idle_timeout: 0s
+  - name: b
+    address: 127.0.0.1:2
+    max_connections: 4294967296
+    x_forwarded_proto: Trust
+    tunnel_idle_timeout: 8d
+";
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "t.yaml:4:22: listeners[0].max_connections: must be from 1 to 4294967295",
+            "t.yaml:5:24: listeners[0].x_forwarded_proto: unknown x_forwarded_proto `https`: use overwrite or trust",
+            "t.yaml:6:26: listeners[0].tunnel_idle_timeout: `0s`: must be more than zero",
+            "t.yaml:9:22: listeners[1].max_connections: must be from 1 to 4294967295",
+            "t.yaml:10:24: listeners[1].x_forwarded_proto: unknown x_forwarded_proto `Trust`: use overwrite or trust",
+            "t.yaml:11:26: listeners[1].tunnel_idle_timeout: `8d` is longer than the 7-day maximum",
         ]
     );
 }

@@ -348,66 +348,7 @@ impl Validator {
                     );
                 }
             }
-            let defaults = Limits::default();
-            let limits = Limits {
-                max_header_bytes: self.count(
-                    &l.max_header_bytes,
-                    &format!("{path}.max_header_bytes"),
-                    defaults.max_header_bytes,
-                    256,
-                ),
-                max_headers: self.count(
-                    &l.max_headers,
-                    &format!("{path}.max_headers"),
-                    defaults.max_headers,
-                    1,
-                ),
-            };
-            if limits.max_headers > ringmesh_http1::head::MAX_HEADERS_CEILING {
-                if let Some(s) = &l.max_headers {
-                    self.err(
-                        &s.referenced,
-                        format!("{path}.max_headers"),
-                        format!("at most {}", ringmesh_http1::head::MAX_HEADERS_CEILING),
-                    );
-                }
-            }
-            let routes = l
-                .routes
-                .iter()
-                .enumerate()
-                .map(|(j, r)| {
-                    self.route(
-                        &r.value,
-                        &r.referenced,
-                        &format!("{path}.routes[{j}]"),
-                        j,
-                        clusters,
-                    )
-                })
-                .collect();
-            self.unique_route_names(&l.routes, &path);
-            out.push(Listener {
-                name: l.name.value.clone(),
-                address: address.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
-                limits,
-                header_read_timeout: self.duration(
-                    &l.header_read_timeout,
-                    &format!("{path}.header_read_timeout"),
-                    defaults::HEADER_READ_TIMEOUT,
-                    Bounds::NonZero,
-                ),
-                idle_timeout: self.duration(
-                    &l.idle_timeout,
-                    &format!("{path}.idle_timeout"),
-                    defaults::IDLE_TIMEOUT,
-                    Bounds::NonZero,
-                ),
-                routes,
-                max_connections: None,
-                x_forwarded_proto: ForwardedProto::Overwrite,
-                tunnel_idle_timeout: defaults::TUNNEL_IDLE_TIMEOUT,
-            });
+            out.push(self.listener(l, &path, address, clusters));
         }
         if raw.is_empty() {
             self.err(
@@ -417,6 +358,97 @@ impl Validator {
             );
         }
         out
+    }
+
+    /// One listener's own settings and routes; `address` is already parsed
+    /// (and checked against the other listeners').
+    fn listener(
+        &mut self,
+        l: &RawListener,
+        path: &str,
+        address: Option<SocketAddr>,
+        clusters: &HashMap<String, ClusterId>,
+    ) -> Listener {
+        let limit_defaults = Limits::default();
+        let limits = Limits {
+            max_header_bytes: self.count(
+                &l.max_header_bytes,
+                &format!("{path}.max_header_bytes"),
+                limit_defaults.max_header_bytes,
+                256,
+            ),
+            max_headers: self.count(
+                &l.max_headers,
+                &format!("{path}.max_headers"),
+                limit_defaults.max_headers,
+                1,
+            ),
+        };
+        if limits.max_headers > ringmesh_http1::head::MAX_HEADERS_CEILING {
+            if let Some(s) = &l.max_headers {
+                self.err(
+                    &s.referenced,
+                    format!("{path}.max_headers"),
+                    format!("at most {}", ringmesh_http1::head::MAX_HEADERS_CEILING),
+                );
+            }
+        }
+        let routes = l
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(j, r)| {
+                self.route(
+                    &r.value,
+                    &r.referenced,
+                    &format!("{path}.routes[{j}]"),
+                    j,
+                    clusters,
+                )
+            })
+            .collect();
+        self.unique_route_names(&l.routes, path);
+        let x_forwarded_proto = match l.x_forwarded_proto.as_ref().map(|s| (s.value.as_str(), s)) {
+            None | Some(("overwrite", _)) => ForwardedProto::Overwrite,
+            Some(("trust", _)) => ForwardedProto::Trust,
+            Some((other, s)) => {
+                self.err(
+                    &s.referenced,
+                    format!("{path}.x_forwarded_proto"),
+                    format!("unknown x_forwarded_proto `{other}`: use overwrite or trust"),
+                );
+                ForwardedProto::Overwrite
+            }
+        };
+        Listener {
+            name: l.name.value.clone(),
+            address: address.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+            limits,
+            header_read_timeout: self.duration(
+                &l.header_read_timeout,
+                &format!("{path}.header_read_timeout"),
+                defaults::HEADER_READ_TIMEOUT,
+                Bounds::NonZero,
+            ),
+            idle_timeout: self.duration(
+                &l.idle_timeout,
+                &format!("{path}.idle_timeout"),
+                defaults::IDLE_TIMEOUT,
+                Bounds::NonZero,
+            ),
+            routes,
+            max_connections: l
+                .max_connections
+                .as_ref()
+                .and_then(|m| self.given_count(m, &format!("{path}.max_connections"), 1)),
+            x_forwarded_proto,
+            tunnel_idle_timeout: self.duration(
+                &l.tunnel_idle_timeout,
+                &format!("{path}.tunnel_idle_timeout"),
+                defaults::TUNNEL_IDLE_TIMEOUT,
+                Bounds::NonZero,
+            ),
+        }
     }
 
     /// Route names label metrics and logs, so two routes of a listener must
@@ -848,18 +880,23 @@ impl Validator {
         Some(d)
     }
 
+    /// A count from `min` to u32::MAX; `default` when unset.
     fn count(&mut self, s: &Option<Spanned<u64>>, path: &str, default: usize, min: u64) -> usize {
-        match s {
-            None => default,
-            Some(s) if s.value < min || s.value > u32::MAX as u64 => {
-                self.err(
-                    &s.referenced,
-                    path,
-                    format!("must be from {min} to {}", u32::MAX),
-                );
-                default
-            }
-            Some(s) => s.value as usize,
+        s.as_ref()
+            .and_then(|s| self.given_count(s, path, min))
+            .unwrap_or(default)
+    }
+
+    /// A count that is given; `None` after reporting it out of range.
+    fn given_count(&mut self, s: &Spanned<u64>, path: &str, min: u64) -> Option<usize> {
+        if s.value < min || s.value > u64::from(u32::MAX) {
+            self.err(
+                &s.referenced,
+                path,
+                format!("must be from {min} to {}", u32::MAX),
+            );
+            return None;
         }
+        Some(s.value as usize)
     }
 }
