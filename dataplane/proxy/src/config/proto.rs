@@ -178,7 +178,27 @@ fn route(r: &pb::Route) -> RawRoute {
                 }),
             })
         }),
+        fault: r.fault.as_ref().map(fault),
     }
+}
+
+/// Percentages are plain doubles on the wire, so they are always given
+/// (unset reads as 0); a status of 0 is an unset one.
+fn fault(f: &pb::Fault) -> Spanned<RawFault> {
+    s(RawFault {
+        delay: f.delay.as_ref().map(|d| {
+            s(RawFaultDelay {
+                duration: duration(&d.duration),
+                percent: Some(s(d.percent)),
+            })
+        }),
+        abort: f.abort.as_ref().map(|a| {
+            s(RawFaultAbort {
+                status: (a.status != 0).then(|| s(a.status)),
+                percent: Some(s(a.percent)),
+            })
+        }),
+    })
 }
 
 fn edits(e: &pb::HeaderEdits) -> RawHeaderEdits {
@@ -420,8 +440,37 @@ fn wire_route(r: &RawRoute, path: &str) -> Result<pb::Route, ToProtoError> {
                 })
                 .collect(),
         }),
-        fault: None,
+        fault: r
+            .fault
+            .as_ref()
+            .map(|f| wire_fault(&f.value, &format!("{path}.fault")))
+            .transpose()?,
     })
+}
+
+fn wire_fault(f: &RawFault, path: &str) -> Result<pb::Fault, ToProtoError> {
+    // The wire cannot say "unset" for a double: it would read as 0 %.
+    let percent = |p: &Option<Spanned<f64>>, path: String| {
+        p.as_ref().map(|p| p.value).ok_or(ToProtoError {
+            path,
+            message: "a percent is required (unset on the wire would read as 0)".into(),
+        })
+    };
+    let delay = match &f.delay {
+        Some(d) => Some(pb::FaultDelay {
+            duration: wire_duration(&d.value.duration, &format!("{path}.delay.duration"))?,
+            percent: percent(&d.value.percent, format!("{path}.delay.percent"))?,
+        }),
+        None => None,
+    };
+    let abort = match &f.abort {
+        Some(a) => Some(pb::FaultAbort {
+            status: a.value.status.as_ref().map_or(0, |s| s.value),
+            percent: percent(&a.value.percent, format!("{path}.abort.percent"))?,
+        }),
+        None => None,
+    };
+    Ok(pb::Fault { delay, abort })
 }
 
 fn wire_cluster(c: &RawCluster, path: &str) -> Result<pb::Cluster, ToProtoError> {
@@ -476,6 +525,7 @@ listeners:
       - name: hello
         match: { host: "*.example.com", path: { exact: /hello }, method: GET, headers: [ { name: x-a, exact: "1" }, { name: x-b, present: true } ] }
         direct_response: { status: 200, body: "hi\n" }
+        fault: { abort: { status: 429, percent: 100 } }
       - name: split
         match: { path: { prefix: /api } }
         weighted_clusters: [ { cluster: a, weight: 90 }, { cluster: b, weight: 10 } ]
@@ -483,8 +533,10 @@ listeners:
         request_headers: { add: [ { name: x-r, value: split } ], remove: [ x-internal ] }
         response_headers: { add: [ { name: x-s, value: "1" } ] }
         retries: { attempts: 2, on: [connect-failure, 503, 5xx] }
+        fault: { delay: { duration: 2s, percent: 10 }, abort: { status: 503, percent: 5.5 } }
       - cluster: a
         retries: { attempts: 1 }
+        fault: { delay: { duration: 1500ms, percent: 0.25 } }
   - { name: edge, address: 127.0.0.1:8081, x_forwarded_proto: overwrite, routes: [ { cluster: b } ] }
 clusters:
   - name: a
@@ -577,6 +629,47 @@ clusters:
             err,
             "snapshot v9: listeners[1].x_forwarded_proto: unknown x_forwarded_proto `7`: use overwrite or trust"
         );
+    }
+
+    #[test]
+    fn snapshot_faults_are_checked_like_the_files() {
+        let raw: RawConfig = serde_saphyr::from_str(FULL).unwrap();
+        let mut wire = from_raw(&raw).unwrap();
+        let routes = &mut wire.listeners[0].routes;
+        routes[0].fault = Some(pb::Fault::default());
+        routes[1].fault = Some(pb::Fault {
+            delay: Some(pb::FaultDelay {
+                duration: None,
+                percent: 10.0,
+            }),
+            abort: Some(pb::FaultAbort {
+                status: 0,
+                percent: 100.5,
+            }),
+        });
+        let err = super::super::validate(&to_raw(&wire), "snapshot v10")
+            .unwrap_err()
+            .to_string();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "snapshot v10: listeners[0].routes[0].fault: a fault needs a `delay`, an `abort` or both",
+                "snapshot v10: listeners[0].routes[1].fault.delay.duration: missing: how long to delay, e.g. 2s",
+                "snapshot v10: listeners[0].routes[1].fault.abort.status: missing: the status to answer with, e.g. 503",
+                "snapshot v10: listeners[0].routes[1].fault.abort.percent: `100.5` is not a percentage from 0 to 100",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_fault_without_a_percent_has_no_wire_form() {
+        let raw: RawConfig = serde_saphyr::from_str(
+            "listeners: [ { name: a, address: 127.0.0.1:1, routes: [ { cluster: c, fault: { delay: { duration: 1s } } } ] } ]",
+        )
+        .unwrap();
+        let err = from_raw(&raw).unwrap_err();
+        assert_eq!(err.path, "listeners[0].routes[0].fault.delay.percent");
     }
 
     #[test]

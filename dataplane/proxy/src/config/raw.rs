@@ -79,6 +79,32 @@ pub struct RawRoute {
     pub request_headers: Option<RawHeaderEdits>,
     pub response_headers: Option<RawHeaderEdits>,
     pub retries: Option<S<RawRetries>>,
+    pub fault: Option<S<RawFault>>,
+}
+
+/// Required fields are `Option` here so that a missing one is reported by
+/// validation with its field path, next to every other error, and so that a
+/// pushed snapshot, where they may be unset, has a raw form.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFault {
+    pub delay: Option<S<RawFaultDelay>>,
+    pub abort: Option<S<RawFaultAbort>>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFaultDelay {
+    pub duration: Option<S<String>>,
+    /// 0 to 100, fractions allowed; YAML may write `10` or `0.5`.
+    pub percent: Option<S<f64>>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFaultAbort {
+    pub status: Option<S<u64>>,
+    pub percent: Option<S<f64>>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

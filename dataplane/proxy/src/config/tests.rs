@@ -348,3 +348,111 @@ listeners:
         ]
     );
 }
+
+#[test]
+fn faults_compile_to_route_filters() {
+    use crate::filter::{Fault, FaultAbort, FaultDelay, Filter};
+    let yaml = "\
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    routes:
+      - name: both
+        fault: { delay: { duration: 2s, percent: 10 }, abort: { status: 503, percent: 5.5 } }
+        cluster: c
+      - name: delay-only
+        fault: { delay: { duration: 250ms, percent: 0.0001 } }
+        cluster: c
+      - name: abort-only-with-direct-response
+        fault: { abort: { status: 200, percent: 100.0 } }
+        direct_response: { status: 204 }
+      - name: none
+        cluster: c
+clusters:
+  - { name: c, endpoints: [127.0.0.1:1] }
+";
+    let config = parse(yaml, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let filters: Vec<&Vec<Filter>> = config.listeners[0]
+        .routes
+        .iter()
+        .map(|r| &r.filters)
+        .collect();
+    assert_eq!(
+        filters,
+        [
+            &vec![Filter::Fault(Fault {
+                delay: Some(FaultDelay {
+                    duration: Duration::from_secs(2),
+                    per_million: 100_000,
+                }),
+                abort: Some(FaultAbort {
+                    status: 503,
+                    per_million: 55_000,
+                }),
+            })],
+            &vec![Filter::Fault(Fault {
+                delay: Some(FaultDelay {
+                    duration: Duration::from_millis(250),
+                    per_million: 1,
+                }),
+                abort: None,
+            })],
+            &vec![Filter::Fault(Fault {
+                delay: None,
+                abort: Some(FaultAbort {
+                    status: 200,
+                    per_million: 1_000_000,
+                }),
+            })],
+            &vec![],
+        ]
+    );
+}
+
+#[test]
+fn bad_faults_are_reported_together() {
+    let yaml = "\
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    routes:
+      - fault: {}
+        cluster: c
+      - fault:
+          delay: { percent: 101 }
+          abort: { status: 700 }
+        cluster: c
+      - fault:
+          delay: { duration: 0s, percent: -1 }
+          abort: { percent: .nan }
+        cluster: c
+      - fault: { delay: { duration: 8d, percent: 0 } }
+        cluster: c
+clusters:
+  - { name: c, endpoints: [127.0.0.1:1] }
+";
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "t.yaml:5:16: listeners[0].routes[0].fault: a fault needs a `delay`, an `abort` or both",
+            "t.yaml:8:18: listeners[0].routes[1].fault.delay.duration: missing: how long to delay, e.g. 2s",
+            "t.yaml:8:29: listeners[0].routes[1].fault.delay.percent: `101` is not a percentage from 0 to 100",
+            "t.yaml:9:18: listeners[0].routes[1].fault.abort.percent: missing: the share of requests, 0 to 100",
+            "t.yaml:9:28: listeners[0].routes[1].fault.abort.status: status must be from 200 to 599",
+            "t.yaml:12:30: listeners[0].routes[2].fault.delay.duration: `0s`: must be more than zero",
+            "t.yaml:12:43: listeners[0].routes[2].fault.delay.percent: `-1` is not a percentage from 0 to 100",
+            "t.yaml:13:18: listeners[0].routes[2].fault.abort.status: missing: the status to answer with, e.g. 503",
+            "t.yaml:13:29: listeners[0].routes[2].fault.abort.percent: `NaN` is not a percentage from 0 to 100",
+            "t.yaml:15:37: listeners[0].routes[3].fault.delay.duration: `8d` is longer than the 7-day maximum",
+        ]
+    );
+}
+
+#[test]
+fn a_percent_is_a_number() {
+    let errs = errors(
+        "listeners: [ { name: a, address: 127.0.0.1:1, routes: [ { cluster: c, fault: { abort: { status: 503, percent: 10% } } } ] } ]\n",
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("t.yaml:1:"), "{errs:?}");
+}

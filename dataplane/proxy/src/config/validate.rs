@@ -18,6 +18,8 @@ use super::model::*;
 use super::raw::*;
 use super::{ConfigError, ConfigErrors};
 
+mod fault;
+
 /// Parse and validate YAML text; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
     let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| ConfigErrors {
@@ -509,7 +511,12 @@ impl Validator {
                 .retries
                 .as_ref()
                 .map(|x| self.retries(x, &format!("{path}.retries"))),
-            filters: Vec::new(),
+            filters: r
+                .fault
+                .as_ref()
+                .and_then(|f| self.fault(f, &format!("{path}.fault")))
+                .into_iter()
+                .collect(),
         }
     }
 
