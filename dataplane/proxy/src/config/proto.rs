@@ -4,9 +4,11 @@
 //! parses into, then validated by the same code, so the two can never
 //! accept different things. The mapping is field for field; the only
 //! translations are types the wire has and YAML does not (durations as
-//! `google.protobuf.Duration`, enums for `io` and `lb`). Values that came
-//! from a snapshot have no line and column: errors name the snapshot and
-//! the field path instead.
+//! `google.protobuf.Duration`, enums for `io`, `lb` and
+//! `x_forwarded_proto`). The one thing the wire cannot say is "unset" for
+//! a plain double: a fault's `percent`, required in YAML, reads as 0 when a
+//! snapshot leaves it out. Values that came from a snapshot have no line
+//! and column: errors name the snapshot and the field path instead.
 
 use std::time::Duration;
 
