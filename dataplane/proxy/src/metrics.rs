@@ -196,7 +196,8 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
                 let _ = writeln!(
                     out,
                     "ringmesh_requests_total{{listener=\"{}\",route=\"{}\",class=\"{class}\"}} {v}",
-                    l.name, r.name
+                    Label(&l.name),
+                    Label(&r.name)
                 );
             }
         }
@@ -205,7 +206,7 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
             let _ = writeln!(
                 out,
                 "ringmesh_requests_total{{listener=\"{}\",route=\"\",class=\"{class}\"}} {v}",
-                l.name
+                Label(&l.name)
             );
         }
     }
@@ -257,7 +258,7 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
         header(&mut out, name, kind, help);
         for (li, l) in config.listeners.iter().enumerate() {
             let v = sum(&|c| get(&c.listeners[li]));
-            let _ = writeln!(out, "{name}{{listener=\"{}\"}} {v}", l.name);
+            let _ = writeln!(out, "{name}{{listener=\"{}\"}} {v}", Label(&l.name));
         }
     }
     header(
@@ -272,7 +273,7 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
             let _ = writeln!(
                 out,
                 "ringmesh_upstream_requests_total{{cluster=\"{}\",class=\"{class}\"}} {v}",
-                k.name
+                Label(&k.name)
             );
         }
     }
@@ -312,7 +313,7 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
         header(&mut out, name, kind, help);
         for k in &config.clusters {
             let v = sum(&|c| c.cluster_get(&k.name, get));
-            let _ = writeln!(out, "{name}{{cluster=\"{}\"}} {v}", k.name);
+            let _ = writeln!(out, "{name}{{cluster=\"{}\"}} {v}", Label(&k.name));
         }
     }
     header(
@@ -328,11 +329,36 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
             .unwrap_or_else(|| "none".into());
         let _ = writeln!(
             out,
-            "ringmesh_worker_info{{worker=\"{}\",cpu=\"{cpu}\",driver=\"{}\"}} 1",
-            w.id, w.driver
+            "ringmesh_worker_info{{worker=\"{}\",cpu=\"{}\",driver=\"{}\"}} 1",
+            w.id,
+            Label(&cpu),
+            Label(w.driver)
         );
     }
     out
+}
+
+/// A label value as the Prometheus text format needs it: backslash, double
+/// quote and newline escaped (`\\`, `\"`, `\n`). Config names are validated
+/// to need none of this, but a value that slipped through (a future label,
+/// a name rule relaxed) must not be able to end the label early and corrupt
+/// the whole exposition; escaping in one place makes that impossible.
+struct Label<'a>(&'a str);
+
+impl std::fmt::Display for Label<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut rest = self.0;
+        while let Some(i) = rest.find(['\\', '"', '\n']) {
+            f.write_str(&rest[..i])?;
+            f.write_str(match rest.as_bytes()[i] {
+                b'\\' => "\\\\",
+                b'"' => "\\\"",
+                _ => "\\n",
+            })?;
+            rest = &rest[i + 1..];
+        }
+        f.write_str(rest)
+    }
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -405,6 +431,40 @@ mod tests {
             text.contains("ringmesh_worker_info{worker=\"0\",cpu=\"1\",driver=\"io_uring\"} 1\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(Label("plain-name_1.0").to_string(), "plain-name_1.0");
+        assert_eq!(Label("a\\b\"c\nd\"").to_string(), r#"a\\b\"c\nd\""#);
+        assert_eq!(Label("").to_string(), "");
+    }
+
+    #[test]
+    fn a_hostile_name_cannot_corrupt_the_exposition() {
+        let mut config = crate::config::parse(crate::config::EXAMPLE, "example").unwrap();
+        // Validation refuses such names; rendering must not depend on it.
+        let hostile = "x\"} 1\nfake_metric{a=\"\\";
+        config.listeners[0].routes[0].name = hostile.into();
+        config.clusters[0].name = hostile.into();
+        let core = Arc::new(CoreStats::for_config(&config));
+        core.route(0, hostile).record(200);
+        let text = render(&config, &[core], &[]);
+        let has = |want: &str| text.lines().any(|l| l == want);
+        assert!(
+            has(
+                r#"ringmesh_requests_total{listener="main",route="x\"} 1\nfake_metric{a=\"\\",class="2xx"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            has(r#"ringmesh_upstream_connections_total{cluster="x\"} 1\nfake_metric{a=\"\\"} 0"#),
+            "{text}"
+        );
+        // Every sample is still one `ringmesh_...{labels} value` line.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.starts_with("ringmesh_"), "{line}");
+        }
     }
 
     #[test]

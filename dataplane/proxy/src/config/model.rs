@@ -29,11 +29,11 @@ pub struct Runtime {
     pub cpu_affinity: Option<Vec<usize>>,
     pub io: IoMode,
     /// After SIGTERM, the last request may take this long once listeners
-    /// are closed.
+    /// are closed; zero closes in-flight requests at once.
     pub drain_timeout: Duration,
     /// After SIGTERM, how long the proxy keeps serving (and accepting) while
     /// `/ready` says 503, so load balancers stop sending before listeners
-    /// close. SIGINT skips it.
+    /// close. SIGINT skips it; zero closes listeners at once.
     pub drain_delay: Duration,
 }
 

@@ -4,9 +4,11 @@
 //! parses into, then validated by the same code, so the two can never
 //! accept different things. The mapping is field for field; the only
 //! translations are types the wire has and YAML does not (durations as
-//! `google.protobuf.Duration`, enums for `io` and `lb`). Values that came
-//! from a snapshot have no line and column: errors name the snapshot and
-//! the field path instead.
+//! `google.protobuf.Duration`, enums for `io`, `lb` and
+//! `x_forwarded_proto`). The one thing the wire cannot say is "unset" for
+//! a plain double: a fault's `percent`, required in YAML, reads as 0 when a
+//! snapshot leaves it out. Values that came from a snapshot have no line
+//! and column: errors name the snapshot and the field path instead.
 
 use std::time::Duration;
 
@@ -21,13 +23,25 @@ fn s<T>(value: T) -> Spanned<T> {
 
 /// A wire duration as the text YAML would hold. A negative one is kept
 /// negative so validation rejects it at its field like any bad duration.
+/// Whole seconds are written in seconds: humantime counts smaller units in
+/// u64 nanoseconds, so a long duration written in `ms` would be reported as
+/// unparseable instead of as too long.
 fn duration(d: &Option<prost_types::Duration>) -> Option<Spanned<String>> {
     let d = d.as_ref()?;
     let ns = i128::from(d.seconds) * 1_000_000_000 + i128::from(d.nanos);
-    let text = match ns {
-        ns if ns < 0 => format!("-{}ns", -ns),
-        ns if ns % 1_000_000 == 0 => format!("{}ms", ns / 1_000_000),
-        ns => format!("{ns}ns"),
+    if ns < 0 {
+        return Some(s(format!("-{}ns", -ns)));
+    }
+    let (secs, nanos) = (ns / 1_000_000_000, ns % 1_000_000_000);
+    let sub = match nanos {
+        0 => None,
+        n if n % 1_000_000 == 0 => Some(format!("{}ms", n / 1_000_000)),
+        n => Some(format!("{n}ns")),
+    };
+    let text = match (secs, sub) {
+        (secs, None) => format!("{secs}s"),
+        (0, Some(sub)) => sub,
+        (secs, Some(sub)) => format!("{secs}s {sub}"),
     };
     Some(s(text))
 }
@@ -61,6 +75,7 @@ fn runtime(r: &pb::Runtime) -> RawRuntime {
             .then(|| s(r.cpu_affinity.iter().map(|&c| c as usize).collect())),
         io: io.map(|v| s(v.to_string())),
         drain_timeout: duration(&r.drain_timeout),
+        drain_delay: duration(&r.drain_delay),
     }
 }
 
@@ -73,6 +88,21 @@ fn listener(l: &pb::Listener) -> RawListener {
         header_read_timeout: duration(&l.header_read_timeout),
         idle_timeout: duration(&l.idle_timeout),
         routes: l.routes.iter().map(|r| s(route(r))).collect(),
+        max_connections: l.max_connections.map(s),
+        x_forwarded_proto: forwarded_proto(l.x_forwarded_proto),
+        tunnel_idle_timeout: duration(&l.tunnel_idle_timeout),
+    }
+}
+
+/// The enum as YAML spells it. A number this build does not know (from a
+/// newer control plane) is kept, so validation rejects it at its field
+/// instead of silently trusting or overwriting the header.
+fn forwarded_proto(v: i32) -> Option<Spanned<String>> {
+    match pb::ForwardedProto::try_from(v) {
+        Ok(pb::ForwardedProto::Unspecified) => None,
+        Ok(pb::ForwardedProto::Overwrite) => Some(s("overwrite".into())),
+        Ok(pb::ForwardedProto::Trust) => Some(s("trust".into())),
+        Err(_) => Some(s(v.to_string())),
     }
 }
 
@@ -150,7 +180,27 @@ fn route(r: &pb::Route) -> RawRoute {
                 }),
             })
         }),
+        fault: r.fault.as_ref().map(fault),
     }
+}
+
+/// Percentages are plain doubles on the wire, so they are always given
+/// (unset reads as 0); a status of 0 is an unset one.
+fn fault(f: &pb::Fault) -> Spanned<RawFault> {
+    s(RawFault {
+        delay: f.delay.as_ref().map(|d| {
+            s(RawFaultDelay {
+                duration: duration(&d.duration),
+                percent: Some(s(d.percent)),
+            })
+        }),
+        abort: f.abort.as_ref().map(|a| {
+            s(RawFaultAbort {
+                status: (a.status != 0).then(|| s(a.status)),
+                percent: Some(s(a.percent)),
+            })
+        }),
+    })
 }
 
 fn edits(e: &pb::HeaderEdits) -> RawHeaderEdits {
@@ -207,8 +257,13 @@ fn wire_duration(
         path: path.to_string(),
         message: format!("`{}` is not a duration: {e}", v.value),
     })?;
+    // Past i64 seconds the wire form would wrap to a negative duration.
+    let seconds = i64::try_from(d.as_secs()).map_err(|_| ToProtoError {
+        path: path.to_string(),
+        message: format!("`{}` is too long for a protobuf Duration", v.value),
+    })?;
     Ok(Some(prost_types::Duration {
-        seconds: d.as_secs() as i64,
+        seconds,
         nanos: d.subsec_nanos() as i32,
     }))
 }
@@ -240,7 +295,7 @@ pub fn from_raw(c: &RawConfig) -> Result<pb::ProxyConfig, ToProtoError> {
             .unwrap_or_default(),
         io: io as i32,
         drain_timeout: wire_duration(&r.drain_timeout, "runtime.drain_timeout")?,
-        drain_delay: None,
+        drain_delay: wire_duration(&r.drain_delay, "runtime.drain_delay")?,
     };
     let mut listeners = Vec::new();
     for (i, l) in c.listeners.iter().enumerate() {
@@ -265,6 +320,17 @@ fn wire_listener(l: &RawListener, path: &str) -> Result<pb::Listener, ToProtoErr
     for (j, r) in l.routes.iter().enumerate() {
         routes.push(wire_route(&r.value, &format!("{path}.routes[{j}]"))?);
     }
+    let x_forwarded_proto = match l.x_forwarded_proto.as_ref().map(|v| v.value.as_str()) {
+        None => pb::ForwardedProto::Unspecified,
+        Some("overwrite") => pb::ForwardedProto::Overwrite,
+        Some("trust") => pb::ForwardedProto::Trust,
+        Some(other) => {
+            return Err(ToProtoError {
+                path: format!("{path}.x_forwarded_proto"),
+                message: format!("unknown x_forwarded_proto `{other}`"),
+            })
+        }
+    };
     Ok(pb::Listener {
         name: l.name.value.clone(),
         address: l.address.value.clone(),
@@ -276,9 +342,12 @@ fn wire_listener(l: &RawListener, path: &str) -> Result<pb::Listener, ToProtoErr
         )?,
         idle_timeout: wire_duration(&l.idle_timeout, &format!("{path}.idle_timeout"))?,
         routes,
-        max_connections: None,
-        x_forwarded_proto: pb::ForwardedProto::Unspecified as i32,
-        tunnel_idle_timeout: None,
+        max_connections: l.max_connections.as_ref().map(|v| v.value),
+        x_forwarded_proto: x_forwarded_proto as i32,
+        tunnel_idle_timeout: wire_duration(
+            &l.tunnel_idle_timeout,
+            &format!("{path}.tunnel_idle_timeout"),
+        )?,
     })
 }
 
@@ -373,8 +442,37 @@ fn wire_route(r: &RawRoute, path: &str) -> Result<pb::Route, ToProtoError> {
                 })
                 .collect(),
         }),
-        fault: None,
+        fault: r
+            .fault
+            .as_ref()
+            .map(|f| wire_fault(&f.value, &format!("{path}.fault")))
+            .transpose()?,
     })
+}
+
+fn wire_fault(f: &RawFault, path: &str) -> Result<pb::Fault, ToProtoError> {
+    // The wire cannot say "unset" for a double: it would read as 0 %.
+    let percent = |p: &Option<Spanned<f64>>, path: String| {
+        p.as_ref().map(|p| p.value).ok_or(ToProtoError {
+            path,
+            message: "a percent is required (unset on the wire would read as 0)".into(),
+        })
+    };
+    let delay = match &f.delay {
+        Some(d) => Some(pb::FaultDelay {
+            duration: wire_duration(&d.value.duration, &format!("{path}.delay.duration"))?,
+            percent: percent(&d.value.percent, format!("{path}.delay.percent"))?,
+        }),
+        None => None,
+    };
+    let abort = match &f.abort {
+        Some(a) => Some(pb::FaultAbort {
+            status: a.value.status.as_ref().map_or(0, |s| s.value),
+            percent: percent(&a.value.percent, format!("{path}.abort.percent"))?,
+        }),
+        None => None,
+    };
+    Ok(pb::Fault { delay, abort })
 }
 
 fn wire_cluster(c: &RawCluster, path: &str) -> Result<pb::Cluster, ToProtoError> {
@@ -413,7 +511,7 @@ mod tests {
 
     /// Every field the file format has, set.
     const FULL: &str = r#"
-runtime: { workers: 2, cpu_affinity: [0, 1], io: epoll, drain_timeout: 7s }
+runtime: { workers: 2, cpu_affinity: [0, 1], io: epoll, drain_timeout: 7s, drain_delay: 1500ms }
 admin: { address: 127.0.0.1:9901 }
 listeners:
   - name: main
@@ -422,10 +520,14 @@ listeners:
     max_headers: 50
     header_read_timeout: 1500ms
     idle_timeout: 30s
+    max_connections: 10000
+    x_forwarded_proto: trust
+    tunnel_idle_timeout: 1m
     routes:
       - name: hello
         match: { host: "*.example.com", path: { exact: /hello }, method: GET, headers: [ { name: x-a, exact: "1" }, { name: x-b, present: true } ] }
         direct_response: { status: 200, body: "hi\n" }
+        fault: { abort: { status: 429, percent: 100 } }
       - name: split
         match: { path: { prefix: /api } }
         weighted_clusters: [ { cluster: a, weight: 90 }, { cluster: b, weight: 10 } ]
@@ -433,8 +535,11 @@ listeners:
         request_headers: { add: [ { name: x-r, value: split } ], remove: [ x-internal ] }
         response_headers: { add: [ { name: x-s, value: "1" } ] }
         retries: { attempts: 2, on: [connect-failure, 503, 5xx] }
+        fault: { delay: { duration: 2s, percent: 10 }, abort: { status: 503, percent: 5.5 } }
       - cluster: a
         retries: { attempts: 1 }
+        fault: { delay: { duration: 1500ms, percent: 0.25 } }
+  - { name: edge, address: 127.0.0.1:8081, x_forwarded_proto: overwrite, routes: [ { cluster: b } ] }
 clusters:
   - name: a
     endpoints: [127.0.0.1:9000, 127.0.0.1:9001]
@@ -489,14 +594,110 @@ clusters:
     }
 
     #[test]
+    fn snapshot_durations_are_bounded_like_the_files() {
+        let raw: RawConfig = serde_saphyr::from_str(FULL).unwrap();
+        let mut wire = from_raw(&raw).unwrap();
+        let secs = |seconds| Some(prost_types::Duration { seconds, nanos: 0 });
+        // A year, and the largest a wire Duration may be: both past the
+        // 7-day maximum, in whatever unit the text form picks.
+        wire.listeners[0].idle_timeout = secs(365 * 24 * 3600);
+        wire.clusters[0].dns_refresh = secs(315_576_000_000);
+        wire.clusters[0].connect_timeout = secs(0);
+        // Zero is a meaning of its own here, not an error.
+        wire.runtime.as_mut().unwrap().drain_timeout = secs(0);
+        let err = super::super::validate(&to_raw(&wire), "snapshot v8")
+            .unwrap_err()
+            .to_string();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "snapshot v8: clusters[0].connect_timeout: `0s`: must be more than zero",
+                "snapshot v8: clusters[0].dns_refresh: `315576000000s` is longer than the 7-day maximum",
+                "snapshot v8: listeners[0].idle_timeout: `31536000s` is longer than the 7-day maximum",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_forwarded_proto_is_rejected_not_defaulted() {
+        let raw: RawConfig = serde_saphyr::from_str(FULL).unwrap();
+        let mut wire = from_raw(&raw).unwrap();
+        wire.listeners[1].x_forwarded_proto = 7;
+        let err = super::super::validate(&to_raw(&wire), "snapshot v9")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "snapshot v9: listeners[1].x_forwarded_proto: unknown x_forwarded_proto `7`: use overwrite or trust"
+        );
+    }
+
+    #[test]
+    fn snapshot_faults_are_checked_like_the_files() {
+        let raw: RawConfig = serde_saphyr::from_str(FULL).unwrap();
+        let mut wire = from_raw(&raw).unwrap();
+        let routes = &mut wire.listeners[0].routes;
+        routes[0].fault = Some(pb::Fault::default());
+        routes[1].fault = Some(pb::Fault {
+            delay: Some(pb::FaultDelay {
+                duration: None,
+                percent: 10.0,
+            }),
+            abort: Some(pb::FaultAbort {
+                status: 0,
+                percent: 100.5,
+            }),
+        });
+        let err = super::super::validate(&to_raw(&wire), "snapshot v10")
+            .unwrap_err()
+            .to_string();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "snapshot v10: listeners[0].routes[0].fault: a fault needs a `delay`, an `abort` or both",
+                "snapshot v10: listeners[0].routes[1].fault.delay.duration: missing: how long to delay, e.g. 2s",
+                "snapshot v10: listeners[0].routes[1].fault.abort.status: missing: the status to answer with, e.g. 503",
+                "snapshot v10: listeners[0].routes[1].fault.abort.percent: `100.5` is not a percentage from 0 to 100",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_fault_without_a_percent_has_no_wire_form() {
+        let raw: RawConfig = serde_saphyr::from_str(
+            "listeners: [ { name: a, address: 127.0.0.1:1, routes: [ { cluster: c, fault: { delay: { duration: 1s } } } ] } ]",
+        )
+        .unwrap();
+        let err = from_raw(&raw).unwrap_err();
+        assert_eq!(err.path, "listeners[0].routes[0].fault.delay.percent");
+    }
+
+    #[test]
+    fn a_duration_the_wire_cannot_hold_is_an_error() {
+        let raw: RawConfig = serde_saphyr::from_str(
+            "listeners: [ { name: a, address: 127.0.0.1:1, idle_timeout: 500000000000y } ]",
+        )
+        .unwrap();
+        let err = from_raw(&raw).unwrap_err();
+        assert_eq!(err.path, "listeners[0].idle_timeout");
+        assert!(err.message.contains("too long"), "{err}");
+    }
+
+    #[test]
     fn durations_keep_their_precision() {
         let d = |seconds, nanos| {
             duration(&Some(prost_types::Duration { seconds, nanos }))
                 .unwrap()
                 .value
         };
-        assert_eq!(d(15, 0), "15000ms");
+        assert_eq!(d(15, 0), "15s");
+        assert_eq!(d(0, 0), "0s");
+        assert_eq!(d(0, 250_000_000), "250ms");
+        assert_eq!(d(1, 500_000_000), "1s 500ms");
         assert_eq!(d(0, 1_500), "1500ns");
+        assert_eq!(d(2, 1_500), "2s 1500ns");
         assert_eq!(d(-2, 0), "-2000000000ns");
         assert_eq!(duration(&None), None);
     }

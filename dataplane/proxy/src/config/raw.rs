@@ -33,6 +33,7 @@ pub struct RawRuntime {
     /// `auto`, `uring` or `epoll`.
     pub io: Option<S<String>>,
     pub drain_timeout: Option<S<String>>,
+    pub drain_delay: Option<S<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -59,6 +60,10 @@ pub struct RawListener {
     pub idle_timeout: Option<S<String>>,
     #[serde(default)]
     pub routes: Vec<S<RawRoute>>,
+    pub max_connections: Option<S<u64>>,
+    /// `overwrite` or `trust`.
+    pub x_forwarded_proto: Option<S<String>>,
+    pub tunnel_idle_timeout: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -74,6 +79,32 @@ pub struct RawRoute {
     pub request_headers: Option<RawHeaderEdits>,
     pub response_headers: Option<RawHeaderEdits>,
     pub retries: Option<S<RawRetries>>,
+    pub fault: Option<S<RawFault>>,
+}
+
+/// Required fields are `Option` here so that a missing one is reported by
+/// validation with its field path, next to every other error, and so that a
+/// pushed snapshot, where they may be unset, has a raw form.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFault {
+    pub delay: Option<S<RawFaultDelay>>,
+    pub abort: Option<S<RawFaultAbort>>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFaultDelay {
+    pub duration: Option<S<String>>,
+    /// 0 to 100, fractions allowed; YAML may write `10` or `0.5`.
+    pub percent: Option<S<f64>>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFaultAbort {
+    pub status: Option<S<u64>>,
+    pub percent: Option<S<f64>>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

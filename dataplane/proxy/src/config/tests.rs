@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use super::model::*;
 use super::*;
 
@@ -29,8 +31,13 @@ fn defaults_are_filled_in() {
     .unwrap();
     assert_eq!(config.runtime.workers, Workers::Auto);
     assert_eq!(config.runtime.io, IoMode::Auto);
+    assert_eq!(config.runtime.drain_timeout, defaults::DRAIN_TIMEOUT);
+    assert_eq!(config.runtime.drain_delay, defaults::DRAIN_DELAY);
     let l = &config.listeners[0];
     assert_eq!(l.header_read_timeout, defaults::HEADER_READ_TIMEOUT);
+    assert_eq!(l.max_connections, None);
+    assert_eq!(l.x_forwarded_proto, ForwardedProto::Overwrite);
+    assert_eq!(l.tunnel_idle_timeout, defaults::TUNNEL_IDLE_TIMEOUT);
     assert_eq!(l.limits.max_header_bytes, 64 * 1024);
     assert_eq!(l.routes[0].name, "route0");
     let c = &config.clusters[0];
@@ -171,4 +178,281 @@ clusters:
             port: 2
         }]
     );
+}
+
+#[test]
+fn durations_past_a_week_are_rejected_where_written() {
+    let yaml = "\
+runtime: { drain_timeout: 8d, drain_delay: 2w }
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    idle_timeout: 1000000000y
+    routes:
+      - cluster: c
+        timeout: 169h
+clusters:
+  - name: c
+    endpoints: [127.0.0.1:1]
+    pool: { idle_timeout: 7d 1s }
+";
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "t.yaml:1:27: runtime.drain_timeout: `8d` is longer than the 7-day maximum",
+            "t.yaml:1:44: runtime.drain_delay: `2w` is longer than the 7-day maximum",
+            "t.yaml:5:19: listeners[0].idle_timeout: `1000000000y` is longer than the 7-day maximum",
+            "t.yaml:8:18: listeners[0].routes[0].timeout: `169h` is longer than the 7-day maximum",
+            "t.yaml:12:27: clusters[0].pool.idle_timeout: `7d 1s` is longer than the 7-day maximum",
+        ]
+    );
+}
+
+#[test]
+fn zero_is_rejected_where_it_would_fail_every_request() {
+    let yaml = "\
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    header_read_timeout: 0s
+    idle_timeout: 0ms
+    routes:
+      - cluster: c
+        timeout: 0s
+clusters:
+  - name: c
+    endpoints: [127.0.0.1:1]
+    connect_timeout: 0s
+    dns_refresh: 0s
+";
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "t.yaml:4:26: listeners[0].header_read_timeout: `0s`: must be more than zero",
+            "t.yaml:5:19: listeners[0].idle_timeout: `0ms`: must be more than zero",
+            "t.yaml:8:18: listeners[0].routes[0].timeout: `0s`: must be more than zero",
+            "t.yaml:12:22: clusters[0].connect_timeout: `0s`: must be more than zero",
+            "t.yaml:13:18: clusters[0].dns_refresh: `0s`: must be more than zero",
+        ]
+    );
+}
+
+#[test]
+fn zero_is_kept_where_it_means_something() {
+    let yaml = "\
+runtime: { drain_timeout: 0s, drain_delay: 0s }
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    routes: [ { cluster: c } ]
+clusters:
+  - { name: c, endpoints: [127.0.0.1:1], pool: { idle_timeout: 0s } }
+";
+    let config = parse(yaml, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.runtime.drain_timeout, Duration::ZERO);
+    assert_eq!(config.runtime.drain_delay, Duration::ZERO);
+    assert_eq!(config.clusters[0].pool.idle_timeout, Duration::ZERO);
+    // The ceiling itself is allowed.
+    let week = yaml.replace("drain_timeout: 0s", "drain_timeout: 7d");
+    let config = parse(&week, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.runtime.drain_timeout, defaults::MAX_DURATION);
+}
+
+#[test]
+fn route_names_are_checked_like_other_names() {
+    let yaml = "\
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    routes:
+      - { name: 'x\"} 1', direct_response: { status: 200 } }
+      - { name: '', direct_response: { status: 200 } }
+";
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "t.yaml:5:17: listeners[0].routes[0].name: `x\"} 1` is not a valid name (letters, digits, - _ . ; at most 128)",
+            "t.yaml:6:17: listeners[0].routes[1].name: `` is not a valid name (letters, digits, - _ . ; at most 128)",
+        ]
+    );
+}
+
+#[test]
+fn route_names_are_unique_within_a_listener() {
+    let yaml = "\
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    routes:
+      - { name: api, direct_response: { status: 200 } }
+      - { direct_response: { status: 200 } }
+      - { name: api, direct_response: { status: 200 } }
+      - { name: route1, direct_response: { status: 200 } }
+      - { name: route5, direct_response: { status: 200 } }
+      - { direct_response: { status: 200 } }
+  - name: b
+    address: 127.0.0.1:2
+    routes:
+      - { name: api, direct_response: { status: 200 } }
+";
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "t.yaml:7:17: listeners[0].routes[2].name: duplicate route name `api`: it is also routes[0]",
+            "t.yaml:8:17: listeners[0].routes[3].name: duplicate route name `route1`: it is also the default name of routes[1]",
+            "t.yaml:10:9: listeners[0].routes[5]: this route's default name `route5` is also routes[4]: give it a `name`",
+        ]
+    );
+}
+
+#[test]
+fn listener_connection_limit_forwarded_proto_and_tunnel_timeout() {
+    let yaml = "\
+listeners:
+  - { name: a, address: 127.0.0.1:1, max_connections: 4294967295, x_forwarded_proto: trust, tunnel_idle_timeout: 90s }
+  - { name: b, address: 127.0.0.1:2, max_connections: 1, x_forwarded_proto: overwrite }
+";
+    let config = parse(yaml, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let (a, b) = (&config.listeners[0], &config.listeners[1]);
+    assert_eq!(a.max_connections, Some(u32::MAX as usize));
+    assert_eq!(a.x_forwarded_proto, ForwardedProto::Trust);
+    assert_eq!(a.tunnel_idle_timeout, Duration::from_secs(90));
+    assert_eq!(b.max_connections, Some(1));
+    assert_eq!(b.x_forwarded_proto, ForwardedProto::Overwrite);
+}
+
+#[test]
+fn bad_listener_limits_are_reported() {
+    let yaml = "\
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    max_connections: 0
+    x_forwarded_proto: https
+    tunnel_idle_timeout: 0s
+  - name: b
+    address: 127.0.0.1:2
+    max_connections: 4294967296
+    x_forwarded_proto: Trust
+    tunnel_idle_timeout: 8d
+";
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "t.yaml:4:22: listeners[0].max_connections: must be from 1 to 4294967295",
+            "t.yaml:5:24: listeners[0].x_forwarded_proto: unknown x_forwarded_proto `https`: use overwrite or trust",
+            "t.yaml:6:26: listeners[0].tunnel_idle_timeout: `0s`: must be more than zero",
+            "t.yaml:9:22: listeners[1].max_connections: must be from 1 to 4294967295",
+            "t.yaml:10:24: listeners[1].x_forwarded_proto: unknown x_forwarded_proto `Trust`: use overwrite or trust",
+            "t.yaml:11:26: listeners[1].tunnel_idle_timeout: `8d` is longer than the 7-day maximum",
+        ]
+    );
+}
+
+#[test]
+fn faults_compile_to_route_filters() {
+    use crate::filter::{Fault, FaultAbort, FaultDelay, Filter};
+    let yaml = "\
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    routes:
+      - name: both
+        fault: { delay: { duration: 2s, percent: 10 }, abort: { status: 503, percent: 5.5 } }
+        cluster: c
+      - name: delay-only
+        fault: { delay: { duration: 250ms, percent: 0.0001 } }
+        cluster: c
+      - name: abort-only-with-direct-response
+        fault: { abort: { status: 200, percent: 100.0 } }
+        direct_response: { status: 204 }
+      - name: none
+        cluster: c
+clusters:
+  - { name: c, endpoints: [127.0.0.1:1] }
+";
+    let config = parse(yaml, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let filters: Vec<&Vec<Filter>> = config.listeners[0]
+        .routes
+        .iter()
+        .map(|r| &r.filters)
+        .collect();
+    assert_eq!(
+        filters,
+        [
+            &vec![Filter::Fault(Fault {
+                delay: Some(FaultDelay {
+                    duration: Duration::from_secs(2),
+                    per_million: 100_000,
+                }),
+                abort: Some(FaultAbort {
+                    status: 503,
+                    per_million: 55_000,
+                }),
+            })],
+            &vec![Filter::Fault(Fault {
+                delay: Some(FaultDelay {
+                    duration: Duration::from_millis(250),
+                    per_million: 1,
+                }),
+                abort: None,
+            })],
+            &vec![Filter::Fault(Fault {
+                delay: None,
+                abort: Some(FaultAbort {
+                    status: 200,
+                    per_million: 1_000_000,
+                }),
+            })],
+            &vec![],
+        ]
+    );
+}
+
+#[test]
+fn bad_faults_are_reported_together() {
+    let yaml = "\
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    routes:
+      - fault: {}
+        cluster: c
+      - fault:
+          delay: { percent: 101 }
+          abort: { status: 700 }
+        cluster: c
+      - fault:
+          delay: { duration: 0s, percent: -1 }
+          abort: { percent: .nan }
+        cluster: c
+      - fault: { delay: { duration: 8d, percent: 0 } }
+        cluster: c
+clusters:
+  - { name: c, endpoints: [127.0.0.1:1] }
+";
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "t.yaml:5:16: listeners[0].routes[0].fault: a fault needs a `delay`, an `abort` or both",
+            "t.yaml:8:18: listeners[0].routes[1].fault.delay.duration: missing: how long to delay, e.g. 2s",
+            "t.yaml:8:29: listeners[0].routes[1].fault.delay.percent: `101` is not a percentage from 0 to 100",
+            "t.yaml:9:18: listeners[0].routes[1].fault.abort.percent: missing: the share of requests, 0 to 100",
+            "t.yaml:9:28: listeners[0].routes[1].fault.abort.status: status must be from 200 to 599",
+            "t.yaml:12:30: listeners[0].routes[2].fault.delay.duration: `0s`: must be more than zero",
+            "t.yaml:12:43: listeners[0].routes[2].fault.delay.percent: `-1` is not a percentage from 0 to 100",
+            "t.yaml:13:18: listeners[0].routes[2].fault.abort.status: missing: the status to answer with, e.g. 503",
+            "t.yaml:13:29: listeners[0].routes[2].fault.abort.percent: `NaN` is not a percentage from 0 to 100",
+            "t.yaml:15:37: listeners[0].routes[3].fault.delay.duration: `8d` is longer than the 7-day maximum",
+        ]
+    );
+}
+
+#[test]
+fn a_percent_is_a_number() {
+    let errs = errors(
+        "listeners: [ { name: a, address: 127.0.0.1:1, routes: [ { cluster: c, fault: { abort: { status: 503, percent: 10% } } } ] } ]\n",
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("t.yaml:1:"), "{errs:?}");
 }

@@ -18,6 +18,8 @@ use super::model::*;
 use super::raw::*;
 use super::{ConfigError, ConfigErrors};
 
+mod fault;
+
 /// Parse and validate YAML text; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
     let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| ConfigErrors {
@@ -41,6 +43,14 @@ pub fn validate(raw: &RawConfig, file: &str) -> Result<Config, ConfigErrors> {
             errors: v.errors,
         })
     }
+}
+
+/// A route's name as metrics and logs show it: `route<index>` when unset.
+fn route_name(r: &RawRoute, index: usize) -> String {
+    r.name
+        .as_ref()
+        .map(|n| n.value.clone())
+        .unwrap_or_else(|| format!("route{index}"))
 }
 
 fn schema_error(e: &serde_saphyr::Error) -> ConfigError {
@@ -91,6 +101,18 @@ fn with_suggestion(message: String) -> String {
 
 struct Validator {
     errors: Vec<ConfigError>,
+}
+
+/// Whether a duration setting may be zero (every duration is also at most
+/// `defaults::MAX_DURATION`: a longer one is a typo, and would overflow the
+/// timer at the first request that arms it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bounds {
+    /// Zero would fail every request or connection (a timeout), or spin (a
+    /// refresh period).
+    NonZero,
+    /// Zero has a meaning of its own, documented with the setting.
+    ZeroAllowed,
 }
 
 impl Validator {
@@ -175,13 +197,20 @@ impl Validator {
             &raw.drain_timeout,
             "runtime.drain_timeout",
             defaults::DRAIN_TIMEOUT,
+            Bounds::ZeroAllowed,
+        );
+        let drain_delay = self.duration(
+            &raw.drain_delay,
+            "runtime.drain_delay",
+            defaults::DRAIN_DELAY,
+            Bounds::ZeroAllowed,
         );
         Runtime {
             workers,
             cpu_affinity,
             io,
             drain_timeout,
-            drain_delay: defaults::DRAIN_DELAY,
+            drain_delay,
         }
     }
 
@@ -237,6 +266,7 @@ impl Validator {
                 &c.pool.idle_timeout,
                 &format!("{path}.pool.idle_timeout"),
                 defaults::POOL_IDLE_TIMEOUT,
+                Bounds::ZeroAllowed,
             ),
             max_connections: self.count(
                 &c.pool.max_connections,
@@ -253,11 +283,13 @@ impl Validator {
                 &c.connect_timeout,
                 &format!("{path}.connect_timeout"),
                 defaults::CONNECT_TIMEOUT,
+                Bounds::NonZero,
             ),
             dns_refresh: self.duration(
                 &c.dns_refresh,
                 &format!("{path}.dns_refresh"),
                 defaults::DNS_REFRESH,
+                Bounds::NonZero,
             ),
             pool,
         }
@@ -318,63 +350,7 @@ impl Validator {
                     );
                 }
             }
-            let defaults = Limits::default();
-            let limits = Limits {
-                max_header_bytes: self.count(
-                    &l.max_header_bytes,
-                    &format!("{path}.max_header_bytes"),
-                    defaults.max_header_bytes,
-                    256,
-                ),
-                max_headers: self.count(
-                    &l.max_headers,
-                    &format!("{path}.max_headers"),
-                    defaults.max_headers,
-                    1,
-                ),
-            };
-            if limits.max_headers > ringmesh_http1::head::MAX_HEADERS_CEILING {
-                if let Some(s) = &l.max_headers {
-                    self.err(
-                        &s.referenced,
-                        format!("{path}.max_headers"),
-                        format!("at most {}", ringmesh_http1::head::MAX_HEADERS_CEILING),
-                    );
-                }
-            }
-            let routes = l
-                .routes
-                .iter()
-                .enumerate()
-                .map(|(j, r)| {
-                    self.route(
-                        &r.value,
-                        &r.referenced,
-                        &format!("{path}.routes[{j}]"),
-                        j,
-                        clusters,
-                    )
-                })
-                .collect();
-            out.push(Listener {
-                name: l.name.value.clone(),
-                address: address.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
-                limits,
-                header_read_timeout: self.duration(
-                    &l.header_read_timeout,
-                    &format!("{path}.header_read_timeout"),
-                    defaults::HEADER_READ_TIMEOUT,
-                ),
-                idle_timeout: self.duration(
-                    &l.idle_timeout,
-                    &format!("{path}.idle_timeout"),
-                    defaults::IDLE_TIMEOUT,
-                ),
-                routes,
-                max_connections: None,
-                x_forwarded_proto: ForwardedProto::Overwrite,
-                tunnel_idle_timeout: defaults::TUNNEL_IDLE_TIMEOUT,
-            });
+            out.push(self.listener(l, &path, address, clusters));
         }
         if raw.is_empty() {
             self.err(
@@ -386,6 +362,128 @@ impl Validator {
         out
     }
 
+    /// One listener's own settings and routes; `address` is already parsed
+    /// (and checked against the other listeners').
+    fn listener(
+        &mut self,
+        l: &RawListener,
+        path: &str,
+        address: Option<SocketAddr>,
+        clusters: &HashMap<String, ClusterId>,
+    ) -> Listener {
+        let limit_defaults = Limits::default();
+        let limits = Limits {
+            max_header_bytes: self.count(
+                &l.max_header_bytes,
+                &format!("{path}.max_header_bytes"),
+                limit_defaults.max_header_bytes,
+                256,
+            ),
+            max_headers: self.count(
+                &l.max_headers,
+                &format!("{path}.max_headers"),
+                limit_defaults.max_headers,
+                1,
+            ),
+        };
+        if limits.max_headers > ringmesh_http1::head::MAX_HEADERS_CEILING {
+            if let Some(s) = &l.max_headers {
+                self.err(
+                    &s.referenced,
+                    format!("{path}.max_headers"),
+                    format!("at most {}", ringmesh_http1::head::MAX_HEADERS_CEILING),
+                );
+            }
+        }
+        let routes = l
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(j, r)| {
+                self.route(
+                    &r.value,
+                    &r.referenced,
+                    &format!("{path}.routes[{j}]"),
+                    j,
+                    clusters,
+                )
+            })
+            .collect();
+        self.unique_route_names(&l.routes, path);
+        let x_forwarded_proto = match l.x_forwarded_proto.as_ref().map(|s| (s.value.as_str(), s)) {
+            None | Some(("overwrite", _)) => ForwardedProto::Overwrite,
+            Some(("trust", _)) => ForwardedProto::Trust,
+            Some((other, s)) => {
+                self.err(
+                    &s.referenced,
+                    format!("{path}.x_forwarded_proto"),
+                    format!("unknown x_forwarded_proto `{other}`: use overwrite or trust"),
+                );
+                ForwardedProto::Overwrite
+            }
+        };
+        Listener {
+            name: l.name.value.clone(),
+            address: address.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+            limits,
+            header_read_timeout: self.duration(
+                &l.header_read_timeout,
+                &format!("{path}.header_read_timeout"),
+                defaults::HEADER_READ_TIMEOUT,
+                Bounds::NonZero,
+            ),
+            idle_timeout: self.duration(
+                &l.idle_timeout,
+                &format!("{path}.idle_timeout"),
+                defaults::IDLE_TIMEOUT,
+                Bounds::NonZero,
+            ),
+            routes,
+            max_connections: l
+                .max_connections
+                .as_ref()
+                .and_then(|m| self.given_count(m, &format!("{path}.max_connections"), 1)),
+            x_forwarded_proto,
+            tunnel_idle_timeout: self.duration(
+                &l.tunnel_idle_timeout,
+                &format!("{path}.tunnel_idle_timeout"),
+                defaults::TUNNEL_IDLE_TIMEOUT,
+                Bounds::NonZero,
+            ),
+        }
+    }
+
+    /// Route names label metrics and logs, so two routes of a listener must
+    /// not share one, a default `route<index>` included.
+    fn unique_route_names(&mut self, routes: &[Spanned<RawRoute>], path: &str) {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (j, r) in routes.iter().enumerate() {
+            let name = route_name(&r.value, j);
+            let Some(&earlier) = seen.get(&name) else {
+                seen.insert(name, j);
+                continue;
+            };
+            let earlier_is = match routes[earlier].value.name {
+                Some(_) => format!("routes[{earlier}]"),
+                None => format!("the default name of routes[{earlier}]"),
+            };
+            match &r.value.name {
+                Some(n) => self.err(
+                    &n.referenced,
+                    format!("{path}.routes[{j}].name"),
+                    format!("duplicate route name `{name}`: it is also {earlier_is}"),
+                ),
+                None => self.err(
+                    &r.referenced,
+                    format!("{path}.routes[{j}]"),
+                    format!(
+                        "this route's default name `{name}` is also {earlier_is}: give it a `name`"
+                    ),
+                ),
+            }
+        }
+    }
+
     fn route(
         &mut self,
         r: &RawRoute,
@@ -394,26 +492,31 @@ impl Validator {
         index: usize,
         clusters: &HashMap<String, ClusterId>,
     ) -> Route {
-        let name = r
-            .name
-            .as_ref()
-            .map(|n| n.value.clone())
-            .unwrap_or_else(|| format!("route{index}"));
+        if let Some(n) = &r.name {
+            self.name(n, &format!("{path}.name"));
+        }
+        let name = route_name(r, index);
         let action = self.action(r, at, path, clusters);
         Route {
             name,
             matcher: self.matcher(&r.matcher, &format!("{path}.match")),
             action,
-            timeout: r.timeout.as_ref().map(|t| {
-                self.duration(&Some(t.clone()), &format!("{path}.timeout"), Duration::ZERO)
-            }),
+            timeout: r
+                .timeout
+                .as_ref()
+                .and_then(|t| self.given_duration(t, &format!("{path}.timeout"), Bounds::NonZero)),
             request_headers: self.edits(&r.request_headers, &format!("{path}.request_headers")),
             response_headers: self.edits(&r.response_headers, &format!("{path}.response_headers")),
             retry: r
                 .retries
                 .as_ref()
                 .map(|x| self.retries(x, &format!("{path}.retries"))),
-            filters: Vec::new(),
+            filters: r
+                .fault
+                .as_ref()
+                .and_then(|f| self.fault(f, &format!("{path}.fault")))
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -727,9 +830,30 @@ impl Validator {
         parsed
     }
 
-    fn duration(&mut self, s: &Option<Spanned<String>>, path: &str, default: Duration) -> Duration {
-        let Some(s) = s else { return default };
-        match humantime::parse_duration(&s.value) {
+    /// A duration setting; `default` when unset. Every duration is at most
+    /// `defaults::MAX_DURATION`, and `bounds` says whether zero is allowed,
+    /// so no setting can forget either check.
+    fn duration(
+        &mut self,
+        s: &Option<Spanned<String>>,
+        path: &str,
+        default: Duration,
+        bounds: Bounds,
+    ) -> Duration {
+        s.as_ref()
+            .and_then(|s| self.given_duration(s, path, bounds))
+            .unwrap_or(default)
+    }
+
+    /// A duration that is given (an optional one, or a required one already
+    /// checked for presence); `None` after reporting why it is invalid.
+    fn given_duration(
+        &mut self,
+        s: &Spanned<String>,
+        path: &str,
+        bounds: Bounds,
+    ) -> Option<Duration> {
+        let d = match humantime::parse_duration(&s.value) {
             Ok(d) => d,
             Err(e) => {
                 self.err(
@@ -737,23 +861,49 @@ impl Validator {
                     path,
                     format!("`{}` is not a duration like 500ms, 10s or 1m: {e}", s.value),
                 );
-                default
+                return None;
             }
+        };
+        if d > defaults::MAX_DURATION {
+            self.err(
+                &s.referenced,
+                path,
+                format!(
+                    "`{}` is longer than the {}-day maximum",
+                    s.value,
+                    defaults::MAX_DURATION.as_secs() / (24 * 3600)
+                ),
+            );
+            return None;
         }
+        if d.is_zero() && bounds == Bounds::NonZero {
+            self.err(
+                &s.referenced,
+                path,
+                format!("`{}`: must be more than zero", s.value),
+            );
+            return None;
+        }
+        Some(d)
     }
 
+    /// A count from `min` to u32::MAX; `default` when unset.
     fn count(&mut self, s: &Option<Spanned<u64>>, path: &str, default: usize, min: u64) -> usize {
-        match s {
-            None => default,
-            Some(s) if s.value < min || s.value > u32::MAX as u64 => {
-                self.err(
-                    &s.referenced,
-                    path,
-                    format!("must be from {min} to {}", u32::MAX),
-                );
-                default
-            }
-            Some(s) => s.value as usize,
+        s.as_ref()
+            .and_then(|s| self.given_count(s, path, min))
+            .unwrap_or(default)
+    }
+
+    /// A count that is given; `None` after reporting it out of range.
+    fn given_count(&mut self, s: &Spanned<u64>, path: &str, min: u64) -> Option<usize> {
+        if s.value < min || s.value > u64::from(u32::MAX) {
+            self.err(
+                &s.referenced,
+                path,
+                format!("must be from {min} to {}", u32::MAX),
+            );
+            return None;
         }
+        Some(s.value as usize)
     }
 }
