@@ -54,6 +54,10 @@ pub fn compile(
         pb::Role::Gateway => gateway(res, node)?,
         pb::Role::Unspecified => return Err(CompileError::NoRole(node.id.clone())),
     };
+    let mut listeners = listeners;
+    for l in &mut listeners {
+        unique_route_names(&mut l.routes);
+    }
     let mut clusters = clusters;
     if node.role() == pb::Role::Sidecar && !node.workload_address.is_empty() {
         clusters.push(pb::Cluster {
@@ -68,6 +72,23 @@ pub fn compile(
         listeners,
         clusters,
     })
+}
+
+/// A rule becomes one proxy route per hostname and per parent, all named
+/// `{route}.{rule}`; the proxy needs route names unique per listener (they
+/// are its metric labels). Later duplicates get `-2`, `-3`, ... (a `-`
+/// cannot follow the rule number of a built name, so no new clash).
+fn unique_route_names(routes: &mut [pb::Route]) {
+    let mut seen = BTreeSet::new();
+    for r in routes {
+        let Some(name) = r.name.clone() else { continue };
+        let (mut candidate, mut n) = (name.clone(), 1);
+        while !seen.insert(candidate.clone()) {
+            n += 1;
+            candidate = format!("{name}-{n}");
+        }
+        r.name = Some(candidate);
+    }
 }
 
 fn clusters(res: &Resources, workloads: &Workloads) -> Vec<pb::Cluster> {
@@ -510,8 +531,25 @@ mod tests {
         let c = compile(&res, &node, &Workloads::new()).unwrap();
         let got = chaos(&c.listeners[0].routes);
         assert_eq!(got.len(), 6, "{got:?}");
+        let names: BTreeSet<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            BTreeSet::from([
+                "chaos.0.0",
+                "chaos.0.0-2",
+                "chaos.0.1",
+                "chaos.0.1-2",
+                "chaos.1",
+                "chaos.1-2"
+            ]),
+            "one route per hostname, each with its own name (the proxy's metric label)"
+        );
         for (name, fault) in got {
-            let want = if name == "chaos.1" { &teapot } else { &want };
+            let want = if name.starts_with("chaos.1") {
+                &teapot
+            } else {
+                &want
+            };
             assert_eq!(fault.as_ref(), Some(want), "{name}");
         }
     }

@@ -105,6 +105,7 @@ impl HotPath {
             client_ip: b"10.1.2.3",
             proto: b"http",
             fallback_host: b"10.0.0.1:8080",
+            trust_proto: false,
         };
         rewrite::write_request_head(
             &mut self.out,

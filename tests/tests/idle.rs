@@ -73,7 +73,15 @@ fn a_parked_connection_closes_at_its_idle_timeout() {
 #[test]
 fn drain_closes_parked_connections() {
     let up = Upstream::start("up");
-    let mut proxy = start(&up, "");
+    let yaml = ringmesh_tests::with_runtime(
+        &config(
+            "      - { match: { path: { prefix: / } }, cluster: app }\n",
+            &[("app", &[&up])],
+            "",
+        ),
+        "{ workers: 2, drain_delay: 0s }",
+    );
+    let mut proxy = Proxy::start(&yaml);
     let mut c = Client::connect(proxy.addr("main"));
     assert_eq!(c.get("/", "a").status, 200);
     eventually(

@@ -11,7 +11,11 @@ fn app_routes() -> &'static str {
 #[test]
 fn sigterm_lets_in_flight_requests_finish_and_exits_zero() {
     let up = Upstream::start("up");
-    let mut proxy = Proxy::start(&config(app_routes(), &[("app", &[&up])], ""));
+    let yaml = with_runtime(
+        &config(app_routes(), &[("app", &[&up])], ""),
+        "{ workers: 2, drain_delay: 0s }",
+    );
+    let mut proxy = Proxy::start(&yaml);
     let addr = proxy.addr("main");
     let in_flight = std::thread::spawn(move || {
         let r = Client::connect(addr).get("/delay/1000", "a");
@@ -58,7 +62,7 @@ fn drain_timeout_bounds_the_shutdown() {
     let up = Upstream::start("up");
     let yaml = with_runtime(
         &config(app_routes(), &[("app", &[&up])], ""),
-        "{ workers: 2, drain_timeout: 300ms }",
+        "{ workers: 2, drain_timeout: 300ms, drain_delay: 0s }",
     );
     let mut proxy = Proxy::start(&yaml);
     let addr = proxy.addr("main");

@@ -37,8 +37,13 @@ impl HeaderEdits {
 pub struct RequestContext<'a> {
     /// The client's address as text, appended to X-Forwarded-For.
     pub client_ip: &'a [u8],
-    /// `http` or `https`, set as X-Forwarded-Proto when the client sent none.
+    /// `http` or `https`: how the request reached the proxy, sent as
+    /// X-Forwarded-Proto.
     pub proto: &'a [u8],
+    /// Keep an X-Forwarded-Proto the client sent (a proxy in front that is
+    /// trusted to set it); when false, the client's is replaced with
+    /// `proto`, so a client cannot claim `https` over plain HTTP.
+    pub trust_proto: bool,
     /// Host to send when an HTTP/1.0 client sent none (the upstream address).
     pub fallback_host: &'a [u8],
 }
@@ -74,6 +79,7 @@ pub fn write_request_head(
         match h.kind {
             HeaderKind::HopByHop | HeaderKind::TransferEncoding | HeaderKind::Expect => continue,
             HeaderKind::Host if head.authority.is_some() => continue,
+            HeaderKind::XForwardedProto if !ctx.trust_proto => continue,
             HeaderKind::XForwardedProto => saw_xfp = true,
             _ => {}
         }
@@ -226,13 +232,18 @@ mod tests {
         client_ip: b"10.0.0.9",
         proto: b"http",
         fallback_host: b"10.1.1.1:80",
+        trust_proto: true,
     };
 
     fn rewrite_request(raw: &str, edits: &HeaderEdits) -> String {
+        rewrite_request_with(raw, edits, &CTX)
+    }
+
+    fn rewrite_request_with(raw: &str, edits: &HeaderEdits, ctx: &RequestContext<'_>) -> String {
         let mut head = RequestHead::default();
         assert!(parse_request(raw.as_bytes(), &Limits::default(), &mut head).unwrap());
         let mut out = Vec::new();
-        write_request_head(&mut out, raw.as_bytes(), &head, &CTX, edits);
+        write_request_head(&mut out, raw.as_bytes(), &head, ctx, edits);
         String::from_utf8(out).unwrap()
     }
 
@@ -257,6 +268,22 @@ mod tests {
         assert_eq!(
             out,
             "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 2.2.2.2, 10.0.0.9\r\nX-Forwarded-Proto: https\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_clients_x_forwarded_proto_is_replaced_unless_trusted() {
+        // Before `trust_proto`, a client could tell the upstream it came
+        // over https through a plain HTTP listener.
+        let raw = "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Proto: https\r\n\r\n";
+        let overwrite = RequestContext {
+            trust_proto: false,
+            ..CTX
+        };
+        let out = rewrite_request_with(raw, &HeaderEdits::default(), &overwrite);
+        assert_eq!(
+            out,
+            "GET / HTTP/1.1\r\nHost: a\r\nx-forwarded-for: 10.0.0.9\r\nx-forwarded-proto: http\r\n\r\n"
         );
     }
 

@@ -223,7 +223,8 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
                 let _ = writeln!(
                     out,
                     "ringmesh_faults_injected_total{{listener=\"{}\",route=\"{}\",fault=\"{fault}\"}} {v}",
-                    l.name, r.name
+                    Label(&l.name),
+                    Label(&r.name)
                 );
             }
         }

@@ -32,6 +32,7 @@ const CTX: RequestContext<'static> = RequestContext {
     client_ip: b"10.0.0.9",
     proto: b"http",
     fallback_host: b"upstream:80",
+    trust_proto: true,
 };
 
 /// Names the generator never uses for its own fields: each changes framing,

@@ -13,6 +13,7 @@ use ringmesh_http1::{parse_response, BodyFraming, ChunkedDecoder, Limits, Respon
 
 use super::relay::{coalesce, relay, BodyMode, Relay, RelayError};
 use super::server::{H1Conn, READ_BUFFER};
+use crate::config::model::ForwardedProto;
 use crate::error::ProxyError;
 use crate::pipeline::{Aborted, After, HeadRead, RequestEdits, ResponseEnd, SendError};
 use crate::transport::Stream;
@@ -49,6 +50,7 @@ impl H1Conn<'_> {
             client_ip: edits.client_ip,
             proto: edits.scheme,
             fallback_host: edits.fallback_host,
+            trust_proto: edits.forwarded_proto == ForwardedProto::Trust,
         };
         rewrite::write_request_head(&mut w.wbuf, w.req.rbuf.pinned(), head, &ctx, edits.headers);
         let mode = match head.framing {

@@ -59,7 +59,7 @@ impl H1Request {
         self.rbuf.pinned()
     }
 
-    /// The target as sent (origin-form: path and query).
+    /// The target as sent.
     pub fn target(&self) -> &[u8] {
         get(self.bytes(), self.head.target)
     }
@@ -82,19 +82,13 @@ impl RequestView for H1Request {
     }
 
     fn path(&self) -> &[u8] {
-        let target = self.target();
-        match target.iter().position(|&b| b == b'?') {
-            Some(i) => &target[..i],
-            None => target,
-        }
+        // A lost buffer gives empty spans, and `path` of an empty origin
+        // is `/`: never a panic.
+        self.head.path(self.bytes())
     }
 
     fn query(&self) -> Option<&[u8]> {
-        let target = self.target();
-        target
-            .iter()
-            .position(|&b| b == b'?')
-            .map(|i| &target[i + 1..])
+        self.head.query(self.bytes())
     }
 
     fn header(&self, name: &[u8]) -> Option<&[u8]> {
