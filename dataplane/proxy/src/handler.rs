@@ -13,6 +13,16 @@
 //!
 //! The free list grows with concurrency and is trimmed back to `KEEP_FREE`
 //! by the core's 1 s sweep, so a burst does not pin its handlers.
+//!
+//! A handler whose connection has just answered a request keeps it for up
+//! to `PARK_AFTER` waiting for the next one (a read already posted, so a
+//! keep-alive client's next request costs nothing extra). That wait is
+//! what makes a handler per connection expensive when thousands of
+//! connections each send a request now and then, so at most `GRACE_MAX`
+//! handlers per core wait at once; beyond that, a connection that goes
+//! quiet is parked at once. This bounds a core's handlers (about 7 KiB
+//! each) by its requests in flight plus `GRACE_MAX`, not by its
+//! connections.
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -29,6 +39,12 @@ use crate::worker::Core;
 /// starts or wakes between two sweeps without spawning.
 const KEEP_FREE: usize = 64;
 
+/// Handlers per core that may wait for their connection's next request at
+/// once: above the keep-alive connections a busy core serves concurrently
+/// in the benchmarks (32 to 100), small enough that a burst of mostly idle
+/// connections costs about 1 MiB of handlers, not 7 KiB per connection.
+pub const GRACE_MAX: usize = 128;
+
 /// A connection to serve.
 pub struct Job {
     pub io: Stream,
@@ -36,6 +52,9 @@ pub struct Job {
     /// Counts the connection against its listener for as long as it lives,
     /// across handlers and parking.
     pub slot: ConnSlot,
+    /// Bytes are known to be waiting (the parker woke it): read them at
+    /// once rather than wait for them.
+    pub ready: bool,
 }
 
 /// A handler's mailbox.
@@ -51,6 +70,18 @@ struct Mailbox {
 pub struct Handlers {
     free: RefCell<Vec<Rc<Mailbox>>>,
     alive: Cell<usize>,
+    /// Handlers waiting for their connection's next request.
+    waiting: Cell<usize>,
+}
+
+/// A handler waiting for its connection's next request; counted until
+/// dropped.
+pub struct Waiting<'a>(&'a Handlers);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.set(self.0.waiting.get() - 1);
+    }
 }
 
 impl Handlers {
@@ -85,6 +116,16 @@ impl Handlers {
         extra
     }
 
+    /// Room for one more handler to wait for its connection's next
+    /// request, or `None`: park the connection now.
+    pub fn wait_slot(&self) -> Option<Waiting<'_>> {
+        if self.waiting.get() >= GRACE_MAX {
+            return None;
+        }
+        self.waiting.set(self.waiting.get() + 1);
+        Some(Waiting(self))
+    }
+
     /// Handler tasks alive (serving or free).
     pub fn alive(&self) -> usize {
         self.alive.get()
@@ -110,6 +151,9 @@ async fn run(core: Rc<Core>, first: Job) {
         }
     }
     core.handlers.alive.set(core.handlers.alive.get() - 1);
+    // Its workspace is freed when this task ends: worth returning pages to
+    // the OS at the next sweep.
+    core.freed.set(true);
 }
 
 async fn next_job(mailbox: &Mailbox) -> Option<Job> {
@@ -128,10 +172,23 @@ async fn next_job(mailbox: &Mailbox) -> Option<Job> {
 
 /// Serve one connection; a quiet one goes to the parker.
 async fn serve(core: &Rc<Core>, workspace: &mut Workspace, job: Job) {
-    let Job { io, peer, slot } = job;
-    let conn = H1Conn::new(workspace, io, core.clone(), slot.listener, peer);
+    let Job {
+        io,
+        peer,
+        slot,
+        ready,
+    } = job;
+    let conn = H1Conn::new(workspace, io, core.clone(), slot.listener, peer, ready);
     match conn.serve().await {
         Exit::Closed => drop(slot),
-        Exit::Park { io, until } => core.parker.park(core, Job { io, peer, slot }, until),
+        Exit::Park { io, until } => {
+            let job = Job {
+                io,
+                peer,
+                slot,
+                ready: false,
+            };
+            core.parker.park(core, job, until)
+        }
     }
 }

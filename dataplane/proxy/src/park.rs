@@ -112,6 +112,12 @@ impl Parker {
             return;
         };
         let mut entries = self.entries.borrow_mut();
+        if entries.len() == entries.capacity() {
+            // Grow by an eighth, not double: the slab is most of what a
+            // parked connection costs, and a doubled one is half empty.
+            let more = (entries.capacity() / 8).max(64);
+            entries.reserve_exact(more);
+        }
         let key = entries.vacant_key();
         let generation = self.generation.get().wrapping_add(1);
         self.generation.set(generation);
@@ -194,7 +200,8 @@ impl Parker {
                     .get(key)
                     .is_some_and(|p| p.generation == generation);
                 if current {
-                    if let Some(job) = self.take(core, key) {
+                    if let Some(mut job) = self.take(core, key) {
+                        job.ready = true;
                         core.handlers.dispatch(core, job);
                     }
                 }
@@ -210,8 +217,9 @@ impl Parker {
     fn stop(&self, core: &Rc<Core>) {
         let keys: Vec<usize> = self.entries.borrow().iter().map(|(k, _)| k).collect();
         for key in keys {
-            if let Some(job) = self.take(core, key) {
+            if let Some(mut job) = self.take(core, key) {
                 if job.io.has_pending_input() {
+                    job.ready = true;
                     core.handlers.dispatch(core, job);
                 }
             }

@@ -196,6 +196,42 @@ pub struct Core {
 }
 
 impl Core {
+    /// This core's state for `config`. Must be called inside the core's
+    /// monoio runtime (the parker registers its epoll set with it).
+    pub fn new(
+        id: usize,
+        workers: usize,
+        config: &Arc<Config>,
+        endpoints: &[Arc<[SocketAddr]>],
+        stats: Arc<CoreStats>,
+    ) -> std::io::Result<Rc<Core>> {
+        let parker = Parker::new()?;
+        let snapshot = Snapshot::build(
+            id,
+            workers,
+            config,
+            endpoints,
+            SnapshotStats::for_config(&stats, config),
+            0,
+            None,
+        );
+        Ok(Rc::new(Core {
+            id,
+            workers,
+            snapshot: RefCell::new(Rc::new(snapshot)),
+            staged: RefCell::new(None),
+            stats,
+            drain: Drain::default(),
+            rng: RefCell::new(fastrand::Rng::new()),
+            connections: Cell::new(0),
+            pool: crate::pool::Pool::default(),
+            parker,
+            handlers: Handlers::default(),
+            log_limit: LogLimit::default(),
+            freed: Cell::new(false),
+        }))
+    }
+
     pub fn snapshot(&self) -> Rc<Snapshot> {
         self.snapshot.borrow().clone()
     }
@@ -362,8 +398,8 @@ async fn serve(
         mut control,
         ..
     } = setup;
-    let parker = match Parker::new() {
-        Ok(p) => p,
+    let core = match Core::new(id, workers, &config, &endpoints, stats) {
+        Ok(core) => core,
         Err(e) => {
             let _ = started.send(Err(format!(
                 "worker {id}: cannot create its epoll set: {e}"
@@ -371,30 +407,6 @@ async fn serve(
             return;
         }
     };
-    let snapshot = Snapshot::build(
-        id,
-        workers,
-        &config,
-        &endpoints,
-        SnapshotStats::for_config(&stats, &config),
-        0,
-        None,
-    );
-    let core = Rc::new(Core {
-        id,
-        workers,
-        snapshot: RefCell::new(Rc::new(snapshot)),
-        staged: RefCell::new(None),
-        stats,
-        drain: Drain::default(),
-        rng: RefCell::new(fastrand::Rng::new()),
-        connections: Cell::new(0),
-        pool: crate::pool::Pool::default(),
-        parker,
-        handlers: Handlers::default(),
-        log_limit: LogLimit::default(),
-        freed: Cell::new(false),
-    });
     for (index, std_listener) in listeners.into_iter().enumerate() {
         match TcpListener::from_std(std_listener) {
             Ok(listener) => {
@@ -497,6 +509,7 @@ async fn accept_loop(core: Rc<Core>, index: usize, listener: TcpListener) {
                     io: Stream::tcp(stream),
                     peer,
                     slot,
+                    ready: false,
                 };
                 core.handlers.dispatch(&core, job);
             }
@@ -521,9 +534,12 @@ async fn sweep(core: Rc<Core>) {
         for c in &core.snapshot().clusters {
             c.sweep(now);
         }
-        if core.pool.trim() | (core.handlers.trim() > 0) {
+        if core.pool.trim() {
             core.freed.set(true);
         }
+        // Ending handlers free their memory when they next run, after this
+        // sweep: the next sweep returns it (they set `freed`).
+        core.handlers.trim();
         core.parker.expire(&core, now);
         core.log_limit.flush();
         if core.freed.replace(false) {

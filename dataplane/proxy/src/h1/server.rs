@@ -157,6 +157,9 @@ pub struct H1Conn<'w> {
     client: IpAddr,
     client_ip: IpText,
     pub(super) state: ReqState,
+    /// Bytes are waiting (woken from parking): the first read need not wait
+    /// for them.
+    ready: bool,
 }
 
 /// What waiting for the next request ended with.
@@ -184,6 +187,7 @@ impl<'w> H1Conn<'w> {
         core: Rc<Core>,
         listener: usize,
         peer: SocketAddr,
+        ready: bool,
     ) -> Self {
         w.req.rbuf.clear();
         w.up.ubuf.clear();
@@ -195,6 +199,7 @@ impl<'w> H1Conn<'w> {
             client: peer.ip(),
             client_ip: IpText::new(peer.ip()),
             state: ReqState::default(),
+            ready,
         }
     }
 
@@ -320,14 +325,32 @@ impl<'w> H1Conn<'w> {
             (l.limits, l.idle_timeout, l.header_read_timeout)
         };
         let limit = limits.max_header_bytes + READ_BUFFER;
+        if std::mem::take(&mut self.ready) {
+            // Woken because bytes arrived: read them now. The read needs no
+            // grace and no waiting slot.
+            self.take_buffers();
+            return self.read_head(limits, limit, header_timeout).await;
+        }
         if self.w.req.rbuf.is_empty() {
             self.release_buffers();
             let idle_since = Instant::now();
-            // A stream that cannot be parked waits in place.
-            let grace = match self.io.parkable_fd() {
-                Some(_) => idle.min(PARK_AFTER),
-                None => idle,
+            if self.io.parkable_fd().is_none() {
+                // A stream that cannot be parked waits in place.
+                return match self.first_byte(idle, limit).await {
+                    FirstByte::Arrived => {
+                        self.take_buffers();
+                        self.read_head(limits, limit, header_timeout).await
+                    }
+                    _ => Arrival::Closed,
+                };
+            }
+            let core = self.core.clone();
+            let Some(_waiting) = core.handlers.wait_slot() else {
+                // Enough handlers wait already: this connection waits
+                // parked, holding no handler.
+                return Arrival::Park(idle_since + idle);
             };
+            let grace = idle.min(PARK_AFTER);
             match self.first_byte(grace, limit).await {
                 FirstByte::Arrived => {}
                 FirstByte::Closed => return Arrival::Closed,
@@ -336,6 +359,16 @@ impl<'w> H1Conn<'w> {
             }
         }
         self.take_buffers();
+        self.read_head(limits, limit, header_timeout).await
+    }
+
+    /// Read until the head in the buffer is complete, and parse it.
+    async fn read_head(
+        &mut self,
+        limits: ringmesh_http1::Limits,
+        limit: usize,
+        header_timeout: Duration,
+    ) -> Arrival {
         let deadline = monoio::time::Instant::now() + header_timeout;
         loop {
             let req = &mut self.w.req;
