@@ -44,6 +44,8 @@ pub mod pipeline;
 pub mod pool;
 pub mod router;
 pub mod server;
+#[cfg(test)]
+pub mod testing;
 pub mod timer;
 pub mod transport;
 pub mod trim;

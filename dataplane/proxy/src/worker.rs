@@ -237,7 +237,7 @@ impl Core {
     }
 
     /// Build the state for a new config next to the running one.
-    fn stage(&self, reload: &Reload) {
+    pub(crate) fn stage(&self, reload: &Reload) {
         let old = self.snapshot();
         let new = Snapshot::build(
             self.id,
@@ -258,7 +258,7 @@ impl Core {
     /// Swap to the staged config. Requests already running keep the
     /// snapshot they hold; every request whose head completes from now on
     /// uses the new one.
-    fn commit(&self, generation: u64) {
+    pub(crate) fn commit(&self, generation: u64) {
         let Some((new, replies)) = self.take_staged(generation) else {
             return;
         };

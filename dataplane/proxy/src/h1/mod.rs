@@ -10,3 +10,6 @@ pub mod client;
 pub mod relay;
 pub mod server;
 pub mod view;
+
+#[cfg(test)]
+mod tests;

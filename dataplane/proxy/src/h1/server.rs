@@ -391,6 +391,7 @@ impl<'w> H1Conn<'w> {
     /// that raced the cancel is kept, never lost: a request that arrived is
     /// served (with `connection: close` while draining).
     async fn first_byte(&mut self, grace: Duration, limit: usize) -> FirstByte {
+        let cancels = self.io.cancels_reads();
         let w = &mut *self.w;
         let read = w
             .req
@@ -402,6 +403,14 @@ impl<'w> H1Conn<'w> {
             return match got {
                 Ok(n) if n > 0 => FirstByte::Arrived,
                 _ => FirstByte::Closed,
+            };
+        }
+        if !cancels {
+            // Dropping the read loses nothing but an empty buffer.
+            return if self.core.drain.is_stopped() {
+                FirstByte::Closed
+            } else {
+                FirstByte::Quiet
             };
         }
         w.canceller = std::mem::take(&mut w.canceller).cancel();

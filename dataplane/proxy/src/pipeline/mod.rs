@@ -39,3 +39,6 @@ pub enum Next {
     /// its cluster's limit).
     Tunnel(UpstreamConn),
 }
+
+#[cfg(test)]
+mod tests;

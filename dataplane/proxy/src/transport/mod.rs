@@ -69,6 +69,17 @@ impl Stream {
         }
     }
 
+    /// Whether a pending read can be cancelled and awaited (its buffer
+    /// comes back). A read that cannot is dropped instead: fine for a
+    /// memory pipe, which holds no kernel-owned buffer.
+    pub fn cancels_reads(&self) -> bool {
+        match self {
+            Stream::Plain(_) => true,
+            #[cfg(test)]
+            Stream::Memory(_) => false,
+        }
+    }
+
     /// Whether bytes (or an EOF) are waiting to be read, without waiting
     /// and without consuming them. Used where a stale or closed peer must
     /// be told from a live idle one: a pooled upstream connection before

@@ -38,6 +38,10 @@ impl Connector {
         addr: SocketAddr,
         timer: &mut Timer,
     ) -> Result<Stream, ConnectError> {
+        #[cfg(test)]
+        if let Some(scripted) = crate::testing::dial(addr) {
+            return scripted;
+        }
         match self.transport {
             TransportKey::Plain => {
                 match timer
