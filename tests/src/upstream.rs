@@ -35,6 +35,7 @@ pub struct Upstream {
     pub name: String,
     connections: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
 }
 
 /// Byte `i` of every generated download body.
@@ -48,13 +49,17 @@ impl Upstream {
         let addr = listener.local_addr().expect("upstream addr");
         let connections = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
         let (conns, reqs, label) = (connections.clone(), requests.clone(), name.to_string());
+        let done = closed.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
                 let id = conns.fetch_add(1, Ordering::SeqCst) + 1;
-                let (reqs, label) = (reqs.clone(), label.clone());
+                let (reqs, label, done) = (reqs.clone(), label.clone(), done.clone());
                 std::thread::spawn(move || {
                     let _ = serve(stream, id, &reqs, &label);
+                    // `serve` owned both halves of the socket: it is closed.
+                    done.fetch_add(1, Ordering::SeqCst);
                 });
             }
         });
@@ -63,6 +68,7 @@ impl Upstream {
             name: name.to_string(),
             connections,
             requests,
+            closed,
         }
     }
 
@@ -74,6 +80,11 @@ impl Upstream {
     /// Requests answered so far.
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Connections this upstream has closed (or seen closed) so far.
+    pub fn closed(&self) -> usize {
+        self.closed.load(Ordering::SeqCst)
     }
 }
 
