@@ -1,7 +1,7 @@
 //! A scriptable HTTP/1.1 upstream for end-to-end tests.
 //!
 //! Blocking, one thread per connection: simple enough to trust as a test
-//! oracle. The request path picks the behaviour:
+//! oracle. The request path (without its query) picks the behaviour:
 //!
 //! | path                 | response                                          |
 //! |----------------------|---------------------------------------------------|
@@ -19,6 +19,7 @@
 //! | `/then-close`        | a normal keep-alive response, then a silent close |
 //! | `/reject`            | 413 and a close, without reading the body         |
 //! | `/bad-framing`       | both Content-Length and Transfer-Encoding         |
+//! | `/switch`            | 101 `Upgrade: foo` to any request, then more HTTP |
 //! | anything else        | the upstream's name                               |
 //!
 //! Its own chunked decoder is independent of the proxy's, so a framing bug
@@ -114,7 +115,9 @@ fn serve(stream: TcpStream, id: usize, requests: &AtomicUsize, name: &str) -> st
         };
         requests.fetch_add(1, Ordering::SeqCst);
         let head_only = req.method == "HEAD";
-        let mut parts = req.path.trim_start_matches('/').splitn(2, '/');
+        // The query string does not pick the behaviour.
+        let path = req.path.split('?').next().unwrap_or_default();
+        let mut parts = path.trim_start_matches('/').splitn(2, '/');
         let (first, arg) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         if first == "reset" {
             return Ok(());
@@ -183,6 +186,11 @@ fn serve(stream: TcpStream, id: usize, requests: &AtomicUsize, name: &str) -> st
                 return Ok(());
             }
             "download" => download(&mut out, arg.parse().unwrap_or(0), head_only)?,
+            // Then it goes on reading HTTP requests: a proxy that pooled
+            // this connection would have its next request answered here.
+            "switch" => out.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: foo\r\n\r\n",
+            )?,
             "ws" if req.header("upgrade").is_some() => {
                 out.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")?;
                 return echo_bytes(reader, out);
