@@ -226,6 +226,12 @@ impl Proxy {
         }
     }
 
+    /// Send SIGINT without waiting.
+    pub fn signal_int(&self) {
+        let pid = rustix::process::Pid::from_raw(self.pid() as i32).expect("proxy pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
+    }
+
     /// Wait for the process to exit, up to `limit`.
     pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
         let child = self.child.as_mut()?;
