@@ -299,7 +299,9 @@ fn validate_rejects_a_route_name_that_would_break_metrics_labels() {
     );
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains(&format!("{file}:5:17: listeners[0].routes[0].name: `a\"b` is not a valid name")),
+        out.contains(&format!(
+            "{file}:5:17: listeners[0].routes[0].name: `a\"b` is not a valid name"
+        )),
         "{out}"
     );
 }
