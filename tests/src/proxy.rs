@@ -3,6 +3,12 @@
 //! Configs use port 0 everywhere; the proxy logs the address each listener
 //! got, and `Proxy::start` reads those lines from its stderr. No fixed
 //! ports, so tests run in parallel.
+//!
+//! `RINGMESH_PROXY_BIN=/path/to/ringmesh-proxy` runs the tests against that
+//! binary instead of building this workspace's: to show a test fails on an
+//! older build before the fix it covers, e.g.
+//! `RINGMESH_PROXY_BIN=/work/baseline/target/release/ringmesh-proxy cargo test
+//! -p ringmesh-tests --test hostile`. Only `ringmesh-proxy` is overridden.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -13,12 +19,27 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Path to the `ringmesh-proxy` binary of the same profile as this test,
-/// built once per test process so it is never stale.
+/// The variable that names a prebuilt proxy binary to test instead.
+pub const PROXY_BIN_VAR: &str = "RINGMESH_PROXY_BIN";
+
+/// Path to the `ringmesh-proxy` binary: `$RINGMESH_PROXY_BIN` when set,
+/// else the one of the same profile as this test, built once per test
+/// process so it is never stale.
 pub fn proxy_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| workspace_bin("ringmesh-proxy", "ringmesh-proxy"))
-        .clone()
+    BIN.get_or_init(|| match std::env::var_os(PROXY_BIN_VAR) {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            assert!(
+                path.is_file(),
+                "{PROXY_BIN_VAR}={} is not a file",
+                path.display()
+            );
+            path
+        }
+        None => workspace_bin("ringmesh-proxy", "ringmesh-proxy"),
+    })
+    .clone()
 }
 
 /// Path to the `ringmesh-bench` binary, built the same way.
@@ -203,6 +224,12 @@ impl Proxy {
         unsafe {
             libc::kill(pid, libc::SIGTERM);
         }
+    }
+
+    /// Send SIGINT without waiting.
+    pub fn signal_int(&self) {
+        let pid = rustix::process::Pid::from_raw(self.pid() as i32).expect("proxy pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
     }
 
     /// Wait for the process to exit, up to `limit`.

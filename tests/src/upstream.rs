@@ -1,7 +1,7 @@
 //! A scriptable HTTP/1.1 upstream for end-to-end tests.
 //!
 //! Blocking, one thread per connection: simple enough to trust as a test
-//! oracle. The request path picks the behaviour:
+//! oracle. The request path (without its query) picks the behaviour:
 //!
 //! | path                 | response                                          |
 //! |----------------------|---------------------------------------------------|
@@ -19,6 +19,7 @@
 //! | `/then-close`        | a normal keep-alive response, then a silent close |
 //! | `/reject`            | 413 and a close, without reading the body         |
 //! | `/bad-framing`       | both Content-Length and Transfer-Encoding         |
+//! | `/switch`            | 101 `Upgrade: foo` to any request, then more HTTP |
 //! | anything else        | the upstream's name                               |
 //!
 //! Its own chunked decoder is independent of the proxy's, so a framing bug
@@ -35,6 +36,7 @@ pub struct Upstream {
     pub name: String,
     connections: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
 }
 
 /// Byte `i` of every generated download body.
@@ -48,13 +50,17 @@ impl Upstream {
         let addr = listener.local_addr().expect("upstream addr");
         let connections = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
         let (conns, reqs, label) = (connections.clone(), requests.clone(), name.to_string());
+        let done = closed.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
                 let id = conns.fetch_add(1, Ordering::SeqCst) + 1;
-                let (reqs, label) = (reqs.clone(), label.clone());
+                let (reqs, label, done) = (reqs.clone(), label.clone(), done.clone());
                 std::thread::spawn(move || {
                     let _ = serve(stream, id, &reqs, &label);
+                    // `serve` owned both halves of the socket: it is closed.
+                    done.fetch_add(1, Ordering::SeqCst);
                 });
             }
         });
@@ -63,6 +69,7 @@ impl Upstream {
             name: name.to_string(),
             connections,
             requests,
+            closed,
         }
     }
 
@@ -74,6 +81,11 @@ impl Upstream {
     /// Requests answered so far.
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Connections this upstream has closed (or seen closed) so far.
+    pub fn closed(&self) -> usize {
+        self.closed.load(Ordering::SeqCst)
     }
 }
 
@@ -103,7 +115,9 @@ fn serve(stream: TcpStream, id: usize, requests: &AtomicUsize, name: &str) -> st
         };
         requests.fetch_add(1, Ordering::SeqCst);
         let head_only = req.method == "HEAD";
-        let mut parts = req.path.trim_start_matches('/').splitn(2, '/');
+        // The query string does not pick the behaviour.
+        let path = req.path.split('?').next().unwrap_or_default();
+        let mut parts = path.trim_start_matches('/').splitn(2, '/');
         let (first, arg) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         if first == "reset" {
             return Ok(());
@@ -172,6 +186,11 @@ fn serve(stream: TcpStream, id: usize, requests: &AtomicUsize, name: &str) -> st
                 return Ok(());
             }
             "download" => download(&mut out, arg.parse().unwrap_or(0), head_only)?,
+            // Then it goes on reading HTTP requests: a proxy that pooled
+            // this connection would have its next request answered here.
+            "switch" => out.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: foo\r\n\r\n",
+            )?,
             "ws" if req.header("upgrade").is_some() => {
                 out.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")?;
                 return echo_bytes(reader, out);
@@ -315,19 +334,26 @@ fn respond(
 }
 
 fn download(out: &mut TcpStream, n: u64, head_only: bool) -> std::io::Result<()> {
-    write!(out, "HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n")?;
+    let mut msg = format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n").into_bytes();
     if head_only {
-        return Ok(());
+        return out.write_all(&msg);
     }
     // A block whose length is a multiple of 251 repeats the pattern exactly.
     let block: Vec<u8> = (0..251 * 256).map(pattern_byte).collect();
+    // The head leaves with the first block: a small head written alone
+    // would hold the body back behind Nagle and the proxy's delayed ACK
+    // (40 ms a response).
     let mut left = n;
-    while left > 0 {
+    loop {
         let take = left.min(block.len() as u64) as usize;
-        out.write_all(&block[..take])?;
+        msg.extend_from_slice(&block[..take]);
+        out.write_all(&msg)?;
+        msg.clear();
         left -= take as u64;
+        if left == 0 {
+            return Ok(());
+        }
     }
-    Ok(())
 }
 
 fn echo_bytes(mut reader: BufReader<TcpStream>, mut out: TcpStream) -> std::io::Result<()> {

@@ -6,6 +6,8 @@ use ringmesh_control::compile::{compile, Workloads};
 use ringmesh_control::resources;
 use ringmesh_proto::v1 as pb;
 use ringmesh_proxy::config;
+use ringmesh_proxy::filter::{Fault, FaultAbort, FaultDelay, Filter};
+use std::time::Duration;
 
 const MESH: &str = r#"
 kind: Service
@@ -26,6 +28,7 @@ spec:
   rules:
     - matches: [ { path: { value: /cart }, method: POST, headers: [ { name: x-canary, value: "1" } ] } ]
       backendRefs: [ { name: checkout-v2 } ]
+      fault: { delay: { fixedDelay: 1s, percent: 10 }, abort: { httpStatus: 503, percent: 5 } }
     - backendRefs: [ { name: checkout-v1, weight: 90 }, { name: checkout-v2, weight: 10 } ]
       timeouts: { request: 1500ms }
       retry: { attempts: 2, codes: [503] }
@@ -38,9 +41,27 @@ kind: HTTPRoute
 metadata: { name: shop }
 spec:
   parentRefs: [ { kind: Gateway, name: edge } ]
-  hostnames: [ shop.example.com, "*.shop.example.com" ]
-  rules: [ { backendRefs: [ { name: checkout } ] } ]
+  hostnames: [ shop.example.com, "*.shop.example.com", shop.example.org ]
+  rules:
+    - matches: [ { path: { value: /cart } }, { path: { value: /pay } } ]
+      backendRefs: [ { name: checkout } ]
+      fault: { delay: { fixedDelay: 1s, percent: 10 }, abort: { httpStatus: 503, percent: 5 } }
+    - backendRefs: [ { name: checkout } ]
 "#;
+
+/// The fault the rules above carry, as the proxy compiles it.
+fn rule_fault() -> Filter {
+    Filter::Fault(Fault {
+        delay: Some(FaultDelay {
+            duration: Duration::from_secs(1),
+            per_million: 100_000,
+        }),
+        abort: Some(FaultAbort {
+            status: 503,
+            per_million: 50_000,
+        }),
+    })
+}
 
 #[test]
 fn compiled_configs_pass_the_proxys_validation() {
@@ -88,6 +109,25 @@ fn compiled_configs_pass_the_proxys_validation() {
                 ),
                 (2, true, true, vec![503])
             );
+        }
+        let faulty = |l: &config::model::Listener| {
+            l.routes
+                .iter()
+                .filter(|r| !r.filters.is_empty())
+                .inspect(|r| assert_eq!(r.filters, [rule_fault()], "{}", r.name))
+                .count()
+        };
+        if node.id == "a" {
+            assert_eq!(faulty(&cfg.listeners[1]), 1, "one match of one rule");
+        }
+        if node.id == "gw" {
+            for l in &cfg.listeners {
+                // Fanned out: 3 hostnames x 2 matches, names still unique.
+                assert_eq!(faulty(l), 6, "{}", l.name);
+                let names: std::collections::HashSet<_> =
+                    l.routes.iter().map(|r| &r.name).collect();
+                assert_eq!(names.len(), l.routes.len(), "{}", l.name);
+            }
         }
         assert_eq!(cfg.clusters.len(), wire.clusters.len());
     }

@@ -360,3 +360,54 @@ fn stale_pooled_connection_is_retried_transparently() {
     );
     assert_eq!(up.connections(), 2);
 }
+
+#[test]
+fn failure_logs_are_rate_limited_per_core() {
+    let workers: u64 = 1;
+    let yaml = format!(
+        "runtime: {{ workers: {workers} }}\nlisteners: [ {{ name: main, address: '127.0.0.1:0', routes: [ {{ cluster: dead }} ] }} ]\nclusters: [ {{ name: dead, endpoints: ['{}'] }} ]\n",
+        ringmesh_tests::closed_port()
+    );
+    let proxy = Proxy::start(&yaml);
+    let mut c = Client::connect(proxy.addr("main"));
+    let started = Instant::now();
+    for _ in 0..300 {
+        assert_eq!(c.get("/", "a").status, 502);
+    }
+    let elapsed = started.elapsed();
+    // The held-back lines are counted and logged when the second is over.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while proxy.log_count("suppressed=") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no line says failures were rate-limited; {} `request failed` lines for 300 failures",
+            proxy.log_count("request failed")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // 10 lines a second per core, in every second the loop touched.
+    let bound = 10 * workers * (elapsed.as_secs_f64().ceil() as u64 + 1);
+    let logged = proxy.log_count("request failed") as u64;
+    assert!(
+        logged <= bound,
+        "{logged} `request failed` lines in {elapsed:?} (at most {bound})"
+    );
+    assert!(logged > 0, "failures are still logged");
+    // And none is lost: every failure is a line or in a count.
+    let accounted = || {
+        let suppressed: u64 = proxy
+            .log
+            .lock()
+            .expect("log lock")
+            .iter()
+            .filter_map(|l| l.split("suppressed=").nth(1))
+            .filter_map(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
+        logged + suppressed
+    };
+    ringmesh_tests::eventually(
+        "every failure logged or counted",
+        Duration::from_secs(3),
+        || accounted() == 300,
+    );
+}

@@ -234,3 +234,150 @@ fn round_robin_spreads_over_endpoints() {
     let to_a = names.iter().filter(|n| *n == "a").count();
     assert_eq!(to_a, 3, "{names:?}");
 }
+
+#[test]
+fn a_101_the_client_did_not_ask_for_is_refused_and_its_connection_dropped() {
+    let up = Upstream::start("up");
+    let proxy = proxy_to(&up);
+    let mut c = Client::connect(proxy.addr("main"));
+    let r = c.get("/switch", "a");
+    assert_eq!(
+        (r.status, r.header("ringmesh-error")),
+        (502, Some("upstream_unexpected_upgrade"))
+    );
+    // The upstream switched protocols on that connection: never pooled.
+    assert_eq!(
+        c.get("/conn", "a").text(),
+        "conn=2",
+        "the client connection goes on, on a new upstream connection"
+    );
+}
+
+#[test]
+fn connect_is_refused_before_any_upstream() {
+    let up = Upstream::start("up");
+    let proxy = proxy_to(&up);
+    let mut c = Client::connect(proxy.addr("main"));
+    let r = c.request(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+    assert_eq!(
+        (r.status, r.header("ringmesh-error")),
+        (405, Some("method_not_allowed"))
+    );
+    assert_eq!(up.connections(), 0, "nothing reached the upstream");
+}
+
+#[test]
+fn an_absolute_form_target_is_routed_by_its_path_and_sent_in_origin_form() {
+    let up = Upstream::start("up");
+    let proxy = Proxy::start(&config(
+        "      - { match: { path: { prefix: /headers } }, cluster: app }\n",
+        &[("app", &[&up])],
+        "",
+    ));
+    let mut c = Client::connect(proxy.addr("main"));
+    let r = c.request(b"GET http://any.example/headers?x=1 HTTP/1.1\r\nHost: other\r\n\r\n");
+    assert_eq!(r.status, 200, "routed by the target's path: {}", r.text());
+    let seen = r.text().to_ascii_lowercase();
+    assert!(seen.starts_with("get /headers?x=1 http/1.1\r\n"), "{seen}");
+    // RFC 9112 section 3.2.2: the target's authority replaces Host.
+    assert!(seen.contains("\r\nhost: any.example\r\n"), "{seen}");
+    assert_eq!(seen.matches("\r\nhost:").count(), 1, "{seen}");
+}
+
+/// The `x-forwarded-proto` lines the upstream saw for a request that
+/// claimed `https`.
+fn forwarded_proto_seen(listener_extra: &str) -> Vec<String> {
+    let up = Upstream::start("up");
+    let proxy = Proxy::start(&config(
+        "      - { cluster: app }\n",
+        &[("app", &[&up])],
+        listener_extra,
+    ));
+    let r = Client::connect(proxy.addr("main"))
+        .request(b"GET /headers HTTP/1.1\r\nHost: a\r\nX-Forwarded-Proto: https\r\n\r\n");
+    assert_eq!(r.status, 200);
+    r.text()
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("x-forwarded-proto:"))
+        .map(|l| l.to_ascii_lowercase())
+        .collect()
+}
+
+#[test]
+fn x_forwarded_proto_is_the_listeners_unless_trusted() {
+    assert_eq!(
+        forwarded_proto_seen(""),
+        ["x-forwarded-proto: http"],
+        "overwrite (the default): a plain-HTTP client cannot claim https"
+    );
+    assert_eq!(
+        forwarded_proto_seen("    x_forwarded_proto: trust\n"),
+        ["x-forwarded-proto: https"],
+        "trust: the client's value, once"
+    );
+}
+
+/// Upgrade `c` to a tunnel to the upstream's `/ws` echo and check it.
+fn open_tunnel(c: &mut Client) {
+    let r = c.request(
+        b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    );
+    assert_eq!(r.status, 101);
+    c.send(b"ping");
+    let mut got = [0u8; 4];
+    std::io::Read::read_exact(&mut c.stream, &mut got).expect("echo through tunnel");
+    assert_eq!(&got, b"ping");
+}
+
+#[test]
+fn a_quiet_tunnel_is_closed_at_its_idle_timeout() {
+    let up = Upstream::start("up");
+    let proxy = Proxy::start(&config(
+        "      - { cluster: app }\n",
+        &[("app", &[&up])],
+        "    tunnel_idle_timeout: 500ms\n",
+    ));
+    let mut c = Client::connect(proxy.addr("main"));
+    open_tunnel(&mut c);
+    let quiet_since = std::time::Instant::now();
+    assert!(
+        c.read_to_close().is_empty(),
+        "closed by the proxy, nothing sent"
+    );
+    let quiet = quiet_since.elapsed();
+    assert!(
+        quiet < std::time::Duration::from_secs(2),
+        "closed after {quiet:?} of quiet"
+    );
+}
+
+#[test]
+fn a_tunnel_holds_its_upstream_connection_against_the_cluster_limit() {
+    let up = Upstream::start("up");
+    let yaml = ringmesh_tests::with_runtime(
+        &config("      - { cluster: app }\n", &[], ""),
+        "{ workers: 1 }",
+    ) + &format!(
+        "clusters: [ {{ name: app, endpoints: ['{}'], pool: {{ max_connections: 1 }} }} ]\n",
+        up.addr
+    );
+    let proxy = Proxy::start(&yaml);
+    let mut tunnel = Client::connect(proxy.addr("main"));
+    open_tunnel(&mut tunnel);
+    let r = Client::connect(proxy.addr("main")).get("/", "a");
+    assert_eq!(
+        (r.status, r.header("ringmesh-error")),
+        (503, Some("upstream_connection_limit")),
+        "the tunnel uses the only connection"
+    );
+    tunnel
+        .stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("half-close");
+    assert!(tunnel.read_to_close().is_empty());
+    ringmesh_tests::eventually(
+        "the closed tunnel's connection is free again",
+        std::time::Duration::from_secs(5),
+        || Client::connect(proxy.addr("main")).get("/", "a").status == 200,
+    );
+}

@@ -267,3 +267,118 @@ fn example_config_runs_and_answers_hello() {
         (200, "hello from ringmesh\n")
     );
 }
+
+/// `validate` on `yaml`: (exit code, stderr, the file's path).
+fn validate(yaml: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("p.yaml");
+    std::fs::write(&file, yaml).expect("write");
+    let path = file.to_str().expect("utf8").to_string();
+    let (code, stdout, stderr) = run_cli(&["validate", "--config", &path]);
+    (code, format!("{stdout}{stderr}"), path)
+}
+
+#[test]
+fn validate_rejects_a_duration_too_long_for_the_timer() {
+    // A billion years used to pass validation and overflow the timer at
+    // the first idle connection.
+    let (code, out, file) = validate(
+        "listeners:\n  - name: main\n    address: 127.0.0.1:1\n    idle_timeout: 1000000000y\n",
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("{file}:4:19: listeners[0].idle_timeout:")),
+        "{out}"
+    );
+}
+
+#[test]
+fn validate_rejects_a_route_name_that_would_break_metrics_labels() {
+    let (code, out, file) = validate(
+        "listeners:\n  - name: main\n    address: 127.0.0.1:1\n    routes:\n      - { name: 'a\"b', direct_response: { status: 200, body: ok } }\n",
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "{file}:5:17: listeners[0].routes[0].name: `a\"b` is not a valid name"
+        )),
+        "{out}"
+    );
+}
+
+fn parked(proxy: &Proxy) -> Option<u64> {
+    proxy
+        .admin_get("/metrics")
+        .1
+        .lines()
+        .find_map(|l| l.strip_prefix("ringmesh_downstream_connections_parked{listener=\"main\"} "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn sigterm_keeps_serving_with_connection_close_for_the_drain_delay() {
+    let up = Upstream::start("up");
+    let yaml = with_runtime(
+        &config(app_routes(), &[("app", &[&up])], ""),
+        "{ workers: 2, drain_delay: 2s }",
+    );
+    let mut proxy = Proxy::start(&yaml);
+    let addr = proxy.addr("main");
+    let mut parked_client = Client::connect(addr);
+    assert_eq!(parked_client.get("/", "a").status, 200);
+    eventually(
+        "the quiet connection is parked",
+        Duration::from_secs(5),
+        || parked(&proxy) == Some(1),
+    );
+
+    proxy.signal_term();
+    eventually("/ready turns 503", Duration::from_secs(1), || {
+        proxy.admin_get("/ready").0 == 503
+    });
+    // During the delay: the parked connection is answered, and told to
+    // go; a new connection is still accepted and served.
+    let r = parked_client.get("/", "a");
+    assert_eq!(
+        (r.status, r.header("connection")),
+        (200, Some("close")),
+        "the parked connection's next request"
+    );
+    let r = Client::connect(addr).get("/", "a");
+    assert_eq!(
+        (r.status, r.header("connection")),
+        (200, Some("close")),
+        "a new connection during the delay"
+    );
+    // Then the listeners close and the proxy exits.
+    eventually(
+        "the listener refuses connections",
+        Duration::from_secs(10),
+        || std::net::TcpStream::connect(addr).is_err(),
+    );
+    let exit = proxy.wait(Duration::from_secs(10)).expect("proxy exited");
+    assert!(exit.success(), "exit status {exit:?}\n{}", proxy.log_text());
+}
+
+#[test]
+fn sigint_skips_the_drain_delay() {
+    let up = Upstream::start("up");
+    let yaml = with_runtime(
+        &config(app_routes(), &[("app", &[&up])], ""),
+        "{ workers: 2, drain_delay: 5s }",
+    );
+    let mut proxy = Proxy::start(&yaml);
+    assert_eq!(
+        Client::connect(proxy.addr("main")).get("/", "a").status,
+        200
+    );
+    let started = std::time::Instant::now();
+    proxy.signal_int();
+    let exit = proxy.wait(Duration::from_secs(10)).expect("proxy exited");
+    assert!(exit.success(), "exit status {exit:?}\n{}", proxy.log_text());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "SIGINT took {:?}: the 5 s delay was not skipped",
+        started.elapsed()
+    );
+}

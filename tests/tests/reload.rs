@@ -150,3 +150,63 @@ fn a_bad_reload_is_rejected_and_the_old_config_keeps_serving() {
     assert_eq!(c.get("/", "x").text(), "a");
     assert_eq!(proxy.log_count("config reloaded"), 0);
 }
+
+/// Wait until the proxy has logged the outcome of `n` reloads (accepted
+/// or rejected).
+fn wait_for_reloads(proxy: &Proxy, n: usize) {
+    eventually(
+        "the reload's outcome logged",
+        Duration::from_secs(5),
+        || proxy.log_count("config reloaded") + proxy.log_count("config reload rejected") >= n,
+    );
+}
+
+#[test]
+fn a_reload_with_a_duration_too_long_for_the_timer_is_rejected() {
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let good = yaml("a", &a, &b);
+    let proxy = Proxy::start(&good);
+    let mut c = Client::connect(proxy.addr("main"));
+    assert_eq!(c.get("/", "x").text(), "a");
+    proxy.reload(&good.replace(
+        "    address: 127.0.0.1:0\n",
+        "    address: 127.0.0.1:0\n    idle_timeout: 1000000000y\n",
+    ));
+    wait_for_reloads(&proxy, 1);
+    let log = proxy.log_text();
+    assert_eq!(proxy.log_count("config reload rejected"), 1, "{log}");
+    assert!(log.contains("listeners[0].idle_timeout"), "{log}");
+    // Still serving: on the connection from before and on new ones.
+    assert_eq!(c.get("/", "x").text(), "a");
+    assert_eq!(
+        Client::connect(proxy.addr("main")).get("/", "x").text(),
+        "a"
+    );
+}
+
+#[test]
+fn the_next_request_on_a_kept_alive_connection_sees_the_reloaded_config() {
+    let direct = |body: &str| {
+        format!(
+            "runtime: {{ workers: 2 }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:0\n    routes:\n      - {{ direct_response: {{ status: 200, body: {body} }} }}\n"
+        )
+    };
+    let proxy = Proxy::start(&direct("A"));
+    let mut c = Client::connect(proxy.addr("main"));
+    assert_eq!(c.get("/", "x").text(), "A");
+    // The connection now waits for its next request; the reload lands
+    // while it waits.
+    proxy.reload(&direct("B"));
+    wait_for_reloads(&proxy, 1);
+    assert_eq!(
+        proxy.log_count("config reloaded"),
+        1,
+        "{}",
+        proxy.log_text()
+    );
+    assert_eq!(
+        c.get("/", "x").text(),
+        "B",
+        "the config in force when the request arrived"
+    );
+}

@@ -102,3 +102,66 @@ fn a_bad_retry_policy_is_a_config_error() {
         "{err}"
     );
 }
+
+/// A keep-alive client whose first request (`GET /conn`) left one idle
+/// connection in the proxy's pool.
+fn pooled(up: &Upstream) -> (Proxy, Client) {
+    let p = proxy(&[up.addr.to_string()], "");
+    let mut c = Client::connect(p.addr("main"));
+    assert_eq!(c.get("/conn", "t").text(), "conn=1");
+    (p, c)
+}
+
+#[test]
+fn a_post_the_upstream_dropped_on_a_pooled_connection_is_not_sent_again() {
+    let up = Upstream::start("up");
+    let (_p, mut c) = pooled(&up);
+    // The upstream reads the POST on the pooled connection and closes
+    // without answering: it may have acted on it, so no second try.
+    let r = c.request(b"POST /reset HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!(
+        (r.status, r.header("ringmesh-error")),
+        (502, Some("upstream_reset_before_response"))
+    );
+    assert_eq!(up.requests(), 2, "GET /conn and the POST, once");
+    assert_eq!(up.connections(), 1);
+}
+
+#[test]
+fn a_get_the_upstream_dropped_on_a_pooled_connection_is_sent_once_more() {
+    let up = Upstream::start("up");
+    let (_p, mut c) = pooled(&up);
+    let r = c.get("/reset", "t");
+    assert_eq!(
+        (r.status, r.header("ringmesh-error")),
+        (502, Some("upstream_reset_before_response")),
+        "the second try, on a new connection, was dropped too"
+    );
+    assert_eq!(
+        (up.requests(), up.connections()),
+        (3, 2),
+        "GET /conn, then GET /reset twice: pooled, then new"
+    );
+}
+
+#[test]
+fn a_post_skips_a_pooled_connection_the_upstream_already_closed() {
+    let up = Upstream::start("up");
+    let p = proxy(&[up.addr.to_string()], "");
+    let mut c = Client::connect(p.addr("main"));
+    // Answered keep-alive, then closed by the upstream while idle in the
+    // proxy's pool.
+    assert_eq!(c.get("/then-close", "t").text(), "closing");
+    ringmesh_tests::eventually(
+        "the upstream closed the pooled connection",
+        std::time::Duration::from_secs(5),
+        || up.closed() == 1,
+    );
+    let r = c.request(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!((r.status, r.text().as_str()), (200, "hello"));
+    assert_eq!(
+        (up.requests(), up.connections()),
+        (2, 2),
+        "the closed connection was seen before the POST was written to it"
+    );
+}
