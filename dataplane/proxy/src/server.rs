@@ -178,6 +178,7 @@ pub fn run(config: Arc<Config>, source: Source, events: Events) -> Result<(), St
         stats: stats.clone(),
         refresher,
         admin: admin_state.clone(),
+        confirm_within: CONFIRM_WITHIN,
     };
     let signal = loop {
         match events.recv() {
@@ -243,11 +244,12 @@ struct Live {
     stats: Vec<Arc<CoreStats>>,
     refresher: Option<dns::Refresher>,
     admin: Arc<AdminState>,
+    /// How long every core gets to build a new config, and to switch to it.
+    confirm_within: Duration,
 }
 
-/// How long every core gets to build a new config, and to switch to it.
 /// A core finishes the step it is in first, which takes microseconds; a
-/// core that takes seconds is stuck.
+/// core that takes seconds to stage or commit a config is stuck.
 const CONFIRM_WITHIN: Duration = Duration::from_secs(5);
 
 impl Live {
@@ -303,7 +305,8 @@ impl Live {
                 let _ = c.unbounded_send(WorkerMsg::Abort(generation));
             }
             return Err(format!(
-                "worker(s) {missing:?} did not stage the config within {CONFIRM_WITHIN:?}; nothing changed"
+                "worker(s) {missing:?} did not stage the config within {:?}; nothing changed",
+                self.confirm_within
             ));
         }
         for c in &self.controls {
@@ -324,7 +327,8 @@ impl Live {
         self.current = new;
         committed.map_err(|missing| {
             format!(
-                "worker(s) {missing:?} did not confirm the switch within {CONFIRM_WITHIN:?}; the others run the new config"
+                "worker(s) {missing:?} did not confirm the switch within {:?}; the others run the new config",
+                self.confirm_within
             )
         })
     }
@@ -336,7 +340,7 @@ impl Live {
         replies: &mpsc::Receiver<Reply>,
         matches: impl Fn(Reply) -> bool,
     ) -> Result<(), Vec<usize>> {
-        let deadline = Instant::now() + CONFIRM_WITHIN;
+        let deadline = Instant::now() + self.confirm_within;
         let mut confirmed = vec![false; self.controls.len()];
         while confirmed.iter().any(|c| !c) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -465,6 +469,116 @@ mod tests {
         let held = TcpListener::bind("127.0.0.1:0").unwrap();
         let err = bind_reuseport(held.local_addr().unwrap(), 2).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    }
+
+    /// A stand-in for a worker thread: answers stage and commit like a
+    /// core (or never, when `stuck`), and records what it was told.
+    fn fake_core(
+        id: usize,
+        stuck: bool,
+    ) -> (
+        UnboundedSender<WorkerMsg>,
+        std::thread::JoinHandle<Vec<&'static str>>,
+    ) {
+        let (tx, mut rx) = unbounded::<WorkerMsg>();
+        let thread = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut staged: Option<Arc<Reload>> = None;
+            loop {
+                match rx.try_next() {
+                    Ok(Some(WorkerMsg::Stage(r))) => {
+                        seen.push("stage");
+                        if !stuck {
+                            let _ = r.replies.send(Reply::Staged {
+                                core: id,
+                                generation: r.generation,
+                            });
+                        }
+                        staged = Some(r);
+                    }
+                    Ok(Some(WorkerMsg::Commit(g))) => {
+                        seen.push("commit");
+                        if let Some(r) = staged.take() {
+                            let _ = r.replies.send(Reply::Committed {
+                                core: id,
+                                generation: g,
+                            });
+                        }
+                    }
+                    Ok(Some(WorkerMsg::Abort(_))) => {
+                        seen.push("abort");
+                        staged = None;
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => return seen,
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        });
+        (tx, thread)
+    }
+
+    fn live(cores: &[bool]) -> (Live, Vec<std::thread::JoinHandle<Vec<&'static str>>>) {
+        let config = Arc::new(
+            crate::config::parse("listeners: [ { name: l, address: '127.0.0.1:0' } ]\n", "t")
+                .unwrap(),
+        );
+        let stats: Vec<Arc<CoreStats>> = cores
+            .iter()
+            .map(|_| Arc::new(CoreStats::for_config(&config)))
+            .collect();
+        let (controls, threads): (Vec<_>, Vec<_>) = cores
+            .iter()
+            .enumerate()
+            .map(|(i, &stuck)| fake_core(i, stuck))
+            .unzip();
+        let live = Live {
+            current: config.clone(),
+            generation: 0,
+            controls,
+            admin: Arc::new(AdminState::new(config, stats.clone())),
+            stats,
+            refresher: None,
+            confirm_within: Duration::from_millis(200),
+        };
+        (live, threads)
+    }
+
+    fn next_config() -> Arc<Config> {
+        Arc::new(
+            crate::config::parse(
+                "listeners: [ { name: l, address: '127.0.0.1:0', routes: [ { direct_response: { status: 204 } } ] } ]\n",
+                "t",
+            )
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_config_is_committed_only_once_every_core_staged_it() {
+        let (mut live, threads) = live(&[false, false]);
+        assert_eq!(live.apply(next_config(), Some("v1".into())), Ok(()));
+        assert_eq!(live.current.listeners[0].routes.len(), 1);
+        drop(live);
+        for t in threads {
+            assert_eq!(t.join().unwrap(), ["stage", "commit"]);
+        }
+    }
+
+    #[test]
+    fn a_core_that_does_not_stage_in_time_aborts_the_config_everywhere() {
+        // Before stage/commit, a swap was confirmed ("ok", an ACK to the
+        // control plane) even when a core had not taken it.
+        let (mut live, threads) = live(&[false, true]);
+        let err = live.apply(next_config(), Some("v1".into())).unwrap_err();
+        assert!(err.contains("worker(s) [1] did not stage"), "{err}");
+        assert!(
+            live.current.listeners[0].routes.is_empty(),
+            "the old config stays"
+        );
+        drop(live);
+        let seen: Vec<Vec<&str>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(seen, [vec!["stage", "abort"], vec!["stage", "abort"]]);
     }
 
     #[test]

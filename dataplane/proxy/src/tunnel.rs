@@ -36,26 +36,22 @@ const SPLICE_LEN: u32 = 64 * 1024;
 /// Relay `client` and `upstream` until both directions end, the tunnel is
 /// idle for `idle`, or listeners close.
 pub async fn run(
-    mut client: Stream,
+    client: Stream,
     upstream: UpstreamConn,
     from_client: &mut ReadBuf,
     from_upstream: &mut ReadBuf,
     idle: Duration,
     drain: &Drain,
 ) {
-    let (mut up, _slot) = upstream.into_parts();
-    let n = from_client.len();
-    if n > 0 && from_client.write_to(&mut up, n).await.is_err() {
-        return;
-    }
-    let n = from_upstream.len();
-    if n > 0 && from_upstream.write_to(&mut client, n).await.is_err() {
-        return;
-    }
-    from_client.clear();
-    from_upstream.clear();
+    let (up, _slot) = upstream.into_parts();
     let activity = Cell::new(Instant::now());
-    let relay = std::pin::pin!(relay_both(client, up, &activity));
+    let relay = std::pin::pin!(relay_both(
+        client,
+        up,
+        from_client,
+        from_upstream,
+        &activity
+    ));
     let watchdog = std::pin::pin!(watchdog(&activity, idle));
     let stopped = std::pin::pin!(drain.stopped());
     // Whichever ends first drops the others: an idle or stopped tunnel's
@@ -76,7 +72,26 @@ async fn watchdog(activity: &Cell<Instant>, idle: Duration) {
     }
 }
 
-async fn relay_both(client: Stream, upstream: Stream, activity: &Cell<Instant>) {
+async fn relay_both(
+    mut client: Stream,
+    mut upstream: Stream,
+    from_client: &mut ReadBuf,
+    from_upstream: &mut ReadBuf,
+    activity: &Cell<Instant>,
+) {
+    // Bytes each side sent after its head go first (within the idle
+    // watchdog, like everything else here).
+    let n = from_client.len();
+    if n > 0 && from_client.write_to(&mut upstream, n).await.is_err() {
+        return;
+    }
+    let n = from_upstream.len();
+    if n > 0 && from_upstream.write_to(&mut client, n).await.is_err() {
+        return;
+    }
+    from_client.clear();
+    from_upstream.clear();
+    activity.set(Instant::now());
     match (client.into_tcp(), upstream.into_tcp()) {
         (Ok(c), Ok(u)) => splice_both(c, u, activity).await,
         #[cfg(test)]
