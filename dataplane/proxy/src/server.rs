@@ -485,8 +485,8 @@ mod tests {
             let mut seen = Vec::new();
             let mut staged: Option<Arc<Reload>> = None;
             loop {
-                match rx.try_next() {
-                    Ok(Some(WorkerMsg::Stage(r))) => {
+                match rx.try_recv() {
+                    Ok(WorkerMsg::Stage(r)) => {
                         seen.push("stage");
                         if !stuck {
                             let _ = r.replies.send(Reply::Staged {
@@ -496,7 +496,7 @@ mod tests {
                         }
                         staged = Some(r);
                     }
-                    Ok(Some(WorkerMsg::Commit(g))) => {
+                    Ok(WorkerMsg::Commit(g)) => {
                         seen.push("commit");
                         if let Some(r) = staged.take() {
                             let _ = r.replies.send(Reply::Committed {
@@ -505,13 +505,15 @@ mod tests {
                             });
                         }
                     }
-                    Ok(Some(WorkerMsg::Abort(_))) => {
+                    Ok(WorkerMsg::Abort(_)) => {
                         seen.push("abort");
                         staged = None;
                     }
-                    Ok(Some(_)) => {}
-                    Ok(None) => return seen,
-                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                    Ok(_) => {}
+                    Err(futures_channel::mpsc::TryRecvError::Closed) => return seen,
+                    Err(futures_channel::mpsc::TryRecvError::Empty) => {
+                        std::thread::sleep(Duration::from_millis(1))
+                    }
                 }
             }
         });
