@@ -109,16 +109,23 @@ impl ProxyError {
     /// upstream side failed, or a limit of this core was hit.
     pub fn retryable(self) -> bool {
         match self {
-            ProxyError::ConnectFailed
-            | ProxyError::ConnectTimeout
-            | ProxyError::UpstreamReset
-            | ProxyError::PoolExhausted => true,
-            // The same upstream would answer the same way, or the time for
-            // the request is spent.
+            ProxyError::ConnectFailed | ProxyError::ConnectTimeout | ProxyError::UpstreamReset => {
+                true
+            }
+            // The time for the request is spent; the same upstream would
+            // answer the same way; the limit is the cluster's, not the
+            // endpoint's; or the client or the config is at fault.
             ProxyError::UpstreamTimeout
             | ProxyError::BadUpstreamResponse(_)
-            | ProxyError::UnexpectedUpgrade => false,
-            _ => false,
+            | ProxyError::UnexpectedUpgrade
+            | ProxyError::PoolExhausted
+            | ProxyError::NoEndpoints
+            | ProxyError::NoRoute
+            | ProxyError::BadRequest(_)
+            | ProxyError::BadRequestBody(_)
+            | ProxyError::HeaderTimeout
+            | ProxyError::MethodNotAllowed
+            | ProxyError::FaultAbort(_) => false,
         }
     }
 
@@ -212,6 +219,15 @@ mod tests {
         for (err, status) in cases {
             assert_eq!(err.status(), status, "{err}");
         }
+    }
+
+    #[test]
+    fn only_failures_another_try_may_fix_are_retryable() {
+        assert!(ProxyError::ConnectFailed.retryable());
+        assert!(ProxyError::UpstreamReset.retryable());
+        assert!(!ProxyError::PoolExhausted.retryable());
+        assert!(!ProxyError::UpstreamTimeout.retryable());
+        assert!(!ProxyError::BadRequestBody(ringmesh_http1::ChunkedError::InvalidSize).retryable());
     }
 
     #[test]

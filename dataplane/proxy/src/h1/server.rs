@@ -532,10 +532,6 @@ impl Downstream for H1Conn<'_> {
         &self.w.up
     }
 
-    fn keep_alive(&self) -> bool {
-        self.w.req.head.keep_alive
-    }
-
     fn wants_upgrade(&self) -> bool {
         self.w.req.head.upgrade.is_some()
     }

@@ -105,9 +105,6 @@ pub trait Downstream {
     /// The upstream's response head, once `read_response_head` succeeded.
     fn response(&self) -> &dyn ResponseView;
 
-    /// The client allows the connection to stay open after this request.
-    fn keep_alive(&self) -> bool;
-
     /// The request asked to switch protocols (`Connection: upgrade`).
     fn wants_upgrade(&self) -> bool;
 

@@ -223,7 +223,7 @@ async fn exchange<D: Downstream>(
         }
         let in_flight = InFlight::new(ep.clone());
         let started = Instant::now();
-        let result = try_once(down, ctx, route, cluster, &ep).await;
+        let result = try_once(down, ctx, route, cluster, &ep, started).await;
         let outcome = outcome(&result, down);
         cluster.complete(
             &ep,
@@ -233,7 +233,7 @@ async fn exchange<D: Downstream>(
             },
         );
         drop(in_flight);
-        if should_retry(retry, outcome, ctx.tries, down.replayable()) {
+        if should_retry(retry, &result, outcome, ctx.tries, down.replayable()) {
             if result.is_ok() {
                 down.discard_response();
             }
@@ -295,13 +295,14 @@ async fn try_once<D: Downstream>(
     route: &Route,
     cluster: &ClusterState,
     ep: &Endpoint,
+    started: Instant,
 ) -> Result<UpstreamConn, Failure> {
     let idempotent = is_idempotent(down.request().method());
     let stall = ctx.listener.idle_timeout;
     // Without a route timeout the listener's idle timeout bounds the wait,
     // so a hung upstream cannot pin a client connection.
     let wait = route.timeout.unwrap_or(stall);
-    let mut pooled = cluster.checkout(ep, Instant::now());
+    let mut pooled = cluster.checkout(ep, started);
     loop {
         let mut conn = match pooled.take() {
             // An idle connection the upstream already closed (or wrote to)
@@ -346,6 +347,7 @@ async fn try_once<D: Downstream>(
                 }))
             }
         }
+        // The route timeout runs from sending the request.
         let deadline = monoio::time::Instant::now() + wait;
         match down
             .read_response_head(&mut conn.stream, Some(deadline))
@@ -384,11 +386,14 @@ fn outcome<D: Downstream>(result: &Result<UpstreamConn, Failure>, down: &D) -> O
     }
 }
 
-/// Whether the route's policy sends the request again after `outcome`.
+/// Whether the route's policy sends the request again after a try.
 /// Only idempotent requests have a policy here (`exchange`), only while
-/// the proxy holds the whole request, and never past `attempts`.
+/// the proxy holds the whole request, never past `attempts`, and only
+/// after a failure another try may fix (`ProxyError::retryable`): never
+/// when the client is gone.
 fn should_retry(
     policy: Option<&RetryPolicy>,
+    result: &Result<UpstreamConn, Failure>,
     outcome: Outcome,
     tries: u32,
     replayable: bool,
@@ -397,11 +402,11 @@ fn should_retry(
     if tries >= p.attempts || !replayable {
         return false;
     }
-    match outcome {
-        Outcome::Response(status) => p.retries_status(status),
-        Outcome::ConnectFailed => p.on_connect_failure,
-        Outcome::Failed => p.on_reset,
-        Outcome::TimedOut => false,
+    match (result, outcome) {
+        (Ok(_), Outcome::Response(status)) => p.retries_status(status),
+        (Err(Failure::Respond(e)), Outcome::ConnectFailed) if e.retryable() => p.on_connect_failure,
+        (Err(Failure::Respond(e)), Outcome::Failed) if e.retryable() => p.on_reset,
+        _ => false,
     }
 }
 
