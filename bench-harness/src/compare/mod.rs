@@ -161,10 +161,14 @@ pub fn run(
                 let detail = bin.as_deref().map_or_else(String::new, |b| {
                     let version = t.version(b);
                     let ringmesh = matches!(t, TargetKind::Ringmesh | TargetKind::Baseline);
-                    match (ringmesh && two_builds, version.is_empty()) {
-                        (false, _) => version,
-                        (true, true) => b.display().to_string(),
-                        (true, false) => format!("{version} ({})", b.display()),
+                    if !(ringmesh && two_builds) {
+                        return version;
+                    }
+                    let path = std::fs::canonicalize(b).unwrap_or_else(|_| b.to_path_buf());
+                    if version.is_empty() {
+                        path.display().to_string()
+                    } else {
+                        format!("{version} ({})", path.display())
                     }
                 });
                 infos.push(TargetInfo {
