@@ -5,11 +5,14 @@
 //! and is stopped; so slow drift on a shared machine (thermal, neighbours)
 //! spreads over all targets instead of favouring the one that ran first.
 //! Medians over repetitions are compared as ratios to the best proxy.
+//! With `--baseline-bin`, a second ringmesh build runs as one more target,
+//! so a change is judged against the build before it in the same run.
 
 pub mod measure;
 pub mod render;
 pub mod results;
 pub mod scenario;
+pub mod select;
 pub mod svg;
 pub mod targets;
 
@@ -22,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use results::{Calibration, CpuPlan, Machine, Report, Run, StepInfo, TargetInfo};
 use scenario::{Rate, Scenario, Step, StepKind};
-use targets::TargetKind;
+use targets::{RingmeshBins, TargetKind};
 
 #[derive(clap::Args, Debug)]
 pub struct CompareArgs {
@@ -43,6 +46,11 @@ pub struct CompareArgs {
     /// The ringmesh-proxy binary (default: next to this one).
     #[arg(long)]
     pub ringmesh_bin: Option<PathBuf>,
+    /// A second ringmesh-proxy build (e.g. the commit before a change),
+    /// run as target `baseline` right after `ringmesh`, with the same
+    /// config and CPUs, alternating in every repetition.
+    #[arg(long, value_name = "PATH")]
+    pub baseline_bin: Option<PathBuf>,
     /// Check the scenario file and exit.
     #[arg(long)]
     pub check: bool,
@@ -73,13 +81,16 @@ pub fn main(args: CompareArgs) -> Result<ExitCode, String> {
     if let Some(d) = args.duration {
         sc.duration = d;
     }
-    if let Some(list) = &args.targets {
-        let want: Vec<TargetKind> = list
-            .split(',')
-            .map(|t| t.trim().parse())
-            .collect::<Result<_, _>>()?;
-        sc.targets.retain(|t| want.contains(t));
-    }
+    sc.targets = select::targets(
+        &sc.targets,
+        args.targets.as_deref(),
+        args.baseline_bin.is_some(),
+    )?;
+    let baseline = args
+        .baseline_bin
+        .as_deref()
+        .map(select::baseline_bin)
+        .transpose()?;
     if args.check {
         eprintln!(
             "{}: ok ({} targets, {} steps)",
@@ -94,11 +105,14 @@ pub fn main(args: CompareArgs) -> Result<ExitCode, String> {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
     }
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    let ringmesh = args
-        .ringmesh_bin
-        .clone()
-        .unwrap_or_else(|| me.with_file_name("ringmesh-proxy"));
-    let report = run(&sc, &me, &ringmesh, &stop)?;
+    let bins = RingmeshBins {
+        current: args
+            .ringmesh_bin
+            .clone()
+            .unwrap_or_else(|| me.with_file_name("ringmesh-proxy")),
+        baseline,
+    };
+    let report = run(&sc, &me, &bins, &stop)?;
     let written = write_outputs(&report, &args.out)?;
     println!("{}", render::markdown(&report));
     for p in written {
@@ -131,21 +145,36 @@ fn rerender(json: &Path) -> Result<ExitCode, String> {
 pub fn run(
     sc: &Scenario,
     bench: &Path,
-    ringmesh: &Path,
+    bins: &RingmeshBins,
     stop: &AtomicBool,
 ) -> Result<Report, String> {
     raise_fd_limit();
     let dir = Workdir::new()?;
     let mut infos = Vec::new();
     let mut runnable = Vec::new();
+    // Two ringmesh builds usually print the same version: then the report
+    // tells them apart by path.
+    let two_builds = sc.targets.contains(&TargetKind::Baseline);
     for &t in &sc.targets {
-        match t.locate(ringmesh) {
+        match t.locate(bins) {
             Ok(bin) => {
-                let version = bin.as_deref().map(|b| t.version(b)).unwrap_or_default();
+                let detail = bin.as_deref().map_or_else(String::new, |b| {
+                    let version = t.version(b);
+                    let ringmesh = matches!(t, TargetKind::Ringmesh | TargetKind::Baseline);
+                    if !(ringmesh && two_builds) {
+                        return version;
+                    }
+                    let path = std::fs::canonicalize(b).unwrap_or_else(|_| b.to_path_buf());
+                    if version.is_empty() {
+                        path.display().to_string()
+                    } else {
+                        format!("{version} ({})", path.display())
+                    }
+                });
                 infos.push(TargetInfo {
                     name: t.to_string(),
                     status: "ok".into(),
-                    detail: version,
+                    detail,
                 });
                 runnable.push((t, bin));
             }

@@ -99,6 +99,8 @@ pub fn markdown(r: &Report) -> String {
 /// and how to print it.
 struct Column {
     title: String,
+    /// Its name on the ringmesh-vs-baseline line (None: not on it).
+    short: Option<&'static str>,
     step: usize,
     get: MetricFn,
     lower_is_better: bool,
@@ -109,69 +111,7 @@ struct Column {
 /// capped by the machine: CPU per request and tail latency at a fixed rate,
 /// pipelined throughput, memory per idle connection.
 fn headline(out: &mut String, r: &Report) {
-    let find = |pred: &dyn Fn(&super::results::StepInfo) -> bool| r.steps.iter().position(pred);
-    let mut cols: Vec<Column> = Vec::new();
-    let col = |title: String,
-               step: usize,
-               get: MetricFn,
-               lower_is_better: bool,
-               show: fn(f64) -> String| Column {
-        title,
-        step,
-        get,
-        lower_is_better,
-        show,
-    };
-    if let Some(i) = find(&|s| s.kind == "rate") {
-        let at = rps(r.steps[i].rate.unwrap_or(0.0));
-        cols.push(col(
-            format!("CPU µs/req @ {at} req/s"),
-            i,
-            |m| m.proxy_cpu_us_per_req,
-            true,
-            |v| format!("{v:.2}"),
-        ));
-        cols.push(col(
-            format!("p99 ms @ {at} req/s"),
-            i,
-            |m| Some(m.p99_us),
-            true,
-            ms,
-        ));
-    }
-    if let Some(i) = find(&|s| s.kind == "closed" && s.pipeline > 1) {
-        let s = &r.steps[i];
-        cols.push(col(
-            format!("pipelined req/s ({}×{})", s.connections, s.pipeline),
-            i,
-            |m| Some(m.rps),
-            false,
-            rps,
-        ));
-    }
-    if let Some(i) = find(&|s| s.kind == "idle") {
-        cols.push(col(
-            format!("KiB per idle conn ({})", r.steps[i].connections),
-            i,
-            |m| m.idle_kib_per_conn,
-            true,
-            |v| format!("{v:.2}"),
-        ));
-    }
-    if let Some(i) = find(&|s| s.kind == "closed" && s.pipeline == 1) {
-        let bounded = if r.summary[i].bounded_by_machine {
-            ", machine-bound"
-        } else {
-            ""
-        };
-        cols.push(col(
-            format!("closed-loop req/s (c={}{bounded})", r.steps[i].connections),
-            i,
-            |m| Some(m.rps),
-            false,
-            rps,
-        ));
-    }
+    let cols = columns(r);
     if cols.is_empty() {
         return;
     }
@@ -196,6 +136,123 @@ fn headline(out: &mut String, r: &Report) {
         out,
         "\nRatios (×) are against the best proxy in each column (1.00× = best; `direct` is no proxy: the floor).\n"
     );
+    if let Some(line) = vs_baseline(r, &cols) {
+        let _ = writeln!(out, "{line}\n");
+    }
+}
+
+/// The headline's columns, each from the first step that measures it.
+fn columns(r: &Report) -> Vec<Column> {
+    let find = |pred: &dyn Fn(&super::results::StepInfo) -> bool| r.steps.iter().position(pred);
+    let mut cols: Vec<Column> = Vec::new();
+    let col = |title: String,
+               short: Option<&'static str>,
+               step: usize,
+               get: MetricFn,
+               lower_is_better: bool,
+               show: fn(f64) -> String| Column {
+        title,
+        short,
+        step,
+        get,
+        lower_is_better,
+        show,
+    };
+    if let Some(i) = find(&|s| s.kind == "rate") {
+        let at = rps(r.steps[i].rate.unwrap_or(0.0));
+        cols.push(col(
+            format!("CPU µs/req @ {at} req/s"),
+            Some("CPU µs/req"),
+            i,
+            |m| m.proxy_cpu_us_per_req,
+            true,
+            |v| format!("{v:.2}"),
+        ));
+        cols.push(col(
+            format!("p99 ms @ {at} req/s"),
+            Some("p99"),
+            i,
+            |m| Some(m.p99_us),
+            true,
+            ms,
+        ));
+    }
+    if let Some(i) = find(&|s| s.kind == "closed" && s.pipeline > 1) {
+        let s = &r.steps[i];
+        cols.push(col(
+            format!("pipelined req/s ({}×{})", s.connections, s.pipeline),
+            Some("pipelined req/s"),
+            i,
+            |m| Some(m.rps),
+            false,
+            rps,
+        ));
+    }
+    if let Some(i) = find(&|s| s.kind == "idle") {
+        cols.push(col(
+            format!("KiB per idle conn ({})", r.steps[i].connections),
+            Some("KiB per idle conn"),
+            i,
+            |m| m.idle_kib_per_conn,
+            true,
+            |v| format!("{v:.2}"),
+        ));
+    }
+    if let Some(i) = find(&|s| s.kind == "closed" && s.pipeline == 1) {
+        let bounded = if r.summary[i].bounded_by_machine {
+            ", machine-bound"
+        } else {
+            ""
+        };
+        cols.push(col(
+            format!("closed-loop req/s (c={}{bounded})", r.steps[i].connections),
+            None,
+            i,
+            |m| Some(m.rps),
+            false,
+            rps,
+        ));
+    }
+    cols
+}
+
+/// When a baseline build ran beside ringmesh: each headline measure as
+/// ringmesh ÷ baseline, from this run's medians (so both saw the same
+/// machine), "–" where either has no value.
+fn vs_baseline(r: &Report, cols: &[Column]) -> Option<String> {
+    let ran = |name: &str| {
+        r.targets
+            .iter()
+            .any(|t| t.name == name && t.status != "skipped")
+    };
+    if !ran("ringmesh") || !ran("baseline") {
+        return None;
+    }
+    let parts: Vec<String> = cols
+        .iter()
+        .filter_map(|c| {
+            let short = c.short?;
+            let s = &r.summary[c.step];
+            let value = |t: &str| {
+                s.rows
+                    .iter()
+                    .find(|row| row.target == t)
+                    .and_then(|row| (c.get)(&row.median))
+            };
+            let ratio = match (value("ringmesh"), value("baseline")) {
+                (Some(new), Some(old)) if old > 0.0 => format!("{:.2}×", new / old),
+                _ => "–".into(),
+            };
+            Some(format!("{short} {ratio}"))
+        })
+        .collect();
+    if parts.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "**ringmesh vs baseline:** {} (ringmesh ÷ baseline, medians of this run; below 1.00× is better for CPU, p99 and memory, above 1.00× for req/s).",
+        parts.join(", ")
+    ))
 }
 
 /// A target's value in a column, with its ratio to the best proxy's.
@@ -308,20 +365,23 @@ pub(crate) mod tests {
         }
     }
 
-    /// A two-proxy report with a rate, a closed and an idle step.
-    pub(crate) fn report() -> Report {
-        let step = |name: &str, kind: &str, rate| StepInfo {
+    fn step(name: &str, kind: &str, rate: Option<f64>, pipeline: usize) -> StepInfo {
+        StepInfo {
             name: name.into(),
             kind: kind.into(),
             about: format!("about {name}"),
             connections: 10,
             rate,
-            pipeline: 1,
-        };
+            pipeline,
+        }
+    }
+
+    /// A two-proxy report with a rate, a closed and an idle step.
+    pub(crate) fn report() -> Report {
         let steps = vec![
-            step("half", "rate", Some(20_000.0)),
-            step("c10", "closed", None),
-            step("idle", "idle", None),
+            step("half", "rate", Some(20_000.0), 1),
+            step("c10", "closed", None, 1),
+            step("idle", "idle", None, 1),
         ];
         let runs = vec![
             run("direct", "half", 20_000.0, 300.0, None, None),
@@ -333,7 +393,12 @@ pub(crate) mod tests {
             run("ringmesh", "idle", 0.0, 0.0, None, Some(4.0)),
             run("nginx", "idle", 0.0, 0.0, None, Some(0.5)),
         ];
-        let names: Vec<String> = ["direct", "ringmesh", "nginx"].map(String::from).to_vec();
+        build(steps, &["direct", "ringmesh", "nginx"], runs)
+    }
+
+    /// A report of these runs; `envoy` skipped.
+    fn build(steps: Vec<StepInfo>, names: &[&str], runs: Vec<Run>) -> Report {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let summary = summarize(&steps, &names, &runs);
         let targets = names
             .iter()
@@ -406,5 +471,77 @@ pub(crate) mod tests {
         let row = "| ringmesh | 20.0k | 0.200 | 0.400 | 0.800 | 1.600 | 2.400 | 3.200 | 0 | 18.00 | – | 1.00 |";
         assert!(md.contains(row), "{md}");
         assert!(md.contains("| nginx | 0.50 | 1.00 | – |"), "{md}");
+    }
+
+    /// ringmesh beside the build before it, and nginx.
+    pub(crate) fn with_baseline() -> Report {
+        let steps = vec![
+            step("half", "rate", Some(20_000.0), 1),
+            step("pipe", "closed", None, 16),
+            step("c10", "closed", None, 1),
+            step("idle", "idle", None, 1),
+        ];
+        let runs = vec![
+            run("ringmesh", "half", 20_000.0, 800.0, Some(18.0), None),
+            run("baseline", "half", 20_000.0, 1000.0, Some(20.0), None),
+            run("nginx", "half", 20_000.0, 1600.0, Some(24.0), None),
+            run("ringmesh", "pipe", 100_000.0, 300.0, Some(9.0), None),
+            run("baseline", "pipe", 80_000.0, 300.0, Some(11.0), None),
+            run("nginx", "pipe", 90_000.0, 300.0, Some(10.0), None),
+            run("ringmesh", "c10", 70_000.0, 300.0, Some(12.0), None),
+            run("baseline", "c10", 35_000.0, 300.0, Some(12.0), None),
+            run("nginx", "c10", 66_000.0, 320.0, Some(14.0), None),
+            run("ringmesh", "idle", 0.0, 0.0, None, Some(4.0)),
+            run("baseline", "idle", 0.0, 0.0, None, Some(5.0)),
+            run("nginx", "idle", 0.0, 0.0, None, Some(0.5)),
+        ];
+        build(steps, &["ringmesh", "baseline", "nginx"], runs)
+    }
+
+    #[test]
+    fn ringmesh_against_its_baseline_under_the_headline() {
+        let md = markdown(&with_baseline());
+        let line = "**ringmesh vs baseline:** CPU µs/req 0.90×, p99 0.80×, pipelined req/s 1.25×, KiB per idle conn 0.80× (ringmesh ÷ baseline, medians of this run;";
+        assert!(md.contains(line), "{md}");
+        // Under the headline table, before the first step's table.
+        let (at, step) = (md.find(line).unwrap(), md.find("## half").unwrap());
+        assert!(md.find("## Headline").unwrap() < at && at < step, "{md}");
+        // The baseline is a row like any proxy, ranked against the best.
+        assert!(
+            md.contains("| baseline | 20.00 (1.11×) | 1.000 (1.25×) | 80.0k (0.80×) | 5.00 (10.00×) | 35.0k (0.50×) |"),
+            "{md}"
+        );
+        // No baseline, no line.
+        assert!(!markdown(&report()).contains("vs baseline"));
+    }
+
+    #[test]
+    fn a_missing_measure_is_a_dash_on_the_baseline_line() {
+        let mut r = with_baseline();
+        r.runs
+            .retain(|run| !(run.target == "baseline" && run.step == "idle"));
+        let names: Vec<String> = ["ringmesh", "baseline", "nginx"].map(String::from).to_vec();
+        r.summary = summarize(&r.steps, &names, &r.runs);
+        let md = markdown(&r);
+        assert!(
+            md.contains("pipelined req/s 1.25×, KiB per idle conn – (ringmesh"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn the_baseline_line_survives_a_re_render_from_json() {
+        let r = with_baseline();
+        let json = serde_json::to_string(&r).unwrap();
+        let back: Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(markdown(&back), markdown(&r));
+        assert_eq!(
+            back.runs
+                .iter()
+                .filter(|run| run.target == "baseline")
+                .count(),
+            4,
+            "every baseline run is kept"
+        );
     }
 }

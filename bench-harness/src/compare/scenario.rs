@@ -498,4 +498,23 @@ hold = "2s"
             "{err:?}"
         );
     }
+
+    #[test]
+    fn a_scenario_may_name_the_baseline() {
+        let s = parse(
+            &GOOD.replace("[\"direct\", \"ringmesh\"]", "[\"ringmesh\", \"baseline\"]"),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(s.targets, vec![TargetKind::Ringmesh, TargetKind::Baseline]);
+        let errs = parse(
+            &GOOD.replace(
+                "[\"direct\", \"ringmesh\"]",
+                "[\"ringmesh\", \"baseline\", \"baseline\"]",
+            ),
+            "t",
+        )
+        .unwrap_err();
+        assert_eq!(errs, ["targets[2]: \"baseline\" is listed twice"]);
+    }
 }

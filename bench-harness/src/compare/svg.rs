@@ -17,6 +17,8 @@ fn color(target: &str) -> &'static str {
     match target {
         "direct" => "#9e9e9e",
         "ringmesh" => "#e4572e",
+        // The build before: ringmesh's hue, paler.
+        "baseline" => "#f4a582",
         "nginx" => "#2e86ab",
         "haproxy" => "#76b041",
         "envoy" => "#8e44ad",
@@ -291,5 +293,13 @@ mod tests {
                 "{tag}"
             );
         }
+    }
+
+    #[test]
+    fn the_baseline_has_its_own_colour_and_legend() {
+        let svg = chart(&crate::compare::render::tests::with_baseline());
+        assert!(svg.contains(">baseline</text>"), "{svg}");
+        assert!(svg.contains("fill=\"#f4a582\""), "{svg}");
+        assert!(svg.contains("stroke=\"#f4a582\""), "{svg}");
     }
 }
