@@ -65,6 +65,8 @@ pub struct ClusterState {
     pool: PoolConfig,
     pub limit: Rc<Limit>,
     pub stats: Arc<ClusterStats>,
+    /// The balancer uses tries' latency (asked once, at build).
+    wants_latency: bool,
 }
 
 impl ClusterState {
@@ -75,10 +77,12 @@ impl ClusterState {
         workers: usize,
         stats: Arc<ClusterStats>,
     ) -> Self {
+        let balancer = balance::build(cluster.lb, core);
         let state = ClusterState {
             name: cluster.name.clone(),
             endpoints: RefCell::new(Vec::new()),
-            balancer: RefCell::new(balance::build(cluster.lb, core)),
+            wants_latency: balancer.wants_latency(),
+            balancer: RefCell::new(balancer),
             connector: Connector::plain(cluster.connect_timeout),
             pool: cluster.pool,
             limit: Limit::new(cluster.pool.max_connections, workers, stats.clone()),
@@ -116,6 +120,11 @@ impl ClusterState {
         let eps = self.endpoints.borrow();
         let i = self.balancer.borrow_mut().pick(&eps, ctx)?;
         eps.get(i).cloned()
+    }
+
+    /// Whether `complete` needs the try's latency (a clock read per try).
+    pub fn wants_latency(&self) -> bool {
+        self.wants_latency
     }
 
     /// A try to `ep` finished: tell the balancer.

@@ -65,7 +65,8 @@ pub enum Outcome {
 #[derive(Debug, Clone, Copy)]
 pub struct Completion {
     pub outcome: Outcome,
-    /// From sending the request to the response head (or the failure).
+    /// From the start of the try to the response head (or the failure);
+    /// zero unless the balancer `wants_latency`.
     pub latency: Duration,
 }
 
@@ -83,6 +84,12 @@ pub trait Balancer {
     /// A try to `endpoint` finished.
     fn on_complete(&mut self, endpoint: &Endpoint, done: &Completion) {
         let _ = (endpoint, done);
+    }
+
+    /// Whether `on_complete` reads `Completion::latency`; when false the
+    /// pipeline does not read the clock to measure it (zero is passed).
+    fn wants_latency(&self) -> bool {
+        false
     }
 }
 

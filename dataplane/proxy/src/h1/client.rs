@@ -69,11 +69,12 @@ impl H1Conn<'_> {
     pub(super) async fn send_upstream(
         &mut self,
         up: &mut Stream,
+        write_by: monoio::time::Instant,
         stall: Duration,
-    ) -> Result<(), SendError> {
+    ) -> Result<bool, SendError> {
         let w = &mut *self.w;
         let head = std::mem::take(&mut w.wbuf);
-        let sent = w.timer.within(stall, up.write_all(head)).await;
+        let sent = w.timer.until(write_by, up.write_all(head)).await;
         let sent = match sent {
             Ok((res, head)) => {
                 w.wbuf = head;
@@ -86,7 +87,7 @@ impl H1Conn<'_> {
             return Err(SendError::Upstream { early: false });
         }
         let Some(mode) = self.state.rest.filter(|_| self.state.body_pending) else {
-            return Ok(());
+            return Ok(false);
         };
         self.state.relay_started = true;
         let ctx = Relay {
@@ -97,7 +98,7 @@ impl H1Conn<'_> {
         match relay(&mut self.io, &mut w.req.rbuf, up, mode, ctx).await {
             Ok(()) => {
                 self.state.body_pending = false;
-                Ok(())
+                Ok(true)
             }
             Err(RelayError::Framing(c)) => Err(SendError::BadBody(ProxyError::BadRequestBody(c))),
             Err(RelayError::Write(_)) => Err(SendError::Upstream { early: true }),

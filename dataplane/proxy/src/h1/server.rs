@@ -585,9 +585,10 @@ impl Downstream for H1Conn<'_> {
     async fn send_request(
         &mut self,
         up: &mut Stream,
+        write_by: monoio::time::Instant,
         stall: Duration,
-    ) -> Result<(), pipeline::SendError> {
-        self.send_upstream(up, stall).await
+    ) -> Result<bool, pipeline::SendError> {
+        self.send_upstream(up, write_by, stall).await
     }
 
     async fn read_response_head(

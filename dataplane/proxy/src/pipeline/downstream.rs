@@ -133,8 +133,15 @@ pub trait Downstream {
     /// Tell a client waiting on `Expect: 100-continue` to send its body.
     async fn continue_body(&mut self) -> Result<(), Aborted>;
 
-    /// Send the prepared request on `up`, then stream the rest of the body.
-    async fn send_request(&mut self, up: &mut Stream, stall: Duration) -> Result<(), SendError>;
+    /// Send the prepared request on `up` (its head by `write_by`), then
+    /// stream the rest of the body (each read and write within `stall`).
+    /// `Ok(true)` when a body was streamed after the head.
+    async fn send_request(
+        &mut self,
+        up: &mut Stream,
+        write_by: Instant,
+        stall: Duration,
+    ) -> Result<bool, SendError>;
 
     /// Read the response head from `up` by `deadline`, forwarding interim
     /// (1xx) responses to the client.

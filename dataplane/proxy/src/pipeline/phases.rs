@@ -38,6 +38,9 @@ struct Ctx<'a> {
     cluster: Option<&'a Rc<ClusterState>>,
     /// The endpoint the last try went to.
     endpoint: Option<Rc<Endpoint>>,
+    /// When the last try started (one clock read serves the pool
+    /// checkout, the try's deadlines, its latency and the pool return).
+    started: Option<Instant>,
     /// Tries after the first.
     tries: u32,
     /// The status the client got (499: none, it went away first).
@@ -56,6 +59,7 @@ pub async fn serve<D: Downstream>(down: &mut D, env: &Env<'_>) -> Next {
         route: None,
         cluster: None,
         endpoint: None,
+        started: None,
         tries: 0,
         status: 499,
         error: None,
@@ -179,8 +183,10 @@ async fn forward<D: Downstream>(down: &mut D, ctx: &mut Ctx<'_>, route: &Route, 
         Ok((end, after_response)) => {
             let ep = ctx.endpoint.take();
             if end == ResponseEnd::Reusable {
-                if let Some(ep) = ep {
-                    cluster.release(&ep, conn, Instant::now());
+                if let (Some(ep), Some(since)) = (ep, ctx.started) {
+                    // Idle since the try started: it expires a little
+                    // early rather than costing a clock read.
+                    cluster.release(&ep, conn, since);
                 }
             }
             after(after_response)
@@ -222,16 +228,17 @@ async fn exchange<D: Downstream>(
             down.continue_body().await.map_err(Failure::Abort)?;
         }
         let in_flight = InFlight::new(ep.clone());
-        let started = Instant::now();
+        let started = monoio::time::Instant::now();
+        ctx.started = Some(started.into_std());
         let result = try_once(down, ctx, route, cluster, &ep, started).await;
         let outcome = outcome(&result, down);
-        cluster.complete(
-            &ep,
-            &Completion {
-                outcome,
-                latency: started.elapsed(),
-            },
-        );
+        // The clock is read again only for balancers that use latency.
+        let latency = if cluster.wants_latency() {
+            started.elapsed()
+        } else {
+            Duration::ZERO
+        };
+        cluster.complete(&ep, &Completion { outcome, latency });
         drop(in_flight);
         if should_retry(retry, &result, outcome, ctx.tries, down.replayable()) {
             if result.is_ok() {
@@ -295,29 +302,45 @@ async fn try_once<D: Downstream>(
     route: &Route,
     cluster: &ClusterState,
     ep: &Endpoint,
-    started: Instant,
+    started: monoio::time::Instant,
 ) -> Result<UpstreamConn, Failure> {
     let idempotent = is_idempotent(down.request().method());
     let stall = ctx.listener.idle_timeout;
     // Without a route timeout the listener's idle timeout bounds the wait,
     // so a hung upstream cannot pin a client connection.
     let wait = route.timeout.unwrap_or(stall);
-    let mut pooled = cluster.checkout(ep, started);
+    let mut pooled = cluster.checkout(ep, started.into_std());
+    let mut now = started;
     loop {
         let mut conn = match pooled.take() {
             // An idle connection the upstream already closed (or wrote to)
             // is never used for a request that must not be sent twice.
             Some(c) if !idempotent && c.stream.has_pending_input() => continue,
             Some(c) => c,
-            None => cluster
-                .connect(ep, down.timer())
-                .await
-                .map_err(Failure::Respond)?,
+            None => {
+                let c = cluster
+                    .connect(ep, down.timer())
+                    .await
+                    .map_err(Failure::Respond)?;
+                now = monoio::time::Instant::now();
+                c
+            }
         };
         let reused = conn.reused;
         let resend = |down: &D| reused && idempotent && down.replayable();
-        match down.send_request(&mut conn.stream, stall).await {
-            Ok(()) => {}
+        // The route timeout runs from sending the request; the head's own
+        // write is bounded by the stall limit too.
+        let deadlines = Deadlines {
+            write_by: now + stall.min(wait),
+            answer_by: now + wait,
+        };
+        let deadline = match down
+            .send_request(&mut conn.stream, deadlines.write_by, stall)
+            .await
+        {
+            // A body streamed after the head: the wait starts now.
+            Ok(true) => monoio::time::Instant::now() + wait,
+            Ok(false) => deadlines.answer_by,
             Err(SendError::Upstream { early: true }) => {
                 // The upstream stopped reading the body: it may have
                 // answered (413, 401) and closed. That answer is what the
@@ -338,7 +361,7 @@ async fn try_once<D: Downstream>(
             Err(SendError::BadBody(e)) => return Err(Failure::Respond(e)),
             Err(SendError::Stalled) => {
                 return Err(Failure::Abort(Aborted {
-                    why: "request body stalled",
+                    why: "request stalled",
                 }))
             }
             Err(SendError::Client) => {
@@ -346,9 +369,7 @@ async fn try_once<D: Downstream>(
                     why: "client stopped sending the request body",
                 }))
             }
-        }
-        // The route timeout runs from sending the request.
-        let deadline = monoio::time::Instant::now() + wait;
+        };
         match down
             .read_response_head(&mut conn.stream, Some(deadline))
             .await
@@ -358,6 +379,12 @@ async fn try_once<D: Downstream>(
             Err(e) => return Err(head_failure(e)),
         }
     }
+}
+
+/// When one try must have sent its request head, and had its answer.
+struct Deadlines {
+    write_by: monoio::time::Instant,
+    answer_by: monoio::time::Instant,
 }
 
 /// How long to wait for an early response after the upstream stopped
