@@ -358,3 +358,65 @@ fn compare_rejects_a_bad_scenario_with_file_and_field() {
         "{err}"
     );
 }
+
+#[test]
+fn compare_runs_a_baseline_build_beside_ringmesh() {
+    // The same binary as both: the point is the plumbing (a second
+    // ringmesh target alternating, and the ratio line), not the numbers.
+    let dir = tempfile::tempdir().unwrap();
+    let (first, last) = cpus();
+    let scenario = dir.path().join("ab.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"
+description = "e2e baseline"
+targets = ["ringmesh"]
+repetitions = 2
+warmup = "200ms"
+duration = "600ms"
+cpus = {{ proxy = [{last}], upstream = [{first}], load = [{first}] }}
+
+[[step]]
+name = "c2"
+connections = 2
+
+[[step]]
+name = "idle"
+kind = "idle"
+connections = 50
+hold = "1200ms"
+"#
+        ),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = Command::new(bench_bin())
+        .args(["compare"])
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&out_dir)
+        .arg("--ringmesh-bin")
+        .arg(proxy_bin())
+        .arg("--baseline-bin")
+        .arg(proxy_bin())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "compare failed: {stderr}");
+    let date = ringmesh_bench::compare::today();
+    let json = std::fs::read_to_string(out_dir.join(format!("ab-{date}.json"))).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    let order: Vec<&str> = runs.iter().map(|r| r["target"].as_str().unwrap()).collect();
+    assert_eq!(
+        order,
+        [
+            "ringmesh", "ringmesh", "baseline", "baseline", "ringmesh", "ringmesh", "baseline",
+            "baseline"
+        ],
+        "each target runs its steps, targets alternate"
+    );
+    let md = std::fs::read_to_string(out_dir.join(format!("ab-{date}.md"))).unwrap();
+    assert!(md.contains("ringmesh vs baseline"), "{md}");
+}
