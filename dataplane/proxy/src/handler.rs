@@ -69,7 +69,6 @@ struct Mailbox {
 #[derive(Default)]
 pub struct Handlers {
     free: RefCell<Vec<Rc<Mailbox>>>,
-    alive: Cell<usize>,
     /// Handlers waiting for their connection's next request.
     waiting: Cell<usize>,
 }
@@ -96,7 +95,6 @@ impl Handlers {
                 }
             }
             None => {
-                self.alive.set(self.alive.get() + 1);
                 monoio::spawn(run(core.clone(), job));
             }
         }
@@ -125,15 +123,6 @@ impl Handlers {
         self.waiting.set(self.waiting.get() + 1);
         Some(Waiting(self))
     }
-
-    /// Handler tasks alive (serving or free).
-    pub fn alive(&self) -> usize {
-        self.alive.get()
-    }
-
-    pub fn free(&self) -> usize {
-        self.free.borrow().len()
-    }
 }
 
 /// A handler: serve `first`, then whatever the free list brings, until
@@ -150,7 +139,6 @@ async fn run(core: Rc<Core>, first: Job) {
             None => break,
         }
     }
-    core.handlers.alive.set(core.handlers.alive.get() - 1);
     // Its workspace is freed when this task ends: worth returning pages to
     // the OS at the next sweep.
     core.freed.set(true);

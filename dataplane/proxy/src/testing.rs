@@ -8,6 +8,11 @@
 //! per address (`upstream`): the connector asks this registry before
 //! dialling (`dial`), and a registered address gets a memory pipe whose far
 //! end the script serves. Tests run in a single-threaded runtime (`run`).
+//!
+//! Test-only code (compiled only for this crate's unit tests): a failed
+//! setup step panics with what failed, as a test should.
+
+#![cfg(test)]
 
 use std::cell::RefCell;
 use std::collections::HashMap;

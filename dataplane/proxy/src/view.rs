@@ -18,15 +18,6 @@ pub enum Protocol {
     Http11,
 }
 
-impl Protocol {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Http10 => "HTTP/1.0",
-            Protocol::Http11 => "HTTP/1.1",
-        }
-    }
-}
-
 /// How much body follows a head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyKind {

@@ -18,7 +18,7 @@ use ringmesh_http1::rewrite::{self, ConnectionHeader, HeaderEdits, ResponseFrami
 use ringmesh_http1::{parse_request, BodyFraming, RequestHead, ResponseHead, Version};
 
 use super::relay::BodyMode;
-use super::view::{self, H1Request};
+use super::view::{H1Request, H1Response};
 use crate::buf::{write_vec, ReadBuf};
 use crate::error::{write_error_response, ProxyError};
 use crate::pipeline::{self, Aborted, After, Downstream, Local, Next};
@@ -45,7 +45,7 @@ pub const PARK_AFTER: Duration = Duration::from_secs(1);
 /// connection (new or woken from parking) allocates nothing.
 pub struct Workspace {
     pub req: H1Request,
-    pub up: H1Upstream,
+    pub up: H1Response,
     /// Outgoing heads are assembled here (pooled while a request runs).
     pub wbuf: Vec<u8>,
     /// Re-framed body pieces (de-chunking, re-chunking).
@@ -65,7 +65,7 @@ impl Default for Workspace {
                 head: RequestHead::default(),
                 scheme: b"http",
             },
-            up: H1Upstream {
+            up: H1Response {
                 ubuf: ReadBuf::with_capacity(0),
                 head: ResponseHead::default(),
             },
@@ -74,31 +74,6 @@ impl Default for Workspace {
             timer: Timer::new(),
             canceller: Canceller::new(),
         }
-    }
-}
-
-/// The upstream's response: its read buffer, with the head at the front
-/// until it is forwarded, and the parsed head.
-pub struct H1Upstream {
-    pub ubuf: ReadBuf,
-    pub head: ResponseHead,
-}
-
-impl ResponseView for H1Upstream {
-    fn status(&self) -> u16 {
-        self.head.status
-    }
-    fn header(&self, name: &[u8]) -> Option<&[u8]> {
-        view::find(self.ubuf.data(), &self.head.headers, name)
-    }
-    fn for_each_header(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
-        view::each(self.ubuf.data(), &self.head.headers, f)
-    }
-    fn body(&self) -> crate::view::BodyKind {
-        view::body(self.head.framing)
-    }
-    fn protocol(&self) -> crate::view::Protocol {
-        view::protocol(self.head.version)
     }
 }
 

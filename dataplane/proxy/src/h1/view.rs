@@ -12,7 +12,7 @@ use crate::view::{BodyKind, Protocol, RequestView, ResponseView};
 
 /// The bytes of `span` in `buf`; empty if they are gone (a buffer lost to
 /// a dropped operation), never a panic.
-pub(crate) fn get(buf: &[u8], span: Span) -> &[u8] {
+fn get(buf: &[u8], span: Span) -> &[u8] {
     buf.get(span.start as usize..span.end as usize)
         .unwrap_or_default()
 }
@@ -24,20 +24,20 @@ pub(crate) fn find<'a>(buf: &'a [u8], headers: &[HeaderSpan], name: &[u8]) -> Op
         .map(|h| get(buf, h.value))
 }
 
-pub(crate) fn each(buf: &[u8], headers: &[HeaderSpan], f: &mut dyn FnMut(&[u8], &[u8])) {
+fn each(buf: &[u8], headers: &[HeaderSpan], f: &mut dyn FnMut(&[u8], &[u8])) {
     for h in headers {
         f(get(buf, h.name), get(buf, h.value));
     }
 }
 
-pub(crate) fn protocol(v: Version) -> Protocol {
+fn protocol(v: Version) -> Protocol {
     match v {
         Version::Http10 => Protocol::Http10,
         Version::Http11 => Protocol::Http11,
     }
 }
 
-pub(crate) fn body(framing: BodyFraming) -> BodyKind {
+fn body(framing: BodyFraming) -> BodyKind {
     match framing {
         BodyFraming::Empty => BodyKind::Empty,
         BodyFraming::Length(n) => BodyKind::Sized(n),
@@ -108,23 +108,24 @@ impl RequestView for H1Request {
     }
 }
 
-/// An upstream's response head, parsed at the front of `buf`.
-pub struct H1Response<'a> {
-    pub buf: &'a [u8],
-    pub head: &'a ResponseHead,
+/// An upstream's response: its read buffer, with the head at the front
+/// until it is forwarded, and the parsed head.
+pub struct H1Response {
+    pub ubuf: ReadBuf,
+    pub head: ResponseHead,
 }
 
-impl ResponseView for H1Response<'_> {
+impl ResponseView for H1Response {
     fn status(&self) -> u16 {
         self.head.status
     }
 
     fn header(&self, name: &[u8]) -> Option<&[u8]> {
-        find(self.buf, &self.head.headers, name)
+        find(self.ubuf.data(), &self.head.headers, name)
     }
 
     fn for_each_header(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
-        each(self.buf, &self.head.headers, f)
+        each(self.ubuf.data(), &self.head.headers, f)
     }
 
     fn body(&self) -> BodyKind {

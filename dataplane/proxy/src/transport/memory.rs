@@ -7,11 +7,12 @@
 //! socket writer does when the peer's receive window is full, which is how
 //! tests reproduce a client that never reads its responses.
 
+#![cfg(test)]
+
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
@@ -49,43 +50,30 @@ pub struct MemStream {
     inbox: Rc<RefCell<Pipe>>,
     outbox: Rc<RefCell<Pipe>>,
     capacity: usize,
-    peer: SocketAddr,
 }
 
 /// Two connected ends; each direction holds at most `capacity` bytes.
 pub fn duplex(capacity: usize) -> (MemStream, MemStream) {
     let a = Rc::new(RefCell::new(Pipe::default()));
     let b = Rc::new(RefCell::new(Pipe::default()));
-    let peer = SocketAddr::from(([127, 0, 0, 1], 40000));
     (
         MemStream {
             inbox: a.clone(),
             outbox: b.clone(),
             capacity,
-            peer,
         },
         MemStream {
             inbox: b,
             outbox: a,
             capacity,
-            peer,
         },
     )
 }
 
 impl MemStream {
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.peer
-    }
-
     pub fn has_pending_input(&self) -> bool {
         let p = self.inbox.borrow();
         !p.data.is_empty() || p.closed
-    }
-
-    /// Bytes written to this end and not yet read by the peer.
-    pub fn unread_by_peer(&self) -> usize {
-        self.outbox.borrow().data.len()
     }
 
     /// Half-close: the peer reads EOF after what was written.
@@ -251,7 +239,6 @@ impl MemStream {
             inbox: self.inbox.clone(),
             outbox: self.outbox.clone(),
             capacity: self.capacity,
-            peer: self.peer,
         };
         (self, twin)
     }

@@ -8,7 +8,7 @@
 //! `AsyncWriteRent`: io_uring owns a buffer while an operation is in
 //! flight) and cancelable reads (an idle connection's pending read is
 //! cancelled, not dropped, so its buffer comes back). What only some
-//! variants can do is asked, not assumed: `as_tcp` for splice (both ends
+//! variants can do is asked, not assumed: `into_tcp` for splice (both ends
 //! must be plain TCP), `parkable` for the epoll-based parking of idle
 //! connections (`park`).
 
@@ -16,7 +16,6 @@
 pub mod memory;
 
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
@@ -42,14 +41,6 @@ impl Stream {
 
     /// The TCP socket, when the stream is plain TCP (splice needs both
     /// ends to be).
-    pub fn as_tcp(&mut self) -> Option<&mut TcpStream> {
-        match self {
-            Stream::Plain(s) => Some(s),
-            #[cfg(test)]
-            Stream::Memory(_) => None,
-        }
-    }
-
     pub fn into_tcp(self) -> Result<TcpStream, Stream> {
         match self {
             Stream::Plain(s) => Ok(s),
@@ -90,14 +81,6 @@ impl Stream {
             Stream::Plain(s) => peek_pending(s.as_raw_fd()),
             #[cfg(test)]
             Stream::Memory(m) => m.has_pending_input(),
-        }
-    }
-
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        match self {
-            Stream::Plain(s) => s.peer_addr(),
-            #[cfg(test)]
-            Stream::Memory(m) => Ok(m.peer_addr()),
         }
     }
 }
