@@ -135,6 +135,9 @@ pub struct H1Conn<'w> {
     /// Bytes are waiting (woken from parking): the first read need not wait
     /// for them.
     ready: bool,
+    /// How long one write to the client may stall: the listener's
+    /// `idle_timeout` in the config the current request runs on.
+    stall: Duration,
 }
 
 /// What waiting for the next request ended with.
@@ -167,6 +170,7 @@ impl<'w> H1Conn<'w> {
         w.req.rbuf.clear();
         w.up.ubuf.clear();
         H1Conn {
+            stall: core.snapshot().config.listeners[listener].idle_timeout,
             w,
             io,
             core,
@@ -203,6 +207,7 @@ impl<'w> H1Conn<'w> {
             // The config a request runs on is the one in force when its
             // head is complete: a swap confirmed before that applies.
             let snap = self.core.snapshot();
+            self.stall = snap.config.listeners[self.listener].idle_timeout;
             let core = self.core.clone();
             let client_ip = self.client_ip;
             let env = pipeline::Env {
@@ -299,6 +304,9 @@ impl<'w> H1Conn<'w> {
             let l = &snap.config.listeners[self.listener];
             (l.limits, l.idle_timeout, l.header_read_timeout)
         };
+        // Until a head is complete (and its snapshot taken), answers such
+        // as 400 and 408 stall by the config in force now.
+        self.stall = idle;
         let limit = limits.max_header_bytes + READ_BUFFER;
         if std::mem::take(&mut self.ready) {
             // Woken because bytes arrived: read them now. The read needs no
@@ -401,7 +409,7 @@ impl<'w> H1Conn<'w> {
 
     /// How long one write to the client may stall.
     pub(super) fn stall(&self) -> Duration {
-        self.core.snapshot().config.listeners[self.listener].idle_timeout
+        self.stall
     }
 
     /// Write `wbuf` to the client within the stall limit.
