@@ -283,20 +283,13 @@ pub async fn write_vec<W: AsyncWriteRent>(io: &mut W, out: &mut Vec<u8>) -> io::
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::run;
     use crate::transport::memory::duplex;
 
     fn buf_with(bytes: &[u8]) -> ReadBuf {
         let mut b = ReadBuf::with_capacity(64);
         b.buf.extend_from_slice(bytes);
         b
-    }
-
-    fn run<F: std::future::Future>(f: F) -> F::Output {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("runtime")
-            .block_on(f)
     }
 
     #[test]

@@ -88,14 +88,7 @@ impl<F: Future> Future for Within<'_, F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn run<F: Future>(fut: F) -> F::Output {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("runtime")
-            .block_on(fut)
-    }
+    use crate::testing::run;
 
     #[test]
     fn a_slow_operation_times_out_and_the_timer_rearms() {

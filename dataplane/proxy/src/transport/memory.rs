@@ -247,14 +247,7 @@ impl MemStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn run<F: std::future::Future>(f: F) -> F::Output {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("runtime")
-            .block_on(f)
-    }
+    use crate::testing::run;
 
     #[test]
     fn bytes_cross_and_eof_follows_shutdown() {
