@@ -221,3 +221,42 @@ fn a_large_body_streams_both_ways() {
         assert!(resp.body == body, "the body came back intact");
     });
 }
+
+#[test]
+fn a_tunnel_closes_when_listeners_close_on_drain() {
+    run(async {
+        // Answers an upgrade with 101, then echoes.
+        upstream("10.1.0.1:80", |mut s: MemStream| async move {
+            let mut r = Reader::default();
+            if r.head(&mut s).await.is_none() {
+                return;
+            }
+            send(
+                &mut s,
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            )
+            .await;
+            while let Some(b) = r.bytes(&mut s, 1).await {
+                send(&mut s, &b).await;
+            }
+        });
+        let h = Harness::new(&config("", "      - { cluster: app }\n"));
+        let (mut c, mut r) = (h.connect(), Reader::default());
+        send(
+            &mut c,
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+        )
+        .await;
+        assert_eq!(r.response(&mut c, false).await.expect("101").status, 101);
+        send(&mut c, b"ping").await;
+        assert_eq!(r.bytes(&mut c, 4).await.as_deref(), Some(&b"ping"[..]));
+        let limit = h.core.snapshot().clusters[0].limit.clone();
+        assert_eq!(limit.open(), 1, "the tunnel holds its upstream connection");
+        h.core.drain.stop();
+        let closed = monoio::time::timeout(Duration::from_secs(2), r.eof(&mut c)).await;
+        assert_eq!(closed, Ok(true), "the tunnel closed with the listeners");
+        monoio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(h.core.connections.get(), 0);
+        assert_eq!(limit.open(), 0, "and gave its upstream connection back");
+    });
+}
