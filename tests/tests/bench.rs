@@ -248,17 +248,7 @@ hold = "1200ms"
     // No envoy here (Debian has no package): skipped with the reason, and
     // the run goes on with the others.
     let envoy_here = ringmesh_bench::compare::targets::which("envoy").is_some();
-    let out = Command::new(bench_bin())
-        .args(["compare"])
-        .arg(&scenario)
-        .arg("--out")
-        .arg(&out_dir)
-        .arg("--ringmesh-bin")
-        .arg(proxy_bin())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "compare failed: {stderr}");
+    let stderr = compare(&scenario, &out_dir, &[]);
     let date = ringmesh_bench::compare::today();
     let json = std::fs::read_to_string(out_dir.join(format!("tiny-{date}.json"))).unwrap();
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -391,19 +381,12 @@ hold = "1200ms"
     )
     .unwrap();
     let out_dir = dir.path().join("out");
-    let out = Command::new(bench_bin())
-        .args(["compare"])
-        .arg(&scenario)
-        .arg("--out")
-        .arg(&out_dir)
-        .arg("--ringmesh-bin")
-        .arg(proxy_bin())
-        .arg("--baseline-bin")
-        .arg(proxy_bin())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "compare failed: {stderr}");
+    let baseline = proxy_bin();
+    compare(
+        &scenario,
+        &out_dir,
+        &["--baseline-bin".as_ref(), baseline.as_ref()],
+    );
     let date = ringmesh_bench::compare::today();
     let json = std::fs::read_to_string(out_dir.join(format!("ab-{date}.json"))).unwrap();
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -419,4 +402,26 @@ hold = "1200ms"
     );
     let md = std::fs::read_to_string(out_dir.join(format!("ab-{date}.md"))).unwrap();
     assert!(md.contains("ringmesh vs baseline"), "{md}");
+}
+
+/// Run `ringmesh-bench compare` on `scenario` with this build's proxy,
+/// writing to `out_dir`; its stderr. Fails the test if compare fails.
+fn compare(
+    scenario: &std::path::Path,
+    out_dir: &std::path::Path,
+    extra: &[&std::ffi::OsStr],
+) -> String {
+    let out = Command::new(bench_bin())
+        .arg("compare")
+        .arg(scenario)
+        .arg("--out")
+        .arg(out_dir)
+        .arg("--ringmesh-bin")
+        .arg(proxy_bin())
+        .args(extra)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ringmesh-bench: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "compare failed: {stderr}");
+    stderr
 }
