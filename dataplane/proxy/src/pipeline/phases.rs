@@ -330,17 +330,11 @@ async fn try_once<D: Downstream>(
         let resend = |down: &D| reused && idempotent && down.replayable();
         // The route timeout runs from sending the request; the head's own
         // write is bounded by the stall limit too.
-        let deadlines = Deadlines {
-            write_by: now + stall.min(wait),
-            answer_by: now + wait,
-        };
-        let deadline = match down
-            .send_request(&mut conn.stream, deadlines.write_by, stall)
-            .await
-        {
+        let (write_by, answer_by) = (now + stall.min(wait), now + wait);
+        let deadline = match down.send_request(&mut conn.stream, write_by, stall).await {
             // A body streamed after the head: the wait starts now.
             Ok(true) => monoio::time::Instant::now() + wait,
-            Ok(false) => deadlines.answer_by,
+            Ok(false) => answer_by,
             Err(SendError::Upstream { early: true }) => {
                 // The upstream stopped reading the body: it may have
                 // answered (413, 401) and closed. That answer is what the
@@ -379,12 +373,6 @@ async fn try_once<D: Downstream>(
             Err(e) => return Err(head_failure(e)),
         }
     }
-}
-
-/// When one try must have sent its request head, and had its answer.
-struct Deadlines {
-    write_by: monoio::time::Instant,
-    answer_by: monoio::time::Instant,
 }
 
 /// How long to wait for an early response after the upstream stopped
