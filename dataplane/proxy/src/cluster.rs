@@ -83,7 +83,10 @@ impl ClusterState {
             endpoints: RefCell::new(Vec::new()),
             wants_latency: balancer.wants_latency(),
             balancer: RefCell::new(balancer),
-            connector: Connector::plain(cluster.connect_timeout),
+            connector: match &cluster.tls {
+                Some(tls) => Connector::tls(cluster.connect_timeout, tls.clone()),
+                None => Connector::plain(cluster.connect_timeout),
+            },
             pool: cluster.pool,
             limit: Limit::new(cluster.pool.max_connections, workers, stats.clone()),
             stats,
@@ -153,6 +156,7 @@ impl ClusterState {
                 Err(match e {
                     ConnectError::Refused => ProxyError::ConnectFailed,
                     ConnectError::TimedOut => ProxyError::ConnectTimeout,
+                    ConnectError::Tls(why) => ProxyError::UpstreamTls(why),
                 })
             }
         }

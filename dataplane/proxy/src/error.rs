@@ -45,6 +45,9 @@ pub enum ProxyError {
     UnexpectedUpgrade,
     /// A route's fault filter answered with this status.
     FaultAbort(u16),
+    /// The TLS handshake with the upstream failed, for this reason
+    /// (`tls::reason::describe`).
+    UpstreamTls(&'static str),
 }
 
 impl ProxyError {
@@ -60,7 +63,7 @@ impl ProxyError {
             | ProxyError::BadUpstreamResponse(_) => 502,
             ProxyError::ConnectTimeout | ProxyError::UpstreamTimeout => 504,
             ProxyError::MethodNotAllowed => 405,
-            ProxyError::UnexpectedUpgrade => 502,
+            ProxyError::UnexpectedUpgrade | ProxyError::UpstreamTls(_) => 502,
             ProxyError::FaultAbort(status) => status,
         }
     }
@@ -82,6 +85,7 @@ impl ProxyError {
             ProxyError::MethodNotAllowed => "method_not_allowed",
             ProxyError::UnexpectedUpgrade => "upstream_unexpected_upgrade",
             ProxyError::FaultAbort(_) => "fault_abort",
+            ProxyError::UpstreamTls(_) => "upstream_tls_failed",
         }
     }
 
@@ -100,7 +104,8 @@ impl ProxyError {
             | ProxyError::UpstreamReset
             | ProxyError::UpstreamTimeout
             | ProxyError::BadUpstreamResponse(_)
-            | ProxyError::UnexpectedUpgrade => Fault::Upstream,
+            | ProxyError::UnexpectedUpgrade
+            | ProxyError::UpstreamTls(_) => Fault::Upstream,
         }
     }
 
@@ -113,9 +118,11 @@ impl ProxyError {
                 true
             }
             // The time for the request is spent; the same upstream would
-            // answer the same way; the limit is the cluster's, not the
-            // endpoint's; or the client or the config is at fault.
+            // answer the same way (a certificate is wrong for every try);
+            // the limit is the cluster's, not the endpoint's; or the client
+            // or the config is at fault.
             ProxyError::UpstreamTimeout
+            | ProxyError::UpstreamTls(_)
             | ProxyError::BadUpstreamResponse(_)
             | ProxyError::UnexpectedUpgrade
             | ProxyError::PoolExhausted
@@ -150,6 +157,7 @@ impl fmt::Display for ProxyError {
         match self {
             ProxyError::BadUpstreamResponse(e) => write!(f, " ({e})"),
             ProxyError::BadRequestBody(e) => write!(f, " ({e})"),
+            ProxyError::UpstreamTls(why) => write!(f, ": {why}"),
             _ => Ok(()),
         }
     }
@@ -215,10 +223,19 @@ mod tests {
             (ProxyError::MethodNotAllowed, 405),
             (ProxyError::UnexpectedUpgrade, 502),
             (ProxyError::FaultAbort(418), 418),
+            (ProxyError::UpstreamTls("certificate expired"), 502),
         ];
         for (err, status) in cases {
             assert_eq!(err.status(), status, "{err}");
         }
+    }
+
+    #[test]
+    fn a_tls_failure_says_why() {
+        let err = ProxyError::UpstreamTls("certificate expired");
+        assert_eq!(err.to_string(), "upstream_tls_failed: certificate expired");
+        assert!(!err.retryable());
+        assert_eq!(err.fault(), Fault::Upstream);
     }
 
     #[test]

@@ -30,8 +30,11 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
+use std::sync::Arc;
+
 use crate::h1::server::{Exit, H1Conn, Workspace};
 use crate::park::ConnSlot;
+use crate::tls::server::ServerTls;
 use crate::transport::Stream;
 use crate::worker::Core;
 
@@ -55,6 +58,9 @@ pub struct Job {
     /// Bytes are known to be waiting (the parker woke it): read them at
     /// once rather than wait for them.
     pub ready: bool,
+    /// A new connection on a TLS listener: the handshake to run first, with
+    /// the settings in force when it was accepted.
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 /// A handler's mailbox.
@@ -165,7 +171,19 @@ async fn serve(core: &Rc<Core>, workspace: &mut Workspace, job: Job) {
         peer,
         slot,
         ready,
+        tls,
     } = job;
+    let io = match tls {
+        Some(tls) => {
+            match crate::tls::accept::handshake(core, slot.listener, io, &tls, &mut workspace.timer)
+                .await
+            {
+                Some(io) => io,
+                None => return,
+            }
+        }
+        None => io,
+    };
     let conn = H1Conn::new(workspace, io, core.clone(), slot.listener, peer, ready);
     match conn.serve().await {
         Exit::Closed => drop(slot),
@@ -175,6 +193,7 @@ async fn serve(core: &Rc<Core>, workspace: &mut Workspace, job: Job) {
                 peer,
                 slot,
                 ready: false,
+                tls: None,
             };
             core.parker.park(core, job, until)
         }

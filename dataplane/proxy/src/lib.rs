@@ -8,7 +8,8 @@
 //!   the per-core `Core` and config `Snapshot`.
 //! - `handler`: tasks that serve connections one after another;
 //!   `park`: idle connections in a per-core slab and epoll set.
-//! - `transport`: the stream every connection runs over (plain TCP now).
+//! - `transport`: the stream every connection runs over (plain TCP or TLS);
+//!   `tls`: what listeners present and clusters trust (rustls configs).
 //! - `h1`: HTTP/1.x connections: reading requests, writing responses,
 //!   upstream exchanges, body relays, request and response views.
 //! - `pipeline`: the life of a request as named phases (route, filters,
@@ -47,6 +48,7 @@ pub mod server;
 #[cfg(test)]
 pub mod testing;
 pub mod timer;
+pub mod tls;
 pub mod transport;
 pub mod trim;
 pub mod tunnel;

@@ -87,6 +87,36 @@ pub struct ListenerStats {
     pub connections_rejected: Counter,
     /// Requests that matched no route, or were refused before routing.
     pub unrouted: ByClass,
+    /// TLS handshakes completed on the listener.
+    pub tls_handshakes: Counter,
+    /// TLS handshakes that failed, by reason (`TLS_FAILURES`).
+    pub tls_failures: [Counter; TLS_FAILURES.len()],
+}
+
+/// Why a downstream TLS handshake failed: the label values of
+/// `ringmesh_tls_handshake_failures_total` (`tls::reason::label`, plus
+/// `timeout`).
+pub const TLS_FAILURES: [&str; 9] = [
+    "timeout",
+    "peer_closed",
+    "io",
+    "incompatible",
+    "no_alpn",
+    "no_client_certificate",
+    "bad_certificate",
+    "alert_received",
+    "protocol_error",
+];
+
+impl ListenerStats {
+    /// Count a failed handshake under `reason` (one of `TLS_FAILURES`).
+    pub fn tls_failed(&self, reason: &str) {
+        let i = TLS_FAILURES
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(TLS_FAILURES.len() - 1);
+        self.tls_failures[i].inc();
+    }
 }
 
 #[derive(Debug, Default)]
@@ -179,6 +209,49 @@ type MetricDef<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Render all cores' counters, summed, in the Prometheus text format.
+/// Handshakes and their failures, for listeners that terminate TLS.
+fn render_tls(out: &mut String, config: &Config, cores: &[Arc<CoreStats>]) {
+    let sum = |f: &dyn Fn(&CoreStats) -> u64| cores.iter().map(|c| f(c)).sum::<u64>();
+    let tls: Vec<(usize, &str)> = config
+        .listeners
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.tls.is_some())
+        .map(|(i, l)| (i, l.name.as_str()))
+        .collect();
+    if tls.is_empty() {
+        return;
+    }
+    let name = "ringmesh_tls_handshakes_total";
+    header(
+        out,
+        name,
+        "counter",
+        "TLS handshakes completed by a listener.",
+    );
+    for &(li, l) in &tls {
+        let v = sum(&|c| c.listeners[li].tls_handshakes.get());
+        let _ = writeln!(out, "{name}{{listener=\"{}\"}} {v}", Label(l));
+    }
+    let name = "ringmesh_tls_handshake_failures_total";
+    header(
+        out,
+        name,
+        "counter",
+        "TLS handshakes a listener refused or lost, by reason.",
+    );
+    for &(li, l) in &tls {
+        for (ri, reason) in TLS_FAILURES.iter().enumerate() {
+            let v = sum(&|c| c.listeners[li].tls_failures[ri].get());
+            let _ = writeln!(
+                out,
+                "{name}{{listener=\"{}\",reason=\"{reason}\"}} {v}",
+                Label(l)
+            );
+        }
+    }
+}
+
 pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo]) -> String {
     let mut out = String::with_capacity(4096);
     let sum = |f: &dyn Fn(&CoreStats) -> u64| cores.iter().map(|c| f(c)).sum::<u64>();
@@ -262,6 +335,7 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
             let _ = writeln!(out, "{name}{{listener=\"{}\"}} {v}", Label(&l.name));
         }
     }
+    render_tls(&mut out, config, cores);
     header(
         &mut out,
         "ringmesh_upstream_requests_total",

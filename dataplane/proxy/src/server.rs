@@ -377,7 +377,12 @@ fn try_hint(config: &Config, bound: &[SocketAddr]) -> Option<String> {
                 (Action::Direct { .. }, PathMatch::Any, None) => "/".to_string(),
                 _ => return None,
             };
-            Some(format!("curl -i http://{addr}{path}"))
+            // `-k`: the hint shows the route answering; the certificate
+            // is the user's to trust (`--cacert`).
+            Some(match l.tls {
+                Some(_) => format!("curl -ik https://{addr}{path}"),
+                None => format!("curl -i http://{addr}{path}"),
+            })
         })
     })
 }

@@ -117,6 +117,7 @@ impl Harness {
             peer: SocketAddr::from(([10, 0, 0, 9], 40000)),
             slot: ConnSlot::open(self.core.clone(), 0),
             ready: false,
+            tls: None,
         };
         self.core.handlers.dispatch(&self.core, job);
         client

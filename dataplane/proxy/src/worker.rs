@@ -494,7 +494,9 @@ async fn accept_loop(core: Rc<Core>, index: usize, listener: TcpListener) {
         match accepted {
             Ok((stream, peer)) => {
                 let stats = &core.stats.listeners[index];
-                let max = core.snapshot().config.listeners[index]
+                let snap = core.snapshot();
+                let listener = &snap.config.listeners[index];
+                let max = listener
                     .max_connections
                     .map(|m| m.div_ceil(core.workers.max(1)));
                 if max.is_some_and(|m| stats.connections_active.get() as usize >= m) {
@@ -510,6 +512,7 @@ async fn accept_loop(core: Rc<Core>, index: usize, listener: TcpListener) {
                     peer,
                     slot,
                     ready: false,
+                    tls: listener.tls.clone(),
                 };
                 core.handlers.dispatch(&core, job);
             }

@@ -71,18 +71,20 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             message: format!("cannot read: {e}"),
         }],
     })?;
-    parse(&text, &name)
+    // Certificate paths in the file are relative to its directory.
+    validate::parse(&text, &name, path.parent())
 }
 
-/// Validate config text; `file` names it in errors.
+/// Validate config text; `file` names it in errors; relative paths in it
+/// are relative to the working directory.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
-    validate::parse(text, file)
+    validate::parse(text, file, None)
 }
 
 /// Validate a raw config (e.g. converted from a pushed snapshot); `source`
 /// names it in errors.
 pub fn validate(raw: &raw::RawConfig, source: &str) -> Result<Config, ConfigErrors> {
-    validate::validate(raw, source)
+    validate::validate(raw, source, None)
 }
 
 #[cfg(test)]

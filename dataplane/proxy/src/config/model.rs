@@ -6,6 +6,7 @@
 //! builds its own mutable state (pools, balancer cursors) from it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -69,6 +70,19 @@ pub struct Listener {
     /// A tunnel (after `101 Switching Protocols`) with no byte either way
     /// for this long is closed.
     pub tunnel_idle_timeout: Duration,
+    /// TLS termination; `None`: plaintext.
+    pub tls: Option<Arc<crate::tls::server::ServerTls>>,
+}
+
+impl Listener {
+    /// The scheme requests on this listener arrive with.
+    pub fn scheme(&self) -> &'static [u8] {
+        if self.tls.is_some() {
+            b"https"
+        } else {
+            b"http"
+        }
+    }
 }
 
 /// What the proxy does with a client's `X-Forwarded-Proto`.
@@ -190,6 +204,8 @@ pub struct Cluster {
     /// How often DNS names among the endpoints are resolved again.
     pub dns_refresh: Duration,
     pub pool: PoolConfig,
+    /// TLS origination; `None`: plaintext.
+    pub tls: Option<Arc<crate::tls::client::ClientTls>>,
 }
 
 impl Cluster {
@@ -202,6 +218,7 @@ impl Cluster {
             && self.lb == other.lb
             && self.connect_timeout == other.connect_timeout
             && self.pool == other.pool
+            && self.tls.as_ref().map(|t| t.key) == other.tls.as_ref().map(|t| t.key)
     }
 
     pub fn has_dns_endpoints(&self) -> bool {

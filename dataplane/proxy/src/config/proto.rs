@@ -17,6 +17,8 @@ use serde_saphyr::{Location, Spanned};
 
 use super::raw::*;
 
+mod tls;
+
 fn s<T>(value: T) -> Spanned<T> {
     Spanned::new(value, Location::UNKNOWN, Location::UNKNOWN)
 }
@@ -91,6 +93,7 @@ fn listener(l: &pb::Listener) -> RawListener {
         max_connections: l.max_connections.map(s),
         x_forwarded_proto: forwarded_proto(l.x_forwarded_proto),
         tunnel_idle_timeout: duration(&l.tunnel_idle_timeout),
+        tls: l.tls.as_ref().map(|t| s(tls::downstream(t))),
     }
 }
 
@@ -237,6 +240,7 @@ fn cluster(c: &pb::Cluster) -> RawCluster {
             idle_timeout: duration(&pool.idle_timeout),
             max_connections: pool.max_connections.map(s),
         },
+        tls: c.tls.as_ref().map(|t| s(tls::upstream(t))),
     }
 }
 
@@ -348,6 +352,10 @@ fn wire_listener(l: &RawListener, path: &str) -> Result<pb::Listener, ToProtoErr
             &l.tunnel_idle_timeout,
             &format!("{path}.tunnel_idle_timeout"),
         )?,
+        tls: match &l.tls {
+            Some(t) => Some(tls::wire_downstream(&t.value, &format!("{path}.tls"))?),
+            None => None,
+        },
     })
 }
 
@@ -501,6 +509,7 @@ fn wire_cluster(c: &RawCluster, path: &str) -> Result<pb::Cluster, ToProtoError>
             )?,
             max_connections: c.pool.max_connections.as_ref().map(|v| v.value),
         }),
+        tls: c.tls.as_ref().map(|t| tls::wire_upstream(&t.value)),
     })
 }
 

@@ -64,6 +64,62 @@ pub struct RawListener {
     /// `overwrite` or `trust`.
     pub x_forwarded_proto: Option<S<String>>,
     pub tunnel_idle_timeout: Option<S<String>>,
+    pub tls: Option<S<RawDownstreamTls>>,
+}
+
+/// TLS termination on a listener.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDownstreamTls {
+    #[serde(default)]
+    pub certificates: Vec<S<RawCertificate>>,
+    pub alpn: Option<Vec<S<String>>>,
+    pub handshake_timeout: Option<S<String>>,
+    pub client_auth: Option<S<RawClientAuth>>,
+    pub session_resumption: Option<S<bool>>,
+}
+
+/// A certificate chain and its key: each from a file (`cert`, `key`) or
+/// inline PEM (`cert_pem`, `key_pem`; what a control plane pushes). An
+/// inline key is never serialised back (`/config_dump`).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    pub cert: Option<S<String>>,
+    pub cert_pem: Option<S<String>>,
+    pub key: Option<S<String>>,
+    #[serde(default, serialize_with = "redacted")]
+    pub key_pem: Option<S<String>>,
+    pub server_names: Option<Vec<S<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientAuth {
+    pub ca: Option<S<String>>,
+    pub ca_pem: Option<S<String>>,
+    /// `require` or `optional`.
+    pub mode: Option<S<String>>,
+}
+
+/// TLS origination to a cluster's endpoints.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    pub ca: Option<S<String>>,
+    pub ca_pem: Option<S<String>>,
+    pub sni: Option<S<String>>,
+    pub alpn: Option<Vec<S<String>>>,
+    pub client_certificate: Option<S<RawCertificate>>,
+}
+
+/// Serialises a secret as a marker: it was given, and that is all anyone
+/// reading a dump may learn.
+fn redacted<Ser: serde::Serializer>(v: &Option<S<String>>, s: Ser) -> Result<Ser::Ok, Ser::Error> {
+    match v {
+        Some(_) => s.serialize_some("[redacted]"),
+        None => s.serialize_none(),
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -183,6 +239,7 @@ pub struct RawCluster {
     pub dns_refresh: Option<S<String>>,
     #[serde(default)]
     pub pool: RawPool,
+    pub tls: Option<S<RawUpstreamTls>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

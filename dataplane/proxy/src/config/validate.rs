@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,20 +20,25 @@ use super::raw::*;
 use super::{ConfigError, ConfigErrors};
 
 mod fault;
+mod tls;
 
 /// Parse and validate YAML text; `file` names it in errors.
-pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
+pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Config, ConfigErrors> {
     let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| ConfigErrors {
         file: file.to_string(),
         errors: vec![schema_error(&e)],
     })?;
-    validate(&raw, file)
+    validate(&raw, file, base)
 }
 
 /// Validate a raw config, from a file or converted from a pushed snapshot;
-/// `file` names its source in errors.
-pub fn validate(raw: &RawConfig, file: &str) -> Result<Config, ConfigErrors> {
-    let mut v = Validator { errors: Vec::new() };
+/// `file` names its source in errors; relative paths in it (certificates)
+/// are relative to `base`, or to the working directory.
+pub fn validate(raw: &RawConfig, file: &str, base: Option<&Path>) -> Result<Config, ConfigErrors> {
+    let mut v = Validator {
+        errors: Vec::new(),
+        base: base.map(Path::to_path_buf),
+    };
     let config = v.config(raw);
     if v.errors.is_empty() {
         Ok(config)
@@ -101,6 +107,8 @@ fn with_suggestion(message: String) -> String {
 
 struct Validator {
     errors: Vec<ConfigError>,
+    /// Directory relative file paths are resolved against.
+    base: Option<PathBuf>,
 }
 
 /// Whether a duration setting may be zero (every duration is also at most
@@ -237,12 +245,16 @@ impl Validator {
     }
 
     fn cluster(&mut self, c: &RawCluster, path: &str) -> Cluster {
-        let endpoints = c
+        let endpoints: Vec<EndpointSpec> = c
             .endpoints
             .iter()
             .enumerate()
             .filter_map(|(j, e)| self.endpoint(e, &format!("{path}.endpoints[{j}]")))
             .collect();
+        let tls = c
+            .tls
+            .as_ref()
+            .and_then(|t| self.upstream_tls(t, &endpoints, &format!("{path}.tls")));
         let lb = match c.lb.as_ref().map(|s| (s.value.as_str(), s)) {
             None | Some(("round_robin", _)) => LbPolicy::RoundRobin,
             Some(("least_request", _)) => LbPolicy::LeastRequest,
@@ -292,6 +304,7 @@ impl Validator {
                 Bounds::NonZero,
             ),
             pool,
+            tls,
         }
     }
 
@@ -450,6 +463,10 @@ impl Validator {
                 defaults::TUNNEL_IDLE_TIMEOUT,
                 Bounds::NonZero,
             ),
+            tls: l
+                .tls
+                .as_ref()
+                .and_then(|t| self.downstream_tls(t, &format!("{path}.tls"))),
         }
     }
 

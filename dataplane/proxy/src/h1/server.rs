@@ -169,6 +169,12 @@ impl<'w> H1Conn<'w> {
     ) -> Self {
         w.req.rbuf.clear();
         w.up.ubuf.clear();
+        // The connection's own transport, not the listener's current
+        // settings: a reload does not change what a client connected over.
+        w.req.scheme = match io {
+            Stream::Tls(_) => b"https",
+            _ => b"http",
+        };
         H1Conn {
             stall: core.snapshot().config.listeners[listener].idle_timeout,
             w,
@@ -216,6 +222,7 @@ impl<'w> H1Conn<'w> {
                 listener: self.listener,
                 client_ip: client_ip.as_bytes(),
                 client: self.client,
+                scheme: self.w.req.scheme,
             };
             let next = pipeline::serve(&mut self, &env).await;
             self.end_request();

@@ -28,6 +28,8 @@ pub struct Env<'a> {
     /// The client's address as text (X-Forwarded-For).
     pub client_ip: &'a [u8],
     pub client: std::net::IpAddr,
+    /// `http` or `https`: what the client connected over.
+    pub scheme: &'static [u8],
 }
 
 /// Per-request state the phases fill in, read by `log`.
@@ -285,7 +287,7 @@ fn prepare<D: Downstream>(
     let edits = RequestEdits {
         headers: &route.request_headers,
         client_ip: ctx.env.client_ip,
-        scheme: b"http",
+        scheme: ctx.env.scheme,
         forwarded_proto: ctx.listener.x_forwarded_proto,
         fallback_host: &ep.authority,
     };

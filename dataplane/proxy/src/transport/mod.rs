@@ -14,6 +14,7 @@
 
 #[cfg(test)]
 pub mod memory;
+pub mod tls;
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
@@ -26,6 +27,9 @@ use monoio::BufResult;
 /// A connection's byte stream.
 pub enum Stream {
     Plain(TcpStream),
+    /// Boxed: a session is a few hundred bytes, and every parked plain
+    /// connection would pay for the largest variant.
+    Tls(Box<tls::TlsStream>),
     /// A pipe to a scripted peer in unit tests (`memory`).
     #[cfg(test)]
     Memory(memory::MemStream),
@@ -44,7 +48,6 @@ impl Stream {
     pub fn into_tcp(self) -> Result<TcpStream, Stream> {
         match self {
             Stream::Plain(s) => Ok(s),
-            #[cfg(test)]
             other => Err(other),
         }
     }
@@ -55,6 +58,10 @@ impl Stream {
     pub fn parkable_fd(&self) -> Option<RawFd> {
         match self {
             Stream::Plain(s) => Some(s.as_raw_fd()),
+            // Only with nothing decrypted or half-received buffered: the
+            // parker waits for the socket, which would not signal those.
+            Stream::Tls(t) if !t.has_buffered_input() => Some(t.tcp().as_raw_fd()),
+            Stream::Tls(_) => None,
             #[cfg(test)]
             Stream::Memory(_) => None,
         }
@@ -65,7 +72,7 @@ impl Stream {
     /// memory pipe, which holds no kernel-owned buffer.
     pub fn cancels_reads(&self) -> bool {
         match self {
-            Stream::Plain(_) => true,
+            Stream::Plain(_) | Stream::Tls(_) => true,
             #[cfg(test)]
             Stream::Memory(_) => false,
         }
@@ -79,6 +86,7 @@ impl Stream {
     pub fn has_pending_input(&self) -> bool {
         match self {
             Stream::Plain(s) => peek_pending(s.as_raw_fd()),
+            Stream::Tls(t) => t.has_buffered_input() || peek_pending(t.tcp().as_raw_fd()),
             #[cfg(test)]
             Stream::Memory(m) => m.has_pending_input(),
         }
@@ -118,6 +126,7 @@ impl AsyncReadRent for Stream {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Stream::Plain(s) => s.read(buf).await,
+            Stream::Tls(t) => t.read(buf).await,
             #[cfg(test)]
             Stream::Memory(m) => m.read(buf).await,
         }
@@ -126,6 +135,7 @@ impl AsyncReadRent for Stream {
     async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Stream::Plain(s) => s.readv(buf).await,
+            Stream::Tls(t) => t.readv(buf).await,
             #[cfg(test)]
             Stream::Memory(_) => (
                 Err(io::Error::new(io::ErrorKind::Unsupported, "readv")),
@@ -143,6 +153,7 @@ impl CancelableAsyncReadRent for Stream {
     ) -> BufResult<usize, T> {
         match self {
             Stream::Plain(s) => s.cancelable_read(buf, c).await,
+            Stream::Tls(t) => t.cancelable_read(buf, c).await,
             // A memory read holds no kernel-owned buffer: dropping it is
             // as good as cancelling it.
             #[cfg(test)]
@@ -157,6 +168,7 @@ impl CancelableAsyncReadRent for Stream {
     ) -> BufResult<usize, T> {
         match self {
             Stream::Plain(s) => s.cancelable_readv(buf, c).await,
+            Stream::Tls(t) => t.cancelable_readv(buf, c).await,
             #[cfg(test)]
             Stream::Memory(_) => (
                 Err(io::Error::new(io::ErrorKind::Unsupported, "readv")),
@@ -170,6 +182,7 @@ impl AsyncWriteRent for Stream {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Stream::Plain(s) => s.write(buf).await,
+            Stream::Tls(t) => t.write(buf).await,
             #[cfg(test)]
             Stream::Memory(m) => m.write(buf).await,
         }
@@ -178,6 +191,7 @@ impl AsyncWriteRent for Stream {
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Stream::Plain(s) => s.writev(buf).await,
+            Stream::Tls(t) => t.writev(buf).await,
             #[cfg(test)]
             Stream::Memory(_) => (
                 Err(io::Error::new(io::ErrorKind::Unsupported, "writev")),
@@ -189,6 +203,7 @@ impl AsyncWriteRent for Stream {
     async fn flush(&mut self) -> io::Result<()> {
         match self {
             Stream::Plain(s) => s.flush().await,
+            Stream::Tls(t) => t.flush().await,
             #[cfg(test)]
             Stream::Memory(_) => Ok(()),
         }
@@ -197,6 +212,7 @@ impl AsyncWriteRent for Stream {
     async fn shutdown(&mut self) -> io::Result<()> {
         match self {
             Stream::Plain(s) => s.shutdown().await,
+            Stream::Tls(t) => t.shutdown().await,
             #[cfg(test)]
             Stream::Memory(m) => {
                 m.shutdown();

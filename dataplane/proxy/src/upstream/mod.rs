@@ -7,7 +7,7 @@
 //! Connections are keyed by endpoint and transport settings
 //! (`TransportKey`): the pool lives on each endpoint and every entry
 //! records the transport it was made with, so a connection made with one
-//! TLS identity or SNI (issue 9) is never handed to a request that needs
+//! TLS identity or SNI is never handed to a request that needs
 //! another. An endpoint holds two kinds of connection:
 //!
 //! - **exclusive** (HTTP/1.1): one request at a time; idle ones wait in a
@@ -28,10 +28,11 @@ mod pool;
 pub use connector::{ConnectError, Connector};
 pub use pool::{EndpointPool, Idle, Limit, OpenSlot, SharedConn, UpstreamConn};
 
-/// The transport settings a connection was made with. Plain TCP is the
-/// only one until TLS origination (issue 9) adds a variant carrying the
-/// id of its TLS settings (CA, SNI, client certificate).
+/// The transport settings a connection was made with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TransportKey {
     Plain,
+    /// TLS, with the digest of its settings (CA, SNI, ALPN, client
+    /// certificate: `ClientTls::key`).
+    Tls(u64),
 }
