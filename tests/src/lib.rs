@@ -5,6 +5,7 @@
 pub mod client;
 pub mod control;
 pub mod proxy;
+pub mod tls;
 pub mod upstream;
 
 pub use client::{Client, Response};

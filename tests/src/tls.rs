@@ -1,0 +1,364 @@
+//! TLS for the end-to-end tests: certificates made at test time (rcgen,
+//! never committed), a blocking TLS client that reports which certificate
+//! it was shown, and a TLS upstream.
+//!
+//! The client and upstream use rustls' ordinary blocking API, not the
+//! proxy's stream: the proxy's TLS is checked against an independent one
+//! (and against curl and openssl in the tests themselves).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+use crate::client::{Response, READ_TIMEOUT};
+
+/// A CA whose certificates and keys are written under a temporary
+/// directory, for configs to name.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub ca_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// A date: year, month, day.
+pub type Ymd = (i32, u8, u8);
+
+/// A leaf certificate's files.
+#[derive(Clone)]
+pub struct LeafFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Pki {
+    pub fn new(name: &str) -> Pki {
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().expect("ca key");
+        let cert = p.self_signed(&key).expect("ca cert");
+        let dir = tempfile::tempdir().expect("pki dir");
+        std::fs::write(dir.path().join("ca.pem"), cert.pem()).expect("write ca");
+        Pki {
+            dir,
+            ca_pem: cert.pem(),
+            issuer: Issuer::new(p, key),
+        }
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// A leaf for `names` (DNS names or IPs), written as `<file>.crt/.key`.
+    pub fn leaf(&self, file: &str, names: &[&str]) -> LeafFiles {
+        self.leaf_dated(file, names, None)
+    }
+
+    /// A leaf valid only between two dates (year, month, day).
+    pub fn leaf_dated(
+        &self,
+        file: &str,
+        names: &[&str],
+        window: Option<(Ymd, Ymd)>,
+    ) -> LeafFiles {
+        let mut p = CertificateParams::default();
+        p.distinguished_name
+            .push(DnType::CommonName, names.first().copied().unwrap_or(file));
+        p.subject_alt_names = names
+            .iter()
+            .map(|n| match n.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName((*n).try_into().expect("dns name")),
+            })
+            .collect();
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        if let Some(((y1, m1, d1), (y2, m2, d2))) = window {
+            p.not_before = rcgen::date_time_ymd(y1, m1, d1);
+            p.not_after = rcgen::date_time_ymd(y2, m2, d2);
+        }
+        let key = KeyPair::generate().expect("leaf key");
+        let cert = p.signed_by(&key, &self.issuer).expect("sign leaf");
+        let files = LeafFiles {
+            cert: self.dir.path().join(format!("{file}.crt")),
+            key: self.dir.path().join(format!("{file}.key")),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        };
+        files.write();
+        files
+    }
+}
+
+impl LeafFiles {
+    /// (Re)write the files, e.g. to rotate them in place.
+    pub fn write(&self) {
+        std::fs::write(&self.cert, &self.cert_pem).expect("write cert");
+        std::fs::write(&self.key, &self.key_pem).expect("write key");
+    }
+
+    /// The same files with another leaf's contents (a rotation).
+    pub fn replaced_by(&self, other: &LeafFiles) -> LeafFiles {
+        let files = LeafFiles {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            cert_pem: other.cert_pem.clone(),
+            key_pem: other.key_pem.clone(),
+        };
+        files.write();
+        files
+    }
+
+    pub fn der(&self) -> CertificateDer<'static> {
+        CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).expect("cert der")
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+fn roots(ca_pem: &str) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.expect("ca pem")).expect("add root");
+    }
+    roots
+}
+
+/// A blocking HTTPS client on one keep-alive connection.
+pub struct TlsClient {
+    stream: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl TlsClient {
+    /// Connect and finish the handshake; the error says why it failed.
+    pub fn connect(
+        addr: SocketAddr,
+        ca_pem: &str,
+        sni: &str,
+        client_cert: Option<&LeafFiles>,
+    ) -> Result<TlsClient, String> {
+        let builder = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots(ca_pem));
+        let mut config = match client_cert {
+            Some(l) => builder
+                .with_client_auth_cert(
+                    vec![l.der()],
+                    PrivateKeyDer::from_pem_slice(l.key_pem.as_bytes()).expect("key"),
+                )
+                .expect("client cert"),
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let name = ServerName::try_from(sni.to_string()).map_err(|e| e.to_string())?;
+        let conn =
+            rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+        let tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+        tcp.set_read_timeout(Some(READ_TIMEOUT)).expect("timeout");
+        let mut stream = rustls::StreamOwned::new(conn, tcp);
+        while stream.conn.is_handshaking() {
+            stream
+                .conn
+                .complete_io(&mut stream.sock)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(TlsClient {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// The leaf certificate the server presented.
+    pub fn server_cert(&self) -> CertificateDer<'static> {
+        self.stream
+            .conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .expect("server certificate")
+            .clone()
+    }
+
+    pub fn alpn(&self) -> Option<Vec<u8>> {
+        self.stream.conn.alpn_protocol().map(<[u8]>::to_vec)
+    }
+
+    /// GET `path`; the response needs a Content-Length (all the proxy's and
+    /// the TLS upstream's do). `Err` when the connection failed.
+    pub fn get(&mut self, path: &str, host: &str) -> Result<Response, String> {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        self.stream
+            .write_all(req.as_bytes())
+            .map_err(|e| format!("write: {e}"))?;
+        loop {
+            if let Some((resp, used)) = parse(&self.buf)? {
+                self.buf.drain(..used);
+                return Ok(resp);
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                return Err("connection closed before a full response".into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// One response with a Content-Length body from the front of `buf`.
+fn parse(buf: &[u8]) -> Result<Option<(Response, usize)>, String> {
+    let mut fields = [httparse::EMPTY_HEADER; 64];
+    let mut r = httparse::Response::new(&mut fields);
+    let head = match r.parse(buf).map_err(|e| e.to_string())? {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => return Ok(None),
+    };
+    let headers: Vec<(String, String)> = r
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .ok_or("response without content-length")?;
+    if buf.len() < head + len {
+        return Ok(None);
+    }
+    Ok(Some((
+        Response {
+            status: r.code.unwrap_or(0),
+            headers,
+            body: buf[head..head + len].to_vec(),
+        },
+        head + len,
+    )))
+}
+
+/// An HTTPS upstream: keep-alive, thread per connection. `/headers`
+/// answers with the request head; anything else with its name.
+pub struct TlsUpstream {
+    pub addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+}
+
+impl TlsUpstream {
+    pub fn start(name: &str, leaf: &LeafFiles) -> TlsUpstream {
+        let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).expect("key");
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der()], key)
+            .expect("server config");
+        let config = Arc::new(config);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (count, name) = (connections.clone(), name.to_string());
+        std::thread::spawn(move || {
+            for tcp in listener.incoming().map_while(Result::ok) {
+                count.fetch_add(1, Ordering::SeqCst);
+                let (config, name) = (config.clone(), name.clone());
+                std::thread::spawn(move || serve(tcp, config, &name));
+            }
+        });
+        TlsUpstream { addr, connections }
+    }
+
+    /// TCP connections accepted so far (handshakes that failed included).
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+fn serve(tcp: TcpStream, config: Arc<rustls::ServerConfig>, name: &str) {
+    let Ok(conn) = rustls::ServerConnection::new(config) else {
+        return;
+    };
+    let _ = tcp.set_read_timeout(Some(READ_TIMEOUT));
+    let stream = rustls::StreamOwned::new(conn, tcp);
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            head.push_str(&line);
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let body = if path == "/headers" {
+            head.clone()
+        } else {
+            name.to_string()
+        };
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let s = reader.get_mut();
+        if s.write_all(resp.as_bytes())
+            .and_then(|_| s.flush())
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Run a command, returning (success, stdout + stderr).
+pub fn run(cmd: &str, args: &[&str], stdin: &[u8]) -> (bool, String) {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd}: {e} (is it installed? .ci/run installs it)"));
+    if let Some(mut i) = child.stdin.take() {
+        let _ = i.write_all(stdin);
+    }
+    let out = child.wait_with_output().expect("wait");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// A path as a YAML string.
+pub fn yaml_path(p: &Path) -> String {
+    format!("'{}'", p.display())
+}
