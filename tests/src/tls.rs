@@ -68,12 +68,7 @@ impl Pki {
     }
 
     /// A leaf valid only between two dates (year, month, day).
-    pub fn leaf_dated(
-        &self,
-        file: &str,
-        names: &[&str],
-        window: Option<(Ymd, Ymd)>,
-    ) -> LeafFiles {
+    pub fn leaf_dated(&self, file: &str, names: &[&str], window: Option<(Ymd, Ymd)>) -> LeafFiles {
         let mut p = CertificateParams::default();
         p.distinguished_name
             .push(DnType::CommonName, names.first().copied().unwrap_or(file));
@@ -199,6 +194,49 @@ impl TlsClient {
 
     pub fn alpn(&self) -> Option<Vec<u8>> {
         self.stream.conn.alpn_protocol().map(<[u8]>::to_vec)
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("TLS write");
+    }
+
+    /// Read until the buffer holds `n` bytes, then take them.
+    pub fn read_exact(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            let mut chunk = [0u8; 16 * 1024];
+            let got = self.stream.read(&mut chunk).expect("TLS read");
+            assert!(got > 0, "closed with {} of {n} bytes", self.buf.len());
+            self.buf.extend_from_slice(&chunk[..got]);
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    /// Read one response head (any framing), as text.
+    pub fn read_head(&mut self) -> String {
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = self.buf.drain(..end + 4).collect::<Vec<u8>>();
+                return String::from_utf8_lossy(&head).into_owned();
+            }
+            let mut chunk = [0u8; 4096];
+            let got = self.stream.read(&mut chunk).expect("TLS read");
+            assert!(got > 0, "closed before a response head");
+            self.buf.extend_from_slice(&chunk[..got]);
+        }
+    }
+
+    /// Close the sending side: close_notify, then a TCP half-close.
+    pub fn close_write(&mut self) {
+        self.stream.conn.send_close_notify();
+        let _ = self.stream.flush();
+        let _ = self.stream.sock.shutdown(std::net::Shutdown::Write);
+    }
+
+    /// Everything until the server closes.
+    pub fn read_to_end(&mut self) -> Vec<u8> {
+        let mut rest = std::mem::take(&mut self.buf);
+        let _ = self.stream.read_to_end(&mut rest);
+        rest
     }
 
     /// GET `path`; the response needs a Content-Length (all the proxy's and

@@ -504,3 +504,34 @@ fn private_keys_stay_out_of_dumps_and_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn a_websocket_tunnel_runs_over_a_tls_listener() {
+    let pki = Pki::new("test ca");
+    let a = pki.leaf("a", &["a.test"]);
+    let up = Upstream::start("plain");
+    let routes = "      - { name: all, cluster: plain }\n";
+    let clusters = format!(
+        "clusters:\n  - {{ name: plain, endpoints: ['{}'] }}\n",
+        up.addr
+    );
+    let proxy = Proxy::start(&listener_yaml(&[&a], "", routes, &clusters));
+    let mut c =
+        TlsClient::connect(proxy.addr("main"), &pki.ca_pem, "a.test", None).expect("connect");
+    c.send(b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    let head = c.read_head();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // Small frames, and one larger than a TLS record, both ways.
+    let big: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+    for msg in [&b"ping"[..], &big[..], b"after"] {
+        c.send(msg);
+        assert!(
+            c.read_exact(msg.len()) == msg,
+            "echo of {} bytes through the tunnel",
+            msg.len()
+        );
+    }
+    // A half-close reaches the upstream, which closes in turn.
+    c.close_write();
+    assert!(c.read_to_end().is_empty());
+}

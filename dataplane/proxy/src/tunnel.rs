@@ -12,8 +12,9 @@
 //! as it lives. It ends when neither direction has moved a byte for the
 //! listener's `tunnel_idle_timeout`, or when listeners close on drain.
 //!
-//! TLS (issue 9) cannot be spliced: it adds a copying relay here, over the
-//! stream's own read and write halves.
+//! A TLS end cannot be spliced (the kernel would move ciphertext): then
+//! each direction is copied through a buffer in user space, over the
+//! streams' read and write halves (`transport::ReadHalf`/`WriteHalf`).
 
 use std::cell::Cell;
 use std::io;
@@ -21,13 +22,13 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use monoio::io::splice::{SpliceDestination, SpliceSource};
-use monoio::io::{AsyncWriteRent, Splitable};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
 use crate::buf::ReadBuf;
 use crate::drain::Drain;
-use crate::transport::Stream;
+use crate::transport::{ReadHalf, Stream, WriteHalf};
 use crate::upstream::UpstreamConn;
 
 /// Bytes moved per splice: the pipe's default capacity.
@@ -92,13 +93,57 @@ async fn relay_both(
     from_client.clear();
     from_upstream.clear();
     activity.set(Instant::now());
-    match (client.into_tcp(), upstream.into_tcp()) {
-        (Ok(c), Ok(u)) => splice_both(c, u, activity).await,
+    match (client, upstream) {
+        (Stream::Plain(c), Stream::Plain(u)) => splice_both(c, u, activity).await,
         #[cfg(test)]
-        (Err(Stream::Memory(c)), Err(Stream::Memory(u))) => {
+        (Stream::Memory(c), Stream::Memory(u)) => {
             crate::transport::memory::copy_both(c, u, activity).await
         }
-        _ => tracing::warn!("tunnel between different transports is not supported"),
+        (client, upstream) => match (client.into_halves(), upstream.into_halves()) {
+            (Ok(c), Ok(u)) => copy_both(c, u, activity).await,
+            _ => tracing::warn!("tunnel between a memory pipe and a socket"),
+        },
+    }
+}
+
+/// Bytes copied per read when an end is TLS: a record's worth.
+const COPY_BUF: usize = 16 * 1024;
+
+async fn copy_both(
+    (mut cr, mut cw): (ReadHalf, WriteHalf),
+    (mut ur, mut uw): (ReadHalf, WriteHalf),
+    activity: &Cell<Instant>,
+) {
+    let up = async {
+        let _ = copy_one(&mut cr, &mut uw, activity).await;
+        let _ = uw.shutdown().await;
+    };
+    let down = async {
+        let _ = copy_one(&mut ur, &mut cw, activity).await;
+        let _ = cw.shutdown().await;
+    };
+    monoio::join!(up, down);
+}
+
+/// Copy from `src` to `dst` until `src` ends.
+async fn copy_one(
+    src: &mut ReadHalf,
+    dst: &mut WriteHalf,
+    activity: &Cell<Instant>,
+) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(COPY_BUF);
+    loop {
+        buf.clear();
+        let (res, b) = src.read(buf).await;
+        buf = b;
+        if res? == 0 {
+            return Ok(());
+        }
+        activity.set(Instant::now());
+        let (res, b) = dst.write_all(buf).await;
+        buf = b;
+        res?;
+        activity.set(Instant::now());
     }
 }
 

@@ -9,7 +9,8 @@
 //! flight) and cancelable reads (an idle connection's pending read is
 //! cancelled, not dropped, so its buffer comes back). What only some
 //! variants can do is asked, not assumed: `into_tcp` for splice (both ends
-//! must be plain TCP), `parkable` for the epoll-based parking of idle
+//! must be plain TCP), `into_halves` for a tunnel's copy relay (anything
+//! over a socket), `parkable_fd` for the epoll-based parking of idle
 //! connections (`park`).
 
 #[cfg(test)]
@@ -20,7 +21,10 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, CancelHandle, CancelableAsyncReadRent};
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, CancelHandle, CancelableAsyncReadRent, OwnedReadHalf,
+    OwnedWriteHalf, Splitable,
+};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 
@@ -89,6 +93,83 @@ impl Stream {
             Stream::Tls(t) => t.has_buffered_input() || peek_pending(t.tcp().as_raw_fd()),
             #[cfg(test)]
             Stream::Memory(m) => m.has_pending_input(),
+        }
+    }
+}
+
+/// The receiving half of a split stream (a tunnel's copy relay).
+pub enum ReadHalf {
+    Plain(OwnedReadHalf<TcpStream>),
+    Tls(tls::split::TlsReader),
+}
+
+/// The sending half of a split stream.
+pub enum WriteHalf {
+    Plain(OwnedWriteHalf<TcpStream>),
+    Tls(tls::split::TlsWriter),
+}
+
+impl Stream {
+    /// Two halves that read and write at the same time; `Err` for a
+    /// stream that cannot be split (a memory pipe).
+    pub fn into_halves(self) -> Result<(ReadHalf, WriteHalf), Stream> {
+        match self {
+            Stream::Plain(s) => {
+                let (r, w) = s.into_split();
+                Ok((ReadHalf::Plain(r), WriteHalf::Plain(w)))
+            }
+            Stream::Tls(t) => {
+                let (r, w) = t.into_split();
+                Ok((ReadHalf::Tls(r), WriteHalf::Tls(w)))
+            }
+            #[cfg(test)]
+            other => Err(other),
+        }
+    }
+}
+
+impl AsyncReadRent for ReadHalf {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            ReadHalf::Plain(s) => s.read(buf).await,
+            ReadHalf::Tls(t) => t.read(buf).await,
+        }
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            ReadHalf::Plain(s) => s.readv(buf).await,
+            ReadHalf::Tls(t) => t.readv(buf).await,
+        }
+    }
+}
+
+impl AsyncWriteRent for WriteHalf {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            WriteHalf::Plain(s) => s.write(buf).await,
+            WriteHalf::Tls(t) => t.write(buf).await,
+        }
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            WriteHalf::Plain(s) => s.writev(buf).await,
+            WriteHalf::Tls(t) => t.writev(buf).await,
+        }
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            WriteHalf::Plain(s) => s.flush().await,
+            WriteHalf::Tls(t) => t.flush().await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            WriteHalf::Plain(s) => s.shutdown().await,
+            WriteHalf::Tls(t) => t.shutdown().await,
         }
     }
 }

@@ -38,6 +38,7 @@
 
 pub mod buffers;
 mod iobuf;
+pub mod split;
 
 use std::io;
 use std::sync::Arc;
@@ -67,6 +68,12 @@ const MAX_FLIGHT: usize = 64 * 1024;
 /// A TLS session over a TCP connection, client or server side.
 pub struct TlsStream {
     tcp: TcpStream,
+    st: State,
+}
+
+/// The session and its buffers: everything but the socket, so the two
+/// halves of a split stream (`split`) can share it.
+struct State {
     session: Session,
     io: Bufs,
 }
@@ -193,8 +200,10 @@ impl TlsStream {
     fn new(tcp: TcpStream, session: Session) -> Self {
         TlsStream {
             tcp,
-            session,
-            io: Bufs::default(),
+            st: State {
+                session,
+                io: Bufs::default(),
+            },
         }
     }
 
@@ -219,6 +228,156 @@ impl TlsStream {
         }
     }
 
+    pub fn is_handshaking(&self) -> bool {
+        self.st.is_handshaking()
+    }
+
+    /// The protocol agreed in ALPN.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.st.alpn_protocol()
+    }
+
+    /// The peer's certificate chain, leaf first, once the handshake is done
+    /// (a client's only when one was asked for and sent).
+    pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
+        self.st.peer_certificates()
+    }
+
+    /// Plaintext or ciphertext is buffered here: a read would not wait.
+    pub fn has_buffered_input(&self) -> bool {
+        self.st.has_buffered_input()
+    }
+
+    fn drive(&mut self, want: Want<'_>) -> Result<Step, TlsError> {
+        self.st.drive(want)
+    }
+
+    /// Send the queued records.
+    async fn flush(&mut self) -> io::Result<()> {
+        if self.st.io.tx_end == 0 {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.st.io.tx);
+        let end = std::mem::take(&mut self.st.io.tx_end);
+        // Dropped before this returns: `broken` stays set, the records are
+        // gone with the operation.
+        let was_broken = std::mem::replace(&mut self.st.io.broken, true);
+        let (res, slice) = self.tcp.write_all(buf.slice(..end)).await;
+        self.st.io.broken = was_broken;
+        buffers::put_outgoing(slice.into_inner());
+        res.map(|_| ())
+    }
+
+    /// Read ciphertext from the socket, after what is buffered. Returns 0
+    /// at the end of the TCP stream.
+    async fn read_tls(&mut self, cancel: Option<CancelHandle>) -> io::Result<usize> {
+        if self.st.io.broken {
+            return Err(io::Error::other("TLS stream broken"));
+        }
+        let mut rx = std::mem::take(&mut self.st.io.rx);
+        if rx.capacity() == 0 {
+            rx = buffers::take_incoming();
+        } else if rx.len() == rx.capacity() {
+            // A handshake flight larger than a record.
+            if rx.len() >= MAX_FLIGHT {
+                self.st.io.rx = rx;
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "TLS handshake message too large",
+                ));
+            }
+            rx.reserve(rx.len());
+        }
+        let (len, cap) = (rx.len(), rx.capacity());
+        self.st.io.broken = true;
+        let (res, slice) = match cancel {
+            Some(c) => self.tcp.cancelable_read(rx.slice_mut(len..cap), c).await,
+            None => self.tcp.read(rx.slice_mut(len..cap)).await,
+        };
+        self.st.io.broken = false;
+        let rx = slice.into_inner();
+        if rx.is_empty() {
+            buffers::put_incoming(rx);
+        } else {
+            self.st.io.rx = rx;
+        }
+        res
+    }
+
+    async fn read_plain<T: IoBufMut>(
+        &mut self,
+        buf: T,
+        cancel: Option<CancelHandle>,
+    ) -> (io::Result<usize>, T) {
+        let mut fill = Fill::new(buf);
+        if fill.room() == 0 {
+            return (Ok(0), fill.into_inner());
+        }
+        loop {
+            if self.st.take_plain(&mut fill) {
+                return (Ok(fill.filled()), fill.into_inner());
+            }
+            let step = self.drive(Want::Read(&mut fill));
+            // Records rustls queued while reading (a key update answer,
+            // an alert) go out before anything else is read.
+            if let Err(e) = self.flush().await {
+                return (Err(e), fill.into_inner());
+            }
+            match step {
+                Err(e) => return (Err(e.into()), fill.into_inner()),
+                Ok(_) if fill.filled() > 0 => return (Ok(fill.filled()), fill.into_inner()),
+                Ok(_) if self.st.io.eof => return (Ok(0), fill.into_inner()),
+                Ok(_) => {}
+            }
+            match self.read_tls(cancel.clone()).await {
+                // The TCP stream ended without close_notify: an end of
+                // stream all the same (HTTP framing tells a cut message).
+                Ok(0) => {
+                    self.st.io.eof = true;
+                    return (Ok(0), fill.into_inner());
+                }
+                Ok(_) => {}
+                Err(e) => return (Err(e), fill.into_inner()),
+            }
+        }
+    }
+
+    async fn write_plain<T: IoBuf>(&mut self, buf: T) -> (io::Result<usize>, T) {
+        let res = self.write_bytes(iobuf::as_slice(&buf)).await;
+        (res, buf)
+    }
+
+    async fn write_bytes(&mut self, data: &[u8]) -> io::Result<usize> {
+        let mut sent = 0;
+        while sent < data.len() {
+            let piece = &data[sent..data.len().min(sent + MAX_PLAIN)];
+            match self.drive(Want::Encrypt(piece))? {
+                Step::Open => sent += piece.len(),
+                Step::Full => self.flush().await?,
+                Step::NeedData => {
+                    return Err(io::Error::other("TLS write before the handshake completed"))
+                }
+                Step::Closed => return Err(io::ErrorKind::BrokenPipe.into()),
+            }
+        }
+        self.flush().await?;
+        Ok(data.len())
+    }
+
+    /// Send close_notify, then close the sending side of the socket.
+    async fn close(&mut self) -> io::Result<()> {
+        if !self.st.io.broken {
+            if let Ok(Step::Full) = self.drive(Want::Close) {
+                self.flush().await?;
+                let _ = self.drive(Want::Close);
+            }
+            self.flush().await?;
+        }
+        self.tcp.shutdown().await
+    }
+}
+
+impl State {
     pub fn is_handshaking(&self) -> bool {
         match &self.session {
             Session::Server(c) => c.is_handshaking(),
@@ -308,58 +467,6 @@ impl TlsStream {
         self.io.broken = true;
     }
 
-    /// Send the queued records.
-    async fn flush(&mut self) -> io::Result<()> {
-        if self.io.tx_end == 0 {
-            return Ok(());
-        }
-        let buf = std::mem::take(&mut self.io.tx);
-        let end = std::mem::take(&mut self.io.tx_end);
-        // Dropped before this returns: `broken` stays set, the records are
-        // gone with the operation.
-        let was_broken = std::mem::replace(&mut self.io.broken, true);
-        let (res, slice) = self.tcp.write_all(buf.slice(..end)).await;
-        self.io.broken = was_broken;
-        buffers::put_outgoing(slice.into_inner());
-        res.map(|_| ())
-    }
-
-    /// Read ciphertext from the socket, after what is buffered. Returns 0
-    /// at the end of the TCP stream.
-    async fn read_tls(&mut self, cancel: Option<CancelHandle>) -> io::Result<usize> {
-        if self.io.broken {
-            return Err(io::Error::other("TLS stream broken"));
-        }
-        let mut rx = std::mem::take(&mut self.io.rx);
-        if rx.capacity() == 0 {
-            rx = buffers::take_incoming();
-        } else if rx.len() == rx.capacity() {
-            // A handshake flight larger than a record.
-            if rx.len() >= MAX_FLIGHT {
-                self.io.rx = rx;
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "TLS handshake message too large",
-                ));
-            }
-            rx.reserve(rx.len());
-        }
-        let (len, cap) = (rx.len(), rx.capacity());
-        self.io.broken = true;
-        let (res, slice) = match cancel {
-            Some(c) => self.tcp.cancelable_read(rx.slice_mut(len..cap), c).await,
-            None => self.tcp.read(rx.slice_mut(len..cap)).await,
-        };
-        self.io.broken = false;
-        let rx = slice.into_inner();
-        if rx.is_empty() {
-            buffers::put_incoming(rx);
-        } else {
-            self.io.rx = rx;
-        }
-        res
-    }
-
     /// Copy kept plaintext into `fill`; true if any was there.
     fn take_plain<T: IoBufMut>(&mut self, fill: &mut Fill<T>) -> bool {
         let io = &mut self.io;
@@ -372,78 +479,6 @@ impl TlsStream {
             buffers::put_incoming(std::mem::take(&mut io.plain));
         }
         true
-    }
-
-    async fn read_plain<T: IoBufMut>(
-        &mut self,
-        buf: T,
-        cancel: Option<CancelHandle>,
-    ) -> (io::Result<usize>, T) {
-        let mut fill = Fill::new(buf);
-        if fill.room() == 0 {
-            return (Ok(0), fill.into_inner());
-        }
-        loop {
-            if self.take_plain(&mut fill) {
-                return (Ok(fill.filled()), fill.into_inner());
-            }
-            let step = self.drive(Want::Read(&mut fill));
-            // Records rustls queued while reading (a key update answer,
-            // an alert) go out before anything else is read.
-            if let Err(e) = self.flush().await {
-                return (Err(e), fill.into_inner());
-            }
-            match step {
-                Err(e) => return (Err(e.into()), fill.into_inner()),
-                Ok(_) if fill.filled() > 0 => return (Ok(fill.filled()), fill.into_inner()),
-                Ok(_) if self.io.eof => return (Ok(0), fill.into_inner()),
-                Ok(_) => {}
-            }
-            match self.read_tls(cancel.clone()).await {
-                // The TCP stream ended without close_notify: an end of
-                // stream all the same (HTTP framing tells a cut message).
-                Ok(0) => {
-                    self.io.eof = true;
-                    return (Ok(0), fill.into_inner());
-                }
-                Ok(_) => {}
-                Err(e) => return (Err(e), fill.into_inner()),
-            }
-        }
-    }
-
-    async fn write_plain<T: IoBuf>(&mut self, buf: T) -> (io::Result<usize>, T) {
-        let res = self.write_bytes(iobuf::as_slice(&buf)).await;
-        (res, buf)
-    }
-
-    async fn write_bytes(&mut self, data: &[u8]) -> io::Result<usize> {
-        let mut sent = 0;
-        while sent < data.len() {
-            let piece = &data[sent..data.len().min(sent + MAX_PLAIN)];
-            match self.drive(Want::Encrypt(piece))? {
-                Step::Open => sent += piece.len(),
-                Step::Full => self.flush().await?,
-                Step::NeedData => {
-                    return Err(io::Error::other("TLS write before the handshake completed"))
-                }
-                Step::Closed => return Err(io::ErrorKind::BrokenPipe.into()),
-            }
-        }
-        self.flush().await?;
-        Ok(data.len())
-    }
-
-    /// Send close_notify, then close the sending side of the socket.
-    async fn close(&mut self) -> io::Result<()> {
-        if !self.io.broken {
-            if let Ok(Step::Full) = self.drive(Want::Close) {
-                self.flush().await?;
-                let _ = self.drive(Want::Close);
-            }
-            self.flush().await?;
-        }
-        self.tcp.shutdown().await
     }
 }
 

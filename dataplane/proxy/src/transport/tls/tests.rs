@@ -107,7 +107,7 @@ async fn pair(
 }
 
 fn holds_no_buffers(s: &TlsStream) -> bool {
-    s.io.rx.capacity() == 0 && s.io.tx.capacity() == 0 && s.io.plain.capacity() == 0
+    s.st.io.rx.capacity() == 0 && s.st.io.tx.capacity() == 0 && s.st.io.plain.capacity() == 0
 }
 
 #[test]
