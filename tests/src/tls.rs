@@ -309,11 +309,27 @@ pub struct TlsUpstream {
 
 impl TlsUpstream {
     pub fn start(name: &str, leaf: &LeafFiles) -> TlsUpstream {
+        Self::start_with(name, leaf, None)
+    }
+
+    /// An upstream that requires a client certificate from `client_ca`.
+    pub fn start_with(name: &str, leaf: &LeafFiles, client_ca: Option<&str>) -> TlsUpstream {
         let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).expect("key");
-        let config = rustls::ServerConfig::builder_with_provider(provider())
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
+            .expect("versions");
+        let builder = match client_ca {
+            Some(ca) => builder.with_client_cert_verifier(
+                rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots(ca)),
+                    provider(),
+                )
+                .build()
+                .expect("client verifier"),
+            ),
+            None => builder.with_no_client_auth(),
+        };
+        let config = builder
             .with_single_cert(vec![leaf.der()], key)
             .expect("server config");
         let config = Arc::new(config);

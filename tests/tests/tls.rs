@@ -535,3 +535,91 @@ fn a_websocket_tunnel_runs_over_a_tls_listener() {
     c.close_write();
     assert!(c.read_to_end().is_empty());
 }
+
+#[test]
+fn sessions_resume_unless_turned_off() {
+    let pki = Pki::new("test ca");
+    let a = pki.leaf("a", &["a.test"]);
+    let ca = pki.ca_file();
+    let ca = ca.to_str().expect("path");
+    let request = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
+    // Two connections through openssl, the second offering the first's
+    // session; returns how each handshake went ("New" or "Reused").
+    let twice = |proxy: &Proxy, version: &str| {
+        let port = proxy.addr("main").port();
+        let sess = pki.dir.path().join(format!("session{version}.pem"));
+        let sess = sess.to_str().expect("path");
+        let connect = format!("127.0.0.1:{port}");
+        let mut kinds = Vec::new();
+        for flag in ["-sess_out", "-sess_in"] {
+            let args = [
+                "s_client",
+                version,
+                "-connect",
+                &connect,
+                "-servername",
+                "a.test",
+                "-CAfile",
+                ca,
+                flag,
+                sess,
+                "-ign_eof",
+            ];
+            let (_, out) = run("openssl", &args, request);
+            assert!(out.contains("hello"), "{out}");
+            let kind = out
+                .lines()
+                .find(|l| l.starts_with("New,") || l.starts_with("Reused,"));
+            kinds.push(
+                kind.unwrap_or("none")
+                    .split(',')
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+            );
+        }
+        kinds
+    };
+    let proxy = Proxy::start(&listener_yaml(&[&a], "", "", ""));
+    assert_eq!(
+        twice(&proxy, "-tls1_3"),
+        ["New", "Reused"],
+        "TLS 1.3 ticket"
+    );
+    assert_eq!(
+        twice(&proxy, "-tls1_2"),
+        ["New", "Reused"],
+        "TLS 1.2 session"
+    );
+    let off = Proxy::start(&listener_yaml(
+        &[&a],
+        "      session_resumption: false\n",
+        "",
+        "",
+    ));
+    assert_eq!(twice(&off, "-tls1_3"), ["New", "New"]);
+    assert_eq!(twice(&off, "-tls1_2"), ["New", "New"]);
+}
+
+#[test]
+fn a_cluster_presents_its_client_certificate() {
+    let pki = Pki::new("test ca");
+    let up = TlsUpstream::start_with("mutual", &pki.leaf("up", &["api.test"]), Some(&pki.ca_pem));
+    let client = pki.leaf("client", &["proxy.test"]);
+    let with_cert = origination_yaml(&up, &pki.ca_file(), "api.test").replace(
+        "sni: api.test }",
+        &format!(
+            "sni: api.test, client_certificate: {{ cert: {}, key: {} }} }}",
+            yaml_path(&client.cert),
+            yaml_path(&client.key)
+        ),
+    );
+    let proxy = Proxy::start(&with_cert);
+    let r = Client::connect(proxy.addr("main")).get("/", "api.test");
+    assert_eq!((r.status, r.text().as_str()), (200, "mutual"));
+
+    // Without one, the upstream refuses (after the handshake, in TLS 1.3).
+    let proxy = Proxy::start(&origination_yaml(&up, &pki.ca_file(), "api.test"));
+    let r = Client::connect(proxy.addr("main")).get("/", "api.test");
+    assert_eq!(r.status, 502, "{}", r.text());
+}
