@@ -183,6 +183,9 @@ async fn serve(
                         let _ = io.set_nodelay(true);
                         let io = match &tls {
                             None => Stream::Plain(io),
+                            // The handshake runs as the first request is
+                            // read. (A new connection fails only on a bad
+                            // config, which start-up has already loaded.)
                             Some(tls) => match tls.connection() {
                                 Ok(conn) => Stream::Tls(Box::new(TlsStream::new(io, conn))),
                                 Err(_) => continue,

@@ -64,72 +64,72 @@ impl ClientTls {
     /// as `sni`; resume sessions only when `resume`.
     pub fn from_ca_file(ca: &Path, sni: &str, resume: bool) -> Result<ClientTls, String> {
         let pem = std::fs::read(ca).map_err(|e| format!("--tls-ca {}: {e}", ca.display()))?;
-        ClientTls::from_ca_pem(&pem, sni, resume)
-            .map_err(|e| format!("--tls-ca {}: {e}", ca.display()))
+        let roots = roots(&pem).map_err(|e| format!("--tls-ca {}: {e}", ca.display()))?;
+        ClientTls::new(roots, sni, resume)
     }
 
     /// As [`ClientTls::from_ca_file`], from PEM text.
     pub fn from_ca_pem(pem: &[u8], sni: &str, resume: bool) -> Result<ClientTls, String> {
-        let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| format!("not a PEM certificate: {e}"))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("not a usable CA certificate: {e}"))?;
-        }
-        if roots.is_empty() {
-            return Err("no CERTIFICATE in it".into());
-        }
+        ClientTls::new(roots(pem)?, sni, resume)
+    }
+
+    fn new(roots: RootCertStore, sni: &str, resume: bool) -> Result<ClientTls, String> {
         let server_name = ServerName::try_from(sni.to_string())
             .map_err(|e| format!("--sni {sni:?}: not a DNS name or IP address: {e}"))?;
-        let config = ClientConfig::builder_with_provider(client_provider())
+        let mut config = ClientConfig::builder_with_provider(client_provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS versions: {e}"))?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let mut tls = ClientTls {
+        config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+        config.resumption = resumption(resume);
+        Ok(ClientTls {
             config: Arc::new(config),
             server_name,
             resume,
-        };
-        tls.set_resumption();
-        Ok(tls)
-    }
-
-    fn set_resumption(&mut self) {
-        let c = Arc::make_mut(&mut self.config);
-        c.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
-        c.resumption = if self.resume {
-            // Room for every connection a load thread keeps.
-            Resumption::in_memory_sessions(4096)
-        } else {
-            Resumption::disabled()
-        };
+        })
     }
 
     /// A copy with a session cache of its own (one per load thread, so
     /// threads never share a lock).
     pub fn for_thread(&self) -> ClientTls {
-        let mut t = ClientTls {
-            config: Arc::new((*self.config).clone()),
+        let mut config = (*self.config).clone();
+        config.resumption = resumption(self.resume);
+        ClientTls {
+            config: Arc::new(config),
             server_name: self.server_name.clone(),
             resume: self.resume,
-        };
-        t.set_resumption();
-        t
-    }
-
-    pub fn resumes(&self) -> bool {
-        self.resume
-    }
-
-    pub fn server_name(&self) -> &ServerName<'static> {
-        &self.server_name
+        }
     }
 
     /// A new client connection (nothing sent yet).
     pub fn connection(&self) -> Result<rustls::ClientConnection, rustls::Error> {
         rustls::ClientConnection::new(self.config.clone(), self.server_name.clone())
+    }
+}
+
+/// The CA certificates in `pem`.
+fn roots(pem: &[u8]) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| format!("not a PEM certificate: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("not a usable CA certificate: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("no CERTIFICATE in it".into());
+    }
+    Ok(roots)
+}
+
+/// A fresh session cache, or none: each new connection a full handshake.
+fn resumption(resume: bool) -> Resumption {
+    if resume {
+        // Room for every connection a load thread keeps.
+        Resumption::in_memory_sessions(4096)
+    } else {
+        Resumption::disabled()
     }
 }
 
