@@ -102,9 +102,9 @@ impl ReadBuf {
         self.start = 0;
     }
 
-    /// Read more; Ok(0) at EOF. Compacts (or grows, when a head is larger
-    /// than the buffer) to make room first.
-    pub async fn fill<R: AsyncReadRent>(&mut self, io: &mut R) -> io::Result<usize> {
+    /// Compact (or grow, when a head is larger than the buffer) so at
+    /// least one more byte fits; how many do.
+    fn make_room(&mut self) -> usize {
         if self.buf.len() == self.buf.capacity() {
             if self.start > 0 {
                 self.buf.copy_within(self.start.., 0);
@@ -114,6 +114,24 @@ impl ReadBuf {
                 self.buf.reserve(self.buf.capacity().max(4096));
             }
         }
+        self.buf.capacity() - self.buf.len()
+    }
+
+    /// Copy in what fits of `bytes` (plaintext a TLS connection has
+    /// decrypted); how many were taken.
+    pub fn append(&mut self, bytes: &[u8]) -> usize {
+        if bytes.is_empty() {
+            return 0;
+        }
+        let n = bytes.len().min(self.make_room());
+        self.buf.extend_from_slice(&bytes[..n]);
+        n
+    }
+
+    /// Read more; Ok(0) at EOF. Compacts (or grows, when a head is larger
+    /// than the buffer) to make room first.
+    pub async fn fill<R: AsyncReadRent>(&mut self, io: &mut R) -> io::Result<usize> {
+        self.make_room();
         let buf = std::mem::take(&mut self.buf);
         let (len, cap) = (buf.len(), buf.capacity());
         let (res, slice) = io.read(buf.slice_mut(len..cap)).await;
@@ -122,11 +140,24 @@ impl ReadBuf {
     }
 }
 
+/// Something a [`ReadBuf`] is filled from: a plain socket, or a TLS
+/// stream that decrypts into it.
+pub trait Fill {
+    /// Read more into `rb`; Ok(0) at the end of the stream.
+    fn fill(&mut self, rb: &mut ReadBuf) -> impl std::future::Future<Output = io::Result<usize>>;
+}
+
+impl Fill for monoio::net::TcpStream {
+    async fn fill(&mut self, rb: &mut ReadBuf) -> io::Result<usize> {
+        rb.fill(self).await
+    }
+}
+
 /// Largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 
 /// Read one response (skipping 1xx) and discard its body.
-pub async fn read_response<R: AsyncReadRent>(
+pub async fn read_response<R: Fill>(
     io: &mut R,
     rb: &mut ReadBuf,
     head_request: bool,
@@ -139,7 +170,7 @@ pub async fn read_response<R: AsyncReadRent>(
                     return Err(ReadError::Malformed("head too large"))
                 }
                 None => {
-                    if rb.fill(io).await? == 0 {
+                    if io.fill(rb).await? == 0 {
                         return Err(ReadError::Closed);
                     }
                 }
@@ -214,11 +245,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ReadError> {
     Ok(Some((status, framing, reusable, len)))
 }
 
-async fn skip_length<R: AsyncReadRent>(
-    io: &mut R,
-    rb: &mut ReadBuf,
-    n: u64,
-) -> Result<u64, ReadError> {
+async fn skip_length<R: Fill>(io: &mut R, rb: &mut ReadBuf, n: u64) -> Result<u64, ReadError> {
     let mut left = n;
     loop {
         let take = (rb.data().len() as u64).min(left);
@@ -227,13 +254,13 @@ async fn skip_length<R: AsyncReadRent>(
         if left == 0 {
             return Ok(n);
         }
-        if rb.fill(io).await? == 0 {
+        if io.fill(rb).await? == 0 {
             return Err(ReadError::Closed);
         }
     }
 }
 
-async fn skip_chunked<R: AsyncReadRent>(io: &mut R, rb: &mut ReadBuf) -> Result<u64, ReadError> {
+async fn skip_chunked<R: Fill>(io: &mut R, rb: &mut ReadBuf) -> Result<u64, ReadError> {
     let mut dec = ChunkedDecoder::new();
     let mut total = 0u64;
     loop {
@@ -245,17 +272,17 @@ async fn skip_chunked<R: AsyncReadRent>(io: &mut R, rb: &mut ReadBuf) -> Result<
         if dec.is_done() {
             return Ok(total);
         }
-        if rb.fill(io).await? == 0 {
+        if io.fill(rb).await? == 0 {
             return Err(ReadError::Closed);
         }
     }
 }
 
-async fn skip_to_close<R: AsyncReadRent>(io: &mut R, rb: &mut ReadBuf) -> Result<u64, ReadError> {
+async fn skip_to_close<R: Fill>(io: &mut R, rb: &mut ReadBuf) -> Result<u64, ReadError> {
     let mut total = rb.data().len() as u64;
     rb.clear();
     loop {
-        let n = rb.fill(io).await?;
+        let n = io.fill(rb).await?;
         if n == 0 {
             return Ok(total);
         }

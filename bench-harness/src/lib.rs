@@ -3,7 +3,9 @@
 //! - [`upstream`]: a fast HTTP/1.1 test server (the thing behind the proxy);
 //! - [`load`]: a load generator, closed loop or open loop at a fixed rate;
 //! - [`compare`]: runs scenarios against ringmesh and its peers, same cores,
-//!   alternating runs, and reports medians as JSON, Markdown and SVG.
+//!   alternating runs, and reports medians as JSON, Markdown and SVG;
+//! - [`tls`]: rustls for the load and the upstream, and each run's
+//!   throwaway certificates.
 
 pub mod compare;
 pub mod hist;
@@ -14,4 +16,6 @@ pub mod procfs;
 pub mod progress;
 pub mod runtime;
 pub mod schedule;
+pub mod stream;
+pub mod tls;
 pub mod upstream;

@@ -1,6 +1,7 @@
 //! `ringmesh-bench`: test upstream, load generator and peer comparison.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use ringmesh_bench::http::RequestSpec;
 use ringmesh_bench::load::{self, LoadOptions};
 use ringmesh_bench::progress::LoadProgress;
 use ringmesh_bench::runtime::{CpuList, IoMode};
+use ringmesh_bench::tls::{ClientTls, ServerTls, DEFAULT_SNI};
 use ringmesh_bench::upstream::{self, AddedLatency, UpstreamOptions};
 
 #[derive(Parser)]
@@ -32,6 +34,16 @@ enum Cmd {
     Load(LoadArgs),
     /// Run a scenario against ringmesh and its peers; write JSON, Markdown, SVG.
     Compare(ringmesh_bench::compare::CompareArgs),
+    /// Write a throwaway CA and a leaf for localhost/127.0.0.1 (ECDSA
+    /// P-256) into a directory, for --tls-* runs by hand.
+    TlsCerts(TlsCertsArgs),
+}
+
+#[derive(Args)]
+struct TlsCertsArgs {
+    /// Directory to write ca.pem, leaf-chain.pem, leaf-key.pem and
+    /// leaf-combined.pem into (created if missing).
+    dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -60,11 +72,17 @@ struct UpstreamArgs {
     /// IO driver: auto, uring or epoll.
     #[arg(long, default_value = "auto")]
     io: IoMode,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Args)]
 struct LoadArgs {
-    /// http://HOST:PORT/PATH
+    /// http://HOST:PORT/PATH (https:// implies --tls)
     url: String,
     /// Connections kept open (or concurrent, with --new-connection).
     #[arg(short, long, default_value_t = 10)]
@@ -111,6 +129,21 @@ struct LoadArgs {
     /// IO driver: auto, uring or epoll.
     #[arg(long, default_value = "auto")]
     io: IoMode,
+    /// Speak TLS (needs --tls-ca). A failed handshake counts as a
+    /// `handshake` error; a new connection's handshake is part of its
+    /// request's latency.
+    #[arg(long)]
+    tls: bool,
+    /// CA certificate(s) to trust, PEM.
+    #[arg(long, value_name = "PEM")]
+    tls_ca: Option<PathBuf>,
+    /// Server name sent and verified.
+    #[arg(long, default_value = DEFAULT_SNI)]
+    sni: String,
+    /// Resume TLS sessions on later connections (default: every new
+    /// connection is a full handshake).
+    #[arg(long)]
+    tls_resume: bool,
 }
 
 fn main() -> ExitCode {
@@ -119,6 +152,7 @@ fn main() -> ExitCode {
         Cmd::Upstream(a) => run_upstream(a),
         Cmd::Load(a) => run_load(a),
         Cmd::Compare(a) => ringmesh_bench::compare::main(a),
+        Cmd::TlsCerts(a) => run_tls_certs(a),
     };
     match result {
         Ok(code) => code,
@@ -129,7 +163,20 @@ fn main() -> ExitCode {
     }
 }
 
+fn run_tls_certs(a: TlsCertsArgs) -> Result<ExitCode, String> {
+    let f = ringmesh_bench::tls::generate(&a.dir)?;
+    println!("CA (load --tls-ca):           {}", f.ca.display());
+    println!("chain (upstream --tls-cert):  {}", f.chain.display());
+    println!("key (upstream --tls-key):     {}", f.key.display());
+    println!("chain + key in one file:      {}", f.combined.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run_upstream(a: UpstreamArgs) -> Result<ExitCode, String> {
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(ServerTls::from_files(cert, key)?),
+        _ => None,
+    };
     let opts = UpstreamOptions {
         listen: a.listen,
         workers: a.workers,
@@ -139,12 +186,14 @@ fn run_upstream(a: UpstreamArgs) -> Result<ExitCode, String> {
         latency: a.latency,
         echo: a.echo,
         io: a.io,
+        tls,
     };
     let up = upstream::start(opts.clone()).map_err(|e| format!("upstream: {e}"))?;
     let addrs: Vec<String> = up.addrs.iter().map(|a| a.to_string()).collect();
     eprintln!(
-        "ringmesh-bench upstream listening on {} ({} workers, {}, status {}, {} body bytes{}{})",
+        "ringmesh-bench upstream listening on {}{} ({} workers, {}, status {}, {} body bytes{}{})",
         addrs.join(", "),
+        if opts.tls.is_some() { " (https)" } else { "" },
         opts.workers,
         up.driver,
         opts.status,
@@ -164,12 +213,18 @@ fn run_upstream(a: UpstreamArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Split `http://host:port/path` into the address to connect to, the Host
-/// header and the path.
-fn parse_url(url: &str) -> Result<(SocketAddr, String, String), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url:?}: only http:// URLs are supported"))?;
+/// Split `http://host:port/path` (or https://) into the address to
+/// connect to, the Host header, the path and whether it is https.
+fn parse_url(url: &str) -> Result<(SocketAddr, String, String, bool), String> {
+    let (rest, https) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (rest, false),
+        (_, Some(rest)) => (rest, true),
+        _ => {
+            return Err(format!(
+                "{url:?}: only http:// and https:// URLs are supported"
+            ))
+        }
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -183,18 +238,35 @@ fn parse_url(url: &str) -> Result<(SocketAddr, String, String), String> {
     {
         authority.to_string()
     } else {
-        format!("{authority}:80")
+        format!("{authority}:{}", if https { 443 } else { 80 })
     };
     let addr = with_port
         .to_socket_addrs()
         .map_err(|e| format!("{url:?}: cannot resolve {authority}: {e}"))?
         .next()
         .ok_or_else(|| format!("{url:?}: {authority} has no address"))?;
-    Ok((addr, authority.to_string(), path.to_string()))
+    Ok((addr, authority.to_string(), path.to_string(), https))
+}
+
+/// The load's TLS client, or None for plain HTTP; options that only mean
+/// something over TLS are refused without it.
+fn load_tls(a: &LoadArgs, https: bool) -> Result<Option<ClientTls>, String> {
+    if !(a.tls || https) {
+        if a.tls_ca.is_some() || a.tls_resume || a.sni != DEFAULT_SNI {
+            return Err("--tls-ca, --sni and --tls-resume apply with --tls only".into());
+        }
+        return Ok(None);
+    }
+    let ca = a
+        .tls_ca
+        .as_deref()
+        .ok_or("--tls needs --tls-ca PEM: the CA that issued the server's certificate")?;
+    ClientTls::from_ca_file(ca, &a.sni, a.tls_resume).map(Some)
 }
 
 fn run_load(a: LoadArgs) -> Result<ExitCode, String> {
-    let (addr, host, path) = parse_url(&a.url)?;
+    let (addr, host, path, https) = parse_url(&a.url)?;
+    let tls = load_tls(&a, https)?;
     let mut headers = Vec::new();
     for h in &a.headers {
         let (k, v) = h
@@ -229,7 +301,8 @@ fn run_load(a: LoadArgs) -> Result<ExitCode, String> {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
     }
     let mut progress = LoadProgress::new(a.warmup, a.duration, !a.quiet);
-    let report = load::run(&opts, stop, &mut progress).map_err(|e| format!("load: {e}"))?;
+    let report = load::run_with_tls(&opts, tls.as_ref(), stop, &mut progress)
+        .map_err(|e| format!("load: {e}"))?;
     progress.finish();
     match a.json.as_deref() {
         Some("-") => println!(
@@ -259,16 +332,23 @@ mod tests {
 
     #[test]
     fn urls() {
-        let (addr, host, path) = parse_url("http://127.0.0.1:8080/a/b?c").unwrap();
+        let (addr, host, path, https) = parse_url("http://127.0.0.1:8080/a/b?c").unwrap();
         assert_eq!(
-            (addr.to_string().as_str(), host.as_str(), path.as_str()),
-            ("127.0.0.1:8080", "127.0.0.1:8080", "/a/b?c")
+            (
+                addr.to_string().as_str(),
+                host.as_str(),
+                path.as_str(),
+                https
+            ),
+            ("127.0.0.1:8080", "127.0.0.1:8080", "/a/b?c", false)
         );
-        let (addr, _, path) = parse_url("http://127.0.0.1").unwrap();
+        let (addr, _, path, _) = parse_url("http://127.0.0.1").unwrap();
         assert_eq!((addr.port(), path.as_str()), (80, "/"));
-        assert!(parse_url("https://x/")
+        let (addr, _, _, https) = parse_url("https://127.0.0.1/").unwrap();
+        assert_eq!((addr.port(), https), (443, true));
+        assert!(parse_url("ftp://x/")
             .unwrap_err()
-            .contains("only http://"));
+            .contains("only http:// and https://"));
         assert!(parse_url("http:///x").unwrap_err().contains("no host"));
     }
 }

@@ -11,20 +11,23 @@
 //!   scenarios with different response sizes);
 //! - with `echo`, the request body comes back (chunked stays chunked);
 //! - with `latency`, the response waits a fixed or uniformly random time.
+//!
+//! With `tls` it serves HTTPS instead (rustls; the handshake runs as the
+//! first request is read), for scenarios where the proxy originates TLS.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::io::AsyncWriteRentExt;
-use monoio::net::TcpStream;
 use ringmesh_http1::ChunkedDecoder;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::http::ReadBuf;
+use crate::http::{Fill, ReadBuf};
 use crate::pace::Pacer;
 use crate::runtime::{self, IoMode};
+use crate::stream::Stream;
+use crate::tls::{ServerTls, TlsStream};
 
 #[derive(Debug, Clone)]
 pub struct UpstreamOptions {
@@ -36,6 +39,8 @@ pub struct UpstreamOptions {
     pub latency: Option<AddedLatency>,
     pub echo: bool,
     pub io: IoMode,
+    /// Serve HTTPS with this certificate instead of plain HTTP.
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for UpstreamOptions {
@@ -49,6 +54,7 @@ impl Default for UpstreamOptions {
             latency: None,
             echo: false,
             io: IoMode::Auto,
+            tls: None,
         }
     }
 }
@@ -118,7 +124,7 @@ pub fn start(opts: UpstreamOptions) -> io::Result<Upstream> {
                 }
                 let res = runtime::block_on(opts.io, |uring| {
                     let _ = tx.send(Ok(uring));
-                    serve(listeners, Rc::new(Responder::new(&opts)), uring)
+                    serve(listeners, Rc::new(Responder::new(&opts)), opts.tls, uring)
                 });
                 if let Err(e) = res {
                     let _ = tx.send(Err(e));
@@ -157,18 +163,34 @@ fn bind_reuseport(addr: SocketAddr, n: usize) -> io::Result<Vec<TcpListener>> {
     Ok(out)
 }
 
-async fn serve(listeners: Vec<TcpListener>, responder: Rc<Responder>, uring: bool) {
+async fn serve(
+    listeners: Vec<TcpListener>,
+    responder: Rc<Responder>,
+    tls: Option<ServerTls>,
+    uring: bool,
+) {
     let mut accepts = Vec::new();
     for l in listeners {
         let Ok(l) = monoio::net::TcpListener::from_std(l) else {
             continue;
         };
         let responder = responder.clone();
+        let tls = tls.clone();
         accepts.push(monoio::spawn(async move {
             loop {
                 match l.accept().await {
                     Ok((io, _)) => {
                         let _ = io.set_nodelay(true);
+                        let io = match &tls {
+                            None => Stream::Plain(io),
+                            // The handshake runs as the first request is
+                            // read. (A new connection fails only on a bad
+                            // config, which start-up has already loaded.)
+                            Some(tls) => match tls.connection() {
+                                Ok(conn) => Stream::Tls(Box::new(TlsStream::new(io, conn))),
+                                Err(_) => continue,
+                            },
+                        };
                         let responder = responder.clone();
                         monoio::spawn(async move {
                             let _ = connection(io, &responder, uring).await;
@@ -316,7 +338,7 @@ fn parse(buf: &[u8]) -> Parsed {
     })
 }
 
-async fn connection(mut io: TcpStream, r: &Responder, uring: bool) -> io::Result<()> {
+async fn connection(mut io: Stream, r: &Responder, uring: bool) -> io::Result<()> {
     let mut rb = ReadBuf::new(16 * 1024);
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut pacer = match r.latency {
@@ -329,13 +351,14 @@ async fn connection(mut io: TcpStream, r: &Responder, uring: bool) -> io::Result
             Parsed::Request(req) => req,
             Parsed::Invalid => {
                 out.extend_from_slice(&head(400, Some(0), true));
-                return flush(&mut io, &mut out).await;
+                flush(&mut io, &mut out).await?;
+                return io.close().await;
             }
             Parsed::Partial => {
                 // Everything complete so far has been answered: send it
                 // before waiting for more.
                 flush(&mut io, &mut out).await?;
-                if rb.fill(&mut io).await? == 0 {
+                if io.fill(&mut rb).await? == 0 {
                     return Ok(());
                 }
                 continue;
@@ -358,13 +381,14 @@ async fn connection(mut io: TcpStream, r: &Responder, uring: bool) -> io::Result
             respond(&mut io, &mut out, r, &req).await?;
         }
         if req.close {
-            return flush(&mut io, &mut out).await;
+            flush(&mut io, &mut out).await?;
+            return io.close().await;
         }
     }
 }
 
 async fn respond(
-    io: &mut TcpStream,
+    io: &mut Stream,
     out: &mut Vec<u8>,
     r: &Responder,
     req: &Request,
@@ -395,7 +419,7 @@ async fn respond(
 }
 
 /// Queue `bytes`: copied when small, written in place when large.
-async fn push(io: &mut TcpStream, out: &mut Vec<u8>, bytes: &'static [u8]) -> io::Result<()> {
+async fn push(io: &mut Stream, out: &mut Vec<u8>, bytes: &'static [u8]) -> io::Result<()> {
     if bytes.len() <= COALESCE_MAX {
         out.extend_from_slice(bytes);
         if out.len() < 64 * 1024 {
@@ -404,22 +428,21 @@ async fn push(io: &mut TcpStream, out: &mut Vec<u8>, bytes: &'static [u8]) -> io
         return flush(io, out).await;
     }
     flush(io, out).await?;
-    let (res, _) = io.write_all(bytes).await;
-    res.map(|_| ())
+    io.write_static(bytes).await
 }
 
-async fn flush(io: &mut TcpStream, out: &mut Vec<u8>) -> io::Result<()> {
+async fn flush(io: &mut Stream, out: &mut Vec<u8>) -> io::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
     let buf = std::mem::take(out);
-    let (res, mut buf) = io.write_all(buf).await;
+    let (res, mut buf) = io.write_vec(buf).await;
     buf.clear();
     *out = buf;
-    res.map(|_| ())
+    res
 }
 
-async fn skip_body(io: &mut TcpStream, rb: &mut ReadBuf, body: &Body) -> io::Result<()> {
+async fn skip_body(io: &mut Stream, rb: &mut ReadBuf, body: &Body) -> io::Result<()> {
     match body {
         Body::Length(n) => {
             let mut left = *n;
@@ -430,7 +453,7 @@ async fn skip_body(io: &mut TcpStream, rb: &mut ReadBuf, body: &Body) -> io::Res
                 if left == 0 {
                     return Ok(());
                 }
-                if rb.fill(io).await? == 0 {
+                if io.fill(rb).await? == 0 {
                     return Err(io::ErrorKind::UnexpectedEof.into());
                 }
             }
@@ -445,7 +468,7 @@ async fn skip_body(io: &mut TcpStream, rb: &mut ReadBuf, body: &Body) -> io::Res
                 if dec.is_done() {
                     return Ok(());
                 }
-                if rb.fill(io).await? == 0 {
+                if io.fill(rb).await? == 0 {
                     return Err(io::ErrorKind::UnexpectedEof.into());
                 }
             }
@@ -455,7 +478,7 @@ async fn skip_body(io: &mut TcpStream, rb: &mut ReadBuf, body: &Body) -> io::Res
 
 /// Send the request body back as it arrives, in the framing it came in.
 async fn echo(
-    io: &mut TcpStream,
+    io: &mut Stream,
     rb: &mut ReadBuf,
     out: &mut Vec<u8>,
     status: u16,
@@ -485,7 +508,7 @@ async fn echo(
             return Ok(());
         }
         flush(io, out).await?;
-        if rb.fill(io).await? == 0 {
+        if io.fill(rb).await? == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
     }

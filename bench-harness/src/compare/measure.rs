@@ -3,7 +3,8 @@
 //! Load steps run `ringmesh-bench load` as a child process pinned to the
 //! load CPUs; its stderr marks the start and end of the measured window,
 //! and the target's CPU time and the load CPUs' busy time are sampled at
-//! those two lines. Idle steps open the connections from here.
+//! those two lines. Idle steps open the connections from here (over TLS,
+//! each completes its handshake before its request).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -13,14 +14,18 @@ use std::time::Duration;
 
 use super::results::Metrics;
 use super::scenario::{Scenario, Step, StepKind};
+use super::tls::TlsRun;
 use crate::load::LoadReport;
 use crate::procfs;
 use crate::progress::{MEASURED, MEASURING};
+use crate::tls::{blocking, ClientTls};
 
-pub struct Target {
+pub struct Target<'a> {
     pub addr: SocketAddr,
     /// The process to account (None for `direct`).
     pub pid: Option<u32>,
+    /// Speak TLS to it (TLS scenarios).
+    pub tls: Option<&'a TlsRun>,
 }
 
 /// Samples taken at the window's edges.
@@ -44,10 +49,11 @@ fn sample(pid: Option<u32>, load_cpus: &[usize]) -> Sample {
 pub fn load_args(
     sc: &Scenario,
     step: &Step,
-    addr: SocketAddr,
+    target: &Target,
     rate: Option<f64>,
     duration: Duration,
 ) -> Vec<String> {
+    let addr = target.addr;
     let mut a: Vec<String> = vec![
         "load".into(),
         format!("http://{addr}{}", step.path),
@@ -90,6 +96,9 @@ pub fn load_args(
     if let Some(r) = rate {
         a.extend(["--rate".into(), format!("{r:.0}")]);
     }
+    if let Some(tls) = target.tls {
+        a.extend(tls.load_args());
+    }
     a
 }
 
@@ -103,7 +112,7 @@ pub fn load_step(
     duration: Duration,
 ) -> Result<(Metrics, LoadReport), String> {
     let mut cmd = Command::new(bench);
-    cmd.args(load_args(sc, step, target.addr, rate, duration))
+    cmd.args(load_args(sc, step, target, rate, duration))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = std::thread::scope(|s| {
@@ -179,8 +188,10 @@ pub fn load_step(
 pub fn idle_step(target: &Target, n: usize, hold: Duration) -> Result<Metrics, String> {
     let before = target.pid.map(|p| procfs::tree_rss_kib(p).0);
     let mut conns = Vec::with_capacity(n);
+    let tls = target.tls.map(|t| &t.client);
     for i in 0..n {
-        let s = one_request(target.addr).map_err(|e| format!("idle connection {i} of {n}: {e}"))?;
+        let s = idle_connection(target.addr, tls)
+            .map_err(|e| format!("idle connection {i} of {n}: {e}"))?;
         conns.push(s);
     }
     // Long enough for ringmesh to park them (1 s) and for every peer to
@@ -206,9 +217,26 @@ pub fn idle_step(target: &Target, n: usize, hold: Duration) -> Result<Metrics, S
     })
 }
 
-fn one_request(addr: SocketAddr) -> std::io::Result<TcpStream> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+/// A connection that has carried one request and is now idle: its socket
+/// (over TLS, the handshake done and the client's TLS state dropped, so
+/// thousands of them cost this process little; the target keeps its own).
+fn idle_connection(addr: SocketAddr, tls: Option<&ClientTls>) -> std::io::Result<TcpStream> {
+    match tls {
+        Some(tls) => {
+            let mut s = blocking::connect(addr, tls, Duration::from_secs(5))?;
+            one_request(&mut s)?;
+            Ok(s.into_parts().1)
+        }
+        None => {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            one_request(&mut s)?;
+            Ok(s)
+        }
+    }
+}
+
+fn one_request(s: &mut (impl Read + Write)) -> std::io::Result<()> {
     s.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")?;
     // Read to the end of a body-less or small content-length response.
     let mut buf = Vec::with_capacity(512);
@@ -227,17 +255,108 @@ fn one_request(addr: SocketAddr) -> std::io::Result<TcpStream> {
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0);
             if buf.len() >= end + 4 + len {
-                return Ok(s);
+                return Ok(());
             }
         }
     }
 }
 
+/// Whether the target closed `s`: what is waiting on it (a TLS session
+/// ticket, a close_notify) is read past, to see whether the end follows.
 fn is_closed(s: &TcpStream) -> bool {
     let _ = s.set_nonblocking(true);
-    let mut b = [0u8; 1];
+    let mut b = [0u8; 4096];
     let mut r = s;
-    let closed = matches!(r.read(&mut b), Ok(0));
+    let closed = loop {
+        match r.read(&mut b) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(e) => break e.kind() != std::io::ErrorKind::WouldBlock,
+        }
+    };
     let _ = s.set_nonblocking(false);
     closed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::{self, UpstreamOptions};
+
+    const SCENARIO: &str = r#"
+targets = ["nginx"]
+cpus = { proxy = [0], upstream = [0], load = [0] }
+[[step]]
+name = "hs"
+connections = 4
+new_connection = true
+"#;
+
+    #[test]
+    fn the_load_speaks_tls_to_tls_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = TlsRun::new(dir.path()).unwrap();
+        let sc = super::super::scenario::parse(SCENARIO, "t").unwrap();
+        let mut target = Target {
+            addr: "127.0.0.1:9443".parse().unwrap(),
+            pid: None,
+            tls: Some(&run),
+        };
+        let args = load_args(&sc, &sc.steps[0], &target, None, Duration::from_secs(1));
+        let ca = run.files.ca.display().to_string();
+        let tail: Vec<&str> = args
+            .iter()
+            .rev()
+            .take(6)
+            .rev()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            tail,
+            [
+                "--new-connection",
+                "--tls",
+                "--tls-ca",
+                &ca,
+                "--sni",
+                "localhost"
+            ]
+        );
+        assert_eq!(args[1], "http://127.0.0.1:9443/");
+        target.tls = None;
+        let plain = load_args(&sc, &sc.steps[0], &target, None, Duration::from_secs(1));
+        assert!(!plain.iter().any(|a| a.starts_with("--tls")), "{plain:?}");
+    }
+
+    #[test]
+    fn idle_tls_connections_finish_their_handshakes_and_stay_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = TlsRun::new(dir.path()).unwrap();
+        let tls = crate::tls::ServerTls::from_files(&run.files.chain, &run.files.key).unwrap();
+        let up = upstream::start(UpstreamOptions {
+            tls: Some(tls),
+            ..Default::default()
+        })
+        .unwrap();
+        let target = Target {
+            addr: up.addrs[0],
+            pid: None,
+            tls: Some(&run),
+        };
+        // Each handshakes, answers one request, and is still open after
+        // the hold (or the step fails saying how many were closed).
+        let m = idle_step(&target, 20, Duration::from_millis(50)).unwrap();
+        assert_eq!(m.idle_kib_per_conn, None, "no process to weigh");
+
+        // Held connections a server closes are noticed, TLS alert or not.
+        let plain = upstream::start(UpstreamOptions::default()).unwrap();
+        let mut s = TcpStream::connect(plain.addrs[0]).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).unwrap();
+        assert!(is_closed(&s));
+        let open = TcpStream::connect(plain.addrs[0]).unwrap();
+        assert!(!is_closed(&open));
+    }
 }

@@ -7,6 +7,7 @@
 //! Medians over repetitions are compared as ratios to the best proxy.
 //! With `--baseline-bin`, a second ringmesh build runs as one more target,
 //! so a change is judged against the build before it in the same run.
+//! With `tls = true` in the scenario, every proxy terminates TLS ([`tls`]).
 
 pub mod measure;
 pub mod render;
@@ -15,6 +16,7 @@ pub mod scenario;
 pub mod select;
 pub mod svg;
 pub mod targets;
+pub mod tls;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant};
 use results::{Calibration, CpuPlan, Machine, Report, Run, StepInfo, TargetInfo};
 use scenario::{Rate, Scenario, Step, StepKind};
 use targets::{RingmeshBins, TargetKind};
+use tls::TlsRun;
 
 #[derive(clap::Args, Debug)]
 pub struct CompareArgs {
@@ -150,6 +153,11 @@ pub fn run(
 ) -> Result<Report, String> {
     raise_fd_limit();
     let dir = Workdir::new()?;
+    let tls = if sc.tls {
+        Some(TlsRun::new(&dir.0.join("tls"))?)
+    } else {
+        None
+    };
     let mut infos = Vec::new();
     let mut runnable = Vec::new();
     // Two ringmesh builds usually print the same version: then the report
@@ -188,17 +196,43 @@ pub fn run(
             }
         }
     }
-    let upstream = start_upstream(sc, bench, &dir.0)?;
+    let upstream = start_upstream(sc, bench, &dir.0, None)?;
     eprintln!(
-        "upstream on {} (CPUs {:?}); targets on CPUs {:?}; load on CPUs {:?}",
-        upstream.addr, sc.cpus.upstream, sc.cpus.proxy, sc.cpus.load
+        "upstream on {} (CPUs {:?}); targets on CPUs {:?}; load on CPUs {:?}{}",
+        upstream.addr,
+        sc.cpus.upstream,
+        sc.cpus.proxy,
+        sc.cpus.load,
+        if tls.is_some() {
+            "; proxies terminate TLS"
+        } else {
+            ""
+        }
     );
+    // Over TLS, `direct` talks to a second upstream that serves TLS itself
+    // with the same certificate: the floor under a TLS proxy, as the plain
+    // upstream is under a plain one.
+    let direct_tls = match &tls {
+        Some(t) if runnable.iter().any(|(k, _)| !k.is_proxy()) => {
+            let up = start_upstream(sc, bench, &dir.0, Some(&t.files))?;
+            if let Some(i) = infos.iter_mut().find(|i| i.name == "direct") {
+                i.detail = format!(
+                    "TLS served by the test upstream itself (rustls, the same certificate) on {}: the floor, not a proxy",
+                    up.addr
+                );
+            }
+            Some(up)
+        }
+        _ => None,
+    };
     let max_conns = sc.steps.iter().map(|s| s.connections).max().unwrap_or(0);
     let ctx = Ctx {
         sc,
         bench,
         dir: &dir.0,
         upstream: upstream.addr,
+        direct: direct_tls.as_ref().map_or(upstream.addr, |d| d.addr),
+        tls: tls.as_ref(),
         max_conns,
     };
 
@@ -291,7 +325,10 @@ pub fn run(
             }
         }
     }
-    let step_infos: Vec<StepInfo> = steps.iter().map(|(s, r)| step_info(s, *r)).collect();
+    let step_infos: Vec<StepInfo> = steps
+        .iter()
+        .map(|(s, r)| step_info(s, *r, sc.tls))
+        .collect();
     let names: Vec<String> = runnable.iter().map(|(t, _)| t.to_string()).collect();
     let summary = results::summarize(&step_infos, &names, &runs);
     Ok(Report {
@@ -320,6 +357,7 @@ pub fn run(
         runs,
         summary,
         interrupted: stop.load(Ordering::Relaxed),
+        tls: sc.tls,
     })
 }
 
@@ -330,7 +368,7 @@ fn mark_failed(infos: &mut [TargetInfo], t: TargetKind, why: String) {
     }
 }
 
-fn step_info(s: &Step, rate: Option<f64>) -> StepInfo {
+fn step_info(s: &Step, rate: Option<f64>, tls: bool) -> StepInfo {
     let (kind, about, pipeline) = match &s.kind {
         StepKind::Closed {
             pipeline,
@@ -364,6 +402,18 @@ fn step_info(s: &Step, rate: Option<f64>) -> StepInfo {
         ),
     };
     let mut about = about;
+    if tls {
+        about.push_str(", TLS");
+        if matches!(
+            s.kind,
+            StepKind::Closed {
+                new_connection: true,
+                ..
+            }
+        ) {
+            about.push_str(" (a full handshake per request)");
+        }
+    }
     if s.body_size > 0 {
         about.push_str(&format!(", {} B request bodies", s.body_size));
     }
@@ -377,6 +427,13 @@ fn step_info(s: &Step, rate: Option<f64>) -> StepInfo {
         connections: s.connections,
         rate,
         pipeline,
+        new_connection: matches!(
+            s.kind,
+            StepKind::Closed {
+                new_connection: true,
+                ..
+            }
+        ),
     }
 }
 
@@ -384,7 +441,12 @@ struct Ctx<'a> {
     sc: &'a Scenario,
     bench: &'a Path,
     dir: &'a Path,
+    /// Where the proxies send requests (always plain HTTP).
     upstream: SocketAddr,
+    /// Where `direct` sends the load: the upstream, or over TLS the one
+    /// that serves TLS.
+    direct: SocketAddr,
+    tls: Option<&'a TlsRun>,
     max_conns: usize,
 }
 
@@ -397,7 +459,7 @@ impl Ctx<'_> {
     fn start(&self, t: TargetKind, bin: Option<&Path>) -> Result<Running, String> {
         let Some(bin) = bin else {
             return Ok(Running {
-                addr: self.upstream,
+                addr: self.direct,
                 child: None,
             });
         };
@@ -414,16 +476,24 @@ impl Ctx<'_> {
             fd_limit: rustix::process::getrlimit(rustix::process::Resource::Nofile)
                 .maximum
                 .unwrap_or(1 << 20),
+            tls: self.tls.map(|t| &t.files),
         };
         let cmd = targets::command(t, bin, &setup).map_err(|e| e.to_string())?;
         let log = dir.join("log.txt");
         let child = targets::spawn_pinned(cmd, &self.sc.cpus.proxy, &log)
             .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
-        let running = Running {
+        let mut running = Running {
             addr: listen,
             child: Some(child),
         };
-        if let Err(e) = targets::wait_ready(listen, Duration::from_secs(15)) {
+        let client = self.tls.map(|t| &t.client);
+        let ready = targets::wait_ready(
+            listen,
+            client,
+            Duration::from_secs(15),
+            running.child.as_mut(),
+        );
+        if let Err(e) = ready {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(8).collect();
             return Err(format!(
@@ -438,6 +508,7 @@ impl Ctx<'_> {
         let t = measure::Target {
             addr: target.addr,
             pid: target.child.as_ref().map(Child::id),
+            tls: self.tls,
         };
         match step.kind {
             StepKind::Idle { hold } => Ok(StepRun {
@@ -475,6 +546,7 @@ fn calibrate(
         body_size: 0,
     };
     let mut peak = std::collections::BTreeMap::new();
+    let mut failed = Vec::new();
     let proxies: Vec<_> = runnable.iter().filter(|(t, _)| t.is_proxy()).collect();
     let list: Vec<_> = if proxies.is_empty() {
         runnable.iter().collect()
@@ -485,6 +557,8 @@ fn calibrate(
         let target = match ctx.start(*t, bin.as_deref()) {
             Ok(r) => r,
             Err(e) => {
+                eprintln!("{t} failed to start: {e}");
+                failed.push(format!("{t} failed to start: {e}"));
                 mark_failed(infos, *t, e);
                 continue;
             }
@@ -492,6 +566,7 @@ fn calibrate(
         let mt = measure::Target {
             addr: target.addr,
             pid: target.child.as_ref().map(Child::id),
+            tls: ctx.tls,
         };
         let (m, _) = measure::load_step(ctx.bench, ctx.sc, &step, &mt, None, c.duration)?;
         eprintln!(
@@ -502,7 +577,12 @@ fn calibrate(
     }
     let basis = peak.values().copied().fold(f64::INFINITY, f64::min);
     if !basis.is_finite() || basis <= 0.0 {
-        return Err("calibration measured no throughput on any target".into());
+        let mut why = String::from("calibration measured no throughput on any target");
+        for f in failed {
+            why.push_str("\n  ");
+            why.push_str(&f.replace('\n', "\n    "));
+        }
+        return Err(why);
     }
     Ok(Calibration {
         peak_rps: peak,
@@ -527,6 +607,11 @@ impl Drop for Running {
 }
 
 fn stop_child(child: &mut Child) {
+    // Already reaped (it exited on its own): its pid may be another
+    // process's by now, so nothing is signalled.
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
     let tree = crate::procfs::tree(child.id());
     if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
@@ -546,7 +631,13 @@ fn stop_child(child: &mut Child) {
     let _ = child.wait();
 }
 
-fn start_upstream(sc: &Scenario, bench: &Path, dir: &Path) -> Result<Running, String> {
+/// Start the test upstream: plain HTTP, or serving TLS with `tls`.
+fn start_upstream(
+    sc: &Scenario,
+    bench: &Path,
+    dir: &Path,
+    tls: Option<&crate::tls::CertFiles>,
+) -> Result<Running, String> {
     let addr = free_port()?;
     let mut cmd = Command::new(bench);
     let cpus = sc
@@ -569,13 +660,35 @@ fn start_upstream(sc: &Scenario, bench: &Path, dir: &Path) -> Result<Running, St
     if let Some(l) = &sc.upstream.latency {
         cmd.args(["--latency", l]);
     }
-    let child = targets::spawn_pinned(cmd, &sc.cpus.upstream, &dir.join("upstream.log"))
-        .map_err(|e| format!("upstream: {e}"))?;
-    let running = Running {
+    let (log, what) = match tls {
+        Some(_) => ("upstream-tls.log", "TLS upstream"),
+        None => ("upstream.log", "upstream"),
+    };
+    let client = match tls {
+        Some(files) => {
+            cmd.arg("--tls-cert").arg(&files.chain);
+            cmd.arg("--tls-key").arg(&files.key);
+            Some(crate::tls::ClientTls::from_ca_file(
+                &files.ca,
+                crate::tls::DEFAULT_SNI,
+                false,
+            )?)
+        }
+        None => None,
+    };
+    let child = targets::spawn_pinned(cmd, &sc.cpus.upstream, &dir.join(log))
+        .map_err(|e| format!("{what}: {e}"))?;
+    let mut running = Running {
         addr,
         child: Some(child),
     };
-    targets::wait_ready(addr, Duration::from_secs(10)).map_err(|e| format!("upstream: {e}"))?;
+    targets::wait_ready(
+        addr,
+        client.as_ref(),
+        Duration::from_secs(10),
+        running.child.as_mut(),
+    )
+    .map_err(|e| format!("{what}: {e}"))?;
     Ok(running)
 }
 

@@ -60,6 +60,12 @@ pub fn markdown(r: &Report) -> String {
         if r.interrupted { " **Interrupted: partial results.**" } else { "" }
     );
     let _ = writeln!(out, "`{}`\n", r.command);
+    if r.tls {
+        let _ = writeln!(
+            out,
+            "**TLS:** every proxy terminates TLS on its listener (a certificate made for this run, ECDSA P-256); the upstream behind it is plain HTTP. The load never resumes a session, so a new connection is a full handshake.\n"
+        );
+    }
     headline(&mut out, r);
     for (s, info) in r.summary.iter().zip(&r.steps) {
         let _ = writeln!(out, "## {} — {}\n", s.step, info.about);
@@ -79,6 +85,9 @@ pub fn markdown(r: &Report) -> String {
             }
         );
     }
+    if let Some(line) = negotiated(r) {
+        let _ = writeln!(out, "\n{line}");
+    }
     if let Some(c) = &r.calibration {
         let peaks: Vec<String> = c
             .peak_rps
@@ -93,6 +102,27 @@ pub fn markdown(r: &Report) -> String {
         );
     }
     out
+}
+
+/// What each target's TLS handshakes agreed on, from the first run that
+/// says (None for plain runs).
+fn negotiated(r: &Report) -> Option<String> {
+    let mut parts = Vec::new();
+    for t in &r.targets {
+        let tls = r
+            .runs
+            .iter()
+            .filter(|run| run.target == t.name)
+            .filter_map(|run| run.load.as_ref()?.tls.as_ref())
+            .find(|tls| !tls.version.is_empty());
+        if let Some(tls) = tls {
+            parts.push(format!(
+                "{} {} {} {}",
+                t.name, tls.version, tls.cipher_suite, tls.key_exchange
+            ));
+        }
+    }
+    (!parts.is_empty()).then(|| format!("TLS negotiated: {}.", parts.join("; ")))
 }
 
 /// A headline column: title, step index, the metric, lower is better,
@@ -188,9 +218,49 @@ fn columns(r: &Report) -> Vec<Column> {
             rps,
         ));
     }
-    if let Some(i) = find(&|s| s.kind == "idle") {
+    if let Some(i) = find(&|s| s.kind == "closed" && s.new_connection) {
+        let s = &r.steps[i];
+        let bounded = if r.summary[i].bounded_by_machine {
+            ", machine-bound"
+        } else {
+            ""
+        };
+        let (rate, rate_short, cpu, cpu_short) = if r.tls {
+            (
+                "full handshakes/s",
+                "handshakes/s",
+                "CPU µs per handshake + request",
+                "CPU µs/handshake",
+            )
+        } else {
+            (
+                "new connections/s",
+                "new conn/s",
+                "CPU µs per connection + request",
+                "CPU µs/conn",
+            )
+        };
         cols.push(col(
-            format!("KiB per idle conn ({})", r.steps[i].connections),
+            format!("{rate} (c={}{bounded})", s.connections),
+            Some(rate_short),
+            i,
+            |m| Some(m.rps),
+            false,
+            rps,
+        ));
+        cols.push(col(
+            cpu.to_string(),
+            Some(cpu_short),
+            i,
+            |m| m.proxy_cpu_us_per_req,
+            true,
+            |v| format!("{v:.1}"),
+        ));
+    }
+    if let Some(i) = find(&|s| s.kind == "idle") {
+        let tls = if r.tls { " TLS" } else { "" };
+        cols.push(col(
+            format!("KiB per idle{tls} conn ({})", r.steps[i].connections),
             Some("KiB per idle conn"),
             i,
             |m| m.idle_kib_per_conn,
@@ -198,7 +268,7 @@ fn columns(r: &Report) -> Vec<Column> {
             |v| format!("{v:.2}"),
         ));
     }
-    if let Some(i) = find(&|s| s.kind == "closed" && s.pipeline == 1) {
+    if let Some(i) = find(&|s| s.kind == "closed" && s.pipeline == 1 && !s.new_connection) {
         let bounded = if r.summary[i].bounded_by_machine {
             ", machine-bound"
         } else {
@@ -373,6 +443,7 @@ pub(crate) mod tests {
             connections: 10,
             rate,
             pipeline,
+            new_connection: false,
         }
     }
 
@@ -436,6 +507,7 @@ pub(crate) mod tests {
             runs,
             summary,
             interrupted: false,
+            tls: false,
         }
     }
 
@@ -463,6 +535,79 @@ pub(crate) mod tests {
             "{md}"
         );
         assert!(md.contains("Bounded by the machine"), "{md}");
+    }
+
+    /// A TLS run: keep-alive at a rate, a new connection per request, idle.
+    fn tls_report(tls: bool) -> Report {
+        let mut hs = step("hs", "closed", None, 1);
+        hs.new_connection = true;
+        let steps = vec![step("half", "rate", Some(5_000.0), 1), hs];
+        let mut runs = vec![
+            run("ringmesh", "half", 5_000.0, 800.0, Some(40.0), None),
+            run("nginx", "half", 5_000.0, 900.0, Some(50.0), None),
+            run("ringmesh", "hs", 3_000.0, 300.0, Some(150.0), None),
+            run("nginx", "hs", 2_000.0, 320.0, Some(300.0), None),
+        ];
+        let negotiated = crate::tls::TlsSummary {
+            version: "TLSv1_3".into(),
+            cipher_suite: "TLS13_AES_256_GCM_SHA384".into(),
+            key_exchange: "X25519".into(),
+            full_handshakes: 10,
+            resumed_handshakes: 0,
+        };
+        // A load report as older builds wrote it (no handshake errors, no tls).
+        let load: crate::load::LoadReport = serde_json::from_value(serde_json::json!({
+            "target": "x", "mode": "closed", "connections": 1, "threads": 1, "pipeline": 1,
+            "new_connection": true, "request_body_bytes": 0, "rate_target": null,
+            "driver": "io_uring", "warmup_s": 1.0, "duration_s": 1.0, "requests": 10, "ok": 10,
+            "rps": 10.0, "response_body_bytes": 0,
+            "latency": {"count": 10, "min_us": 1.0, "p50_us": 1.0, "p90_us": 1.0, "p99_us": 1.0, "p999_us": 1.0,
+                        "p9999_us": 1.0, "max_us": 1.0, "mean_us": 1.0},
+            "statuses": {"1xx": 0, "2xx": 10, "3xx": 0, "4xx": 0, "5xx": 0},
+            "errors": {"connect": 0, "timeout": 0, "status": 0, "reset": 0, "protocol": 0},
+            "generator_cpu": 0.5, "interrupted": false,
+        }))
+        .unwrap();
+        if tls {
+            for r in runs.iter_mut().filter(|r| r.step == "hs") {
+                r.load = Some(crate::load::LoadReport {
+                    tls: Some(negotiated.clone()),
+                    ..load.clone()
+                });
+            }
+        }
+        let mut r = build(steps, &["ringmesh", "nginx"], runs);
+        r.tls = tls;
+        r
+    }
+
+    #[test]
+    fn tls_runs_lead_with_handshakes_and_say_what_was_negotiated() {
+        let md = markdown(&tls_report(true));
+        assert!(md.contains("**TLS:** every proxy terminates TLS"), "{md}");
+        let head = "| target | CPU µs/req @ 5000 req/s | p99 ms @ 5000 req/s | full handshakes/s (c=10) | CPU µs per handshake + request |";
+        assert!(md.contains(head), "{md}");
+        assert!(
+            md.contains("| nginx | 50.00 (1.25×) | 0.900 (1.12×) | 2000 (0.67×) | 300.0 (2.00×) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "TLS negotiated: ringmesh TLSv1_3 TLS13_AES_256_GCM_SHA384 X25519; nginx TLSv1_3"
+            ),
+            "{md}"
+        );
+        // The same steps without TLS: new connections, not handshakes, and
+        // the new-connection step is not taken for the closed-loop peak.
+        let md = markdown(&tls_report(false));
+        assert!(
+            md.contains("| new connections/s (c=10) | CPU µs per connection + request |"),
+            "{md}"
+        );
+        assert!(
+            !md.contains("closed-loop req/s") && !md.contains("TLS"),
+            "{md}"
+        );
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub struct Report {
     pub runs: Vec<Run>,
     pub summary: Vec<StepSummary>,
     pub interrupted: bool,
+    /// The proxies terminated TLS (a `tls = true` scenario).
+    #[serde(default)]
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -66,6 +69,9 @@ pub struct StepInfo {
     pub connections: usize,
     pub rate: Option<f64>,
     pub pipeline: usize,
+    /// A closed loop with a new connection per request.
+    #[serde(default)]
+    pub new_connection: bool,
 }
 
 /// One step against one target in one repetition.
@@ -249,6 +255,7 @@ mod tests {
                 connections: 1,
                 rate: None,
                 pipeline: 1,
+                new_connection: false,
             },
             StepInfo {
                 name: "half".into(),
@@ -257,6 +264,7 @@ mod tests {
                 connections: 1,
                 rate: Some(1.0),
                 pipeline: 1,
+                new_connection: false,
             },
         ];
         let targets: Vec<String> = ["direct", "a", "b"].map(String::from).to_vec();

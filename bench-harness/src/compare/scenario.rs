@@ -21,6 +21,9 @@ pub struct Scenario {
     pub upstream: UpstreamSpec,
     pub calibrate: Option<Calibrate>,
     pub steps: Vec<Step>,
+    /// Every proxy terminates TLS on its listener (certificates made per
+    /// run); the upstream behind it stays plain HTTP.
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +99,8 @@ struct RawScenario {
     calibrate: Option<RawCalibrate>,
     #[serde(rename = "step")]
     steps: Vec<RawStep>,
+    #[serde(default)]
+    tls: bool,
 }
 
 fn three() -> usize {
@@ -289,6 +294,7 @@ pub fn parse(text: &str, default_name: &str) -> Result<Scenario, Vec<String>> {
         },
         calibrate,
         steps,
+        tls: raw.tls,
     })
 }
 
@@ -443,6 +449,11 @@ hold = "2s"
             }
         );
         assert_eq!(s.upstream.workers, 1);
+        assert!(!s.tls, "plain unless asked");
+        let s = parse(&format!("tls = true\n{GOOD}"), "t").unwrap();
+        assert!(s.tls);
+        let err = parse(&format!("tls = \"yes\"\n{GOOD}"), "t").unwrap_err();
+        assert!(err[0].contains("tls"), "{err:?}");
     }
 
     #[test]

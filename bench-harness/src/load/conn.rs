@@ -7,17 +7,20 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
 use super::{Control, LoadOptions, ThreadStats};
 use crate::http::{read_response, ReadBuf, ReadError, Response};
 use crate::pace::Pacer;
 use crate::schedule::Schedule;
+use crate::stream::Stream;
+use crate::tls::{ClientTls, TlsStream, TlsSummary};
 
 /// Everything every thread needs, fixed before the run.
 pub struct Plan {
     pub opts: LoadOptions,
+    /// Connect over TLS with this (each thread takes its own copy).
+    pub tls: Option<ClientTls>,
     /// The request bytes (pipeline copies), leaked once per run so io_uring
     /// can own a `&'static` view with no copy per request.
     pub wire: &'static [u8],
@@ -28,11 +31,12 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(opts: &LoadOptions, start: Instant, threads: usize) -> Plan {
+    pub fn new(opts: &LoadOptions, tls: Option<ClientTls>, start: Instant, threads: usize) -> Plan {
         let wire = Box::leak(opts.request.encode(opts.pipeline).into_boxed_slice());
         let measure_from = start + opts.warmup;
         Plan {
             opts: opts.clone(),
+            tls,
             wire,
             start,
             measure_from,
@@ -47,6 +51,8 @@ struct Thread {
     control: Arc<Control>,
     index: usize,
     uring: bool,
+    /// This thread's TLS client (its own session cache).
+    tls: Option<ClientTls>,
     stats: RefCell<ThreadStats>,
 }
 
@@ -55,12 +61,17 @@ impl Thread {
         self.control.stop.load(Ordering::Relaxed)
     }
 
+    /// Whether what started (or was due) at `t0` is in the measured window.
+    fn in_window(&self, t0: Instant) -> bool {
+        t0 >= self.plan.measure_from && t0 < self.plan.end
+    }
+
     /// Count one finished exchange, started (or due) at `t0`.
     fn record(&self, t0: Instant, result: &Result<Response, Failure>) {
         self.control.progress[self.index]
             .0
             .fetch_add(1, Ordering::Relaxed);
-        if t0 < self.plan.measure_from || t0 >= self.plan.end {
+        if !self.in_window(t0) {
             return;
         }
         let mut s = self.stats.borrow_mut();
@@ -81,6 +92,7 @@ impl Thread {
             Err(Failure::Timeout) => s.errors.timeout += 1,
             Err(Failure::Reset) => s.errors.reset += 1,
             Err(Failure::Protocol) => s.errors.protocol += 1,
+            Err(Failure::Handshake) => s.errors.handshake += 1,
         }
     }
 }
@@ -91,6 +103,7 @@ enum Failure {
     Timeout,
     Reset,
     Protocol,
+    Handshake,
 }
 
 impl From<ReadError> for Failure {
@@ -115,7 +128,11 @@ pub async fn thread_main(
         control,
         index,
         uring,
-        stats: RefCell::default(),
+        tls: plan.tls.as_ref().map(ClientTls::for_thread),
+        stats: RefCell::new(ThreadStats {
+            tls: plan.tls.is_some().then(TlsSummary::default),
+            ..ThreadStats::default()
+        }),
     });
     let conns = plan.opts.connections;
     let mut tasks = Vec::new();
@@ -137,29 +154,46 @@ pub async fn thread_main(
 }
 
 struct Conn {
-    io: TcpStream,
+    io: Stream,
     rb: ReadBuf,
 }
 
-async fn connect(t: &Thread) -> Result<Conn, Failure> {
-    let addr = t.plan.opts.addr;
-    match monoio::time::timeout(t.plan.opts.timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(io)) => {
-            let _ = io.set_nodelay(true);
-            Ok(Conn {
-                io,
-                rb: ReadBuf::new(16 * 1024),
-            })
-        }
-        Ok(Err(_)) => Err(Failure::Connect),
-        Err(_) => Err(Failure::Timeout),
+/// Connect, and over TLS complete the handshake, for a request started
+/// (or due) at `t0`; the timeout bounds both together.
+async fn connect(t: &Thread, t0: Instant) -> Result<Conn, Failure> {
+    let io = match monoio::time::timeout(t.plan.opts.timeout, open(t, t0)).await {
+        Ok(io) => io?,
+        Err(_) => return Err(Failure::Timeout),
+    };
+    Ok(Conn {
+        io,
+        rb: ReadBuf::new(16 * 1024),
+    })
+}
+
+async fn open(t: &Thread, t0: Instant) -> Result<Stream, Failure> {
+    let io = TcpStream::connect(t.plan.opts.addr)
+        .await
+        .map_err(|_| Failure::Connect)?;
+    let _ = io.set_nodelay(true);
+    let Some(tls) = &t.tls else {
+        return Ok(Stream::Plain(io));
+    };
+    let conn = tls.connection().map_err(|_| Failure::Handshake)?;
+    let mut io = TlsStream::new(io, conn);
+    // Any failure before the handshake ends (bad certificate, an alert,
+    // the server closing or resetting) is the handshake's.
+    io.handshake().await.map_err(|_| Failure::Handshake)?;
+    if let Some(summary) = &mut t.stats.borrow_mut().tls {
+        summary.record(io.tls(), t.in_window(t0));
     }
+    Ok(Stream::Tls(Box::new(io)))
 }
 
 /// Write the request (or pipelined batch) and read `n` responses, calling
 /// `done` for each. Returns whether the connection can be reused.
 async fn exchange(t: &Thread, c: &mut Conn, t0: Instant) -> bool {
-    let (res, _) = c.io.write_all(t.plan.wire).await;
+    let res = c.io.write_static(t.plan.wire).await;
     if res.is_err() {
         t.record(t0, &Err(Failure::Reset));
         return false;
@@ -191,7 +225,7 @@ async fn closed(t: &Thread) -> io::Result<()> {
         let t0 = Instant::now();
         let mut c = match conn.take() {
             Some(c) => c,
-            None => match connect(t).await {
+            None => match connect(t, t0).await {
                 Ok(c) => c,
                 Err(f) => {
                     t.record(t0, &Err(f));
@@ -225,7 +259,7 @@ async fn paced(t: &Thread, mut schedule: Schedule) -> io::Result<()> {
         }
         let mut c = match conn.take() {
             Some(c) => c,
-            None => match connect(t).await {
+            None => match connect(t, due).await {
                 Ok(c) => c,
                 Err(f) => {
                     t.record(due, &Err(f));

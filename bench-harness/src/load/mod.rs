@@ -9,6 +9,11 @@
 //! Threads are monoio runtimes, each with its own connections and its own
 //! histogram; nothing is shared on the request path but a stop flag and a
 //! per-thread progress counter. Histograms are merged at the end.
+//!
+//! Over TLS ([`run_with_tls`]) each connection's handshake is part of its
+//! first request: measured in that request's latency (so with
+//! `new_connection` every sample includes a full handshake), and counted
+//! as a `handshake` error when it fails.
 
 mod conn;
 pub mod report;
@@ -23,6 +28,7 @@ pub use report::{ErrorCounts, LoadReport};
 use crate::hist::Latency;
 use crate::http::RequestSpec;
 use crate::runtime::{self, IoMode};
+use crate::tls::{ClientTls, TlsSummary};
 
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -108,6 +114,8 @@ pub struct ThreadStats {
     pub statuses: [u64; 6],
     pub bytes_read: u64,
     pub errors: ErrorCounts,
+    /// Handshakes (None: plain TCP).
+    pub tls: Option<TlsSummary>,
 }
 
 impl ThreadStats {
@@ -120,6 +128,11 @@ impl ThreadStats {
         }
         self.bytes_read += o.bytes_read;
         self.errors.add(&o.errors);
+        match (&mut self.tls, &o.tls) {
+            (Some(mine), Some(theirs)) => mine.merge(theirs),
+            (mine @ None, Some(theirs)) => *mine = Some(theirs.clone()),
+            (_, None) => {}
+        }
     }
 }
 
@@ -135,9 +148,19 @@ pub trait Watch {
 
 impl Watch for () {}
 
-/// Run the load; blocks until it ends (duration, or `stop`).
+/// Run the load over plain TCP; blocks until it ends (duration, or `stop`).
 pub fn run(
     opts: &LoadOptions,
+    stop: Arc<AtomicBool>,
+    watch: &mut dyn Watch,
+) -> std::io::Result<LoadReport> {
+    run_with_tls(opts, None, stop, watch)
+}
+
+/// Run the load, over TLS when `tls` is given; blocks until it ends.
+pub fn run_with_tls(
+    opts: &LoadOptions,
+    tls: Option<&ClientTls>,
     stop: Arc<AtomicBool>,
     watch: &mut dyn Watch,
 ) -> std::io::Result<LoadReport> {
@@ -146,7 +169,7 @@ pub fn run(
     let threads = opts.threads.clamp(1, opts.connections);
     let control = Control::new(threads, stop.clone());
     let start = Instant::now();
-    let plan = Arc::new(conn::Plan::new(opts, start, threads));
+    let plan = Arc::new(conn::Plan::new(opts, tls.cloned(), start, threads));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let mut handles = Vec::new();
     for t in 0..threads {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{LoadOptions, ThreadStats};
 use crate::hist::Percentiles;
+use crate::tls::TlsSummary;
 
 /// Failed requests by why they failed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +22,10 @@ pub struct ErrorCounts {
     pub reset: u64,
     /// A response that is not valid HTTP/1.1.
     pub protocol: u64,
+    /// The TLS handshake failed: a certificate not trusted, an alert, or
+    /// the connection closed before it ended.
+    #[serde(default)]
+    pub handshake: u64,
 }
 
 impl ErrorCounts {
@@ -30,10 +35,11 @@ impl ErrorCounts {
         self.status += o.status;
         self.reset += o.reset;
         self.protocol += o.protocol;
+        self.handshake += o.handshake;
     }
 
     pub fn total(&self) -> u64 {
-        self.connect + self.timeout + self.status + self.reset + self.protocol
+        self.connect + self.timeout + self.status + self.reset + self.protocol + self.handshake
     }
 }
 
@@ -66,6 +72,9 @@ pub struct LoadReport {
     /// core busy).
     pub generator_cpu: f64,
     pub interrupted: bool,
+    /// Over TLS: what was negotiated and how many handshakes (None: plain).
+    #[serde(default)]
+    pub tls: Option<TlsSummary>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +130,7 @@ impl LoadReport {
             errors: s.errors,
             generator_cpu: per_s(cpu_s),
             interrupted,
+            tls: s.tls.clone(),
         }
     }
 }
@@ -137,9 +147,10 @@ impl fmt::Display for LoadReport {
         } else {
             ""
         };
+        let tls = if self.tls.is_some() { ", TLS" } else { "" };
         writeln!(
             f,
-            "{} — {mode}, {} connections{conn}, {} threads ({})",
+            "{} — {mode}, {} connections{conn}{tls}, {} threads ({})",
             self.target, self.connections, self.threads, self.driver
         )?;
         if self.interrupted {
@@ -175,9 +186,28 @@ impl fmt::Display for LoadReport {
         let e = &self.errors;
         writeln!(
             f,
-            "  errors   connect {}  timeout {}  status {}  reset {}  protocol {}",
-            e.connect, e.timeout, e.status, e.reset, e.protocol
+            "  errors   connect {}  timeout {}  status {}  reset {}  protocol {}  handshake {}",
+            e.connect, e.timeout, e.status, e.reset, e.protocol, e.handshake
         )?;
+        if let Some(t) = &self.tls {
+            let per_s = |n: u64| {
+                if self.duration_s > 0.0 {
+                    n as f64 / self.duration_s
+                } else {
+                    0.0
+                }
+            };
+            writeln!(
+                f,
+                "  tls      {} {} {}: {} full handshakes ({:.0}/s), {} resumed",
+                t.version,
+                t.cipher_suite,
+                t.key_exchange,
+                t.full_handshakes,
+                per_s(t.full_handshakes),
+                t.resumed_handshakes
+            )?;
+        }
         write!(f, "  generator CPU {:.2} cores", self.generator_cpu)?;
         if let Some(rate) = self
             .rate_target
