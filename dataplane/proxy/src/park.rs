@@ -37,7 +37,7 @@ use slab::Slab;
 use tracing::warn;
 
 use crate::handler::Job;
-use crate::transport::borrow_fd;
+use crate::transport::{borrow_fd, Stream};
 use crate::worker::Core;
 
 pub use crate::h1::server::PARK_AFTER;
@@ -68,8 +68,14 @@ impl Drop for ConnSlot {
     }
 }
 
+/// What a parked connection keeps: its socket, its peer and its place in
+/// the listener's count. Not the whole `Job`: a parked connection's
+/// handshake is done and nothing is known to be waiting, and every byte
+/// here is paid per idle connection.
 struct Parked {
-    job: Job,
+    io: Stream,
+    peer: std::net::SocketAddr,
+    slot: ConnSlot,
     until: Instant,
     /// Told apart from a later entry reusing the same slab key.
     generation: u32,
@@ -131,8 +137,11 @@ impl Parker {
         core.stats.listeners[job.slot.listener]
             .connections_parked
             .inc();
+        let Job { io, peer, slot, .. } = job;
         entries.insert(Parked {
-            job,
+            io,
+            peer,
+            slot,
             until,
             generation,
         });
@@ -149,7 +158,13 @@ impl Parker {
     /// Take entry `key` out of the slab and the epoll set.
     fn take(&self, core: &Core, key: usize) -> Option<Job> {
         let parked = self.entries.borrow_mut().try_remove(key)?;
-        let job = parked.job;
+        let job = Job {
+            io: parked.io,
+            peer: parked.peer,
+            slot: parked.slot,
+            ready: false,
+            tls: None,
+        };
         if let Some(fd) = job.io.parkable_fd() {
             let _ = epoll::delete(self.set(), borrow_fd(fd));
         }
