@@ -7,6 +7,7 @@
 //! path (`HTTPRoute/checkout.spec.rules[0].backendRefs[1].name`), and a
 //! set with any problem is rejected as a whole.
 
+pub mod certs;
 pub mod model;
 pub mod raw;
 mod validate;
