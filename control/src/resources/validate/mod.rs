@@ -1,6 +1,6 @@
 //! Raw documents -> checked `Resources`, collecting every error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use serde::de::DeserializeOwned;
@@ -41,10 +41,16 @@ struct RawSet {
 
 struct Checker {
     errors: Vec<ResourceError>,
+    /// (kind, name) of resources that exist but failed their checks: a
+    /// reference to one is not reported again as "no such resource".
+    broken: BTreeSet<(&'static str, String)>,
 }
 
 pub fn parse(files: &[(String, String)]) -> Result<Resources, ResourceErrors> {
-    let mut c = Checker { errors: Vec::new() };
+    let mut c = Checker {
+        errors: Vec::new(),
+        broken: BTreeSet::new(),
+    };
     let mut set = RawSet::default();
     for (file, text) in files {
         for (offset, text) in split_documents(text) {
@@ -271,8 +277,14 @@ impl Checker {
             let Some(at) = self.named(&mut seen, doc, &raw.metadata.name, "Secret") else {
                 continue;
             };
-            if let Some(secret) = self.secret(doc, raw, &at) {
-                out.secrets.insert(secret.name.clone(), secret);
+            match self.secret(doc, raw, &at) {
+                Some(secret) => {
+                    out.secrets.insert(secret.name.clone(), secret);
+                }
+                None => {
+                    self.broken
+                        .insert(("Secret", raw.metadata.name.value.clone()));
+                }
             }
         }
         let mut seen = BTreeMap::new();
@@ -280,8 +292,14 @@ impl Checker {
             let Some(at) = self.named(&mut seen, doc, &raw.metadata.name, "ConfigMap") else {
                 continue;
             };
-            if let Some(cm) = self.config_map(doc, raw, &at) {
-                out.config_maps.insert(cm.name.clone(), cm);
+            match self.config_map(doc, raw, &at) {
+                Some(cm) => {
+                    out.config_maps.insert(cm.name.clone(), cm);
+                }
+                None => {
+                    self.broken
+                        .insert(("ConfigMap", raw.metadata.name.value.clone()));
+                }
             }
         }
         let mut seen = BTreeMap::new();
@@ -546,6 +564,14 @@ impl Checker {
         let known: Vec<&str> = known.map(String::as_str).collect();
         if known.contains(&name.value.as_str()) {
             return true;
+        }
+        if self
+            .broken
+            .iter()
+            .any(|(k, n)| *k == kind && *n == name.value)
+        {
+            // Its own errors say what is wrong with it.
+            return false;
         }
         let hint = did_you_mean(&name.value, &known);
         self.err(

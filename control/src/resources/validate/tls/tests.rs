@@ -181,6 +181,20 @@ fn secret_errors_at_their_fields() {
 }
 
 #[test]
+fn a_reference_to_a_broken_secret_is_not_a_second_error() {
+    let p = pki();
+    let old =
+        p.ca.leaf_valid(&["shop.example.com"], Some(((2020, 1, 1), (2021, 1, 1))));
+    let set = good(&p).replace(
+        &secret("shop-cert", &p.shop.cert_pem, &p.shop.key_pem),
+        &secret("shop-cert", &old.cert_pem, &old.key_pem),
+    );
+    let err = parse(&files(&set)).unwrap_err();
+    assert_eq!(err.0.len(), 1, "{err}");
+    assert_has(&err.to_string(), &["Secret/shop-cert.stringData[\"tls.crt\"]: certificate 1 (CN=shop.example.com) expired on 2021-01-01T00:00:00Z"]);
+}
+
+#[test]
 fn keys_pasted_in_the_wrong_place_are_not_echoed() {
     let p = pki();
     let set = good(&p).replace(
