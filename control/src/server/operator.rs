@@ -238,9 +238,9 @@ fn summarize(
             .map(|s| {
                 let leaf = &s.pair.leaf;
                 let chain = s.pair.chain_pem.matches("-----BEGIN").count();
-                let mut data = format!("tls.crt ({chain} certificates), tls.key (redacted)");
+                let mut data = format!("tls.crt ({}), tls.key (redacted)", certificates(chain));
                 if let Some(ca) = &s.ca {
-                    data.push_str(&format!(", ca.crt ({} certificates)", ca.count));
+                    data.push_str(&format!(", ca.crt ({})", certificates(ca.count)));
                 }
                 one(
                     &s.name,
@@ -262,7 +262,7 @@ fn summarize(
                 one(
                     &c.name,
                     src(&c.source),
-                    vec![("data", format!("ca.crt ({} certificates)", c.ca.count))],
+                    vec![("data", format!("ca.crt ({})", certificates(c.ca.count)))],
                 )
             })
             .collect(),
@@ -303,6 +303,13 @@ fn summarize(
     }
 }
 
+fn certificates(n: usize) -> String {
+    match n {
+        1 => "1 certificate".into(),
+        n => format!("{n} certificates"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,7 +339,7 @@ mod tests {
         assert_eq!(s["subject"], "CN=shop.example.com");
         assert_eq!(
             s["data"],
-            "tls.crt (1 certificates), tls.key (redacted), ca.crt (1 certificates)"
+            "tls.crt (1 certificate), tls.key (redacted), ca.crt (1 certificate)"
         );
         assert!(s["expires"].ends_with('Z'));
         let p = &summarize(&res, &Default::default(), "BackendTLSPolicy")[0].summary;
