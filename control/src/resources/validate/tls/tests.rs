@@ -434,3 +434,25 @@ fn config_maps_hold_a_ca_bundle() {
     let r = parse(&files(&two)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.config_maps["c"].ca.count, 2);
 }
+
+#[test]
+fn redact_takes_out_pem_and_long_quoted_values() {
+    use super::super::super::redact;
+    let key = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49\n-----END PRIVATE KEY-----\n";
+    assert_eq!(
+        redact(&format!("no Secret named `{key}` here")),
+        "no Secret named `[PEM redacted]` here"
+    );
+    assert_eq!(
+        redact("cut off: -----BEGIN RSA PRIVATE KEY-----\nMIIE"),
+        "cut off: [PEM redacted]"
+    );
+    let long = "A".repeat(300);
+    assert_eq!(
+        redact(&format!("a `{long}` b `short` c")),
+        "a `[300 characters, not shown]` b `short` c"
+    );
+    let plain =
+        "mesh.yaml:3:7: Secret/x.type: `Opaque`: ringmesh reads only `kubernetes.io/tls` Secrets";
+    assert_eq!(redact(plain), plain, "ordinary messages are untouched");
+}
