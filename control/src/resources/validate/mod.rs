@@ -10,6 +10,7 @@ use super::model::*;
 use super::raw::*;
 use super::{ResourceError, ResourceErrors};
 
+mod backend_tls;
 mod policy;
 mod tls;
 
