@@ -12,16 +12,29 @@
 //!
 //! A gateway (node.service = a Gateway's name) gets that Gateway's
 //! listeners, each with the rules of the HTTPRoutes attached to it (Host
-//! from `hostnames`), and the same clusters.
+//! from `hostnames`, intersected with the listener's `hostname`), and the
+//! same clusters. Listeners that share an address (one port, several
+//! hostnames, as the Gateway API serves SNI) become one proxy listener,
+//! named after the first of them; an HTTPS one carries their certificates,
+//! each answering for its listener's hostname.
+//!
+//! Certificates and keys go inline (`inline_pem`): they reach the proxy
+//! over the authenticated discovery stream, and no file has to exist on
+//! the proxy's machine. A Service that a BackendTLSPolicy targets gets a
+//! cluster that originates TLS, with the policy's CAs and hostname.
 //!
 //! Compiling is deterministic: the same inputs give the same config, so a
 //! config's hash is its version.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
 use ringmesh_proto::v1 as pb;
 
-use crate::resources::model::{HttpRoute, Parent, PathMatch, Resources, Rule};
+use crate::resources::model::{
+    BackendCa, BackendTls, GatewayListener, HttpRoute, Parent, PathMatch, Resources, Rule,
+    TlsSecret,
+};
 
 /// Name of the sidecar's cluster for its own workload. Service names
 /// cannot contain '_', so it never collides with one.
@@ -92,6 +105,11 @@ fn unique_route_names(routes: &mut [pb::Route]) {
 }
 
 fn clusters(res: &Resources, workloads: &Workloads) -> Vec<pb::Cluster> {
+    let policies: BTreeMap<&str, &BackendTls> = res
+        .backend_tls
+        .values()
+        .flat_map(|p| p.targets.iter().map(move |t| (t.as_str(), p)))
+        .collect();
     res.services
         .values()
         .map(|s| {
@@ -102,10 +120,45 @@ fn clusters(res: &Resources, workloads: &Workloads) -> Vec<pb::Cluster> {
             pb::Cluster {
                 name: s.name.clone(),
                 endpoints: endpoints.into_iter().collect(),
+                tls: policies.get(s.name.as_str()).map(|p| upstream_tls(res, p)),
                 ..Default::default()
             }
         })
         .collect()
+}
+
+/// A BackendTLSPolicy as the proxy's cluster `tls`: its CA bundles (none:
+/// the system's roots), its hostname as SNI and the name verified, and
+/// the client certificate of its `ringmesh.io/client-certificate` option.
+fn upstream_tls(res: &Resources, p: &BackendTls) -> pb::UpstreamTls {
+    let ca = match &p.ca {
+        BackendCa::System => None,
+        BackendCa::Refs(refs) => Some(inline(refs.iter().filter_map(|r| res.ca_pem(r)).collect())),
+    };
+    pb::UpstreamTls {
+        ca,
+        sni: Some(p.hostname.clone()),
+        alpn: Vec::new(),
+        client_certificate: p
+            .client_certificate
+            .as_ref()
+            .and_then(|n| res.secrets.get(n))
+            .map(|s| certificate(s, Vec::new())),
+    }
+}
+
+fn inline(pem: String) -> pb::DataSource {
+    pb::DataSource {
+        source: Some(pb::data_source::Source::InlinePem(pem)),
+    }
+}
+
+fn certificate(s: &TlsSecret, server_names: Vec<String>) -> pb::TlsCertificate {
+    pb::TlsCertificate {
+        cert: Some(inline(s.pair.chain_pem.clone())),
+        key: Some(inline(s.pair.key.expose().to_string())),
+        server_names,
+    }
 }
 
 fn sidecar(res: &Resources, node: &pb::Node) -> Result<Vec<pb::Listener>, CompileError> {
@@ -169,25 +222,90 @@ fn gateway(res: &Resources, node: &pb::Node) -> Result<Vec<pb::Listener>, Compil
             gateway: node.service.clone(),
         })?;
     let parent = Parent::Gateway(gw.name.clone());
-    let mut routes = Vec::new();
-    for r in attached(res, &parent) {
-        if r.hostnames.is_empty() {
-            routes.extend(rule_routes(r, None));
-        }
-        for h in &r.hostnames {
-            routes.extend(rule_routes(r, Some(h)));
+    let routes: Vec<&HttpRoute> = attached(res, &parent).collect();
+    let mut groups: Vec<Vec<&GatewayListener>> = Vec::new();
+    for l in &gw.listeners {
+        match groups.iter_mut().find(|g| g[0].address == l.address) {
+            Some(g) => g.push(l),
+            None => groups.push(vec![l]),
         }
     }
-    Ok(gw
-        .listeners
+    Ok(groups
         .iter()
-        .map(|l| pb::Listener {
-            name: l.name.clone(),
-            address: l.address.to_string(),
-            routes: routes.clone(),
-            ..Default::default()
-        })
+        .map(|g| shared_listener(res, g, &routes))
         .collect())
+}
+
+/// Gateway listeners on one address as one proxy listener. Routes of the
+/// most specific hostname come first (the proxy takes the first route
+/// that matches): the Gateway API's "most specific listener wins".
+fn shared_listener(
+    res: &Resources,
+    group: &[&GatewayListener],
+    attached: &[&HttpRoute],
+) -> pb::Listener {
+    let mut by_specificity = group.to_vec();
+    by_specificity.sort_by_key(|l| match l.hostname.as_deref() {
+        Some(h) if !h.starts_with('*') => (0, Reverse(0)),
+        Some(h) => (1, Reverse(h.len())),
+        None => (2, Reverse(0)),
+    });
+    let mut routes = Vec::new();
+    for l in by_specificity {
+        for r in attached {
+            for host in l.hosts_for(&r.hostnames) {
+                routes.extend(rule_routes(r, host.as_ref()));
+            }
+        }
+    }
+    pb::Listener {
+        name: group[0].name.clone(),
+        address: group[0].address.to_string(),
+        routes,
+        tls: downstream_tls(res, group),
+        ..Default::default()
+    }
+}
+
+/// The certificates of the listeners on one address. The listener without
+/// a hostname (if any) goes first, so its first certificate is the
+/// default, for clients that send no SNI or a name nothing serves; it
+/// answers for the names in its certificate except those a listener with
+/// that hostname serves. Every other certificate answers for its
+/// listener's hostname.
+fn downstream_tls(res: &Resources, group: &[&GatewayListener]) -> Option<pb::DownstreamTls> {
+    if group.iter().all(|l| l.tls.is_none()) {
+        return None;
+    }
+    let claimed: Vec<&str> = group.iter().filter_map(|l| l.hostname.as_deref()).collect();
+    let catch_all = group.iter().filter(|l| l.hostname.is_none());
+    let named = group.iter().filter(|l| l.hostname.is_some());
+    let mut certificates = Vec::new();
+    for l in catch_all.chain(named) {
+        let Some(tls) = &l.tls else { continue };
+        for s in tls.certificates.iter().filter_map(|n| res.secrets.get(n)) {
+            let names = match &l.hostname {
+                Some(h) => vec![h.clone()],
+                None => {
+                    let own = &s.pair.leaf.dns_names;
+                    if own.iter().any(|n| claimed.contains(&n.as_str())) {
+                        own.iter()
+                            .filter(|n| !claimed.contains(&n.as_str()))
+                            .cloned()
+                            .collect()
+                    } else {
+                        // The proxy reads none as the leaf's own names.
+                        Vec::new()
+                    }
+                }
+            };
+            certificates.push(certificate(s, names));
+        }
+    }
+    Some(pb::DownstreamTls {
+        certificates,
+        ..Default::default()
+    })
 }
 
 /// HTTPRoutes attached to `parent`, in name order.
@@ -305,6 +423,9 @@ fn action(rule: &Rule) -> pb::route::Action {
         }),
     }
 }
+
+#[cfg(test)]
+mod tls_tests;
 
 #[cfg(test)]
 mod tests {

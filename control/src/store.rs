@@ -3,6 +3,8 @@
 //! after the whole resulting set validates, so a bad apply changes nothing.
 //! Resources defined in files people wrote by hand are left to them:
 //! applying or deleting one of those is refused with where it lives.
+//! A Secret's file holds a private key: it is written readable by the
+//! control plane's user only (0600).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -120,7 +122,7 @@ impl Store {
                 Some(_) => "configured",
             };
             if !dry_run && what != "unchanged" {
-                write_atomically(&path, &d.text)?;
+                write_atomically(&path, &d.text, d.kind == "Secret")?;
             }
             results.push(format!(
                 "{}/{} {what}{}",
@@ -162,11 +164,28 @@ impl Store {
 }
 
 /// Write to a temporary file and rename it over the target: the watcher
-/// never reads half a file.
-fn write_atomically(path: &Path, text: &str) -> Result<(), StoreError> {
+/// never reads half a file. A `private` file is created 0600, before any
+/// byte is written to it.
+fn write_atomically(path: &Path, text: &str, private: bool) -> Result<(), StoreError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("yaml.tmp");
-    std::fs::write(&tmp, text).map_err(|e| StoreError::Io(format!("{}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))
+    // A leftover from an interrupted write may have other permissions.
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(if private { 0o600 } else { 0o644 })
+        .open(&tmp)
+        .map_err(|e| io_error(&tmp, e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| io_error(&tmp, e))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))
+}
+
+fn io_error(p: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Io(format!("{}: {e}", p.display()))
 }
 
 #[cfg(test)]
@@ -205,6 +224,35 @@ mod tests {
             ROUTE,
             "dry run wrote nothing"
         );
+    }
+
+    #[test]
+    fn a_secrets_file_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, store) = store();
+        let leaf = crate::resources::certs::testing::TestCa::new("ca").leaf(&["a.test"]);
+        let block = |pem: &str| {
+            pem.lines()
+                .map(|l| format!("    {l}\n"))
+                .collect::<String>()
+        };
+        let secret = format!(
+            "kind: Secret\nmetadata: {{ name: a }}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+            block(&leaf.cert_pem),
+            block(&leaf.key_pem)
+        );
+        let (results, _) = store
+            .apply(&[("a.yaml".into(), format!("{SVC}---\n{secret}"))], false)
+            .unwrap();
+        assert_eq!(results, ["Service/s created", "Secret/a created"]);
+        let mode = |f: &str| {
+            std::fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode("secret-a.yaml"), 0o600);
     }
 
     #[test]

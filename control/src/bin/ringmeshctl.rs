@@ -44,15 +44,22 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Create or replace a resource made from files (`create secret tls`).
+    Create {
+        #[command(subcommand)]
+        what: CreateCmd,
+    },
     /// Delete a resource that `apply` created.
     Delete {
-        /// service, httproute or gateway.
+        /// service, httproute, gateway, secret, configmap or backendtlspolicy.
         kind: String,
         name: String,
     },
-    /// List services, routes, gateways or proxies.
+    /// List services, routes, gateways, secrets, configmaps,
+    /// backendtlspolicies or proxies.
     Get {
-        /// services, routes, gateways or proxies.
+        /// services, routes, gateways, secrets, configmaps,
+        /// backendtlspolicies or proxies.
         what: String,
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
@@ -67,6 +74,34 @@ enum Cmd {
         /// A resource file or a directory of them (repeatable).
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CreateCmd {
+    /// A Secret.
+    Secret {
+        #[command(subcommand)]
+        kind: SecretCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretCmd {
+    /// A `kubernetes.io/tls` Secret from a PEM chain and key, as
+    /// `kubectl create secret tls` makes one; an existing one of that name
+    /// is replaced (a certificate rotation).
+    Tls {
+        name: String,
+        /// The certificate chain, PEM, leaf first.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Its private key, PEM.
+        #[arg(long)]
+        key: PathBuf,
+        /// Validate against what is in force; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -122,12 +157,48 @@ fn is_yaml(p: &Path) -> bool {
     matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml"))
 }
 
+/// `create secret tls`: the files as a Secret document, base64 in `data`
+/// as Kubernetes writes it (any bytes are safe in YAML that way). The
+/// first element names it in error messages.
+fn tls_secret(name: &str, cert: &Path, key: &Path) -> Result<(String, String), Failure> {
+    use base64::Engine;
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|e| Failure(2, format!("ringmeshctl: {}: {e}", p.display())))
+    };
+    let b64 = |bytes: Vec<u8>| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let text = format!(
+        "kind: Secret\nmetadata: {{ name: {name:?} }}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
+        b64(read(cert)?),
+        b64(read(key)?)
+    );
+    Ok((
+        format!(
+            "(secret {name} from {} and {})",
+            cert.display(),
+            key.display()
+        ),
+        text,
+    ))
+}
+
 fn validate(paths: &[PathBuf]) -> Result<(), Failure> {
     let files = read_inputs(paths)?;
     match ringmesh_control::resources::parse(&files) {
         Ok(r) => {
+            // The TLS kinds are counted only when there are some, so the
+            // line reads as before for a mesh without them.
+            let mut tls = String::new();
+            for (n, what) in [
+                (r.secrets.len(), "secrets"),
+                (r.config_maps.len(), "config maps"),
+                (r.backend_tls.len(), "backend TLS policies"),
+            ] {
+                if n > 0 {
+                    tls.push_str(&format!(", {n} {what}"));
+                }
+            }
             println!(
-                "valid: {} services, {} HTTP routes, {} gateways in {} files",
+                "valid: {} services, {} HTTP routes, {} gateways{tls} in {} files",
                 r.services.len(),
                 r.routes.len(),
                 r.gateways.len(),
@@ -199,6 +270,30 @@ fn remote(cli: &Cli) -> Result<(), Failure> {
                 let resp = client
                     .apply(pb::ApplyRequest {
                         files,
+                        dry_run: *dry_run,
+                    })
+                    .await
+                    .map_err(rpc_failure)?;
+                for line in resp.into_inner().results {
+                    println!("{line}");
+                }
+            }
+            Cmd::Create {
+                what:
+                    CreateCmd::Secret {
+                        kind:
+                            SecretCmd::Tls {
+                                name,
+                                cert,
+                                key,
+                                dry_run,
+                            },
+                    },
+            } => {
+                let (name, content) = tls_secret(name, cert, key)?;
+                let resp = client
+                    .apply(pb::ApplyRequest {
+                        files: vec![pb::ResourceFile { name, content }],
                         dry_run: *dry_run,
                     })
                     .await

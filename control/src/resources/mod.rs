@@ -7,6 +7,7 @@
 //! path (`HTTPRoute/checkout.spec.rules[0].backendRefs[1].name`), and a
 //! set with any problem is rejected as a whole.
 
+pub mod certs;
 pub mod model;
 pub mod raw;
 mod validate;
@@ -38,6 +39,49 @@ impl fmt::Display for ResourceError {
         }
         f.write_str(&self.message)
     }
+}
+
+/// `text` with anything that could be key material taken out: PEM blocks
+/// (`-----BEGIN ...` to its `-----END ...-----`) and quoted values longer
+/// than any name or host name. Every error message about resources goes
+/// through it, so a key pasted into the wrong field (a name, a reference)
+/// is not echoed back into logs, `ringmeshctl` output or `status`.
+pub fn redact(text: &str) -> String {
+    /// Longer than a host name (253): only pasted material is this long.
+    const LONGEST_SHOWN: usize = 256;
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN") {
+        out.push_str(&rest[..start]);
+        out.push_str("[PEM redacted]");
+        let after = &rest[start + "-----BEGIN".len()..];
+        rest = match after.find("-----END") {
+            Some(end) => {
+                let tail = &after[end + "-----END".len()..];
+                match tail.find("-----") {
+                    Some(close) => tail[close + "-----".len()..].trim_start_matches(['\r', '\n']),
+                    None => "",
+                }
+            }
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    // Backtick-quoted values, as the messages write them.
+    let mut shown = String::with_capacity(out.len());
+    let mut parts = out.split('`');
+    if let Some(first) = parts.next() {
+        shown.push_str(first);
+    }
+    for (i, part) in parts.enumerate() {
+        shown.push('`');
+        if i % 2 == 0 && part.len() > LONGEST_SHOWN {
+            shown.push_str(&format!("[{} characters, not shown]", part.chars().count()));
+        } else {
+            shown.push_str(part);
+        }
+    }
+    shown
 }
 
 /// Every problem in a set of resource files.
@@ -124,7 +168,7 @@ pub fn documents(file: &str, text: &str) -> Result<Vec<Document>, ResourceErrors
             line: offset + 1,
             column: 1,
             path: String::new(),
-            message,
+            message: redact(&message),
         };
         match serde_saphyr::from_str::<Ident>(doc) {
             Ok(Ident {

@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use super::state::Hub;
 use crate::compile::compile;
+use crate::resources::redact;
 
 pub struct DiscoveryService {
     pub hub: Arc<Hub>,
@@ -223,13 +224,16 @@ impl Conversation {
                 self.outstanding = false;
             }
             Some(nack) => {
-                warn!(node = %id, version = %req.version, errors = ?nack.errors, "NACK");
+                // The proxy's messages never quote keys; redacted anyway,
+                // as they reach the log and `ringmeshctl status`.
+                let errors: Vec<String> = nack.errors.iter().map(|e| redact(e)).collect();
+                warn!(node = %id, version = %req.version, ?errors, "NACK");
                 // The proxy still runs what it ACKed last.
                 self.refused = Some(req.version.clone());
                 self.sent = self.acked.clone();
                 self.outstanding = false;
                 self.hub.update(id, |p| {
-                    p.last_nack = Some((req.version.clone(), nack.errors.clone()))
+                    p.last_nack = Some((req.version.clone(), errors.clone()))
                 });
             }
         }

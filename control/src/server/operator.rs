@@ -6,7 +6,8 @@ use ringmesh_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::state::Hub;
-use crate::resources::model::{Parent, PathMatch, Resources};
+use crate::resources::model::{BackendCa, CaRef, Parent, PathMatch, Resources};
+use crate::resources::redact;
 use crate::store::{Store, StoreError};
 
 pub struct OperatorService {
@@ -14,13 +15,18 @@ pub struct OperatorService {
     pub store: Arc<Store>,
 }
 
+/// Errors go back redacted: a key pasted where a name goes is not echoed.
 fn status(e: StoreError) -> Status {
     match e {
-        StoreError::Invalid(lines) => Status::invalid_argument(lines.join("\n")),
-        StoreError::NotFound(m) => Status::not_found(m),
-        StoreError::Io(m) => Status::internal(m),
+        StoreError::Invalid(lines) => Status::invalid_argument(redact(&lines.join("\n"))),
+        StoreError::NotFound(m) => Status::not_found(redact(&m)),
+        StoreError::Io(m) => Status::internal(redact(&m)),
     }
 }
+
+/// The kinds `get` and `delete` take, as `ringmeshctl` lists them.
+pub const KIND_WORDS: &str =
+    "services, routes, gateways, secrets, configmaps or backendtlspolicies";
 
 /// `service`, `services`, `svc`, `httproute`, `routes`, ... -> the kind.
 pub fn kind_of(word: &str) -> Option<&'static str> {
@@ -28,6 +34,11 @@ pub fn kind_of(word: &str) -> Option<&'static str> {
         "service" | "services" | "svc" => Some("Service"),
         "httproute" | "httproutes" | "route" | "routes" => Some("HTTPRoute"),
         "gateway" | "gateways" | "gw" => Some("Gateway"),
+        "secret" | "secrets" => Some("Secret"),
+        "configmap" | "configmaps" | "cm" => Some("ConfigMap"),
+        "backendtlspolicy" | "backendtlspolicies" | "btlspolicy" | "btlspolicies" => {
+            Some("BackendTLSPolicy")
+        }
         _ => None,
     }
 }
@@ -61,8 +72,8 @@ impl pb::operator_server::Operator for OperatorService {
         let req = req.into_inner();
         let kind = kind_of(&req.kind).ok_or_else(|| {
             Status::invalid_argument(format!(
-                "unknown kind `{}`: Service, HTTPRoute or Gateway",
-                req.kind
+                "unknown kind `{}`: {KIND_WORDS}",
+                redact(&req.kind)
             ))
         })?;
         let store = self.store.clone();
@@ -78,9 +89,7 @@ impl pb::operator_server::Operator for OperatorService {
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
         let word = req.into_inner().kind;
         let kind = kind_of(&word).ok_or_else(|| {
-            Status::invalid_argument(format!(
-                "unknown kind `{word}`: services, routes or gateways"
-            ))
+            Status::invalid_argument(format!("unknown kind `{}`: {KIND_WORDS}", redact(&word)))
         })?;
         Ok(Response::new(pb::GetResponse {
             resources: summarize(&self.hub.resources(), &self.hub.workloads(), kind),
@@ -197,14 +206,23 @@ fn summarize(
                 )
             })
             .collect(),
-        _ => r
+        "Gateway" => r
             .gateways
             .values()
             .map(|g| {
                 let listeners: Vec<String> = g
                     .listeners
                     .iter()
-                    .map(|l| format!("{}={}", l.name, l.address))
+                    .map(|l| {
+                        let mut text = format!("{}={}", l.name, l.address);
+                        if let Some(tls) = &l.tls {
+                            text.push_str(&format!(" HTTPS({})", tls.certificates.join(" ")));
+                        }
+                        if let Some(h) = &l.hostname {
+                            text.push_str(&format!(" {h}"));
+                        }
+                        text
+                    })
                     .collect();
                 one(
                     &g.name,
@@ -213,5 +231,162 @@ fn summarize(
                 )
             })
             .collect(),
+        // What a Secret holds, never the key itself.
+        "Secret" => r
+            .secrets
+            .values()
+            .map(|s| {
+                let leaf = &s.pair.leaf;
+                let chain = s.pair.chain_pem.matches("-----BEGIN").count();
+                let mut data = format!("tls.crt ({}), tls.key (redacted)", certificates(chain));
+                if let Some(ca) = &s.ca {
+                    data.push_str(&format!(", ca.crt ({})", certificates(ca.count)));
+                }
+                one(
+                    &s.name,
+                    src(&s.source),
+                    vec![
+                        ("type", "kubernetes.io/tls".into()),
+                        ("subject", leaf.subject.clone()),
+                        ("names", leaf.dns_names.join(", ")),
+                        ("expires", leaf.not_after.clone()),
+                        ("data", data),
+                    ],
+                )
+            })
+            .collect(),
+        "ConfigMap" => r
+            .config_maps
+            .values()
+            .map(|c| {
+                one(
+                    &c.name,
+                    src(&c.source),
+                    vec![("data", format!("ca.crt ({})", certificates(c.ca.count)))],
+                )
+            })
+            .collect(),
+        _ => r
+            .backend_tls
+            .values()
+            .map(|p| {
+                let targets: Vec<String> =
+                    p.targets.iter().map(|t| format!("Service/{t}")).collect();
+                let ca = match &p.ca {
+                    BackendCa::System => "System".to_string(),
+                    BackendCa::Refs(refs) => refs
+                        .iter()
+                        .map(|r| match r {
+                            CaRef::ConfigMap(n) => format!("ConfigMap/{n}"),
+                            CaRef::Secret(n) => format!("Secret/{n}"),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                };
+                let client = p
+                    .client_certificate
+                    .as_ref()
+                    .map(|n| format!("Secret/{n}"))
+                    .unwrap_or_default();
+                one(
+                    &p.name,
+                    src(&p.source),
+                    vec![
+                        ("targets", targets.join(", ")),
+                        ("ca", ca),
+                        ("hostname", p.hostname.clone()),
+                        ("clientCertificate", client),
+                    ],
+                )
+            })
+            .collect(),
+    }
+}
+
+fn certificates(n: usize) -> String {
+    match n {
+        1 => "1 certificate".into(),
+        n => format!("{n} certificates"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::certs::testing::TestCa;
+
+    #[test]
+    fn get_shows_what_a_secret_holds_never_its_key() {
+        let ca = TestCa::new("ca");
+        let leaf = ca.leaf(&["shop.example.com"]);
+        let block = |pem: &str| {
+            pem.lines()
+                .map(|l| format!("    {l}\n"))
+                .collect::<String>()
+        };
+        let text = format!(
+            "kind: Secret\nmetadata: {{ name: shop-cert }}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}  ca.crt: |\n{}---\nkind: Service\nmetadata: {{ name: s }}\n---\nkind: BackendTLSPolicy\nmetadata: {{ name: p }}\nspec:\n  targetRefs: [ {{ name: s }} ]\n  validation: {{ caCertificateRefs: [ {{ kind: Secret, name: shop-cert }} ], hostname: s.internal }}\n  options: {{ ringmesh.io/client-certificate: shop-cert }}\n",
+            block(&leaf.cert_pem),
+            block(&leaf.key_pem),
+            block(&ca.cert_pem)
+        );
+        let res =
+            crate::resources::parse(&[("m.yaml".into(), text)]).unwrap_or_else(|e| panic!("{e}"));
+        let rows = summarize(&res, &Default::default(), "Secret");
+        assert_eq!(rows.len(), 1);
+        let s = &rows[0].summary;
+        assert_eq!(s["names"], "shop.example.com");
+        assert_eq!(s["subject"], "CN=shop.example.com");
+        assert_eq!(
+            s["data"],
+            "tls.crt (1 certificate), tls.key (redacted), ca.crt (1 certificate)"
+        );
+        assert!(s["expires"].ends_with('Z'));
+        let p = &summarize(&res, &Default::default(), "BackendTLSPolicy")[0].summary;
+        assert_eq!(
+            (
+                p["targets"].as_str(),
+                p["ca"].as_str(),
+                p["hostname"].as_str(),
+                p["clientCertificate"].as_str()
+            ),
+            (
+                "Service/s",
+                "Secret/shop-cert",
+                "s.internal",
+                "Secret/shop-cert"
+            )
+        );
+        let key_body = leaf.key_pem.lines().nth(1).unwrap_or_default().to_string();
+        for kind in [
+            "Service",
+            "HTTPRoute",
+            "Gateway",
+            "Secret",
+            "ConfigMap",
+            "BackendTLSPolicy",
+        ] {
+            let shown = format!("{:?}", summarize(&res, &Default::default(), kind));
+            assert!(
+                !shown.contains(&key_body) && !shown.contains("PRIVATE"),
+                "{kind}: {shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn kinds_by_any_name() {
+        for (word, kind) in [
+            ("secrets", "Secret"),
+            ("Secret", "Secret"),
+            ("cm", "ConfigMap"),
+            ("configmaps", "ConfigMap"),
+            ("backendtlspolicies", "BackendTLSPolicy"),
+            ("BackendTLSPolicy", "BackendTLSPolicy"),
+            ("gw", "Gateway"),
+        ] {
+            assert_eq!(kind_of(word), Some(kind), "{word}");
+        }
+        assert_eq!(kind_of("certificates"), None);
     }
 }

@@ -49,6 +49,8 @@ pub async fn watch_dir(dir: PathBuf, hub: Arc<Hub>, poll: Duration) {
                     services = r.services.len(),
                     routes = r.routes.len(),
                     gateways = r.gateways.len(),
+                    secrets = r.secrets.len(),
+                    backend_tls_policies = r.backend_tls.len(),
                     "resources changed; pushing"
                 );
                 hub.set_resources(r);

@@ -1,6 +1,6 @@
 //! Raw documents -> checked `Resources`, collecting every error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use serde::de::DeserializeOwned;
@@ -10,9 +10,18 @@ use super::model::*;
 use super::raw::*;
 use super::{ResourceError, ResourceErrors};
 
+mod backend_tls;
 mod policy;
+mod tls;
 
-const KINDS: [&str; 3] = ["Service", "HTTPRoute", "Gateway"];
+const KINDS: [&str; 6] = [
+    "Service",
+    "HTTPRoute",
+    "Gateway",
+    "Secret",
+    "ConfigMap",
+    "BackendTLSPolicy",
+];
 
 /// Where a document sits: its file and the line before its first.
 #[derive(Clone)]
@@ -26,14 +35,23 @@ struct RawSet {
     services: Vec<(Doc, RawService)>,
     routes: Vec<(Doc, RawHttpRoute)>,
     gateways: Vec<(Doc, RawGateway)>,
+    secrets: Vec<(Doc, RawSecret)>,
+    config_maps: Vec<(Doc, RawConfigMap)>,
+    backend_tls: Vec<(Doc, RawBackendTlsPolicy)>,
 }
 
 struct Checker {
     errors: Vec<ResourceError>,
+    /// (kind, name) of resources that exist but failed their checks: a
+    /// reference to one is not reported again as "no such resource".
+    broken: BTreeSet<(&'static str, String)>,
 }
 
 pub fn parse(files: &[(String, String)]) -> Result<Resources, ResourceErrors> {
-    let mut c = Checker { errors: Vec::new() };
+    let mut c = Checker {
+        errors: Vec::new(),
+        broken: BTreeSet::new(),
+    };
     let mut set = RawSet::default();
     for (file, text) in files {
         for (offset, text) in split_documents(text) {
@@ -105,8 +123,8 @@ impl Checker {
             file: doc.file.clone(),
             line,
             column,
-            path: path.into(),
-            message: message.into(),
+            path: super::redact(&path.into()),
+            message: super::redact(&message.into()),
         });
     }
 
@@ -173,6 +191,15 @@ impl Checker {
             "Gateway" => set
                 .gateways
                 .extend(self.typed(doc, text).map(|r| (doc.clone(), r))),
+            "Secret" => set
+                .secrets
+                .extend(self.typed(doc, text).map(|r| (doc.clone(), r))),
+            "ConfigMap" => set
+                .config_maps
+                .extend(self.typed(doc, text).map(|r| (doc.clone(), r))),
+            "BackendTLSPolicy" => set
+                .backend_tls
+                .extend(self.typed(doc, text).map(|r| (doc.clone(), r))),
             other => {
                 let hint = did_you_mean(other, &KINDS);
                 self.err(
@@ -224,16 +251,9 @@ impl Checker {
         let mut out = Resources::default();
         let mut seen = BTreeMap::new();
         for (doc, s) in &set.services {
-            let at = format!("Service/{}", s.metadata.name.value);
-            self.name(doc, &s.metadata.name, &format!("{at}.metadata.name"));
-            if !self.unique(
-                &mut seen,
-                doc,
-                &s.metadata.name,
-                &format!("{at}.metadata.name"),
-            ) {
+            let Some(at) = self.named(&mut seen, doc, &s.metadata.name, "Service") else {
                 continue;
-            }
+            };
             let mut endpoints = Vec::new();
             for (i, e) in s.spec.endpoints.iter().enumerate() {
                 if self.endpoint(doc, e, &format!("{at}.spec.endpoints[{i}]")) {
@@ -254,36 +274,76 @@ impl Checker {
             );
         }
         let mut seen = BTreeMap::new();
-        for (doc, g) in &set.gateways {
-            let at = format!("Gateway/{}", g.metadata.name.value);
-            self.name(doc, &g.metadata.name, &format!("{at}.metadata.name"));
-            if !self.unique(
-                &mut seen,
-                doc,
-                &g.metadata.name,
-                &format!("{at}.metadata.name"),
-            ) {
+        for (doc, raw) in &set.secrets {
+            let Some(at) = self.named(&mut seen, doc, &raw.metadata.name, "Secret") else {
                 continue;
+            };
+            match self.secret(doc, raw, &at) {
+                Some(secret) => {
+                    out.secrets.insert(secret.name.clone(), secret);
+                }
+                None => {
+                    self.broken
+                        .insert(("Secret", raw.metadata.name.value.clone()));
+                }
             }
-            let gw = self.gateway(doc, g, &at);
+        }
+        let mut seen = BTreeMap::new();
+        for (doc, raw) in &set.config_maps {
+            let Some(at) = self.named(&mut seen, doc, &raw.metadata.name, "ConfigMap") else {
+                continue;
+            };
+            match self.config_map(doc, raw, &at) {
+                Some(cm) => {
+                    out.config_maps.insert(cm.name.clone(), cm);
+                }
+                None => {
+                    self.broken
+                        .insert(("ConfigMap", raw.metadata.name.value.clone()));
+                }
+            }
+        }
+        let mut seen = BTreeMap::new();
+        for (doc, g) in &set.gateways {
+            let Some(at) = self.named(&mut seen, doc, &g.metadata.name, "Gateway") else {
+                continue;
+            };
+            let gw = self.gateway(doc, g, &at, &out);
             out.gateways.insert(gw.name.clone(), gw);
         }
         let mut seen = BTreeMap::new();
         for (doc, r) in &set.routes {
-            let at = format!("HTTPRoute/{}", r.metadata.name.value);
-            self.name(doc, &r.metadata.name, &format!("{at}.metadata.name"));
-            if !self.unique(
-                &mut seen,
-                doc,
-                &r.metadata.name,
-                &format!("{at}.metadata.name"),
-            ) {
+            let Some(at) = self.named(&mut seen, doc, &r.metadata.name, "HTTPRoute") else {
                 continue;
-            }
+            };
             let route = self.route(doc, r, &at, &out);
             out.routes.insert(route.name.clone(), route);
         }
+        let (mut seen, mut taken) = (BTreeMap::new(), BTreeMap::new());
+        for (doc, p) in &set.backend_tls {
+            let Some(at) = self.named(&mut seen, doc, &p.metadata.name, "BackendTLSPolicy") else {
+                continue;
+            };
+            if let Some(policy) = self.backend_tls(doc, p, &at, &out, &mut taken) {
+                out.backend_tls.insert(policy.name.clone(), policy);
+            }
+        }
         out
+    }
+
+    /// A resource's name, checked and unique among its kind: its path
+    /// prefix (`Kind/name`), or None for a duplicate.
+    fn named<'a>(
+        &mut self,
+        seen: &mut BTreeMap<&'a str, String>,
+        doc: &Doc,
+        name: &'a Spanned<String>,
+        kind: &str,
+    ) -> Option<String> {
+        let at = format!("{kind}/{}", name.value);
+        let path = format!("{at}.metadata.name");
+        self.name(doc, name, &path);
+        self.unique(seen, doc, name, &path).then_some(at)
     }
 
     /// `ip:port` or `dns-name:port`.
@@ -315,7 +375,7 @@ impl Checker {
         ok
     }
 
-    fn gateway(&mut self, doc: &Doc, g: &RawGateway, at: &str) -> Gateway {
+    fn gateway(&mut self, doc: &Doc, g: &RawGateway, at: &str, known: &Resources) -> Gateway {
         if g.spec.listeners.is_empty() {
             self.err(
                 doc,
@@ -330,11 +390,17 @@ impl Checker {
             let path = format!("{at}.spec.listeners[{i}]");
             self.name(doc, &l.value.name, &format!("{path}.name"));
             self.unique(&mut names, doc, &l.value.name, &format!("{path}.name"));
+            let (hostname, tls) = self.listener_tls(doc, l, &path, known);
             match l.value.address.value.parse::<SocketAddr>() {
-                Ok(address) => listeners.push(GatewayListener {
-                    name: l.value.name.value.clone(),
-                    address,
-                }),
+                Ok(address) => listeners.push((
+                    i,
+                    GatewayListener {
+                        name: l.value.name.value.clone(),
+                        address,
+                        hostname,
+                        tls,
+                    },
+                )),
                 Err(_) => self.err(
                     doc,
                     &l.value.address.referenced,
@@ -343,13 +409,14 @@ impl Checker {
                 ),
             }
         }
+        self.shared_addresses(doc, &g.spec.listeners, &listeners, at, known);
         let source = Source {
             file: doc.file.clone(),
             line: doc.offset + g.kind.referenced.line(),
         };
         Gateway {
             name: g.metadata.name.value.clone(),
-            listeners,
+            listeners: listeners.into_iter().map(|(_, l)| l).collect(),
             source,
         }
     }
@@ -424,6 +491,35 @@ impl Checker {
                 "hostnames apply to Gateway parents; a mesh route applies to its Service's name",
             );
         }
+        let hostnames: Vec<String> = spec.hostnames.iter().map(|h| h.value.clone()).collect();
+        for p in &parents {
+            let Parent::Gateway(g) = p else { continue };
+            let Some(gw) = known.gateways.get(g) else {
+                continue;
+            };
+            if !hostnames.is_empty()
+                && !gw.listeners.is_empty()
+                && gw
+                    .listeners
+                    .iter()
+                    .all(|l| l.hosts_for(&hostnames).is_empty())
+            {
+                let served: Vec<&str> = gw
+                    .listeners
+                    .iter()
+                    .filter_map(|l| l.hostname.as_deref())
+                    .collect();
+                self.err(
+                    doc,
+                    &spec.hostnames[0].referenced,
+                    format!("{at}.spec.hostnames"),
+                    format!(
+                        "no listener of Gateway `{g}` serves these hostnames (its listeners serve {}): the route would never match",
+                        served.join(", ")
+                    ),
+                );
+            }
+        }
         if spec.rules.is_empty() {
             self.err(
                 doc,
@@ -449,7 +545,7 @@ impl Checker {
         HttpRoute {
             name: r.metadata.name.value.clone(),
             parents,
-            hostnames: spec.hostnames.iter().map(|h| h.value.clone()).collect(),
+            hostnames,
             rules,
             source: Source {
                 file: doc.file.clone(),
@@ -469,6 +565,14 @@ impl Checker {
         let known: Vec<&str> = known.map(String::as_str).collect();
         if known.contains(&name.value.as_str()) {
             return true;
+        }
+        if self
+            .broken
+            .iter()
+            .any(|(k, n)| *k == kind && *n == name.value)
+        {
+            // Its own errors say what is wrong with it.
+            return false;
         }
         let hint = did_you_mean(&name.value, &known);
         self.err(
