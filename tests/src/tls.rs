@@ -12,10 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+use ringmesh_pki::mint::{Ca, Ymd};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
@@ -26,11 +23,8 @@ use crate::client::{Response, READ_TIMEOUT};
 pub struct Pki {
     pub dir: tempfile::TempDir,
     pub ca_pem: String,
-    issuer: Issuer<'static, KeyPair>,
+    ca: Ca,
 }
-
-/// A date: year, month, day.
-pub type Ymd = (i32, u8, u8);
 
 /// A leaf certificate's files.
 #[derive(Clone)]
@@ -43,18 +37,13 @@ pub struct LeafFiles {
 
 impl Pki {
     pub fn new(name: &str) -> Pki {
-        let mut p = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-        p.distinguished_name.push(DnType::CommonName, name);
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().expect("ca key");
-        let cert = p.self_signed(&key).expect("ca cert");
+        let ca = Ca::new(name).expect("test CA");
         let dir = tempfile::tempdir().expect("pki dir");
-        std::fs::write(dir.path().join("ca.pem"), cert.pem()).expect("write ca");
+        std::fs::write(dir.path().join("ca.pem"), &ca.cert_pem).expect("write ca");
         Pki {
             dir,
-            ca_pem: cert.pem(),
-            issuer: Issuer::new(p, key),
+            ca_pem: ca.cert_pem.clone(),
+            ca,
         }
     }
 
@@ -69,31 +58,12 @@ impl Pki {
 
     /// A leaf valid only between two dates (year, month, day).
     pub fn leaf_dated(&self, file: &str, names: &[&str], window: Option<(Ymd, Ymd)>) -> LeafFiles {
-        let mut p = CertificateParams::default();
-        p.distinguished_name
-            .push(DnType::CommonName, names.first().copied().unwrap_or(file));
-        p.subject_alt_names = names
-            .iter()
-            .map(|n| match n.parse::<std::net::IpAddr>() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName((*n).try_into().expect("dns name")),
-            })
-            .collect();
-        p.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        if let Some(((y1, m1, d1), (y2, m2, d2))) = window {
-            p.not_before = rcgen::date_time_ymd(y1, m1, d1);
-            p.not_after = rcgen::date_time_ymd(y2, m2, d2);
-        }
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = p.signed_by(&key, &self.issuer).expect("sign leaf");
+        let issued = self.ca.leaf_dated(names, window).expect("test leaf");
         let files = LeafFiles {
             cert: self.dir.path().join(format!("{file}.crt")),
             key: self.dir.path().join(format!("{file}.key")),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
+            cert_pem: issued.cert_pem,
+            key_pem: issued.key_pem,
         };
         files.write();
         files

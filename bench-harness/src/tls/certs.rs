@@ -7,10 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
-};
+use ringmesh_pki::mint::Ca;
 
 /// The names the leaf is valid for; the load's default SNI is the first.
 pub const LEAF_NAMES: [&str; 2] = ["localhost", "127.0.0.1"];
@@ -43,40 +40,18 @@ impl CertFiles {
 
 /// Make a CA and a leaf and write them under `dir` (created if missing).
 pub fn generate(dir: &Path) -> Result<CertFiles, String> {
-    let fail = |what: &str, e: rcgen::Error| format!("generating the {what}: {e}");
-    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| fail("CA key", e))?;
-    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(|e| fail("CA", e))?;
+    let fail = |what: &str, e: ringmesh_pki::mint::Error| format!("generating the {what}: {e}");
     // A name of its own, so a client holding another run's CA is told
     // "unknown issuer" rather than "bad signature".
     let name = format!("ringmesh-bench throwaway CA {:016x}", fastrand::u64(..));
-    ca.distinguished_name.push(DnType::CommonName, name);
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca.self_signed(&ca_key).map_err(|e| fail("CA", e))?;
-    let issuer = Issuer::new(ca, ca_key);
-
-    let leaf_key =
-        KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| fail("leaf key", e))?;
-    let names: Vec<String> = LEAF_NAMES.iter().map(|n| n.to_string()).collect();
-    let mut leaf = CertificateParams::new(names).map_err(|e| fail("leaf", e))?;
-    leaf.distinguished_name
-        .push(DnType::CommonName, LEAF_NAMES[0]);
-    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    leaf.use_authority_key_identifier_extension = true;
-    let leaf_cert = leaf
-        .signed_by(&leaf_key, &issuer)
-        .map_err(|e| fail("leaf", e))?;
+    let ca = Ca::new(&name).map_err(|e| fail("CA", e))?;
+    let leaf = ca.leaf(&LEAF_NAMES).map_err(|e| fail("leaf", e))?;
 
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let files = CertFiles::in_dir(dir);
-    let (chain, key) = (leaf_cert.pem(), leaf_key.serialize_pem());
+    let (chain, key) = (leaf.cert_pem, leaf.key_pem);
     for (path, text) in [
-        (&files.ca, ca_cert.pem()),
+        (&files.ca, ca.cert_pem.clone()),
         (&files.chain, chain.clone()),
         (&files.key, key.clone()),
         (&files.combined, format!("{chain}{key}")),

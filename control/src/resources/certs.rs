@@ -15,12 +15,10 @@
 //! which has no `Display` and whose `Debug` says `[redacted]`.
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use base64::Engine;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+use ringmesh_pki::{check, pem};
+use rustls::pki_types::CertificateDer;
 
 /// A private key in PEM. It is only ever read to build a proxy's config
 /// ([`PrivateKeyPem::expose`]); printing it in any way shows `[redacted]`.
@@ -40,30 +38,19 @@ impl fmt::Debug for PrivateKeyPem {
     }
 }
 
-/// What a chain's leaf certificate says, for checks and `ringmeshctl get`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Leaf {
-    /// e.g. `CN=shop.example.com`.
-    pub subject: String,
-    /// subjectAltName DNS names, lowercase (`*.example.com` for a wildcard).
-    pub dns_names: Vec<String>,
-    /// RFC 3339, e.g. `2027-12-01T00:00:00Z`.
-    pub not_after: String,
-}
+pub use ringmesh_pki::check::Leaf;
 
-impl Leaf {
-    /// Whether a client asking for `host` (a DNS name, or `*.` and one)
-    /// would accept this certificate: a name equal to it, or a wildcard
-    /// covering its first label.
-    pub fn covers(&self, host: &str) -> bool {
-        self.dns_names.iter().any(|n| {
-            n == host
-                || n.strip_prefix("*.").is_some_and(|suffix| {
-                    host.split_once('.')
-                        .is_some_and(|(label, rest)| rest == suffix && label != "*")
-                })
-        })
-    }
+/// Whether a client asking for `host` (a DNS name, or `*.` and one) would
+/// accept `leaf`: a name equal to it, or a wildcard covering its first
+/// label.
+pub fn covers(leaf: &Leaf, host: &str) -> bool {
+    leaf.dns_names.iter().any(|n| {
+        n == host
+            || n.strip_prefix("*.").is_some_and(|suffix| {
+                host.split_once('.')
+                    .is_some_and(|(label, rest)| rest == suffix && label != "*")
+            })
+    })
 }
 
 /// A checked certificate chain and key.
@@ -77,45 +64,35 @@ pub struct KeyPair {
 
 /// The certificates in PEM text, in order; at least one.
 pub fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let mut certs = Vec::new();
-    for (i, c) in CertificateDer::pem_slice_iter(pem.as_bytes()).enumerate() {
-        certs.push(c.map_err(|e| format!("block {} is not valid PEM: {e}", i + 1))?);
-    }
-    if certs.is_empty() {
-        return Err("no CERTIFICATE block found".into());
-    }
-    Ok(certs)
+    ringmesh_pki::pem::certificates(pem.as_bytes())
 }
 
 /// `tls.crt` and `tls.key` as a pair: the chain parses and is within its
 /// validity period at `now`, the key parses and matches the leaf. The
 /// error says which of the two is at fault.
 pub fn key_pair(cert_pem: &str, key_pem: &str, now: SystemTime) -> Result<KeyPair, PairError> {
-    if PrivateKeyDer::from_pem_slice(cert_pem.as_bytes()).is_ok() {
+    if pem::has_private_key(cert_pem.as_bytes()) {
         return Err(PairError::Cert(
             "holds a private key, which belongs in `tls.key` (it is not shown here)".into(),
         ));
     }
     let chain = certificates(cert_pem).map_err(PairError::Cert)?;
-    let leaf = check_validity(&chain, now).map_err(PairError::Cert)?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|_| {
-        PairError::Key(
-            "no private key found (expected a PKCS#8, RSA or EC PRIVATE KEY block)".into(),
-        )
-    })?;
-    let key_text = key_to_pem(&key).map_err(PairError::Key)?;
+    let leaf = check::validity(&chain, now).map_err(PairError::Cert)?;
+    let key = pem::private_key(key_pem.as_bytes()).map_err(PairError::Key)?;
+    let key_text = pem::encode_key(&key).map_err(PairError::Key)?;
+    let chain_pem = chain
+        .iter()
+        .map(|c| pem::encode("CERTIFICATE", c))
+        .collect();
     let provider = rustls::crypto::aws_lc_rs::default_provider();
-    let signer = provider
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| PairError::Key(format!("unusable private key: {e}")))?;
-    rustls::sign::CertifiedKey::new(chain.clone(), signer)
-        .keys_match()
-        .map_err(|_| {
+    check::certified_key(chain, key, &provider).map_err(|e| match e {
+        check::KeyError::Unusable(why) => PairError::Key(why),
+        check::KeyError::Mismatch => {
             PairError::Key("the private key does not match the certificate in `tls.crt`".into())
-        })?;
+        }
+    })?;
     Ok(KeyPair {
-        chain_pem: chain.iter().map(|c| pem_block("CERTIFICATE", c)).collect(),
+        chain_pem,
         key: PrivateKeyPem(key_text),
         leaf,
     })
@@ -131,7 +108,7 @@ pub enum PairError {
 /// A CA bundle: every certificate parses and can be a trust anchor.
 /// Returns the bundle re-encoded and how many CAs it holds.
 pub fn ca_bundle(pem: &str) -> Result<(String, usize), String> {
-    if PrivateKeyDer::from_pem_slice(pem.as_bytes()).is_ok() {
+    if pem::has_private_key(pem.as_bytes()) {
         return Err("holds a private key; a CA bundle holds only certificates".into());
     }
     let certs = certificates(pem)?;
@@ -142,155 +119,18 @@ pub fn ca_bundle(pem: &str) -> Result<(String, usize), String> {
             .map_err(|e| format!("certificate {} is not a usable CA: {e}", i + 1))?;
     }
     Ok((
-        certs.iter().map(|c| pem_block("CERTIFICATE", c)).collect(),
+        certs
+            .iter()
+            .map(|c| pem::encode("CERTIFICATE", c))
+            .collect(),
         certs.len(),
     ))
 }
 
-/// Every certificate of `chain` is valid at `now`; what the leaf says.
-fn check_validity(chain: &[CertificateDer<'_>], now: SystemTime) -> Result<Leaf, String> {
-    let now = now
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let mut leaf = None;
-    for (i, der) in chain.iter().enumerate() {
-        let (_, cert) = X509Certificate::from_der(der)
-            .map_err(|e| format!("certificate {} cannot be parsed: {e}", i + 1))?;
-        let v = cert.validity();
-        let what = || format!("certificate {} ({})", i + 1, cert.subject());
-        if v.not_after.timestamp() < now {
-            return Err(format!(
-                "{} expired on {}",
-                what(),
-                rfc3339(v.not_after.timestamp())
-            ));
-        }
-        if v.not_before.timestamp() > now {
-            return Err(format!(
-                "{} is not valid before {}",
-                what(),
-                rfc3339(v.not_before.timestamp())
-            ));
-        }
-        if i == 0 {
-            leaf = Some(Leaf {
-                subject: cert.subject().to_string(),
-                dns_names: dns_names(&cert),
-                not_after: rfc3339(v.not_after.timestamp()),
-            });
-        }
-    }
-    leaf.ok_or_else(|| "no CERTIFICATE block found".into())
-}
-
-fn dns_names(cert: &X509Certificate<'_>) -> Vec<String> {
-    let Ok(Some(san)) = cert.subject_alternative_name() else {
-        return Vec::new();
-    };
-    san.value
-        .general_names
-        .iter()
-        .filter_map(|n| match n {
-            GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn rfc3339(unix: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-fn key_to_pem(key: &PrivateKeyDer<'_>) -> Result<String, String> {
-    let label = match key {
-        PrivateKeyDer::Pkcs8(_) => "PRIVATE KEY",
-        PrivateKeyDer::Pkcs1(_) => "RSA PRIVATE KEY",
-        PrivateKeyDer::Sec1(_) => "EC PRIVATE KEY",
-        _ => return Err("unsupported private key format".into()),
-    };
-    Ok(pem_block(label, key.secret_der()))
-}
-
-fn pem_block(label: &str, der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
-
 #[cfg(test)]
 pub(crate) mod testing {
-    //! Certificates made at test time (rcgen); nothing is committed.
-
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyUsagePurpose, SanType,
-    };
-
-    pub struct TestCa {
-        pub cert_pem: String,
-        issuer: Issuer<'static, rcgen::KeyPair>,
-    }
-
-    pub struct Leaf {
-        pub cert_pem: String,
-        pub key_pem: String,
-    }
-
-    /// (year, month, day)
-    pub type Ymd = (i32, u8, u8);
-
-    impl TestCa {
-        pub fn new(name: &str) -> TestCa {
-            let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
-            p.distinguished_name.push(DnType::CommonName, name);
-            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-            let key = rcgen::KeyPair::generate().expect("key");
-            let cert = p.self_signed(&key).expect("self-sign");
-            TestCa {
-                cert_pem: cert.pem(),
-                issuer: Issuer::new(p, key),
-            }
-        }
-
-        pub fn leaf(&self, names: &[&str]) -> Leaf {
-            self.leaf_valid(names, None)
-        }
-
-        pub fn leaf_valid(&self, names: &[&str], window: Option<(Ymd, Ymd)>) -> Leaf {
-            let mut p = CertificateParams::default();
-            p.distinguished_name
-                .push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
-            p.subject_alt_names = names
-                .iter()
-                .map(|n| match n.parse::<std::net::IpAddr>() {
-                    Ok(ip) => SanType::IpAddress(ip),
-                    Err(_) => SanType::DnsName((*n).try_into().expect("dns name")),
-                })
-                .collect();
-            p.extended_key_usages = vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ];
-            if let Some(((y1, m1, d1), (y2, m2, d2))) = window {
-                p.not_before = rcgen::date_time_ymd(y1, m1, d1);
-                p.not_after = rcgen::date_time_ymd(y2, m2, d2);
-            }
-            let key = rcgen::KeyPair::generate().expect("key");
-            let cert = p.signed_by(&key, &self.issuer).expect("sign");
-            Leaf {
-                cert_pem: cert.pem(),
-                key_pem: key.serialize_pem(),
-            }
-        }
-    }
+    //! Certificates made at test time.
+    pub use ringmesh_pki::mint::testing::*;
 }
 
 #[cfg(test)]
@@ -310,12 +150,10 @@ mod tests {
         assert_eq!(certificates(&pair.chain_pem).unwrap().len(), 2);
         assert!(!pair.chain_pem.contains("# mine"));
         assert_eq!(
-            PrivateKeyDer::from_pem_slice(pair.key.expose().as_bytes())
+            pem::private_key(pair.key.expose().as_bytes())
                 .unwrap()
                 .secret_der(),
-            PrivateKeyDer::from_pem_slice(a.key_pem.as_bytes())
-                .unwrap()
-                .secret_der(),
+            pem::private_key(a.key_pem.as_bytes()).unwrap().secret_der(),
             "the same key, re-encoded"
         );
         assert!(
@@ -323,9 +161,9 @@ mod tests {
             "{}",
             pair.leaf.not_after
         );
-        assert!(pair.leaf.covers("a.test") && pair.leaf.covers("x.w.test"));
-        assert!(!pair.leaf.covers("x.y.w.test") && !pair.leaf.covers("w.test"));
-        assert!(!pair.leaf.covers("b.test"));
+        assert!(covers(&pair.leaf, "a.test") && covers(&pair.leaf, "x.w.test"));
+        assert!(!covers(&pair.leaf, "x.y.w.test") && !covers(&pair.leaf, "w.test"));
+        assert!(!covers(&pair.leaf, "b.test"));
     }
 
     #[test]

@@ -341,7 +341,7 @@ impl Checker {
             };
             let leaf = &secret.pair.leaf;
             match hostname {
-                Some(h) if !leaf.covers(h) => self.err(
+                Some(h) if !certs::covers(leaf, h) => self.err(
                     doc,
                     &name.referenced,
                     format!("{p}.name"),

@@ -10,12 +10,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use ringmesh_pki::check::{KeyError, Leaf};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 /// Where PEM text comes from.
 #[derive(Clone, PartialEq, Eq)]
@@ -55,22 +54,13 @@ impl PemSource {
 /// The certificates in a PEM source, in order; at least one.
 pub fn load_certs(src: &PemSource) -> Result<Vec<CertificateDer<'static>>, String> {
     let pem = src.read()?;
-    let mut certs = Vec::new();
-    for c in CertificateDer::pem_slice_iter(&pem) {
-        certs.push(c.map_err(|e| format!("{src}: not a valid PEM certificate: {e}"))?);
-    }
-    if certs.is_empty() {
-        return Err(format!("{src}: no CERTIFICATE block found"));
-    }
-    Ok(certs)
+    ringmesh_pki::pem::certificates(&pem).map_err(|e| format!("{src}: {e}"))
 }
 
 /// The private key in a PEM source (PKCS#8, PKCS#1 or SEC1).
 pub fn load_key(src: &PemSource) -> Result<PrivateKeyDer<'static>, String> {
     let pem = src.read()?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
-        format!("{src}: no private key found (expected a PKCS#8, RSA or EC PRIVATE KEY block)")
-    })
+    ringmesh_pki::pem::private_key(&pem).map_err(|e| format!("{src}: {e}"))
 }
 
 /// A chain and its key, checked: every certificate valid `now`, the key
@@ -95,57 +85,22 @@ pub fn with_key(
     provider: &CryptoProvider,
 ) -> Result<Arc<CertifiedKey>, String> {
     let der = load_key(key)?;
-    let signer = provider
-        .key_provider
-        .load_private_key(der)
-        .map_err(|e| format!("{key}: unusable private key: {e}"))?;
-    let ck = CertifiedKey::new(chain, signer);
-    ck.keys_match()
-        .map_err(|_| format!("{key}: the private key does not match the certificate in {cert}"))?;
-    Ok(Arc::new(ck))
+    ringmesh_pki::check::certified_key(chain, der, provider).map_err(|e| match e {
+        KeyError::Unusable(why) => format!("{key}: {why}"),
+        KeyError::Mismatch => {
+            format!("{key}: the private key does not match the certificate in {cert}")
+        }
+    })
 }
 
-/// Every certificate of `chain` is within its validity period at `now`.
+/// Every certificate of `chain` is within its validity period at `now`;
+/// what the leaf says (its DNS names are the default SNI names).
 pub fn check_validity(
     src: &PemSource,
     chain: &[CertificateDer<'_>],
     now: SystemTime,
-) -> Result<(), String> {
-    let now = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    for (i, der) in chain.iter().enumerate() {
-        let (_, cert) = X509Certificate::from_der(der)
-            .map_err(|e| format!("{src}: certificate {} cannot be parsed: {e}", i + 1))?;
-        let v = cert.validity();
-        let what = || format!("{src}: certificate {} ({})", i + 1, cert.subject());
-        if v.not_after.timestamp() < now {
-            return Err(format!("{} expired on {}", what(), v.not_after));
-        }
-        if v.not_before.timestamp() > now {
-            return Err(format!("{} is not valid before {}", what(), v.not_before));
-        }
-    }
-    Ok(())
-}
-
-/// The DNS names a leaf certificate covers (subjectAltName), lowercased.
-pub fn dns_names(leaf: &CertificateDer<'_>) -> Vec<String> {
-    let Ok((_, cert)) = X509Certificate::from_der(leaf) else {
-        return Vec::new();
-    };
-    let Ok(Some(san)) = cert.subject_alternative_name() else {
-        return Vec::new();
-    };
-    san.value
-        .general_names
-        .iter()
-        .filter_map(|n| match n {
-            GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
-            _ => None,
-        })
-        .collect()
+) -> Result<Leaf, String> {
+    ringmesh_pki::check::validity(chain, now).map_err(|e| format!("{src}: {e}"))
 }
 
 /// A trust store from a PEM bundle; at least one CA.
@@ -179,73 +134,8 @@ pub fn system_roots() -> Result<RootCertStore, String> {
 
 #[cfg(test)]
 pub mod testing {
-    //! Certificates made at test time (rcgen); nothing is committed.
-
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, KeyUsagePurpose, SanType,
-    };
-
-    /// A CA that signs leaves.
-    pub struct TestCa {
-        pub cert_pem: String,
-        issuer: Issuer<'static, KeyPair>,
-    }
-
-    pub struct Leaf {
-        pub cert_pem: String,
-        pub key_pem: String,
-    }
-
-    impl TestCa {
-        pub fn new(name: &str) -> Self {
-            let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
-            p.distinguished_name.push(DnType::CommonName, name);
-            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-            let key = KeyPair::generate().expect("key");
-            let cert = p.self_signed(&key).expect("self-sign");
-            TestCa {
-                cert_pem: cert.pem(),
-                issuer: Issuer::new(p, key),
-            }
-        }
-
-        /// A server (and client) leaf for `names` (DNS names or IPs).
-        pub fn leaf(&self, names: &[&str]) -> Leaf {
-            self.leaf_valid(names, None)
-        }
-
-        /// A leaf valid between two dates (year, month, day).
-        pub fn leaf_valid(&self, names: &[&str], window: Option<(Ymd, Ymd)>) -> Leaf {
-            let mut p = CertificateParams::default();
-            p.distinguished_name
-                .push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
-            p.subject_alt_names = names
-                .iter()
-                .map(|n| match n.parse::<std::net::IpAddr>() {
-                    Ok(ip) => SanType::IpAddress(ip),
-                    Err(_) => SanType::DnsName((*n).try_into().expect("dns name")),
-                })
-                .collect();
-            p.extended_key_usages = vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ];
-            if let Some(((y1, m1, d1), (y2, m2, d2))) = window {
-                p.not_before = rcgen::date_time_ymd(y1, m1, d1);
-                p.not_after = rcgen::date_time_ymd(y2, m2, d2);
-            }
-            let key = KeyPair::generate().expect("key");
-            let cert = p.signed_by(&key, &self.issuer).expect("sign");
-            Leaf {
-                cert_pem: cert.pem(),
-                key_pem: key.serialize_pem(),
-            }
-        }
-    }
-
-    pub type Ymd = (i32, u8, u8);
+    //! Certificates made at test time.
+    pub use ringmesh_pki::mint::testing::*;
 }
 
 #[cfg(test)]
@@ -300,7 +190,8 @@ mod tests {
         let ca = TestCa::new("ca");
         let leaf = ca.leaf(&["A.test", "*.b.test", "127.0.0.1"]);
         let chain = load_certs(&inline(&leaf.cert_pem)).expect("certs");
-        assert_eq!(dns_names(&chain[0]), vec!["a.test", "*.b.test"]);
+        let leaf = check_validity(&inline(""), &chain, SystemTime::now()).expect("valid");
+        assert_eq!(leaf.dns_names, vec!["a.test", "*.b.test"]);
     }
 
     #[test]

@@ -135,6 +135,16 @@ fn no_keys(err: &ResourceErrors, keys: &[&str]) -> String {
     text
 }
 
+/// The 1-based line of the first `needle` in `text`: locations in these
+/// tests are computed, because inline PEM takes a varying number of lines
+/// (an ECDSA signature is 70 to 72 bytes).
+fn line_of(text: &str, needle: &str) -> usize {
+    let at = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in the text"));
+    1 + text[..at].matches('\n').count()
+}
+
 fn assert_has(text: &str, want: &[&str]) {
     for w in want {
         assert!(text.contains(w), "missing {w:?} in:\n{text}");
@@ -156,6 +166,7 @@ fn secret_errors_at_their_fields() {
         "kind: Secret\nmetadata: { name: none }\n".into(),
     ]
     .join("---\n");
+    let source = text.clone();
     let err = parse(&files(&text)).unwrap_err();
     let text = no_keys(&err, &[&other.key_pem, &old.key_pem]);
     assert_eq!(err.0.len(), 10, "{text}");
@@ -173,7 +184,10 @@ fn secret_errors_at_their_fields() {
             "Secret/both.stringData[\"tls.crt\"]: `tls.crt` is given in both `data` and `stringData`",
             "Secret/both.data[\"tls.key\"]: not base64 of PEM text",
             "Secret/none.type: missing: `type: kubernetes.io/tls`",
-            "mesh.yaml:56:7: Secret/none.stringData[\"tls.crt\"]: missing",
+            &format!(
+                "mesh.yaml:{}:7: Secret/none.stringData[\"tls.crt\"]: missing",
+                line_of(&source, "kind: Secret\nmetadata: { name: none }")
+            ),
             "Secret/none.stringData[\"tls.crt\"]: missing: `tls.crt`",
             "Secret/none.stringData[\"tls.key\"]: missing: `tls.key`",
         ],
@@ -339,11 +353,27 @@ fn backend_tls_errors_at_their_fields() {
     let policy = |spec: &str| {
         format!("{base}---\nkind: BackendTLSPolicy\nmetadata: {{ name: bad }}\nspec:\n{spec}")
     };
-    // The bad policy starts at line 76, its spec at 79.
+    // Where the bad policy's lines are, after the good set's inline PEM
+    // (a document is located at its `kind`).
+    let kind = line_of(
+        &policy(""),
+        "kind: BackendTLSPolicy\nmetadata: { name: bad }",
+    );
+    // The policy already on `payments` is cited by its targetRefs line.
+    let payments = line_of(
+        &base,
+        "kind: BackendTLSPolicy\nmetadata: { name: payments }",
+    ) + 3;
+    let (no_targets, shpo, ip) = (
+        format!("mesh.yaml:{kind}:7: BackendTLSPolicy/bad.spec.targetRefs: name at least one Service"),
+        format!("mesh.yaml:{}:25: BackendTLSPolicy/bad.spec.targetRefs[0].name: no Service named `shpo` (did you mean `shop`?)", kind + 3),
+        format!("mesh.yaml:{}:60: BackendTLSPolicy/bad.spec.validation.hostname: `10.1.1.1`: an IP address is not a host name here", kind + 4),
+    );
+    let twice = format!("BackendTLSPolicy/bad.spec.targetRefs[0].name: Service `payments` already has a backend TLS policy: BackendTLSPolicy/payments (mesh.yaml:{payments})");
     let cases = [
         (
             "  validation: { wellKnownCACertificates: System, hostname: x.example }\n",
-            "mesh.yaml:76:7: BackendTLSPolicy/bad.spec.targetRefs: name at least one Service",
+            no_targets.as_str(),
         ),
         (
             "  targetRefs: [ { kind: Gateway, name: edge } ]\n  validation: { wellKnownCACertificates: System, hostname: x.example }\n",
@@ -351,11 +381,11 @@ fn backend_tls_errors_at_their_fields() {
         ),
         (
             "  targetRefs: [ { name: shpo } ]\n  validation: { wellKnownCACertificates: System, hostname: x.example }\n",
-            "mesh.yaml:79:25: BackendTLSPolicy/bad.spec.targetRefs[0].name: no Service named `shpo` (did you mean `shop`?)",
+            shpo.as_str(),
         ),
         (
             "  targetRefs: [ { name: payments } ]\n  validation: { wellKnownCACertificates: System, hostname: x.example }\n",
-            "BackendTLSPolicy/bad.spec.targetRefs[0].name: Service `payments` already has a backend TLS policy: BackendTLSPolicy/payments (mesh.yaml:70)",
+            twice.as_str(),
         ),
         (
             "  targetRefs: [ { name: shop } ]\n",
@@ -379,7 +409,7 @@ fn backend_tls_errors_at_their_fields() {
         ),
         (
             "  targetRefs: [ { name: shop } ]\n  validation: { wellKnownCACertificates: System, hostname: 10.1.1.1 }\n",
-            "mesh.yaml:80:60: BackendTLSPolicy/bad.spec.validation.hostname: `10.1.1.1`: an IP address is not a host name here",
+            ip.as_str(),
         ),
         (
             "  targetRefs: [ { name: shop } ]\n  validation: { wellKnownCACertificates: System, hostname: \"*.x.example\" }\n",

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use rustls::pki_types::{CertificateDer, ServerName};
+use ringmesh_pki::check::Leaf;
+use rustls::pki_types::ServerName;
 use rustls::sign::CertifiedKey;
 use serde_saphyr::{Location, Spanned};
 
@@ -48,10 +49,10 @@ impl Validator {
         let mut served = Vec::new();
         for (i, c) in raw.certificates.iter().enumerate() {
             let p = format!("{path}.certificates[{i}]");
-            if let Some((key, chain)) = self.certificate(c, &p) {
+            if let Some((key, leaf)) = self.certificate(c, &p) {
                 let names = match &c.value.server_names {
                     Some(names) => self.server_names(names, &format!("{p}.server_names")),
-                    None => certs::dns_names(&chain[0]),
+                    None => leaf.dns_names,
                 };
                 if names.is_empty() && i > 0 {
                     self.err(
@@ -147,8 +148,8 @@ impl Validator {
                         );
                     }
                 }
-                self.certificate(c, &p).map(|(k, chain)| {
-                    chain[0].as_ref().hash(&mut digest);
+                self.certificate(c, &p).map(|(k, _)| {
+                    k.cert[0].as_ref().hash(&mut digest);
                     k
                 })
             }
@@ -214,24 +215,24 @@ impl Validator {
         &mut self,
         c: &Spanned<RawCertificate>,
         path: &str,
-    ) -> Option<(Arc<CertifiedKey>, Vec<CertificateDer<'static>>)> {
+    ) -> Option<(Arc<CertifiedKey>, Leaf)> {
         let raw = &c.value;
         let cert = self.pem(&raw.cert, &raw.cert_pem, &c.referenced, path, "cert", true);
         let key = self.pem(&raw.key, &raw.key_pem, &c.referenced, path, "key", true);
         let (cert, key) = (cert?, key?);
         let cert_at = located(&raw.cert, &raw.cert_pem, &c.referenced);
         let key_at = located(&raw.key, &raw.key_pem, &c.referenced);
-        let chain = match certs::load_certs(&cert).and_then(|chain| {
-            certs::check_validity(&cert, &chain, SystemTime::now()).map(|_| chain)
+        let (chain, leaf) = match certs::load_certs(&cert).and_then(|chain| {
+            certs::check_validity(&cert, &chain, SystemTime::now()).map(|leaf| (chain, leaf))
         }) {
-            Ok(chain) => chain,
+            Ok(loaded) => loaded,
             Err(e) => {
                 self.err(&cert_at, format!("{path}.cert"), e);
                 return None;
             }
         };
-        match certs::with_key(chain.clone(), &key, &cert, &crate::tls::provider()) {
-            Ok(k) => Some((k, chain)),
+        match certs::with_key(chain, &key, &cert, &crate::tls::provider()) {
+            Ok(k) => Some((k, leaf)),
             Err(e) => {
                 self.err(&key_at, format!("{path}.key"), e);
                 None
