@@ -366,8 +366,9 @@ fn certificates_rotate_on_reload_without_a_failed_request() {
     );
 }
 
-#[test]
-fn https_is_forwarded_as_the_scheme() {
+/// A TLS listener forwarding everything to a plain upstream, and a client
+/// connected to it.
+fn tls_in_front_of_plain() -> (Upstream, Proxy, TlsClient) {
     let pki = Pki::new("test ca");
     let a = pki.leaf("a", &["a.test"]);
     let up = Upstream::start("plain");
@@ -377,8 +378,13 @@ fn https_is_forwarded_as_the_scheme() {
         up.addr
     );
     let proxy = Proxy::start(&listener_yaml(&[&a], "", routes, &clusters));
-    let mut c =
-        TlsClient::connect(proxy.addr("main"), &pki.ca_pem, "a.test", None).expect("connect");
+    let c = TlsClient::connect(proxy.addr("main"), &pki.ca_pem, "a.test", None).expect("connect");
+    (up, proxy, c)
+}
+
+#[test]
+fn https_is_forwarded_as_the_scheme() {
+    let (_up, _proxy, mut c) = tls_in_front_of_plain();
     assert_eq!(c.alpn().as_deref(), Some(&b"http/1.1"[..]));
     let head = c
         .get("/headers", "a.test")
@@ -507,17 +513,7 @@ fn private_keys_stay_out_of_dumps_and_errors() {
 
 #[test]
 fn a_websocket_tunnel_runs_over_a_tls_listener() {
-    let pki = Pki::new("test ca");
-    let a = pki.leaf("a", &["a.test"]);
-    let up = Upstream::start("plain");
-    let routes = "      - { name: all, cluster: plain }\n";
-    let clusters = format!(
-        "clusters:\n  - {{ name: plain, endpoints: ['{}'] }}\n",
-        up.addr
-    );
-    let proxy = Proxy::start(&listener_yaml(&[&a], "", routes, &clusters));
-    let mut c =
-        TlsClient::connect(proxy.addr("main"), &pki.ca_pem, "a.test", None).expect("connect");
+    let (_up, _proxy, mut c) = tls_in_front_of_plain();
     c.send(b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
     let head = c.read_head();
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");

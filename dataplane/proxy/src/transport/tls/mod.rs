@@ -603,18 +603,26 @@ fn encode_into(
     }
 }
 
+/// Nothing in the proxy reads or writes vectored, and a TLS record is
+/// sealed from one buffer anyway: vectored IO is refused, as on the
+/// in-memory test stream.
+fn vectored_unsupported<T>(buf: T) -> monoio::BufResult<usize, T> {
+    (
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "vectored IO over TLS",
+        )),
+        buf,
+    )
+}
+
 impl AsyncReadRent for TlsStream {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
         self.read_plain(buf, None).await
     }
 
     async fn readv<T: monoio::buf::IoVecBufMut>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
-        // Nothing in the proxy reads vectored; a TLS record is decrypted
-        // into one buffer anyway.
-        (
-            Err(io::Error::new(io::ErrorKind::Unsupported, "readv over TLS")),
-            buf,
-        )
+        vectored_unsupported(buf)
     }
 }
 
@@ -632,10 +640,7 @@ impl CancelableAsyncReadRent for TlsStream {
         buf: T,
         _: CancelHandle,
     ) -> monoio::BufResult<usize, T> {
-        (
-            Err(io::Error::new(io::ErrorKind::Unsupported, "readv over TLS")),
-            buf,
-        )
+        vectored_unsupported(buf)
     }
 }
 
@@ -645,13 +650,7 @@ impl AsyncWriteRent for TlsStream {
     }
 
     async fn writev<T: monoio::buf::IoVecBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
-        (
-            Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "writev over TLS",
-            )),
-            buf,
-        )
+        vectored_unsupported(buf)
     }
 
     async fn flush(&mut self) -> io::Result<()> {

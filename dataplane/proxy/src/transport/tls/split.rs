@@ -25,7 +25,7 @@ use monoio::io::{
 use monoio::net::TcpStream;
 
 use super::iobuf::{self, Fill};
-use super::{buffers, State, Step, TlsStream, Want, MAX_PLAIN};
+use super::{buffers, vectored_unsupported, State, Step, TlsStream, Want, MAX_PLAIN};
 
 pub struct TlsReader {
     tcp: OwnedReadHalf<TcpStream>,
@@ -141,10 +141,7 @@ impl AsyncReadRent for TlsReader {
     }
 
     async fn readv<T: monoio::buf::IoVecBufMut>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
-        (
-            Err(io::Error::new(io::ErrorKind::Unsupported, "readv over TLS")),
-            buf,
-        )
+        vectored_unsupported(buf)
     }
 }
 
@@ -155,13 +152,7 @@ impl AsyncWriteRent for TlsWriter {
     }
 
     async fn writev<T: monoio::buf::IoVecBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
-        (
-            Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "writev over TLS",
-            )),
-            buf,
-        )
+        vectored_unsupported(buf)
     }
 
     async fn flush(&mut self) -> io::Result<()> {
