@@ -8,9 +8,13 @@ use std::time::{Duration, Instant};
 
 use ringmesh_tests::{eventually, Client, Proxy, Upstream};
 
+/// Pools keep idle connections for 300 s, not the default 4 s: on a slow
+/// machine half the reloads can take longer than 4 s to come back to a
+/// cluster, and its connections must outlive that for the pool-reuse
+/// check below to test reloads, not the machine's speed.
 fn yaml(target: &str, a: &Upstream, b: &Upstream) -> String {
     format!(
-        "runtime: {{ workers: 2 }}\nadmin: {{ address: '127.0.0.1:0' }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:0\n    routes:\n      - {{ name: all, cluster: {target} }}\nclusters:\n  - {{ name: a, endpoints: ['{}'] }}\n  - {{ name: b, endpoints: ['{}'] }}\n",
+        "runtime: {{ workers: 2 }}\nadmin: {{ address: '127.0.0.1:0' }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:0\n    routes:\n      - {{ name: all, cluster: {target} }}\nclusters:\n  - {{ name: a, endpoints: ['{}'], pool: {{ idle_timeout: 300s }} }}\n  - {{ name: b, endpoints: ['{}'], pool: {{ idle_timeout: 300s }} }}\n",
         a.addr, b.addr
     )
 }

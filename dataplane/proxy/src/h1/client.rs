@@ -147,8 +147,16 @@ impl H1Conn<'_> {
             };
             match read {
                 Err(_) => return Err(HeadRead::Failed(ProxyError::UpstreamTimeout)),
-                Ok(Ok(0)) | Ok(Err(_)) if !received => return Err(HeadRead::ClosedEarly),
-                Ok(Ok(0)) | Ok(Err(_)) => return Err(HeadRead::Failed(ProxyError::UpstreamReset)),
+                Ok(Err(e)) => {
+                    return Err(match crate::tls::reason::of_io(&e) {
+                        // A TLS alert: the upstream said why.
+                        Some(why) => HeadRead::Failed(ProxyError::UpstreamTls(why)),
+                        None if !received => HeadRead::ClosedEarly,
+                        None => HeadRead::Failed(ProxyError::UpstreamReset),
+                    });
+                }
+                Ok(Ok(0)) if !received => return Err(HeadRead::ClosedEarly),
+                Ok(Ok(0)) => return Err(HeadRead::Failed(ProxyError::UpstreamReset)),
                 Ok(Ok(_)) => received = true,
             }
         }

@@ -28,16 +28,28 @@ pub fn describe(e: &TlsError) -> &'static str {
     match e {
         TlsError::Eof => "connection closed during the handshake",
         TlsError::Io(_) => "connection error during the handshake",
-        TlsError::Tls(e) => match e {
-            Error::InvalidCertificate(c) => certificate(c),
-            Error::PeerIncompatible(_) => "no common TLS version or cipher suite",
-            Error::NoApplicationProtocol => "no common ALPN protocol",
-            Error::NoCertificatesPresented => "no certificate presented",
-            Error::AlertReceived(a) => alert(*a),
-            Error::DecryptError => "decryption failed",
-            _ => "TLS protocol error",
-        },
+        TlsError::Tls(e) => describe_tls(e),
     }
+}
+
+fn describe_tls(e: &Error) -> &'static str {
+    match e {
+        Error::InvalidCertificate(c) => certificate(c),
+        Error::PeerIncompatible(_) => "no common TLS version or cipher suite",
+        Error::NoApplicationProtocol => "no common ALPN protocol",
+        Error::NoCertificatesPresented => "no certificate presented",
+        Error::AlertReceived(a) => alert(*a),
+        Error::DecryptError => "decryption failed",
+        _ => "TLS protocol error",
+    }
+}
+
+/// The reason, when a read or write on an established connection failed
+/// because of TLS (`transport::tls` wraps rustls' error in the
+/// `io::Error`): in TLS 1.3 a server refuses a client certificate after
+/// the client's side of the handshake is done, at the first read.
+pub fn of_io(e: &std::io::Error) -> Option<&'static str> {
+    e.get_ref()?.downcast_ref::<Error>().map(describe_tls)
 }
 
 fn certificate(c: &CertificateError) -> &'static str {
