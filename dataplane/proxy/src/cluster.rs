@@ -230,7 +230,7 @@ mod tests {
 
     fn pick(c: &ClusterState, rng: &mut fastrand::Rng) -> Rc<Endpoint> {
         let mut ctx = PickCtx {
-            request: &Get,
+            request: Some(&Get),
             client: [127, 0, 0, 1].into(),
             rng,
             avoid: None,
@@ -265,7 +265,7 @@ mod tests {
         let c = state("least_request", &[]);
         let mut rng = fastrand::Rng::with_seed(1);
         let mut ctx = PickCtx {
-            request: &Get,
+            request: Some(&Get),
             client: [127, 0, 0, 1].into(),
             rng: &mut rng,
             avoid: None,

@@ -61,6 +61,9 @@ pub struct Job {
     /// A new connection on a TLS listener: the handshake to run first, with
     /// the settings in force when it was accepted.
     pub tls: Option<Arc<ServerTls>>,
+    /// Just accepted (not woken from parking): its listener decides what
+    /// it speaks, HTTP or relayed TCP, once.
+    pub fresh: bool,
 }
 
 /// A handler's mailbox.
@@ -172,6 +175,7 @@ async fn serve(core: &Rc<Core>, workspace: &mut Workspace, job: Job) {
         slot,
         ready,
         tls,
+        fresh,
     } = job;
     let io = match tls {
         Some(tls) => {
@@ -184,6 +188,17 @@ async fn serve(core: &Rc<Core>, workspace: &mut Workspace, job: Job) {
         }
         None => io,
     };
+    // A TCP listener's connection is relayed, never parked (it has no
+    // requests to wait for). Decided once, when it is new: a reload does
+    // not turn a relayed connection into an HTTP one, or back.
+    if fresh
+        && core.snapshot().config.listeners[slot.listener]
+            .tcp
+            .is_some()
+    {
+        crate::tcp::serve(core, slot.listener, io, peer.ip(), &mut workspace.timer).await;
+        return;
+    }
     let conn = H1Conn::new(workspace, io, core.clone(), slot.listener, peer, ready);
     match conn.serve().await {
         Exit::Closed => drop(slot),
@@ -194,6 +209,7 @@ async fn serve(core: &Rc<Core>, workspace: &mut Workspace, job: Job) {
                 slot,
                 ready: false,
                 tls: None,
+                fresh: false,
             };
             core.parker.park(core, job, until)
         }

@@ -19,7 +19,8 @@
 //! - `cluster`: endpoints, balancer and connections of a cluster per core;
 //!   `balance`: the balancer trait and policies; `upstream`: connector and
 //!   connection pools.
-//! - `tunnel`: bytes both ways after `101 Switching Protocols`.
+//! - `tunnel`: bytes both ways after `101 Switching Protocols`; `tcp`:
+//!   listeners that relay opaque TCP to a cluster over the same relay.
 //! - `buf`: read buffers over ownership-passing IO; `pool`: pooled buffers.
 //! - `error`: failures as responses; `loglimit`: rate-limited failure logs.
 //! - `config`: YAML and proto to a validated model; `metrics`, `admin`:
@@ -45,6 +46,7 @@ pub mod pipeline;
 pub mod pool;
 pub mod router;
 pub mod server;
+pub mod tcp;
 #[cfg(test)]
 pub mod testing;
 pub mod timer;

@@ -89,6 +89,10 @@ pub struct ListenerStats {
     pub unrouted: ByClass,
     /// TLS handshakes completed on the listener.
     pub tls_handshakes: Counter,
+    /// Bytes relayed by tunnels (upgraded connections, TCP proxying),
+    /// client to upstream and back.
+    pub tunnel_up: Counter,
+    pub tunnel_down: Counter,
     /// TLS handshakes that failed, by reason (`TLS_FAILURES`).
     pub tls_failures: [Counter; TLS_FAILURES.len()],
 }
@@ -336,6 +340,29 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
         }
     }
     render_tls(&mut out, config, cores);
+    let name = "ringmesh_tunnel_bytes_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Bytes relayed by tunnels (TCP proxying, upgraded connections): up is client to upstream.",
+    );
+    for (li, l) in config.listeners.iter().enumerate() {
+        for (dir, get) in [
+            (
+                "up",
+                (|s: &ListenerStats| s.tunnel_up.get()) as fn(&ListenerStats) -> u64,
+            ),
+            ("down", |s: &ListenerStats| s.tunnel_down.get()),
+        ] {
+            let v = sum(&|c| get(&c.listeners[li]));
+            let _ = writeln!(
+                out,
+                "{name}{{listener=\"{}\",direction=\"{dir}\"}} {v}",
+                Label(&l.name)
+            );
+        }
+    }
     header(
         &mut out,
         "ringmesh_upstream_requests_total",

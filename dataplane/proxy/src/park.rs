@@ -164,6 +164,7 @@ impl Parker {
             slot: parked.slot,
             ready: false,
             tls: None,
+            fresh: false,
         };
         if let Some(fd) = job.io.parkable_fd() {
             let _ = epoll::delete(self.set(), borrow_fd(fd));

@@ -118,6 +118,7 @@ impl Harness {
             slot: ConnSlot::open(self.core.clone(), 0),
             ready: false,
             tls: None,
+            fresh: true,
         };
         self.core.handlers.dispatch(&self.core, job);
         client

@@ -28,11 +28,38 @@ use monoio::time::Instant;
 
 use crate::buf::ReadBuf;
 use crate::drain::Drain;
+use crate::metrics::Counter;
 use crate::transport::{ReadHalf, Stream, WriteHalf};
 use crate::upstream::UpstreamConn;
 
 /// Bytes moved per splice: the pipe's default capacity.
 const SPLICE_LEN: u32 = 64 * 1024;
+
+/// When bytes last moved, and how many each way: the idle watchdog reads
+/// the first, the listener's `ringmesh_tunnel_bytes_total` counts the
+/// others as they move (per-core counters, a relaxed add per chunk).
+pub struct Meter<'a> {
+    last: Cell<Instant>,
+    /// Client to upstream.
+    pub up: &'a Counter,
+    /// Upstream to client.
+    pub down: &'a Counter,
+}
+
+impl<'a> Meter<'a> {
+    pub fn new(up: &'a Counter, down: &'a Counter) -> Self {
+        Meter {
+            last: Cell::new(Instant::now()),
+            up,
+            down,
+        }
+    }
+
+    fn moved(&self, counter: &Counter, n: usize) {
+        counter.add(n as u64);
+        self.last.set(Instant::now());
+    }
+}
 
 /// Relay `client` and `upstream` until both directions end, the tunnel is
 /// idle for `idle`, or listeners close.
@@ -43,17 +70,12 @@ pub async fn run(
     from_upstream: &mut ReadBuf,
     idle: Duration,
     drain: &Drain,
+    meter: &Meter<'_>,
 ) {
     let (up, _slot) = upstream.into_parts();
-    let activity = Cell::new(Instant::now());
-    let relay = std::pin::pin!(relay_both(
-        client,
-        up,
-        from_client,
-        from_upstream,
-        &activity
-    ));
-    let watchdog = std::pin::pin!(watchdog(&activity, idle));
+    meter.last.set(Instant::now());
+    let relay = std::pin::pin!(relay_both(client, up, from_client, from_upstream, meter));
+    let watchdog = std::pin::pin!(watchdog(&meter.last, idle));
     let stopped = std::pin::pin!(drain.stopped());
     // Whichever ends first drops the others: an idle or stopped tunnel's
     // sockets close with it.
@@ -78,7 +100,7 @@ async fn relay_both(
     mut upstream: Stream,
     from_client: &mut ReadBuf,
     from_upstream: &mut ReadBuf,
-    activity: &Cell<Instant>,
+    meter: &Meter<'_>,
 ) {
     // Bytes each side sent after its head go first (within the idle
     // watchdog, like everything else here).
@@ -86,21 +108,22 @@ async fn relay_both(
     if n > 0 && from_client.write_to(&mut upstream, n).await.is_err() {
         return;
     }
+    meter.moved(meter.up, n);
     let n = from_upstream.len();
     if n > 0 && from_upstream.write_to(&mut client, n).await.is_err() {
         return;
     }
+    meter.moved(meter.down, n);
     from_client.clear();
     from_upstream.clear();
-    activity.set(Instant::now());
     match (client, upstream) {
-        (Stream::Plain(c), Stream::Plain(u)) => splice_both(c, u, activity).await,
+        (Stream::Plain(c), Stream::Plain(u)) => splice_both(c, u, meter).await,
         #[cfg(test)]
         (Stream::Memory(c), Stream::Memory(u)) => {
-            crate::transport::memory::copy_both(c, u, activity).await
+            crate::transport::memory::copy_both(c, u, &meter.last).await
         }
         (client, upstream) => match (client.into_halves(), upstream.into_halves()) {
-            (Ok(c), Ok(u)) => copy_both(c, u, activity).await,
+            (Ok(c), Ok(u)) => copy_both(c, u, meter).await,
             _ => tracing::warn!("tunnel between a memory pipe and a socket"),
         },
     }
@@ -112,14 +135,14 @@ const COPY_BUF: usize = 16 * 1024;
 async fn copy_both(
     (mut cr, mut cw): (ReadHalf, WriteHalf),
     (mut ur, mut uw): (ReadHalf, WriteHalf),
-    activity: &Cell<Instant>,
+    meter: &Meter<'_>,
 ) {
     let up = async {
-        let _ = copy_one(&mut cr, &mut uw, activity).await;
+        let _ = copy_one(&mut cr, &mut uw, meter, meter.up).await;
         let _ = uw.shutdown().await;
     };
     let down = async {
-        let _ = copy_one(&mut ur, &mut cw, activity).await;
+        let _ = copy_one(&mut ur, &mut cw, meter, meter.down).await;
         let _ = cw.shutdown().await;
     };
     monoio::join!(up, down);
@@ -129,33 +152,35 @@ async fn copy_both(
 async fn copy_one(
     src: &mut ReadHalf,
     dst: &mut WriteHalf,
-    activity: &Cell<Instant>,
+    meter: &Meter<'_>,
+    counter: &Counter,
 ) -> io::Result<()> {
     let mut buf = Vec::with_capacity(COPY_BUF);
     loop {
         buf.clear();
         let (res, b) = src.read(buf).await;
         buf = b;
-        if res? == 0 {
+        let n = res?;
+        if n == 0 {
             return Ok(());
         }
-        activity.set(Instant::now());
+        meter.last.set(Instant::now());
         let (res, b) = dst.write_all(buf).await;
         buf = b;
         res?;
-        activity.set(Instant::now());
+        meter.moved(counter, n);
     }
 }
 
-async fn splice_both(client: TcpStream, upstream: TcpStream, activity: &Cell<Instant>) {
+async fn splice_both(client: TcpStream, upstream: TcpStream, meter: &Meter<'_>) {
     let (mut cr, mut cw) = client.into_split();
     let (mut ur, mut uw) = upstream.into_split();
     let up = async {
-        let _ = splice_one(&mut cr, &mut uw, activity).await;
+        let _ = splice_one(&mut cr, &mut uw, meter, meter.up).await;
         let _ = uw.shutdown().await;
     };
     let down = async {
-        let _ = splice_one(&mut ur, &mut cw, activity).await;
+        let _ = splice_one(&mut ur, &mut cw, meter, meter.down).await;
         let _ = cw.shutdown().await;
     };
     monoio::join!(up, down);
@@ -165,7 +190,8 @@ async fn splice_both(client: TcpStream, upstream: TcpStream, activity: &Cell<Ins
 async fn splice_one<R: SpliceSource, W: SpliceDestination>(
     src: &mut R,
     dst: &mut W,
-    activity: &Cell<Instant>,
+    meter: &Meter<'_>,
+    counter: &Counter,
 ) -> io::Result<()> {
     let (mut pipe_r, mut pipe_w) = monoio::net::unix::new_pipe()?;
     loop {
@@ -173,7 +199,7 @@ async fn splice_one<R: SpliceSource, W: SpliceDestination>(
         if n == 0 {
             return Ok(());
         }
-        activity.set(Instant::now());
+        meter.last.set(Instant::now());
         let mut left = n;
         while left > 0 {
             let m = dst.splice_from_pipe(&mut pipe_r, left).await?;
@@ -182,6 +208,6 @@ async fn splice_one<R: SpliceSource, W: SpliceDestination>(
             }
             left -= m;
         }
-        activity.set(Instant::now());
+        meter.moved(counter, n as usize);
     }
 }

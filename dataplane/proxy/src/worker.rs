@@ -513,6 +513,7 @@ async fn accept_loop(core: Rc<Core>, index: usize, listener: TcpListener) {
                     slot,
                     ready: false,
                     tls: listener.tls.clone(),
+                    fresh: true,
                 };
                 core.handlers.dispatch(&core, job);
             }

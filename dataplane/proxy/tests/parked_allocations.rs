@@ -108,6 +108,7 @@ fn a_request_on_a_parked_connection_allocates_nothing() {
                 slot: ConnSlot::open(core.clone(), 0),
                 ready: false,
                 tls: None,
+                fresh: true,
             };
             core.handlers.dispatch(&core, job);
             // The first request, then the quiet second after which the

@@ -40,7 +40,10 @@ pub use round_robin::RoundRobin;
 
 /// What a policy may use to choose.
 pub struct PickCtx<'a> {
-    pub request: &'a dyn RequestView,
+    /// `None` for opaque TCP, which has no request: a policy that hashes
+    /// a request's header falls back to the client's address or its own
+    /// choice.
+    pub request: Option<&'a dyn RequestView>,
     pub client: IpAddr,
     pub rng: &'a mut fastrand::Rng,
     /// The endpoint the previous try of this request used, if this is a
@@ -53,6 +56,8 @@ pub struct PickCtx<'a> {
 pub enum Outcome {
     /// A response head arrived with this status.
     Response(u16),
+    /// The connection was made (opaque TCP: there is no response to see).
+    Connected,
     /// The connection could not be made.
     ConnectFailed,
     /// The upstream closed, reset or broke the protocol before a response.
@@ -161,7 +166,7 @@ pub(crate) mod testing {
         avoid: Option<&Endpoint>,
     ) -> usize {
         let mut ctx = PickCtx {
-            request: &Get,
+            request: Some(&Get),
             client: IpAddr::from([127, 0, 0, 1]),
             rng,
             avoid,

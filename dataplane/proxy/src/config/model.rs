@@ -72,6 +72,16 @@ pub struct Listener {
     pub tunnel_idle_timeout: Duration,
     /// TLS termination; `None`: plaintext.
     pub tls: Option<Arc<crate::tls::server::ServerTls>>,
+    /// Opaque TCP proxying instead of HTTP (then `routes` is empty).
+    pub tcp: Option<TcpProxy>,
+}
+
+/// A listener that relays its connections to a cluster, bytes both ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpProxy {
+    pub cluster: ClusterId,
+    /// No byte either way for this long closes the connection.
+    pub idle_timeout: Duration,
 }
 
 impl Listener {
@@ -278,6 +288,9 @@ pub mod defaults {
     /// Envoy's default stream idle timeout, which also bounds upgraded
     /// (WebSocket) connections; long enough for 30s-ping protocols.
     pub const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+    /// Envoy's tcp_proxy idle_timeout: long-lived database and message
+    /// queue connections are quiet for minutes.
+    pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
     /// Longest duration any setting may have: beyond a week a timeout is a
     /// typo, and every deadline stays far inside the timer wheel's range.
     pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);

@@ -94,6 +94,12 @@ fn listener(l: &pb::Listener) -> RawListener {
         x_forwarded_proto: forwarded_proto(l.x_forwarded_proto),
         tunnel_idle_timeout: duration(&l.tunnel_idle_timeout),
         tls: l.tls.as_ref().map(|t| s(tls::downstream(t))),
+        tcp: l.tcp.as_ref().map(|t| {
+            s(RawTcp {
+                cluster: (!t.cluster.is_empty()).then(|| s(t.cluster.clone())),
+                idle_timeout: duration(&t.idle_timeout),
+            })
+        }),
     }
 }
 
@@ -354,6 +360,21 @@ fn wire_listener(l: &RawListener, path: &str) -> Result<pb::Listener, ToProtoErr
         )?,
         tls: match &l.tls {
             Some(t) => Some(tls::wire_downstream(&t.value, &format!("{path}.tls"))?),
+            None => None,
+        },
+        tcp: match &l.tcp {
+            Some(t) => Some(pb::TcpProxy {
+                cluster: t
+                    .value
+                    .cluster
+                    .as_ref()
+                    .map(|c| c.value.clone())
+                    .unwrap_or_default(),
+                idle_timeout: wire_duration(
+                    &t.value.idle_timeout,
+                    &format!("{path}.tcp.idle_timeout"),
+                )?,
+            }),
             None => None,
         },
     })

@@ -65,6 +65,15 @@ pub struct RawListener {
     pub x_forwarded_proto: Option<S<String>>,
     pub tunnel_idle_timeout: Option<S<String>>,
     pub tls: Option<S<RawDownstreamTls>>,
+    pub tcp: Option<S<RawTcp>>,
+}
+
+/// Opaque TCP proxying on a listener.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTcp {
+    pub cluster: Option<S<String>>,
+    pub idle_timeout: Option<S<String>>,
 }
 
 /// TLS termination on a listener.

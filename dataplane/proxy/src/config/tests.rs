@@ -456,3 +456,32 @@ fn a_percent_is_a_number() {
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(errs[0].starts_with("t.yaml:1:"), "{errs:?}");
 }
+
+#[test]
+fn a_tcp_listener_names_a_cluster_and_has_no_routes() {
+    let ok = parse(
+        "listeners:\n  - name: db\n    address: 127.0.0.1:0\n    tcp: { cluster: pg }\nclusters:\n  - { name: pg, endpoints: [127.0.0.1:5432] }\n",
+        "t.yaml",
+    )
+    .unwrap();
+    assert_eq!(
+        ok.listeners[0].tcp,
+        Some(TcpProxy {
+            cluster: 0,
+            idle_timeout: defaults::TCP_IDLE_TIMEOUT
+        })
+    );
+    let errs = errors(
+        "listeners:\n  - name: db\n    address: 127.0.0.1:0\n    tcp: { cluster: gp, idle_timeout: 0s }\n    routes:\n      - direct_response: { status: 200 }\n  - name: db2\n    address: 127.0.0.1:0\n    tcp: {}\nclusters:\n  - { name: pg, endpoints: [127.0.0.1:5432] }\n",
+    );
+    assert_eq!(
+        errs,
+        [
+            "t.yaml:4:10: listeners[0].tcp: a tcp listener relays bytes and has no routes: give `tcp` or `routes`, not both",
+            "t.yaml:4:21: listeners[0].tcp.cluster: unknown cluster `gp`",
+            "t.yaml:4:39: listeners[0].tcp.idle_timeout: `0s`: must be more than zero",
+            "t.yaml:9:10: listeners[1].tcp.cluster: missing: the cluster to relay to",
+        ],
+        "{errs:#?}"
+    );
+}

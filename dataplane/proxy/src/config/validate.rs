@@ -467,7 +467,47 @@ impl Validator {
                 .tls
                 .as_ref()
                 .and_then(|t| self.downstream_tls(t, &format!("{path}.tls"))),
+            tcp: l
+                .tcp
+                .as_ref()
+                .and_then(|t| self.tcp(t, !l.routes.is_empty(), clusters, &format!("{path}.tcp"))),
         }
+    }
+
+    /// A listener's `tcp`: a cluster to relay to, and no routes beside it.
+    fn tcp(
+        &mut self,
+        t: &Spanned<RawTcp>,
+        has_routes: bool,
+        clusters: &HashMap<String, ClusterId>,
+        path: &str,
+    ) -> Option<TcpProxy> {
+        if has_routes {
+            self.err(
+                &t.referenced,
+                path,
+                "a tcp listener relays bytes and has no routes: give `tcp` or `routes`, not both",
+            );
+        }
+        let idle_timeout = self.duration(
+            &t.value.idle_timeout,
+            &format!("{path}.idle_timeout"),
+            defaults::TCP_IDLE_TIMEOUT,
+            Bounds::NonZero,
+        );
+        let Some(name) = &t.value.cluster else {
+            self.err(
+                &t.referenced,
+                format!("{path}.cluster"),
+                "missing: the cluster to relay to",
+            );
+            return None;
+        };
+        let cluster = self.cluster_ref(name, &format!("{path}.cluster"), clusters)?;
+        Some(TcpProxy {
+            cluster,
+            idle_timeout,
+        })
     }
 
     /// Route names label metrics and logs, so two routes of a listener must

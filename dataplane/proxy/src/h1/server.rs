@@ -236,7 +236,15 @@ impl<'w> H1Conn<'w> {
                 }
                 Next::Tunnel(upstream) => {
                     let idle = snap.config.listeners[self.listener].tunnel_idle_timeout;
-                    let H1Conn { w, io, core, .. } = self;
+                    let H1Conn {
+                        w,
+                        io,
+                        core,
+                        listener,
+                        ..
+                    } = self;
+                    let stats = &core.stats.listeners[listener];
+                    let meter = crate::tunnel::Meter::new(&stats.tunnel_up, &stats.tunnel_down);
                     // Boxed: upgrades are rare, and inline the tunnel's
                     // state would make every handler's task larger.
                     Box::pin(crate::tunnel::run(
@@ -246,6 +254,7 @@ impl<'w> H1Conn<'w> {
                         &mut w.up.ubuf,
                         idle,
                         &core.drain,
+                        &meter,
                     ))
                     .await;
                     return Exit::Closed;

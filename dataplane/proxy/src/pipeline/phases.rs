@@ -268,7 +268,7 @@ fn select(
 ) -> Option<Rc<Endpoint>> {
     let mut rng = ctx.env.core.rng.borrow_mut();
     let mut pick = PickCtx {
-        request: req,
+        request: Some(req),
         client: ctx.env.client,
         rng: &mut rng,
         avoid: previous,

@@ -1,0 +1,109 @@
+//! Opaque TCP proxying: a listener with `tcp:` relays each connection to
+//! an endpoint of its cluster, bytes both ways, with the cluster's
+//! balancer, connect timeout, TLS origination and connection limit, and
+//! the listener's TLS termination when it has one.
+//!
+//! The relay is the tunnel's (`tunnel`): spliced when both ends are plain
+//! TCP, copied when one is TLS, closed when idle for `idle_timeout` or when
+//! listeners close on drain, bytes counted in
+//! `ringmesh_tunnel_bytes_total`. A connection the cluster cannot take
+//! (no endpoint, every try refused, the limit reached) is closed without a
+//! byte: there is no protocol to say why in.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use tracing::debug;
+
+use crate::balance::{Completion, Outcome, PickCtx};
+use crate::buf::ReadBuf;
+use crate::cluster::InFlight;
+use crate::timer::Timer;
+use crate::transport::Stream;
+use crate::tunnel::{self, Meter};
+use crate::worker::Core;
+
+/// Endpoints tried before the client's connection is closed: a refused or
+/// timed-out connect moves on to another endpoint once (Envoy's
+/// `max_connect_attempts` is 1; a mesh expects one retry).
+const CONNECT_TRIES: usize = 2;
+
+/// Relay `client` (accepted on `listener`) to its cluster until either
+/// side is done.
+pub async fn serve(
+    core: &Rc<Core>,
+    listener: usize,
+    client: Stream,
+    peer_ip: std::net::IpAddr,
+    timer: &mut Timer,
+) {
+    let snap = core.snapshot();
+    let Some(tcp) = snap.config.listeners[listener].tcp else {
+        return;
+    };
+    let Some(cluster) = snap.clusters.get(tcp.cluster) else {
+        return;
+    };
+    let mut avoid = None;
+    for _ in 0..CONNECT_TRIES {
+        let ep = {
+            let mut rng = core.rng.borrow_mut();
+            let mut pick = PickCtx {
+                request: None,
+                client: peer_ip,
+                rng: &mut rng,
+                avoid: avoid.as_deref(),
+            };
+            cluster.pick(&mut pick)
+        };
+        let Some(ep) = ep else {
+            debug!(cluster = %cluster.name, "tcp: no endpoint");
+            return;
+        };
+        let in_flight = InFlight::new(ep.clone());
+        let start = cluster.wants_latency().then(Instant::now);
+        match cluster.connect(&ep, timer).await {
+            Ok(upstream) => {
+                let latency = start.map(|s| s.elapsed()).unwrap_or_default();
+                cluster.complete(
+                    &ep,
+                    &Completion {
+                        outcome: Outcome::Connected,
+                        latency,
+                    },
+                );
+                let stats = &core.stats.listeners[listener];
+                let meter = Meter::new(&stats.tunnel_up, &stats.tunnel_down);
+                let (mut none_in, mut none_out) =
+                    (ReadBuf::with_capacity(0), ReadBuf::with_capacity(0));
+                tunnel::run(
+                    client,
+                    upstream,
+                    &mut none_in,
+                    &mut none_out,
+                    tcp.idle_timeout,
+                    &core.drain,
+                    &meter,
+                )
+                .await;
+                drop(in_flight);
+                return;
+            }
+            Err(e) => {
+                debug!(cluster = %cluster.name, endpoint = %ep.addr, error = %e, "tcp: connect failed");
+                cluster.complete(
+                    &ep,
+                    &Completion {
+                        outcome: Outcome::ConnectFailed,
+                        latency: Default::default(),
+                    },
+                );
+                drop(in_flight);
+                if !e.retryable() {
+                    return;
+                }
+                avoid = Some(ep);
+            }
+        }
+    }
+}

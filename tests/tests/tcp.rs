@@ -1,0 +1,176 @@
+//! Opaque TCP proxying: listeners with `tcp:` relay bytes to a cluster,
+//! real processes and sockets, a server that speaks first (as SMTP and
+//! MySQL do), TLS on the listener.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringmesh_tests::tls::{yaml_path, Pki, TlsClient};
+use ringmesh_tests::{closed_port, eventually, Proxy};
+
+/// A server that greets first, then echoes; counts connections.
+struct Greeter {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+}
+
+const GREETING: &[u8] = b"220 greeter ready\r\n";
+
+impl Greeter {
+    fn start() -> Greeter {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        std::thread::spawn(move || {
+            for s in listener.incoming().map_while(Result::ok) {
+                count.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || echo(s));
+            }
+        });
+        Greeter { addr, connections }
+    }
+}
+
+fn echo(mut s: TcpStream) {
+    if s.write_all(GREETING).is_err() {
+        return;
+    }
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                // The client's half-close: close ours.
+                let _ = s.shutdown(std::net::Shutdown::Write);
+                return;
+            }
+            Ok(n) => {
+                if s.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn yaml(endpoints: &[SocketAddr], tcp_extra: &str, listener_extra: &str) -> String {
+    let eps: Vec<String> = endpoints.iter().map(|a| format!("'{a}'")).collect();
+    format!(
+        "runtime: {{ workers: 2 }}\nadmin: {{ address: '127.0.0.1:0' }}\nlisteners:\n  - name: db\n    address: 127.0.0.1:0\n{listener_extra}    tcp: {{ cluster: backend{tcp_extra} }}\nclusters:\n  - {{ name: backend, endpoints: [{}], connect_timeout: 500ms }}\n",
+        eps.join(", ")
+    )
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    s
+}
+
+fn read_exact(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    s.read_exact(&mut buf).expect("read");
+    buf
+}
+
+fn metric(proxy: &Proxy, line_start: &str) -> u64 {
+    let (_, text) = proxy.admin_get("/metrics");
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn bytes_cross_both_ways_to_a_server_that_speaks_first() {
+    let up = Greeter::start();
+    let proxy = Proxy::start(&yaml(&[up.addr], "", ""));
+    let mut c = connect(proxy.addr("db"));
+    assert_eq!(
+        read_exact(&mut c, GREETING.len()),
+        GREETING,
+        "the server's greeting, unprompted"
+    );
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    c.write_all(b"HELO x\r\n").expect("write");
+    assert_eq!(read_exact(&mut c, 8), b"HELO x\r\n");
+    let writer = {
+        let mut w = c.try_clone().expect("clone");
+        let big = big.clone();
+        std::thread::spawn(move || w.write_all(&big).expect("write big"))
+    };
+    assert!(read_exact(&mut c, big.len()) == big, "300 kB echoed intact");
+    writer.join().expect("writer");
+    // A half-close reaches the server, whose close comes back.
+    c.shutdown(std::net::Shutdown::Write).expect("half-close");
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).expect("read to end");
+    assert!(rest.is_empty());
+    let up_bytes = 8 + big.len() as u64;
+    let down_bytes = up_bytes + GREETING.len() as u64;
+    eventually("bytes counted", Duration::from_secs(5), || {
+        metric(
+            &proxy,
+            "ringmesh_tunnel_bytes_total{listener=\"db\",direction=\"up\"}",
+        ) == up_bytes
+            && metric(
+                &proxy,
+                "ringmesh_tunnel_bytes_total{listener=\"db\",direction=\"down\"}",
+            ) == down_bytes
+    });
+}
+
+#[test]
+fn a_refused_endpoint_is_skipped_and_no_endpoint_closes_the_client() {
+    let up = Greeter::start();
+    let proxy = Proxy::start(&yaml(&[closed_port(), up.addr], "", ""));
+    // Round robin hands every other connection the closed port first: each
+    // moves on to the live endpoint.
+    for _ in 0..6 {
+        let mut c = connect(proxy.addr("db"));
+        assert_eq!(read_exact(&mut c, GREETING.len()), GREETING);
+    }
+    assert_eq!(up.connections.load(Ordering::SeqCst), 6);
+
+    let proxy = Proxy::start(&yaml(&[closed_port()], "", ""));
+    let mut c = connect(proxy.addr("db"));
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).expect("closed");
+    assert!(rest.is_empty(), "closed without a byte: {rest:?}");
+}
+
+#[test]
+fn an_idle_relay_is_closed() {
+    let up = Greeter::start();
+    let proxy = Proxy::start(&yaml(&[up.addr], ", idle_timeout: 300ms", ""));
+    let mut c = connect(proxy.addr("db"));
+    assert_eq!(read_exact(&mut c, GREETING.len()), GREETING);
+    let start = Instant::now();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).expect("closed");
+    assert!(rest.is_empty());
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_tls_listener_relays_decrypted_bytes() {
+    let pki = Pki::new("test ca");
+    let a = pki.leaf("a", &["db.test"]);
+    let up = Greeter::start();
+    let tls = format!(
+        "    tls:\n      certificates:\n        - {{ cert: {}, key: {} }}\n",
+        yaml_path(&a.cert),
+        yaml_path(&a.key)
+    );
+    let proxy = Proxy::start(&yaml(&[up.addr], "", &tls));
+    let mut c =
+        TlsClient::connect(proxy.addr("db"), &pki.ca_pem, "db.test", None).expect("handshake");
+    assert_eq!(c.read_exact(GREETING.len()), GREETING);
+    c.send(b"over tls\r\n");
+    assert_eq!(c.read_exact(10), b"over tls\r\n");
+}
