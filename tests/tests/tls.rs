@@ -539,44 +539,45 @@ fn sessions_resume_unless_turned_off() {
     let ca = pki.ca_file();
     let ca = ca.to_str().expect("path");
     let request = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
-    // Two connections through openssl, the second offering the first's
-    // session; returns how each handshake went ("New" or "Reused").
-    let twice = |proxy: &Proxy, version: &str| {
-        let port = proxy.addr("main").port();
+    // One connection through openssl, saving its session (`-sess_out`) or
+    // offering the saved one (`-sess_in`); returns how the handshake went:
+    // "New" or "Reused".
+    let handshake = |proxy: &Proxy, version: &str, flag: &str| {
+        let connect = format!("127.0.0.1:{}", proxy.addr("main").port());
         let sess = pki.dir.path().join(format!("session{version}.pem"));
         let sess = sess.to_str().expect("path");
-        let connect = format!("127.0.0.1:{port}");
-        let mut kinds = Vec::new();
-        for flag in ["-sess_out", "-sess_in"] {
-            let args = [
-                "s_client",
-                version,
-                "-connect",
-                &connect,
-                "-servername",
-                "a.test",
-                "-CAfile",
-                ca,
-                flag,
-                sess,
-                "-ign_eof",
-            ];
-            let (_, out) = run("openssl", &args, request);
-            assert!(out.contains("hello"), "{out}");
-            let kind = out
-                .lines()
-                .find(|l| l.starts_with("New,") || l.starts_with("Reused,"));
-            kinds.push(
-                kind.unwrap_or("none")
-                    .split(',')
-                    .next()
-                    .unwrap_or("")
-                    .to_string(),
-            );
-        }
-        kinds
+        let args = [
+            "s_client",
+            version,
+            "-connect",
+            &connect,
+            "-servername",
+            "a.test",
+            "-CAfile",
+            ca,
+            flag,
+            sess,
+            "-ign_eof",
+        ];
+        let (_, out) = run("openssl", &args, request);
+        assert!(out.contains("hello"), "{out}");
+        let kind = out
+            .lines()
+            .find(|l| l.starts_with("New,") || l.starts_with("Reused,"));
+        kind.unwrap_or("none")
+            .split(',')
+            .next()
+            .unwrap_or("")
+            .to_string()
     };
-    let proxy = Proxy::start(&listener_yaml(&[&a], "", "", ""));
+    let twice = |proxy: &Proxy, version: &str| {
+        [
+            handshake(proxy, version, "-sess_out"),
+            handshake(proxy, version, "-sess_in"),
+        ]
+    };
+    let yaml = listener_yaml(&[&a], "", "", "");
+    let proxy = Proxy::start(&yaml);
     assert_eq!(
         twice(&proxy, "-tls1_3"),
         ["New", "Reused"],
@@ -586,6 +587,22 @@ fn sessions_resume_unless_turned_off() {
         twice(&proxy, "-tls1_2"),
         ["New", "Reused"],
         "TLS 1.2 session"
+    );
+    // A reload keeps the listener's ticket keys and session cache: the
+    // sessions saved above still resume.
+    proxy.reload(&yaml);
+    eventually("reloaded", Duration::from_secs(10), || {
+        proxy.log_count("config reloaded") == 1
+    });
+    assert_eq!(
+        handshake(&proxy, "-tls1_3", "-sess_in"),
+        "Reused",
+        "1.3 after a reload"
+    );
+    assert_eq!(
+        handshake(&proxy, "-tls1_2", "-sess_in"),
+        "Reused",
+        "1.2 after a reload"
     );
     let off = Proxy::start(&listener_yaml(
         &[&a],

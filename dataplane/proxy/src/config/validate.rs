@@ -466,7 +466,7 @@ impl Validator {
             tls: l
                 .tls
                 .as_ref()
-                .and_then(|t| self.downstream_tls(t, &format!("{path}.tls"))),
+                .and_then(|t| self.downstream_tls(t, &l.name.value, &format!("{path}.tls"))),
             tcp: l
                 .tcp
                 .as_ref()

@@ -59,6 +59,9 @@ pub struct Settings {
     pub handshake_timeout: Duration,
     pub client_auth: ClientAuth,
     pub session_resumption: bool,
+    /// The listener's name: its resumption state (ticket keys, session
+    /// cache) outlives reloads of its config.
+    pub listener: String,
 }
 
 impl ServerTls {
@@ -93,8 +96,9 @@ impl ServerTls {
         let mut config = builder.with_cert_resolver(Arc::new(resolver));
         config.alpn_protocols = s.alpn;
         if s.session_resumption {
-            config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
-            config.ticketer = ticketer()?;
+            let (tickets, sessions) = resumption(&s.listener)?;
+            config.session_storage = sessions;
+            config.ticketer = tickets;
             // One ticket per handshake: a client resumes once per
             // connection it opens, and each ticket costs an encryption.
             config.send_tls13_tickets = 1;
@@ -107,6 +111,32 @@ impl ServerTls {
             handshake_timeout: s.handshake_timeout,
         })
     }
+}
+
+type Resumption = (
+    Arc<dyn rustls::server::ProducesTickets>,
+    Arc<dyn rustls::server::StoresServerSessions>,
+);
+
+/// A listener's ticket keys and session cache, made once and kept across
+/// reloads: a config push (every route change) must not send every client
+/// back to a full handshake, as a new ticket key would. Per listener, so
+/// a session from one listener never resumes on another with other
+/// certificates or client-certificate rules. Touched only when a config
+/// is built, off the request path; the lock is for that.
+fn resumption(listener: &str) -> Result<Resumption, String> {
+    static KEPT: std::sync::OnceLock<std::sync::Mutex<HashMap<String, Resumption>>> =
+        std::sync::OnceLock::new();
+    let mut kept = KEPT
+        .get_or_init(Default::default)
+        .lock()
+        .map_err(|_| "session resumption state poisoned".to_string())?;
+    if let Some(r) = kept.get(listener) {
+        return Ok(r.clone());
+    }
+    let made: Resumption = (ticketer()?, ServerSessionMemoryCache::new(SESSION_CACHE));
+    kept.insert(listener.to_string(), made.clone());
+    Ok(made)
 }
 
 fn ticketer() -> Result<Arc<dyn rustls::server::ProducesTickets>, String> {
@@ -229,6 +259,15 @@ mod tests {
     }
 
     #[test]
+    fn resumption_state_outlives_a_rebuild_of_the_same_listener_only() {
+        let (a1, _) = resumption("kept-a").expect("a");
+        let (a2, _) = resumption("kept-a").expect("a again");
+        let (b, _) = resumption("kept-b").expect("b");
+        assert!(Arc::ptr_eq(&a1, &a2), "the same ticket keys after a reload");
+        assert!(!Arc::ptr_eq(&a1, &b), "another listener has its own");
+    }
+
+    #[test]
     fn client_auth_needs_a_ca() {
         let ca = TestCa::new("ca");
         let err = ServerTls::build(Settings {
@@ -240,6 +279,7 @@ mod tests {
             handshake_timeout: Duration::from_secs(1),
             client_auth: ClientAuth::Require(rustls::RootCertStore::empty()),
             session_resumption: true,
+            listener: "l".into(),
         })
         .err();
         assert!(err.is_some_and(|e| e.contains("no CA")));

@@ -35,6 +35,7 @@ impl Validator {
     pub(super) fn downstream_tls(
         &mut self,
         t: &Spanned<RawDownstreamTls>,
+        listener: &str,
         path: &str,
     ) -> Option<Arc<ServerTls>> {
         let raw = &t.value;
@@ -85,6 +86,7 @@ impl Validator {
             handshake_timeout,
             client_auth,
             session_resumption: raw.session_resumption.as_ref().is_none_or(|s| s.value),
+            listener: listener.to_string(),
         };
         match ServerTls::build(settings) {
             Ok(tls) => Some(Arc::new(tls)),

@@ -57,6 +57,7 @@ fn server_tls(leaf: &Leaf, client_ca: Option<&TestCa>) -> Arc<ServerTls> {
             handshake_timeout: Duration::from_secs(5),
             client_auth,
             session_resumption: true,
+            listener: "test".into(),
         })
         .expect("server tls"),
     )
