@@ -8,6 +8,8 @@
 //! With `--baseline-bin`, a second ringmesh build runs as one more target,
 //! so a change is judged against the build before it in the same run.
 //! With `tls = true` in the scenario, every proxy terminates TLS ([`tls`]).
+//! With `mode = "tcp"`, every proxy relays opaque TCP to the same plain
+//! HTTP upstream, and the load speaks HTTP through the relay as usual.
 
 pub mod measure;
 pub mod render;
@@ -26,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use results::{Calibration, CpuPlan, Machine, Report, Run, StepInfo, TargetInfo};
-use scenario::{Rate, Scenario, Step, StepKind};
+use scenario::{Mode, Rate, Scenario, Step, StepKind};
 use targets::{RingmeshBins, TargetKind};
 use tls::TlsRun;
 
@@ -164,7 +166,7 @@ pub fn run(
     // tells them apart by path.
     let two_builds = sc.targets.contains(&TargetKind::Baseline);
     for &t in &sc.targets {
-        match t.locate(bins) {
+        match t.locate(bins, sc.mode) {
             Ok(bin) => {
                 let detail = bin.as_deref().map_or_else(String::new, |b| {
                     let version = t.version(b);
@@ -205,6 +207,8 @@ pub fn run(
         sc.cpus.load,
         if tls.is_some() {
             "; proxies terminate TLS"
+        } else if sc.mode == Mode::Tcp {
+            "; proxies relay opaque TCP"
         } else {
             ""
         }
@@ -327,7 +331,7 @@ pub fn run(
     }
     let step_infos: Vec<StepInfo> = steps
         .iter()
-        .map(|(s, r)| step_info(s, *r, sc.tls))
+        .map(|(s, r)| step_info(s, *r, sc.tls, sc.mode))
         .collect();
     let names: Vec<String> = runnable.iter().map(|(t, _)| t.to_string()).collect();
     let summary = results::summarize(&step_infos, &names, &runs);
@@ -358,6 +362,7 @@ pub fn run(
         summary,
         interrupted: stop.load(Ordering::Relaxed),
         tls: sc.tls,
+        mode: sc.mode,
     })
 }
 
@@ -368,7 +373,7 @@ fn mark_failed(infos: &mut [TargetInfo], t: TargetKind, why: String) {
     }
 }
 
-fn step_info(s: &Step, rate: Option<f64>, tls: bool) -> StepInfo {
+fn step_info(s: &Step, rate: Option<f64>, tls: bool, mode: Mode) -> StepInfo {
     let (kind, about, pipeline) = match &s.kind {
         StepKind::Closed {
             pipeline,
@@ -412,6 +417,18 @@ fn step_info(s: &Step, rate: Option<f64>, tls: bool) -> StepInfo {
             }
         ) {
             about.push_str(" (a full handshake per request)");
+        }
+    }
+    if mode == Mode::Tcp {
+        about.push_str(", relayed as opaque TCP");
+        if matches!(
+            s.kind,
+            StepKind::Closed {
+                new_connection: true,
+                ..
+            }
+        ) {
+            about.push_str(" (a new upstream connection per request)");
         }
     }
     if s.body_size > 0 {
@@ -477,6 +494,7 @@ impl Ctx<'_> {
                 .maximum
                 .unwrap_or(1 << 20),
             tls: self.tls.map(|t| &t.files),
+            mode: self.sc.mode,
         };
         let cmd = targets::command(t, bin, &setup).map_err(|e| e.to_string())?;
         let log = dir.join("log.txt");
@@ -751,4 +769,35 @@ fn write_outputs(report: &Report, out: &Path) -> Result<Vec<PathBuf>, String> {
         written.push(path);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_steps_say_they_are_relayed() {
+        let step = Step {
+            name: "new".into(),
+            kind: StepKind::Closed {
+                pipeline: 1,
+                new_connection: true,
+            },
+            connections: 10,
+            threads: 1,
+            path: "/".into(),
+            method: "GET".into(),
+            body_size: 0,
+        };
+        let tcp = step_info(&step, None, false, Mode::Tcp);
+        assert_eq!(
+            tcp.about,
+            "closed loop, 10 connections, new connection per request, relayed as opaque TCP (a new upstream connection per request)"
+        );
+        let http = step_info(&step, None, false, Mode::Http);
+        assert_eq!(
+            http.about,
+            "closed loop, 10 connections, new connection per request"
+        );
+    }
 }

@@ -66,6 +66,12 @@ pub fn markdown(r: &Report) -> String {
             "**TLS:** every proxy terminates TLS on its listener (a certificate made for this run, ECDSA P-256); the upstream behind it is plain HTTP. The load never resumes a session, so a new connection is a full handshake.\n"
         );
     }
+    if r.mode == super::scenario::Mode::Tcp {
+        let _ = writeln!(
+            out,
+            "**TCP (L4):** every proxy relays opaque TCP: each client connection gets an upstream connection of its own and the bytes pass unparsed (no X-Forwarded-For, no upstream keep-alive pool). The load speaks HTTP/1.1 through the relay to the same plain upstream; `direct` is the upstream alone.\n"
+        );
+    }
     headline(&mut out, r);
     for (s, info) in r.summary.iter().zip(&r.steps) {
         let _ = writeln!(out, "## {} — {}\n", s.step, info.about);
@@ -508,6 +514,7 @@ pub(crate) mod tests {
             summary,
             interrupted: false,
             tls: false,
+            mode: Default::default(),
         }
     }
 
@@ -608,6 +615,28 @@ pub(crate) mod tests {
             !md.contains("closed-loop req/s") && !md.contains("TLS"),
             "{md}"
         );
+        assert!(!md.contains("TCP (L4)"), "{md}");
+    }
+
+    #[test]
+    fn tcp_runs_say_the_proxies_relay_tcp() {
+        let mut r = tls_report(false);
+        r.mode = crate::compare::scenario::Mode::Tcp;
+        let md = markdown(&r);
+        assert!(
+            md.contains("**TCP (L4):** every proxy relays opaque TCP"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| new connections/s (c=10) | CPU µs per connection + request |"),
+            "{md}"
+        );
+        // A result from before `mode` reads as HTTP.
+        let mut v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["mode"], "tcp");
+        v.as_object_mut().unwrap().remove("mode");
+        let old: Report = serde_json::from_value(v).unwrap();
+        assert_eq!(old.mode, crate::compare::scenario::Mode::Http);
     }
 
     #[test]

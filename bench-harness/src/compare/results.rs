@@ -28,6 +28,9 @@ pub struct Report {
     /// The proxies terminated TLS (a `tls = true` scenario).
     #[serde(default)]
     pub tls: bool,
+    /// The proxies served HTTP or relayed opaque TCP (`mode = "tcp"`).
+    #[serde(default)]
+    pub mode: super::scenario::Mode,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
