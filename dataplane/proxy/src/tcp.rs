@@ -3,8 +3,8 @@
 //! balancer, connect timeout, TLS origination and connection limit, and
 //! the listener's TLS termination when it has one.
 //!
-//! The relay is the tunnel's (`tunnel`): spliced when both ends are plain
-//! TCP, copied when one is TLS, closed when idle for `idle_timeout` or when
+//! The relay is the tunnel's (`tunnel`): copied through a small buffer
+//! that grows for bulk transfers, closed when idle for `idle_timeout` or when
 //! listeners close on drain, bytes counted in
 //! `ringmesh_tunnel_bytes_total`. A connection the cluster cannot take
 //! (no endpoint, every try refused, the limit reached) is closed without a

@@ -194,7 +194,7 @@ impl Drop for MemStream {
 }
 
 /// Relay two in-memory streams both ways until both directions end: the
-/// tunnel's relay for unit tests (plain TCP is spliced instead).
+/// tunnel's relay for unit tests (sockets use `tunnel::copy_both`).
 pub async fn copy_both(
     a: MemStream,
     b: MemStream,

@@ -8,8 +8,8 @@
 //! `AsyncWriteRent`: io_uring owns a buffer while an operation is in
 //! flight) and cancelable reads (an idle connection's pending read is
 //! cancelled, not dropped, so its buffer comes back). What only some
-//! variants can do is asked, not assumed: `into_tcp` for splice (both ends
-//! must be plain TCP), `into_halves` for a tunnel's copy relay (anything
+//! variants can do is asked, not assumed: `into_tcp` for a TLS handshake
+//! on an accepted socket, `into_halves` for a tunnel's copy relay (anything
 //! over a socket), `parkable_fd` for the epoll-based parking of idle
 //! connections (`park`).
 
@@ -47,8 +47,8 @@ impl Stream {
         Stream::Plain(stream)
     }
 
-    /// The TCP socket, when the stream is plain TCP (splice needs both
-    /// ends to be).
+    /// The TCP socket, when the stream is plain TCP (a TLS session is
+    /// started over it).
     pub fn into_tcp(self) -> Result<TcpStream, Stream> {
         match self {
             Stream::Plain(s) => Ok(s),
