@@ -190,13 +190,20 @@ async fn serve(core: &Rc<Core>, workspace: &mut Workspace, job: Job) {
     };
     // A TCP listener's connection is relayed, never parked (it has no
     // requests to wait for). Decided once, when it is new: a reload does
-    // not turn a relayed connection into an HTTP one, or back.
+    // not turn a relayed connection into an HTTP one, or back. The relay
+    // gets a task of its own, so this handler and its HTTP workspace go
+    // back to the free list instead of waiting out a long-lived relay.
     if fresh
         && core.snapshot().config.listeners[slot.listener]
             .tcp
             .is_some()
     {
-        crate::tcp::serve(core, slot.listener, io, peer.ip(), &mut workspace.timer).await;
+        let core = core.clone();
+        monoio::spawn(async move {
+            let mut timer = crate::timer::Timer::new();
+            crate::tcp::serve(&core, slot.listener, io, peer.ip(), &mut timer).await;
+            drop(slot);
+        });
         return;
     }
     let conn = H1Conn::new(workspace, io, core.clone(), slot.listener, peer, ready);
