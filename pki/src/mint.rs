@@ -87,6 +87,7 @@ impl Ca {
     }
 }
 
+#[cfg(feature = "testing")]
 pub mod testing {
     //! The same for tests, which want a panic, not an error.
 

@@ -133,7 +133,7 @@ pub fn sidecar(
     (proxy, inbound, outbound)
 }
 
-/// A gateway proxy for Gateway `gateway`, two workers.
+/// A gateway proxy for Gateway `gateway`, two workers and an admin port.
 pub fn gateway(cp: SocketAddr, id: &str, gateway: &str) -> Proxy {
     let args: Vec<String> = [
         "--control-plane",
@@ -150,8 +150,11 @@ pub fn gateway(cp: SocketAddr, id: &str, gateway: &str) -> Proxy {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    Proxy::try_start_with("runtime: { workers: 2 }\n", &args)
-        .unwrap_or_else(|e| panic!("gateway {id} did not start: {e}"))
+    Proxy::try_start_with(
+        "runtime: { workers: 2 }\nadmin: { address: '127.0.0.1:0' }\n",
+        &args,
+    )
+    .unwrap_or_else(|e| panic!("gateway {id} did not start: {e}"))
 }
 
 /// Run `ringmeshctl` against `cp`: (exit code, stdout, stderr).

@@ -245,6 +245,16 @@ impl Proxy {
         None
     }
 
+    /// A metric's value from `/metrics`, by its full series name
+    /// (`name{labels}` as rendered).
+    pub fn metric(&self, series: &str) -> Option<u64> {
+        let (_, text) = self.admin_get("/metrics");
+        let prefix = format!("{series} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// GET an admin path; returns (status, body).
     pub fn admin_get(&self, path: &str) -> (u16, String) {
         let addr = self.admin.expect("admin configured");

@@ -12,9 +12,9 @@ use ringmesh_control::compile::{compile, Workloads};
 use ringmesh_control::resources;
 use ringmesh_proto::v1 as pb;
 use ringmesh_proxy::config;
-use ringmesh_tests::control::{ctl, free_addr, ControlPlane, TOKEN};
+use ringmesh_tests::control::{self, ctl, free_addr, ControlPlane};
 use ringmesh_tests::tls::{run, LeafFiles, Pki, TlsClient, TlsUpstream};
-use ringmesh_tests::{eventually, Proxy, Upstream};
+use ringmesh_tests::{eventually, Upstream};
 
 /// PEM as a YAML block scalar under a key indented two spaces.
 fn block(pem: &str) -> String {
@@ -40,30 +40,6 @@ fn write(dir: &Path, file: &str, text: &str) {
     let tmp = dir.join(format!(".{file}.tmp"));
     std::fs::write(&tmp, text).expect("write");
     std::fs::rename(&tmp, dir.join(file)).expect("rename");
-}
-
-/// A gateway proxy for Gateway `gateway`, with an admin port.
-fn gateway(cp: std::net::SocketAddr, gateway: &str) -> Proxy {
-    let args: Vec<String> = [
-        "--control-plane",
-        &cp.to_string(),
-        "--node",
-        "gw-1",
-        "--service",
-        gateway,
-        "--role",
-        "gateway",
-        "--token",
-        TOKEN,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    Proxy::try_start_with(
-        "runtime: { workers: 2 }\nadmin: { address: '127.0.0.1:0' }\n",
-        &args,
-    )
-    .unwrap_or_else(|e| panic!("gateway did not start: {e}"))
 }
 
 /// `curl -v --cacert CA https://HOST:PORT/` resolving HOST to loopback:
@@ -209,7 +185,7 @@ fn an_https_gateway_answers_by_sni_and_rotates_its_certificates() {
         (0, "Gateway/edge created\nHTTPRoute/to-shop created\n"),
         "{err}"
     );
-    let gw = gateway(cp.addr, "edge");
+    let gw = control::gateway(cp.addr, "gw-1", "edge");
 
     // SNI picks the certificate; curl verifies it against the CA and the
     // name it asked for, so a wrong certificate would fail the request.
@@ -386,7 +362,7 @@ fn a_backend_tls_policy_makes_the_gateway_speak_tls_to_its_service() {
     );
     write(dir.path(), "tls.yaml", &policy("payments.internal"));
     let cp = ControlPlane::start(dir.path(), "127.0.0.1:0".parse().expect("addr"));
-    let _gw = gateway(cp.addr, "edge");
+    let _gw = control::gateway(cp.addr, "gw-1", "edge");
     let r = ringmesh_tests::Client::connect(addr).get("/", "shop.example");
     assert_eq!((r.status, r.text()), (200, "payments".to_string()));
     assert!(upstream.connections() > 0);

@@ -15,15 +15,6 @@ fn simple_proxy(up: &Upstream, listener_extra: &str) -> Proxy {
     ))
 }
 
-/// A metric's value from the proxy's `/metrics`, by its full series name.
-fn metric(proxy: &Proxy, series: &str) -> Option<u64> {
-    let (_, text) = proxy.admin_get("/metrics");
-    let prefix = format!("{series} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 /// The status line a GET on a new connection gets, or why there is none.
 fn status_line(addr: SocketAddr) -> String {
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
@@ -216,12 +207,12 @@ fn a_client_that_stops_reading_direct_responses_is_closed() {
     eventually(
         "the stalled client is counted",
         Duration::from_secs(5),
-        || metric(&proxy, active) == Some(1),
+        || proxy.metric(active) == Some(1),
     );
     eventually(
         "the stalled client is closed",
         Duration::from_secs(10),
-        || metric(&proxy, active) == Some(0),
+        || proxy.metric(active) == Some(0),
     );
     drop(a);
 }
@@ -257,10 +248,7 @@ fn connections_over_the_listener_limit_are_closed_at_once() {
         Err(e) => panic!("the third connection was not closed: {e}"),
     }
     eventually("the rejection is counted", Duration::from_secs(5), || {
-        metric(
-            &proxy,
-            "ringmesh_downstream_connections_rejected_total{listener=\"main\"}",
-        ) == Some(1)
+        proxy.metric("ringmesh_downstream_connections_rejected_total{listener=\"main\"}") == Some(1)
     });
     assert_eq!(up.requests(), 2, "the rejected request went nowhere");
 

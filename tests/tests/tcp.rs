@@ -77,15 +77,6 @@ fn read_exact(s: &mut TcpStream, n: usize) -> Vec<u8> {
     buf
 }
 
-fn metric(proxy: &Proxy, line_start: &str) -> u64 {
-    let (_, text) = proxy.admin_get("/metrics");
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn bytes_cross_both_ways_to_a_server_that_speaks_first() {
     let up = Greeter::start();
@@ -114,11 +105,11 @@ fn bytes_cross_both_ways_to_a_server_that_speaks_first() {
     let up_bytes = 8 + big.len() as u64;
     let down_bytes = up_bytes + GREETING.len() as u64;
     eventually("bytes counted", Duration::from_secs(5), || {
-        metric(
+        proxy_metric(
             &proxy,
             "ringmesh_tunnel_bytes_total{listener=\"db\",direction=\"up\"}",
         ) == up_bytes
-            && metric(
+            && proxy_metric(
                 &proxy,
                 "ringmesh_tunnel_bytes_total{listener=\"db\",direction=\"down\"}",
             ) == down_bytes
@@ -173,4 +164,9 @@ fn a_tls_listener_relays_decrypted_bytes() {
     assert_eq!(c.read_exact(GREETING.len()), GREETING);
     c.send(b"over tls\r\n");
     assert_eq!(c.read_exact(10), b"over tls\r\n");
+}
+
+/// A series' value, 0 while it is absent.
+fn proxy_metric(proxy: &Proxy, series: &str) -> u64 {
+    proxy.metric(series).unwrap_or(0)
 }

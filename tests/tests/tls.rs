@@ -47,15 +47,6 @@ fn s_client(port: u16, args: &[&str]) -> (bool, String) {
     run("openssl", &all, b"")
 }
 
-fn metric(proxy: &Proxy, line_start: &str) -> u64 {
-    let (_, text) = proxy.admin_get("/metrics");
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn curl_and_openssl_get_the_certificate_their_sni_names() {
     let pki = Pki::new("test ca");
@@ -133,13 +124,13 @@ fn curl_and_openssl_get_the_certificate_their_sni_names() {
         "{out}"
     );
     assert_eq!(
-        metric(
+        proxy_metric(
             &proxy,
-            "ringmesh_tls_handshake_failures_total{listener=\"main\",reason=\"incompatible\""
+            "ringmesh_tls_handshake_failures_total{listener=\"main\",reason=\"incompatible\"}"
         ),
         0
     );
-    assert!(metric(&proxy, "ringmesh_tls_handshakes_total{listener=\"main\"}") >= 6);
+    assert!(proxy_metric(&proxy, "ringmesh_tls_handshakes_total{listener=\"main\"}") >= 6);
 }
 
 #[test]
@@ -173,7 +164,7 @@ fn old_versions_and_weak_suites_are_refused() {
     assert!(!ok, "curl with TLS <= 1.1: {out}");
     let key = "ringmesh_tls_handshake_failures_total{listener=\"main\",reason=\"incompatible\"}";
     eventually("refusals counted", Duration::from_secs(5), || {
-        metric(&proxy, key) >= 5
+        proxy_metric(&proxy, key) >= 5
     });
 }
 
@@ -195,7 +186,7 @@ fn a_stalled_handshake_is_closed_and_counted() {
     assert!(start.elapsed() < Duration::from_secs(10));
     let key = "ringmesh_tls_handshake_failures_total{listener=\"main\",reason=\"timeout\"}";
     eventually("timeout counted", Duration::from_secs(5), || {
-        metric(&proxy, key) == 1
+        proxy_metric(&proxy, key) == 1
     });
 }
 
@@ -233,7 +224,7 @@ fn a_required_client_certificate_is_checked() {
     assert!(!ok, "curl without a certificate is refused");
 
     let count = |reason: &str| {
-        metric(
+        proxy_metric(
             &proxy,
             &format!(
                 "ringmesh_tls_handshake_failures_total{{listener=\"main\",reason=\"{reason}\"}}"
@@ -640,4 +631,9 @@ fn a_cluster_presents_its_client_certificate() {
         r.text(),
         "upstream_tls_failed: peer refused our certificate\n"
     );
+}
+
+/// A series' value, 0 while it is absent.
+fn proxy_metric(proxy: &Proxy, series: &str) -> u64 {
+    proxy.metric(series).unwrap_or(0)
 }
