@@ -358,6 +358,7 @@ fn rule_routes(r: &HttpRoute, host: Option<&String>) -> Vec<pb::Route> {
                     path: Some(path),
                     method: m.method.clone(),
                     headers,
+                    grpc: None,
                 }),
                 ..base.clone()
             });

@@ -34,6 +34,7 @@ fn matches(m: &RouteMatch, req: &dyn RequestView, host: &[u8], path: &[u8]) -> b
     };
     host_ok
         && path_ok
+        && (!m.grpc || is_grpc(req))
         && m.method
             .as_ref()
             .is_none_or(|want| req.method() == &want[..])
@@ -44,6 +45,17 @@ fn matches(m: &RouteMatch, req: &dyn RequestView, host: &[u8], path: &[u8]) -> b
                 HeaderRule::Present(present) => value.is_some() == *present,
             }
         })
+}
+
+/// A gRPC request: `content-type: application/grpc`, alone or with a
+/// `+codec` or `;parameters` suffix (gRPC over HTTP/2, PROTOCOL-HTTP2.md).
+pub fn is_grpc(req: &dyn RequestView) -> bool {
+    req.header(b"content-type").is_some_and(|ct| {
+        const GRPC: &[u8] = b"application/grpc";
+        ct.len() >= GRPC.len()
+            && ct[..GRPC.len()].eq_ignore_ascii_case(GRPC)
+            && matches!(ct.get(GRPC.len()), None | Some(b'+' | b';'))
+    })
 }
 
 /// Choose a cluster by weight; `roll` is uniform in `0..total`.

@@ -74,6 +74,24 @@ pub struct Listener {
     pub tls: Option<Arc<crate::tls::server::ServerTls>>,
     /// Opaque TCP proxying instead of HTTP (then `routes` is empty).
     pub tcp: Option<TcpProxy>,
+    /// HTTP/2 from clients (h2c prior knowledge, ALPN `h2`); `None`:
+    /// HTTP/1.x only.
+    pub http2: Option<Http2>,
+}
+
+/// A listener's HTTP/2 settings, sent to clients in its SETTINGS frame or
+/// enforced by h2 against floods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2 {
+    pub max_concurrent_streams: u32,
+    pub initial_stream_window: u32,
+    pub initial_connection_window: u32,
+    pub max_header_list_size: u32,
+    pub max_frame_size: u32,
+    /// Streams the client reset before the proxy accepted them, at once.
+    pub max_pending_accept_reset_streams: usize,
+    /// Streams the proxy reset for the client's protocol errors.
+    pub max_local_error_reset_streams: usize,
 }
 
 /// A listener that relays its connections to a cluster, bytes both ways.
@@ -134,11 +152,18 @@ pub struct RetryPolicy {
     pub on_reset: bool,
     /// Response statuses that are retried (the response is dropped).
     pub statuses: Vec<u16>,
+    /// gRPC status codes that are retried, read from a gRPC response's
+    /// head (a Trailers-Only answer: the upstream failed before replying).
+    pub grpc_statuses: Vec<u8>,
 }
 
 impl RetryPolicy {
     pub fn retries_status(&self, status: u16) -> bool {
         self.statuses.contains(&status)
+    }
+
+    pub fn retries_grpc(&self, code: u8) -> bool {
+        self.grpc_statuses.contains(&code)
     }
 }
 
@@ -157,6 +182,9 @@ pub struct RouteMatch {
     /// Uppercase method name.
     pub method: Option<Box<[u8]>>,
     pub headers: Vec<HeaderMatch>,
+    /// Only gRPC requests (`content-type: application/grpc[+...]`); the
+    /// service and method are in `path`.
+    pub grpc: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -216,6 +244,17 @@ pub struct Cluster {
     pub pool: PoolConfig,
     /// TLS origination; `None`: plaintext.
     pub tls: Option<Arc<crate::tls::client::ClientTls>>,
+    pub protocol: UpstreamProtocol,
+}
+
+/// What the proxy speaks to a cluster's endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    Http1,
+    /// h2c with prior knowledge, or h2 by ALPN over TLS.
+    Http2,
+    /// h2 when TLS ALPN picks it, else HTTP/1.1.
+    Auto,
 }
 
 impl Cluster {
@@ -228,6 +267,7 @@ impl Cluster {
             && self.lb == other.lb
             && self.connect_timeout == other.connect_timeout
             && self.pool == other.pool
+            && self.protocol == other.protocol
             && self.tls.as_ref().map(|t| t.key) == other.tls.as_ref().map(|t| t.key)
     }
 
@@ -294,4 +334,23 @@ pub mod defaults {
     /// Longest duration any setting may have: beyond a week a timeout is a
     /// typo, and every deadline stays far inside the timer wheel's range.
     pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+    /// HTTP/2 streams a client may open at once: RFC 9113 asks for no less
+    /// than 100, and Envoy's and nginx's edge advice stays near it (nginx
+    /// 128): enough for a gRPC channel, few enough to bound the per-stream
+    /// tasks one connection can cost.
+    pub const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+    /// Bytes a client may send on one stream before the proxy forwarded
+    /// them; the connection's window bounds the sum. Envoy's edge advice
+    /// is 64 KiB and 1 MiB; a larger stream window keeps one bulk upload on
+    /// a sidecar's loopback from stalling on window updates.
+    pub const H2_STREAM_WINDOW: u32 = 256 * 1024;
+    pub const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
+    /// RFC 9113's smallest maximum frame size, every peer's default.
+    pub const H2_MAX_FRAME_SIZE: u32 = 16 * 1024;
+    /// Rapid reset (CVE-2023-44487): h2's own default is 20.
+    pub const H2_MAX_PENDING_ACCEPT_RESET: usize = 20;
+    /// h2's default: a client that makes the proxy reset this many streams
+    /// for its errors gets GOAWAY.
+    pub const H2_MAX_LOCAL_ERROR_RESET: usize = 1024;
 }

@@ -100,6 +100,19 @@ fn listener(l: &pb::Listener) -> RawListener {
                 idle_timeout: duration(&t.idle_timeout),
             })
         }),
+        http2: l.http2.as_ref().map(|h| {
+            let n = |v: Option<u32>| v.map(|v| s(u64::from(v)));
+            s(RawHttp2 {
+                enabled: h.enabled.map(s),
+                max_concurrent_streams: n(h.max_concurrent_streams),
+                initial_stream_window: n(h.initial_stream_window),
+                initial_connection_window: n(h.initial_connection_window),
+                max_header_list_size: n(h.max_header_list_size),
+                max_frame_size: n(h.max_frame_size),
+                max_pending_accept_reset_streams: n(h.max_pending_accept_reset_streams),
+                max_local_error_reset_streams: n(h.max_local_error_reset_streams),
+            })
+        }),
     }
 }
 
@@ -131,6 +144,12 @@ fn route(r: &pb::Route) -> RawRoute {
                 s(RawPath { exact, prefix })
             }),
             method: m.method.map(s),
+            grpc: m.grpc.map(|g| {
+                s(RawGrpcMatch {
+                    service: (!g.service.is_empty()).then_some(g.service),
+                    method: (!g.method.is_empty()).then_some(g.method),
+                })
+            }),
             headers: m
                 .headers
                 .into_iter()
@@ -247,6 +266,14 @@ fn cluster(c: &pb::Cluster) -> RawCluster {
             max_connections: pool.max_connections.map(s),
         },
         tls: c.tls.as_ref().map(|t| s(tls::upstream(t))),
+        protocol: match pb::UpstreamProtocol::try_from(c.protocol) {
+            Ok(pb::UpstreamProtocol::Unspecified) => None,
+            Ok(pb::UpstreamProtocol::Http1) => Some(s("http1".into())),
+            Ok(pb::UpstreamProtocol::Http2) => Some(s("http2".into())),
+            Ok(pb::UpstreamProtocol::Auto) => Some(s("auto".into())),
+            // Kept, so validation rejects it at its field.
+            Err(_) => Some(s(c.protocol.to_string())),
+        },
     }
 }
 
@@ -377,6 +404,39 @@ fn wire_listener(l: &RawListener, path: &str) -> Result<pb::Listener, ToProtoErr
             }),
             None => None,
         },
+        http2: match &l.http2 {
+            Some(h) => Some(wire_http2(&h.value, &format!("{path}.http2"))?),
+            None => None,
+        },
+    })
+}
+
+fn wire_http2(h: &RawHttp2, path: &str) -> Result<pb::Http2, ToProtoError> {
+    let n = |v: &Option<Spanned<u64>>, field: &str| -> Result<Option<u32>, ToProtoError> {
+        v.as_ref()
+            .map(|v| {
+                u32::try_from(v.value).map_err(|_| ToProtoError {
+                    path: format!("{path}.{field}"),
+                    message: format!("{} is more than {}", v.value, u32::MAX),
+                })
+            })
+            .transpose()
+    };
+    Ok(pb::Http2 {
+        enabled: h.enabled.as_ref().map(|e| e.value),
+        max_concurrent_streams: n(&h.max_concurrent_streams, "max_concurrent_streams")?,
+        initial_stream_window: n(&h.initial_stream_window, "initial_stream_window")?,
+        initial_connection_window: n(&h.initial_connection_window, "initial_connection_window")?,
+        max_header_list_size: n(&h.max_header_list_size, "max_header_list_size")?,
+        max_frame_size: n(&h.max_frame_size, "max_frame_size")?,
+        max_pending_accept_reset_streams: n(
+            &h.max_pending_accept_reset_streams,
+            "max_pending_accept_reset_streams",
+        )?,
+        max_local_error_reset_streams: n(
+            &h.max_local_error_reset_streams,
+            "max_local_error_reset_streams",
+        )?,
     })
 }
 
@@ -453,6 +513,10 @@ fn wire_route(r: &RawRoute, path: &str) -> Result<pb::Route, ToProtoError> {
             path: path_match,
             method: m.method.as_ref().map(|v| v.value.clone()),
             headers,
+            grpc: m.grpc.as_ref().map(|g| pb::GrpcMatch {
+                service: g.value.service.clone().unwrap_or_default(),
+                method: g.value.method.clone().unwrap_or_default(),
+            }),
         }),
         action,
         timeout: wire_duration(&r.timeout, &format!("{path}.timeout"))?,
@@ -531,6 +595,18 @@ fn wire_cluster(c: &RawCluster, path: &str) -> Result<pb::Cluster, ToProtoError>
             max_connections: c.pool.max_connections.as_ref().map(|v| v.value),
         }),
         tls: c.tls.as_ref().map(|t| tls::wire_upstream(&t.value)),
+        protocol: match c.protocol.as_ref().map(|v| v.value.as_str()) {
+            None => pb::UpstreamProtocol::Unspecified,
+            Some("http1") => pb::UpstreamProtocol::Http1,
+            Some("http2") => pb::UpstreamProtocol::Http2,
+            Some("auto") => pb::UpstreamProtocol::Auto,
+            Some(other) => {
+                return Err(ToProtoError {
+                    path: format!("{path}.protocol"),
+                    message: format!("unknown protocol `{other}`"),
+                })
+            }
+        } as i32,
     })
 }
 

@@ -66,6 +66,21 @@ pub struct RawListener {
     pub tunnel_idle_timeout: Option<S<String>>,
     pub tls: Option<S<RawDownstreamTls>>,
     pub tcp: Option<S<RawTcp>>,
+    pub http2: Option<S<RawHttp2>>,
+}
+
+/// HTTP/2 from clients on a listener.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp2 {
+    pub enabled: Option<S<bool>>,
+    pub max_concurrent_streams: Option<S<u64>>,
+    pub initial_stream_window: Option<S<u64>>,
+    pub initial_connection_window: Option<S<u64>>,
+    pub max_header_list_size: Option<S<u64>>,
+    pub max_frame_size: Option<S<u64>>,
+    pub max_pending_accept_reset_streams: Option<S<u64>>,
+    pub max_local_error_reset_streams: Option<S<u64>>,
 }
 
 /// Opaque TCP proxying on a listener.
@@ -189,6 +204,15 @@ pub struct RawMatch {
     pub method: Option<S<String>>,
     #[serde(default)]
     pub headers: Vec<S<RawHeaderMatch>>,
+    pub grpc: Option<S<RawGrpcMatch>>,
+}
+
+/// A gRPC service and method; both optional (any gRPC request).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGrpcMatch {
+    pub service: Option<String>,
+    pub method: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -249,6 +273,8 @@ pub struct RawCluster {
     #[serde(default)]
     pub pool: RawPool,
     pub tls: Option<S<RawUpstreamTls>>,
+    /// `http1`, `http2` or `auto`.
+    pub protocol: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -485,3 +485,105 @@ fn a_tcp_listener_names_a_cluster_and_has_no_routes() {
         "{errs:#?}"
     );
 }
+
+#[test]
+fn grpc_matches_become_paths_and_retries_name_grpc_statuses() {
+    let config = parse(
+        "\
+listeners:
+  - name: l
+    address: 127.0.0.1:0
+    routes:
+      - match: { grpc: { service: helloworld.Greeter, method: SayHello } }
+        cluster: c
+        retries: { attempts: 2, on: [unavailable, resource-exhausted, 503] }
+      - match: { grpc: { service: helloworld.Greeter } }
+        cluster: c
+      - match: { grpc: {} }
+        cluster: c
+clusters:
+  - name: c
+    endpoints: [127.0.0.1:1]
+",
+        "t.yaml",
+    )
+    .unwrap();
+    let routes = &config.listeners[0].routes;
+    assert_eq!(
+        routes[0].matcher.path,
+        PathMatch::Exact(b"/helloworld.Greeter/SayHello"[..].into())
+    );
+    assert!(routes[0].matcher.grpc);
+    let retry = routes[0].retry.as_ref().unwrap();
+    assert_eq!(retry.grpc_statuses, vec![14, 8]);
+    assert_eq!(retry.statuses, vec![503]);
+    assert_eq!(
+        routes[1].matcher.path,
+        PathMatch::Prefix(b"/helloworld.Greeter/"[..].into())
+    );
+    assert_eq!(routes[2].matcher.path, PathMatch::Any);
+    assert!(routes[2].matcher.grpc);
+}
+
+#[test]
+fn bad_grpc_matches_are_located() {
+    let errs = errors(
+        "\
+listeners:
+  - name: l
+    address: 127.0.0.1:0
+    routes:
+      - match: { grpc: { method: SayHello } }
+        direct_response: { status: 200 }
+      - match: { grpc: { service: 'a/b' }, path: { prefix: / } }
+        direct_response: { status: 200 }
+      - retries: { attempts: 1, on: [unavailble] }
+        direct_response: { status: 200 }
+",
+    );
+    let all = errs.join("\n");
+    assert!(
+        all.contains("t.yaml:5:")
+            && all.contains("routes[0].match.grpc.method: a method needs its service"),
+        "{all}"
+    );
+    assert!(
+        all.contains("routes[1].match.grpc: `grpc` sets the path"),
+        "{all}"
+    );
+    assert!(
+        all.contains("routes[1].match.grpc.service: `a/b` is not a gRPC service name"),
+        "{all}"
+    );
+    assert!(
+        all.contains("routes[2].retries.on[0]: `unavailble` is not a retry condition"),
+        "{all}"
+    );
+}
+
+#[test]
+fn http2_settings_are_bounded_by_rfc_9113() {
+    let errs = errors(
+        "\
+listeners:
+  - name: l
+    address: 127.0.0.1:0
+    http2: { max_frame_size: 1000, initial_stream_window: 4294967295, max_concurrent_streams: 0 }
+    routes:
+      - direct_response: { status: 200 }
+",
+    );
+    let all = errs.join("\n");
+    assert!(
+        all.contains("listeners[0].http2.max_frame_size: must be from 16384 to 16777215"),
+        "{all}"
+    );
+    assert!(
+        all.contains("listeners[0].http2.initial_stream_window: must be from 1 to 2147483647"),
+        "{all}"
+    );
+    assert!(
+        all.contains("listeners[0].http2.max_concurrent_streams: must be from 1"),
+        "{all}"
+    );
+}

@@ -20,6 +20,7 @@ use super::raw::*;
 use super::{ConfigError, ConfigErrors};
 
 mod fault;
+mod http2;
 mod tls;
 
 /// Parse and validate YAML text; `file` names it in errors.
@@ -103,6 +104,19 @@ fn with_suggestion(message: String) -> String {
         Some((_, cand)) => format!("{message} (did you mean `{cand}`?)"),
         None => message,
     }
+}
+
+/// The gRPC statuses a route may retry on, by the names Envoy's
+/// `retry_on` and the Gateway API use, as their codes.
+fn grpc_retry_code(name: &str) -> Option<u8> {
+    Some(match name {
+        "cancelled" => 1,
+        "deadline-exceeded" => 4,
+        "resource-exhausted" => 8,
+        "internal" => 13,
+        "unavailable" => 14,
+        _ => return None,
+    })
 }
 
 struct Validator {
@@ -305,6 +319,7 @@ impl Validator {
             ),
             pool,
             tls,
+            protocol: self.protocol(&c.protocol, &format!("{path}.protocol")),
         }
     }
 
@@ -435,6 +450,7 @@ impl Validator {
                 ForwardedProto::Overwrite
             }
         };
+        let http2 = self.http2(&l.http2, limits.max_header_bytes, &format!("{path}.http2"));
         Listener {
             name: l.name.value.clone(),
             address: address.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
@@ -463,14 +479,14 @@ impl Validator {
                 defaults::TUNNEL_IDLE_TIMEOUT,
                 Bounds::NonZero,
             ),
-            tls: l
-                .tls
-                .as_ref()
-                .and_then(|t| self.downstream_tls(t, &l.name.value, &format!("{path}.tls"))),
+            tls: l.tls.as_ref().and_then(|t| {
+                self.downstream_tls(t, &l.name.value, http2.is_some(), &format!("{path}.tls"))
+            }),
             tcp: l
                 .tcp
                 .as_ref()
                 .and_then(|t| self.tcp(t, !l.routes.is_empty(), clusters, &format!("{path}.tcp"))),
+            http2,
         }
     }
 
@@ -591,6 +607,7 @@ impl Validator {
             on_connect_failure: false,
             on_reset: false,
             statuses: Vec::new(),
+            grpc_statuses: Vec::new(),
         };
         let Some(on) = &r.value.on else {
             // Failures that say nothing reached the application, and the
@@ -610,6 +627,9 @@ impl Validator {
                 StringOrNumber::Number(n) if (500..600).contains(n) => {
                     policy.statuses.push(*n as u16)
                 }
+                StringOrNumber::String(s) if grpc_retry_code(s).is_some() => {
+                    policy.grpc_statuses.extend(grpc_retry_code(s))
+                }
                 other => {
                     let shown = match other {
                         StringOrNumber::String(s) => s.clone(),
@@ -618,7 +638,7 @@ impl Validator {
                     self.err(
                         &cond.referenced,
                         format!("{path}.on[{i}]"),
-                        format!("`{shown}` is not a retry condition: use connect-failure, reset, 5xx or a status from 500 to 599"),
+                        format!("`{shown}` is not a retry condition: use connect-failure, reset, 5xx, a status from 500 to 599, or a gRPC status (cancelled, deadline-exceeded, internal, resource-exhausted, unavailable)"),
                     );
                 }
             }
@@ -804,11 +824,58 @@ impl Validator {
                 })
             })
             .collect();
+        let (path_match, grpc) = match &m.grpc {
+            None => (path_match, false),
+            Some(g) => (self.grpc_match(g, m.path.is_some(), path), true),
+        };
         RouteMatch {
             host,
             path: path_match,
             method,
             headers,
+            grpc,
+        }
+    }
+
+    /// A gRPC service and method as the path they are sent to
+    /// (`/package.Service/Method`).
+    fn grpc_match(&mut self, g: &Spanned<RawGrpcMatch>, has_path: bool, path: &str) -> PathMatch {
+        let path = format!("{path}.grpc");
+        if has_path {
+            self.err(
+                &g.referenced,
+                &path,
+                "`grpc` sets the path (/service/method): give `grpc` or `path`, not both",
+            );
+        }
+        let token = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+        };
+        let service = g.value.service.as_deref().unwrap_or("");
+        let method = g.value.method.as_deref().unwrap_or("");
+        for (field, v) in [("service", service), ("method", method)] {
+            if !v.is_empty() && (!token(v) || (field == "method" && v.contains('.'))) {
+                self.err(
+                    &g.referenced,
+                    format!("{path}.{field}"),
+                    format!("`{v}` is not a gRPC {field} name (letters, digits, `_`, and `.` between package parts)"),
+                );
+            }
+        }
+        match (service, method) {
+            ("", "") => PathMatch::Any,
+            ("", _) => {
+                self.err(
+                    &g.referenced,
+                    format!("{path}.method"),
+                    "a method needs its service",
+                );
+                PathMatch::Any
+            }
+            (s, "") => PathMatch::Prefix(format!("/{s}/").into_bytes().into()),
+            (s, m) => PathMatch::Exact(format!("/{s}/{m}").into_bytes().into()),
         }
     }
 

@@ -217,10 +217,12 @@ async fn exchange<D: Downstream>(
     route: &Route,
     cluster: &ClusterState,
 ) -> Result<UpstreamConn, Failure> {
+    // A gRPC call is a POST, but its route's policy is the caller's word
+    // that the method may run twice (as in Envoy and gRPC's own retries).
     let retry = route
         .retry
         .as_ref()
-        .filter(|_| is_idempotent(down.request().method()));
+        .filter(|_| is_idempotent(down.request().method()) || router::is_grpc(down.request()));
     let mut previous: Option<Rc<Endpoint>> = None;
     loop {
         let ep = select(down.request(), ctx, cluster, previous.as_deref())
@@ -242,7 +244,11 @@ async fn exchange<D: Downstream>(
         };
         cluster.complete(&ep, &Completion { outcome, latency });
         drop(in_flight);
-        if should_retry(retry, &result, outcome, ctx.tries, down.replayable()) {
+        let grpc = match &result {
+            Ok(_) => grpc_status(down.response()),
+            Err(_) => None,
+        };
+        if should_retry(retry, &result, outcome, grpc, ctx.tries, down.replayable()) {
             if result.is_ok() {
                 down.discard_response();
             }
@@ -412,6 +418,7 @@ fn should_retry(
     policy: Option<&RetryPolicy>,
     result: &Result<UpstreamConn, Failure>,
     outcome: Outcome,
+    grpc: Option<u8>,
     tries: u32,
     replayable: bool,
 ) -> bool {
@@ -420,11 +427,20 @@ fn should_retry(
         return false;
     }
     match (result, outcome) {
-        (Ok(_), Outcome::Response(status)) => p.retries_status(status),
+        (Ok(_), Outcome::Response(status)) => {
+            p.retries_status(status) || grpc.is_some_and(|code| p.retries_grpc(code))
+        }
         (Err(Failure::Respond(e)), Outcome::ConnectFailed) if e.retryable() => p.on_connect_failure,
         (Err(Failure::Respond(e)), Outcome::Failed) if e.retryable() => p.on_reset,
         _ => false,
     }
+}
+
+/// The `grpc-status` of a response head: set when a gRPC upstream failed
+/// the call before sending a message (Trailers-Only).
+fn grpc_status(resp: &dyn crate::view::ResponseView) -> Option<u8> {
+    let v = resp.header(b"grpc-status")?;
+    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 /// Methods safe to send twice (RFC 9110 section 9.2.2).

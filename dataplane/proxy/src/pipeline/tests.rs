@@ -373,3 +373,50 @@ fn while_draining_every_response_closes_its_connection() {
         assert!(r.eof(&mut c).await);
     });
 }
+
+#[test]
+fn a_grpc_call_is_retried_on_a_grpc_status_the_route_names() {
+    run(async {
+        let tries = Rc::new(Cell::new(0));
+        let seen = tries.clone();
+        // The first call fails Trailers-Only with UNAVAILABLE, the second
+        // succeeds.
+        upstream("10.1.0.1:80", move |mut s: MemStream| {
+            let seen = seen.clone();
+            async move {
+                let mut r = Reader::default();
+                while let Some(head) = r.head(&mut s).await {
+                    seen.set(seen.get() + 1);
+                    if let Some(n) = content_length(&head) {
+                        let _ = r.bytes(&mut s, n).await;
+                    }
+                    let status = if seen.get() == 1 { 14 } else { 0 };
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: {status}\r\ncontent-length: 0\r\n\r\n"
+                    );
+                    send(&mut s, resp.as_bytes()).await;
+                }
+            }
+        });
+        let h = Harness::new(&config(
+            "      - { match: { grpc: { service: svc.S } }, cluster: app, retries: { attempts: 2, on: [unavailable] } }\n",
+            APP,
+        ));
+        let (mut c, mut r) = (h.connect(), Reader::default());
+        let call = "POST /svc.S/M HTTP/1.1\r\nHost: a\r\ncontent-type: application/grpc\r\ncontent-length: 5\r\n\r\n\0\0\0\0\0";
+        send(&mut c, call.as_bytes()).await;
+        let resp = r.response(&mut c, false).await.expect("a response");
+        assert_eq!(resp.header("grpc-status"), Some("0"));
+        assert_eq!(tries.get(), 2);
+        // Not a gRPC request: the route does not match it.
+        send(
+            &mut c,
+            b"POST /svc.S/M HTTP/1.1\r\nHost: a\r\ncontent-length: 0\r\n\r\n",
+        )
+        .await;
+        assert_eq!(
+            r.response(&mut c, false).await.expect("a response").status,
+            404
+        );
+    });
+}

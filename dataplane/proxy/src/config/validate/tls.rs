@@ -28,14 +28,15 @@ use crate::tls::server::{self, ClientAuth, ServerTls};
 /// (nginx bounds the whole first read by 60s; Envoy has no default).
 pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Protocols the proxy speaks over TLS today; HTTP/2 (issue 10) adds `h2`.
-const KNOWN_ALPN: &[&str] = &["http/1.1"];
+/// Protocols the proxy speaks over TLS.
+const KNOWN_ALPN: &[&str] = &["h2", "http/1.1"];
 
 impl Validator {
     pub(super) fn downstream_tls(
         &mut self,
         t: &Spanned<RawDownstreamTls>,
         listener: &str,
+        http2: bool,
         path: &str,
     ) -> Option<Arc<ServerTls>> {
         let raw = &t.value;
@@ -66,7 +67,20 @@ impl Validator {
                 served.push(server::Served { key, names });
             }
         }
-        let alpn = self.alpn(&raw.alpn, &format!("{path}.alpn"), &["http/1.1"]);
+        // h2 first: a client offering both gets HTTP/2 (RFC 9113 3.2).
+        let default: &[&str] = if http2 {
+            &["h2", "http/1.1"]
+        } else {
+            &["http/1.1"]
+        };
+        let alpn = self.alpn(&raw.alpn, &format!("{path}.alpn"), default);
+        if !http2 && alpn.iter().any(|p| p == b"h2") {
+            self.err(
+                &t.referenced,
+                format!("{path}.alpn"),
+                "`h2` is offered but the listener's `http2.enabled` is false",
+            );
+        }
         let handshake_timeout = self.duration(
             &raw.handshake_timeout,
             &format!("{path}.handshake_timeout"),
