@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod control;
+pub mod h2;
 pub mod proxy;
 pub mod tls;
 pub mod upstream;

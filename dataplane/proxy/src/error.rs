@@ -144,6 +144,30 @@ impl ProxyError {
             && !matches!(self, ProxyError::FaultAbort(_) | ProxyError::NoRoute)
     }
 
+    /// The gRPC status a gRPC client gets for this failure (the codes of
+    /// gRPC's `statuscodes.md`): UNAVAILABLE where another try may work,
+    /// DEADLINE_EXCEEDED for a timeout, UNIMPLEMENTED for a call nothing
+    /// serves, INTERNAL for a broken message; an injected fault maps its
+    /// HTTP status as gRPC's `http-grpc-status-mapping.md` does.
+    pub fn grpc_status(self) -> u8 {
+        const INTERNAL: u8 = 13;
+        const UNAVAILABLE: u8 = 14;
+        match self {
+            ProxyError::BadRequest(_) | ProxyError::BadRequestBody(_) => INTERNAL,
+            ProxyError::BadUpstreamResponse(_) => INTERNAL,
+            ProxyError::HeaderTimeout | ProxyError::UpstreamTimeout => 4,
+            ProxyError::ConnectTimeout => UNAVAILABLE,
+            ProxyError::NoRoute | ProxyError::MethodNotAllowed => 12,
+            ProxyError::NoEndpoints
+            | ProxyError::PoolExhausted
+            | ProxyError::ConnectFailed
+            | ProxyError::UpstreamReset
+            | ProxyError::UnexpectedUpgrade
+            | ProxyError::UpstreamTls(_) => UNAVAILABLE,
+            ProxyError::FaultAbort(status) => grpc_status_of_http(status),
+        }
+    }
+
     /// Whether the client connection must close after the error response:
     /// after a framing error the rest of the stream cannot be trusted.
     pub fn closes_connection(self) -> bool {
@@ -177,6 +201,18 @@ pub fn write_error_response(out: &mut Vec<u8>, err: ProxyError, close: bool) {
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body.as_bytes());
     out.push(b'\n');
+}
+
+/// gRPC's mapping of an HTTP status from a server that is not gRPC.
+pub fn grpc_status_of_http(status: u16) -> u8 {
+    match status {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
+    }
 }
 
 pub fn reason_phrase(status: u16) -> &'static str {

@@ -206,9 +206,37 @@ async fn serve(core: &Rc<Core>, workspace: &mut Workspace, job: Job) {
         });
         return;
     }
-    let conn = H1Conn::new(workspace, io, core.clone(), slot.listener, peer, ready);
+    let conn = H1Conn::new(
+        workspace,
+        io,
+        core.clone(),
+        slot.listener,
+        peer,
+        ready,
+        fresh,
+    );
     match conn.serve().await {
         Exit::Closed => drop(slot),
+        Exit::H2 { io, read } => {
+            // An HTTP/2 connection's state lives in h2, not in a
+            // workspace: it gets a task of its own and frees this handler.
+            let Ok(tcp) = io.into_tcp() else { return };
+            let io = match crate::transport::h2io::H2Io::plain(tcp, &read) {
+                Ok(io) => io,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "h2c: no poll-io for the socket");
+                    return;
+                }
+            };
+            let conn = crate::h2::server::Conn {
+                core: core.clone(),
+                listener: slot.listener,
+                peer,
+                scheme: b"http",
+                slot,
+            };
+            monoio::spawn(crate::h2::server::serve(conn, io));
+        }
         Exit::Park { io, until } => {
             let job = Job {
                 io,

@@ -38,6 +38,7 @@ pub mod drain;
 pub mod error;
 pub mod filter;
 pub mod h1;
+pub mod h2;
 pub mod handler;
 pub mod loglimit;
 pub mod metrics;

@@ -16,6 +16,7 @@
 pub enum Protocol {
     Http10,
     Http11,
+    Http2,
 }
 
 /// How much body follows a head.

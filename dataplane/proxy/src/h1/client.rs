@@ -13,9 +13,11 @@ use ringmesh_http1::{parse_response, BodyFraming, ChunkedDecoder, Limits, Respon
 
 use super::relay::{coalesce, relay, BodyMode, Relay, RelayError};
 use super::server::{H1Conn, READ_BUFFER};
+use super::view::H1Response;
 use crate::config::model::ForwardedProto;
 use crate::error::ProxyError;
 use crate::pipeline::{Aborted, After, HeadRead, RequestEdits, ResponseEnd, SendError};
+use crate::timer::Timer;
 use crate::transport::Stream;
 use crate::upstream::UpstreamConn;
 use crate::view::RequestView;
@@ -115,49 +117,33 @@ impl H1Conn<'_> {
         up: &mut Stream,
         deadline: Option<monoio::time::Instant>,
     ) -> Result<(), HeadRead> {
-        let limits = Limits::default();
         let is_head = self.w.req.method() == b"HEAD";
         let stall = self.stall();
         let mut received = false;
         loop {
             let w = &mut *self.w;
+            read_head(
+                up,
+                &mut w.up,
+                &mut w.timer,
+                deadline,
+                is_head,
+                &mut received,
+            )
+            .await?;
             let resp = &mut w.up;
-            match parse_response(resp.ubuf.data(), &limits, is_head, &mut resp.head) {
-                Ok(true) if resp.head.is_interim() => {
-                    let n = resp.head.head_len;
-                    if resp.head.status == 100 {
-                        resp.ubuf.consume(n);
-                    } else {
-                        let write = resp.ubuf.write_to(&mut self.io, n);
-                        match w.timer.within(stall, write).await {
-                            Ok(Ok(())) => {}
-                            _ => return Err(HeadRead::ClientGone),
-                        }
-                    }
-                    continue;
-                }
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err(e) => return Err(HeadRead::Failed(ProxyError::BadUpstreamResponse(e))),
+            if !resp.head.is_interim() {
+                return Ok(());
             }
-            let fill = resp.ubuf.fill(up, HEAD_LIMIT);
-            let read = match deadline {
-                Some(d) => w.timer.until(d, fill).await,
-                None => Ok(fill.await),
-            };
-            match read {
-                Err(_) => return Err(HeadRead::Failed(ProxyError::UpstreamTimeout)),
-                Ok(Err(e)) => {
-                    return Err(match crate::tls::reason::of_io(&e) {
-                        // A TLS alert: the upstream said why.
-                        Some(why) => HeadRead::Failed(ProxyError::UpstreamTls(why)),
-                        None if !received => HeadRead::ClosedEarly,
-                        None => HeadRead::Failed(ProxyError::UpstreamReset),
-                    });
-                }
-                Ok(Ok(0)) if !received => return Err(HeadRead::ClosedEarly),
-                Ok(Ok(0)) => return Err(HeadRead::Failed(ProxyError::UpstreamReset)),
-                Ok(Ok(_)) => received = true,
+            let n = resp.head.head_len;
+            if resp.head.status == 100 {
+                resp.ubuf.consume(n);
+                continue;
+            }
+            let write = resp.ubuf.write_to(&mut self.io, n);
+            match w.timer.within(stall, write).await {
+                Ok(Ok(())) => {}
+                _ => return Err(HeadRead::ClientGone),
             }
         }
     }
@@ -263,5 +249,45 @@ fn response_plan(
         connection,
         body,
         client_keep_alive,
+    }
+}
+
+/// Read from `up` until `resp` holds a complete response head, interim
+/// (1xx) or final, by `deadline`. `received`: a byte of this exchange
+/// arrived already (a close is then a reset, not an idle close).
+pub async fn read_head(
+    up: &mut Stream,
+    resp: &mut H1Response,
+    timer: &mut Timer,
+    deadline: Option<monoio::time::Instant>,
+    is_head: bool,
+    received: &mut bool,
+) -> Result<(), HeadRead> {
+    let limits = Limits::default();
+    loop {
+        match parse_response(resp.ubuf.data(), &limits, is_head, &mut resp.head) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => return Err(HeadRead::Failed(ProxyError::BadUpstreamResponse(e))),
+        }
+        let fill = resp.ubuf.fill(up, HEAD_LIMIT);
+        let read = match deadline {
+            Some(d) => timer.until(d, fill).await,
+            None => Ok(fill.await),
+        };
+        match read {
+            Err(_) => return Err(HeadRead::Failed(ProxyError::UpstreamTimeout)),
+            Ok(Err(e)) => {
+                return Err(match crate::tls::reason::of_io(&e) {
+                    // A TLS alert: the upstream said why.
+                    Some(why) => HeadRead::Failed(ProxyError::UpstreamTls(why)),
+                    None if !*received => HeadRead::ClosedEarly,
+                    None => HeadRead::Failed(ProxyError::UpstreamReset),
+                });
+            }
+            Ok(Ok(0)) if !*received => return Err(HeadRead::ClosedEarly),
+            Ok(Ok(0)) => return Err(HeadRead::Failed(ProxyError::UpstreamReset)),
+            Ok(Ok(_)) => *received = true,
+        }
     }
 }

@@ -108,6 +108,9 @@ pub enum Exit {
     /// Quiet past `PARK_AFTER` with nothing buffered: park the socket
     /// until bytes arrive or the idle deadline passes.
     Park { io: Stream, until: Instant },
+    /// The client sent the HTTP/2 preface: an h2c connection, whose
+    /// first bytes (`read`) were already taken off the socket.
+    H2 { io: Stream, read: Vec<u8> },
 }
 
 /// Per-request state of the connection.
@@ -135,6 +138,9 @@ pub struct H1Conn<'w> {
     /// Bytes are waiting (woken from parking): the first read need not wait
     /// for them.
     ready: bool,
+    /// A new plaintext connection on a listener that takes HTTP/2: its
+    /// first bytes may be the h2c preface (prior knowledge).
+    h2c: bool,
     /// How long one write to the client may stall: the listener's
     /// `idle_timeout` in the config the current request runs on.
     stall: Duration,
@@ -150,6 +156,8 @@ enum Arrival {
     Park(Instant),
     /// A head that cannot be served: answer with the error and close.
     Refused(ProxyError),
+    /// The HTTP/2 client preface.
+    H2,
 }
 
 enum FirstByte {
@@ -166,6 +174,7 @@ impl<'w> H1Conn<'w> {
         listener: usize,
         peer: SocketAddr,
         ready: bool,
+        fresh: bool,
     ) -> Self {
         w.req.rbuf.clear();
         w.up.ubuf.clear();
@@ -175,8 +184,14 @@ impl<'w> H1Conn<'w> {
             Stream::Tls(_) => b"https",
             _ => b"http",
         };
+        let snap = core.snapshot();
+        let l = &snap.config.listeners[listener];
+        let h2c = fresh && l.http2.is_some() && matches!(io, Stream::Plain(_));
+        let stall = l.idle_timeout;
+        drop(snap);
         H1Conn {
-            stall: core.snapshot().config.listeners[listener].idle_timeout,
+            stall,
+            h2c,
             w,
             io,
             core,
@@ -192,8 +207,13 @@ impl<'w> H1Conn<'w> {
     pub async fn serve(mut self) -> Exit {
         loop {
             match self.next_request().await {
-                Arrival::Head => {}
+                Arrival::Head => self.h2c = false,
                 Arrival::Closed => return Exit::Closed,
+                Arrival::H2 => {
+                    let read = self.w.req.rbuf.data().to_vec();
+                    self.release_buffers();
+                    return Exit::H2 { io: self.io, read };
+                }
                 Arrival::Park(until) => {
                     self.release_buffers();
                     return Exit::Park { io: self.io, until };
@@ -371,10 +391,18 @@ impl<'w> H1Conn<'w> {
         let deadline = monoio::time::Instant::now() + header_timeout;
         loop {
             let req = &mut self.w.req;
-            match parse_request(req.rbuf.data(), &limits, &mut req.head) {
-                Ok(true) => return Arrival::Head,
-                Ok(false) => {}
-                Err(e) => return Arrival::Refused(ProxyError::BadRequest(e)),
+            let h2c = match self.h2c.then(|| preface(req.rbuf.data())) {
+                Some(Preface::Complete) => return Arrival::H2,
+                Some(Preface::Partial) => true,
+                Some(Preface::No) | None => false,
+            };
+            self.h2c = h2c;
+            if !h2c {
+                match parse_request(req.rbuf.data(), &limits, &mut req.head) {
+                    Ok(true) => return Arrival::Head,
+                    Ok(false) => {}
+                    Err(e) => return Arrival::Refused(ProxyError::BadRequest(e)),
+                }
             }
             let fill = req.rbuf.fill(&mut self.io, limit);
             match self.w.timer.until(deadline, fill).await {
@@ -474,6 +502,25 @@ impl<'w> H1Conn<'w> {
                 }
             }
         }
+    }
+}
+
+enum Preface {
+    Complete,
+    /// What arrived so far could still be the preface.
+    Partial,
+    No,
+}
+
+/// Whether `data` starts with the HTTP/2 client preface's first line.
+/// An HTTP/1.x request never does (`PRI` with version `HTTP/2.0`).
+fn preface(data: &[u8]) -> Preface {
+    let start = crate::h2::PREFACE_START;
+    let n = data.len().min(start.len());
+    match (data[..n] == start[..n], n == start.len()) {
+        (false, _) => Preface::No,
+        (true, true) => Preface::Complete,
+        (true, false) => Preface::Partial,
     }
 }
 

@@ -13,6 +13,7 @@
 //! over a socket), `parkable_fd` for the epoll-based parking of idle
 //! connections (`park`).
 
+pub mod h2io;
 #[cfg(test)]
 pub mod memory;
 pub mod tls;

@@ -16,8 +16,8 @@ const MAX_WINDOW: u64 = (1 << 31) - 1;
 /// RFC 9113 section 4.2: SETTINGS_MAX_FRAME_SIZE is 2^14..2^24-1.
 const FRAME_SIZES: std::ops::RangeInclusive<u64> = (1 << 14)..=((1 << 24) - 1);
 
-/// HTTP/2 is parsed and checked before the codec lands; until then a
-/// listener does not offer it and a cluster cannot ask for it.
+/// HTTP/2 to upstreams is parsed and checked before it lands; until then
+/// a cluster cannot ask for it.
 pub(super) const SERVES_H2: bool = false;
 
 impl Validator {
@@ -81,7 +81,7 @@ impl Validator {
                 1..=u64::from(u32::MAX),
             ) as usize,
         };
-        let enabled = SERVES_H2 && h.enabled.as_ref().is_none_or(|e| e.value);
+        let enabled = h.enabled.as_ref().is_none_or(|e| e.value);
         enabled.then_some(settings)
     }
 

@@ -28,8 +28,9 @@ use crate::tls::server::{self, ClientAuth, ServerTls};
 /// (nginx bounds the whole first read by 60s; Envoy has no default).
 pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Protocols the proxy speaks over TLS.
-const KNOWN_ALPN: &[&str] = &["h2", "http/1.1"];
+/// Protocols the proxy speaks over TLS (`h2` needs the TLS adapter for
+/// h2's poll-style IO, next).
+const KNOWN_ALPN: &[&str] = &["http/1.1"];
 
 impl Validator {
     pub(super) fn downstream_tls(
@@ -68,7 +69,7 @@ impl Validator {
             }
         }
         // h2 first: a client offering both gets HTTP/2 (RFC 9113 3.2).
-        let default: &[&str] = if http2 {
+        let default: &[&str] = if http2 && KNOWN_ALPN.contains(&"h2") {
             &["h2", "http/1.1"]
         } else {
             &["http/1.1"]

@@ -1,0 +1,321 @@
+//! Heads between HTTP/2 and HTTP/1.1, and the responses the proxy makes
+//! on an HTTP/2 stream.
+//!
+//! RFC 9113 section 8.2.2 and 8.3.1: `:authority` becomes Host,
+//! connection-specific fields never cross (h2 refuses them on the way in;
+//! they are dropped from HTTP/1.1 responses on the way out), cookie
+//! crumbs are joined with `; ` for HTTP/1.1 (section 8.2.3), `te` is
+//! dropped (HTTP/1.1 would need `Connection: te` to carry it). A request
+//! body of unknown length goes upstream chunked, with the client's
+//! trailers in the chunked trailer section.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use ringmesh_http1::head::HeaderKind;
+use ringmesh_http1::rewrite::{write_pair, HeaderEdits};
+use ringmesh_http1::ResponseHead;
+
+use super::view::H2Request;
+use crate::config::model::ForwardedProto;
+#[cfg(test)]
+use crate::error::ProxyError;
+use crate::pipeline::{Local, RequestEdits};
+
+/// Fields HTTP/2 never carries (RFC 9113 section 8.2.2), and `te`,
+/// which HTTP/1.1 would need a `Connection: te` for.
+fn connection_specific(name: &[u8]) -> bool {
+    const NAMES: [&[u8]; 6] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"upgrade",
+        b"te",
+    ];
+    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// Append the HTTP/1.1 head for `req` to `out`: origin-form target,
+/// Host from `:authority`, the route's edits, X-Forwarded-*, and
+/// `transfer-encoding: chunked` when `chunked`.
+pub fn write_h1_request(
+    out: &mut Vec<u8>,
+    req: &H2Request,
+    edits: &RequestEdits<'_>,
+    chunked: bool,
+) {
+    use crate::view::RequestView;
+    out.extend_from_slice(req.method());
+    out.push(b' ');
+    out.extend_from_slice(req.path_and_query());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let authority = req.authority();
+    let host = if authority.is_empty() {
+        edits.fallback_host
+    } else {
+        authority
+    };
+    write_pair(out, b"host", host);
+    let headers = &req.parts.headers;
+    let trust = edits.forwarded_proto == ForwardedProto::Trust;
+    let xff = headers.get_all("x-forwarded-for").iter().count();
+    let mut seen_xff = 0;
+    let mut saw_xfp = false;
+    let mut cookies = 0;
+    for (name, value) in headers {
+        let n = name.as_str().as_bytes();
+        match name.as_str() {
+            "host" | "expect" => continue,
+            "cookie" => {
+                cookies += 1;
+                continue;
+            }
+            "x-forwarded-proto" if !trust => continue,
+            "x-forwarded-proto" => saw_xfp = true,
+            _ if connection_specific(n) => continue,
+            _ => {}
+        }
+        if !edits.headers.remove.is_empty() && removes(edits.headers, n) {
+            continue;
+        }
+        if name.as_str() == "x-forwarded-for" {
+            seen_xff += 1;
+            if seen_xff == xff {
+                out.extend_from_slice(b"x-forwarded-for: ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b", ");
+                out.extend_from_slice(edits.client_ip);
+                out.extend_from_slice(b"\r\n");
+                continue;
+            }
+        }
+        write_pair(out, n, value.as_bytes());
+    }
+    if cookies > 0 && !removes(edits.headers, b"cookie") {
+        out.extend_from_slice(b"cookie: ");
+        for (i, crumb) in headers.get_all("cookie").iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b"; ");
+            }
+            out.extend_from_slice(crumb.as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    if xff == 0 {
+        write_pair(out, b"x-forwarded-for", edits.client_ip);
+    }
+    if !saw_xfp {
+        write_pair(out, b"x-forwarded-proto", edits.scheme);
+    }
+    if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    for (name, value) in &edits.headers.add {
+        write_pair(out, name, value);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn removes(edits: &HeaderEdits, name: &[u8]) -> bool {
+    edits.remove.iter().any(|r| r.eq_ignore_ascii_case(name))
+}
+
+/// Append trailers as a chunked body's trailer section (after the last
+/// chunk), dropping fields not allowed there.
+pub fn write_h1_trailers(out: &mut Vec<u8>, trailers: &HeaderMap) {
+    out.extend_from_slice(b"0\r\n");
+    for (name, value) in trailers {
+        let n = name.as_str().as_bytes();
+        if connection_specific(n) || n == b"content-length" || n == b"host" {
+            continue;
+        }
+        write_pair(out, n, value.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The HTTP/2 response head for an HTTP/1.1 response head (`buf` holds
+/// its bytes), with the route's edits. Fields h2 cannot carry are
+/// dropped; so is a field whose name or value HTTP/2 would refuse.
+pub fn h2_response(buf: &[u8], head: &ResponseHead, edits: &HeaderEdits) -> Response<()> {
+    let mut resp = Response::new(());
+    *resp.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let headers = resp.headers_mut();
+    for h in &head.headers {
+        if matches!(h.kind, HeaderKind::HopByHop | HeaderKind::TransferEncoding) {
+            continue;
+        }
+        let name = h.name.get(buf);
+        if connection_specific(name) || (!edits.remove.is_empty() && removes(edits, name)) {
+            continue;
+        }
+        append(headers, name, h.value.get(buf));
+    }
+    for (name, value) in &edits.add {
+        append(headers, name, value);
+    }
+    resp
+}
+
+fn append(headers: &mut HeaderMap, name: &[u8], value: &[u8]) {
+    if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+        headers.append(n, v);
+    }
+}
+
+/// A response the proxy makes, as head and body. A gRPC request gets
+/// a gRPC answer: HTTP 200, Trailers-Only (the status in the head, no
+/// body), `grpc-status` and a percent-encoded `grpc-message`.
+pub fn local_response(local: Local<'_>, grpc: bool, is_head: bool) -> (Response<()>, Bytes) {
+    let mut resp = Response::new(());
+    let h = resp.headers_mut();
+    let body = match local {
+        Local::Error(err) if grpc => {
+            h.insert("content-type", HeaderValue::from_static("application/grpc"));
+            h.insert(
+                "grpc-status",
+                HeaderValue::from(u16::from(err.grpc_status())),
+            );
+            let message = grpc_message(&err.to_string());
+            if let Ok(v) = HeaderValue::from_str(&message) {
+                h.insert("grpc-message", v);
+            }
+            h.insert("ringmesh-error", HeaderValue::from_static(err.reason()));
+            Bytes::new()
+        }
+        Local::Error(err) => {
+            *resp.status_mut() = status(err.status());
+            let h = resp.headers_mut();
+            h.insert("content-type", HeaderValue::from_static("text/plain"));
+            h.insert("ringmesh-error", HeaderValue::from_static(err.reason()));
+            Bytes::from(format!("{err}\n"))
+        }
+        Local::Direct { status: code, body } => {
+            *resp.status_mut() = status(code);
+            Bytes::copy_from_slice(body)
+        }
+    };
+    if !grpc || !matches!(local, Local::Error(_)) {
+        resp.headers_mut()
+            .insert("content-length", HeaderValue::from(body.len()));
+    }
+    let body = if is_head { Bytes::new() } else { body };
+    (resp, body)
+}
+
+fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// gRPC's `grpc-message` encoding: bytes outside printable ASCII, and
+/// `%`, percent-encoded (PROTOCOL-HTTP2.md).
+pub fn grpc_message(text: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::RequestView;
+    use ringmesh_http1::{parse_response, Limits};
+
+    fn request(build: http::request::Builder) -> H2Request {
+        let (parts, ()) = build.body(()).unwrap().into_parts();
+        H2Request {
+            parts,
+            scheme: b"https",
+            empty: false,
+        }
+    }
+
+    fn edits<'a>(headers: &'a HeaderEdits) -> RequestEdits<'a> {
+        RequestEdits {
+            headers,
+            client_ip: b"10.0.0.9",
+            scheme: b"https",
+            forwarded_proto: ForwardedProto::Overwrite,
+            fallback_host: b"10.1.1.1:80",
+        }
+    }
+
+    #[test]
+    fn an_h2_request_becomes_an_h1_head() {
+        let req = request(
+            http::Request::builder()
+                .method("POST")
+                .uri("https://api.example:8443/v1/x?y=1")
+                .header("cookie", "a=1")
+                .header("x-forwarded-for", "1.1.1.1")
+                .header("x-forwarded-proto", "http")
+                .header("te", "trailers")
+                .header("cookie", "b=2")
+                .header("x-drop", "1")
+                .header("content-type", "application/grpc"),
+        );
+        let route = HeaderEdits {
+            remove: vec![b"x-drop".to_vec().into()],
+            add: vec![(b"x-route".to_vec().into(), b"r1".to_vec().into())],
+        };
+        let mut out = Vec::new();
+        write_h1_request(&mut out, &req, &edits(&route), true);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "POST /v1/x?y=1 HTTP/1.1\r\n\
+             host: api.example:8443\r\n\
+             x-forwarded-for: 1.1.1.1, 10.0.0.9\r\n\
+             content-type: application/grpc\r\n\
+             cookie: a=1; b=2\r\n\
+             x-forwarded-proto: https\r\n\
+             transfer-encoding: chunked\r\n\
+             x-route: r1\r\n\r\n"
+        );
+        assert_eq!(req.method(), b"POST");
+    }
+
+    #[test]
+    fn an_h1_response_becomes_an_h2_head_without_connection_fields() {
+        let raw = b"HTTP/1.1 201 Created\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nX-Up: 1\r\nSet-Cookie: a\r\nSet-Cookie: b\r\nX-Secret: s\r\n\r\n";
+        let mut head = ResponseHead::default();
+        assert!(parse_response(raw, &Limits::default(), false, &mut head).unwrap());
+        let route = HeaderEdits {
+            remove: vec![b"x-secret".to_vec().into()],
+            add: vec![],
+        };
+        let resp = h2_response(raw, &head, &route);
+        assert_eq!(resp.status(), 201);
+        let names: Vec<_> = resp.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-up", "set-cookie"]);
+        assert_eq!(resp.headers().get_all("set-cookie").iter().count(), 2);
+    }
+
+    #[test]
+    fn a_grpc_caller_gets_trailers_only_errors() {
+        let (resp, body) = local_response(Local::Error(ProxyError::NoEndpoints), true, false);
+        assert_eq!(resp.status(), 200);
+        let h = resp.headers();
+        assert_eq!(h["grpc-status"], "14");
+        assert_eq!(h["content-type"], "application/grpc");
+        assert_eq!(h["grpc-message"], "no_healthy_endpoints");
+        assert!(body.is_empty());
+        let (resp, _) = local_response(Local::Error(ProxyError::UpstreamTimeout), true, false);
+        assert_eq!(resp.headers()["grpc-status"], "4");
+        let (resp, body) = local_response(Local::Error(ProxyError::NoRoute), false, false);
+        assert_eq!(resp.status(), 404);
+        assert_eq!(body, "no_route\n");
+    }
+
+    #[test]
+    fn grpc_messages_are_percent_encoded() {
+        assert_eq!(grpc_message("a b%c\u{e9}\n"), "a b%25c%C3%A9%0A");
+    }
+}

@@ -1,0 +1,212 @@
+//! HTTP/2 from clients, end to end: curl and h2load against the real
+//! proxy, HTTP/1.1 upstreams behind it (translation both ways).
+
+use std::time::Duration;
+
+use ringmesh_tests::h2::{curl, frame, h2load, RawH2};
+use ringmesh_tests::upstream::pattern_byte;
+use ringmesh_tests::{config, Client, Proxy, Upstream};
+
+fn proxy(up: &Upstream, extra_listener: &str) -> Proxy {
+    let routes = "
+      - { name: direct, match: { path: { exact: /hello } }, direct_response: { status: 200, body: hi } }
+      - name: api
+        match: { path: { prefix: / } }
+        cluster: app
+        request_headers: { add: [ { name: x-route, value: api } ], remove: [ x-secret ] }
+        response_headers: { add: [ { name: x-via, value: ringmesh } ] }
+";
+    Proxy::start(&config(routes, &[("app", &[up])], extra_listener))
+}
+
+fn url(p: &Proxy, path: &str) -> String {
+    format!("http://{}{path}", p.addr("main"))
+}
+
+#[test]
+fn an_h2c_client_reaches_an_http1_upstream_with_headers_mapped() {
+    let up = Upstream::start("app");
+    let p = proxy(&up, "");
+    let r = curl(
+        &[
+            "--http2-prior-knowledge",
+            "-H",
+            "cookie: a=1",
+            "-H",
+            "cookie: b=2",
+            "-H",
+            "x-secret: s",
+            "-H",
+            "te: trailers",
+            &url(&p, "/headers?q=1"),
+        ],
+        b"",
+    )
+    .expect("curl");
+    assert_eq!((r.version.as_str(), r.status), ("2", 200));
+    assert_eq!(r.header("x-via"), Some("ringmesh"));
+    let head = r.text().to_ascii_lowercase();
+    assert!(head.starts_with("get /headers?q=1 http/1.1\r\n"), "{head}");
+    let port = p.addr("main").port();
+    assert!(
+        head.contains(&format!("host: 127.0.0.1:{port}\r\n")),
+        "{head}"
+    );
+    assert!(
+        head.contains("cookie: a=1; b=2\r\n"),
+        "crumbs joined: {head}"
+    );
+    assert!(head.contains("x-route: api\r\n"), "{head}");
+    assert!(head.contains("x-forwarded-for: 127.0.0.1\r\n"), "{head}");
+    assert!(head.contains("x-forwarded-proto: http\r\n"), "{head}");
+    assert!(!head.contains("x-secret"), "{head}");
+    assert!(
+        !head.contains("\r\nte:"),
+        "te does not cross to HTTP/1.1: {head}"
+    );
+
+    // HTTP/1.1 on the same listener is unchanged.
+    let mut c = Client::connect(p.addr("main"));
+    assert_eq!(c.get("/hello", "a").status, 200);
+}
+
+#[test]
+fn request_and_response_bodies_cross_byte_exact_both_framings() {
+    let up = Upstream::start("app");
+    let p = proxy(&up, "");
+    let body: Vec<u8> = (0..300_000u64).map(pattern_byte).collect();
+    // Known length: content-length goes upstream as is.
+    let r = curl(
+        &[
+            "--http2-prior-knowledge",
+            "--data-binary",
+            "@-",
+            &url(&p, "/echo"),
+        ],
+        &body,
+    )
+    .expect("curl");
+    assert_eq!(r.status, 200);
+    assert!(r.body == body, "echoed {} bytes", r.body.len());
+    // Unknown length (stdin upload): chunked upstream.
+    let r = curl(
+        &["--http2-prior-knowledge", "-T", "-", &url(&p, "/count")],
+        &body,
+    )
+    .expect("curl");
+    assert_eq!(r.text(), "bytes=300000");
+    // A chunked response, and a large streamed one.
+    let r = curl(&["--http2-prior-knowledge", &url(&p, "/chunked")], b"").expect("curl");
+    assert_eq!(r.status, 200);
+    assert!(!r.body.is_empty());
+    let r = curl(
+        &["--http2-prior-knowledge", &url(&p, "/download/2000000")],
+        b"",
+    )
+    .expect("curl");
+    let want: Vec<u8> = (0..2_000_000u64).map(pattern_byte).collect();
+    assert!(r.body == want, "download of {} bytes", r.body.len());
+    let r = curl(
+        &["--http2-prior-knowledge", &url(&p, "/close-delimited")],
+        b"",
+    )
+    .expect("curl");
+    assert_eq!(r.status, 200);
+    assert!(!r.body.is_empty());
+}
+
+#[test]
+fn streams_of_one_connection_are_served_concurrently() {
+    let up = Upstream::start("app");
+    let p = proxy(&up, "");
+    // 4 connections, 20 streams each in flight, 2000 requests.
+    let run = h2load(&["-n", "2000", "-c", "4", "-m", "20", &url(&p, "/x")]);
+    assert_eq!(
+        (run.succeeded, run.failed, run.errored, run.status_2xx),
+        (2000, 0, 0, 2000),
+        "{}",
+        run.output
+    );
+    // Slow upstream answers overlap on one connection: 20 requests that
+    // each take 300 ms finish well under 20 * 300 ms.
+    let started = std::time::Instant::now();
+    let run = h2load(&["-n", "20", "-c", "1", "-m", "20", &url(&p, "/delay/300")]);
+    assert_eq!(run.status_2xx, 20, "{}", run.output);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "streams ran one after another: {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn proxy_errors_are_http_for_http_and_grpc_for_grpc() {
+    let p = Proxy::start(
+        &config(
+            "      - { match: { path: { prefix: /down } }, cluster: gone }\n",
+            &[],
+            "",
+        )
+        .replace(
+            "listeners:",
+            "clusters:\n  - { name: gone, endpoints: ['127.0.0.1:1'] }\nlisteners:",
+        ),
+    );
+    let r = curl(&["--http2-prior-knowledge", &url(&p, "/nowhere")], b"").expect("curl");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("ringmesh-error"), Some("no_route"));
+    let grpc = [
+        "--http2-prior-knowledge",
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/grpc",
+        "-H",
+        "te: trailers",
+    ];
+    let r = curl(&[&grpc[..], &[&url(&p, "/nowhere")]].concat(), b"").expect("curl");
+    assert_eq!(r.status, 200, "gRPC errors are Trailers-Only");
+    assert_eq!(r.header("grpc-status"), Some("12"), "UNIMPLEMENTED");
+    let r = curl(&[&grpc[..], &[&url(&p, "/down/x")]].concat(), b"").expect("curl");
+    assert_eq!(r.header("grpc-status"), Some("14"), "UNAVAILABLE");
+    assert_eq!(r.header("grpc-message"), Some("upstream_connect_failed"));
+}
+
+#[test]
+fn http2_can_be_turned_off_per_listener() {
+    let up = Upstream::start("app");
+    let p = proxy(&up, "    http2: { enabled: false }\n");
+    assert!(
+        curl(&["--http2-prior-knowledge", &url(&p, "/hello")], b"").is_err(),
+        "the preface is not HTTP/1.1"
+    );
+    let r = curl(&[&url(&p, "/hello")], b"").expect("curl");
+    assert_eq!((r.version.as_str(), r.status), ("1.1", 200));
+}
+
+#[test]
+fn idle_h2_connections_get_goaway_and_close() {
+    let up = Upstream::start("app");
+    let p = proxy(&up, "    idle_timeout: 500ms\n");
+    let mut c = RawH2::connect(p.addr("main"));
+    assert!(c.get(1, "/hello"));
+    let started = std::time::Instant::now();
+    let frames = c.read_to_end();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.kind == frame::HEADERS && f.stream == 1),
+        "the request was answered first: {frames:?}"
+    );
+    let goaway = frames.iter().find(|f| f.kind == frame::GOAWAY);
+    assert_eq!(
+        goaway.and_then(|g| g.error_code()),
+        Some(0),
+        "GOAWAY NO_ERROR: {frames:?}"
+    );
+}
