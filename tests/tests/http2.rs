@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use ringmesh_tests::h2::{curl, frame, h2load, RawH2};
+use ringmesh_tests::tls::{yaml_path, Pki};
 use ringmesh_tests::upstream::pattern_byte;
 use ringmesh_tests::{config, Client, Proxy, Upstream};
 
@@ -209,4 +210,93 @@ fn idle_h2_connections_get_goaway_and_close() {
         Some(0),
         "GOAWAY NO_ERROR: {frames:?}"
     );
+}
+
+/// A TLS listener (default ALPN: h2, then http/1.1) in front of `up`.
+fn tls_proxy(pki: &Pki, up: &Upstream, tls_extra: &str, listener_extra: &str) -> Proxy {
+    let leaf = pki.leaf("a", &["a.test"]);
+    let tls = format!(
+        "    tls:\n{tls_extra}      certificates: [ {{ cert: {}, key: {} }} ]\n{listener_extra}",
+        yaml_path(&leaf.cert),
+        yaml_path(&leaf.key)
+    );
+    let routes = "      - { name: api, cluster: app }\n";
+    Proxy::start(&config(routes, &[("app", &[up])], &tls))
+}
+
+fn https(
+    p: &Proxy,
+    pki: &Pki,
+    path: &str,
+    extra: &[&str],
+) -> Result<ringmesh_tests::h2::Reply, String> {
+    let port = p.addr("main").port();
+    let resolve = format!("a.test:{port}:127.0.0.1");
+    let ca = pki.ca_file();
+    let url = format!("https://a.test:{port}{path}");
+    let mut args = vec![
+        "--cacert",
+        ca.to_str().expect("path"),
+        "--resolve",
+        &resolve,
+    ];
+    args.extend_from_slice(extra);
+    args.push(&url);
+    curl(&args, b"")
+}
+
+#[test]
+fn alpn_picks_h2_over_tls_and_http1_stays_the_fallback() {
+    let pki = Pki::new("h2 ca");
+    let up = Upstream::start("app");
+    let p = tls_proxy(&pki, &up, "", "");
+    let r = https(&p, &pki, "/headers", &[]).expect("curl");
+    assert_eq!((r.version.as_str(), r.status), ("2", 200));
+    assert!(
+        r.text()
+            .to_ascii_lowercase()
+            .contains("x-forwarded-proto: https\r\n"),
+        "{}",
+        r.text()
+    );
+    let r = https(&p, &pki, "/download/3000000", &[]).expect("curl");
+    let want: Vec<u8> = (0..3_000_000u64).map(pattern_byte).collect();
+    assert!(
+        r.body == want,
+        "3 MB over h2 and TLS: {} bytes",
+        r.body.len()
+    );
+    let r = https(&p, &pki, "/hello", &["--http1.1"]).expect("curl");
+    assert_eq!((r.version.as_str(), r.status), ("1.1", 200));
+    // Many streams on few TLS connections.
+    let port = p.addr("main").port();
+    let run = h2load(&[
+        "-n",
+        "2000",
+        "-c",
+        "2",
+        "-m",
+        "50",
+        &format!("https://127.0.0.1:{port}/x"),
+    ]);
+    assert_eq!(
+        (run.succeeded, run.status_2xx),
+        (2000, 2000),
+        "{}",
+        run.output
+    );
+    assert!(
+        run.output.contains("Application protocol: h2"),
+        "{}",
+        run.output
+    );
+}
+
+#[test]
+fn a_tls_listener_without_http2_offers_only_http1() {
+    let pki = Pki::new("h2 ca");
+    let up = Upstream::start("app");
+    let p = tls_proxy(&pki, &up, "", "    http2: { enabled: false }\n");
+    let r = https(&p, &pki, "/hello", &[]).expect("curl");
+    assert_eq!((r.version.as_str(), r.status), ("1.1", 200));
 }

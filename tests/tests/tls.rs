@@ -97,8 +97,8 @@ fn curl_and_openssl_get_the_certificate_their_sni_names() {
         "SNI x.w.test gets the wildcard: {out}"
     );
     assert!(
-        out.contains("ALPN protocol: http/1.1"),
-        "ALPN answered: {out}"
+        out.contains("ALPN protocol: h2"),
+        "ALPN answered, HTTP/2 preferred: {out}"
     );
     assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
 

@@ -188,6 +188,18 @@ async fn serve(core: &Rc<Core>, workspace: &mut Workspace, job: Job) {
         }
         None => io,
     };
+    // ALPN picked HTTP/2: the connection's state lives in h2, not in a
+    // workspace; it gets a task of its own and frees this handler.
+    let io = match io {
+        Stream::Tls(t) if t.alpn_protocol() == Some(b"h2") => {
+            match crate::transport::h2io::H2Io::tls(*t) {
+                Ok(io) => spawn_h2(core, io, peer, b"https", slot),
+                Err(e) => tracing::debug!(%peer, error = %e, "h2: no poll-io for the socket"),
+            }
+            return;
+        }
+        io => io,
+    };
     // A TCP listener's connection is relayed, never parked (it has no
     // requests to wait for). Decided once, when it is new: a reload does
     // not turn a relayed connection into an HTTP one, or back. The relay
@@ -218,24 +230,11 @@ async fn serve(core: &Rc<Core>, workspace: &mut Workspace, job: Job) {
     match conn.serve().await {
         Exit::Closed => drop(slot),
         Exit::H2 { io, read } => {
-            // An HTTP/2 connection's state lives in h2, not in a
-            // workspace: it gets a task of its own and frees this handler.
             let Ok(tcp) = io.into_tcp() else { return };
-            let io = match crate::transport::h2io::H2Io::plain(tcp, &read) {
-                Ok(io) => io,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "h2c: no poll-io for the socket");
-                    return;
-                }
-            };
-            let conn = crate::h2::server::Conn {
-                core: core.clone(),
-                listener: slot.listener,
-                peer,
-                scheme: b"http",
-                slot,
-            };
-            monoio::spawn(crate::h2::server::serve(conn, io));
+            match crate::transport::h2io::H2Io::plain(tcp, &read) {
+                Ok(io) => spawn_h2(core, io, peer, b"http", slot),
+                Err(e) => tracing::debug!(%peer, error = %e, "h2c: no poll-io for the socket"),
+            }
         }
         Exit::Park { io, until } => {
             let job = Job {
@@ -249,4 +248,22 @@ async fn serve(core: &Rc<Core>, workspace: &mut Workspace, job: Job) {
             core.parker.park(core, job, until)
         }
     }
+}
+
+/// Serve an HTTP/2 connection in a task of its own.
+fn spawn_h2(
+    core: &Rc<Core>,
+    io: crate::transport::h2io::H2Io,
+    peer: SocketAddr,
+    scheme: &'static [u8],
+    slot: ConnSlot,
+) {
+    let conn = crate::h2::server::Conn {
+        core: core.clone(),
+        listener: slot.listener,
+        peer,
+        scheme,
+        slot,
+    };
+    monoio::spawn(crate::h2::server::serve(conn, io));
 }

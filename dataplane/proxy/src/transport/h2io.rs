@@ -18,6 +18,9 @@ use std::task::{Context, Poll};
 
 use monoio::net::tcp::stream_poll::TcpStreamPoll;
 use monoio::net::TcpStream;
+
+use super::tls::poll::PollTls;
+use super::tls::TlsStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// An HTTP/2 connection's transport.
@@ -25,6 +28,8 @@ pub enum H2Io {
     /// h2c: plain TCP, with the bytes already read while detecting the
     /// protocol (the client preface) replayed first.
     Plain(Replay<TcpStreamPoll>),
+    /// h2 by ALPN: the TLS session after its handshake (`tls::poll`).
+    Tls(Box<PollTls>),
 }
 
 impl H2Io {
@@ -33,6 +38,11 @@ impl H2Io {
     pub fn plain(tcp: TcpStream, read: &[u8]) -> io::Result<H2Io> {
         let tcp = tcp.try_into_poll_io().map_err(|(e, _)| e)?;
         Ok(H2Io::Plain(Replay::new(tcp, read.to_vec())))
+    }
+
+    /// A TLS connection whose handshake picked `h2`.
+    pub fn tls(tls: TlsStream) -> io::Result<H2Io> {
+        Ok(H2Io::Tls(Box::new(tls.into_poll()?)))
     }
 }
 
@@ -113,6 +123,7 @@ impl AsyncRead for H2Io {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             H2Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            H2Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -125,6 +136,7 @@ impl AsyncWrite for H2Io {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             H2Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            H2Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -135,24 +147,28 @@ impl AsyncWrite for H2Io {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             H2Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            H2Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
             H2Io::Plain(s) => s.is_write_vectored(),
+            H2Io::Tls(s) => s.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             H2Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            H2Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             H2Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            H2Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

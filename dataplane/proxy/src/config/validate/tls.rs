@@ -28,9 +28,8 @@ use crate::tls::server::{self, ClientAuth, ServerTls};
 /// (nginx bounds the whole first read by 60s; Envoy has no default).
 pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Protocols the proxy speaks over TLS (`h2` needs the TLS adapter for
-/// h2's poll-style IO, next).
-const KNOWN_ALPN: &[&str] = &["http/1.1"];
+/// Protocols the proxy speaks over TLS.
+const KNOWN_ALPN: &[&str] = &["h2", "http/1.1"];
 
 impl Validator {
     pub(super) fn downstream_tls(

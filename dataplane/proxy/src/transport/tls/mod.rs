@@ -38,6 +38,7 @@
 
 pub mod buffers;
 mod iobuf;
+pub mod poll;
 pub mod split;
 
 use std::io;

@@ -281,3 +281,75 @@ fn plaintext_to_a_tls_server_fails_the_handshake() {
         assert!(n > 0, "an alert, not silence");
     });
 }
+
+#[test]
+fn a_session_continues_in_poll_style_with_early_plaintext_kept() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca = TestCa::new("test ca");
+    let leaf = ca.leaf(&["a.test"]);
+    on_both_drivers(|| async {
+        let (s, c) = pair(server_tls(&leaf, None), client_tls(&ca, "a.test", None)).await;
+        let (s, mut c) = (s.expect("server"), c.expect("client"));
+        // Sent before the server side switches: it must not be lost.
+        let (res, _) = c.write_all(b"early".to_vec()).await;
+        res.expect("client write");
+        let mut s = s.into_poll().expect("poll-io");
+        let mut early = [0u8; 5];
+        s.read_exact(&mut early).await.expect("early bytes");
+        assert_eq!(&early, b"early");
+
+        // 200 KiB each way: many records, vectored writes gathered.
+        let sent: Vec<u8> = (0..200 * 1024).map(|i| (i % 251) as u8).collect();
+        let write = async {
+            let (res, _) = c.write_all(sent.clone()).await;
+            res.expect("client write");
+            c
+        };
+        let read = async {
+            let mut got = vec![0u8; sent.len()];
+            s.read_exact(&mut got).await.expect("server read");
+            (s, got)
+        };
+        let (mut c, (mut s, got)) = monoio::join!(write, read);
+        assert!(got == sent, "bytes arrive intact and in order");
+        let header = [9u8; 9];
+        let bufs = [std::io::IoSlice::new(&header), std::io::IoSlice::new(&sent)];
+        let echo = async {
+            let mut left = header.len() + sent.len();
+            let mut at = 0;
+            while left > 0 {
+                let mut slices = Vec::new();
+                let mut skip = at;
+                for b in &bufs {
+                    if skip >= b.len() {
+                        skip -= b.len();
+                        continue;
+                    }
+                    slices.push(std::io::IoSlice::new(&b[skip..]));
+                    skip = 0;
+                }
+                let n = s.write_vectored(&slices).await.expect("vectored write");
+                at += n;
+                left -= n;
+            }
+            s.shutdown().await.expect("close");
+        };
+        let back = async {
+            let mut got = Vec::new();
+            loop {
+                let (res, buf) = c.read(Vec::with_capacity(32 * 1024)).await;
+                match res.expect("client read") {
+                    0 => break,
+                    _ => got.extend_from_slice(&buf),
+                }
+            }
+            got
+        };
+        let ((), got) = monoio::join!(echo, back);
+        assert_eq!(got.len(), header.len() + sent.len());
+        assert!(
+            got[..9] == header && got[9..] == sent[..],
+            "in order, then close_notify"
+        );
+    });
+}
