@@ -9,3 +9,10 @@ pub mod v1 {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("ringmesh.v1");
 }
+
+/// `ringmesh.testing.v1.Echo`: a gRPC service with every kind of call,
+/// for the end-to-end tests and the perf harness (not the proxy's API).
+pub mod testing {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("ringmesh.testing.v1");
+}

@@ -16,6 +16,8 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// A chunked body's trailer lines, names lowercase.
+    pub trailers: Vec<(String, String)>,
 }
 
 impl Response {
@@ -102,6 +104,7 @@ impl Client {
             status,
             headers,
             body: Vec::new(),
+            trailers: Vec::new(),
         };
         if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
             return r;
@@ -109,7 +112,7 @@ impl Client {
         if r.header("transfer-encoding")
             .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
         {
-            r.body = self.read_chunked();
+            (r.body, r.trailers) = self.read_chunked();
         } else if let Some(len) = r
             .header("content-length")
             .and_then(|v| v.parse::<usize>().ok())
@@ -145,7 +148,7 @@ impl Client {
         self.buf.drain(..len).collect()
     }
 
-    fn read_chunked(&mut self) -> Vec<u8> {
+    fn read_chunked(&mut self) -> (Vec<u8>, Vec<(String, String)>) {
         let mut body = Vec::new();
         loop {
             let line = self.read_line();
@@ -154,8 +157,14 @@ impl Client {
                 .unwrap_or_else(|_| panic!("bad chunk size line {line:?}"));
             if size == 0 {
                 // Trailers up to the empty line.
-                while !self.read_line().is_empty() {}
-                return body;
+                let mut trailers = Vec::new();
+                loop {
+                    let line = self.read_line();
+                    let Some((n, v)) = line.split_once(':') else {
+                        return (body, trailers);
+                    };
+                    trailers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+                }
             }
             body.extend(self.read_exact_body(size));
             assert_eq!(self.read_line(), "", "CRLF after chunk data");

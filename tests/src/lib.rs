@@ -4,7 +4,9 @@
 
 pub mod client;
 pub mod control;
+pub mod grpc;
 pub mod h2;
+pub mod h2up;
 pub mod proxy;
 pub mod tls;
 pub mod upstream;

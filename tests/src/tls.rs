@@ -265,6 +265,7 @@ fn parse(buf: &[u8]) -> Result<Option<(Response, usize)>, String> {
             status: r.code.unwrap_or(0),
             headers,
             body: buf[head..head + len].to_vec(),
+            trailers: Vec::new(),
         },
         head + len,
     )))

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use ringmesh_tests::h2::{curl, frame, h2load, RawH2};
+use ringmesh_tests::h2up::H2Upstream;
 use ringmesh_tests::tls::{yaml_path, Pki};
 use ringmesh_tests::upstream::pattern_byte;
 use ringmesh_tests::{config, Client, Proxy, Upstream};
@@ -299,4 +300,91 @@ fn a_tls_listener_without_http2_offers_only_http1() {
     let p = tls_proxy(&pki, &up, "", "    http2: { enabled: false }\n");
     let r = https(&p, &pki, "/hello", &[]).expect("curl");
     assert_eq!((r.version.as_str(), r.status), ("1.1", 200));
+}
+
+fn h2_upstream_proxy(up: &H2Upstream) -> Proxy {
+    Proxy::start(&format!(
+        "runtime: {{ workers: 2 }}\nadmin: {{ address: '127.0.0.1:0' }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:0\n    routes:\n      - {{ name: up, cluster: h2, request_headers: {{ add: [ {{ name: x-route, value: r }} ] }}, response_headers: {{ add: [ {{ name: x-via, value: ringmesh }} ] }} }}\nclusters:\n  - {{ name: h2, protocol: http2, endpoints: ['{}'] }}\n",
+        up.addr
+    ))
+}
+
+#[test]
+fn an_http1_client_reaches_an_http2_upstream() {
+    let up = H2Upstream::start();
+    let p = h2_upstream_proxy(&up);
+    let mut c = Client::connect(p.addr("main"));
+    let r = c.request(b"GET /headers?x=1 HTTP/1.1\r\nHost: svc.test\r\nConnection: keep-alive, x-hop\r\nX-Hop: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-via"), Some("ringmesh"));
+    let seen = r.text();
+    assert!(seen.contains(":authority: svc.test\n"), "{seen}");
+    assert!(seen.contains("x-route: r\n"), "{seen}");
+    assert!(
+        seen.contains("te: trailers\n"),
+        "te: trailers crosses to HTTP/2: {seen}"
+    );
+    assert!(seen.contains("x-forwarded-for: 127.0.0.1\n"), "{seen}");
+    for hop in ["connection:", "keep-alive:", "host:"] {
+        assert!(!seen.contains(hop), "{hop} must not cross: {seen}");
+    }
+
+    // Bodies both framings, byte-exact; the response is chunked (no
+    // length from the upstream) and keeps the connection.
+    let body: Vec<u8> = (0..300_000u64).map(pattern_byte).collect();
+    let mut req = format!(
+        "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    let r = c.request(&req);
+    assert!(r.body == body, "echoed {} bytes", r.body.len());
+    let mut req = b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for part in body.chunks(70_000) {
+        req.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        req.extend_from_slice(part);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let r = c.request(&req);
+    assert!(r.body == body, "echoed {} bytes", r.body.len());
+
+    // HTTP/2 trailers reach an HTTP/1.1 client in the chunked trailer
+    // section.
+    let r = c.get("/trailers", "a");
+    assert_eq!(r.text(), "ok");
+    assert_eq!(r.trailers, vec![("x-trailer".to_string(), "t".to_string())]);
+    let r = c.get("/status/204", "a");
+    assert_eq!(r.status, 204);
+    assert!(up.connections() <= 2, "one shared connection per core");
+}
+
+#[test]
+fn an_h2_client_reaches_an_h2_upstream_with_trailers() {
+    let up = H2Upstream::start();
+    let p = h2_upstream_proxy(&up);
+    let r = curl(&["--http2-prior-knowledge", &url(&p, "/trailers")], b"").expect("curl");
+    assert_eq!(
+        (r.version.as_str(), r.status, r.text().as_str()),
+        ("2", 200, "ok")
+    );
+    assert_eq!(
+        r.header("x-trailer"),
+        Some("t"),
+        "trailers: {:?}",
+        r.headers
+    );
+    let run = h2load(&["-n", "3000", "-c", "2", "-m", "50", &url(&p, "/x")]);
+    assert_eq!(
+        (run.succeeded, run.status_2xx),
+        (3000, 3000),
+        "{}",
+        run.output
+    );
+    assert!(
+        up.connections() <= 2,
+        "shared upstream connections: {}",
+        up.connections()
+    );
 }

@@ -15,10 +15,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::balance::{self, Balancer, Completion, PickCtx};
-use crate::config::model::{Cluster, PoolConfig};
+use crate::config::model::{Cluster, PoolConfig, UpstreamProtocol};
 use crate::error::ProxyError;
 use crate::metrics::ClusterStats;
 use crate::timer::Timer;
+use crate::upstream::h2::H2Client;
+use crate::upstream::pool::Connecting;
 use crate::upstream::{ConnectError, Connector, EndpointPool, Limit, UpstreamConn};
 
 /// One upstream address, its load and its connections on this core.
@@ -67,6 +69,7 @@ pub struct ClusterState {
     pub stats: Arc<ClusterStats>,
     /// The balancer uses tries' latency (asked once, at build).
     wants_latency: bool,
+    pub protocol: UpstreamProtocol,
 }
 
 impl ClusterState {
@@ -90,6 +93,7 @@ impl ClusterState {
             pool: cluster.pool,
             limit: Limit::new(cluster.pool.max_connections, workers, stats.clone()),
             stats,
+            protocol: cluster.protocol,
         };
         state.set_endpoints(addrs);
         state
@@ -162,6 +166,65 @@ impl ClusterState {
         }
     }
 
+    /// An HTTP/2 connection to `ep` with room for one more stream: a
+    /// shared one from this core's pool, or a new one within the limit.
+    ///
+    /// A burst of requests finding every connection full opens one more,
+    /// not one each: while a connection is being opened, up to its
+    /// expected stream limit wait for it.
+    pub async fn h2_client(
+        &self,
+        ep: &Endpoint,
+        timer: &mut Timer,
+    ) -> Result<Rc<H2Client>, ProxyError> {
+        loop {
+            if let Some(c) = ep.pool.take_stream(self.connector.transport) {
+                return Ok(c);
+            }
+            match ep.pool.connecting() {
+                Some(pending) if pending.claimed.get() < crate::upstream::h2::INITIAL_STREAMS => {
+                    pending.claimed.set(pending.claimed.get() + 1);
+                    // Bounded by the connect timeout of the one connecting.
+                    pending.wait().await?;
+                }
+                _ => break,
+            }
+        }
+        let opening = Opening::new(ep);
+        let result = match self.connect(ep, timer).await {
+            Ok(conn) => self.adopt_h2(ep, conn, timer).await,
+            Err(e) => Err(e),
+        };
+        opening.finish(result.as_ref().map(|_| ()).map_err(|e| *e));
+        result
+    }
+
+    /// Run HTTP/2 on a new connection (`protocol: http2`, or ALPN picked
+    /// `h2` for `auto`) and offer it to later requests.
+    pub async fn adopt_h2(
+        &self,
+        ep: &Endpoint,
+        conn: UpstreamConn,
+        timer: &mut Timer,
+    ) -> Result<Rc<H2Client>, ProxyError> {
+        let transport = conn.transport;
+        let (stream, slot) = conn.into_parts();
+        let handshake = H2Client::handshake(stream, transport, slot);
+        let client = match timer.within(self.connector.timeout, handshake).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                tracing::debug!(cluster = %self.name, error = %e, "upstream h2 handshake failed");
+                self.stats.connect_failures.inc();
+                return Err(ProxyError::ConnectFailed);
+            }
+            Err(_) => return Err(ProxyError::ConnectTimeout),
+        };
+        if ep.position().is_some() {
+            ep.pool.add_shared(client.clone());
+        }
+        Ok(client)
+    }
+
     /// Return a connection after a cleanly delimited exchange; it closes
     /// instead when `ep` left the cluster or has enough idle ones.
     pub fn release(&self, ep: &Endpoint, conn: UpstreamConn, now: Instant) {
@@ -182,6 +245,39 @@ impl ClusterState {
         for ep in self.endpoints.borrow().iter() {
             ep.pool.clear();
         }
+    }
+}
+
+/// A shared connection being opened for an endpoint. Its waiters learn
+/// how it ended even when the request opening it goes away first (its
+/// future dropped): then as a failed connect, and they try again.
+struct Opening<'a> {
+    ep: &'a Endpoint,
+    pending: Rc<Connecting>,
+    outcome: Result<(), ProxyError>,
+}
+
+impl<'a> Opening<'a> {
+    fn new(ep: &'a Endpoint) -> Self {
+        let pending = Rc::new(Connecting::default());
+        pending.claimed.set(1);
+        ep.pool.set_connecting(Some(pending.clone()));
+        Opening {
+            ep,
+            pending,
+            outcome: Err(ProxyError::ConnectFailed),
+        }
+    }
+
+    fn finish(mut self, outcome: Result<(), ProxyError>) {
+        self.outcome = outcome;
+    }
+}
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.ep.pool.set_connecting(None);
+        self.pending.finish(self.outcome);
     }
 }
 

@@ -48,6 +48,9 @@ pub enum ProxyError {
     /// The TLS handshake with the upstream failed, for this reason
     /// (`tls::reason::describe`).
     UpstreamTls(&'static str),
+    /// The request cannot be expressed to the upstream's protocol (h2
+    /// refused a header the client's protocol allowed).
+    UnsendableRequest,
 }
 
 impl ProxyError {
@@ -65,6 +68,7 @@ impl ProxyError {
             ProxyError::MethodNotAllowed => 405,
             ProxyError::UnexpectedUpgrade | ProxyError::UpstreamTls(_) => 502,
             ProxyError::FaultAbort(status) => status,
+            ProxyError::UnsendableRequest => 502,
         }
     }
 
@@ -86,6 +90,7 @@ impl ProxyError {
             ProxyError::UnexpectedUpgrade => "upstream_unexpected_upgrade",
             ProxyError::FaultAbort(_) => "fault_abort",
             ProxyError::UpstreamTls(_) => "upstream_tls_failed",
+            ProxyError::UnsendableRequest => "request_not_forwardable",
         }
     }
 
@@ -98,7 +103,8 @@ impl ProxyError {
             ProxyError::NoRoute
             | ProxyError::NoEndpoints
             | ProxyError::PoolExhausted
-            | ProxyError::FaultAbort(_) => Fault::Proxy,
+            | ProxyError::FaultAbort(_)
+            | ProxyError::UnsendableRequest => Fault::Proxy,
             ProxyError::ConnectFailed
             | ProxyError::ConnectTimeout
             | ProxyError::UpstreamReset
@@ -132,7 +138,8 @@ impl ProxyError {
             | ProxyError::BadRequestBody(_)
             | ProxyError::HeaderTimeout
             | ProxyError::MethodNotAllowed
-            | ProxyError::FaultAbort(_) => false,
+            | ProxyError::FaultAbort(_)
+            | ProxyError::UnsendableRequest => false,
         }
     }
 
@@ -154,7 +161,7 @@ impl ProxyError {
         const UNAVAILABLE: u8 = 14;
         match self {
             ProxyError::BadRequest(_) | ProxyError::BadRequestBody(_) => INTERNAL,
-            ProxyError::BadUpstreamResponse(_) => INTERNAL,
+            ProxyError::BadUpstreamResponse(_) | ProxyError::UnsendableRequest => INTERNAL,
             ProxyError::HeaderTimeout | ProxyError::UpstreamTimeout => 4,
             ProxyError::ConnectTimeout => UNAVAILABLE,
             ProxyError::NoRoute | ProxyError::MethodNotAllowed => 12,

@@ -37,6 +37,7 @@ pub mod dns;
 pub mod drain;
 pub mod error;
 pub mod filter;
+pub mod grpc;
 pub mod h1;
 pub mod h2;
 pub mod handler;

@@ -47,16 +47,7 @@ fn matches(m: &RouteMatch, req: &dyn RequestView, host: &[u8], path: &[u8]) -> b
         })
 }
 
-/// A gRPC request: `content-type: application/grpc`, alone or with a
-/// `+codec` or `;parameters` suffix (gRPC over HTTP/2, PROTOCOL-HTTP2.md).
-pub fn is_grpc(req: &dyn RequestView) -> bool {
-    req.header(b"content-type").is_some_and(|ct| {
-        const GRPC: &[u8] = b"application/grpc";
-        ct.len() >= GRPC.len()
-            && ct[..GRPC.len()].eq_ignore_ascii_case(GRPC)
-            && matches!(ct.get(GRPC.len()), None | Some(b'+' | b';'))
-    })
-}
+pub use crate::grpc::is_grpc;
 
 /// Choose a cluster by weight; `roll` is uniform in `0..total`.
 pub fn pick_weighted(choices: &[(usize, u64)], roll: u64) -> Option<usize> {

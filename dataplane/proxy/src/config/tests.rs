@@ -587,3 +587,44 @@ listeners:
         "{all}"
     );
 }
+
+#[test]
+fn a_cluster_protocol_sets_what_tls_offers_in_alpn() {
+    let ca = crate::tls::certs::testing::TestCa::new("ca");
+    let pem = ca.cert_pem.replace('\n', "\\n");
+    let yaml = |protocol: &str, alpn: &str| {
+        format!(
+            "listeners: [ {{ name: l, address: '127.0.0.1:1' }} ]\nclusters:\n  - {{ name: c, protocol: {protocol}, endpoints: ['a.test:443'], tls: {{ ca_pem: \"{pem}\"{alpn} }} }}\n"
+        )
+    };
+    let alpn_of = |protocol: &str| {
+        let config = parse(&yaml(protocol, ""), "t.yaml").unwrap();
+        let c = &config.clusters[0];
+        (
+            c.protocol,
+            c.tls.as_ref().unwrap().config.alpn_protocols.clone(),
+        )
+    };
+    assert_eq!(alpn_of("http1"), (UpstreamProtocol::Http1, vec![]));
+    assert_eq!(
+        alpn_of("http2"),
+        (UpstreamProtocol::Http2, vec![b"h2".to_vec()])
+    );
+    assert_eq!(
+        alpn_of("auto"),
+        (
+            UpstreamProtocol::Auto,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        )
+    );
+    let errs = errors(&yaml("http2", ", alpn: [http/1.1]")).join("\n");
+    assert!(
+        errs.contains("clusters[0].tls.alpn: the cluster's protocol is http2 or auto: offer `h2`"),
+        "{errs}"
+    );
+    let errs = errors(&yaml("spdy", "")).join("\n");
+    assert!(
+        errs.contains("clusters[0].protocol: unknown protocol `spdy`"),
+        "{errs}"
+    );
+}

@@ -265,10 +265,11 @@ impl Validator {
             .enumerate()
             .filter_map(|(j, e)| self.endpoint(e, &format!("{path}.endpoints[{j}]")))
             .collect();
+        let protocol = self.protocol(&c.protocol, &format!("{path}.protocol"));
         let tls = c
             .tls
             .as_ref()
-            .and_then(|t| self.upstream_tls(t, &endpoints, &format!("{path}.tls")));
+            .and_then(|t| self.upstream_tls(t, &endpoints, protocol, &format!("{path}.tls")));
         let lb = match c.lb.as_ref().map(|s| (s.value.as_str(), s)) {
             None | Some(("round_robin", _)) => LbPolicy::RoundRobin,
             Some(("least_request", _)) => LbPolicy::LeastRequest,
@@ -319,7 +320,7 @@ impl Validator {
             ),
             pool,
             tls,
-            protocol: self.protocol(&c.protocol, &format!("{path}.protocol")),
+            protocol,
         }
     }
 

@@ -36,14 +36,9 @@ impl H1Conn<'_> {
     /// buffered part is already malformed is refused here, before anything
     /// is sent upstream.
     pub(super) fn encode_request(&mut self, edits: &RequestEdits<'_>) -> Result<(), ProxyError> {
+        self.check_body_start()?;
         let w = &mut *self.w;
         let head = &w.req.head;
-        if head.framing == BodyFraming::Chunked {
-            let mut walker = ChunkedDecoder::new();
-            walker
-                .scan(w.req.rbuf.data())
-                .map_err(ProxyError::BadRequestBody)?;
-        }
         if w.wbuf.capacity() == 0 {
             w.wbuf = self.core.pool.take_buf();
         }
@@ -60,9 +55,25 @@ impl H1Conn<'_> {
             BodyFraming::Chunked => Some(BodyMode::Chunked),
             _ => None,
         };
+        let head_len = w.wbuf.len();
         let rest = mode.and_then(|m| coalesce(&mut w.req.rbuf, &mut w.wbuf, m, SMALL_BODY));
         self.state.body_pending = rest.is_some();
         self.state.rest = rest;
+        self.state.encoded = true;
+        self.state.head_len = head_len;
+        Ok(())
+    }
+
+    /// For an upstream that is not HTTP/1.1: the body stays where it is,
+    /// but a chunked body whose buffered part is already malformed is
+    /// refused before anything is sent, as `encode_request` does.
+    pub(super) fn check_body_start(&mut self) -> Result<(), ProxyError> {
+        let req = &self.w.req;
+        if req.head.framing == BodyFraming::Chunked {
+            ChunkedDecoder::new()
+                .scan(req.rbuf.data())
+                .map_err(ProxyError::BadRequestBody)?;
+        }
         Ok(())
     }
 

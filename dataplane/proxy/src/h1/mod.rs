@@ -9,6 +9,7 @@
 pub mod client;
 pub mod relay;
 pub mod server;
+mod to_h2;
 pub mod view;
 
 #[cfg(test)]

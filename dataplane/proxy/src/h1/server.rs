@@ -124,6 +124,10 @@ pub(super) struct ReqState {
     pub rest: Option<BodyMode>,
     /// Relaying `rest` began: the request cannot be sent again.
     pub relay_started: bool,
+    /// The request was encoded for an HTTP/1.1 upstream into `wbuf`:
+    /// its head is `wbuf[..head_len]`, the body part coalesced behind it.
+    pub encoded: bool,
+    pub head_len: usize,
 }
 
 /// One client connection being served.
@@ -583,7 +587,7 @@ impl Downstream for H1Conn<'_> {
     }
 
     fn replayable(&self) -> bool {
-        !self.state.relay_started && !self.w.wbuf.is_empty()
+        !self.state.relay_started && (!self.state.encoded || !self.w.wbuf.is_empty())
     }
 
     fn body_unread(&self) -> bool {
@@ -604,7 +608,11 @@ impl Downstream for H1Conn<'_> {
     }
 
     fn prepare_request(&mut self, edits: &pipeline::RequestEdits<'_>) -> Result<(), ProxyError> {
-        self.encode_request(edits)
+        if edits.h1_upstream {
+            self.encode_request(edits)
+        } else {
+            self.check_body_start()
+        }
     }
 
     async fn continue_body(&mut self) -> Result<(), Aborted> {
@@ -656,6 +664,30 @@ impl Downstream for H1Conn<'_> {
         close: bool,
     ) -> Result<(pipeline::ResponseEnd, After), Aborted> {
         self.forward_response(up, edits, close).await
+    }
+
+    fn h2_request(&self, edits: &pipeline::RequestEdits<'_>) -> Option<(http::Request<()>, bool)> {
+        let req = crate::h2::encode::h2_upstream_request(&self.w.req, edits)?;
+        Some((req, self.w.req.head.framing != BodyFraming::Empty))
+    }
+
+    async fn h2_exchange(
+        &mut self,
+        body: &mut h2::SendStream<bytes::Bytes>,
+        response: h2::client::ResponseFuture,
+        deadline: monoio::time::Instant,
+        stall: Duration,
+    ) -> Result<(http::Response<h2::RecvStream>, bool), pipeline::H2HeadError> {
+        self.exchange_h2(body, response, deadline, stall).await
+    }
+
+    async fn send_response_h2(
+        &mut self,
+        up: &mut crate::upstream::h2::H2Exchange,
+        edits: &HeaderEdits,
+        close: bool,
+    ) -> Result<After, Aborted> {
+        self.forward_h2_response(up, edits, close).await
     }
 
     async fn switch_protocols(&mut self, edits: &HeaderEdits) -> Result<(), Aborted> {

@@ -10,7 +10,7 @@
 //! trailers in the chunked trailer section.
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use ringmesh_http1::head::HeaderKind;
 use ringmesh_http1::rewrite::{write_pair, HeaderEdits};
 use ringmesh_http1::ResponseHead;
@@ -20,6 +20,7 @@ use crate::config::model::ForwardedProto;
 #[cfg(test)]
 use crate::error::ProxyError;
 use crate::pipeline::{Local, RequestEdits};
+use crate::view::RequestView;
 
 /// Fields HTTP/2 never carries (RFC 9113 section 8.2.2), and `te`,
 /// which HTTP/1.1 would need a `Connection: te` for.
@@ -118,6 +119,102 @@ pub fn write_h1_request(
 
 fn removes(edits: &HeaderEdits, name: &[u8]) -> bool {
     edits.remove.iter().any(|r| r.eq_ignore_ascii_case(name))
+}
+
+/// The request for an HTTP/2 upstream, from any client's request: its
+/// authority as `:authority` (Host dropped), hop-by-hop and
+/// connection-specific fields dropped (`te: trailers` kept, as gRPC
+/// needs), the route's edits and X-Forwarded-* applied. `None` when the
+/// target cannot form a URI.
+pub fn h2_upstream_request(req: &dyn RequestView, edits: &RequestEdits<'_>) -> Option<Request<()>> {
+    let authority = match req.authority() {
+        b"" => edits.fallback_host,
+        a => a,
+    };
+    let mut target = Vec::with_capacity(req.path().len() + 16);
+    target.extend_from_slice(req.path());
+    if let Some(q) = req.query() {
+        target.push(b'?');
+        target.extend_from_slice(q);
+    }
+    let uri = http::Uri::builder()
+        .scheme(if req.scheme() == b"https" {
+            "https"
+        } else {
+            "http"
+        })
+        .authority(authority)
+        .path_and_query(target)
+        .build()
+        .ok()?;
+    let mut out = Request::new(());
+    *out.method_mut() = http::Method::from_bytes(req.method()).ok()?;
+    *out.uri_mut() = uri;
+    *out.version_mut() = http::Version::HTTP_2;
+    let trust = edits.forwarded_proto == ForwardedProto::Trust;
+    let headers = out.headers_mut();
+    let mut xff: Vec<u8> = Vec::new();
+    let mut saw_xfp = false;
+    req.for_each_header(&mut |name, value| {
+        let lower = |n: &[u8], want: &[u8]| n.eq_ignore_ascii_case(want);
+        if lower(name, b"te") {
+            if value.eq_ignore_ascii_case(b"trailers") {
+                append(headers, b"te", b"trailers");
+            }
+            return;
+        }
+        if connection_specific(name) || lower(name, b"host") || lower(name, b"expect") {
+            return;
+        }
+        if !edits.headers.remove.is_empty() && removes(edits.headers, name) {
+            return;
+        }
+        if lower(name, b"x-forwarded-for") {
+            if !xff.is_empty() {
+                xff.extend_from_slice(b", ");
+            }
+            xff.extend_from_slice(value);
+            return;
+        }
+        if lower(name, b"x-forwarded-proto") {
+            if !trust {
+                return;
+            }
+            saw_xfp = true;
+        }
+        append(headers, name, value);
+    });
+    if !xff.is_empty() {
+        xff.extend_from_slice(b", ");
+    }
+    xff.extend_from_slice(edits.client_ip);
+    append(headers, b"x-forwarded-for", &xff);
+    if !saw_xfp {
+        append(headers, b"x-forwarded-proto", edits.scheme);
+    }
+    for (name, value) in &edits.headers.add {
+        append(headers, name, value);
+    }
+    Some(out)
+}
+
+/// The client's response head for an HTTP/2 upstream's (`parts`):
+/// connection-specific fields dropped, the route's edits applied.
+pub fn h2_response_from_h2(parts: &http::response::Parts, edits: &HeaderEdits) -> Response<()> {
+    let mut resp = Response::new(());
+    *resp.status_mut() = parts.status;
+    let headers = resp.headers_mut();
+    for (name, value) in &parts.headers {
+        let n = name.as_str().as_bytes();
+        if connection_specific(n) || (!edits.remove.is_empty() && removes(edits, n)) {
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    for (name, value) in &edits.add {
+        append(headers, name, value);
+    }
+    resp
 }
 
 /// Append trailers as a chunked body's trailer section (after the last
@@ -225,7 +322,6 @@ pub fn grpc_message(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::view::RequestView;
     use ringmesh_http1::{parse_response, Limits};
 
     fn request(build: http::request::Builder) -> H2Request {
@@ -244,6 +340,7 @@ mod tests {
             scheme: b"https",
             forwarded_proto: ForwardedProto::Overwrite,
             fallback_host: b"10.1.1.1:80",
+            h1_upstream: true,
         }
     }
 

@@ -18,6 +18,7 @@
 //! idle connection keeps h2's state (about 40 KiB) instead of being
 //! parked: the idle timeout bounds how long.
 
+pub mod body;
 pub mod encode;
 pub mod server;
 pub mod stream;

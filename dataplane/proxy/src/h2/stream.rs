@@ -1,34 +1,37 @@
 //! One HTTP/2 request stream as the pipeline's `Downstream`: the request
-//! from h2's decoded parts and body, the upstream exchange in HTTP/1.1
-//! (the cluster's protocol), the response back as HTTP/2 frames.
+//! from h2's decoded parts and body, forwarded in the cluster's protocol
+//! (HTTP/1.1 bytes, or HTTP/2 frames on a shared upstream connection),
+//! the response back as HTTP/2 frames.
 //!
-//! Body bytes cross protocols here, so they are copied once each way: h2
-//! hands DATA over as `Bytes` it owns, and takes `Bytes` to send. The
-//! part of a request body that arrived with its head rides in the same
-//! upstream write as the head (as for HTTP/1.1 clients), and a request
-//! whose body fits there stays replayable for retries.
+//! Body bytes are copied once between protocols (h2 hands DATA over as
+//! `Bytes` it owns and takes `Bytes` to send; HTTP/1.1 upstreams take
+//! bytes from the proxy's buffers); from one HTTP/2 side to the other
+//! they are passed on as they are.
 //!
-//! Flow control is explicit: request DATA is released to the client's
-//! window only once written upstream, and response DATA waits for the
-//! client's window (`poll_capacity`), each wait bounded by the stall
-//! limit. A client's RST_STREAM while the proxy waits for the upstream
-//! ends the exchange at once (the upstream connection is dropped).
+//! With an HTTP/2 upstream the exchange is full duplex: the response head
+//! may arrive while the client still sends its body, and both directions
+//! then move at once (gRPC bidi streaming). With an HTTP/1.1 upstream the
+//! body is sent before the response head is read. Flow control is
+//! explicit both ways (`body`), each wait towards the client bounded by
+//! the stall limit; a client's RST_STREAM while the proxy waits for the
+//! upstream ends the exchange at once and resets the upstream's stream.
 
 use std::future::poll_fn;
+use std::pin::pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::{select, Either};
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
-use http::HeaderMap;
 use monoio::io::AsyncWriteRentExt;
 use ringmesh_http1::chunked::write_chunk_header;
 use ringmesh_http1::rewrite::HeaderEdits;
 use ringmesh_http1::{BodyFraming, ChunkedDecoder, ResponseHead};
 
+use super::body::{send_down, ClientBody, Piece};
 use super::encode;
 use super::view::H2Request;
 use crate::buf::ReadBuf;
@@ -36,53 +39,34 @@ use crate::error::ProxyError;
 use crate::h1::client::read_head;
 use crate::h1::view::H1Response;
 use crate::pipeline::{
-    Aborted, After, Downstream, HeadRead, Local, RequestEdits, ResponseEnd, SendError,
+    Aborted, After, Downstream, H2HeadError, HeadRead, Local, RequestEdits, ResponseEnd, SendError,
 };
 use crate::router::is_grpc;
 use crate::timer::Timer;
 use crate::transport::Stream;
+use crate::upstream::h2::{head_result, H2Exchange};
 use crate::upstream::UpstreamConn;
 use crate::view::{RequestView, ResponseView};
 use crate::worker::Core;
 
-/// Most request body bytes sent in the same write as the head.
-const SMALL_BODY: usize = 16 * 1024;
-/// Most response bytes read from the upstream at once.
+/// Most response bytes read from an HTTP/1.1 upstream at once.
 const BODY_READ: usize = 64 * 1024;
-
-/// How the rest of the request body goes upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    /// As is: the client gave its length.
-    Raw,
-    /// Chunked, trailers in the trailer section.
-    Chunked,
-}
-
-/// What the client's request stream yields next.
-enum Piece {
-    Data(Bytes),
-    Trailers(HeaderMap),
-    End,
-}
 
 pub struct H2Stream {
     req: H2Request,
-    body: RecvStream,
+    body: ClientBody,
     respond: SendResponse<Bytes>,
     core: Rc<Core>,
+    /// An HTTP/1.1 upstream's response.
     up: H1Response,
-    /// The encoded request: head and the part of the body already here.
+    /// The request encoded for an HTTP/1.1 upstream: head and held body.
     wbuf: Vec<u8>,
+    /// The request was encoded into `wbuf` (`prepare_request`).
+    encoded: bool,
     scratch: Vec<u8>,
     timer: Timer,
-    framing: Framing,
-    /// The request body still has pieces to send after `wbuf`.
-    pending: bool,
-    /// DATA of the request ended (trailers may follow).
-    data_done: bool,
-    /// Relaying the rest of the body began: the request cannot be resent.
-    relay_started: bool,
+    /// An HTTP/1.1 upstream gets the body chunked (no content-length).
+    chunked: bool,
     grpc: bool,
     stall: Duration,
 }
@@ -90,30 +74,26 @@ pub struct H2Stream {
 impl H2Stream {
     pub fn new(
         req: H2Request,
-        body: RecvStream,
+        recv: RecvStream,
         respond: SendResponse<Bytes>,
         core: Rc<Core>,
         stall: Duration,
     ) -> Self {
         let grpc = is_grpc(&req);
-        let pending = !req.empty;
-        let ubuf = ReadBuf::from_vec(core.pool.take_buf());
         H2Stream {
             req,
-            body,
+            body: ClientBody::new(recv),
             respond,
             up: H1Response {
-                ubuf,
+                ubuf: ReadBuf::with_capacity(0),
                 head: ResponseHead::default(),
             },
             core,
             wbuf: Vec::new(),
+            encoded: false,
             scratch: Vec::new(),
             timer: Timer::new(),
-            framing: Framing::Raw,
-            pending,
-            data_done: false,
-            relay_started: false,
+            chunked: false,
             grpc,
             stall,
         }
@@ -122,27 +102,18 @@ impl H2Stream {
     /// Give the pooled buffers back.
     pub fn finish(self) {
         let pool = &self.core.pool;
-        pool.put_buf(self.up.ubuf.into_vec());
+        if self.up.ubuf.capacity() > 0 {
+            pool.put_buf(self.up.ubuf.into_vec());
+        }
         if self.wbuf.capacity() > 0 {
             pool.put_buf(self.wbuf);
         }
     }
 
-    fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<Result<Piece, h2::Error>> {
-        poll_piece(&mut self.body, &mut self.data_done, cx)
-    }
-
-    /// Encode `piece` for the upstream into `out`; `true` when it ended
-    /// the body.
-    fn encode_piece(&mut self, piece: &Piece, to_wbuf: bool) -> bool {
-        let out = if to_wbuf {
-            &mut self.wbuf
-        } else {
-            &mut self.scratch
-        };
-        let chunked = self.framing == Framing::Chunked;
+    /// Append `piece` for an HTTP/1.1 upstream, framed as the head said.
+    fn encode_piece(out: &mut Vec<u8>, chunked: bool, piece: &Piece) {
         match piece {
-            Piece::Data(d) if d.is_empty() => false,
+            Piece::Data(d) if d.is_empty() => {}
             Piece::Data(d) => {
                 if chunked {
                     write_chunk_header(out, d.len());
@@ -151,49 +122,15 @@ impl H2Stream {
                 if chunked {
                     out.extend_from_slice(b"\r\n");
                 }
-                let _ = self.body.flow_control().release_capacity(d.len());
-                false
             }
-            Piece::Trailers(t) => {
-                if chunked {
-                    encode::write_h1_trailers(out, t);
-                }
-                true
-            }
-            Piece::End => {
-                if chunked {
-                    out.extend_from_slice(b"0\r\n\r\n");
-                }
-                true
-            }
+            Piece::Trailers(t) if chunked => encode::write_h1_trailers(out, t),
+            Piece::End if chunked => out.extend_from_slice(b"0\r\n\r\n"),
+            Piece::Trailers(_) | Piece::End => {}
         }
     }
 
-    /// Take the body pieces that are already here, without waiting, up to
-    /// `SMALL_BODY`: they leave with the head.
-    fn coalesce(&mut self) {
-        let waker = futures_util::task::noop_waker();
-        let mut cx = Context::from_waker(&waker);
-        while self.pending && self.wbuf.len() < SMALL_BODY {
-            match self.poll_piece(&mut cx) {
-                Poll::Ready(Ok(piece)) => {
-                    if self.encode_piece(&piece, true) {
-                        self.pending = false;
-                    }
-                }
-                // An error is met again (and answered) by the relay.
-                Poll::Ready(Err(_)) | Poll::Pending => break,
-            }
-        }
-    }
-
-    /// Resolves when the client resets the stream.
-    async fn reset(respond: &mut SendResponse<Bytes>) {
-        let _ = poll_fn(|cx| respond.poll_reset(cx)).await;
-    }
-
-    /// The response body from the upstream to the client, as DATA.
-    async fn relay_response(
+    /// The response body from an HTTP/1.1 upstream to the client.
+    async fn relay_h1_response(
         &mut self,
         up: &mut Stream,
         send: &mut SendStream<Bytes>,
@@ -245,7 +182,9 @@ impl H2Stream {
                     (data, false)
                 }
             };
-            send_data(send, data, &mut self.timer, stall).await?;
+            send_down(send, data, &mut self.timer, stall)
+                .await
+                .map_err(aborted)?;
             if done {
                 return Ok(());
             }
@@ -253,58 +192,81 @@ impl H2Stream {
     }
 }
 
-/// The next piece of a request body, if one is ready.
-fn poll_piece(
-    body: &mut RecvStream,
-    data_done: &mut bool,
-    cx: &mut Context<'_>,
-) -> Poll<Result<Piece, h2::Error>> {
-    if !*data_done {
-        match body.poll_data(cx) {
-            Poll::Ready(Some(Ok(data))) => return Poll::Ready(Ok(Piece::Data(data))),
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
-            Poll::Ready(None) => *data_done = true,
-            Poll::Pending => return Poll::Pending,
-        }
-    }
-    match body.poll_trailers(cx) {
-        Poll::Ready(Ok(Some(t))) => Poll::Ready(Ok(Piece::Trailers(t))),
-        Poll::Ready(Ok(None)) => Poll::Ready(Ok(Piece::End)),
-        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-        Poll::Pending => Poll::Pending,
-    }
-}
-
 fn aborted(why: &'static str) -> Aborted {
     Aborted { why }
 }
 
-/// Send `data` on `send` as the client's window allows, each wait within
-/// `stall`.
-async fn send_data(
+/// Resolves when the client resets its stream.
+async fn client_reset(respond: &mut SendResponse<Bytes>) {
+    let _ = poll_fn(|cx| respond.poll_reset(cx)).await;
+}
+
+/// An HTTP/2 upstream's response body and trailers, to the client. A
+/// failure of the upstream's stream after the head is passed on: a gRPC
+/// call gets UNAVAILABLE in trailers (its status must arrive somehow), any
+/// other stream a reset.
+async fn relay_h2_response(
+    recv: &mut RecvStream,
     send: &mut SendStream<Bytes>,
-    mut data: Bytes,
     timer: &mut Timer,
     stall: Duration,
+    grpc: bool,
 ) -> Result<(), Aborted> {
-    while !data.is_empty() {
-        send.reserve_capacity(data.len());
-        let capacity = timer
-            .within(stall, poll_fn(|cx| send.poll_capacity(cx)))
-            .await;
-        let n = match capacity {
-            Err(_) => return Err(aborted("client stopped reading")),
-            Ok(None) | Ok(Some(Err(_))) => return Err(aborted("client reset the stream")),
-            Ok(Some(Ok(n))) => n,
-        };
-        if n == 0 {
-            continue;
-        }
-        let chunk = data.split_to(n.min(data.len()));
-        send.send_data(chunk, false)
-            .map_err(|_| aborted("client reset the stream"))?;
+    enum Event {
+        Data(Option<Result<Bytes, h2::Error>>),
+        ClientReset,
     }
-    Ok(())
+    loop {
+        let next = poll_fn(|cx| {
+            if send.poll_reset(cx).is_ready() {
+                return Poll::Ready(Event::ClientReset);
+            }
+            recv.poll_data(cx).map(Event::Data)
+        });
+        match timer.within(stall, next).await {
+            Err(_) => return Err(fail_after_head(send, grpc, "response body stalled")),
+            Ok(Event::ClientReset) => return Err(aborted("client reset the stream")),
+            Ok(Event::Data(Some(Ok(d)))) => {
+                let n = d.len();
+                send_down(send, d, timer, stall).await.map_err(aborted)?;
+                let _ = recv.flow_control().release_capacity(n);
+            }
+            Ok(Event::Data(Some(Err(_)))) => {
+                return Err(fail_after_head(
+                    send,
+                    grpc,
+                    "upstream reset during the response body",
+                ))
+            }
+            Ok(Event::Data(None)) => break,
+        }
+    }
+    match poll_fn(|cx| recv.poll_trailers(cx)).await {
+        Ok(Some(t)) => send.send_trailers(t),
+        Ok(None) => send.send_data(Bytes::new(), true),
+        Err(_) => {
+            return Err(fail_after_head(
+                send,
+                grpc,
+                "upstream reset before its trailers",
+            ))
+        }
+    }
+    .map_err(|_| aborted("client reset the stream"))
+}
+
+fn fail_after_head(send: &mut SendStream<Bytes>, grpc: bool, why: &'static str) -> Aborted {
+    if grpc {
+        let mut t = http::HeaderMap::new();
+        t.insert("grpc-status", http::HeaderValue::from_static("14"));
+        if let Ok(v) = http::HeaderValue::from_str(&encode::grpc_message(why)) {
+            t.insert("grpc-message", v);
+        }
+        let _ = send.send_trailers(t);
+    } else {
+        send.send_reset(h2::Reason::INTERNAL_ERROR);
+    }
+    aborted(why)
 }
 
 impl Downstream for H2Stream {
@@ -321,11 +283,11 @@ impl Downstream for H2Stream {
     }
 
     fn replayable(&self) -> bool {
-        !self.relay_started && !self.wbuf.is_empty()
+        !self.body.relay_started && (!self.encoded || !self.wbuf.is_empty())
     }
 
     fn body_unread(&self) -> bool {
-        self.pending
+        self.body.pending
     }
 
     fn timer(&mut self) -> &mut Timer {
@@ -339,8 +301,10 @@ impl Downstream for H2Stream {
         match self.respond.send_response(resp, end) {
             Ok(mut send) if !end => {
                 let stall = self.stall;
-                let sent = send_data(&mut send, body, &mut self.timer, stall).await;
-                if sent.is_ok() {
+                if send_down(&mut send, body, &mut self.timer, stall)
+                    .await
+                    .is_ok()
+                {
                     let _ = send.send_data(Bytes::new(), true);
                 }
             }
@@ -350,21 +314,27 @@ impl Downstream for H2Stream {
     }
 
     fn prepare_request(&mut self, edits: &RequestEdits<'_>) -> Result<(), ProxyError> {
-        self.framing = match self.req.body() {
-            crate::view::BodyKind::Streamed => Framing::Chunked,
-            _ => Framing::Raw,
-        };
+        self.body.hold_ready();
+        if !edits.h1_upstream {
+            return Ok(());
+        }
+        self.chunked = matches!(self.req.body(), crate::view::BodyKind::Streamed);
         if self.wbuf.capacity() == 0 {
             self.wbuf = self.core.pool.take_buf();
         }
         self.wbuf.clear();
-        encode::write_h1_request(
-            &mut self.wbuf,
-            &self.req,
-            edits,
-            self.framing == Framing::Chunked,
-        );
-        self.coalesce();
+        encode::write_h1_request(&mut self.wbuf, &self.req, edits, self.chunked);
+        for d in &self.body.held {
+            Self::encode_piece(&mut self.wbuf, self.chunked, &Piece::Data(d.clone()));
+        }
+        if !self.body.pending {
+            let last = match &self.body.held_trailers {
+                Some(t) => Piece::Trailers(t.clone()),
+                None => Piece::End,
+            };
+            Self::encode_piece(&mut self.wbuf, self.chunked, &last);
+        }
+        self.encoded = true;
         Ok(())
     }
 
@@ -389,23 +359,16 @@ impl Downstream for H2Stream {
         if sent.is_err() {
             return Err(SendError::Upstream { early: false });
         }
-        if !self.pending {
+        if !self.body.pending {
             return Ok(false);
         }
-        self.relay_started = true;
-        loop {
-            let (body, done) = (&mut self.body, &mut self.data_done);
-            let piece = match self
-                .timer
-                .within(stall, poll_fn(|cx| poll_piece(body, done, cx)))
-                .await
-            {
+        while self.body.pending {
+            let piece = match self.timer.within(stall, self.body.next()).await {
                 Err(_) => return Err(SendError::Stalled),
-                Ok(Err(_)) => return Err(SendError::Client),
-                Ok(Ok(piece)) => piece,
+                Ok(piece) => piece?,
             };
             self.scratch.clear();
-            let done = self.encode_piece(&piece, false);
+            Self::encode_piece(&mut self.scratch, self.chunked, &piece);
             if !self.scratch.is_empty() {
                 let out = std::mem::take(&mut self.scratch);
                 let (res, out) = match self.timer.within(stall, up.write_all(out)).await {
@@ -417,11 +380,9 @@ impl Downstream for H2Stream {
                     return Err(SendError::Upstream { early: true });
                 }
             }
-            if done {
-                self.pending = false;
-                return Ok(true);
-            }
+            self.body.release();
         }
+        Ok(true)
     }
 
     async fn read_response_head(
@@ -430,6 +391,9 @@ impl Downstream for H2Stream {
         deadline: Option<monoio::time::Instant>,
     ) -> Result<(), HeadRead> {
         let is_head = self.req.parts.method == http::Method::HEAD;
+        if self.up.ubuf.capacity() == 0 {
+            self.up.ubuf = ReadBuf::from_vec(self.core.pool.take_buf());
+        }
         let mut received = false;
         loop {
             let read = read_head(
@@ -440,15 +404,14 @@ impl Downstream for H2Stream {
                 is_head,
                 &mut received,
             );
-            let reset = std::pin::pin!(Self::reset(&mut self.respond));
-            match select(std::pin::pin!(read), reset).await {
+            match select(pin!(read), pin!(client_reset(&mut self.respond))).await {
                 Either::Left((r, _)) => r?,
                 Either::Right(_) => return Err(HeadRead::ClientGone),
             }
             if !self.up.head.is_interim() {
                 return Ok(());
             }
-            // Interim responses are not forwarded over HTTP/2 yet.
+            // Interim responses are not forwarded over HTTP/2.
             self.up.ubuf.consume(self.up.head.head_len);
         }
     }
@@ -472,7 +435,7 @@ impl Downstream for H2Stream {
             .send_response(resp, empty)
             .map_err(|_| aborted("client reset the stream"))?;
         if !empty {
-            self.relay_response(&mut up.stream, &mut send, framing)
+            self.relay_h1_response(&mut up.stream, &mut send, framing)
                 .await?;
             send.send_data(Bytes::new(), true)
                 .map_err(|_| aborted("client reset the stream"))?;
@@ -488,5 +451,86 @@ impl Downstream for H2Stream {
 
     async fn switch_protocols(&mut self, _edits: &HeaderEdits) -> Result<(), Aborted> {
         Err(aborted("protocol switch over HTTP/2"))
+    }
+
+    fn h2_request(&self, edits: &RequestEdits<'_>) -> Option<(http::Request<()>, bool)> {
+        let req = encode::h2_upstream_request(&self.req, edits)?;
+        let has_body =
+            !self.body.held.is_empty() || self.body.pending || self.body.held_trailers.is_some();
+        Some((req, has_body))
+    }
+
+    async fn h2_exchange(
+        &mut self,
+        body: &mut SendStream<Bytes>,
+        response: h2::client::ResponseFuture,
+        deadline: monoio::time::Instant,
+        _stall: Duration,
+    ) -> Result<(http::Response<RecvStream>, bool), H2HeadError> {
+        let has_body =
+            !self.body.held.is_empty() || self.body.pending || self.body.held_trailers.is_some();
+        if has_body {
+            self.body.send_held(body).await.map_err(H2HeadError::Send)?;
+        }
+        let mut head = pin!(self.timer.until(deadline, response));
+        // Full duplex: the client's body moves while the head is awaited;
+        // an upstream that stopped taking it may still answer.
+        while self.body.pending {
+            let raced = {
+                let pump = pin!(self.body.pump_one(body));
+                match select(pump, head.as_mut()).await {
+                    Either::Left((pumped, _)) => Either::Left(pumped),
+                    Either::Right((r, _)) => Either::Right(r),
+                }
+            };
+            match raced {
+                Either::Left(Ok(())) => {}
+                Either::Left(Err(SendError::Upstream { .. })) => break,
+                Either::Left(Err(e)) => return Err(H2HeadError::Send(e)),
+                Either::Right(r) => return head_result(r, !self.body.pending),
+            }
+        }
+        match select(head, pin!(client_reset(&mut self.respond))).await {
+            Either::Left((r, _)) => head_result(r, true),
+            Either::Right(_) => Err(H2HeadError::ClientGone),
+        }
+    }
+
+    async fn send_response_h2(
+        &mut self,
+        up: &mut H2Exchange,
+        edits: &HeaderEdits,
+        _close: bool,
+    ) -> Result<After, Aborted> {
+        let head = encode::h2_response_from_h2(&up.head, edits);
+        let end = up.body.is_end_stream();
+        let mut send = self
+            .respond
+            .send_response(head, end)
+            .map_err(|_| aborted("client reset the stream"))?;
+        if end {
+            return Ok(After::KeepAlive);
+        }
+        let stall = self.stall;
+        let relay = pin!(relay_h2_response(
+            &mut up.body,
+            &mut send,
+            &mut self.timer,
+            stall,
+            self.grpc,
+        ));
+        let Some(request) = up.request.as_mut() else {
+            relay.await?;
+            return Ok(After::KeepAlive);
+        };
+        // The rest of the client's body goes on while the response flows;
+        // the exchange is over when the response is.
+        match select(relay, pin!(self.body.pump_all(request))).await {
+            Either::Left((done, _)) => done?,
+            Either::Right((Ok(()), relay)) => relay.await?,
+            Either::Right((Err(SendError::Upstream { .. }), relay)) => relay.await?,
+            Either::Right((Err(_), _)) => return Err(aborted("client reset the stream")),
+        }
+        Ok(After::KeepAlive)
     }
 }

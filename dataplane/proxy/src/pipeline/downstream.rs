@@ -5,8 +5,15 @@
 //! edit, whether a connection goes back to the pool. A `Downstream` does
 //! what only the protocol knows: exposes the request as a `RequestView`,
 //! encodes it for the upstream, moves bodies, writes responses. HTTP/1.1
-//! implements it (`h1::server`); an HTTP/2 stream implements it next, with
-//! its own encoding of the same calls.
+//! implements it (`h1::server`), and so does an HTTP/2 stream
+//! (`h2::stream`), each with its own encoding of the same calls.
+//!
+//! The upstream's protocol picks the calls: an HTTP/1.1 upstream gets
+//! bytes the downstream encodes itself (`prepare_request`,
+//! `send_request`, `read_response_head`, `send_response`: for an
+//! HTTP/1.1 client that is a zero-copy rewrite of its own head); an
+//! HTTP/2 upstream gets an `http::Request` and frames (`h2_request`,
+//! `h2_exchange`, `send_response_h2`).
 
 use std::time::Duration;
 
@@ -17,6 +24,7 @@ use crate::config::model::ForwardedProto;
 use crate::error::ProxyError;
 use crate::timer::Timer;
 use crate::transport::Stream;
+use crate::upstream::h2::H2Exchange;
 use crate::upstream::UpstreamConn;
 use crate::view::{RequestView, ResponseView};
 
@@ -41,6 +49,9 @@ pub struct RequestEdits<'a> {
     pub forwarded_proto: ForwardedProto,
     /// Host to send when the client sent none (HTTP/1.0): the endpoint.
     pub fallback_host: &'a [u8],
+    /// The request may go to an HTTP/1.1 upstream: `prepare_request`
+    /// encodes it (an HTTP/2-only cluster skips that work).
+    pub h1_upstream: bool,
 }
 
 /// How sending the request failed.
@@ -67,6 +78,23 @@ pub enum HeadRead {
     ClosedEarly,
     Failed(ProxyError),
     /// The client went away while interim responses were forwarded.
+    ClientGone,
+}
+
+/// How an exchange with an HTTP/2 upstream failed before its response
+/// head.
+#[derive(Debug)]
+pub enum H2HeadError {
+    /// The upstream refused the stream (`REFUSED_STREAM`) or it was above
+    /// a GOAWAY's last stream id: never processed, safe to send again.
+    NeverProcessed,
+    /// The upstream reset the stream, or its connection failed.
+    Reset,
+    /// No response head by the deadline.
+    Timeout,
+    /// Sending the request body failed.
+    Send(SendError),
+    /// The client went away (reset its stream).
     ClientGone,
 }
 
@@ -166,4 +194,32 @@ pub trait Downstream {
     /// Send a `101 Switching Protocols` head (with `edits`); the
     /// connection becomes a tunnel.
     async fn switch_protocols(&mut self, edits: &HeaderEdits) -> Result<(), Aborted>;
+
+    /// The request for an HTTP/2 upstream, edits applied, and whether a
+    /// body follows its head (`None`: the target cannot form a URI).
+    /// Built for each try.
+    fn h2_request(&self, edits: &RequestEdits<'_>) -> Option<(http::Request<()>, bool)>;
+
+    /// Send the request body on `body` (what the proxy holds, then the
+    /// rest) and wait for the response head by `deadline`. Where the
+    /// client's protocol allows, the head may arrive while the body still
+    /// streams (`Ok((_, false))`): `send_response_h2` sends the rest, full
+    /// duplex.
+    async fn h2_exchange(
+        &mut self,
+        body: &mut h2::SendStream<bytes::Bytes>,
+        response: h2::client::ResponseFuture,
+        deadline: Instant,
+        stall: Duration,
+    ) -> Result<(http::Response<h2::RecvStream>, bool), H2HeadError>;
+
+    /// Forward an HTTP/2 upstream's response: head (with `edits`), body
+    /// and trailers, sending the rest of a still-streaming request body
+    /// meanwhile when the client's protocol allows.
+    async fn send_response_h2(
+        &mut self,
+        up: &mut H2Exchange,
+        edits: &HeaderEdits,
+        close: bool,
+    ) -> Result<After, Aborted>;
 }

@@ -24,7 +24,7 @@ pub mod downstream;
 mod phases;
 
 pub use downstream::{
-    Aborted, After, Downstream, HeadRead, Local, RequestEdits, ResponseEnd, SendError,
+    Aborted, After, Downstream, H2HeadError, HeadRead, Local, RequestEdits, ResponseEnd, SendError,
 };
 pub use phases::{is_idempotent, serve, Env};
 

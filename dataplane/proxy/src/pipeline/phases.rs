@@ -6,18 +6,35 @@ use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
 use super::downstream::{
-    Aborted, After, Downstream, HeadRead, Local, RequestEdits, ResponseEnd, SendError,
+    Aborted, After, Downstream, H2HeadError, HeadRead, Local, RequestEdits, ResponseEnd, SendError,
 };
 use super::Next;
 use crate::balance::{Completion, Outcome, PickCtx};
 use crate::cluster::{ClusterState, Endpoint, InFlight};
-use crate::config::model::{Action, Listener, RetryPolicy, Route};
+use crate::config::model::{Action, Listener, RetryPolicy, Route, UpstreamProtocol};
 use crate::error::ProxyError;
 use crate::filter::{FilterCtx, Injected, Verdict};
-use crate::router;
+use crate::upstream::h2::{H2Client, H2Exchange, OpenError, Opened};
 use crate::upstream::UpstreamConn;
-use crate::view::RequestView;
+use crate::view::{RequestView, ResponseView};
 use crate::worker::{Core, Snapshot};
+use crate::{grpc, router};
+
+/// Where a try's response head arrived: an exclusive HTTP/1.1 connection
+/// (the head in the downstream's workspace), or a stream of a shared
+/// HTTP/2 connection.
+enum Upstream {
+    H1(UpstreamConn),
+    H2(H2Exchange),
+}
+
+/// The response head of a try, whichever protocol brought it.
+fn response<'a, D: Downstream>(down: &'a D, up: &'a Upstream) -> &'a dyn ResponseView {
+    match up {
+        Upstream::H1(_) => down.response(),
+        Upstream::H2(x) => x,
+    }
+}
 
 /// What a request runs with: its core, the config snapshot taken when its
 /// head was complete, its listener and its client.
@@ -153,15 +170,32 @@ fn count_fault(ctx: &Ctx<'_>, kind: Injected) {
 async fn forward<D: Downstream>(down: &mut D, ctx: &mut Ctx<'_>, route: &Route, id: usize) -> Next {
     let cluster = &ctx.env.snap.clusters[id];
     ctx.cluster = Some(cluster);
-    let mut conn = match exchange(down, ctx, route, cluster).await {
-        Ok(conn) => conn,
+    let up = match exchange(down, ctx, route, cluster).await {
+        Ok(up) => up,
         Err(Failure::Respond(e)) => return respond_error(down, ctx, e).await,
         Err(Failure::Abort(a)) => {
             ctx.aborted = Some(a.why);
             return Next::Close;
         }
     };
-    ctx.status = down.response().status();
+    ctx.status = response(down, &up).status();
+    let close = draining(ctx);
+    let mut conn = match up {
+        Upstream::H1(conn) => conn,
+        Upstream::H2(mut x) => {
+            // The connection stays shared in the pool; only the stream ends.
+            return match down
+                .send_response_h2(&mut x, &route.response_headers, close)
+                .await
+            {
+                Ok(a) => after(a),
+                Err(a) => {
+                    ctx.aborted = Some(a.why);
+                    Next::Close
+                }
+            };
+        }
+    };
     // Response filters: a 101 the client did not ask for cannot be
     // forwarded (the connection would become a tunnel nobody wanted).
     if ctx.status == 101 {
@@ -177,7 +211,6 @@ async fn forward<D: Downstream>(down: &mut D, ctx: &mut Ctx<'_>, route: &Route, 
             }
         };
     }
-    let close = draining(ctx);
     match down
         .send_response(&mut conn, &route.response_headers, close)
         .await
@@ -216,7 +249,7 @@ async fn exchange<D: Downstream>(
     ctx: &mut Ctx<'_>,
     route: &Route,
     cluster: &ClusterState,
-) -> Result<UpstreamConn, Failure> {
+) -> Result<Upstream, Failure> {
     // A gRPC call is a POST, but its route's policy is the caller's word
     // that the method may run twice (as in Envoy and gRPC's own retries).
     let retry = route
@@ -228,7 +261,7 @@ async fn exchange<D: Downstream>(
         let ep = select(down.request(), ctx, cluster, previous.as_deref())
             .ok_or(Failure::Respond(ProxyError::NoEndpoints))?;
         if ctx.tries == 0 {
-            prepare(down, ctx, route, &ep)?;
+            prepare(down, ctx, route, cluster, &ep)?;
             down.continue_body().await.map_err(Failure::Abort)?;
         }
         let in_flight = InFlight::new(ep.clone());
@@ -245,11 +278,11 @@ async fn exchange<D: Downstream>(
         cluster.complete(&ep, &Completion { outcome, latency });
         drop(in_flight);
         let grpc = match &result {
-            Ok(_) => grpc_status(down.response()),
+            Ok(up) => grpc::status(response(down, up)),
             Err(_) => None,
         };
         if should_retry(retry, &result, outcome, grpc, ctx.tries, down.replayable()) {
-            if result.is_ok() {
+            if let Ok(Upstream::H1(_)) = &result {
                 down.discard_response();
             }
             drop(result);
@@ -283,27 +316,40 @@ fn select(
 }
 
 /// Upstream request filters: the edits that turn the client's request into
-/// the upstream's, applied as the request is encoded (once per request).
+/// the upstream's, applied as the request is encoded (once per request for
+/// HTTP/1.1 upstreams, once per try for HTTP/2 ones).
 fn prepare<D: Downstream>(
     down: &mut D,
     ctx: &Ctx<'_>,
     route: &Route,
+    cluster: &ClusterState,
     ep: &Endpoint,
 ) -> Result<(), Failure> {
-    let edits = RequestEdits {
+    let h1 = cluster.protocol != UpstreamProtocol::Http2;
+    down.prepare_request(&edits(ctx, route, ep, h1))
+        .map_err(Failure::Respond)
+}
+
+fn edits<'a>(ctx: &'a Ctx<'_>, route: &'a Route, ep: &'a Endpoint, h1: bool) -> RequestEdits<'a> {
+    RequestEdits {
         headers: &route.request_headers,
         client_ip: ctx.env.client_ip,
         scheme: ctx.env.scheme,
         forwarded_proto: ctx.listener.x_forwarded_proto,
         fallback_host: &ep.authority,
-    };
-    down.prepare_request(&edits).map_err(Failure::Respond)
+        h1_upstream: h1,
+    }
 }
 
-/// One try: a connection to `ep`, the request sent, the response head read.
-/// A reused connection the upstream closed while it was idle is replaced
-/// once, when the request may be sent again: always if the upstream
-/// provably never saw it, otherwise only for idempotent methods.
+/// How long a try waits for its response head: the route's timeout (the
+/// listener's idle timeout without one), or a gRPC call's own deadline
+/// when it is sooner.
+fn response_wait(route: &Route, req: &dyn RequestView, stall: Duration) -> Duration {
+    let wait = route.timeout.unwrap_or(stall);
+    grpc::timeout(req).map_or(wait, |t| wait.min(t))
+}
+
+/// One try, by the cluster's protocol.
 async fn try_once<D: Downstream>(
     down: &mut D,
     ctx: &Ctx<'_>,
@@ -311,12 +357,120 @@ async fn try_once<D: Downstream>(
     cluster: &ClusterState,
     ep: &Endpoint,
     started: monoio::time::Instant,
-) -> Result<UpstreamConn, Failure> {
+) -> Result<Upstream, Failure> {
+    match cluster.protocol {
+        UpstreamProtocol::Http2 => try_h2(down, ctx, route, cluster, ep, None).await,
+        UpstreamProtocol::Auto => match ep.pool.take_stream(cluster.connector.transport) {
+            Some(c) => try_h2(down, ctx, route, cluster, ep, Some(c)).await,
+            None => try_h1(down, ctx, route, cluster, ep, started).await,
+        },
+        UpstreamProtocol::Http1 => try_h1(down, ctx, route, cluster, ep, started).await,
+    }
+}
+
+/// One try on a stream of a shared HTTP/2 connection (`client`, or one
+/// from the pool or new). A stream the connection could not open, or the
+/// upstream never processed, goes to another connection (twice at most).
+async fn try_h2<D: Downstream>(
+    down: &mut D,
+    ctx: &Ctx<'_>,
+    route: &Route,
+    cluster: &ClusterState,
+    ep: &Endpoint,
+    mut client: Option<Rc<H2Client>>,
+) -> Result<Upstream, Failure> {
+    let stall = ctx.listener.idle_timeout;
+    let wait = response_wait(route, down.request(), stall);
+    let mut again = 0;
+    loop {
+        let c = match client.take() {
+            Some(c) => c,
+            None => cluster
+                .h2_client(ep, down.timer())
+                .await
+                .map_err(Failure::Respond)?,
+        };
+        let (req, has_body) = down
+            .h2_request(&edits(ctx, route, ep, false))
+            .ok_or(Failure::Respond(ProxyError::UnsendableRequest))?;
+        let Opened {
+            response,
+            mut body,
+            slot,
+        } = match c.open(req, !has_body).await {
+            Ok(o) => o,
+            Err(OpenError::Gone) if again < 2 => {
+                again += 1;
+                continue;
+            }
+            Err(OpenError::Gone) => return Err(Failure::Respond(ProxyError::UpstreamReset)),
+            Err(OpenError::Rejected(e)) => {
+                debug!(cluster = %cluster.name, error = %e, "h2 refused to send the request");
+                return Err(Failure::Respond(ProxyError::UnsendableRequest));
+            }
+        };
+        let deadline = monoio::time::Instant::now() + wait;
+        match down.h2_exchange(&mut body, response, deadline, stall).await {
+            Ok((resp, done)) => {
+                let (head, recv) = resp.into_parts();
+                return Ok(Upstream::H2(H2Exchange {
+                    head,
+                    body: recv,
+                    request: (!done).then_some(body),
+                    client: c,
+                    _slot: slot,
+                }));
+            }
+            Err(H2HeadError::NeverProcessed) if again < 2 && down.replayable() => {
+                c.retire();
+                again += 1;
+            }
+            Err(H2HeadError::NeverProcessed | H2HeadError::Reset) => {
+                return Err(Failure::Respond(ProxyError::UpstreamReset))
+            }
+            Err(H2HeadError::Timeout) => return Err(Failure::Respond(ProxyError::UpstreamTimeout)),
+            Err(H2HeadError::Send(e)) => return Err(send_failure(e)),
+            Err(H2HeadError::ClientGone) => {
+                return Err(Failure::Abort(Aborted {
+                    why: "client reset the stream",
+                }))
+            }
+        }
+    }
+}
+
+fn send_failure(e: SendError) -> Failure {
+    match e {
+        SendError::Upstream { .. } => Failure::Respond(ProxyError::UpstreamReset),
+        SendError::BadBody(e) => Failure::Respond(e),
+        SendError::Stalled => Failure::Abort(Aborted {
+            why: "request stalled",
+        }),
+        SendError::Client => Failure::Abort(Aborted {
+            why: "client stopped sending the request body",
+        }),
+    }
+}
+
+/// One try on an HTTP/1.1 connection to `ep`: the request sent, the
+/// response head read. A reused connection the upstream closed while it
+/// was idle is replaced once, when the request may be sent again: always
+/// if the upstream provably never saw it, otherwise only for idempotent
+/// methods. With `protocol: auto`, a new TLS connection whose ALPN picked
+/// `h2` turns the try into an HTTP/2 one.
+async fn try_h1<D: Downstream>(
+    down: &mut D,
+    ctx: &Ctx<'_>,
+    route: &Route,
+    cluster: &ClusterState,
+    ep: &Endpoint,
+    started: monoio::time::Instant,
+) -> Result<Upstream, Failure> {
     let idempotent = is_idempotent(down.request().method());
     let stall = ctx.listener.idle_timeout;
     // Without a route timeout the listener's idle timeout bounds the wait,
     // so a hung upstream cannot pin a client connection.
-    let wait = route.timeout.unwrap_or(stall);
+    let wait = response_wait(route, down.request(), stall);
     let mut pooled = cluster.checkout(ep, started.into_std());
     let mut now = started;
     loop {
@@ -330,6 +484,14 @@ async fn try_once<D: Downstream>(
                     .connect(ep, down.timer())
                     .await
                     .map_err(Failure::Respond)?;
+                if cluster.protocol == UpstreamProtocol::Auto && c.stream.alpn() == Some(b"h2") {
+                    let client = cluster
+                        .adopt_h2(ep, c, down.timer())
+                        .await
+                        .map_err(Failure::Respond)?;
+                    // Boxed: rare, and it would double this future's size.
+                    return Box::pin(try_h2(down, ctx, route, cluster, ep, Some(client))).await;
+                }
                 now = monoio::time::Instant::now();
                 c
             }
@@ -352,7 +514,7 @@ async fn try_once<D: Downstream>(
                     .read_response_head(&mut conn.stream, Some(deadline))
                     .await
                 {
-                    Ok(()) => Ok(conn),
+                    Ok(()) => Ok(Upstream::H1(conn)),
                     Err(e) => Err(head_failure(e)),
                 };
             }
@@ -360,23 +522,13 @@ async fn try_once<D: Downstream>(
             Err(SendError::Upstream { .. }) => {
                 return Err(Failure::Respond(ProxyError::UpstreamReset))
             }
-            Err(SendError::BadBody(e)) => return Err(Failure::Respond(e)),
-            Err(SendError::Stalled) => {
-                return Err(Failure::Abort(Aborted {
-                    why: "request stalled",
-                }))
-            }
-            Err(SendError::Client) => {
-                return Err(Failure::Abort(Aborted {
-                    why: "client stopped sending the request body",
-                }))
-            }
+            Err(e) => return Err(send_failure(e)),
         };
         match down
             .read_response_head(&mut conn.stream, Some(deadline))
             .await
         {
-            Ok(()) => return Ok(conn),
+            Ok(()) => return Ok(Upstream::H1(conn)),
             Err(HeadRead::ClosedEarly) if resend(down) => continue,
             Err(e) => return Err(head_failure(e)),
         }
@@ -398,9 +550,9 @@ fn head_failure(e: HeadRead) -> Failure {
 }
 
 /// A try's result as balancers and retry policies see it.
-fn outcome<D: Downstream>(result: &Result<UpstreamConn, Failure>, down: &D) -> Outcome {
+fn outcome<D: Downstream>(result: &Result<Upstream, Failure>, down: &D) -> Outcome {
     match result {
-        Ok(_) => Outcome::Response(down.response().status()),
+        Ok(up) => Outcome::Response(response(down, up).status()),
         Err(Failure::Respond(ProxyError::ConnectFailed | ProxyError::ConnectTimeout)) => {
             Outcome::ConnectFailed
         }
@@ -416,7 +568,7 @@ fn outcome<D: Downstream>(result: &Result<UpstreamConn, Failure>, down: &D) -> O
 /// when the client is gone.
 fn should_retry(
     policy: Option<&RetryPolicy>,
-    result: &Result<UpstreamConn, Failure>,
+    result: &Result<Upstream, Failure>,
     outcome: Outcome,
     grpc: Option<u8>,
     tries: u32,
@@ -434,13 +586,6 @@ fn should_retry(
         (Err(Failure::Respond(e)), Outcome::Failed) if e.retryable() => p.on_reset,
         _ => false,
     }
-}
-
-/// The `grpc-status` of a response head: set when a gRPC upstream failed
-/// the call before sending a message (Trailers-Only).
-fn grpc_status(resp: &dyn crate::view::ResponseView) -> Option<u8> {
-    let v = resp.header(b"grpc-status")?;
-    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 /// Methods safe to send twice (RFC 9110 section 9.2.2).

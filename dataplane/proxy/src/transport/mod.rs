@@ -72,6 +72,14 @@ impl Stream {
         }
     }
 
+    /// The protocol TLS's ALPN agreed on, if any.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        match self {
+            Stream::Tls(t) => t.alpn_protocol(),
+            _ => None,
+        }
+    }
+
     /// Whether a pending read can be cancelled and awaited (its buffer
     /// comes back). A read that cannot is dropped instead: fine for a
     /// memory pipe, which holds no kernel-owned buffer.

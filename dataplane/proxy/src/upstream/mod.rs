@@ -23,7 +23,8 @@
 //! cores (`Limit`).
 
 mod connector;
-mod pool;
+pub mod h2;
+pub mod pool;
 
 pub use connector::{ConnectError, Connector};
 pub use pool::{EndpointPool, Idle, Limit, OpenSlot, SharedConn, UpstreamConn};

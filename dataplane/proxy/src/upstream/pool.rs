@@ -107,15 +107,61 @@ pub struct Idle {
     since: Instant,
 }
 
-/// One endpoint's connections on this core.
-#[derive(Default)]
-pub struct EndpointPool {
+/// One endpoint's connections on this core. Shared connections are the
+/// protocol's concrete client (HTTP/2's `H2Client`), which opens streams;
+/// the pool only needs `SharedConn` of them (tests use a stand-in).
+pub struct EndpointPool<S = super::h2::H2Client> {
     /// Idle exclusive connections, most recently used last.
     idle: RefCell<Vec<Idle>>,
-    shared: RefCell<Vec<Rc<dyn SharedConn>>>,
+    shared: RefCell<Vec<Rc<S>>>,
+    /// A shared connection being opened: requests that find no room on
+    /// the open ones wait for it instead of each opening their own.
+    connecting: RefCell<Option<Rc<Connecting>>>,
 }
 
-impl EndpointPool {
+impl<S> Default for EndpointPool<S> {
+    fn default() -> Self {
+        EndpointPool {
+            idle: RefCell::new(Vec::new()),
+            shared: RefCell::new(Vec::new()),
+            connecting: RefCell::new(None),
+        }
+    }
+}
+
+/// A shared connection on its way: who waits for it, and how it ended.
+#[derive(Default)]
+pub struct Connecting {
+    /// Requests counting on it (its first streams).
+    pub claimed: Cell<usize>,
+    /// `Some` once it is open (`Ok`) or failed.
+    outcome: Cell<Option<Result<(), crate::error::ProxyError>>>,
+    waiters: RefCell<Vec<std::task::Waker>>,
+}
+
+impl Connecting {
+    /// Tell every waiter how it ended.
+    pub fn finish(&self, outcome: Result<(), crate::error::ProxyError>) {
+        self.outcome.set(Some(outcome));
+        for w in self.waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Resolves with how the connection attempt ended.
+    pub async fn wait(&self) -> Result<(), crate::error::ProxyError> {
+        std::future::poll_fn(|cx| match self.outcome.get() {
+            Some(o) => std::task::Poll::Ready(o),
+            None => {
+                self.waiters.borrow_mut().push(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+impl<S: SharedConn> EndpointPool<S> {
     /// The most recently used idle connection of `transport` that has not
     /// been idle for `max_age`; older ones met on the way are closed.
     pub fn take_idle(
@@ -168,7 +214,7 @@ impl EndpointPool {
 
     /// A shared connection of `transport` that can take one more stream;
     /// unusable ones met on the way are retired.
-    pub fn take_stream(&self, transport: TransportKey) -> Option<Rc<dyn SharedConn>> {
+    pub fn take_stream(&self, transport: TransportKey) -> Option<Rc<S>> {
         let mut shared = self.shared.borrow_mut();
         shared.retain(|c| c.is_usable());
         shared
@@ -178,8 +224,17 @@ impl EndpointPool {
     }
 
     /// A new shared connection, offered to later requests.
-    pub fn add_shared(&self, conn: Rc<dyn SharedConn>) {
+    pub fn add_shared(&self, conn: Rc<S>) {
         self.shared.borrow_mut().push(conn);
+    }
+
+    /// The shared connection being opened, if any.
+    pub fn connecting(&self) -> Option<Rc<Connecting>> {
+        self.connecting.borrow().clone()
+    }
+
+    pub fn set_connecting(&self, c: Option<Rc<Connecting>>) {
+        *self.connecting.borrow_mut() = c;
     }
 }
 
@@ -215,7 +270,7 @@ mod tests {
     #[test]
     fn idle_connections_are_lifo_and_expire() {
         let l = limit(10);
-        let pool = EndpointPool::default();
+        let pool = EndpointPool::<Mux>::default();
         let t0 = Instant::now();
         let age = Duration::from_secs(4);
         assert!(pool.put_idle(conn(&l), t0, 8));
@@ -236,7 +291,7 @@ mod tests {
     #[test]
     fn the_pool_keeps_at_most_max_idle() {
         let l = limit(10);
-        let pool = EndpointPool::default();
+        let pool = EndpointPool::<Mux>::default();
         let now = Instant::now();
         assert!(pool.put_idle(conn(&l), now, 1));
         assert!(!pool.put_idle(conn(&l), now, 1), "the second is closed");
@@ -265,7 +320,7 @@ mod tests {
 
     #[test]
     fn shared_connections_take_streams_until_full_and_retire_on_goaway() {
-        let pool = EndpointPool::default();
+        let pool = EndpointPool::<Mux>::default();
         let a = Rc::new(Mux {
             streams: Cell::new(0),
             max: 2,
@@ -279,10 +334,10 @@ mod tests {
         pool.add_shared(a.clone());
         pool.add_shared(b.clone());
         let first = pool.take_stream(TransportKey::Plain).expect("a");
-        assert!(std::ptr::addr_eq(Rc::as_ptr(&first), Rc::as_ptr(&a)));
+        assert!(Rc::ptr_eq(&first, &a));
         a.streams.set(2);
         let second = pool.take_stream(TransportKey::Plain).expect("b, a is full");
-        assert!(std::ptr::addr_eq(Rc::as_ptr(&second), Rc::as_ptr(&b)));
+        assert!(Rc::ptr_eq(&second, &b));
         b.goaway.set(true);
         assert!(pool.take_stream(TransportKey::Plain).is_none());
         assert_eq!(pool.shared.borrow().len(), 1, "b retired, a kept");

@@ -16,10 +16,6 @@ const MAX_WINDOW: u64 = (1 << 31) - 1;
 /// RFC 9113 section 4.2: SETTINGS_MAX_FRAME_SIZE is 2^14..2^24-1.
 const FRAME_SIZES: std::ops::RangeInclusive<u64> = (1 << 14)..=((1 << 24) - 1);
 
-/// HTTP/2 to upstreams is parsed and checked before it lands; until then
-/// a cluster cannot ask for it.
-pub(super) const SERVES_H2: bool = false;
-
 impl Validator {
     /// `None` when HTTP/2 is turned off; the defaults when the section is
     /// absent. `max_header_bytes` is the listener's HTTP/1.1 head limit,
@@ -112,16 +108,8 @@ impl Validator {
     ) -> UpstreamProtocol {
         match raw.as_ref().map(|s| (s.value.as_str(), s)) {
             None | Some(("http1", _)) => UpstreamProtocol::Http1,
-            Some(("http2", _)) if SERVES_H2 => UpstreamProtocol::Http2,
-            Some(("auto", _)) if SERVES_H2 => UpstreamProtocol::Auto,
-            Some((p @ ("http2" | "auto"), s)) => {
-                self.err(
-                    &s.referenced,
-                    path,
-                    format!("`{p}`: HTTP/2 to upstreams is not built yet"),
-                );
-                UpstreamProtocol::Http1
-            }
+            Some(("http2", _)) => UpstreamProtocol::Http2,
+            Some(("auto", _)) => UpstreamProtocol::Auto,
             Some((other, s)) => {
                 self.err(
                     &s.referenced,

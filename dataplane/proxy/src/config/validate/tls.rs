@@ -17,7 +17,7 @@ use rustls::sign::CertifiedKey;
 use serde_saphyr::{Location, Spanned};
 
 use super::{Bounds, Validator};
-use crate::config::model::EndpointSpec;
+use crate::config::model::{EndpointSpec, UpstreamProtocol};
 use crate::config::raw::{RawCertificate, RawClientAuth, RawDownstreamTls, RawUpstreamTls};
 use crate::tls::certs::{self, PemSource};
 use crate::tls::client::{self, ClientTls};
@@ -115,6 +115,7 @@ impl Validator {
         &mut self,
         t: &Spanned<RawUpstreamTls>,
         endpoints: &[EndpointSpec],
+        protocol: UpstreamProtocol,
         path: &str,
     ) -> Option<Arc<ClientTls>> {
         let raw = &t.value;
@@ -151,7 +152,20 @@ impl Validator {
             },
             None => self.endpoint_name(endpoints, &t.referenced, path),
         };
-        let alpn = self.alpn(&raw.alpn, &format!("{path}.alpn"), &[]);
+        // What the cluster's protocol needs the upstream to agree to.
+        let default: &[&str] = match protocol {
+            UpstreamProtocol::Http1 => &[],
+            UpstreamProtocol::Http2 => &["h2"],
+            UpstreamProtocol::Auto => &["h2", "http/1.1"],
+        };
+        let alpn = self.alpn(&raw.alpn, &format!("{path}.alpn"), default);
+        if protocol != UpstreamProtocol::Http1 && !alpn.iter().any(|p| p == b"h2") {
+            self.err(
+                &t.referenced,
+                format!("{path}.alpn"),
+                "the cluster's protocol is http2 or auto: offer `h2`",
+            );
+        }
         let client_cert = match &raw.client_certificate {
             Some(c) => {
                 let p = format!("{path}.client_certificate");
