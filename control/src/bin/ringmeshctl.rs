@@ -51,7 +51,9 @@ enum Cmd {
     },
     /// Delete a resource that `apply` created.
     Delete {
-        /// service, httproute, gateway, secret, configmap or backendtlspolicy.
+        /// service, httproute, grpcroute, tcproute, gateway, secret, configmap or
+        /// backendtlspolicy; NAME is `name`, or `name.namespace` outside the
+        /// default namespace.
         kind: String,
         name: String,
     },
