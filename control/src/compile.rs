@@ -32,8 +32,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use ringmesh_proto::v1 as pb;
 
 use crate::resources::model::{
-    BackendCa, BackendTls, GatewayListener, HttpRoute, Parent, PathMatch, Resources, Rule,
-    TlsSecret,
+    namespace_of, AppProtocol, BackendCa, BackendTls, Gateway, GatewayListener, HttpRoute,
+    ListenerProtocol, PathMatch, Resources, RouteKind, Rule, Service, ServicePort, TlsSecret,
 };
 
 /// Name of the sidecar's cluster for its own workload. Service names
@@ -73,9 +73,19 @@ pub fn compile(
     }
     let mut clusters = clusters;
     if node.role() == pb::Role::Sidecar && !node.workload_address.is_empty() {
+        // The workload speaks what its Service's (first HTTP) port says.
+        let protocol = res
+            .services
+            .get(&node.service)
+            .and_then(default_port)
+            .flatten()
+            .map_or(pb::UpstreamProtocol::Unspecified, |p| {
+                upstream_protocol(p.app_protocol, false)
+            });
         clusters.push(pb::Cluster {
             name: INBOUND_CLUSTER.into(),
             endpoints: vec![node.workload_address.clone()],
+            protocol: protocol as i32,
             ..Default::default()
         });
     }
@@ -104,27 +114,86 @@ fn unique_route_names(routes: &mut [pb::Route]) {
     }
 }
 
+/// One cluster per Service, or with `ports`, one per port (named
+/// `service_port`): static endpoints (for a port, those on its target
+/// port, and bare hosts with it) plus the inbound addresses of the
+/// proxies registered as the Service's workloads (on every port but a TCP
+/// one: a sidecar's inbound listener speaks HTTP).
 fn clusters(res: &Resources, workloads: &Workloads) -> Vec<pb::Cluster> {
     let policies: BTreeMap<&str, &BackendTls> = res
         .backend_tls
         .values()
         .flat_map(|p| p.targets.iter().map(move |t| (t.as_str(), p)))
         .collect();
-    res.services
-        .values()
-        .map(|s| {
+    let grpc = grpc_clusters(res);
+    let mut out = Vec::new();
+    for s in res.services.values() {
+        let registered = workloads.get(&s.name);
+        let tls = policies.get(s.name.as_str()).map(|p| upstream_tls(res, p));
+        if s.ports.is_empty() {
             let mut endpoints: BTreeSet<String> = s.endpoints.iter().cloned().collect();
-            if let Some(w) = workloads.get(&s.name) {
-                endpoints.extend(w.iter().cloned());
-            }
-            pb::Cluster {
+            endpoints.extend(registered.into_iter().flatten().cloned());
+            out.push(pb::Cluster {
                 name: s.name.clone(),
                 endpoints: endpoints.into_iter().collect(),
-                tls: policies.get(s.name.as_str()).map(|p| upstream_tls(res, p)),
+                tls,
+                protocol: upstream_protocol(AppProtocol::Unspecified, grpc.contains(&s.name))
+                    as i32,
                 ..Default::default()
+            });
+            continue;
+        }
+        for p in &s.ports {
+            let name = s.cluster(Some(p.port));
+            let mut endpoints: BTreeSet<String> = s.port_endpoints(p).into_iter().collect();
+            if p.app_protocol != AppProtocol::Tcp {
+                endpoints.extend(registered.into_iter().flatten().cloned());
             }
-        })
+            out.push(pb::Cluster {
+                protocol: upstream_protocol(p.app_protocol, grpc.contains(&name)) as i32,
+                name,
+                endpoints: endpoints.into_iter().collect(),
+                tls: tls.clone(),
+                ..Default::default()
+            });
+        }
+    }
+    out
+}
+
+/// What the proxy speaks to a cluster: what its port says, else HTTP/2
+/// when a GRPCRoute sends to it (gRPC needs HTTP/2), else the proxy's
+/// default (HTTP/1.1, left unset so configs without ports are as before).
+fn upstream_protocol(app: AppProtocol, grpc: bool) -> pb::UpstreamProtocol {
+    match app {
+        AppProtocol::Http => pb::UpstreamProtocol::Http1,
+        AppProtocol::Http2 => pb::UpstreamProtocol::Http2,
+        AppProtocol::Unspecified if grpc => pb::UpstreamProtocol::Http2,
+        AppProtocol::Unspecified | AppProtocol::Tcp => pb::UpstreamProtocol::Unspecified,
+    }
+}
+
+/// Clusters some GRPCRoute sends to.
+fn grpc_clusters(res: &Resources) -> BTreeSet<String> {
+    res.grpc_routes
+        .values()
+        .flat_map(|r| r.rules.iter())
+        .flat_map(|rule| rule.backends.iter())
+        .map(|b| b.cluster.clone())
         .collect()
+}
+
+/// Where a sidecar sends what no rule of a Service matched: its cluster,
+/// or with ports, its first HTTP one's (the outbound listener tells
+/// Services apart by Host, which has no port). None: only TCP ports.
+fn default_port(s: &Service) -> Option<Option<&ServicePort>> {
+    if s.ports.is_empty() {
+        return Some(None);
+    }
+    s.ports
+        .iter()
+        .find(|p| p.app_protocol != AppProtocol::Tcp)
+        .map(Some)
 }
 
 /// A BackendTLSPolicy as the proxy's cluster `tls`: its CA bundles (none:
@@ -187,19 +256,22 @@ fn sidecar(res: &Resources, node: &pb::Node) -> Result<Vec<pb::Listener>, Compil
     }
     if !node.outbound_address.is_empty() {
         let mut routes = Vec::new();
-        for service in res.services.keys() {
-            let parent = Parent::Service(service.clone());
-            for r in attached(res, &parent) {
+        for (service, s) in &res.services {
+            let mesh = res.routes.values().chain(res.grpc_routes.values());
+            for r in mesh.filter(|r| r.parents.iter().any(|p| p.is_service(service))) {
                 routes.extend(rule_routes(r, Some(service)));
             }
             // Anything no rule matched still reaches the Service.
+            let Some(port) = default_port(s) else {
+                continue;
+            };
             routes.push(pb::Route {
                 name: Some(format!("{service}.default")),
                 r#match: Some(pb::RouteMatch {
                     host: Some(service.clone()),
                     ..Default::default()
                 }),
-                action: Some(pb::route::Action::Cluster(service.clone())),
+                action: Some(pb::route::Action::Cluster(s.cluster(port.map(|p| p.port)))),
                 ..Default::default()
             });
         }
@@ -221,8 +293,6 @@ fn gateway(res: &Resources, node: &pb::Node) -> Result<Vec<pb::Listener>, Compil
             node: node.id.clone(),
             gateway: node.service.clone(),
         })?;
-    let parent = Parent::Gateway(gw.name.clone());
-    let routes: Vec<&HttpRoute> = attached(res, &parent).collect();
     let mut groups: Vec<Vec<&GatewayListener>> = Vec::new();
     for l in &gw.listeners {
         match groups.iter_mut().find(|g| g[0].address == l.address) {
@@ -232,18 +302,49 @@ fn gateway(res: &Resources, node: &pb::Node) -> Result<Vec<pb::Listener>, Compil
     }
     Ok(groups
         .iter()
-        .map(|g| shared_listener(res, g, &routes))
+        .map(|g| match g[0].protocol {
+            ListenerProtocol::Tcp => tcp_listener(res, gw, g[0]),
+            _ => shared_listener(res, gw, g),
+        })
         .collect())
+}
+
+/// A TCP listener relays to the backend of the one TCPRoute attached to
+/// it (validation made sure there is exactly one).
+fn tcp_listener(res: &Resources, gw: &Gateway, l: &GatewayListener) -> pb::Listener {
+    let route = res.tcp_routes.values().find(|r| {
+        l.accepts(RouteKind::Tcp, namespace_of(&r.name))
+            && r.parents.iter().any(|p| p.is_listener(&gw.name, l))
+    });
+    pb::Listener {
+        name: l.name.clone(),
+        address: l.address.to_string(),
+        tcp: route.map(|r| pb::TcpProxy {
+            cluster: r.backend.cluster.clone(),
+            idle_timeout: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// Routes of `kind` (in `routes`) attached to listener `l` of `gw`, and
+/// allowed there.
+fn attached<'a>(
+    routes: &'a BTreeMap<String, HttpRoute>,
+    gw: &'a Gateway,
+    l: &'a GatewayListener,
+    kind: RouteKind,
+) -> impl Iterator<Item = &'a HttpRoute> + 'a {
+    routes.values().filter(move |r| {
+        l.accepts(kind, namespace_of(&r.name))
+            && r.parents.iter().any(|p| p.is_listener(&gw.name, l))
+    })
 }
 
 /// Gateway listeners on one address as one proxy listener. Routes of the
 /// most specific hostname come first (the proxy takes the first route
 /// that matches): the Gateway API's "most specific listener wins".
-fn shared_listener(
-    res: &Resources,
-    group: &[&GatewayListener],
-    attached: &[&HttpRoute],
-) -> pb::Listener {
+fn shared_listener(res: &Resources, gw: &Gateway, group: &[&GatewayListener]) -> pb::Listener {
     let mut by_specificity = group.to_vec();
     by_specificity.sort_by_key(|l| match l.hostname.as_deref() {
         Some(h) if !h.starts_with('*') => (0, Reverse(0)),
@@ -252,9 +353,14 @@ fn shared_listener(
     });
     let mut routes = Vec::new();
     for l in by_specificity {
-        for r in attached {
-            for host in l.hosts_for(&r.hostnames) {
-                routes.extend(rule_routes(r, host.as_ref()));
+        for (kind, all) in [
+            (RouteKind::Http, &res.routes),
+            (RouteKind::Grpc, &res.grpc_routes),
+        ] {
+            for r in attached(all, gw, l, kind) {
+                for host in l.hosts_for(&r.hostnames) {
+                    routes.extend(rule_routes(r, host.as_ref()));
+                }
             }
         }
     }
@@ -308,16 +414,6 @@ fn downstream_tls(res: &Resources, group: &[&GatewayListener]) -> Option<pb::Dow
     })
 }
 
-/// HTTPRoutes attached to `parent`, in name order.
-fn attached<'a>(
-    res: &'a Resources,
-    parent: &'a Parent,
-) -> impl Iterator<Item = &'a HttpRoute> + 'a {
-    res.routes
-        .values()
-        .filter(move |r| r.parents.contains(parent))
-}
-
 /// One proxy route per (rule, match); a rule without matches matches all.
 /// Every route of a rule gets the rule's action and policies.
 fn rule_routes(r: &HttpRoute, host: Option<&String>) -> Vec<pb::Route> {
@@ -343,6 +439,17 @@ fn rule_routes(r: &HttpRoute, host: Option<&String>) -> Vec<pb::Route> {
                     PathMatch::Exact(p) => pb::path_match::Kind::Exact(p.clone()),
                 }),
             };
+            // A gRPC method is its path: the proxy takes one or the other.
+            let (path, grpc) = match &m.grpc {
+                Some(g) => (
+                    None,
+                    Some(pb::GrpcMatch {
+                        service: g.service.clone(),
+                        method: g.method.clone().unwrap_or_default(),
+                    }),
+                ),
+                None => (Some(path), None),
+            };
             let headers = m
                 .headers
                 .iter()
@@ -355,10 +462,10 @@ fn rule_routes(r: &HttpRoute, host: Option<&String>) -> Vec<pb::Route> {
                 name: Some(format!("{}.{i}.{j}", r.name)),
                 r#match: Some(pb::RouteMatch {
                     host: host.clone(),
-                    path: Some(path),
+                    path,
                     method: m.method.clone(),
                     headers,
-                    grpc: None,
+                    grpc,
                 }),
                 ..base.clone()
             });
@@ -373,13 +480,14 @@ fn policies(rule: &Rule) -> pb::Route {
     let retries = rule.retry.as_ref().map(|r| pb::RetryPolicy {
         attempts: u64::from(r.attempts),
         // Empty: the proxy's default (connect-failure, reset, 502-504).
-        on: if r.codes.is_empty() {
+        on: if r.codes.is_empty() && r.grpc.is_empty() {
             Vec::new()
         } else {
             ["connect-failure", "reset"]
                 .iter()
                 .map(|s| s.to_string())
                 .chain(r.codes.iter().map(|c| c.to_string()))
+                .chain(r.grpc.iter().cloned())
                 .collect()
         },
     });
@@ -412,12 +520,12 @@ fn duration(d: std::time::Duration) -> prost_types::Duration {
 
 fn action(rule: &Rule) -> pb::route::Action {
     match rule.backends.as_slice() {
-        [one] => pb::route::Action::Cluster(one.service.clone()),
+        [one] => pb::route::Action::Cluster(one.cluster.clone()),
         many => pb::route::Action::WeightedClusters(pb::WeightedClusters {
             clusters: many
                 .iter()
                 .map(|b| pb::WeightedCluster {
-                    cluster: b.service.clone(),
+                    cluster: b.cluster.clone(),
                     weight: b.weight,
                 })
                 .collect(),
@@ -427,6 +535,9 @@ fn action(rule: &Rule) -> pb::route::Action {
 
 #[cfg(test)]
 mod tls_tests;
+
+#[cfg(test)]
+mod api_tests;
 
 #[cfg(test)]
 mod tests {

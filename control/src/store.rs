@@ -227,6 +227,22 @@ mod tests {
     }
 
     #[test]
+    fn namespaces_keep_same_named_resources_apart() {
+        let (dir, store) = store();
+        let shop = "apiVersion: v1\nkind: Service\nmetadata: { name: s, namespace: shop }\n";
+        let (results, res) = store
+            .apply(&[("a.yaml".into(), format!("{SVC}---\n{shop}"))], false)
+            .unwrap();
+        assert_eq!(results, ["Service/s created", "Service/s.shop created"]);
+        assert_eq!(res.services.keys().collect::<Vec<_>>(), ["s", "s.shop"]);
+        assert!(dir.path().join("service-s.shop.yaml").is_file());
+        let (said, res) = store.delete("Service", "s.shop").unwrap();
+        assert_eq!(said, "Service/s.shop deleted");
+        assert_eq!(res.services.keys().collect::<Vec<_>>(), ["s"]);
+        assert!(dir.path().join("service-s.yaml").is_file());
+    }
+
+    #[test]
     fn a_secrets_file_is_readable_by_its_owner_only() {
         use std::os::unix::fs::PermissionsExt;
         let (dir, store) = store();

@@ -51,7 +51,9 @@ enum Cmd {
     },
     /// Delete a resource that `apply` created.
     Delete {
-        /// service, httproute, gateway, secret, configmap or backendtlspolicy.
+        /// service, httproute, grpcroute, tcproute, gateway, secret, configmap or
+        /// backendtlspolicy; NAME is `name`, or `name.namespace` outside the
+        /// default namespace.
         kind: String,
         name: String,
     },
@@ -185,10 +187,12 @@ fn validate(paths: &[PathBuf]) -> Result<(), Failure> {
     let files = read_inputs(paths)?;
     match ringmesh_control::resources::parse(&files) {
         Ok(r) => {
-            // The TLS kinds are counted only when there are some, so the
-            // line reads as before for a mesh without them.
+            // The later kinds are counted only when there are some, so
+            // the line reads as before for a mesh without them.
             let mut tls = String::new();
             for (n, what) in [
+                (r.grpc_routes.len(), "gRPC routes"),
+                (r.tcp_routes.len(), "TCP routes"),
                 (r.secrets.len(), "secrets"),
                 (r.config_maps.len(), "config maps"),
                 (r.backend_tls.len(), "backend TLS policies"),

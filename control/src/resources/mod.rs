@@ -138,10 +138,17 @@ pub(crate) fn validate_tests_mesh() -> &'static str {
     validate::tests::MESH
 }
 
+/// The Gateway API set the unit tests share.
+#[cfg(test)]
+pub(crate) fn validate_api_mesh() -> &'static str {
+    validate::api_tests::API
+}
+
 /// One resource document of a file, identified but not yet checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {
     pub kind: String,
+    /// Qualified: `name`, or `name.namespace` outside the default one.
     pub name: String,
     /// The document's own text (what `apply` stores).
     pub text: String,
@@ -154,6 +161,7 @@ pub fn documents(file: &str, text: &str) -> Result<Vec<Document>, ResourceErrors
     #[derive(serde::Deserialize)]
     struct Meta {
         name: Option<String>,
+        namespace: Option<String>,
     }
     #[derive(serde::Deserialize)]
     struct Ident {
@@ -173,10 +181,17 @@ pub fn documents(file: &str, text: &str) -> Result<Vec<Document>, ResourceErrors
         match serde_saphyr::from_str::<Ident>(doc) {
             Ok(Ident {
                 kind: Some(kind),
-                metadata: Some(Meta { name: Some(name) }),
+                metadata:
+                    Some(Meta {
+                        name: Some(name),
+                        namespace,
+                    }),
             }) => out.push(Document {
                 kind,
-                name,
+                name: model::qualified(
+                    &name,
+                    namespace.as_deref().unwrap_or(model::DEFAULT_NAMESPACE),
+                ),
                 text: doc.to_string(),
                 line: offset + 1,
             }),

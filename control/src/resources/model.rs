@@ -1,5 +1,11 @@
 //! Checked resources: what the compiler works from. Names are resolved
 //! (every reference points at something that exists), durations parsed.
+//!
+//! Resources are scoped by namespace, and known by their qualified name:
+//! `name` in the `default` namespace, `name.namespace` in any other (see
+//! `qualified`). That is the key of every map here, the name references
+//! hold, and (for a Service) the Host the mesh calls it by and the base of
+//! its clusters' names.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,6 +17,9 @@ use super::certs::KeyPair;
 pub struct Resources {
     pub services: BTreeMap<String, Service>,
     pub routes: BTreeMap<String, HttpRoute>,
+    /// GRPCRoutes: HTTP routes whose matches are gRPC methods.
+    pub grpc_routes: BTreeMap<String, HttpRoute>,
+    pub tcp_routes: BTreeMap<String, TcpRoute>,
     pub gateways: BTreeMap<String, Gateway>,
     pub secrets: BTreeMap<String, TlsSecret>,
     pub config_maps: BTreeMap<String, ConfigMap>,
@@ -24,13 +33,110 @@ pub struct Source {
     pub line: u64,
 }
 
+/// The namespace of a resource that names none.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// A resource's name as ringmesh knows it: `name` in the default
+/// namespace (so resources written without namespaces keep their names),
+/// `name.namespace` in another. Both parts are DNS labels, so the result
+/// is a valid proxy name (letters, digits, `-`, `.`; at most 127) and a
+/// host name.
+pub fn qualified(name: &str, namespace: &str) -> String {
+    if namespace == DEFAULT_NAMESPACE {
+        name.to_string()
+    } else {
+        format!("{name}.{namespace}")
+    }
+}
+
+/// The namespace part of a qualified name.
+pub fn namespace_of(qualified: &str) -> &str {
+    qualified
+        .split_once('.')
+        .map_or(DEFAULT_NAMESPACE, |(_, ns)| ns)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Service {
+    /// Qualified.
     pub name: String,
     /// Static endpoints; proxies registered as this service's workloads are
-    /// added when compiling.
+    /// added when compiling. With `ports`, an endpoint may be a bare host
+    /// (it serves every port's `target_port`).
     pub endpoints: Vec<String>,
+    /// `spec.ports`, in the order written; empty: one cluster for the
+    /// Service, as before ports were read.
+    pub ports: Vec<ServicePort>,
     pub source: Source,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePort {
+    pub name: Option<String>,
+    /// What routes name (`backendRefs[].port`, `parentRefs[].port`).
+    pub port: u16,
+    /// Where endpoints listen; `port` when not given.
+    pub target_port: u16,
+    pub app_protocol: AppProtocol,
+}
+
+/// A Service port's `appProtocol`: what the proxy speaks to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppProtocol {
+    /// Not given: HTTP/1.1, or HTTP/2 when a GRPCRoute sends to it.
+    Unspecified,
+    /// `http`, `kubernetes.io/ws`: HTTP/1.1.
+    Http,
+    /// `http2`, `grpc`, `kubernetes.io/h2c`: HTTP/2 (h2c on plaintext).
+    Http2,
+    /// `tcp`: opaque bytes; only TCPRoutes send to it.
+    Tcp,
+}
+
+impl Service {
+    /// The cluster a route's `port` (already checked) sends to.
+    pub fn cluster(&self, port: Option<u16>) -> String {
+        match port {
+            Some(p) if !self.ports.is_empty() => cluster_name(&self.name, p),
+            _ => self.name.clone(),
+        }
+    }
+
+    pub fn port(&self, port: u16) -> Option<&ServicePort> {
+        self.ports.iter().find(|p| p.port == port)
+    }
+
+    /// The static endpoints of one port: those written `host:target_port`,
+    /// and the bare hosts with `target_port` added.
+    pub fn port_endpoints(&self, p: &ServicePort) -> Vec<String> {
+        self.endpoints
+            .iter()
+            .filter_map(|e| match endpoint_port(e) {
+                Some(port) => (port == p.target_port).then(|| e.clone()),
+                None if e.parse::<std::net::Ipv6Addr>().is_ok() => {
+                    Some(format!("[{e}]:{}", p.target_port))
+                }
+                None => Some(format!("{e}:{}", p.target_port)),
+            })
+            .collect()
+    }
+}
+
+/// The cluster of one port of a Service with ports: `name_port` (`_`
+/// appears in no resource name, so it never collides with one).
+pub fn cluster_name(service: &str, port: u16) -> String {
+    format!("{service}_{port}")
+}
+
+/// The port of `ip:port`, `[v6]:port` or `host:port`; None for a bare host.
+pub fn endpoint_port(e: &str) -> Option<u16> {
+    if let Ok(a) = e.parse::<SocketAddr>() {
+        return Some(a.port());
+    }
+    if e.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    e.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -42,10 +148,58 @@ pub struct HttpRoute {
     pub source: Source,
 }
 
+/// Where a route attaches: qualified names, with the Gateway API's
+/// `port` and `sectionName` (a listener's name; for a Service, a port's
+/// name, read as the port it names).
+/// A TCPRoute: a Gateway TCP listener's connections, relayed to one
+/// backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TcpRoute {
+    /// Qualified.
+    pub name: String,
+    pub parents: Vec<Parent>,
+    pub backend: Backend,
+    pub source: Source,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Parent {
-    Service(String),
-    Gateway(String),
+    /// A sidecar's outbound listener tells Services apart by Host, not by
+    /// port: `port` is checked but routes all of the Service's traffic.
+    Service { name: String, port: Option<u16> },
+    Gateway {
+        name: String,
+        section: Option<String>,
+        port: Option<u16>,
+    },
+}
+
+impl Parent {
+    pub fn name(&self) -> &str {
+        match self {
+            Parent::Service { name, .. } | Parent::Gateway { name, .. } => name,
+        }
+    }
+
+    pub fn is_service(&self, service: &str) -> bool {
+        matches!(self, Parent::Service { name, .. } if name == service)
+    }
+
+    /// Whether this parent is Gateway `gateway`'s listener `l`.
+    pub fn is_listener(&self, gateway: &str, l: &GatewayListener) -> bool {
+        match self {
+            Parent::Gateway {
+                name,
+                section,
+                port,
+            } => {
+                name == gateway
+                    && section.as_ref().is_none_or(|s| *s == l.name)
+                    && port.is_none_or(|p| p == l.address.port())
+            }
+            Parent::Service { .. } => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +218,8 @@ pub struct Rule {
 pub struct Retry {
     pub attempts: u32,
     pub codes: Vec<u16>,
+    /// gRPC statuses, by the proxy's names (`unavailable`, ...).
+    pub grpc: Vec<String>,
 }
 
 /// Fault injection, for testing how callers cope with a slow or failing
@@ -94,9 +250,20 @@ pub struct FaultAbort {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Match {
+    /// Unused (`/`) when `grpc` is set: the method is the path.
     pub path: PathMatch,
     pub method: Option<String>,
     pub headers: Vec<(String, String)>,
+    /// A GRPCRoute's `method` match.
+    pub grpc: Option<GrpcMethod>,
+}
+
+/// A gRPC service (fully qualified) and, optionally, one of its methods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcMethod {
+    /// Empty: any gRPC request.
+    pub service: String,
+    pub method: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +274,13 @@ pub enum PathMatch {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {
+    /// Qualified.
     pub service: String,
+    /// Set when the Service has ports: which one (a Service with one port
+    /// needs none named).
+    pub port: Option<u16>,
+    /// The proxy cluster it sends to.
+    pub cluster: String,
     pub weight: u64,
 }
 
@@ -121,7 +294,15 @@ pub struct Gateway {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayListener {
     pub name: String,
+    /// `address`, or `0.0.0.0:port`.
     pub address: SocketAddr,
+    pub protocol: ListenerProtocol,
+    /// Namespaces whose routes may attach: `None` for all (`from: All`),
+    /// else the Gateway's own (`from: Same`, the default).
+    pub allowed_namespace: Option<String>,
+    /// Kinds of route that may attach (`allowedRoutes.kinds`, or what the
+    /// protocol carries).
+    pub kinds: Vec<RouteKind>,
     /// Lowercase; `*.example.com` for a wildcard. None: every host.
     pub hostname: Option<String>,
     /// `protocol: HTTPS`: TLS terminated with these certificates.
@@ -134,7 +315,52 @@ pub struct ListenerTls {
     pub certificates: Vec<String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerProtocol {
+    Http,
+    Https,
+    /// Opaque TCP, relayed to the one TCPRoute's backend.
+    Tcp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RouteKind {
+    Http,
+    Grpc,
+    Tcp,
+}
+
+impl RouteKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteKind::Http => "HTTPRoute",
+            RouteKind::Grpc => "GRPCRoute",
+            RouteKind::Tcp => "TCPRoute",
+        }
+    }
+}
+
+impl ListenerProtocol {
+    /// The route kinds a listener of this protocol can carry.
+    pub fn kinds(self) -> &'static [RouteKind] {
+        match self {
+            ListenerProtocol::Http | ListenerProtocol::Https => &[RouteKind::Http, RouteKind::Grpc],
+            ListenerProtocol::Tcp => &[RouteKind::Tcp],
+        }
+    }
+}
+
 impl GatewayListener {
+    /// Whether a route of `kind` in `namespace` may attach here
+    /// (`allowedRoutes`).
+    pub fn accepts(&self, kind: RouteKind, namespace: &str) -> bool {
+        self.kinds.contains(&kind)
+            && self
+                .allowed_namespace
+                .as_ref()
+                .is_none_or(|ns| ns == namespace)
+    }
+
     /// The Host matches a route with `route_hostnames` gets on this
     /// listener, as the Gateway API intersects them: the route's names
     /// this listener's hostname covers, or the listener's hostname where

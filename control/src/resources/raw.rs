@@ -1,5 +1,8 @@
 //! Resources as written. Fields validation may complain about are
 //! `Spanned`, so errors can name their line; unknown fields are errors.
+//! A field the Gateway API (or Kubernetes) has but ringmesh does not
+//! implement yet is read as `Unsupported`, so that validation can say so
+//! at the field instead of "unknown field".
 
 use std::collections::BTreeMap;
 
@@ -8,22 +11,43 @@ use serde_saphyr::Spanned;
 
 pub type S<T> = Spanned<T>;
 
-/// Read first from every document, to learn which type to read it as.
+/// A field ringmesh knows but does not implement yet: any value, kept
+/// only for where it was written.
+pub type Unsupported = Option<S<serde::de::IgnoredAny>>;
+
+/// Read first from every document, to learn which type to read it as
+/// and which namespace its references resolve in.
 #[derive(Debug, Deserialize)]
 pub struct Header {
     pub kind: Option<S<String>>,
+    #[serde(rename = "apiVersion")]
+    pub api_version: Option<S<String>>,
+    pub metadata: Option<HeaderMetadata>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HeaderMetadata {
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Metadata {
     pub name: S<String>,
+    /// `default` when not given.
+    pub namespace: Option<S<String>>,
+    /// Accepted so that a Kubernetes manifest reads as it is; ignored.
+    pub labels: Option<serde::de::IgnoredAny>,
+    /// Accepted so that a Kubernetes manifest reads as it is; ignored.
+    pub annotations: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawService {
     pub kind: S<String>,
+    #[serde(rename = "apiVersion")]
+    pub api_version: Option<S<String>>,
     pub metadata: Metadata,
     #[serde(default)]
     pub spec: RawServiceSpec,
@@ -32,16 +56,52 @@ pub struct RawService {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawServiceSpec {
-    /// Static endpoints, `ip:port` or `dns-name:port`, besides the proxies
-    /// that register as this service's workloads.
+    /// Static endpoints, `ip:port` or `dns-name:port` (a bare host when
+    /// `ports` are given), besides the proxies that register as this
+    /// service's workloads.
     #[serde(default)]
     pub endpoints: Vec<S<String>>,
+    /// As a Kubernetes Service's: one cluster each.
+    #[serde(default)]
+    pub ports: Vec<S<RawServicePort>>,
+    /// Kubernetes picks workloads by label; ringmesh's register with
+    /// `--service`. Accepted so that a Kubernetes Service reads as it is,
+    /// and ignored.
+    pub selector: Option<serde::de::IgnoredAny>,
+    /// `ClusterIP` only.
+    #[serde(rename = "type")]
+    pub service_type: Option<S<String>>,
+}
+
+/// As a Kubernetes `ServicePort`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawServicePort {
+    pub name: Option<S<String>>,
+    pub port: S<u64>,
+    /// A number; Kubernetes' named target ports are not supported.
+    pub target_port: Option<S<RawIntOrString>>,
+    /// `TCP` only.
+    pub protocol: Option<S<String>>,
+    /// `http`, `http2`, `grpc`, `tcp`, `kubernetes.io/h2c`,
+    /// `kubernetes.io/ws`.
+    pub app_protocol: Option<S<String>>,
+}
+
+/// Kubernetes' IntOrString.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawIntOrString {
+    Int(u64),
+    String(String),
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHttpRoute {
     pub kind: S<String>,
+    #[serde(rename = "apiVersion")]
+    pub api_version: Option<S<String>>,
     pub metadata: Metadata,
     pub spec: RawHttpRouteSpec,
 }
@@ -57,23 +117,37 @@ pub struct RawHttpRouteSpec {
     pub rules: Vec<S<RawRule>>,
 }
 
+/// As the Gateway API's `ParentReference`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawParentRef {
+    /// `gateway.networking.k8s.io` (the default) for a Gateway; `""` or
+    /// `core` for a Service.
+    pub group: Option<S<String>>,
     /// `Service` (mesh traffic, the default) or `Gateway`.
     pub kind: Option<S<String>>,
+    /// The route's own when not given.
+    pub namespace: Option<S<String>>,
     pub name: S<String>,
+    /// A Gateway's listener name, or a Service's port name.
+    pub section_name: Option<S<String>>,
+    /// A Gateway listener's port, or a Service's port.
+    pub port: Option<S<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawRule {
+    /// The Gateway API's rule name; accepted, ignored.
+    pub name: Option<S<String>>,
     #[serde(default)]
     pub matches: Vec<S<RawRouteMatch>>,
     pub backend_refs: Vec<S<RawBackendRef>>,
     pub timeouts: Option<RawTimeouts>,
     pub retry: Option<S<RawRetry>>,
     pub fault: Option<S<RawFault>>,
+    pub filters: Unsupported,
+    pub session_persistence: Unsupported,
 }
 
 /// As in the Gateway API (GEP-1731): failed connections are retried, and
@@ -84,6 +158,7 @@ pub struct RawRetry {
     pub attempts: S<u64>,
     #[serde(default)]
     pub codes: Vec<S<u64>>,
+    pub backoff: Unsupported,
 }
 
 /// As Istio's VirtualService `fault`, in this API's spelling: delay and/or
@@ -112,18 +187,20 @@ pub struct RawFaultAbort {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawRouteMatch {
     pub path: Option<S<RawPathMatch>>,
     pub method: Option<S<String>>,
     #[serde(default)]
     pub headers: Vec<S<RawHeaderMatch>>,
+    pub query_params: Unsupported,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPathMatch {
-    /// `PathPrefix` (the default) or `Exact`.
+    /// `PathPrefix` (the default) or `Exact`; `RegularExpression` is not
+    /// supported.
     #[serde(rename = "type")]
     pub kind: Option<S<String>>,
     pub value: S<String>,
@@ -132,45 +209,155 @@ pub struct RawPathMatch {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHeaderMatch {
+    /// `Exact` (the default); `RegularExpression` is not supported.
+    #[serde(rename = "type")]
+    pub kind: Option<S<String>>,
     pub name: S<String>,
     pub value: S<String>,
 }
 
+/// As the Gateway API's `BackendRef`: a Service.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBackendRef {
-    /// A Service.
+    /// `""` (the default) or `core`.
+    pub group: Option<S<String>>,
+    /// `Service`, the default.
+    pub kind: Option<S<String>>,
+    /// The route's own when not given.
+    pub namespace: Option<S<String>>,
     pub name: S<String>,
+    /// One of the Service's `ports`.
+    pub port: Option<S<u64>>,
     pub weight: Option<S<u64>>,
+    pub filters: Unsupported,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawTimeouts {
+    pub request: Option<S<String>>,
+    pub backend_request: Unsupported,
+}
+
+/// As the Gateway API's GRPCRoute (v1), with ringmesh's `timeouts` and
+/// `retry` on rules as on HTTPRoute rules.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGrpcRoute {
+    pub kind: S<String>,
+    #[serde(rename = "apiVersion")]
+    pub api_version: Option<S<String>>,
+    pub metadata: Metadata,
+    pub spec: RawGrpcRouteSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawGrpcRouteSpec {
+    pub parent_refs: Vec<S<RawParentRef>>,
+    #[serde(default)]
+    pub hostnames: Vec<S<String>>,
+    pub rules: Vec<S<RawGrpcRule>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawGrpcRule {
+    /// The Gateway API's rule name; accepted, ignored.
+    pub name: Option<S<String>>,
+    #[serde(default)]
+    pub matches: Vec<S<RawGrpcRouteMatch>>,
+    pub backend_refs: Vec<S<RawBackendRef>>,
+    pub timeouts: Option<RawTimeouts>,
+    pub retry: Option<S<RawGrpcRetry>>,
+    pub filters: Unsupported,
+    pub session_persistence: Unsupported,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTimeouts {
-    pub request: Option<S<String>>,
+pub struct RawGrpcRouteMatch {
+    pub method: Option<S<RawGrpcMethodMatch>>,
+    #[serde(default)]
+    pub headers: Vec<S<RawHeaderMatch>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGrpcMethodMatch {
+    /// `Exact` (the default); `RegularExpression` is not supported.
+    #[serde(rename = "type")]
+    pub kind: Option<S<String>>,
+    pub service: Option<S<String>>,
+    pub method: Option<S<String>>,
+}
+
+/// As an HTTPRoute's, with gRPC statuses (names or numbers) for codes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGrpcRetry {
+    pub attempts: S<u64>,
+    #[serde(default)]
+    pub codes: Vec<S<RawIntOrString>>,
+    pub backoff: Unsupported,
+}
+
+/// As the Gateway API's TCPRoute (v1alpha2).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTcpRoute {
+    pub kind: S<String>,
+    #[serde(rename = "apiVersion")]
+    pub api_version: Option<S<String>>,
+    pub metadata: Metadata,
+    pub spec: RawTcpRouteSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawTcpRouteSpec {
+    pub parent_refs: Vec<S<RawParentRef>>,
+    pub rules: Vec<S<RawTcpRule>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawTcpRule {
+    /// The Gateway API's rule name; accepted, ignored.
+    pub name: Option<S<String>>,
+    pub backend_refs: Vec<S<RawBackendRef>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGateway {
     pub kind: S<String>,
+    #[serde(rename = "apiVersion")]
+    pub api_version: Option<S<String>>,
     pub metadata: Metadata,
     pub spec: RawGatewaySpec,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawGatewaySpec {
+    /// Accepted, ignored: a ringmesh control plane is one class.
+    pub gateway_class_name: Option<S<String>>,
     pub listeners: Vec<S<RawGatewayListener>>,
+    pub addresses: Unsupported,
+    pub infrastructure: Unsupported,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawGatewayListener {
     pub name: S<String>,
-    /// `ip:port` the gateway proxy listens on.
-    pub address: S<String>,
-    /// `HTTP` (the default) or `HTTPS`.
+    /// `ip:port` the gateway proxy listens on (ringmesh's); or:
+    pub address: Option<S<String>>,
+    /// the Gateway API's: on every address (`0.0.0.0:port`).
+    pub port: Option<S<u64>>,
+    /// `HTTP` (the default), `HTTPS` or `TCP`.
     pub protocol: Option<S<String>>,
     /// The host name this listener serves (`*.` and a name for a
     /// wildcard): the SNI its certificates answer to, and the Host its
@@ -178,6 +365,30 @@ pub struct RawGatewayListener {
     pub hostname: Option<S<String>>,
     /// For `protocol: HTTPS`.
     pub tls: Option<S<RawGatewayTls>>,
+    pub allowed_routes: Option<S<RawAllowedRoutes>>,
+}
+
+/// As the Gateway API's `AllowedRoutes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAllowedRoutes {
+    pub namespaces: Option<S<RawRouteNamespaces>>,
+    pub kinds: Option<Vec<S<RawRouteGroupKind>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteNamespaces {
+    /// `Same` (the default) or `All`; `Selector` is not supported.
+    pub from: Option<S<String>>,
+    pub selector: Unsupported,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteGroupKind {
+    pub group: Option<S<String>>,
+    pub kind: S<String>,
 }
 
 /// As the Gateway API's `GatewayTLSConfig`.
@@ -189,6 +400,8 @@ pub struct RawGatewayTls {
     /// Secrets of type `kubernetes.io/tls`; the first is the default.
     #[serde(default)]
     pub certificate_refs: Vec<S<RawObjectRef>>,
+    pub options: Unsupported,
+    pub frontend_validation: Unsupported,
 }
 
 /// A reference to another resource, as the Gateway API writes them.
@@ -199,6 +412,9 @@ pub struct RawGatewayTls {
 pub struct RawObjectRef {
     pub group: Option<S<String>>,
     pub kind: Option<S<String>>,
+    /// The referring resource's when not given (where the Gateway API has
+    /// it: a listener's `certificateRefs`).
+    pub namespace: Option<S<String>>,
     pub name: S<String>,
 }
 
@@ -209,6 +425,8 @@ pub struct RawObjectRef {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawSecret {
     pub kind: S<String>,
+    #[serde(rename = "apiVersion")]
+    pub api_version: Option<S<String>>,
     pub metadata: Metadata,
     #[serde(rename = "type")]
     pub secret_type: Option<S<String>>,
@@ -222,6 +440,8 @@ pub struct RawSecret {
 #[serde(deny_unknown_fields)]
 pub struct RawConfigMap {
     pub kind: S<String>,
+    #[serde(rename = "apiVersion")]
+    pub api_version: Option<S<String>>,
     pub metadata: Metadata,
     pub data: Option<S<BTreeMap<String, S<String>>>>,
 }
@@ -232,6 +452,8 @@ pub struct RawConfigMap {
 #[serde(deny_unknown_fields)]
 pub struct RawBackendTlsPolicy {
     pub kind: S<String>,
+    #[serde(rename = "apiVersion")]
+    pub api_version: Option<S<String>>,
     pub metadata: Metadata,
     pub spec: RawBackendTlsSpec,
 }

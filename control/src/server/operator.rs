@@ -6,7 +6,7 @@ use ringmesh_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::state::Hub;
-use crate::resources::model::{BackendCa, CaRef, Parent, PathMatch, Resources};
+use crate::resources::model::{BackendCa, CaRef, ListenerProtocol, Parent, PathMatch, Resources};
 use crate::resources::redact;
 use crate::store::{Store, StoreError};
 
@@ -26,13 +26,15 @@ fn status(e: StoreError) -> Status {
 
 /// The kinds `get` and `delete` take, as `ringmeshctl` lists them.
 pub const KIND_WORDS: &str =
-    "services, routes, gateways, secrets, configmaps or backendtlspolicies";
+    "services, routes, grpcroutes, tcproutes, gateways, secrets, configmaps or backendtlspolicies";
 
 /// `service`, `services`, `svc`, `httproute`, `routes`, ... -> the kind.
 pub fn kind_of(word: &str) -> Option<&'static str> {
     match word.to_ascii_lowercase().as_str() {
         "service" | "services" | "svc" => Some("Service"),
         "httproute" | "httproutes" | "route" | "routes" => Some("HTTPRoute"),
+        "grpcroute" | "grpcroutes" => Some("GRPCRoute"),
+        "tcproute" | "tcproutes" => Some("TCPRoute"),
         "gateway" | "gateways" | "gw" => Some("Gateway"),
         "secret" | "secrets" => Some("Secret"),
         "configmap" | "configmaps" | "cm" => Some("ConfigMap"),
@@ -159,50 +161,84 @@ fn summarize(
                 )
             })
             .collect(),
-        "HTTPRoute" => r
-            .routes
+        "HTTPRoute" | "GRPCRoute" => if kind == "HTTPRoute" {
+            &r.routes
+        } else {
+            &r.grpc_routes
+        }
+        .values()
+        .map(|rt| {
+            let parents: Vec<String> = rt
+                .parents
+                .iter()
+                .map(|p| match p {
+                    Parent::Service { name, port: None } => format!("Service/{name}"),
+                    Parent::Service {
+                        name,
+                        port: Some(port),
+                    } => format!("Service/{name}:{port}"),
+                    Parent::Gateway { name, section, .. } => match section {
+                        Some(s) => format!("Gateway/{name}/{s}"),
+                        None => format!("Gateway/{name}"),
+                    },
+                })
+                .collect();
+            let rules: Vec<String> = rt
+                .rules
+                .iter()
+                .map(|rule| {
+                    let when: Vec<String> = rule
+                        .matches
+                        .iter()
+                        .map(|m| match (&m.grpc, &m.path) {
+                            (Some(g), _) if g.service.is_empty() => "grpc".into(),
+                            (Some(g), _) => match &g.method {
+                                Some(method) => format!("/{}/{method}", g.service),
+                                None => format!("/{}/*", g.service),
+                            },
+                            (None, PathMatch::Prefix(p)) => format!("{p}*"),
+                            (None, PathMatch::Exact(p)) => p.clone(),
+                        })
+                        .collect();
+                    let to: Vec<String> = rule
+                        .backends
+                        .iter()
+                        .map(|b| format!("{}={}", b.cluster, b.weight))
+                        .collect();
+                    format!(
+                        "{} -> {}",
+                        if when.is_empty() {
+                            "*".into()
+                        } else {
+                            when.join("|")
+                        },
+                        to.join(",")
+                    )
+                })
+                .collect();
+            one(
+                &rt.name,
+                src(&rt.source),
+                vec![("parents", parents.join(", ")), ("rules", rules.join("; "))],
+            )
+        })
+        .collect(),
+        "TCPRoute" => r
+            .tcp_routes
             .values()
             .map(|rt| {
                 let parents: Vec<String> = rt
                     .parents
                     .iter()
-                    .map(|p| match p {
-                        Parent::Service(n) => format!("Service/{n}"),
-                        Parent::Gateway(n) => format!("Gateway/{n}"),
-                    })
-                    .collect();
-                let rules: Vec<String> = rt
-                    .rules
-                    .iter()
-                    .map(|rule| {
-                        let when: Vec<String> = rule
-                            .matches
-                            .iter()
-                            .map(|m| match &m.path {
-                                PathMatch::Prefix(p) => format!("{p}*"),
-                                PathMatch::Exact(p) => p.clone(),
-                            })
-                            .collect();
-                        let to: Vec<String> = rule
-                            .backends
-                            .iter()
-                            .map(|b| format!("{}={}", b.service, b.weight))
-                            .collect();
-                        format!(
-                            "{} -> {}",
-                            if when.is_empty() {
-                                "*".into()
-                            } else {
-                                when.join("|")
-                            },
-                            to.join(",")
-                        )
-                    })
+                    .map(|p| format!("Gateway/{}", p.name()))
                     .collect();
                 one(
                     &rt.name,
                     src(&rt.source),
-                    vec![("parents", parents.join(", ")), ("rules", rules.join("; "))],
+                    vec![
+                        ("parents", parents.join(", ")),
+                        ("backend", rt.backend.cluster.clone()),
+                    ],
                 )
             })
             .collect(),
@@ -215,6 +251,9 @@ fn summarize(
                     .iter()
                     .map(|l| {
                         let mut text = format!("{}={}", l.name, l.address);
+                        if l.protocol == ListenerProtocol::Tcp {
+                            text.push_str(" TCP");
+                        }
                         if let Some(tls) = &l.tls {
                             text.push_str(&format!(" HTTPS({})", tls.certificates.join(" ")));
                         }
@@ -361,6 +400,8 @@ mod tests {
         for kind in [
             "Service",
             "HTTPRoute",
+            "GRPCRoute",
+            "TCPRoute",
             "Gateway",
             "Secret",
             "ConfigMap",

@@ -20,6 +20,7 @@ impl Checker {
         doc: &Doc,
         p: &RawBackendTlsPolicy,
         at: &str,
+        name: String,
         known: &Resources,
         taken: &mut BTreeMap<String, String>,
     ) -> Option<BackendTls> {
@@ -36,39 +37,39 @@ impl Checker {
         let mut targets = Vec::new();
         for (i, r) in spec.target_refs.iter().enumerate() {
             let path = format!("{at}.spec.targetRefs[{i}]");
-            if !self.ref_kind(doc, r, &path, &["Service"]) {
+            if !self.ref_kind(doc, r, &path, &["Service"], false) {
                 continue;
             }
-            let name = &r.value.name;
-            if !self.reference(
+            let target = &r.value.name;
+            let Some(q) = self.reference(
                 doc,
-                name,
+                target,
                 &format!("{path}.name"),
                 "Service",
                 known.services.keys(),
-            ) {
+            ) else {
                 continue;
-            }
+            };
             let here = format!(
                 "{at} ({}:{})",
                 doc.file,
-                doc.offset + name.referenced.line()
+                doc.offset + target.referenced.line()
             );
-            if let Some(first) = taken.get(&name.value) {
+            if let Some(first) = taken.get(&q) {
                 self.err(
                     doc,
-                    &name.referenced,
+                    &target.referenced,
                     format!("{path}.name"),
                     format!(
                         "Service `{}` already has a backend TLS policy: {first}",
-                        name.value
+                        target.value
                     ),
                 );
                 continue;
             }
-            taken.insert(name.value.clone(), here);
-            if !targets.contains(&name.value) {
-                targets.push(name.value.clone());
+            taken.insert(q.clone(), here);
+            if !targets.contains(&q) {
+                targets.push(q);
             }
         }
         let validation = self.backend_validation(doc, p, at, known);
@@ -85,13 +86,13 @@ impl Checker {
                 );
                 continue;
             }
-            if self.reference(doc, v, &path, "Secret", known.secrets.keys()) {
-                client_certificate = Some(v.value.clone());
+            if let Some(q) = self.reference(doc, v, &path, "Secret", known.secrets.keys()) {
+                client_certificate = Some(q);
             }
         }
         let (ca, hostname) = validation?;
         (self.errors.len() == errors).then(|| BackendTls {
-            name: p.metadata.name.value.clone(),
+            name,
             targets,
             ca,
             hostname,
@@ -190,7 +191,7 @@ impl Checker {
         let mut out = Vec::new();
         for (i, r) in refs.iter().enumerate() {
             let p = format!("{path}[{i}]");
-            if !self.ref_kind(doc, r, &p, &["ConfigMap", "Secret"]) {
+            if !self.ref_kind(doc, r, &p, &["ConfigMap", "Secret"], false) {
                 continue;
             }
             let name = &r.value.name;
@@ -202,14 +203,11 @@ impl Checker {
                 .map_or("ConfigMap", |k| k.value.as_str())
             {
                 "Secret" => {
-                    if !self.reference(doc, name, &np, "Secret", known.secrets.keys()) {
+                    let Some(q) = self.reference(doc, name, &np, "Secret", known.secrets.keys())
+                    else {
                         continue;
-                    }
-                    if known
-                        .secrets
-                        .get(&name.value)
-                        .is_some_and(|s| s.ca.is_none())
-                    {
+                    };
+                    if known.secrets.get(&q).is_some_and(|s| s.ca.is_none()) {
                         self.err(
                             doc,
                             &name.referenced,
@@ -218,11 +216,13 @@ impl Checker {
                         );
                         continue;
                     }
-                    out.push(CaRef::Secret(name.value.clone()));
+                    out.push(CaRef::Secret(q));
                 }
                 _ => {
-                    if self.reference(doc, name, &np, "ConfigMap", known.config_maps.keys()) {
-                        out.push(CaRef::ConfigMap(name.value.clone()));
+                    if let Some(q) =
+                        self.reference(doc, name, &np, "ConfigMap", known.config_maps.keys())
+                    {
+                        out.push(CaRef::ConfigMap(q));
                     }
                 }
             }

@@ -18,6 +18,12 @@ impl Checker {
     /// `timeouts.request`: from sending the request upstream to receiving
     /// the response head.
     pub(super) fn timeouts(&mut self, doc: &Doc, t: &RawTimeouts, path: &str) -> Option<Duration> {
+        self.unsupported(
+            doc,
+            &t.backend_request,
+            &format!("{path}.timeouts.backendRequest"),
+            ": `request` bounds each try",
+        );
         let t = t.request.as_ref()?;
         self.duration(
             doc,
@@ -53,6 +59,7 @@ impl Checker {
     }
 
     pub(super) fn retry(&mut self, doc: &Doc, r: &RawRetry, path: &str) -> Retry {
+        self.unsupported(doc, &r.backoff, &format!("{path}.retry.backoff"), "");
         let attempts = &r.attempts;
         if !(1..=5).contains(&attempts.value) {
             self.err(
@@ -78,6 +85,7 @@ impl Checker {
         Retry {
             attempts: attempts.value.clamp(1, 5) as u32,
             codes: r.codes.iter().map(|c| c.value as u16).collect(),
+            grpc: Vec::new(),
         }
     }
 

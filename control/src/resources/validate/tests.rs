@@ -59,7 +59,13 @@ fn a_good_set() {
         }
     );
     let split = &r.routes["checkout-split"];
-    assert_eq!(split.parents, [Parent::Service("checkout".into())]);
+    assert_eq!(
+        split.parents,
+        [Parent::Service {
+            name: "checkout".into(),
+            port: None
+        }]
+    );
     assert_eq!(
         split.rules[0].matches[0].path,
         PathMatch::Prefix("/cart".into())
@@ -72,6 +78,8 @@ fn a_good_set() {
         split.rules[0].backends,
         [Backend {
             service: "checkout-v2".into(),
+            port: None,
+            cluster: "checkout-v2".into(),
             weight: 1
         }]
     );
@@ -84,7 +92,14 @@ fn a_good_set() {
         r.gateways["edge"].listeners[0].address.to_string(),
         "127.0.0.1:8080"
     );
-    assert_eq!(r.routes["shop"].parents, [Parent::Gateway("edge".into())]);
+    assert_eq!(
+        r.routes["shop"].parents,
+        [Parent::Gateway {
+            name: "edge".into(),
+            section: None,
+            port: None
+        }]
+    );
 }
 
 #[test]
@@ -129,7 +144,7 @@ fn schema_errors_name_the_line_in_the_whole_file() {
     let err = parse(&files("kind: Servce\nmetadata: { name: a }\n"))
         .unwrap_err()
         .to_string();
-    assert_eq!(err, "mesh.yaml:1:7: kind: unknown kind `Servce` (did you mean `Service`?); known: Service, HTTPRoute, Gateway, Secret, ConfigMap, BackendTLSPolicy");
+    assert_eq!(err, "mesh.yaml:1:7: kind: unknown kind `Servce` (did you mean `Service`?); known: Service, HTTPRoute, Gateway, Secret, ConfigMap, BackendTLSPolicy, GRPCRoute, TCPRoute");
     let err = parse(&files("metadata: { name: a }\n"))
         .unwrap_err()
         .to_string();
@@ -199,7 +214,8 @@ fn retry_policies() {
         r.routes["r"].rules[0].retry,
         Some(Retry {
             attempts: 2,
-            codes: vec![503, 504]
+            codes: vec![503, 504],
+            grpc: Vec::new(),
         })
     );
     let bad = text.replace(

@@ -27,7 +27,13 @@ struct Entry {
 }
 
 impl Checker {
-    pub(super) fn secret(&mut self, doc: &Doc, s: &RawSecret, at: &str) -> Option<TlsSecret> {
+    pub(super) fn secret(
+        &mut self,
+        doc: &Doc,
+        s: &RawSecret,
+        at: &str,
+        name: &str,
+    ) -> Option<TlsSecret> {
         match &s.secret_type {
             None => self.err(
                 doc,
@@ -136,7 +142,7 @@ impl Checker {
             }
         };
         Some(TlsSecret {
-            name: s.metadata.name.value.clone(),
+            name: name.to_string(),
             pair,
             ca,
             source: Source {
@@ -183,6 +189,7 @@ impl Checker {
         doc: &Doc,
         c: &RawConfigMap,
         at: &str,
+        name: &str,
     ) -> Option<ConfigMap> {
         let mut ca = None;
         if let Some(data) = &c.data {
@@ -221,7 +228,7 @@ impl Checker {
             return None;
         }
         Some(ConfigMap {
-            name: c.metadata.name.value.clone(),
+            name: name.to_string(),
             ca: ca?,
             source: Source {
                 file: doc.file.clone(),
@@ -230,11 +237,13 @@ impl Checker {
         })
     }
 
-    /// A listener's `protocol`, `hostname` and `tls`: (hostname, tls).
+    /// A listener's `hostname` and `tls` for its protocol (None: not
+    /// known, an error said why): (hostname, tls).
     pub(super) fn listener_tls(
         &mut self,
         doc: &Doc,
         l: &Spanned<RawGatewayListener>,
+        protocol: Option<ListenerProtocol>,
         path: &str,
         known: &Resources,
     ) -> (Option<String>, Option<ListenerTls>) {
@@ -243,19 +252,29 @@ impl Checker {
             .hostname
             .as_ref()
             .and_then(|h| self.hostname(doc, h, &format!("{path}.hostname"), true));
-        let https = match raw.protocol.as_ref().map(|p| (p.value.as_str(), p)) {
-            None | Some(("HTTP", _)) => false,
-            Some(("HTTPS", _)) => true,
-            Some((other, p)) => {
-                let hint = did_you_mean(other, &["HTTP", "HTTPS"]);
-                self.err(
-                    doc,
-                    &p.referenced,
-                    format!("{path}.protocol"),
-                    format!("`{other}` is not supported{hint}: use HTTP or HTTPS"),
-                );
-                return (hostname, None);
+        let https = match protocol {
+            None => return (hostname, None),
+            Some(ListenerProtocol::Tcp) => {
+                if let Some(h) = &raw.hostname {
+                    self.err(
+                        doc,
+                        &h.referenced,
+                        format!("{path}.hostname"),
+                        "a TCP listener has no host name to match: leave `hostname` out",
+                    );
+                }
+                if let Some(t) = &raw.tls {
+                    self.err(
+                        doc,
+                        &t.referenced,
+                        format!("{path}.tls"),
+                        "`tls` is for `protocol: HTTPS` listeners (TLS passthrough is not supported yet)",
+                    );
+                }
+                return (None, None);
             }
+            Some(ListenerProtocol::Http) => false,
+            Some(ListenerProtocol::Https) => true,
         };
         let tls = match (&raw.tls, https) {
             (None, false) => None,
@@ -320,23 +339,36 @@ impl Checker {
                 "name at least one Secret (type kubernetes.io/tls) for the listener to present",
             );
         }
+        self.unsupported(
+            doc,
+            &t.value.options,
+            &format!("{path}.options"),
+            ": the proxy's TLS settings are its defaults",
+        );
+        self.unsupported(
+            doc,
+            &t.value.frontend_validation,
+            &format!("{path}.frontendValidation"),
+            ": client certificates are not asked for on a Gateway listener",
+        );
         let mut certificates = Vec::new();
         for (i, r) in t.value.certificate_refs.iter().enumerate() {
             let p = format!("{path}.certificateRefs[{i}]");
-            if !self.ref_kind(doc, r, &p, &["Secret"]) {
+            if !self.ref_kind(doc, r, &p, &["Secret"], true) {
                 continue;
             }
             let name = &r.value.name;
-            if !self.reference(
+            let Some(q) = self.reference_in(
                 doc,
                 name,
+                r.value.namespace.as_ref(),
                 &format!("{p}.name"),
                 "Secret",
                 known.secrets.keys(),
-            ) {
+            ) else {
                 continue;
-            }
-            let Some(secret) = known.secrets.get(&name.value) else {
+            };
+            let Some(secret) = known.secrets.get(&q) else {
                 continue;
             };
             let leaf = &secret.pair.leaf;
@@ -362,21 +394,36 @@ impl Checker {
                 ),
                 _ => {}
             }
-            certificates.push(name.value.clone());
+            certificates.push(q);
         }
         (self.errors.len() == errors).then_some(ListenerTls { certificates })
     }
 
     /// `group` (`""` when given) and `kind` (one of `kinds`; the first is
-    /// the default) of a reference.
+    /// the default) of a reference, and its `namespace` where `namespaced`
+    /// (the Gateway API has it there).
     pub(super) fn ref_kind(
         &mut self,
         doc: &Doc,
         r: &Spanned<RawObjectRef>,
         path: &str,
         kinds: &[&str],
+        namespaced: bool,
     ) -> bool {
         let mut ok = true;
+        if let Some(ns) = &r.value.namespace {
+            if namespaced {
+                self.name(doc, ns, &format!("{path}.namespace"));
+            } else {
+                self.err(
+                    doc,
+                    &ns.referenced,
+                    format!("{path}.namespace"),
+                    "this reference is to the referring resource's own namespace (the Gateway API has no `namespace` here)",
+                );
+                ok = false;
+            }
+        }
         if let Some(g) = r.value.group.as_ref().filter(|g| !g.value.is_empty()) {
             self.err(
                 doc,
@@ -463,24 +510,24 @@ impl Checker {
         at: &str,
         known: &Resources,
     ) {
-        let https = |i: usize| {
-            raw[i]
-                .value
-                .protocol
-                .as_ref()
-                .is_some_and(|p| p.value == "HTTPS")
-        };
-        let mut first: BTreeMap<SocketAddr, (usize, &str)> = BTreeMap::new();
+        let mut first: BTreeMap<SocketAddr, (ListenerProtocol, &str)> = BTreeMap::new();
         let mut served: BTreeMap<(SocketAddr, Option<&str>), &str> = BTreeMap::new();
         for (i, l) in built {
             let path = format!("{at}.spec.listeners[{i}]");
             let r = &raw[*i].value;
-            let (lead, lead_name) = *first.entry(l.address).or_insert((*i, &l.name));
-            if https(lead) != https(*i) {
-                let at_p = r
-                    .protocol
-                    .as_ref()
-                    .map_or(r.address.referenced, |p| p.referenced);
+            let at_l = r
+                .address
+                .as_ref()
+                .map(|a| a.referenced)
+                .or(r.port.as_ref().map(|p| p.referenced))
+                .unwrap_or(raw[*i].referenced);
+            let Some(&(lead, lead_name)) = first.get(&l.address) else {
+                first.insert(l.address, (l.protocol, &l.name));
+                served.insert((l.address, l.hostname.as_deref()), &l.name);
+                continue;
+            };
+            if lead != l.protocol {
+                let at_p = r.protocol.as_ref().map_or(at_l, |p| p.referenced);
                 self.err(
                     doc,
                     &at_p,
@@ -488,15 +535,25 @@ impl Checker {
                     format!(
                         "listener `{lead_name}` on {} is {}: listeners that share an address share a protocol",
                         l.address,
-                        if https(lead) { "HTTPS" } else { "HTTP" }
+                        protocol_name(lead)
                     ),
                 );
+                continue;
+            }
+            if lead == ListenerProtocol::Tcp {
+                self.err(
+                    doc,
+                    &at_l,
+                    format!("{path}.port"),
+                    format!(
+                        "listener `{lead_name}` is on {} already: TCP listeners cannot share an address (nothing in a TCP connection tells them apart)",
+                        l.address
+                    ),
+                );
+                continue;
             }
             if let Some(other) = served.insert((l.address, l.hostname.as_deref()), &l.name) {
-                let at_h = r
-                    .hostname
-                    .as_ref()
-                    .map_or(r.address.referenced, |h| h.referenced);
+                let at_h = r.hostname.as_ref().map_or(at_l, |h| h.referenced);
                 let what = l
                     .hostname
                     .as_deref()
@@ -548,6 +605,14 @@ impl Checker {
                 }
             }
         }
+    }
+}
+
+fn protocol_name(p: ListenerProtocol) -> &'static str {
+    match p {
+        ListenerProtocol::Http => "HTTP",
+        ListenerProtocol::Https => "HTTPS",
+        ListenerProtocol::Tcp => "TCP",
     }
 }
 

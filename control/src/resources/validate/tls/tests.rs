@@ -260,7 +260,7 @@ spec:
     - { name: e, address: "127.0.0.1:5", protocol: HTTPS, tls: { certificateRefs: [ { kind: ConfigMap, name: payments-ca }, { group: networking.k8s.io, name: shop-cert } ] } }
     - { name: f, address: "127.0.0.1:6", protocol: HTTPS, hostname: www.example.com, tls: { certificateRefs: [ { name: shop-crt } ] } }
     - { name: g, address: "127.0.0.1:7", protocol: HTTPS, hostname: api.example.com, tls: { certificateRefs: [ { name: shop-cert } ] } }
-    - { name: h, address: "127.0.0.1:8", protocol: TCP, hostname: Shop.Example.com }
+    - { name: h, address: "127.0.0.1:8", protocol: UDP, hostname: Shop.Example.com }
     - { name: i, address: "127.0.0.1:9", hostname: "10.0.0.1" }
     - { name: j, address: "127.0.0.1:10", hostname: x.example }
     - { name: k, address: "127.0.0.1:10", protocol: HTTPS, tls: { certificateRefs: [ { name: shop-cert } ] } }
@@ -282,7 +282,7 @@ spec:
             &format!("{l}[4].tls.certificateRefs[1].group: `networking.k8s.io`: only core objects"),
             &format!("{l}[5].tls.certificateRefs[0].name: no Secret named `shop-crt` (did you mean `shop-cert`?)"),
             &format!("{l}[6].tls.certificateRefs[0].name: the certificate in Secret/shop-cert does not cover the listener's hostname `api.example.com` (it names shop.example.com)"),
-            &format!("{l}[7].protocol: `TCP` is not supported: use HTTP or HTTPS"),
+            &format!("{l}[7].protocol: `UDP` is not supported: use HTTP, HTTPS or TCP"),
             &format!("{l}[7].hostname: `Shop.Example.com`: not a host name"),
             &format!("{l}[8].hostname: `10.0.0.1`: an IP address is not a host name here"),
             &format!("{l}[10].protocol: listener `j` on 127.0.0.1:10 is HTTP: listeners that share an address share a protocol"),
@@ -325,6 +325,9 @@ fn listener_hostnames_intersect_route_hostnames() {
     let l = |h: Option<&str>| GatewayListener {
         name: "l".into(),
         address: "127.0.0.1:1".parse().unwrap_or_else(|e| panic!("{e}")),
+        protocol: ListenerProtocol::Http,
+        allowed_namespace: Some("default".into()),
+        kinds: vec![RouteKind::Http],
         hostname: h.map(str::to_string),
         tls: None,
     };
