@@ -73,10 +73,29 @@ fn builder(s: &Http2) -> Builder {
     b
 }
 
-/// Streams open on a connection, and when the last one ended.
+/// Streams open on a connection, when the last one ended, and how many
+/// the client reset before their response.
 struct Activity {
     open: Cell<usize>,
     last: Cell<Instant>,
+    streams: Cell<u64>,
+    premature: Cell<u64>,
+}
+
+/// Streams a connection may open before its resets are judged; then, when
+/// most of its streams were reset by the client before their response, the
+/// connection is an attack (rapid reset paced slower than h2's own
+/// detection, which counts only streams reset before they are accepted)
+/// and ends with GOAWAY ENHANCE_YOUR_CALM. Envoy judges the same way after
+/// 500 streams; a smaller count stops an attacker sooner, and honest
+/// clients (gRPC cancellations) reset a few streams, not most.
+const PREMATURE_RESET_MIN_STREAMS: u64 = 100;
+
+impl Activity {
+    fn is_abusive(&self) -> bool {
+        let (total, premature) = (self.streams.get(), self.premature.get());
+        total >= PREMATURE_RESET_MIN_STREAMS && premature * 2 > total
+    }
 }
 
 /// Serve `io` as an HTTP/2 connection until it closes.
@@ -107,6 +126,8 @@ pub async fn serve(conn: Conn, io: H2Io) {
     let activity = Rc::new(Activity {
         open: Cell::new(0),
         last: Cell::new(Instant::now()),
+        streams: Cell::new(0),
+        premature: Cell::new(0),
     });
     let client_ip = IpText::new(peer.ip());
     // Set once GOAWAY went out: past it, the connection is dropped.
@@ -138,6 +159,13 @@ pub async fn serve(conn: Conn, io: H2Io) {
         }
         match event {
             Some(Some(Ok((req, respond)))) => {
+                if closing.is_none() && activity.is_abusive() {
+                    debug!(%peer, "h2: most streams reset before their response; closing");
+                    h2.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                    closing = Some(Some(monoio::time::Instant::now() + CLOSE_GRACE));
+                    continue;
+                }
+                activity.streams.set(activity.streams.get() + 1);
                 let (parts, body) = req.into_parts();
                 let stream = StreamTask {
                     core: core.clone(),
@@ -205,8 +233,11 @@ impl StreamTask {
             scheme: self.scheme,
         };
         let _ = pipeline::serve(&mut stream, &env).await;
-        stream.finish();
+        let premature = stream.finish();
         let a = &self.activity;
+        if premature {
+            a.premature.set(a.premature.get() + 1);
+        }
         a.open.set(a.open.get() - 1);
         a.last.set(Instant::now());
     }

@@ -69,6 +69,8 @@ pub struct H2Stream {
     chunked: bool,
     grpc: bool,
     stall: Duration,
+    /// A response head left for the client.
+    answered: bool,
 }
 
 impl H2Stream {
@@ -96,11 +98,13 @@ impl H2Stream {
             chunked: false,
             grpc,
             stall,
+            answered: false,
         }
     }
 
-    /// Give the pooled buffers back.
-    pub fn finish(self) {
+    /// Give the pooled buffers back; `true` when the stream ended without
+    /// a response (the client reset it first).
+    pub fn finish(self) -> bool {
         let pool = &self.core.pool;
         if self.up.ubuf.capacity() > 0 {
             pool.put_buf(self.up.ubuf.into_vec());
@@ -108,6 +112,7 @@ impl H2Stream {
         if self.wbuf.capacity() > 0 {
             pool.put_buf(self.wbuf);
         }
+        !self.answered
     }
 
     /// Append `piece` for an HTTP/1.1 upstream, framed as the head said.
@@ -298,7 +303,9 @@ impl Downstream for H2Stream {
         let is_head = self.req.parts.method == http::Method::HEAD;
         let (resp, body) = encode::local_response(local, self.grpc, is_head);
         let end = body.is_empty();
-        match self.respond.send_response(resp, end) {
+        let sent = self.respond.send_response(resp, end);
+        self.answered = sent.is_ok();
+        match sent {
             Ok(mut send) if !end => {
                 let stall = self.stall;
                 if send_down(&mut send, body, &mut self.timer, stall)
@@ -434,6 +441,7 @@ impl Downstream for H2Stream {
             .respond
             .send_response(resp, empty)
             .map_err(|_| aborted("client reset the stream"))?;
+        self.answered = true;
         if !empty {
             self.relay_h1_response(&mut up.stream, &mut send, framing)
                 .await?;
@@ -508,6 +516,7 @@ impl Downstream for H2Stream {
             .respond
             .send_response(head, end)
             .map_err(|_| aborted("client reset the stream"))?;
+        self.answered = true;
         if end {
             return Ok(After::KeepAlive);
         }
