@@ -170,3 +170,84 @@ fn a_tls_listener_relays_decrypted_bytes() {
 fn proxy_metric(proxy: &Proxy, series: &str) -> u64 {
     proxy.metric(series).unwrap_or(0)
 }
+
+/// One port for HTTP/1.1, h2c, TLS and everything else.
+fn detecting(up: &Greeter, pki: &Pki, extra: &str) -> Proxy {
+    let a = pki.leaf("a", &["svc.test"]);
+    let listener = format!(
+        "    detect: {{ timeout: 100ms }}\n    tls:\n      certificates:\n        - {{ cert: {}, key: {} }}\n{extra}    routes:\n      - {{ name: web, direct_response: {{ status: 200, body: web }} }}\n",
+        yaml_path(&a.cert),
+        yaml_path(&a.key)
+    );
+    Proxy::start(&yaml(&[up.addr], "", &listener))
+}
+
+#[test]
+fn a_detecting_listener_tells_http_tls_and_tcp_apart() {
+    let pki = Pki::new("detect ca");
+    let up = Greeter::start();
+    let proxy = detecting(&up, &pki, "");
+    let addr = proxy.addr("db");
+
+    let mut c = ringmesh_tests::Client::connect(addr);
+    let r = c.get("/", "svc.test");
+    assert_eq!((r.status, r.text().as_str()), (200, "web"), "HTTP/1.1");
+
+    let r = ringmesh_tests::h2::curl(
+        &["--http2-prior-knowledge", &format!("http://{addr}/")],
+        b"",
+    )
+    .expect("h2c");
+    assert_eq!((r.version.as_str(), r.text().as_str()), ("2", "web"));
+
+    let mut t = TlsClient::connect(addr, &pki.ca_pem, "svc.test", None).expect("handshake");
+    let r = t.get("/", "svc.test").expect("over TLS");
+    assert_eq!(r.status, 200, "TLS terminated, then HTTP");
+
+    // A client that speaks first, but not HTTP: relayed.
+    let mut s = connect(addr);
+    s.write_all(b"\x00\x01binary hello\r\n").expect("send");
+    assert_eq!(read_exact(&mut s, GREETING.len()), GREETING);
+    assert_eq!(read_exact(&mut s, 16), b"\x00\x01binary hello\r\n");
+
+    // A client that waits for the server to speak first (SMTP, MySQL):
+    // relayed once the detection timeout passes, not after a long wait.
+    let started = Instant::now();
+    let mut s = connect(addr);
+    assert_eq!(read_exact(&mut s, GREETING.len()), GREETING);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(90) && waited < Duration::from_secs(1),
+        "greeting after {waited:?}"
+    );
+
+    for (protocol, at_least) in [
+        ("http1", 1),
+        ("h2c", 1),
+        ("tls", 1),
+        ("tcp", 1),
+        ("timeout", 1),
+    ] {
+        let series =
+            format!("ringmesh_protocol_detected_total{{listener=\"db\",protocol=\"{protocol}\"}}");
+        let n = proxy_metric(&proxy, &series);
+        assert!(n >= at_least, "{series} = {n}");
+    }
+}
+
+#[test]
+fn tls_passes_through_when_the_listener_does_not_terminate_it() {
+    let pki = Pki::new("passthrough ca");
+    let leaf = pki.leaf("up", &["backend.test"]);
+    let backend = ringmesh_tests::tls::TlsUpstream::start("backend", &leaf);
+    let listener = "    detect: {}\n    routes:\n      - { name: web, direct_response: { status: 200, body: web } }\n";
+    let proxy = Proxy::start(&yaml(&[backend.addr], "", listener));
+    // The client's TLS session ends at the backend: its certificate is
+    // the one the client sees.
+    let mut t =
+        TlsClient::connect(proxy.addr("db"), &pki.ca_pem, "backend.test", None).expect("handshake");
+    assert_eq!(t.server_cert().as_ref(), leaf.der().as_ref());
+    let r = t.get("/", "backend.test").expect("through");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "backend");
+}

@@ -177,6 +177,16 @@ async fn serve(core: &Rc<Core>, workspace: &mut Workspace, job: Job) {
         tls,
         fresh,
     } = job;
+    // What a connection is served as is decided once, when it is new: a
+    // reload does not turn a relayed connection into an HTTP one, or back.
+    let (tls, relay) = if fresh {
+        match plan(core, slot.listener, &io, tls, &mut workspace.timer).await {
+            Some(p) => p,
+            None => return,
+        }
+    } else {
+        (tls, false)
+    };
     let io = match tls {
         Some(tls) => {
             match crate::tls::accept::handshake(core, slot.listener, io, &tls, &mut workspace.timer)
@@ -188,6 +198,19 @@ async fn serve(core: &Rc<Core>, workspace: &mut Workspace, job: Job) {
         }
         None => io,
     };
+    // A relayed connection is never parked (it has no requests to wait
+    // for) and gets a task of its own, so this handler and its HTTP
+    // workspace go back to the free list instead of waiting out a
+    // long-lived relay.
+    if relay {
+        let core = core.clone();
+        monoio::spawn(async move {
+            let mut timer = crate::timer::Timer::new();
+            crate::tcp::serve(&core, slot.listener, io, peer.ip(), &mut timer).await;
+            drop(slot);
+        });
+        return;
+    }
     // ALPN picked HTTP/2: the connection's state lives in h2, not in a
     // workspace; it gets a task of its own and frees this handler.
     let io = match io {
@@ -200,24 +223,6 @@ async fn serve(core: &Rc<Core>, workspace: &mut Workspace, job: Job) {
         }
         io => io,
     };
-    // A TCP listener's connection is relayed, never parked (it has no
-    // requests to wait for). Decided once, when it is new: a reload does
-    // not turn a relayed connection into an HTTP one, or back. The relay
-    // gets a task of its own, so this handler and its HTTP workspace go
-    // back to the free list instead of waiting out a long-lived relay.
-    if fresh
-        && core.snapshot().config.listeners[slot.listener]
-            .tcp
-            .is_some()
-    {
-        let core = core.clone();
-        monoio::spawn(async move {
-            let mut timer = crate::timer::Timer::new();
-            crate::tcp::serve(&core, slot.listener, io, peer.ip(), &mut timer).await;
-            drop(slot);
-        });
-        return;
-    }
     let conn = H1Conn::new(
         workspace,
         io,
@@ -266,4 +271,44 @@ fn spawn_h2(
         slot,
     };
     monoio::spawn(crate::h2::server::serve(conn, io));
+}
+
+/// How a new connection is served: whether TLS is terminated, and whether
+/// it is relayed as opaque TCP (else HTTP). A listener with `detect`
+/// decides by the first bytes (`detect`); `None`: the client closed.
+///
+/// | first bytes       | `tls` set          | no `tls`                    |
+/// |-------------------|--------------------|-----------------------------|
+/// | TLS ClientHello   | terminate, then HTTP (or `tcp` without routes) | `tcp` (passthrough) |
+/// | HTTP/1.x, h2c     | HTTP, in plaintext | HTTP                        |
+/// | other, or none in time | `tcp`         | `tcp`                       |
+///
+/// Without `tcp`, what would be relayed is served as HTTP instead.
+async fn plan(
+    core: &Rc<Core>,
+    listener: usize,
+    io: &Stream,
+    tls: Option<Arc<ServerTls>>,
+    timer: &mut crate::timer::Timer,
+) -> Option<(Option<Arc<ServerTls>>, bool)> {
+    use crate::detect::{sniff, Detected};
+    let (detect, has_tcp, has_routes) = {
+        let snap = core.snapshot();
+        let l = &snap.config.listeners[listener];
+        (l.detect, l.tcp.is_some(), !l.routes.is_empty())
+    };
+    let Some(timeout) = detect else {
+        return Some((tls, has_tcp));
+    };
+    let Stream::Plain(tcp) = io else {
+        return Some((tls, has_tcp));
+    };
+    let found = sniff(tcp, timeout, timer).await;
+    core.stats.listeners[listener].detected[found.index()].inc();
+    Some(match found {
+        Detected::Closed => return None,
+        Detected::Tls if tls.is_some() => (tls, !has_routes && has_tcp),
+        Detected::Http1 | Detected::H2c => (None, false),
+        Detected::Tls | Detected::Tcp | Detected::Timeout => (None, has_tcp),
+    })
 }

@@ -33,6 +33,7 @@ pub mod balance;
 pub mod buf;
 pub mod cluster;
 pub mod config;
+pub mod detect;
 pub mod dns;
 pub mod drain;
 pub mod error;

@@ -95,6 +95,8 @@ pub struct ListenerStats {
     pub tunnel_down: Counter,
     /// TLS handshakes that failed, by reason (`TLS_FAILURES`).
     pub tls_failures: [Counter; TLS_FAILURES.len()],
+    /// New connections by detected protocol (`detect::Detected::LABELS`).
+    pub detected: [Counter; crate::detect::Detected::LABELS.len()],
 }
 
 /// Why a downstream TLS handshake failed: the label values of
@@ -214,6 +216,39 @@ const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Render all cores' counters, summed, in the Prometheus text format.
 /// Handshakes and their failures, for listeners that terminate TLS.
+fn render_detected(out: &mut String, config: &Config, cores: &[Arc<CoreStats>]) {
+    let detecting: Vec<(usize, &str)> = config
+        .listeners
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.detect.is_some())
+        .map(|(i, l)| (i, l.name.as_str()))
+        .collect();
+    if detecting.is_empty() {
+        return;
+    }
+    let name = "ringmesh_protocol_detected_total";
+    header(
+        out,
+        name,
+        "counter",
+        "New connections on detecting listeners, by what their first bytes were (timeout: none in time, relayed as TCP).",
+    );
+    for &(li, l) in &detecting {
+        for (pi, protocol) in crate::detect::Detected::LABELS.iter().enumerate() {
+            let v: u64 = cores
+                .iter()
+                .map(|c| c.listeners[li].detected[pi].get())
+                .sum();
+            let _ = writeln!(
+                out,
+                "{name}{{listener=\"{}\",protocol=\"{protocol}\"}} {v}",
+                Label(l)
+            );
+        }
+    }
+}
+
 fn render_tls(out: &mut String, config: &Config, cores: &[Arc<CoreStats>]) {
     let sum = |f: &dyn Fn(&CoreStats) -> u64| cores.iter().map(|c| f(c)).sum::<u64>();
     let tls: Vec<(usize, &str)> = config
@@ -340,6 +375,7 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
         }
     }
     render_tls(&mut out, config, cores);
+    render_detected(&mut out, config, cores);
     let name = "ringmesh_tunnel_bytes_total";
     header(
         &mut out,

@@ -77,6 +77,9 @@ pub struct Listener {
     /// HTTP/2 from clients (h2c prior knowledge, ALPN `h2`); `None`:
     /// HTTP/1.x only.
     pub http2: Option<Http2>,
+    /// Protocol detection's timeout: each new connection is TLS, HTTP or
+    /// `tcp` by its first bytes (`detect`). `None`: no detection.
+    pub detect: Option<Duration>,
 }
 
 /// A listener's HTTP/2 settings, sent to clients in its SETTINGS frame or
@@ -328,6 +331,10 @@ pub mod defaults {
     /// Envoy's default stream idle timeout, which also bounds upgraded
     /// (WebSocket) connections; long enough for 30s-ping protocols.
     pub const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+    /// Istio's protocol sniffing timeout: local clients send their first
+    /// bytes within microseconds of connecting; a server-speaks-first
+    /// protocol pays this once per connection.
+    pub const DETECT_TIMEOUT: Duration = Duration::from_millis(100);
     /// Envoy's tcp_proxy idle_timeout: long-lived database and message
     /// queue connections are quiet for minutes.
     pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);

@@ -100,6 +100,11 @@ fn listener(l: &pb::Listener) -> RawListener {
                 idle_timeout: duration(&t.idle_timeout),
             })
         }),
+        detect: l.detect.as_ref().map(|d| {
+            s(RawDetect {
+                timeout: duration(&d.timeout),
+            })
+        }),
         http2: l.http2.as_ref().map(|h| {
             let n = |v: Option<u32>| v.map(|v| s(u64::from(v)));
             s(RawHttp2 {
@@ -406,6 +411,12 @@ fn wire_listener(l: &RawListener, path: &str) -> Result<pb::Listener, ToProtoErr
         },
         http2: match &l.http2 {
             Some(h) => Some(wire_http2(&h.value, &format!("{path}.http2"))?),
+            None => None,
+        },
+        detect: match &l.detect {
+            Some(d) => Some(pb::ProtocolDetection {
+                timeout: wire_duration(&d.value.timeout, &format!("{path}.detect.timeout"))?,
+            }),
             None => None,
         },
     })

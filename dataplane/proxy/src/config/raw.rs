@@ -67,6 +67,14 @@ pub struct RawListener {
     pub tls: Option<S<RawDownstreamTls>>,
     pub tcp: Option<S<RawTcp>>,
     pub http2: Option<S<RawHttp2>>,
+    pub detect: Option<S<RawDetect>>,
+}
+
+/// Protocol detection on a listener.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDetect {
+    pub timeout: Option<S<String>>,
 }
 
 /// HTTP/2 from clients on a listener.

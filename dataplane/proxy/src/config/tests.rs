@@ -477,7 +477,7 @@ fn a_tcp_listener_names_a_cluster_and_has_no_routes() {
     assert_eq!(
         errs,
         [
-            "t.yaml:4:10: listeners[0].tcp: a tcp listener relays bytes and has no routes: give `tcp` or `routes`, not both",
+            "t.yaml:4:10: listeners[0].tcp: a tcp listener relays bytes and has no routes: give `tcp` or `routes`, not both (or `detect`, to tell HTTP from the rest)",
             "t.yaml:4:21: listeners[0].tcp.cluster: unknown cluster `gp`",
             "t.yaml:4:39: listeners[0].tcp.idle_timeout: `0s`: must be more than zero",
             "t.yaml:9:10: listeners[1].tcp.cluster: missing: the cluster to relay to",
@@ -627,4 +627,23 @@ fn a_cluster_protocol_sets_what_tls_offers_in_alpn() {
         errs.contains("clusters[0].protocol: unknown protocol `spdy`"),
         "{errs}"
     );
+}
+
+#[test]
+fn detect_lets_a_listener_have_routes_and_tcp() {
+    let yaml = |detect: &str| {
+        format!(
+            "listeners:\n  - name: l\n    address: 127.0.0.1:0\n{detect}    tcp: {{ cluster: c }}\n    routes: [ {{ cluster: c }} ]\nclusters: [ {{ name: c, endpoints: ['127.0.0.1:1'] }} ]\n"
+        )
+    };
+    let config = parse(&yaml("    detect: {}\n"), "t.yaml").unwrap();
+    let l = &config.listeners[0];
+    assert_eq!(l.detect, Some(defaults::DETECT_TIMEOUT));
+    assert!(l.tcp.is_some() && !l.routes.is_empty());
+    let config = parse(&yaml("    detect: { timeout: 20ms }\n"), "t.yaml").unwrap();
+    assert_eq!(config.listeners[0].detect, Some(Duration::from_millis(20)));
+    let errs = errors(&yaml("")).join("\n");
+    assert!(errs.contains("give `tcp` or `routes`, not both"), "{errs}");
+    let errs = errors(&yaml("    detect: { timeout: 0s }\n")).join("\n");
+    assert!(errs.contains("listeners[0].detect.timeout"), "{errs}");
 }

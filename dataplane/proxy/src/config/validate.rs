@@ -23,6 +23,8 @@ mod fault;
 mod http2;
 mod tls;
 
+use tls::Offers;
+
 /// Parse and validate YAML text; `file` names it in errors.
 pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Config, ConfigErrors> {
     let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| ConfigErrors {
@@ -481,13 +483,27 @@ impl Validator {
                 Bounds::NonZero,
             ),
             tls: l.tls.as_ref().and_then(|t| {
-                self.downstream_tls(t, &l.name.value, http2.is_some(), &format!("{path}.tls"))
+                // A listener that only relays TCP claims no protocol.
+                let offers = match (l.tcp.is_none() || l.detect.is_some(), http2.is_some()) {
+                    (false, _) => Offers::Nothing,
+                    (true, true) => Offers::H2AndHttp1,
+                    (true, false) => Offers::Http1,
+                };
+                self.downstream_tls(t, &l.name.value, offers, &format!("{path}.tls"))
             }),
-            tcp: l
-                .tcp
-                .as_ref()
-                .and_then(|t| self.tcp(t, !l.routes.is_empty(), clusters, &format!("{path}.tcp"))),
+            tcp: l.tcp.as_ref().and_then(|t| {
+                let routes_too = !l.routes.is_empty() && l.detect.is_none();
+                self.tcp(t, routes_too, clusters, &format!("{path}.tcp"))
+            }),
             http2,
+            detect: l.detect.as_ref().map(|d| {
+                self.duration(
+                    &d.value.timeout,
+                    &format!("{path}.detect.timeout"),
+                    defaults::DETECT_TIMEOUT,
+                    Bounds::NonZero,
+                )
+            }),
         }
     }
 
@@ -503,7 +519,7 @@ impl Validator {
             self.err(
                 &t.referenced,
                 path,
-                "a tcp listener relays bytes and has no routes: give `tcp` or `routes`, not both",
+                "a tcp listener relays bytes and has no routes: give `tcp` or `routes`, not both (or `detect`, to tell HTTP from the rest)",
             );
         }
         let idle_timeout = self.duration(

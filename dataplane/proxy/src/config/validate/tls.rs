@@ -31,12 +31,21 @@ pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 /// Protocols the proxy speaks over TLS.
 const KNOWN_ALPN: &[&str] = &["h2", "http/1.1"];
 
+/// What a listener offers in ALPN unless its `alpn` says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Offers {
+    /// Relays TCP only: it claims no protocol.
+    Nothing,
+    Http1,
+    H2AndHttp1,
+}
+
 impl Validator {
     pub(super) fn downstream_tls(
         &mut self,
         t: &Spanned<RawDownstreamTls>,
         listener: &str,
-        http2: bool,
+        offers: Offers,
         path: &str,
     ) -> Option<Arc<ServerTls>> {
         let raw = &t.value;
@@ -68,17 +77,17 @@ impl Validator {
             }
         }
         // h2 first: a client offering both gets HTTP/2 (RFC 9113 3.2).
-        let default: &[&str] = if http2 && KNOWN_ALPN.contains(&"h2") {
-            &["h2", "http/1.1"]
-        } else {
-            &["http/1.1"]
+        let default: &[&str] = match offers {
+            Offers::Nothing => &[],
+            Offers::Http1 => &["http/1.1"],
+            Offers::H2AndHttp1 => &["h2", "http/1.1"],
         };
         let alpn = self.alpn(&raw.alpn, &format!("{path}.alpn"), default);
-        if !http2 && alpn.iter().any(|p| p == b"h2") {
+        if offers != Offers::H2AndHttp1 && alpn.iter().any(|p| p == b"h2") {
             self.err(
                 &t.referenced,
                 format!("{path}.alpn"),
-                "`h2` is offered but the listener's `http2.enabled` is false",
+                "`h2` is offered but the listener does not serve HTTP/2 (`http2.enabled: false`, or `tcp` only)",
             );
         }
         let handshake_timeout = self.duration(
