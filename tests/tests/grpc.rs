@@ -112,6 +112,13 @@ fn large_messages_and_statuses_with_details_cross_intact() {
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
     assert_eq!(status.message(), "not now: ü");
     assert_eq!(status.details(), &[1, 2, 3, 255]);
+
+    // Counted by the status the client got (trailers or Trailers-Only).
+    let series = |code: u8| {
+        format!("ringmesh_grpc_requests_total{{listener=\"main\",route=\"echo\",grpc_status=\"{code}\"}}")
+    };
+    assert_eq!(p.metric(&series(0)), Some(1));
+    assert_eq!(p.metric(&series(9)), Some(1), "FAILED_PRECONDITION");
 }
 
 #[test]
@@ -218,6 +225,13 @@ fn a_route_retries_unavailable_and_the_proxy_answers_in_grpc() {
         .block_on(c.echo.unary(req(b"x")))
         .expect_err("unavailable");
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(
+        p.metric(
+            "ringmesh_grpc_requests_total{listener=\"main\",route=\"route1\",grpc_status=\"14\"}"
+        ),
+        Some(1),
+        "the proxy's own answers are counted too"
+    );
     let mut ask = req(b"x");
     ask.count = 1;
     let status = c

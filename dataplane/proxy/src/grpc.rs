@@ -44,6 +44,11 @@ pub fn status(resp: &dyn ResponseView) -> Option<u8> {
     std::str::from_utf8(v).ok()?.parse().ok()
 }
 
+/// The `grpc-status` among trailers.
+pub fn status_in(trailers: &http::HeaderMap) -> Option<u8> {
+    trailers.get("grpc-status")?.to_str().ok()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

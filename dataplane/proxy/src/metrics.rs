@@ -54,18 +54,30 @@ impl ByClass {
     }
 }
 
+/// gRPC status codes counted one by one (0 OK to 16 UNAUTHENTICATED);
+/// any other code counts as 2 (UNKNOWN), as gRPC clients read it.
+pub const GRPC_CODES: usize = 17;
+
 /// A route's counters.
 #[derive(Debug, Default)]
 pub struct RouteStats {
     pub requests: ByClass,
     /// Faults injected: delays, aborts.
     faults: [Counter; 2],
+    /// gRPC calls by the grpc-status their client got.
+    grpc: [Counter; GRPC_CODES],
 }
 
 impl RouteStats {
     #[inline]
     pub fn record(&self, status: u16) {
         self.requests.record(status);
+    }
+
+    #[inline]
+    pub fn record_grpc(&self, code: u8) {
+        let i = usize::from(code);
+        self.grpc[if i < GRPC_CODES { i } else { 2 }].inc();
     }
 
     pub fn fault(&self, kind: crate::filter::Injected) {
@@ -338,6 +350,27 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
                     Label(&l.name),
                     Label(&r.name)
                 );
+            }
+        }
+    }
+    header(
+        &mut out,
+        "ringmesh_grpc_requests_total",
+        "counter",
+        "gRPC calls by listener, route and the grpc-status their client got (codes seen so far).",
+    );
+    for (li, l) in config.listeners.iter().enumerate() {
+        for r in &l.routes {
+            for code in 0..GRPC_CODES {
+                let v = sum(&|c| c.route_get(li, &r.name, |b| b.grpc[code].get()));
+                if v > 0 {
+                    let _ = writeln!(
+                        out,
+                        "ringmesh_grpc_requests_total{{listener=\"{}\",route=\"{}\",grpc_status=\"{code}\"}} {v}",
+                        Label(&l.name),
+                        Label(&r.name)
+                    );
+                }
             }
         }
     }

@@ -128,6 +128,8 @@ pub(super) struct ReqState {
     /// its head is `wbuf[..head_len]`, the body part coalesced behind it.
     pub encoded: bool,
     pub head_len: usize,
+    /// The grpc-status the client got from an HTTP/2 upstream.
+    pub grpc_status: Option<u8>,
 }
 
 /// One client connection being served.
@@ -584,6 +586,10 @@ impl Downstream for H1Conn<'_> {
 
     fn wants_upgrade(&self) -> bool {
         self.w.req.head.upgrade.is_some()
+    }
+
+    fn grpc_status(&self) -> Option<u8> {
+        self.state.grpc_status
     }
 
     fn replayable(&self) -> bool {

@@ -140,6 +140,7 @@ impl H1Conn<'_> {
             && self.w.req.head.keep_alive
             && !self.state.body_pending
             && out != Out::UntilClose;
+        self.state.grpc_status = crate::grpc::status(&*up);
         self.write_h2_head(up, edits, out, end, keep, version);
         self.write_out().await?;
         if out == Out::None || end {
@@ -230,6 +231,9 @@ impl H1Conn<'_> {
             .map_err(|_| aborted("upstream reset before its trailers"))?;
         let w = &mut *self.w;
         w.scratch.clear();
+        if let Some(code) = trailers.as_ref().and_then(crate::grpc::status_in) {
+            self.state.grpc_status = Some(code);
+        }
         match trailers {
             Some(t) => crate::h2::encode::write_h1_trailers(&mut w.scratch, &t),
             None => w.scratch.extend_from_slice(b"0\r\n\r\n"),

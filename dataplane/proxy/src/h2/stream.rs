@@ -71,6 +71,8 @@ pub struct H2Stream {
     stall: Duration,
     /// A response head left for the client.
     answered: bool,
+    /// The grpc-status the client got.
+    grpc_status: Option<u8>,
 }
 
 impl H2Stream {
@@ -99,6 +101,7 @@ impl H2Stream {
             grpc,
             stall,
             answered: false,
+            grpc_status: None,
         }
     }
 
@@ -216,6 +219,7 @@ async fn relay_h2_response(
     timer: &mut Timer,
     stall: Duration,
     grpc: bool,
+    status: &mut Option<u8>,
 ) -> Result<(), Aborted> {
     enum Event {
         Data(Option<Result<Bytes, h2::Error>>),
@@ -229,7 +233,7 @@ async fn relay_h2_response(
             recv.poll_data(cx).map(Event::Data)
         });
         match timer.within(stall, next).await {
-            Err(_) => return Err(fail_after_head(send, grpc, "response body stalled")),
+            Err(_) => return Err(fail_after_head(send, grpc, status, "response body stalled")),
             Ok(Event::ClientReset) => return Err(aborted("client reset the stream")),
             Ok(Event::Data(Some(Ok(d)))) => {
                 let n = d.len();
@@ -240,6 +244,7 @@ async fn relay_h2_response(
                 return Err(fail_after_head(
                     send,
                     grpc,
+                    status,
                     "upstream reset during the response body",
                 ))
             }
@@ -247,12 +252,18 @@ async fn relay_h2_response(
         }
     }
     match poll_fn(|cx| recv.poll_trailers(cx)).await {
-        Ok(Some(t)) => send.send_trailers(t),
+        Ok(Some(t)) => {
+            if let Some(code) = crate::grpc::status_in(&t) {
+                *status = Some(code);
+            }
+            send.send_trailers(t)
+        }
         Ok(None) => send.send_data(Bytes::new(), true),
         Err(_) => {
             return Err(fail_after_head(
                 send,
                 grpc,
+                status,
                 "upstream reset before its trailers",
             ))
         }
@@ -260,8 +271,14 @@ async fn relay_h2_response(
     .map_err(|_| aborted("client reset the stream"))
 }
 
-fn fail_after_head(send: &mut SendStream<Bytes>, grpc: bool, why: &'static str) -> Aborted {
+fn fail_after_head(
+    send: &mut SendStream<Bytes>,
+    grpc: bool,
+    status: &mut Option<u8>,
+    why: &'static str,
+) -> Aborted {
     if grpc {
+        *status = Some(14);
         let mut t = http::HeaderMap::new();
         t.insert("grpc-status", http::HeaderValue::from_static("14"));
         if let Ok(v) = http::HeaderValue::from_str(&encode::grpc_message(why)) {
@@ -287,6 +304,10 @@ impl Downstream for H2Stream {
         false
     }
 
+    fn grpc_status(&self) -> Option<u8> {
+        self.grpc_status
+    }
+
     fn replayable(&self) -> bool {
         !self.body.relay_started && (!self.encoded || !self.wbuf.is_empty())
     }
@@ -301,6 +322,9 @@ impl Downstream for H2Stream {
 
     async fn respond(&mut self, local: Local<'_>, _close: bool) -> After {
         let is_head = self.req.parts.method == http::Method::HEAD;
+        if let (true, Local::Error(err)) = (self.grpc, local) {
+            self.grpc_status = Some(err.grpc_status());
+        }
         let (resp, body) = encode::local_response(local, self.grpc, is_head);
         let end = body.is_empty();
         let sent = self.respond.send_response(resp, end);
@@ -434,6 +458,7 @@ impl Downstream for H2Stream {
         _close: bool,
     ) -> Result<(ResponseEnd, After), Aborted> {
         let resp = encode::h2_response(self.up.ubuf.data(), &self.up.head, edits);
+        self.grpc_status = crate::grpc::status(&self.up);
         let framing = self.up.head.framing;
         self.up.ubuf.consume(self.up.head.head_len);
         let empty = framing == BodyFraming::Empty;
@@ -511,6 +536,7 @@ impl Downstream for H2Stream {
         _close: bool,
     ) -> Result<After, Aborted> {
         let head = encode::h2_response_from_h2(&up.head, edits);
+        self.grpc_status = crate::grpc::status(&*up);
         let end = up.body.is_end_stream();
         let mut send = self
             .respond
@@ -527,6 +553,7 @@ impl Downstream for H2Stream {
             &mut self.timer,
             stall,
             self.grpc,
+            &mut self.grpc_status,
         ));
         let Some(request) = up.request.as_mut() else {
             relay.await?;

@@ -136,6 +136,10 @@ pub trait Downstream {
     /// The request asked to switch protocols (`Connection: upgrade`).
     fn wants_upgrade(&self) -> bool;
 
+    /// The grpc-status the client got, when it got one (a gRPC call's
+    /// answer: in the head of a Trailers-Only response, or in trailers).
+    fn grpc_status(&self) -> Option<u8>;
+
     /// The whole request is still in the proxy's hands: it can be sent
     /// again (no streamed body was consumed).
     fn replayable(&self) -> bool;

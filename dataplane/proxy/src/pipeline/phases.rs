@@ -68,6 +68,8 @@ struct Ctx<'a> {
     error: Option<ProxyError>,
     /// A failure after the response head had left.
     aborted: Option<&'static str>,
+    /// The grpc-status a gRPC client got.
+    grpc: Option<u8>,
 }
 
 /// Serve one request whose head is complete.
@@ -83,8 +85,10 @@ pub async fn serve<D: Downstream>(down: &mut D, env: &Env<'_>) -> Next {
         status: 499,
         error: None,
         aborted: None,
+        grpc: None,
     };
     let next = run(down, &mut ctx).await;
+    ctx.grpc = down.grpc_status();
     log(&ctx);
     next
 }
@@ -621,7 +625,13 @@ fn log(ctx: &Ctx<'_>) {
     let env = ctx.env;
     let status = ctx.status;
     match ctx.route {
-        Some(r) => env.snap.route_stats[env.listener][r].record(status),
+        Some(r) => {
+            let stats = &env.snap.route_stats[env.listener][r];
+            stats.record(status);
+            if let Some(code) = ctx.grpc {
+                stats.record_grpc(code);
+            }
+        }
         None => env.core.stats.listeners[env.listener]
             .unrouted
             .record(status),
