@@ -73,6 +73,30 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     Ok(resp)
 }
 
+async fn serve(tcp: tokio::net::TcpStream, goaway: Option<usize>) {
+    let served = Arc::new(AtomicUsize::new(0));
+    let enough = Arc::new(tokio::sync::Notify::new());
+    let (count, notify) = (served.clone(), enough.clone());
+    let service = hyper::service::service_fn(move |req| {
+        let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+        if goaway.is_some_and(|every| n == every) {
+            notify.notify_one();
+        }
+        handle(req)
+    });
+    let io = hyper_util::rt::TokioIo::new(tcp);
+    let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = enough.notified() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
 /// The server, until dropped; counts the connections it accepted.
 pub struct H2Upstream {
     pub addr: SocketAddr,
@@ -82,6 +106,17 @@ pub struct H2Upstream {
 
 impl H2Upstream {
     pub fn start() -> H2Upstream {
+        Self::start_with(None)
+    }
+
+    /// An upstream that sends GOAWAY (graceful) on each connection after
+    /// `every` requests: streams in flight finish, later ones must go to a
+    /// new connection.
+    pub fn with_goaway(every: usize) -> H2Upstream {
+        Self::start_with(Some(every))
+    }
+
+    fn start_with(goaway: Option<usize>) -> H2Upstream {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -96,14 +131,7 @@ impl H2Upstream {
         runtime.spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let io = hyper_util::rt::TokioIo::new(tcp);
-                    let _ = hyper::server::conn::http2::Builder::new(
-                        hyper_util::rt::TokioExecutor::new(),
-                    )
-                    .serve_connection(io, hyper::service::service_fn(handle))
-                    .await;
-                });
+                tokio::spawn(serve(tcp, goaway));
             }
         });
         H2Upstream {

@@ -388,3 +388,24 @@ fn an_h2_client_reaches_an_h2_upstream_with_trailers() {
         up.connections()
     );
 }
+
+#[test]
+fn upstream_goaway_under_load_fails_no_request() {
+    // Every upstream connection says GOAWAY after 50 requests: streams
+    // it never processed go to a new connection, none reaches the client
+    // as an error.
+    let up = H2Upstream::with_goaway(50);
+    let p = h2_upstream_proxy(&up);
+    let run = h2load(&["-n", "3000", "-c", "4", "-m", "10", &url(&p, "/x")]);
+    assert_eq!(
+        (run.succeeded, run.failed, run.errored, run.status_2xx),
+        (3000, 0, 0, 3000),
+        "{}",
+        run.output
+    );
+    assert!(
+        up.connections() >= 3000 / 50 / 2,
+        "GOAWAYs happened: {} connections",
+        up.connections()
+    );
+}

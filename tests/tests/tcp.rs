@@ -251,3 +251,55 @@ fn tls_passes_through_when_the_listener_does_not_terminate_it() {
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "backend");
 }
+
+#[test]
+fn a_gibibyte_crosses_byte_exact_with_bounded_memory() {
+    const TOTAL: u64 = 1 << 30;
+    let up = Greeter::start();
+    let proxy = Proxy::start(&yaml(&[up.addr], "", ""));
+    let mut s = connect(proxy.addr("db"));
+    assert_eq!(read_exact(&mut s, GREETING.len()), GREETING);
+    let before = proxy.rss_kib();
+    // Byte i of the stream is i % 251: any block of it is a slice of
+    // this, so both ends compare with memcmp.
+    const BLOCK: usize = 256 * 1024;
+    let pattern: Arc<Vec<u8>> = Arc::new((0..BLOCK + 251).map(|i| (i % 251) as u8).collect());
+    let at = |offset: u64| (offset % 251) as usize;
+    let mut writer = s.try_clone().expect("clone");
+    let source = pattern.clone();
+    let sender = std::thread::spawn(move || {
+        let mut sent = 0u64;
+        while sent < TOTAL {
+            writer
+                .write_all(&source[at(sent)..at(sent) + BLOCK])
+                .expect("send");
+            sent += BLOCK as u64;
+        }
+        writer
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+    });
+    let mut got = 0u64;
+    let mut peak = before;
+    let mut buf = vec![0u8; BLOCK];
+    let started = Instant::now();
+    while got < TOTAL {
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "closed after {got} bytes");
+        assert!(
+            buf[..n] == pattern[at(got)..at(got) + n],
+            "bytes {got}..{} differ",
+            got + n as u64
+        );
+        got += n as u64;
+        if got % (64 << 20) < n as u64 {
+            peak = peak.max(proxy.rss_kib());
+        }
+    }
+    sender.join().expect("sender");
+    assert!(started.elapsed() < Duration::from_secs(120));
+    assert!(
+        peak < before + 32 * 1024,
+        "RSS went from {before} to {peak} KiB relaying 1 GiB"
+    );
+}
