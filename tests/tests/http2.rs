@@ -409,3 +409,58 @@ fn upstream_goaway_under_load_fails_no_request() {
         up.connections()
     );
 }
+
+#[test]
+fn route_features_work_the_same_for_h2_clients() {
+    let good = Upstream::start("good");
+    let refused = ringmesh_tests::closed_port();
+    let routes = format!(
+        "
+      - {{ name: fault, match: {{ path: {{ prefix: /fault }} }}, cluster: app, fault: {{ abort: {{ status: 418, percent: 100 }} }} }}
+      - {{ name: slow, match: {{ path: {{ prefix: /delay }} }}, cluster: app, timeout: 200ms }}
+      - {{ name: retry, match: {{ path: {{ prefix: /retry }} }}, cluster: flaky, retries: {{ attempts: 2, on: [connect-failure] }} }}
+      - {{ name: canary, match: {{ headers: [ {{ name: x-canary, exact: '1' }} ] }}, weighted_clusters: [ {{ cluster: app, weight: 1 }} ] }}
+      - {{ name: rest, cluster: app }}
+"
+    );
+    let yaml = config(&routes, &[("app", &[&good])], "").replace(
+        "clusters:\n",
+        &format!(
+            "clusters:\n  - {{ name: flaky, lb: round_robin, endpoints: ['{refused}', '{}'] }}\n",
+            good.addr
+        ),
+    );
+    let p = Proxy::start(&yaml);
+    let get = |path: &str, extra: &[&str]| {
+        let mut args = vec!["--http2-prior-knowledge"];
+        args.extend_from_slice(extra);
+        let u = url(&p, path);
+        args.push(&u);
+        curl(&args, b"").expect("curl")
+    };
+    assert_eq!(get("/fault", &[]).status, 418, "fault injection");
+    let r = get("/delay/2000", &[]);
+    assert_eq!(
+        (r.status, r.header("ringmesh-error")),
+        (504, Some("upstream_response_timeout"))
+    );
+    for _ in 0..4 {
+        assert_eq!(
+            get("/retry", &[]).text(),
+            "good",
+            "a refused endpoint is retried"
+        );
+    }
+    assert_eq!(get("/x", &["-H", "x-canary: 1"]).text(), "good");
+    for (route, status) in [
+        ("fault", "4xx"),
+        ("slow", "5xx"),
+        ("retry", "2xx"),
+        ("canary", "2xx"),
+    ] {
+        let series = format!(
+            "ringmesh_requests_total{{listener=\"main\",route=\"{route}\",class=\"{status}\"}}"
+        );
+        assert!(p.metric(&series).unwrap_or(0) >= 1, "{series}");
+    }
+}
