@@ -243,18 +243,23 @@ pub struct GrpcClient {
 
 impl GrpcClient {
     pub fn connect(addr: SocketAddr) -> GrpcClient {
+        Self::connect_as(addr, None)
+    }
+
+    /// Connect to `addr`, sending `authority` as `:authority` (a
+    /// sidecar's outbound listener routes by it).
+    pub fn connect_as(addr: SocketAddr, authority: Option<&str>) -> GrpcClient {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let channel = runtime
-            .block_on(
-                tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-                    .expect("endpoint")
-                    .connect(),
-            )
-            .expect("connect");
+        let mut endpoint =
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}")).expect("endpoint");
+        if let Some(a) = authority {
+            endpoint = endpoint.origin(format!("http://{a}").parse().expect("origin"));
+        }
+        let channel = runtime.block_on(endpoint.connect()).expect("connect");
         let echo = EchoClient::new(channel)
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20);

@@ -257,3 +257,47 @@ spec:
         }
     }
 }
+
+#[test]
+fn a_grpc_route_sends_calls_to_a_grpc_service_over_http2() {
+    use ringmesh_proto::testing::EchoRequest;
+    use ringmesh_tests::grpc::{GrpcClient, GrpcServer};
+    let server = GrpcServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let resources = format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{ name: echo }}
+spec:
+  endpoints: [127.0.0.1]
+  ports: [ {{ name: grpc, port: 50051, targetPort: {}, appProtocol: grpc }} ]
+---
+kind: Service
+metadata: {{ name: caller }}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{ name: echo-unary }}
+spec:
+  parentRefs: [ {{ group: "", kind: Service, name: echo, port: 50051 }} ]
+  rules:
+    - matches: [ {{ method: {{ type: Exact, service: ringmesh.testing.v1.Echo, method: Unary }} }} ]
+      backendRefs: [ {{ name: echo, port: 50051 }} ]
+"#,
+        server.addr.port()
+    );
+    write(dir.path(), "echo.yaml", &resources);
+    let cp = ControlPlane::start(dir.path(), "127.0.0.1:0".parse().expect("addr"));
+    let (_caller, _, out) = sidecar(cp.addr, "caller-1", "caller", closed_port());
+    let mut c = GrpcClient::connect_as(out, Some("echo"));
+    let req = EchoRequest {
+        payload: b"through the mesh".to_vec(),
+        ..Default::default()
+    };
+    eventually("the GRPCRoute in force", Duration::from_secs(15), || {
+        c.runtime
+            .block_on(c.echo.unary(req.clone()))
+            .is_ok_and(|r| r.get_ref().payload == b"through the mesh")
+    });
+    let _ = &cp;
+}
