@@ -414,16 +414,14 @@ fn upstream_goaway_under_load_fails_no_request() {
 fn route_features_work_the_same_for_h2_clients() {
     let good = Upstream::start("good");
     let refused = ringmesh_tests::closed_port();
-    let routes = format!(
-        "
-      - {{ name: fault, match: {{ path: {{ prefix: /fault }} }}, cluster: app, fault: {{ abort: {{ status: 418, percent: 100 }} }} }}
-      - {{ name: slow, match: {{ path: {{ prefix: /delay }} }}, cluster: app, timeout: 200ms }}
-      - {{ name: retry, match: {{ path: {{ prefix: /retry }} }}, cluster: flaky, retries: {{ attempts: 2, on: [connect-failure] }} }}
-      - {{ name: canary, match: {{ headers: [ {{ name: x-canary, exact: '1' }} ] }}, weighted_clusters: [ {{ cluster: app, weight: 1 }} ] }}
-      - {{ name: rest, cluster: app }}
-"
-    );
-    let yaml = config(&routes, &[("app", &[&good])], "").replace(
+    let routes = "
+      - { name: fault, match: { path: { prefix: /fault } }, cluster: app, fault: { abort: { status: 418, percent: 100 } } }
+      - { name: slow, match: { path: { prefix: /delay } }, cluster: app, timeout: 200ms }
+      - { name: retry, match: { path: { prefix: /retry } }, cluster: flaky, retries: { attempts: 2, on: [connect-failure] } }
+      - { name: canary, match: { headers: [ { name: x-canary, exact: '1' } ] }, weighted_clusters: [ { cluster: app, weight: 1 } ] }
+      - { name: rest, cluster: app }
+";
+    let yaml = config(routes, &[("app", &[&good])], "").replace(
         "clusters:\n",
         &format!(
             "clusters:\n  - {{ name: flaky, lb: round_robin, endpoints: ['{refused}', '{}'] }}\n",
