@@ -7,6 +7,7 @@
 //! | `/echo`       | the request body, then its trailers as response trailers  |
 //! | `/trailers`   | `ok`, then the trailer `x-trailer: t`                     |
 //! | `/status/N`   | status N, empty body                                      |
+//! | `/delay/MS`   | waits MS milliseconds, then `late` (ignores grpc-timeout) |
 //! | anything else | `h2 upstream`                                             |
 
 use std::convert::Infallible;
@@ -61,6 +62,11 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
             let mut t = http::HeaderMap::new();
             t.insert("x-trailer", http::HeaderValue::from_static("t"));
             Response::new(with_trailers(Bytes::from_static(b"ok"), t))
+        }
+        p if p.starts_with("/delay/") => {
+            let ms = p["/delay/".len()..].parse().unwrap_or(0);
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            Response::new(full("late"))
         }
         p if p.starts_with("/status/") => {
             let code = p["/status/".len()..].parse().unwrap_or(500);
