@@ -40,6 +40,7 @@ fn load(addr: std::net::SocketAddr, f: impl FnOnce(&mut LoadOptions)) -> LoadRep
         new_connection: false,
         timeout: Duration::from_secs(5),
         io: IoMode::Auto,
+        h2: None,
     };
     f(&mut o);
     load::run(&o, Arc::new(AtomicBool::new(false)), &mut ()).expect("load runs")
