@@ -28,9 +28,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Serve fixed HTTP/1.1 responses fast (the upstream behind a proxy).
+    /// Serve fixed HTTP/1.1 responses fast (the upstream behind a proxy);
+    /// with --h2 also HTTP/2 and gRPC Echo.Unary.
     Upstream(UpstreamArgs),
-    /// Drive HTTP/1.1 load at a URL and report latency percentiles.
+    /// Drive HTTP/1.1 or HTTP/2 (--h2, --grpc) load at a URL and report
+    /// latency percentiles.
     Load(LoadArgs),
     /// Run a scenario against ringmesh and its peers; write JSON, Markdown, SVG.
     Compare(ringmesh_bench::compare::CompareArgs),
@@ -78,6 +80,17 @@ struct UpstreamArgs {
     /// The private key of --tls-cert (PEM).
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Serve HTTP/2 too: h2c with prior knowledge on plaintext (other
+    /// connections get HTTP/1.1 as before), h2 by ALPN over TLS (offered
+    /// before http/1.1). Same responses per stream, plus gRPC: POST
+    /// /ringmesh.testing.v1.Echo/Unary answers the request's payload with
+    /// grpc-status 0.
+    #[arg(long)]
+    h2: bool,
+    /// With --h2: answer every gRPC call with this grpc-status instead
+    /// (Trailers-Only), e.g. 14 for UNAVAILABLE.
+    #[arg(long, default_value_t = 0, requires = "h2")]
+    grpc_status: i32,
 }
 
 #[derive(Args)]
@@ -144,6 +157,24 @@ struct LoadArgs {
     /// connection is a full handshake).
     #[arg(long)]
     tls_resume: bool,
+    /// Speak HTTP/2: h2c with prior knowledge, or with --tls h2 by ALPN
+    /// (only h2 offered). RST_STREAM and GOAWAY count as errors of their
+    /// own; a connection that breaks or is sent away is opened again.
+    #[arg(long)]
+    h2: bool,
+    /// With --h2: concurrent streams per connection, each looping like a
+    /// connection of its own (closed loop), or with --rate its own share
+    /// of the schedule (connections × streams clients in all).
+    #[arg(long, default_value_t = 1)]
+    streams: usize,
+    /// gRPC: send ringmesh.testing.v1.Echo/Unary calls (POST, framed
+    /// EchoRequest, te: trailers) instead of the URL's path and --method;
+    /// implies --h2. A non-zero grpc-status counts as a `grpc` error.
+    #[arg(long)]
+    grpc: bool,
+    /// With --grpc: payload bytes in each EchoRequest.
+    #[arg(long, default_value_t = 64, value_name = "BYTES")]
+    grpc_payload: usize,
 }
 
 fn main() -> ExitCode {
@@ -187,13 +218,20 @@ fn run_upstream(a: UpstreamArgs) -> Result<ExitCode, String> {
         echo: a.echo,
         io: a.io,
         tls,
+        h2: a.h2,
+        grpc_status: a.grpc_status,
     };
     let up = upstream::start(opts.clone()).map_err(|e| format!("upstream: {e}"))?;
     let addrs: Vec<String> = up.addrs.iter().map(|a| a.to_string()).collect();
     eprintln!(
-        "ringmesh-bench upstream listening on {}{} ({} workers, {}, status {}, {} body bytes{}{})",
+        "ringmesh-bench upstream listening on {}{}{} ({} workers, {}, status {}, {} body bytes{}{})",
         addrs.join(", "),
         if opts.tls.is_some() { " (https)" } else { "" },
+        match (opts.h2, opts.tls.is_some()) {
+            (true, true) => ", HTTP/2 by ALPN and HTTP/1.1",
+            (true, false) => ", h2c (prior knowledge) and HTTP/1.1",
+            _ => "",
+        },
         opts.workers,
         up.driver,
         opts.status,
@@ -264,9 +302,25 @@ fn load_tls(a: &LoadArgs, https: bool) -> Result<Option<ClientTls>, String> {
     ClientTls::from_ca_file(ca, &a.sni, a.tls_resume).map(Some)
 }
 
+/// How the load speaks HTTP/2 (None: HTTP/1.1); HTTP/2-only options are
+/// refused without it.
+fn load_h2(a: &LoadArgs) -> Result<Option<load::H2Load>, String> {
+    if !(a.h2 || a.grpc) {
+        if a.streams != 1 {
+            return Err("--streams applies with --h2 only (HTTP/1.1: --pipeline)".into());
+        }
+        return Ok(None);
+    }
+    Ok(Some(load::H2Load {
+        streams: a.streams,
+        grpc: a.grpc.then_some(a.grpc_payload),
+    }))
+}
+
 fn run_load(a: LoadArgs) -> Result<ExitCode, String> {
     let (addr, host, path, https) = parse_url(&a.url)?;
     let tls = load_tls(&a, https)?;
+    let h2 = load_h2(&a)?;
     let mut headers = Vec::new();
     for h in &a.headers {
         let (k, v) = h
@@ -294,6 +348,7 @@ fn run_load(a: LoadArgs) -> Result<ExitCode, String> {
         new_connection: a.new_connection,
         timeout: a.timeout,
         io: a.io,
+        h2,
     };
     opts.validate()?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -329,6 +384,64 @@ fn run_load(a: LoadArgs) -> Result<ExitCode, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn load_args(args: &[&str]) -> Result<LoadArgs, String> {
+        let cli = Cli::try_parse_from(
+            ["ringmesh-bench", "load", "http://127.0.0.1:1/"]
+                .iter()
+                .chain(args),
+        )
+        .map_err(|e| e.to_string())?;
+        match cli.cmd {
+            Cmd::Load(a) => Ok(a),
+            _ => Err("not load".into()),
+        }
+    }
+
+    #[test]
+    fn h2_load_arguments() {
+        assert_eq!(load_h2(&load_args(&[]).unwrap()), Ok(None));
+        let a = load_args(&["--h2", "--streams", "100"]).unwrap();
+        assert_eq!(
+            load_h2(&a),
+            Ok(Some(load::H2Load {
+                streams: 100,
+                grpc: None
+            }))
+        );
+        // --grpc implies --h2; the payload defaults to 64 bytes.
+        let a = load_args(&["--grpc"]).unwrap();
+        assert_eq!(
+            load_h2(&a),
+            Ok(Some(load::H2Load {
+                streams: 1,
+                grpc: Some(64)
+            }))
+        );
+        let a = load_args(&["--grpc", "--grpc-payload", "1000", "--h2", "--tls"]).unwrap();
+        assert_eq!(load_h2(&a).unwrap().unwrap().grpc, Some(1000));
+        assert!(a.tls);
+        let err = load_h2(&load_args(&["--streams", "4"]).unwrap()).unwrap_err();
+        assert!(err.contains("--streams applies with --h2 only"), "{err}");
+        assert!(load_args(&["--streams", "x"]).is_err());
+    }
+
+    #[test]
+    fn h2_upstream_arguments() {
+        let up = |args: &[&str]| {
+            Cli::try_parse_from(["ringmesh-bench", "upstream"].iter().chain(args)).map(|c| match c
+                .cmd
+            {
+                Cmd::Upstream(a) => (a.h2, a.grpc_status),
+                _ => (false, -1),
+            })
+        };
+        assert_eq!(up(&[]).unwrap(), (false, 0));
+        assert_eq!(up(&["--h2"]).unwrap(), (true, 0));
+        assert_eq!(up(&["--h2", "--grpc-status", "14"]).unwrap(), (true, 14));
+        // gRPC statuses are HTTP/2's: refused without --h2.
+        assert!(up(&["--grpc-status", "14"]).is_err());
+    }
 
     #[test]
     fn urls() {

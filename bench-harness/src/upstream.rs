@@ -14,6 +14,13 @@
 //!
 //! With `tls` it serves HTTPS instead (rustls; the handshake runs as the
 //! first request is read), for scenarios where the proxy originates TLS.
+//!
+//! With `h2` it serves HTTP/2 as well ([`crate::http2::server`]): on
+//! plaintext, a connection that starts with the HTTP/2 preface (h2c with
+//! prior knowledge) gets HTTP/2 and any other HTTP/1.1 as before; over TLS,
+//! ALPN offers `h2` then `http/1.1` and the handshake runs first so the
+//! choice is known. Without `h2` nothing is sniffed: the HTTP/1.1 path is
+//! the same as ever.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -23,7 +30,10 @@ use std::time::{Duration, Instant};
 use ringmesh_http1::ChunkedDecoder;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use monoio::net::TcpStream;
+
 use crate::http::{Fill, ReadBuf};
+use crate::http2::{self, io::H2Io, server::H2Responder};
 use crate::pace::Pacer;
 use crate::runtime::{self, IoMode};
 use crate::stream::Stream;
@@ -41,6 +51,10 @@ pub struct UpstreamOptions {
     pub io: IoMode,
     /// Serve HTTPS with this certificate instead of plain HTTP.
     pub tls: Option<ServerTls>,
+    /// Serve HTTP/2 too: h2c with prior knowledge, h2 by ALPN over TLS.
+    pub h2: bool,
+    /// HTTP/2 only: answer every gRPC call with this status (0: succeed).
+    pub grpc_status: i32,
 }
 
 impl Default for UpstreamOptions {
@@ -55,6 +69,8 @@ impl Default for UpstreamOptions {
             echo: false,
             io: IoMode::Auto,
             tls: None,
+            h2: false,
+            grpc_status: 0,
         }
     }
 }
@@ -85,7 +101,7 @@ impl std::str::FromStr for AddedLatency {
 }
 
 impl AddedLatency {
-    fn sample(&self, rng: &mut fastrand::Rng) -> Duration {
+    pub(crate) fn sample(&self, rng: &mut fastrand::Rng) -> Duration {
         if self.min == self.max {
             return self.min;
         }
@@ -124,7 +140,20 @@ pub fn start(opts: UpstreamOptions) -> io::Result<Upstream> {
                 }
                 let res = runtime::block_on(opts.io, |uring| {
                     let _ = tx.send(Ok(uring));
-                    serve(listeners, Rc::new(Responder::new(&opts)), opts.tls, uring)
+                    let h2 = opts.h2.then(|| {
+                        Rc::new(H2Responder::new(
+                            opts.status,
+                            opts.body_size,
+                            opts.latency,
+                            opts.echo,
+                            opts.grpc_status,
+                        ))
+                    });
+                    let tls = match (&opts.tls, h2.is_some()) {
+                        (Some(tls), true) => Some(tls.with_h2()),
+                        (tls, _) => tls.clone(),
+                    };
+                    serve(listeners, Rc::new(Responder::new(&opts)), tls, h2, uring)
                 });
                 if let Err(e) = res {
                     let _ = tx.send(Err(e));
@@ -167,6 +196,7 @@ async fn serve(
     listeners: Vec<TcpListener>,
     responder: Rc<Responder>,
     tls: Option<ServerTls>,
+    h2: Option<Rc<H2Responder>>,
     uring: bool,
 ) {
     let mut accepts = Vec::new();
@@ -176,24 +206,16 @@ async fn serve(
         };
         let responder = responder.clone();
         let tls = tls.clone();
+        let h2 = h2.clone();
         accepts.push(monoio::spawn(async move {
             loop {
                 match l.accept().await {
                     Ok((io, _)) => {
                         let _ = io.set_nodelay(true);
-                        let io = match &tls {
-                            None => Stream::Plain(io),
-                            // The handshake runs as the first request is
-                            // read. (A new connection fails only on a bad
-                            // config, which start-up has already loaded.)
-                            Some(tls) => match tls.connection() {
-                                Ok(conn) => Stream::Tls(Box::new(TlsStream::new(io, conn))),
-                                Err(_) => continue,
-                            },
-                        };
                         let responder = responder.clone();
+                        let (tls, h2) = (tls.clone(), h2.clone());
                         monoio::spawn(async move {
-                            let _ = connection(io, &responder, uring).await;
+                            let _ = accepted(io, tls, h2, &responder, uring).await;
                         });
                     }
                     // Out of fds or a connection reset while queued: keep
@@ -205,6 +227,72 @@ async fn serve(
     }
     for a in accepts {
         a.await;
+    }
+}
+
+/// Serve one accepted connection: HTTP/1.1, or with `h2` whichever the
+/// client speaks.
+async fn accepted(
+    io: TcpStream,
+    tls: Option<ServerTls>,
+    h2: Option<Rc<H2Responder>>,
+    r: &Responder,
+    uring: bool,
+) -> io::Result<()> {
+    let rb = ReadBuf::new(16 * 1024);
+    let Some(h2) = h2 else {
+        let io = match &tls {
+            None => Stream::Plain(io),
+            // The handshake runs as the first request is read.
+            Some(tls) => Stream::Tls(Box::new(session(io, tls)?)),
+        };
+        return connection(io, rb, r, uring).await;
+    };
+    match &tls {
+        None => {
+            let (mut io, mut rb) = (io, rb);
+            if sniff_preface(&mut io, &mut rb).await? {
+                let io = H2Io::plain(io, rb.data().to_vec())?;
+                http2::server::serve(io, h2).await;
+                return Ok(());
+            }
+            connection(Stream::Plain(io), rb, r, uring).await
+        }
+        Some(tls) => {
+            let mut s = session(io, tls)?;
+            s.handshake().await?;
+            if s.is_h2() {
+                http2::server::serve(H2Io::tls(s)?, h2).await;
+                return Ok(());
+            }
+            connection(Stream::Tls(Box::new(s)), rb, r, uring).await
+        }
+    }
+}
+
+/// A server TLS session on `io` (nothing read yet). A new session fails
+/// only on a bad config, which start-up has already loaded.
+fn session(io: TcpStream, tls: &ServerTls) -> io::Result<TlsStream> {
+    tls.connection()
+        .map(|conn| TlsStream::new(io, conn))
+        .map_err(io::Error::other)
+}
+
+/// Read until the bytes are, or cannot be, the HTTP/2 client preface;
+/// whether they are. What was read stays in `rb`.
+async fn sniff_preface(io: &mut TcpStream, rb: &mut ReadBuf) -> io::Result<bool> {
+    loop {
+        let data = rb.data();
+        let n = data.len().min(http2::PREFACE.len());
+        if data[..n] != http2::PREFACE[..n] {
+            return Ok(false);
+        }
+        if n == http2::PREFACE.len() {
+            return Ok(true);
+        }
+        if rb.fill(io).await? == 0 {
+            return Ok(false);
+        }
     }
 }
 
@@ -338,8 +426,7 @@ fn parse(buf: &[u8]) -> Parsed {
     })
 }
 
-async fn connection(mut io: Stream, r: &Responder, uring: bool) -> io::Result<()> {
-    let mut rb = ReadBuf::new(16 * 1024);
+async fn connection(mut io: Stream, mut rb: ReadBuf, r: &Responder, uring: bool) -> io::Result<()> {
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut pacer = match r.latency {
         Some(_) => Some(Pacer::new(uring)?),

@@ -40,6 +40,7 @@ fn load(addr: std::net::SocketAddr, f: impl FnOnce(&mut LoadOptions)) -> LoadRep
         new_connection: false,
         timeout: Duration::from_secs(5),
         io: IoMode::Auto,
+        h2: None,
     };
     f(&mut o);
     load::run(&o, Arc::new(AtomicBool::new(false)), &mut ()).expect("load runs")
@@ -92,6 +93,89 @@ fn load_through_the_proxy_to_the_bench_upstream() {
         uploads.response_body_bytes,
         uploads.requests * 3,
         "/size/3 answers 3 bytes"
+    );
+}
+
+/// HTTP/2 load options: `streams` per connection, gRPC with `grpc`.
+fn h2(streams: usize, grpc: Option<usize>) -> Option<load::H2Load> {
+    Some(load::H2Load { streams, grpc })
+}
+
+#[test]
+fn h2_load_through_the_proxy_to_h1_and_h2_upstreams() {
+    // The HTTP/1.1 upstream, and one that also serves h2c and gRPC.
+    let h1 = upstream::start(UpstreamOptions {
+        body_size: 100,
+        ..Default::default()
+    })
+    .unwrap();
+    let h2_up = upstream::start(UpstreamOptions {
+        body_size: 100,
+        h2: true,
+        ..Default::default()
+    })
+    .unwrap();
+    // As `compare` routes an h2 scenario: /h2/ and gRPC to the h2
+    // cluster, the rest to HTTP/1.1.
+    let proxy = Proxy::start(&format!(
+        "runtime: {{ workers: 1 }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:0\n    routes:\n      - {{ match: {{ path: {{ prefix: /h2/ }} }}, cluster: up2 }}\n      - {{ match: {{ path: {{ prefix: /ringmesh.testing.v1.Echo/ }} }}, cluster: up2 }}\n      - {{ cluster: up }}\nclusters:\n  - {{ name: up, endpoints: ['{}'] }}\n  - {{ name: up2, endpoints: ['{}'], protocol: http2 }}\n",
+        h1.addrs[0], h2_up.addrs[0]
+    ));
+    let addr = proxy.addr("main");
+
+    // The harness against itself first: h2 load, h2 upstream.
+    let direct = load(h2_up.addrs[0], |o| o.h2 = h2(4, None));
+    assert_clean(&direct, "h2 direct");
+
+    let h2_h1 = load(addr, |o| o.h2 = h2(4, None));
+    assert_clean(&h2_h1, "h2 in, HTTP/1.1 out");
+    assert_eq!(h2_h1.protocol, "h2");
+    assert_eq!(h2_h1.response_body_bytes, h2_h1.requests * 100);
+
+    let h2_h2 = load(addr, |o| {
+        o.h2 = h2(4, None);
+        o.request.path = "/h2/size/7".into();
+    });
+    assert_clean(&h2_h2, "h2 in, h2 out");
+    assert_eq!(h2_h2.response_body_bytes, h2_h2.requests * 7);
+
+    let grpc = load(addr, |o| o.h2 = h2(2, Some(64)));
+    assert_clean(&grpc, "gRPC through the proxy");
+    assert_eq!(grpc.errors.grpc, 0);
+
+    let paced = load(addr, |o| {
+        o.h2 = h2(2, Some(16));
+        o.rate = Some(300.0);
+    });
+    assert_clean(&paced, "gRPC at a fixed rate");
+    assert!((paced.rps - 300.0).abs() < 45.0, "rate held: {paced}");
+
+    // 100 streams on one connection: the proxy's default limit.
+    let many = load(addr, |o| {
+        o.connections = 1;
+        o.h2 = h2(100, None);
+    });
+    assert_clean(&many, "100 streams on one connection");
+}
+
+#[test]
+fn h2_grpc_failures_through_the_proxy_are_counted() {
+    let up = upstream::start(UpstreamOptions {
+        h2: true,
+        grpc_status: 14,
+        ..Default::default()
+    })
+    .unwrap();
+    let proxy = Proxy::start(&format!(
+        "runtime: {{ workers: 1 }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:0\n    routes: [ {{ cluster: up }} ]\nclusters:\n  - {{ name: up, endpoints: ['{}'], protocol: http2 }}\n",
+        up.addrs[0]
+    ));
+    let r = load(proxy.addr("main"), |o| o.h2 = h2(2, Some(8)));
+    assert!(r.requests > 50, "{r}");
+    assert_eq!(r.ok, 0, "{r}");
+    assert_eq!(
+        r.errors.grpc, r.requests,
+        "every call failed UNAVAILABLE: {r}"
     );
 }
 

@@ -56,7 +56,7 @@ pub fn load_args(
     let addr = target.addr;
     let mut a: Vec<String> = vec![
         "load".into(),
-        format!("http://{addr}{}", step.path),
+        format!("http://{addr}{}", step.load_path()),
         "--connections".into(),
         step.connections.to_string(),
         "--threads".into(),
@@ -95,6 +95,16 @@ pub fn load_args(
     }
     if let Some(r) = rate {
         a.extend(["--rate".into(), format!("{r:.0}")]);
+    }
+    if sc.client == super::scenario::Proto::H2 {
+        a.extend(["--h2".into(), "--streams".into(), step.streams.to_string()]);
+        if let Some(payload) = step.grpc {
+            a.extend([
+                "--grpc".into(),
+                "--grpc-payload".into(),
+                payload.to_string(),
+            ]);
+        }
     }
     if let Some(tls) = target.tls {
         a.extend(tls.load_args());
@@ -326,6 +336,60 @@ new_connection = true
         target.tls = None;
         let plain = load_args(&sc, &sc.steps[0], &target, None, Duration::from_secs(1));
         assert!(!plain.iter().any(|a| a.starts_with("--tls")), "{plain:?}");
+        assert!(!plain.iter().any(|a| a == "--h2"), "{plain:?}");
+    }
+
+    #[test]
+    fn the_load_speaks_h2_and_grpc_to_h2_scenarios() {
+        let sc = super::super::scenario::parse(
+            r#"
+client = "h2"
+targets = ["ringmesh"]
+cpus = { proxy = [0], upstream = [0], load = [0] }
+[[step]]
+name = "h2-h2"
+connections = 2
+streams = 100
+upstream = "h2"
+[[step]]
+name = "grpc"
+connections = 2
+grpc = true
+grpc_payload = 10
+"#,
+            "t",
+        )
+        .unwrap();
+        let target = Target {
+            addr: "127.0.0.1:9000".parse().unwrap(),
+            pid: None,
+            tls: None,
+        };
+        let args = load_args(&sc, &sc.steps[0], &target, None, Duration::from_secs(1));
+        assert_eq!(
+            args[1], "http://127.0.0.1:9000/h2/",
+            "routed to the h2 upstream"
+        );
+        let tail: Vec<&str> = args
+            .iter()
+            .rev()
+            .take(3)
+            .rev()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(tail, ["--h2", "--streams", "100"]);
+        let args = load_args(&sc, &sc.steps[1], &target, None, Duration::from_secs(1));
+        let tail: Vec<&str> = args
+            .iter()
+            .rev()
+            .take(6)
+            .rev()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            tail,
+            ["--h2", "--streams", "1", "--grpc", "--grpc-payload", "10"]
+        );
     }
 
     #[test]

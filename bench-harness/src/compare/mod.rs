@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use results::{Calibration, CpuPlan, Machine, Report, Run, StepInfo, TargetInfo};
-use scenario::{Mode, Rate, Scenario, Step, StepKind};
+use scenario::{Mode, Proto, Rate, Scenario, Step, StepKind};
 use targets::{RingmeshBins, TargetKind};
 use tls::TlsRun;
 
@@ -165,8 +165,10 @@ pub fn run(
     // Two ringmesh builds usually print the same version: then the report
     // tells them apart by path.
     let two_builds = sc.targets.contains(&TargetKind::Baseline);
+    let h2_upstream = sc.steps.iter().any(|s| s.upstream == Proto::H2);
+    let h2 = sc.client == Proto::H2 || h2_upstream;
     for &t in &sc.targets {
-        match t.locate(bins, sc.mode) {
+        match t.locate_for(bins, sc.mode, h2) {
             Ok(bin) => {
                 let detail = bin.as_deref().map_or_else(String::new, |b| {
                     let version = t.version(b);
@@ -198,10 +200,20 @@ pub fn run(
             }
         }
     }
-    let upstream = start_upstream(sc, bench, &dir.0, None)?;
+    let upstream = start_upstream(sc, bench, &dir.0, None, false)?;
+    // The HTTP/2 upstream: behind the proxies for steps with upstream =
+    // "h2" (and gRPC), and what `direct` talks to when the load speaks h2.
+    let has_direct = runnable.iter().any(|(k, _)| !k.is_proxy());
+    let upstream_h2 = match h2_upstream || (sc.client == Proto::H2 && has_direct) {
+        true => Some(start_upstream(sc, bench, &dir.0, None, true)?),
+        false => None,
+    };
     eprintln!(
-        "upstream on {} (CPUs {:?}); targets on CPUs {:?}; load on CPUs {:?}{}",
+        "upstream on {}{} (CPUs {:?}); targets on CPUs {:?}; load on CPUs {:?}{}",
         upstream.addr,
+        upstream_h2
+            .as_ref()
+            .map_or_else(String::new, |u| format!(", h2c upstream on {}", u.addr)),
         sc.cpus.upstream,
         sc.cpus.proxy,
         sc.cpus.load,
@@ -217,8 +229,8 @@ pub fn run(
     // with the same certificate: the floor under a TLS proxy, as the plain
     // upstream is under a plain one.
     let direct_tls = match &tls {
-        Some(t) if runnable.iter().any(|(k, _)| !k.is_proxy()) => {
-            let up = start_upstream(sc, bench, &dir.0, Some(&t.files))?;
+        Some(t) if has_direct => {
+            let up = start_upstream(sc, bench, &dir.0, Some(&t.files), sc.client == Proto::H2)?;
             if let Some(i) = infos.iter_mut().find(|i| i.name == "direct") {
                 i.detail = format!(
                     "TLS served by the test upstream itself (rustls, the same certificate) on {}: the floor, not a proxy",
@@ -235,7 +247,12 @@ pub fn run(
         bench,
         dir: &dir.0,
         upstream: upstream.addr,
-        direct: direct_tls.as_ref().map_or(upstream.addr, |d| d.addr),
+        upstream_h2: upstream_h2.as_ref().filter(|_| h2_upstream).map(|u| u.addr),
+        direct: match (&direct_tls, &upstream_h2) {
+            (Some(d), _) => d.addr,
+            (None, Some(u)) if sc.client == Proto::H2 => u.addr,
+            _ => upstream.addr,
+        },
         tls: tls.as_ref(),
         max_conns,
     };
@@ -272,7 +289,15 @@ pub fn run(
         .filter(|(s, _)| matches!(s.kind, StepKind::Idle { .. }))
         .count();
     let direct = runnable.iter().filter(|(t, _)| !t.is_proxy()).count();
-    let total = sc.repetitions * (runnable.len() * steps.len() - direct * idle_steps);
+    let unsupported = runnable
+        .iter()
+        .flat_map(|(t, _)| {
+            steps
+                .iter()
+                .filter(|(s, _)| targets::supports(*t, s).is_err())
+        })
+        .count();
+    let total = sc.repetitions * (runnable.len() * steps.len() - direct * idle_steps - unsupported);
     let started = Instant::now();
     'reps: for rep in 0..sc.repetitions {
         for (t, bin) in &runnable {
@@ -299,6 +324,9 @@ pub fn run(
                 }
                 if !t.is_proxy() && matches!(step.kind, StepKind::Idle { .. }) {
                     continue; // no process of its own to weigh
+                }
+                if targets::supports(*t, step).is_err() {
+                    continue; // said under the step in the report
                 }
                 let n = runs.len() + 1;
                 let res = ctx.step(&target, step, *rate);
@@ -331,7 +359,18 @@ pub fn run(
     }
     let step_infos: Vec<StepInfo> = steps
         .iter()
-        .map(|(s, r)| step_info(s, *r, sc.tls, sc.mode))
+        .map(|(s, r)| {
+            let mut info = step_info(s, *r, sc.tls, sc.mode);
+            info.not_run = runnable
+                .iter()
+                .filter_map(|(t, _)| {
+                    targets::supports(*t, s)
+                        .err()
+                        .map(|why| format!("{t}: {why}"))
+                })
+                .collect();
+            info
+        })
         .collect();
     let names: Vec<String> = runnable.iter().map(|(t, _)| t.to_string()).collect();
     let summary = results::summarize(&step_infos, &names, &runs);
@@ -363,6 +402,7 @@ pub fn run(
         interrupted: stop.load(Ordering::Relaxed),
         tls: sc.tls,
         mode: sc.mode,
+        client: sc.client,
     })
 }
 
@@ -431,6 +471,16 @@ fn step_info(s: &Step, rate: Option<f64>, tls: bool, mode: Mode) -> StepInfo {
             about.push_str(" (a new upstream connection per request)");
         }
     }
+    match (s.streams, s.grpc, s.upstream) {
+        (_, Some(payload), _) => about.push_str(&format!(
+            ", gRPC Echo.Unary ({payload} B payload), HTTP/2 to the upstream"
+        )),
+        (_, None, Proto::H2) => about.push_str(", HTTP/2 to the upstream"),
+        _ => {}
+    }
+    if s.streams > 1 {
+        about.push_str(&format!(", {} streams per connection", s.streams));
+    }
     if s.body_size > 0 {
         about.push_str(&format!(", {} B request bodies", s.body_size));
     }
@@ -451,6 +501,7 @@ fn step_info(s: &Step, rate: Option<f64>, tls: bool, mode: Mode) -> StepInfo {
                 ..
             }
         ),
+        not_run: Vec::new(),
     }
 }
 
@@ -460,6 +511,8 @@ struct Ctx<'a> {
     dir: &'a Path,
     /// Where the proxies send requests (always plain HTTP).
     upstream: SocketAddr,
+    /// Where they send HTTP/2 (steps with upstream = "h2", gRPC).
+    upstream_h2: Option<SocketAddr>,
     /// Where `direct` sends the load: the upstream, or over TLS the one
     /// that serves TLS.
     direct: SocketAddr,
@@ -495,6 +548,8 @@ impl Ctx<'_> {
                 .unwrap_or(1 << 20),
             tls: self.tls.map(|t| &t.files),
             mode: self.sc.mode,
+            client: self.sc.client,
+            upstream_h2: self.upstream_h2,
         };
         let cmd = targets::command(t, bin, &setup).map_err(|e| e.to_string())?;
         let log = dir.join("log.txt");
@@ -508,6 +563,7 @@ impl Ctx<'_> {
         let ready = targets::wait_ready(
             listen,
             client,
+            self.sc.client == Proto::H2,
             Duration::from_secs(15),
             running.child.as_mut(),
         );
@@ -551,18 +607,9 @@ fn calibrate(
     c: &scenario::Calibrate,
     infos: &mut [TargetInfo],
 ) -> Result<Calibration, String> {
-    let step = Step {
-        name: "calibrate".into(),
-        kind: StepKind::Closed {
-            pipeline: 1,
-            new_connection: false,
-        },
-        connections: c.connections,
-        threads: 1,
-        path: "/".into(),
-        method: "GET".into(),
-        body_size: 0,
-    };
+    // Plain requests to the HTTP/1.1 upstream, in the scenario's client
+    // protocol (one stream per connection over HTTP/2).
+    let step = Step::closed("calibrate", c.connections);
     let mut peak = std::collections::BTreeMap::new();
     let mut failed = Vec::new();
     let proxies: Vec<_> = runnable.iter().filter(|(t, _)| t.is_proxy()).collect();
@@ -649,12 +696,14 @@ fn stop_child(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Start the test upstream: plain HTTP, or serving TLS with `tls`.
+/// Start the test upstream: plain HTTP, or serving TLS with `tls`; with
+/// `h2`, HTTP/2 too (h2c, or h2 by ALPN).
 fn start_upstream(
     sc: &Scenario,
     bench: &Path,
     dir: &Path,
     tls: Option<&crate::tls::CertFiles>,
+    h2: bool,
 ) -> Result<Running, String> {
     let addr = free_port()?;
     let mut cmd = Command::new(bench);
@@ -678,9 +727,14 @@ fn start_upstream(
     if let Some(l) = &sc.upstream.latency {
         cmd.args(["--latency", l]);
     }
-    let (log, what) = match tls {
-        Some(_) => ("upstream-tls.log", "TLS upstream"),
-        None => ("upstream.log", "upstream"),
+    if h2 {
+        cmd.arg("--h2");
+    }
+    let (log, what) = match (tls, h2) {
+        (Some(_), false) => ("upstream-tls.log", "TLS upstream"),
+        (Some(_), true) => ("upstream-tls-h2.log", "TLS upstream (h2)"),
+        (None, false) => ("upstream.log", "upstream"),
+        (None, true) => ("upstream-h2.log", "h2 upstream"),
     };
     let client = match tls {
         Some(files) => {
@@ -703,6 +757,7 @@ fn start_upstream(
     targets::wait_ready(
         addr,
         client.as_ref(),
+        false,
         Duration::from_secs(10),
         running.child.as_mut(),
     )
@@ -778,16 +833,11 @@ mod tests {
     #[test]
     fn tcp_steps_say_they_are_relayed() {
         let step = Step {
-            name: "new".into(),
             kind: StepKind::Closed {
                 pipeline: 1,
                 new_connection: true,
             },
-            connections: 10,
-            threads: 1,
-            path: "/".into(),
-            method: "GET".into(),
-            body_size: 0,
+            ..Step::closed("new", 10)
         };
         let tcp = step_info(&step, None, false, Mode::Tcp);
         assert_eq!(

@@ -72,10 +72,23 @@ pub fn markdown(r: &Report) -> String {
             "**TCP (L4):** every proxy relays opaque TCP: each client connection gets an upstream connection of its own and the bytes pass unparsed (no X-Forwarded-For, no upstream keep-alive pool). The load speaks HTTP/1.1 through the relay to the same plain upstream; `direct` is the upstream alone.\n"
         );
     }
+    if r.client == super::scenario::Proto::H2 {
+        let _ = writeln!(
+            out,
+            "**HTTP/2:** the load speaks HTTP/2 to every target ({}); each step says what the proxies speak to the upstream: HTTP/1.1 to the plain upstream, or HTTP/2 (h2c) to the one that also serves gRPC. `direct` is the HTTP/2 upstream alone.\n",
+            if r.tls { "h2 by ALPN over TLS" } else { "h2c with prior knowledge" }
+        );
+    }
     headline(&mut out, r);
     for (s, info) in r.summary.iter().zip(&r.steps) {
         let _ = writeln!(out, "## {} — {}\n", s.step, info.about);
         step_table(&mut out, s, &info.kind);
+        for line in &info.not_run {
+            let _ = writeln!(out, "- **{line}**");
+        }
+        if !info.not_run.is_empty() {
+            let _ = writeln!(out);
+        }
     }
     let _ = writeln!(out, "## Targets\n");
     for t in &r.targets {
@@ -450,6 +463,7 @@ pub(crate) mod tests {
             rate,
             pipeline,
             new_connection: false,
+            not_run: Vec::new(),
         }
     }
 
@@ -515,6 +529,7 @@ pub(crate) mod tests {
             interrupted: false,
             tls: false,
             mode: Default::default(),
+            client: Default::default(),
         }
     }
 
@@ -717,5 +732,30 @@ pub(crate) mod tests {
             4,
             "every baseline run is kept"
         );
+    }
+
+    #[test]
+    fn h2_runs_say_so_and_name_targets_left_out() {
+        let mut r = report();
+        r.client = crate::compare::scenario::Proto::H2;
+        r.steps[1].not_run = vec!["nginx: not supported: nginx (1.22) proxies HTTP/2 to an upstream only as gRPC (grpc_pass); its proxy_pass speaks HTTP/1.x".into()];
+        let md = markdown(&r);
+        assert!(
+            md.contains(
+                "**HTTP/2:** the load speaks HTTP/2 to every target (h2c with prior knowledge)"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("- **nginx: not supported: nginx (1.22) proxies HTTP/2"),
+            "{md}"
+        );
+        // Results from before HTTP/2 read as HTTP/1.1 with every target run.
+        let mut v = serde_json::to_value(&r).unwrap();
+        v.as_object_mut().unwrap().remove("client");
+        v["steps"][1].as_object_mut().unwrap().remove("not_run");
+        let old: Report = serde_json::from_value(v).unwrap();
+        assert_eq!(old.client, crate::compare::scenario::Proto::H1);
+        assert!(old.steps[1].not_run.is_empty());
     }
 }

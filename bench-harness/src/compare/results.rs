@@ -31,6 +31,9 @@ pub struct Report {
     /// The proxies served HTTP or relayed opaque TCP (`mode = "tcp"`).
     #[serde(default)]
     pub mode: super::scenario::Mode,
+    /// What the load spoke to the targets (`client = "h2"`).
+    #[serde(default)]
+    pub client: super::scenario::Proto,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,6 +78,10 @@ pub struct StepInfo {
     /// A closed loop with a new connection per request.
     #[serde(default)]
     pub new_connection: bool,
+    /// Targets left out of this step, each with why (`nginx: not
+    /// supported: ...`).
+    #[serde(default)]
+    pub not_run: Vec<String>,
 }
 
 /// One step against one target in one repetition.
@@ -259,6 +266,7 @@ mod tests {
                 rate: None,
                 pipeline: 1,
                 new_connection: false,
+                not_run: Vec::new(),
             },
             StepInfo {
                 name: "half".into(),
@@ -268,6 +276,7 @@ mod tests {
                 rate: Some(1.0),
                 pipeline: 1,
                 new_connection: false,
+                not_run: Vec::new(),
             },
         ];
         let targets: Vec<String> = ["direct", "a", "b"].map(String::from).to_vec();

@@ -27,6 +27,18 @@ pub struct Scenario {
     /// What the proxies do with a connection: serve HTTP, or relay it as
     /// opaque TCP (`mode = "tcp"`).
     pub mode: Mode,
+    /// What the load speaks to the proxies (`client = "h2"`: h2c with
+    /// prior knowledge, or h2 by ALPN with `tls`).
+    pub client: Proto,
+}
+
+/// An HTTP version, as a scenario names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    #[default]
+    H1,
+    H2,
 }
 
 /// A scenario's `mode`: how every proxy target handles its listener's
@@ -75,6 +87,48 @@ pub struct Step {
     pub path: String,
     pub method: String,
     pub body_size: usize,
+    /// What the proxies speak to the upstream in this step: the plain
+    /// HTTP/1.1 upstream, or the one serving h2c (`upstream = "h2"`).
+    pub upstream: Proto,
+    /// HTTP/2 streams per connection (1 over HTTP/1.1).
+    pub streams: usize,
+    /// gRPC Echo.Unary calls with this many payload bytes (HTTP/2 both
+    /// ways), instead of `method` and `path`.
+    pub grpc: Option<usize>,
+}
+
+/// Where the proxies send a plain (not gRPC) request meant for the
+/// HTTP/2 upstream: its path under this prefix.
+pub const H2_UPSTREAM_PREFIX: &str = "/h2";
+
+impl Step {
+    /// The path the load asks for: under [`H2_UPSTREAM_PREFIX`] when the
+    /// step's upstream is HTTP/2 (gRPC has its own).
+    pub fn load_path(&self) -> String {
+        match (self.upstream, self.grpc) {
+            (Proto::H2, None) => format!("{H2_UPSTREAM_PREFIX}{}", self.path),
+            _ => self.path.clone(),
+        }
+    }
+
+    /// A step with the defaults a scenario file would give it.
+    pub fn closed(name: &str, connections: usize) -> Step {
+        Step {
+            name: name.into(),
+            kind: StepKind::Closed {
+                pipeline: 1,
+                new_connection: false,
+            },
+            connections,
+            threads: 1,
+            path: "/".into(),
+            method: "GET".into(),
+            body_size: 0,
+            upstream: Proto::H1,
+            streams: 1,
+            grpc: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -120,6 +174,8 @@ struct RawScenario {
     tls: bool,
     #[serde(default)]
     mode: Mode,
+    #[serde(default)]
+    client: Proto,
 }
 
 fn three() -> usize {
@@ -178,7 +234,16 @@ struct RawStep {
     method: String,
     #[serde(default)]
     body_size: usize,
+    upstream: Option<Proto>,
+    #[serde(default = "one")]
+    streams: usize,
+    #[serde(default)]
+    grpc: bool,
+    grpc_payload: Option<usize>,
 }
+
+/// Payload bytes of a gRPC step's calls unless it says.
+const GRPC_PAYLOAD: usize = 64;
 
 fn closed() -> String {
     "closed".into()
@@ -237,6 +302,7 @@ pub fn parse(text: &str, default_name: &str) -> Result<Scenario, Vec<String>> {
             .hold
             .as_deref()
             .map(|h| dur(&mut errs, &format!("{at}.hold"), h));
+        errs.extend(step_protocols(s, &raw, &at));
         match step(s, hold.flatten(), &at, raw.calibrate.is_some()) {
             Ok(st) => steps.push(st),
             Err(e) => errs.extend(e),
@@ -297,6 +363,12 @@ pub fn parse(text: &str, default_name: &str) -> Result<Scenario, Vec<String>> {
                 .into(),
         );
     }
+    if raw.mode == Mode::Tcp && raw.client == Proto::H2 {
+        errs.push(
+            "client: \"h2\" with mode = \"tcp\" is not supported (a relay passes bytes; the load would speak h2 to the upstream itself)"
+                .into(),
+        );
+    }
     if !errs.is_empty() {
         return Err(errs);
     }
@@ -321,7 +393,62 @@ pub fn parse(text: &str, default_name: &str) -> Result<Scenario, Vec<String>> {
         steps,
         tls: raw.tls,
         mode: raw.mode,
+        client: raw.client,
     })
+}
+
+/// What a step's HTTP versions allow, given the scenario's.
+fn step_protocols(s: &RawStep, raw: &RawScenario, at: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    let h2 = raw.client == Proto::H2;
+    if !h2 {
+        if s.streams > 1 {
+            errs.push(format!(
+                "{at}.streams: HTTP/2 streams need client = \"h2\" (HTTP/1.1: pipeline)"
+            ));
+        }
+        if s.grpc {
+            errs.push(format!("{at}.grpc: gRPC needs client = \"h2\""));
+        }
+    } else {
+        if s.kind == "idle" {
+            errs.push(format!(
+                "{at}.kind: idle steps with client = \"h2\" are not supported yet"
+            ));
+        }
+        if s.pipeline > 1 {
+            errs.push(format!(
+                "{at}.pipeline: HTTP/1.1's; over HTTP/2 use streams"
+            ));
+        }
+        if s.new_connection {
+            errs.push(format!(
+                "{at}.new_connection: not supported with client = \"h2\" yet"
+            ));
+        }
+    }
+    if s.streams == 0 {
+        errs.push(format!("{at}.streams: must be at least 1"));
+    }
+    if s.grpc && s.upstream == Some(Proto::H1) {
+        errs.push(format!(
+            "{at}.upstream: gRPC goes to the HTTP/2 upstream; drop upstream = \"h1\""
+        ));
+    }
+    if s.grpc && (s.body_size > 0 || s.method != "GET" || s.path != "/") {
+        errs.push(format!(
+            "{at}.grpc: calls Echo.Unary (POST, its own path, grpc_payload bytes); drop method, path and body_size"
+        ));
+    }
+    if s.grpc_payload.is_some() && !s.grpc {
+        errs.push(format!("{at}.grpc_payload: applies with grpc = true only"));
+    }
+    if raw.mode == Mode::Tcp && (s.upstream == Some(Proto::H2) || s.grpc) {
+        errs.push(format!(
+            "{at}.upstream: a TCP relay goes to the HTTP/1.1 upstream only"
+        ));
+    }
+    errs
 }
 
 fn step(
@@ -428,6 +555,12 @@ fn step(
         path: s.path.clone(),
         method: s.method.clone(),
         body_size: s.body_size,
+        upstream: match s.grpc {
+            true => Proto::H2,
+            false => s.upstream.unwrap_or_default(),
+        },
+        streams: s.streams,
+        grpc: s.grpc.then(|| s.grpc_payload.unwrap_or(GRPC_PAYLOAD)),
     })
 }
 
@@ -570,6 +703,80 @@ hold = "2s"
         assert!(
             err.join("\n").contains("needs a [calibrate] section"),
             "{err:?}"
+        );
+    }
+
+    #[test]
+    fn h2_clients_upstreams_and_grpc() {
+        let s = parse(GOOD, "t").unwrap();
+        assert_eq!(s.client, Proto::H1);
+        assert_eq!((s.steps[0].upstream, s.steps[0].streams), (Proto::H1, 1));
+        let h2 = r#"
+client = "h2"
+targets = ["ringmesh", "nginx"]
+cpus = { proxy = [0], upstream = [0], load = [0] }
+[[step]]
+name = "h2-h1"
+connections = 4
+[[step]]
+name = "h2-h2"
+connections = 4
+upstream = "h2"
+path = "/size/10"
+[[step]]
+name = "grpc"
+kind = "rate"
+rate = 100
+connections = 4
+grpc = true
+[[step]]
+name = "streams"
+connections = 1
+streams = 100
+"#;
+        let s = parse(h2, "t").unwrap();
+        assert_eq!(s.client, Proto::H2);
+        assert_eq!(s.steps[0].load_path(), "/");
+        assert_eq!(s.steps[1].upstream, Proto::H2);
+        assert_eq!(s.steps[1].load_path(), "/h2/size/10");
+        assert_eq!(
+            (s.steps[2].upstream, s.steps[2].grpc),
+            (Proto::H2, Some(GRPC_PAYLOAD))
+        );
+        assert_eq!(s.steps[3].streams, 100);
+        // What HTTP/1.1 clients cannot do, and what h2 steps cannot yet.
+        let errs = parse(&h2.replace("client = \"h2\"", ""), "t")
+            .unwrap_err()
+            .join("\n");
+        assert!(
+            errs.contains("step[2] (grpc).grpc: gRPC needs client = \"h2\""),
+            "{errs}"
+        );
+        assert!(
+            errs.contains("step[3] (streams).streams: HTTP/2 streams need"),
+            "{errs}"
+        );
+        let errs = parse(
+            &format!(
+                "{h2}[[step]]\nname = \"idle\"\nkind = \"idle\"\nconnections = 5\n[[step]]\nname = \"g\"\nconnections = 1\ngrpc = true\nupstream = \"h1\"\n"
+            ),
+            "t",
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(
+            errs.contains("idle steps with client = \"h2\" are not supported"),
+            "{errs}"
+        );
+        assert!(
+            errs.contains("step[5] (g).upstream: gRPC goes to the HTTP/2 upstream"),
+            "{errs}"
+        );
+        let errs = parse(&format!("mode = \"tcp\"\n{h2}"), "t").unwrap_err();
+        assert!(
+            errs.join("\n")
+                .contains("client: \"h2\" with mode = \"tcp\""),
+            "{errs:?}"
         );
     }
 

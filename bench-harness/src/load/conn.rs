@@ -19,6 +19,8 @@ use crate::tls::{ClientTls, TlsStream, TlsSummary};
 /// Everything every thread needs, fixed before the run.
 pub struct Plan {
     pub opts: LoadOptions,
+    /// Over HTTP/2: each request's head and body, made once.
+    pub h2: Option<super::h2conn::H2Plan>,
     /// Connect over TLS with this (each thread takes its own copy).
     pub tls: Option<ClientTls>,
     /// The request bytes (pipeline copies), leaked once per run so io_uring
@@ -34,8 +36,18 @@ impl Plan {
     pub fn new(opts: &LoadOptions, tls: Option<ClientTls>, start: Instant, threads: usize) -> Plan {
         let wire = Box::leak(opts.request.encode(opts.pipeline).into_boxed_slice());
         let measure_from = start + opts.warmup;
+        // Over HTTP/2 the client offers only `h2` in ALPN.
+        let tls = match opts.h2 {
+            Some(_) => tls.map(|t| t.for_h2()),
+            None => tls,
+        };
+        let h2 = opts
+            .h2
+            .as_ref()
+            .map(|h| super::h2conn::H2Plan::new(&opts.request, h, tls.is_some()));
         Plan {
             opts: opts.clone(),
+            h2,
             tls,
             wire,
             start,
@@ -46,18 +58,18 @@ impl Plan {
     }
 }
 
-struct Thread {
-    plan: Arc<Plan>,
+pub(super) struct Thread {
+    pub(super) plan: Arc<Plan>,
     control: Arc<Control>,
     index: usize,
-    uring: bool,
+    pub(super) uring: bool,
     /// This thread's TLS client (its own session cache).
     tls: Option<ClientTls>,
     stats: RefCell<ThreadStats>,
 }
 
 impl Thread {
-    fn stopping(&self) -> bool {
+    pub(super) fn stopping(&self) -> bool {
         self.control.stop.load(Ordering::Relaxed)
     }
 
@@ -67,7 +79,7 @@ impl Thread {
     }
 
     /// Count one finished exchange, started (or due) at `t0`.
-    fn record(&self, t0: Instant, result: &Result<Response, Failure>) {
+    pub(super) fn record(&self, t0: Instant, result: &Result<Response, Failure>) {
         self.control.progress[self.index]
             .0
             .fetch_add(1, Ordering::Relaxed);
@@ -93,17 +105,35 @@ impl Thread {
             Err(Failure::Reset) => s.errors.reset += 1,
             Err(Failure::Protocol) => s.errors.protocol += 1,
             Err(Failure::Handshake) => s.errors.handshake += 1,
+            Err(Failure::RstStream) => s.errors.rst_stream += 1,
+            Err(Failure::GoAway) => s.errors.goaway += 1,
+            Err(Failure::Grpc { body_bytes }) => {
+                // An answer, but a failed call: timed like any response.
+                s.latency.record(t0.elapsed());
+                s.requests += 1;
+                s.bytes_read += body_bytes;
+                s.statuses[2] += 1;
+                s.errors.grpc += 1;
+            }
         }
     }
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Failure {
+pub(super) enum Failure {
     Connect,
     Timeout,
     Reset,
     Protocol,
     Handshake,
+    /// HTTP/2: the stream was reset.
+    RstStream,
+    /// HTTP/2: the connection's GOAWAY failed the stream.
+    GoAway,
+    /// gRPC: a 200 whose `grpc-status` is not 0.
+    Grpc {
+        body_bytes: u64,
+    },
 }
 
 impl From<ReadError> for Failure {
@@ -140,6 +170,9 @@ pub async fn thread_main(
     for c in (index..conns).step_by(plan.threads) {
         let t = t.clone();
         tasks.push(monoio::spawn(async move {
+            if t.plan.h2.is_some() {
+                return super::h2conn::connection(&t, c, conns).await;
+            }
             match t.plan.opts.rate {
                 Some(rate) => paced(&t, Schedule::new(t.plan.start, rate, c, conns)).await,
                 None => closed(&t).await,
@@ -171,7 +204,7 @@ async fn connect(t: &Thread, t0: Instant) -> Result<Conn, Failure> {
     })
 }
 
-async fn open(t: &Thread, t0: Instant) -> Result<Stream, Failure> {
+pub(super) async fn open(t: &Thread, t0: Instant) -> Result<Stream, Failure> {
     let io = TcpStream::connect(t.plan.opts.addr)
         .await
         .map_err(|_| Failure::Connect)?;

@@ -10,12 +10,23 @@
 //! histogram; nothing is shared on the request path but a stop flag and a
 //! per-thread progress counter. Histograms are merged at the end.
 //!
+//! Over HTTP/2 (`h2`) each connection carries `streams` concurrent
+//! streams, each looping like an HTTP/1.1 connection would: closed loop,
+//! or its own share of the open loop's schedule (so the N × M streams'
+//! arrivals are evenly spread and latency still counts from each due
+//! time). A connection that gets a GOAWAY or breaks is opened again, and
+//! the requests it did not send go on the new one, late but timed from
+//! when they were due. RST_STREAM, GOAWAY and (with gRPC) a non-zero
+//! `grpc-status` are errors of their own kinds. The connection's
+//! handshake happens before its streams' first requests.
+//!
 //! Over TLS ([`run_with_tls`]) each connection's handshake is part of its
 //! first request: measured in that request's latency (so with
 //! `new_connection` every sample includes a full handshake), and counted
 //! as a `handshake` error when it fails.
 
 mod conn;
+mod h2conn;
 pub mod report;
 
 use std::net::SocketAddr;
@@ -41,17 +52,58 @@ pub struct LoadOptions {
     pub warmup: Duration,
     /// Open loop at this many requests/s in total; closed loop when None.
     pub rate: Option<f64>,
-    /// Requests written back to back per connection (closed loop).
+    /// Requests written back to back per connection (closed loop,
+    /// HTTP/1.1).
     pub pipeline: usize,
     /// A new connection for every request.
     pub new_connection: bool,
     /// Longest wait for a connection or a response.
     pub timeout: Duration,
     pub io: IoMode,
+    /// Speak HTTP/2 (None: HTTP/1.1).
+    pub h2: Option<H2Load>,
+}
+
+/// How the load speaks HTTP/2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct H2Load {
+    /// Concurrent streams per connection: each is a client of its own,
+    /// closed loop or on its own share of the open loop's schedule.
+    pub streams: usize,
+    /// Send gRPC Echo.Unary calls with this many payload bytes instead of
+    /// the request spec's method and body.
+    pub grpc: Option<usize>,
+}
+
+impl Default for H2Load {
+    fn default() -> Self {
+        H2Load {
+            streams: 1,
+            grpc: None,
+        }
+    }
 }
 
 impl LoadOptions {
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(h2) = &self.h2 {
+            if h2.streams == 0 {
+                return Err("--streams must be at least 1".into());
+            }
+            if self.pipeline > 1 {
+                return Err(
+                    "--pipeline is HTTP/1.1's; over HTTP/2 use --streams for requests in flight per connection"
+                        .into(),
+                );
+            }
+            if self.new_connection {
+                return Err("--new-connection is not supported with --h2 yet".into());
+            }
+            if h2.grpc.is_some() && self.request.body_size > 0 {
+                return Err("--body-size does not apply to --grpc; use --grpc-payload".into());
+            }
+            h2conn::check(&self.request)?;
+        }
         if self.connections == 0 {
             return Err("--connections must be at least 1".into());
         }

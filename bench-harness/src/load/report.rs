@@ -26,6 +26,16 @@ pub struct ErrorCounts {
     /// the connection closed before it ended.
     #[serde(default)]
     pub handshake: u64,
+    /// HTTP/2: the stream was reset (RST_STREAM) before its response
+    /// ended.
+    #[serde(default)]
+    pub rst_stream: u64,
+    /// HTTP/2: the stream failed because the connection got a GOAWAY.
+    #[serde(default)]
+    pub goaway: u64,
+    /// gRPC: a call answered with a non-zero `grpc-status`.
+    #[serde(default)]
+    pub grpc: u64,
 }
 
 impl ErrorCounts {
@@ -36,10 +46,21 @@ impl ErrorCounts {
         self.reset += o.reset;
         self.protocol += o.protocol;
         self.handshake += o.handshake;
+        self.rst_stream += o.rst_stream;
+        self.goaway += o.goaway;
+        self.grpc += o.grpc;
     }
 
     pub fn total(&self) -> u64 {
-        self.connect + self.timeout + self.status + self.reset + self.protocol + self.handshake
+        self.connect
+            + self.timeout
+            + self.status
+            + self.reset
+            + self.protocol
+            + self.handshake
+            + self.rst_stream
+            + self.goaway
+            + self.grpc
     }
 }
 
@@ -75,6 +96,23 @@ pub struct LoadReport {
     /// Over TLS: what was negotiated and how many handshakes (None: plain).
     #[serde(default)]
     pub tls: Option<TlsSummary>,
+    /// `http/1.1` or `h2`.
+    #[serde(default = "http1")]
+    pub protocol: String,
+    /// HTTP/2: concurrent streams per connection (1 for HTTP/1.1).
+    #[serde(default = "one")]
+    pub streams: usize,
+    /// gRPC Echo.Unary calls: the payload bytes of each (None: plain
+    /// requests).
+    #[serde(default)]
+    pub grpc_payload_bytes: Option<usize>,
+}
+
+fn http1() -> String {
+    "http/1.1".into()
+}
+fn one() -> usize {
+    1
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +169,9 @@ impl LoadReport {
             generator_cpu: per_s(cpu_s),
             interrupted,
             tls: s.tls.clone(),
+            protocol: if o.h2.is_some() { "h2" } else { "http/1.1" }.into(),
+            streams: o.h2.as_ref().map_or(1, |h| h.streams),
+            grpc_payload_bytes: o.h2.as_ref().and_then(|h| h.grpc),
         }
     }
 }
@@ -148,9 +189,17 @@ impl fmt::Display for LoadReport {
             ""
         };
         let tls = if self.tls.is_some() { ", TLS" } else { "" };
+        let h2 = match (self.protocol.as_str(), self.grpc_payload_bytes) {
+            ("h2", Some(p)) => format!(
+                ", HTTP/2 × {} streams, gRPC Echo.Unary ({p} B payload)",
+                self.streams
+            ),
+            ("h2", None) => format!(", HTTP/2 × {} streams", self.streams),
+            _ => String::new(),
+        };
         writeln!(
             f,
-            "{} — {mode}, {} connections{conn}{tls}, {} threads ({})",
+            "{} — {mode}, {} connections{h2}{conn}{tls}, {} threads ({})",
             self.target, self.connections, self.threads, self.driver
         )?;
         if self.interrupted {
@@ -184,11 +233,18 @@ impl fmt::Display for LoadReport {
             s.s2xx, s.s3xx, s.s4xx, s.s5xx
         )?;
         let e = &self.errors;
-        writeln!(
+        write!(
             f,
             "  errors   connect {}  timeout {}  status {}  reset {}  protocol {}  handshake {}",
             e.connect, e.timeout, e.status, e.reset, e.protocol, e.handshake
         )?;
+        if self.protocol == "h2" {
+            write!(f, "  rst_stream {}  goaway {}", e.rst_stream, e.goaway)?;
+            if self.grpc_payload_bytes.is_some() {
+                write!(f, "  grpc-status≠0 {}", e.grpc)?;
+            }
+        }
+        writeln!(f)?;
         if let Some(t) = &self.tls {
             let per_s = |n: u64| {
                 if self.duration_s > 0.0 {

@@ -14,7 +14,7 @@
 //! - no session resumption unless asked (`--tls-resume`): a new
 //!   connection is a full handshake, which is what new-connection steps
 //!   are meant to price;
-//! - ALPN `http/1.1`, SNI `localhost` unless told otherwise, and the
+//! - ALPN `http/1.1` (only `h2` with `--h2`), SNI `localhost` unless told otherwise, and the
 //!   certificate verified against the CA it is given, so a broken chain
 //!   counts as a handshake error instead of going unnoticed.
 
@@ -41,6 +41,7 @@ pub use stream::TlsStream;
 pub const DEFAULT_SNI: &str = LEAF_NAMES[0];
 
 const ALPN_HTTP1: &[u8] = b"http/1.1";
+const ALPN_H2: &[u8] = b"h2";
 
 /// How the load (or a probe) connects over TLS.
 #[derive(Clone)]
@@ -100,6 +101,23 @@ impl ClientTls {
             server_name: self.server_name.clone(),
             resume: self.resume,
         }
+    }
+
+    /// A copy that offers only `h2` in ALPN (the load's `--h2 --tls`): a
+    /// server that does not pick it fails the connection.
+    pub fn for_h2(&self) -> ClientTls {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        ClientTls {
+            config: Arc::new(config),
+            server_name: self.server_name.clone(),
+            resume: self.resume,
+        }
+    }
+
+    /// Whether this client asks for HTTP/2.
+    pub fn is_h2(&self) -> bool {
+        self.config.alpn_protocols == [ALPN_H2.to_vec()]
     }
 
     /// A new client connection (nothing sent yet).
@@ -184,6 +202,16 @@ impl ServerTls {
         Ok(ServerTls {
             config: Arc::new(config),
         })
+    }
+
+    /// A copy that offers `h2` first in ALPN, then `http/1.1` (the
+    /// upstream's `--h2`).
+    pub fn with_h2(&self) -> ServerTls {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
+        ServerTls {
+            config: Arc::new(config),
+        }
     }
 
     /// A new server connection, waiting for a ClientHello.

@@ -48,6 +48,25 @@ impl TlsStream {
         &self.tls
     }
 
+    /// Whether ALPN picked HTTP/2.
+    pub fn is_h2(&self) -> bool {
+        self.tls.alpn_protocol() == Some(super::ALPN_H2)
+    }
+
+    /// The socket, the session and the ciphertext read but not yet given
+    /// to rustls, for a session to go on in poll style (`http2::io`). Call
+    /// it between operations, when nothing is waiting to be sent.
+    pub fn into_parts(self) -> (TcpStream, Connection, Vec<u8>) {
+        let TlsStream {
+            tcp,
+            tls,
+            cipher_in,
+            in_pos,
+            ..
+        } = self;
+        (tcp, tls, cipher_in[in_pos..].to_vec())
+    }
+
     /// Run the handshake to its end (a client's last flight is left to go
     /// out with the first request, as a client that sends at once would).
     /// A TLS error comes back as [`io::ErrorKind::InvalidData`] wrapping

@@ -53,6 +53,7 @@ fn load(addr: SocketAddr, tls: &ClientTls, f: impl FnOnce(&mut LoadOptions)) -> 
         new_connection: false,
         timeout: Duration::from_secs(5),
         io: IoMode::Auto,
+        h2: None,
     };
     f(&mut o);
     load::run_with_tls(&o, Some(tls), Arc::new(AtomicBool::new(false)), &mut ()).unwrap()
