@@ -53,6 +53,12 @@ impl Timer {
         self.sleep.as_mut()
     }
 
+    /// The sleep as last armed, not re-armed: for a deadline that several
+    /// waits in a row share.
+    pub fn armed(&mut self) -> Pin<&mut Sleep> {
+        self.sleep.as_mut()
+    }
+
     /// Run `fut` for at most `limit` from now.
     pub fn within<F: Future>(&mut self, limit: Duration, fut: F) -> Within<'_, F> {
         self.until(Instant::now() + limit, fut)

@@ -209,13 +209,22 @@ pub async fn send_up(
 }
 
 /// Send `data` to a client stream as its window allows, each wait within
-/// `stall`; an error says why the response cannot go on.
+/// `stall`; `end` ends the stream with the last frame. An error says why
+/// the response cannot go on.
 pub async fn send_down(
     send: &mut SendStream<Bytes>,
     mut data: Bytes,
+    end: bool,
     timer: &mut crate::timer::Timer,
     stall: Duration,
 ) -> Result<(), &'static str> {
+    if data.is_empty() {
+        if end {
+            send.send_data(data, true)
+                .map_err(|_| "client reset the stream")?;
+        }
+        return Ok(());
+    }
     while !data.is_empty() {
         send.reserve_capacity(data.len());
         let capacity = timer
@@ -230,7 +239,7 @@ pub async fn send_down(
             continue;
         }
         let chunk = data.split_to(n.min(data.len()));
-        send.send_data(chunk, false)
+        send.send_data(chunk, end && data.is_empty())
             .map_err(|_| "client reset the stream")?;
     }
     Ok(())

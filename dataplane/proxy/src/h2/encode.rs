@@ -231,10 +231,12 @@ pub fn write_h1_trailers(out: &mut Vec<u8>, trailers: &HeaderMap) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The HTTP/2 response head for an HTTP/1.1 response head (`buf` holds
-/// its bytes), with the route's edits. Fields h2 cannot carry are
-/// dropped; so is a field whose name or value HTTP/2 would refuse.
-pub fn h2_response(buf: &[u8], head: &ResponseHead, edits: &HeaderEdits) -> Response<()> {
+/// The HTTP/2 response head for an HTTP/1.1 response head, with the
+/// route's edits. `buf` is a shared copy of the bytes the head was parsed
+/// from: field values are slices of it, so the whole head costs one
+/// allocation, not one per field. Fields h2 cannot carry are dropped; so
+/// is a field whose name or value HTTP/2 would refuse.
+pub fn h2_response(buf: &Bytes, head: &ResponseHead, edits: &HeaderEdits) -> Response<()> {
     let mut resp = Response::new(());
     *resp.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let headers = resp.headers_mut();
@@ -246,7 +248,13 @@ pub fn h2_response(buf: &[u8], head: &ResponseHead, edits: &HeaderEdits) -> Resp
         if connection_specific(name) || (!edits.remove.is_empty() && removes(edits, name)) {
             continue;
         }
-        append(headers, name, h.value.get(buf));
+        let range = h.value.start as usize..h.value.end as usize;
+        let value = buf
+            .get(range.clone())
+            .map(|_| HeaderValue::from_maybe_shared(buf.slice(range)));
+        if let (Ok(n), Some(Ok(v))) = (HeaderName::from_bytes(name), value) {
+            headers.append(n, v);
+        }
     }
     for (name, value) in &edits.add {
         append(headers, name, value);
@@ -388,7 +396,7 @@ mod tests {
             remove: vec![b"x-secret".to_vec().into()],
             add: vec![],
         };
-        let resp = h2_response(raw, &head, &route);
+        let resp = h2_response(&Bytes::from_static(raw), &head, &route);
         assert_eq!(resp.status(), 201);
         let names: Vec<_> = resp.headers().keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-up", "set-cookie"]);

@@ -132,6 +132,10 @@ pub async fn serve(conn: Conn, io: H2Io) {
     let client_ip = IpText::new(peer.ip());
     // Set once GOAWAY went out: past it, the connection is dropped.
     let mut closing: Option<Option<monoio::time::Instant>> = None;
+    // Armed once per idle period, not per stream: a busy connection
+    // accepts streams without touching the timer wheel.
+    let mut stop = std::pin::pin!(core.drain.stopped());
+    timer.after(idle);
     loop {
         let event = match closing {
             // Draining: streams in flight finish; the worker's drain
@@ -143,8 +147,7 @@ pub async fn serve(conn: Conn, io: H2Io) {
             },
             None => {
                 let accept = std::pin::pin!(h2.accept());
-                let stop = std::pin::pin!(core.drain.stopped());
-                match select(accept, select(stop, timer.after(idle))).await {
+                match select(accept, select(stop.as_mut(), timer.armed())).await {
                     Either::Left((next, _)) => Some(next),
                     Either::Right((Either::Left(_), _)) => {
                         closing = Some(None);
@@ -184,7 +187,17 @@ pub async fn serve(conn: Conn, io: H2Io) {
             }
             Some(None) => break,
             None => {
-                let quiet = activity.open.get() == 0 && activity.last.get().elapsed() >= idle;
+                let quiet_for = activity.last.get().elapsed();
+                let quiet = activity.open.get() == 0 && quiet_for >= idle;
+                if !quiet {
+                    // Due when the connection will have been quiet for the
+                    // idle timeout (busy now: a whole one from now).
+                    let left = match activity.open.get() {
+                        0 => idle.saturating_sub(quiet_for),
+                        _ => idle,
+                    };
+                    timer.after(left.max(std::time::Duration::from_millis(1)));
+                }
                 if quiet && closing.is_none() {
                     // GOAWAY, then h2 waits for a PING round trip before
                     // closing; a client that never answers it is cut off.

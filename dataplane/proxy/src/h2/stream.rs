@@ -161,7 +161,11 @@ impl H2Stream {
                 };
                 if n == 0 {
                     return match framing {
-                        BodyFraming::UntilClose => Ok(()),
+                        BodyFraming::UntilClose => {
+                            send_down(send, Bytes::new(), true, &mut self.timer, stall)
+                                .await
+                                .map_err(aborted)
+                        }
                         _ => Err(aborted("upstream closed during the response body")),
                     };
                 }
@@ -190,7 +194,7 @@ impl H2Stream {
                     (data, false)
                 }
             };
-            send_down(send, data, &mut self.timer, stall)
+            send_down(send, data, done, &mut self.timer, stall)
                 .await
                 .map_err(aborted)?;
             if done {
@@ -237,7 +241,9 @@ async fn relay_h2_response(
             Ok(Event::ClientReset) => return Err(aborted("client reset the stream")),
             Ok(Event::Data(Some(Ok(d)))) => {
                 let n = d.len();
-                send_down(send, d, timer, stall).await.map_err(aborted)?;
+                send_down(send, d, false, timer, stall)
+                    .await
+                    .map_err(aborted)?;
                 let _ = recv.flow_control().release_capacity(n);
             }
             Ok(Event::Data(Some(Err(_)))) => {
@@ -332,12 +338,7 @@ impl Downstream for H2Stream {
         match sent {
             Ok(mut send) if !end => {
                 let stall = self.stall;
-                if send_down(&mut send, body, &mut self.timer, stall)
-                    .await
-                    .is_ok()
-                {
-                    let _ = send.send_data(Bytes::new(), true);
-                }
+                let _ = send_down(&mut send, body, true, &mut self.timer, stall).await;
             }
             _ => {}
         }
@@ -457,21 +458,39 @@ impl Downstream for H2Stream {
         edits: &HeaderEdits,
         _close: bool,
     ) -> Result<(ResponseEnd, After), Aborted> {
-        let resp = encode::h2_response(self.up.ubuf.data(), &self.up.head, edits);
-        self.grpc_status = crate::grpc::status(&self.up);
+        // One copy of the head and, when the body came whole with it (the
+        // common small response), of the body: the head's values and the
+        // body are slices of it.
         let framing = self.up.head.framing;
-        self.up.ubuf.consume(self.up.head.head_len);
-        let empty = framing == BodyFraming::Empty;
+        let head_len = self.up.head.head_len;
+        let here = self.up.ubuf.len().saturating_sub(head_len) as u64;
+        let whole = match framing {
+            BodyFraming::Length(n) if here >= n => Some(n as usize),
+            _ => None,
+        };
+        let arrived = Bytes::copy_from_slice(&self.up.ubuf.data()[..head_len + whole.unwrap_or(0)]);
+        let resp = encode::h2_response(&arrived, &self.up.head, edits);
+        self.grpc_status = crate::grpc::status(&self.up);
+        self.up.ubuf.consume(head_len);
+        let empty = framing == BodyFraming::Empty || whole == Some(0);
         let mut send = self
             .respond
             .send_response(resp, empty)
             .map_err(|_| aborted("client reset the stream"))?;
         self.answered = true;
-        if !empty {
-            self.relay_h1_response(&mut up.stream, &mut send, framing)
-                .await?;
-            send.send_data(Bytes::new(), true)
-                .map_err(|_| aborted("client reset the stream"))?;
+        match whole {
+            _ if empty => {}
+            Some(n) => {
+                self.up.ubuf.consume(n);
+                let body = arrived.slice(head_len..head_len + n);
+                send_down(&mut send, body, true, &mut self.timer, self.stall)
+                    .await
+                    .map_err(aborted)?;
+            }
+            None => {
+                self.relay_h1_response(&mut up.stream, &mut send, framing)
+                    .await?
+            }
         }
         let delimited = framing != BodyFraming::UntilClose;
         let end = if self.up.head.keep_alive && delimited && self.up.ubuf.is_empty() {
