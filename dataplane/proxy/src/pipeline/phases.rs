@@ -281,9 +281,12 @@ async fn exchange<D: Downstream>(
         };
         cluster.complete(&ep, &Completion { outcome, latency });
         drop(in_flight);
+        // Read only when the policy retries on gRPC statuses.
         let grpc = match &result {
-            Ok(up) => grpc::status(response(down, up)),
-            Err(_) => None,
+            Ok(up) if retry.is_some_and(|p| !p.grpc_statuses.is_empty()) => {
+                grpc::status(response(down, up))
+            }
+            _ => None,
         };
         if should_retry(retry, &result, outcome, grpc, ctx.tries, down.replayable()) {
             if let Ok(Upstream::H1(_)) = &result {
@@ -350,6 +353,10 @@ fn edits<'a>(ctx: &'a Ctx<'_>, route: &'a Route, ep: &'a Endpoint, h1: bool) -> 
 /// when it is sooner.
 fn response_wait(route: &Route, req: &dyn RequestView, stall: Duration) -> Duration {
     let wait = route.timeout.unwrap_or(stall);
+    // gRPC runs over HTTP/2 only: an HTTP/1.1 request pays no header scan.
+    if req.protocol() != crate::view::Protocol::Http2 {
+        return wait;
+    }
     grpc::timeout(req).map_or(wait, |t| wait.min(t))
 }
 
