@@ -21,6 +21,25 @@ pub struct Leaf {
     pub not_after: String,
 }
 
+/// The workload identity a leaf certifies: its one `spiffe://` URI SAN,
+/// written without the scheme as authorization policies write principals
+/// (`cluster.local/ns/shop/sa/web`). `None` unless the leaf has exactly
+/// one URI SAN and it is a SPIFFE ID (the X509-SVID rule).
+pub fn spiffe_principal(leaf: &[u8]) -> Option<String> {
+    let (_, cert) = X509Certificate::from_der(leaf).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    let mut uris = san.value.general_names.iter().filter_map(|n| match n {
+        GeneralName::URI(u) => Some(*u),
+        _ => None,
+    });
+    let (uri, more) = (uris.next()?, uris.next());
+    if more.is_some() {
+        return None;
+    }
+    let id = uri.strip_prefix("spiffe://")?;
+    (!id.is_empty() && id.contains('/')).then(|| id.to_string())
+}
+
 /// Every certificate of `chain` is valid at `now`; what the leaf says.
 pub fn validity(chain: &[CertificateDer<'_>], now: SystemTime) -> Result<Leaf, String> {
     let now = now
@@ -105,6 +124,24 @@ pub fn certified_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "mint")]
+    #[test]
+    fn a_spiffe_leaf_names_its_principal() {
+        let ca = crate::mint::Ca::new("ca").unwrap();
+        let der = |names: &[&str]| {
+            let pem = ca.leaf(names).unwrap().cert_pem;
+            crate::pem::certificates(pem.as_bytes()).unwrap().remove(0)
+        };
+        let one = der(&["spiffe://cluster.local/ns/shop/sa/web"]);
+        assert_eq!(
+            spiffe_principal(&one).as_deref(),
+            Some("cluster.local/ns/shop/sa/web")
+        );
+        assert_eq!(spiffe_principal(&der(&["web.test"])), None, "no URI SAN");
+        let two = der(&["spiffe://td/ns/a/sa/b", "spiffe://td/ns/a/sa/c"]);
+        assert_eq!(spiffe_principal(&two), None, "X509-SVIDs have one");
+    }
     use crate::pem;
 
     type Ymd = (i32, u8, u8);

@@ -46,8 +46,9 @@ impl Ca {
         })
     }
 
-    /// A leaf for `names` (DNS names or IP addresses; the first is also
-    /// its common name), for servers and clients.
+    /// A leaf for `names` (DNS names, IP addresses, or `spiffe://` URIs,
+    /// a workload identity; the first is also its common name), for
+    /// servers and clients.
     pub fn leaf(&self, names: &[&str]) -> Result<Issued, rcgen::Error> {
         self.leaf_dated(names, None)
     }
@@ -65,6 +66,7 @@ impl Ca {
             .iter()
             .map(|n| match n.parse::<std::net::IpAddr>() {
                 Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) if n.starts_with("spiffe://") => Ok(SanType::URI((*n).try_into()?)),
                 Err(_) => Ok(SanType::DnsName((*n).try_into()?)),
             })
             .collect::<Result<_, rcgen::Error>>()?;

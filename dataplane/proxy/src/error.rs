@@ -51,6 +51,11 @@ pub enum ProxyError {
     /// The request cannot be expressed to the upstream's protocol (h2
     /// refused a header the client's protocol allowed).
     UnsendableRequest,
+    /// The listener's authorization policies refused the request.
+    Forbidden,
+    /// The path has no normal form to authorize (an encoded `/` or `\\`,
+    /// a broken escape).
+    BadPath,
 }
 
 impl ProxyError {
@@ -69,6 +74,8 @@ impl ProxyError {
             ProxyError::UnexpectedUpgrade | ProxyError::UpstreamTls(_) => 502,
             ProxyError::FaultAbort(status) => status,
             ProxyError::UnsendableRequest => 502,
+            ProxyError::Forbidden => 403,
+            ProxyError::BadPath => 400,
         }
     }
 
@@ -91,6 +98,8 @@ impl ProxyError {
             ProxyError::FaultAbort(_) => "fault_abort",
             ProxyError::UpstreamTls(_) => "upstream_tls_failed",
             ProxyError::UnsendableRequest => "request_not_forwardable",
+            ProxyError::Forbidden => "authorization_denied",
+            ProxyError::BadPath => "invalid_path",
         }
     }
 
@@ -99,7 +108,9 @@ impl ProxyError {
             ProxyError::BadRequest(_)
             | ProxyError::BadRequestBody(_)
             | ProxyError::HeaderTimeout
-            | ProxyError::MethodNotAllowed => Fault::Downstream,
+            | ProxyError::MethodNotAllowed
+            | ProxyError::Forbidden
+            | ProxyError::BadPath => Fault::Downstream,
             ProxyError::NoRoute
             | ProxyError::NoEndpoints
             | ProxyError::PoolExhausted
@@ -139,7 +150,9 @@ impl ProxyError {
             | ProxyError::HeaderTimeout
             | ProxyError::MethodNotAllowed
             | ProxyError::FaultAbort(_)
-            | ProxyError::UnsendableRequest => false,
+            | ProxyError::UnsendableRequest
+            | ProxyError::Forbidden
+            | ProxyError::BadPath => false,
         }
     }
 
@@ -165,6 +178,8 @@ impl ProxyError {
             ProxyError::HeaderTimeout | ProxyError::UpstreamTimeout => 4,
             ProxyError::ConnectTimeout => UNAVAILABLE,
             ProxyError::NoRoute | ProxyError::MethodNotAllowed => 12,
+            ProxyError::Forbidden => 7,
+            ProxyError::BadPath => INTERNAL,
             ProxyError::NoEndpoints
             | ProxyError::PoolExhausted
             | ProxyError::ConnectFailed
@@ -178,7 +193,8 @@ impl ProxyError {
     /// Whether the client connection must close after the error response:
     /// after a framing error the rest of the stream cannot be trusted.
     pub fn closes_connection(self) -> bool {
-        self.fault() == Fault::Downstream
+        // A refused request was well formed: the connection can go on.
+        self.fault() == Fault::Downstream && self != ProxyError::Forbidden
     }
 }
 

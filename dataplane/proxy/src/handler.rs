@@ -215,8 +215,17 @@ async fn serve(core: &Rc<Core>, workspace: &mut Workspace, job: Job) {
     // workspace; it gets a task of its own and frees this handler.
     let io = match io {
         Stream::Tls(t) if t.alpn_protocol() == Some(b"h2") => {
+            let wants = core.snapshot().config.listeners[slot.listener]
+                .authorization
+                .is_some();
+            let tls = Stream::Tls(t);
+            let principal = wants
+                .then(|| crate::tls::principal(&tls))
+                .flatten()
+                .map(Rc::from);
+            let Stream::Tls(t) = tls else { return };
             match crate::transport::h2io::H2Io::tls(*t) {
-                Ok(io) => spawn_h2(core, io, peer, b"https", slot),
+                Ok(io) => spawn_h2(core, io, peer, b"https", slot, principal),
                 Err(e) => tracing::debug!(%peer, error = %e, "h2: no poll-io for the socket"),
             }
             return;
@@ -237,7 +246,7 @@ async fn serve(core: &Rc<Core>, workspace: &mut Workspace, job: Job) {
         Exit::H2 { io, read } => {
             let Ok(tcp) = io.into_tcp() else { return };
             match crate::transport::h2io::H2Io::plain(tcp, &read) {
-                Ok(io) => spawn_h2(core, io, peer, b"http", slot),
+                Ok(io) => spawn_h2(core, io, peer, b"http", slot, None),
                 Err(e) => tracing::debug!(%peer, error = %e, "h2c: no poll-io for the socket"),
             }
         }
@@ -262,6 +271,7 @@ fn spawn_h2(
     peer: SocketAddr,
     scheme: &'static [u8],
     slot: ConnSlot,
+    principal: Option<Rc<[u8]>>,
 ) {
     let conn = crate::h2::server::Conn {
         core: core.clone(),
@@ -269,6 +279,7 @@ fn spawn_h2(
         peer,
         scheme,
         slot,
+        principal,
     };
     monoio::spawn(crate::h2::server::serve(conn, io));
 }

@@ -29,6 +29,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod authz;
 pub mod balance;
 pub mod buf;
 pub mod cluster;

@@ -109,6 +109,9 @@ pub struct ListenerStats {
     pub tls_failures: [Counter; TLS_FAILURES.len()],
     /// New connections by detected protocol (`detect::Detected::LABELS`).
     pub detected: [Counter; crate::detect::Detected::LABELS.len()],
+    /// Requests the authorization policies allowed and denied.
+    pub authz_allowed: Counter,
+    pub authz_denied: Counter,
 }
 
 /// Why a downstream TLS handshake failed: the label values of
@@ -228,6 +231,42 @@ const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Render all cores' counters, summed, in the Prometheus text format.
 /// Handshakes and their failures, for listeners that terminate TLS.
+fn render_authz(out: &mut String, config: &Config, cores: &[Arc<CoreStats>]) {
+    let with: Vec<(usize, &str)> = config
+        .listeners
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.authorization.is_some())
+        .map(|(i, l)| (i, l.name.as_str()))
+        .collect();
+    if with.is_empty() {
+        return;
+    }
+    let name = "ringmesh_authz_decisions_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Requests a listener's authorization policies allowed or denied.",
+    );
+    for &(li, l) in &with {
+        for (decision, get) in [
+            (
+                "allow",
+                (|s: &ListenerStats| s.authz_allowed.get()) as fn(&ListenerStats) -> u64,
+            ),
+            ("deny", |s: &ListenerStats| s.authz_denied.get()),
+        ] {
+            let v: u64 = cores.iter().map(|c| get(&c.listeners[li])).sum();
+            let _ = writeln!(
+                out,
+                "{name}{{listener=\"{}\",decision=\"{decision}\"}} {v}",
+                Label(l)
+            );
+        }
+    }
+}
+
 fn render_detected(out: &mut String, config: &Config, cores: &[Arc<CoreStats>]) {
     let detecting: Vec<(usize, &str)> = config
         .listeners
@@ -409,6 +448,7 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
     }
     render_tls(&mut out, config, cores);
     render_detected(&mut out, config, cores);
+    render_authz(&mut out, config, cores);
     let name = "ringmesh_tunnel_bytes_total";
     header(
         &mut out,

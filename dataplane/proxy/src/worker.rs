@@ -193,6 +193,8 @@ pub struct Core {
     /// Memory was freed since the last sweep (handlers ended, the pool
     /// shrank): worth returning pages to the OS.
     pub freed: Cell<bool>,
+    /// A request's normalised path while its authorization is decided.
+    pub path_buf: RefCell<Vec<u8>>,
 }
 
 impl Core {
@@ -229,6 +231,7 @@ impl Core {
             handlers: Handlers::default(),
             log_limit: LogLimit::default(),
             freed: Cell::new(false),
+            path_buf: RefCell::new(Vec::with_capacity(256)),
         }))
     }
 

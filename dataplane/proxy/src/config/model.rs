@@ -80,6 +80,8 @@ pub struct Listener {
     /// Protocol detection's timeout: each new connection is TLS, HTTP or
     /// `tcp` by its first bytes (`detect`). `None`: no detection.
     pub detect: Option<Duration>,
+    /// Which requests are served; `None`: all.
+    pub authorization: Option<crate::authz::Authorization>,
 }
 
 /// A listener's HTTP/2 settings, sent to clients in its SETTINGS frame or

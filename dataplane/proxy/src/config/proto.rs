@@ -105,6 +105,7 @@ fn listener(l: &pb::Listener) -> RawListener {
                 timeout: duration(&d.timeout),
             })
         }),
+        authorization: l.authorization.iter().map(|p| s(policy(p))).collect(),
         http2: l.http2.as_ref().map(|h| {
             let n = |v: Option<u32>| v.map(|v| s(u64::from(v)));
             s(RawHttp2 {
@@ -118,6 +119,63 @@ fn listener(l: &pb::Listener) -> RawListener {
                 max_local_error_reset_streams: n(h.max_local_error_reset_streams),
             })
         }),
+    }
+}
+
+fn policy(p: &pb::AuthorizationPolicy) -> RawPolicy {
+    let list = |v: &[String]| v.iter().cloned().map(s).collect::<Vec<_>>();
+    RawPolicy {
+        name: (!p.name.is_empty()).then(|| s(p.name.clone())),
+        action: match pb::AuthzAction::try_from(p.action) {
+            Ok(pb::AuthzAction::Unspecified) => None,
+            Ok(pb::AuthzAction::Allow) => Some(s("allow".into())),
+            Ok(pb::AuthzAction::Deny) => Some(s("deny".into())),
+            // Kept, so validation rejects it at its field.
+            Err(_) => Some(s(p.action.to_string())),
+        },
+        rules: p
+            .rules
+            .iter()
+            .map(|r| {
+                s(RawAuthzRule {
+                    from: r
+                        .from
+                        .iter()
+                        .map(|f| {
+                            s(RawAuthzSource {
+                                principals: list(&f.principals),
+                                not_principals: list(&f.not_principals),
+                                namespaces: list(&f.namespaces),
+                                not_namespaces: list(&f.not_namespaces),
+                            })
+                        })
+                        .collect(),
+                    to: r
+                        .to
+                        .iter()
+                        .map(|t| {
+                            s(RawAuthzOperation {
+                                methods: list(&t.methods),
+                                not_methods: list(&t.not_methods),
+                                paths: list(&t.paths),
+                                not_paths: list(&t.not_paths),
+                            })
+                        })
+                        .collect(),
+                    when: r
+                        .when
+                        .iter()
+                        .map(|c| {
+                            s(RawAuthzCondition {
+                                header: s(c.header.clone()),
+                                values: list(&c.values),
+                                not_values: list(&c.not_values),
+                            })
+                        })
+                        .collect(),
+                })
+            })
+            .collect(),
     }
 }
 
@@ -419,6 +477,69 @@ fn wire_listener(l: &RawListener, path: &str) -> Result<pb::Listener, ToProtoErr
             }),
             None => None,
         },
+        authorization: l
+            .authorization
+            .iter()
+            .enumerate()
+            .map(|(i, p)| wire_policy(&p.value, &format!("{path}.authorization[{i}]")))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn wire_policy(p: &RawPolicy, path: &str) -> Result<pb::AuthorizationPolicy, ToProtoError> {
+    let list = |v: &[Spanned<String>]| v.iter().map(|x| x.value.clone()).collect::<Vec<_>>();
+    let action = match p.action.as_ref().map(|a| a.value.as_str()) {
+        None => pb::AuthzAction::Unspecified,
+        Some("allow") => pb::AuthzAction::Allow,
+        Some("deny") => pb::AuthzAction::Deny,
+        Some(other) => {
+            return Err(ToProtoError {
+                path: format!("{path}.action"),
+                message: format!("unknown action `{other}`"),
+            })
+        }
+    };
+    Ok(pb::AuthorizationPolicy {
+        name: p.name.as_ref().map(|n| n.value.clone()).unwrap_or_default(),
+        action: action as i32,
+        rules: p
+            .rules
+            .iter()
+            .map(|r| pb::AuthzRule {
+                from: r
+                    .value
+                    .from
+                    .iter()
+                    .map(|f| pb::AuthzSource {
+                        principals: list(&f.value.principals),
+                        not_principals: list(&f.value.not_principals),
+                        namespaces: list(&f.value.namespaces),
+                        not_namespaces: list(&f.value.not_namespaces),
+                    })
+                    .collect(),
+                to: r
+                    .value
+                    .to
+                    .iter()
+                    .map(|t| pb::AuthzOperation {
+                        methods: list(&t.value.methods),
+                        not_methods: list(&t.value.not_methods),
+                        paths: list(&t.value.paths),
+                        not_paths: list(&t.value.not_paths),
+                    })
+                    .collect(),
+                when: r
+                    .value
+                    .when
+                    .iter()
+                    .map(|c| pb::AuthzCondition {
+                        header: c.value.header.value.clone(),
+                        values: list(&c.value.values),
+                        not_values: list(&c.value.not_values),
+                    })
+                    .collect(),
+            })
+            .collect(),
     })
 }
 

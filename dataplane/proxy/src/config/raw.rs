@@ -68,6 +68,66 @@ pub struct RawListener {
     pub tcp: Option<S<RawTcp>>,
     pub http2: Option<S<RawHttp2>>,
     pub detect: Option<S<RawDetect>>,
+    #[serde(default)]
+    pub authorization: Vec<S<RawPolicy>>,
+}
+
+/// An authorization policy (Istio's AuthorizationPolicy, per listener).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub name: Option<S<String>>,
+    /// `allow` (default) or `deny`.
+    pub action: Option<S<String>>,
+    #[serde(default)]
+    pub rules: Vec<S<RawAuthzRule>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthzRule {
+    #[serde(default)]
+    pub from: Vec<S<RawAuthzSource>>,
+    #[serde(default)]
+    pub to: Vec<S<RawAuthzOperation>>,
+    #[serde(default)]
+    pub when: Vec<S<RawAuthzCondition>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthzSource {
+    #[serde(default)]
+    pub principals: Vec<S<String>>,
+    #[serde(default)]
+    pub not_principals: Vec<S<String>>,
+    #[serde(default)]
+    pub namespaces: Vec<S<String>>,
+    #[serde(default)]
+    pub not_namespaces: Vec<S<String>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthzOperation {
+    #[serde(default)]
+    pub methods: Vec<S<String>>,
+    #[serde(default)]
+    pub not_methods: Vec<S<String>>,
+    #[serde(default)]
+    pub paths: Vec<S<String>>,
+    #[serde(default)]
+    pub not_paths: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthzCondition {
+    pub header: S<String>,
+    #[serde(default)]
+    pub values: Vec<S<String>>,
+    #[serde(default)]
+    pub not_values: Vec<S<String>>,
 }
 
 /// Protocol detection on a listener.

@@ -647,3 +647,66 @@ fn detect_lets_a_listener_have_routes_and_tcp() {
     let errs = errors(&yaml("    detect: { timeout: 0s }\n")).join("\n");
     assert!(errs.contains("listeners[0].detect.timeout"), "{errs}");
 }
+
+#[test]
+fn authorization_policies_compile_and_their_errors_are_located() {
+    let config = parse(
+        "\
+listeners:
+  - name: l
+    address: 127.0.0.1:0
+    authorization:
+      - name: no-admin
+        action: deny
+        rules: [ { to: [ { paths: [/admin, /admin/*] } ] } ]
+      - name: web
+        rules:
+          - from: [ { principals: ['spiffe://cluster.local/ns/shop/sa/web'] } ]
+            to: [ { methods: [get, POST], paths: ['/orders*'] } ]
+            when: [ { header: X-Tenant, not_values: [blocked] } ]
+    routes: [ { direct_response: { status: 200 } } ]
+",
+        "t.yaml",
+    )
+    .unwrap();
+    let a = config.listeners[0].authorization.as_ref().unwrap();
+    assert_eq!((a.deny.len(), a.allow.len()), (1, 1));
+    let rule = &a.allow[0].rules[0];
+    assert_eq!(
+        rule.from[0].principals.yes,
+        [crate::authz::Pattern::Exact(
+            b"cluster.local/ns/shop/sa/web"[..].into()
+        )],
+        "the scheme is dropped, as Istio writes principals"
+    );
+    assert_eq!(
+        rule.to[0].methods.yes[0],
+        crate::authz::Pattern::Exact(b"GET"[..].into())
+    );
+    assert_eq!(&rule.when[0].header[..], b"x-tenant");
+
+    let errs = errors(
+        "\
+listeners:
+  - name: l
+    address: 127.0.0.1:0
+    authorization:
+      - action: maybe
+        rules: [ { to: [ { paths: ['/a/../b', 'x', '/a*b*'] } ] } ]
+      - name: dup
+      - name: dup
+    routes: [ { direct_response: { status: 200 } } ]
+",
+    )
+    .join("\n");
+    for want in [
+        "listeners[0].authorization[0].name: missing",
+        "listeners[0].authorization[0].action: unknown action `maybe`: use allow or deny",
+        "authorization[0].rules[0].to[0].paths[0]: `/a/../b` is not a normalised path",
+        "authorization[0].rules[0].to[0].paths[1]: `x`: a path starts with `/`",
+        "authorization[0].rules[0].to[0].paths[2]: `/a*b*`: a value is exact, `prefix*`, `*suffix` or `*`",
+        "listeners[0].authorization[2].name: `dup` names another policy",
+    ] {
+        assert!(errs.contains(want), "{want}\n{errs}");
+    }
+}

@@ -19,6 +19,7 @@ use super::model::*;
 use super::raw::*;
 use super::{ConfigError, ConfigErrors};
 
+mod authz;
 mod fault;
 mod http2;
 mod tls;
@@ -496,6 +497,7 @@ impl Validator {
                 self.tcp(t, routes_too, clusters, &format!("{path}.tcp"))
             }),
             http2,
+            authorization: self.authorization(&l.authorization, &format!("{path}.authorization")),
             detect: l.detect.as_ref().map(|d| {
                 self.duration(
                     &d.value.timeout,

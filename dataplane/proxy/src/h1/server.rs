@@ -147,6 +147,9 @@ pub struct H1Conn<'w> {
     /// A new plaintext connection on a listener that takes HTTP/2: its
     /// first bytes may be the h2c preface (prior knowledge).
     h2c: bool,
+    /// The client's identity, read once from its certificate when the
+    /// listener has authorization policies.
+    principal: Option<Box<[u8]>>,
     /// How long one write to the client may stall: the listener's
     /// `idle_timeout` in the config the current request runs on.
     stall: Duration,
@@ -193,11 +196,16 @@ impl<'w> H1Conn<'w> {
         let snap = core.snapshot();
         let l = &snap.config.listeners[listener];
         let h2c = fresh && l.http2.is_some() && matches!(io, Stream::Plain(_));
+        let principal = l
+            .authorization
+            .as_ref()
+            .and_then(|_| crate::tls::principal(&io));
         let stall = l.idle_timeout;
         drop(snap);
         H1Conn {
             stall,
             h2c,
+            principal,
             w,
             io,
             core,
@@ -242,7 +250,9 @@ impl<'w> H1Conn<'w> {
             self.stall = snap.config.listeners[self.listener].idle_timeout;
             let core = self.core.clone();
             let client_ip = self.client_ip;
+            let principal = self.principal.take();
             let env = pipeline::Env {
+                principal: principal.as_deref(),
                 core: &core,
                 snap: &snap,
                 listener: self.listener,
@@ -251,6 +261,7 @@ impl<'w> H1Conn<'w> {
                 scheme: self.w.req.scheme,
             };
             let next = pipeline::serve(&mut self, &env).await;
+            self.principal = principal;
             self.end_request();
             match next {
                 Next::KeepAlive if !self.core.drain.is_draining() && !self.w.req.rbuf.is_lost() => {

@@ -58,6 +58,8 @@ pub struct Conn {
     pub scheme: &'static [u8],
     /// Counts the connection against its listener while it lives.
     pub slot: ConnSlot,
+    /// The client's identity (`tls::principal`), for authorization.
+    pub principal: Option<Rc<[u8]>>,
 }
 
 fn builder(s: &Http2) -> Builder {
@@ -106,6 +108,7 @@ pub async fn serve(conn: Conn, io: H2Io) {
         peer,
         scheme,
         slot,
+        principal,
     } = conn;
     let (settings, idle, handshake_timeout) = {
         let snap = core.snapshot();
@@ -177,6 +180,7 @@ pub async fn serve(conn: Conn, io: H2Io) {
                     client_ip,
                     scheme,
                     activity: activity.clone(),
+                    principal: principal.clone(),
                 };
                 activity.open.set(activity.open.get() + 1);
                 monoio::spawn(stream.run(parts, body, respond));
@@ -218,6 +222,7 @@ struct StreamTask {
     client_ip: IpText,
     scheme: &'static [u8],
     activity: Rc<Activity>,
+    principal: Option<Rc<[u8]>>,
 }
 
 impl StreamTask {
@@ -244,6 +249,7 @@ impl StreamTask {
             client_ip: self.client_ip.as_bytes(),
             client: self.peer.ip(),
             scheme: self.scheme,
+            principal: self.principal.as_deref(),
         };
         let _ = pipeline::serve(&mut stream, &env).await;
         let premature = stream.finish();

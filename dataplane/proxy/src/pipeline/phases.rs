@@ -47,6 +47,9 @@ pub struct Env<'a> {
     pub client: std::net::IpAddr,
     /// `http` or `https`: what the client connected over.
     pub scheme: &'static [u8],
+    /// The client's identity (its certificate's SPIFFE ID, without the
+    /// scheme), when it presented one.
+    pub principal: Option<&'a [u8]>,
 }
 
 /// Per-request state the phases fill in, read by `log`.
@@ -97,6 +100,9 @@ async fn run<'a, D: Downstream>(down: &mut D, ctx: &mut Ctx<'a>) -> Next {
     if let Err(e) = request_filters(down.request()) {
         return respond_error(down, ctx, e).await;
     }
+    if let Err(e) = authorize(down.request(), ctx) {
+        return respond_error(down, ctx, e).await;
+    }
     let Some(index) = router::route(ctx.listener, down.request()) else {
         return respond_error(down, ctx, ProxyError::NoRoute).await;
     };
@@ -134,6 +140,43 @@ fn request_filters(req: &dyn RequestView) -> Result<(), ProxyError> {
         return Err(ProxyError::MethodNotAllowed);
     }
     Ok(())
+}
+
+/// The listener's authorization policies (`authz`), before routing: the
+/// path normalised into the core's buffer, the decision counted.
+fn authorize(req: &dyn RequestView, ctx: &Ctx<'_>) -> Result<(), ProxyError> {
+    use crate::authz::{path, Decision, Subject};
+    let Some(policies) = &ctx.listener.authorization else {
+        return Ok(());
+    };
+    let core = ctx.env.core;
+    let stats = &core.stats.listeners[ctx.env.listener];
+    let mut buf = core.path_buf.borrow_mut();
+    if path::normalize(req.path(), &mut buf).is_err() {
+        stats.authz_denied.inc();
+        return Err(ProxyError::BadPath);
+    }
+    let subject = Subject {
+        req,
+        path: &buf,
+        principal: ctx.env.principal,
+    };
+    match policies.decide(&subject) {
+        Decision::Allow(_) => {
+            stats.authz_allowed.inc();
+            Ok(())
+        }
+        Decision::Deny(policy) => {
+            stats.authz_denied.inc();
+            debug!(
+                listener = %ctx.listener.name,
+                policy = policy.unwrap_or("(no ALLOW policy matched)"),
+                principal = %String::from_utf8_lossy(ctx.env.principal.unwrap_or(b"")),
+                "request denied"
+            );
+            Err(ProxyError::Forbidden)
+        }
+    }
 }
 
 /// Run the route's filters in order; `Some` when one of them answered.

@@ -37,3 +37,14 @@ pub static VERSIONS: &[&rustls::SupportedProtocolVersion] =
 
 #[cfg(all(not(feature = "aws-lc-rs"), not(feature = "ring")))]
 compile_error!("ringmesh-proxy needs a crypto provider: feature `aws-lc-rs` (default) or `ring`");
+
+/// The client's workload identity on a TLS connection: the SPIFFE ID of
+/// its certificate, without the scheme (`authz`'s principals), when it
+/// presented one that has exactly one.
+pub fn principal(io: &crate::transport::Stream) -> Option<Box<[u8]>> {
+    let crate::transport::Stream::Tls(t) = io else {
+        return None;
+    };
+    let leaf = t.peer_certificates()?.first()?;
+    ringmesh_pki::check::spiffe_principal(leaf).map(|p| p.into_bytes().into_boxed_slice())
+}

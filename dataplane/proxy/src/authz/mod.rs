@@ -1,0 +1,355 @@
+//! Authorization: which requests a listener serves, by policies shaped
+//! like Istio's AuthorizationPolicy, evaluated on the inbound side before
+//! routing.
+//!
+//! Semantics are Istio's: if any DENY policy matches, the request is
+//! denied; otherwise, if the listener has no ALLOW policy it is allowed;
+//! otherwise it must match one ALLOW policy. A policy matches when any of
+//! its rules does (an ALLOW policy with no rules matches nothing, so it
+//! denies everything); a rule matches when its `from`, `to` and `when`
+//! all do, each a list of alternatives (empty: anything). Values are
+//! exact, `prefix*`, `*suffix` or `*`.
+//!
+//! The source is the client's identity: the SPIFFE ID in the URI SAN of
+//! its TLS client certificate, written as Istio writes principals
+//! (`<trust-domain>/ns/<namespace>/sa/<service>`); a client without one
+//! is unauthenticated and matches no principal or namespace. The path is
+//! normalised first (`path`), so `/orders/../admin` cannot pass for
+//! `/orders`. Policies are compiled at config time; evaluating one reads
+//! the request in place and allocates nothing (the normalised path goes
+//! to a per-core buffer).
+
+pub mod path;
+
+use crate::view::RequestView;
+
+/// A value pattern: `exact`, `prefix*`, `*suffix`, or `*` (present).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pattern {
+    Exact(Box<[u8]>),
+    Prefix(Box<[u8]>),
+    Suffix(Box<[u8]>),
+    Any,
+}
+
+impl Pattern {
+    pub fn parse(text: &str) -> Pattern {
+        let b = text.as_bytes();
+        match (b.first(), b.last()) {
+            _ if b == b"*" => Pattern::Any,
+            (_, Some(b'*')) => Pattern::Prefix(b[..b.len() - 1].into()),
+            (Some(b'*'), _) => Pattern::Suffix(b[1..].into()),
+            _ => Pattern::Exact(b.into()),
+        }
+    }
+
+    fn matches(&self, v: &[u8]) -> bool {
+        match self {
+            Pattern::Exact(p) => v == &p[..],
+            Pattern::Prefix(p) => v.starts_with(p),
+            Pattern::Suffix(p) => v.ends_with(p),
+            Pattern::Any => true,
+        }
+    }
+}
+
+/// Any of `yes` (or none given) and none of `no`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Values {
+    pub yes: Vec<Pattern>,
+    pub no: Vec<Pattern>,
+}
+
+impl Values {
+    fn admits(&self, v: Option<&[u8]>) -> bool {
+        let yes = self.yes.is_empty() || v.is_some_and(|v| self.yes.iter().any(|p| p.matches(v)));
+        let no = v.is_some_and(|v| self.no.iter().any(|p| p.matches(v)));
+        yes && !no
+    }
+}
+
+/// Who sent the request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Source {
+    pub principals: Values,
+    pub namespaces: Values,
+}
+
+/// What the request does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Operation {
+    pub methods: Values,
+    pub paths: Values,
+}
+
+/// A condition on a request header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    /// Lowercase name.
+    pub header: Box<[u8]>,
+    pub values: Values,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rule {
+    pub from: Vec<Source>,
+    pub to: Vec<Operation>,
+    pub when: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub name: String,
+    pub rules: Vec<Rule>,
+}
+
+/// A listener's policies, DENY and ALLOW apart.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Authorization {
+    pub deny: Vec<Policy>,
+    pub allow: Vec<Policy>,
+}
+
+/// What the policies decided, and which one did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision<'a> {
+    Allow(Option<&'a str>),
+    /// By this DENY policy, or (`None`) because no ALLOW policy matched.
+    Deny(Option<&'a str>),
+}
+
+/// A request as policies see it.
+pub struct Subject<'a> {
+    pub req: &'a dyn RequestView,
+    /// Normalised (`path::normalize`).
+    pub path: &'a [u8],
+    /// `<trust-domain>/ns/<ns>/sa/<sa>`, when the client presented one.
+    pub principal: Option<&'a [u8]>,
+}
+
+impl Subject<'_> {
+    /// The namespace segment of the principal.
+    fn namespace(&self) -> Option<&[u8]> {
+        let p = self.principal?;
+        let at = p.windows(4).position(|w| w == b"/ns/")? + 4;
+        let rest = &p[at..];
+        let end = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
+        Some(&rest[..end])
+    }
+}
+
+impl Rule {
+    fn matches(&self, s: &Subject<'_>) -> bool {
+        let from = self.from.is_empty()
+            || self
+                .from
+                .iter()
+                .any(|f| f.principals.admits(s.principal) && f.namespaces.admits(s.namespace()));
+        let to = self.to.is_empty()
+            || self
+                .to
+                .iter()
+                .any(|t| t.methods.admits(Some(s.req.method())) && t.paths.admits(Some(s.path)));
+        from && to
+            && self
+                .when
+                .iter()
+                .all(|c| c.values.admits(s.req.header(&c.header)))
+    }
+}
+
+impl Policy {
+    fn matches(&self, s: &Subject<'_>) -> bool {
+        self.rules.iter().any(|r| r.matches(s))
+    }
+}
+
+impl Authorization {
+    pub fn is_empty(&self) -> bool {
+        self.deny.is_empty() && self.allow.is_empty()
+    }
+
+    pub fn decide(&self, s: &Subject<'_>) -> Decision<'_> {
+        if let Some(p) = self.deny.iter().find(|p| p.matches(s)) {
+            return Decision::Deny(Some(&p.name));
+        }
+        if self.allow.is_empty() {
+            return Decision::Allow(None);
+        }
+        match self.allow.iter().find(|p| p.matches(s)) {
+            Some(p) => Decision::Allow(Some(&p.name)),
+            None => Decision::Deny(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::h2::view::H2Request;
+
+    fn req(method: &str, headers: &[(&str, &str)]) -> H2Request {
+        let mut b = http::Request::builder().method(method).uri("http://svc/x");
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        let (parts, ()) = b.body(()).unwrap().into_parts();
+        H2Request {
+            parts,
+            scheme: b"https",
+            empty: true,
+        }
+    }
+
+    fn values(yes: &[&str], no: &[&str]) -> Values {
+        Values {
+            yes: yes.iter().map(|v| Pattern::parse(v)).collect(),
+            no: no.iter().map(|v| Pattern::parse(v)).collect(),
+        }
+    }
+
+    const WEB: &[u8] = b"cluster.local/ns/shop/sa/web";
+
+    fn orders_policy() -> Authorization {
+        Authorization {
+            deny: vec![Policy {
+                name: "no-admin".into(),
+                rules: vec![Rule {
+                    to: vec![Operation {
+                        paths: values(&["/admin", "/admin/*"], &[]),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            }],
+            allow: vec![Policy {
+                name: "web-orders".into(),
+                rules: vec![Rule {
+                    from: vec![Source {
+                        principals: values(&["cluster.local/ns/shop/sa/web"], &[]),
+                        ..Default::default()
+                    }],
+                    to: vec![Operation {
+                        methods: values(&["POST", "GET"], &[]),
+                        paths: values(&["/orders", "/orders/*"], &[]),
+                    }],
+                    when: vec![Condition {
+                        header: b"x-tenant".to_vec().into(),
+                        values: values(&["*"], &["blocked"]),
+                    }],
+                }],
+            }],
+        }
+    }
+
+    fn decide(
+        a: &Authorization,
+        method: &str,
+        path: &str,
+        principal: Option<&[u8]>,
+        h: &[(&str, &str)],
+    ) -> bool {
+        let r = req(method, h);
+        let mut norm = Vec::new();
+        path::normalize(path.as_bytes(), &mut norm).unwrap();
+        let s = Subject {
+            req: &r,
+            path: &norm,
+            principal,
+        };
+        matches!(a.decide(&s), Decision::Allow(_))
+    }
+
+    #[test]
+    fn istio_semantics_deny_first_then_some_allow() {
+        let a = orders_policy();
+        let t = [("x-tenant", "a")];
+        assert!(decide(&a, "POST", "/orders/7", Some(WEB), &t));
+        assert!(!decide(&a, "DELETE", "/orders/7", Some(WEB), &t), "method");
+        assert!(
+            !decide(&a, "POST", "/orders/7", None, &t),
+            "unauthenticated"
+        );
+        assert!(
+            !decide(
+                &a,
+                "POST",
+                "/orders/7",
+                Some(b"cluster.local/ns/shop/sa/evil"),
+                &t
+            ),
+            "another principal"
+        );
+        assert!(
+            !decide(&a, "POST", "/orders/7", Some(WEB), &[]),
+            "when: header missing"
+        );
+        assert!(!decide(
+            &a,
+            "POST",
+            "/orders/7",
+            Some(WEB),
+            &[("x-tenant", "blocked")]
+        ));
+        assert!(
+            !decide(&a, "GET", "/orders/../admin", Some(WEB), &t),
+            "normalised into the deny"
+        );
+        assert!(!decide(&a, "GET", "/admin", Some(WEB), &t));
+    }
+
+    #[test]
+    fn no_allow_policy_allows_and_an_empty_allow_denies_all() {
+        let mut a = Authorization::default();
+        assert!(decide(&a, "GET", "/x", None, &[]));
+        a.allow.push(Policy {
+            name: "nothing".into(),
+            rules: vec![],
+        });
+        assert!(!decide(&a, "GET", "/x", Some(WEB), &[]));
+        a.allow.push(Policy {
+            name: "everything".into(),
+            rules: vec![Rule::default()],
+        });
+        assert!(decide(&a, "GET", "/x", None, &[]));
+    }
+
+    #[test]
+    fn namespaces_come_from_the_principal_and_patterns_match_as_istio_writes_them() {
+        let a = Authorization {
+            deny: vec![],
+            allow: vec![Policy {
+                name: "shop".into(),
+                rules: vec![Rule {
+                    from: vec![Source {
+                        namespaces: values(&["shop"], &[]),
+                        principals: values(&[], &["*/sa/evil"]),
+                    }],
+                    ..Default::default()
+                }],
+            }],
+        };
+        assert!(decide(&a, "GET", "/", Some(WEB), &[]));
+        assert!(!decide(
+            &a,
+            "GET",
+            "/",
+            Some(b"cluster.local/ns/shop/sa/evil"),
+            &[]
+        ));
+        assert!(!decide(
+            &a,
+            "GET",
+            "/",
+            Some(b"cluster.local/ns/other/sa/web"),
+            &[]
+        ));
+        assert!(!decide(&a, "GET", "/", None, &[]));
+        assert_eq!(Pattern::parse("*"), Pattern::Any);
+        assert_eq!(Pattern::parse("/a*"), Pattern::Prefix(b"/a"[..].into()));
+        assert_eq!(
+            Pattern::parse("*.json"),
+            Pattern::Suffix(b".json"[..].into())
+        );
+    }
+}

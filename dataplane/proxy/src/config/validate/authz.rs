@@ -1,0 +1,220 @@
+//! A listener's `authorization` policies, compiled into `authz` match
+//! tables: patterns parsed, names lowercased, DENY and ALLOW apart, every
+//! problem located at its field.
+
+use std::collections::HashSet;
+
+use serde_saphyr::Spanned;
+
+use super::Validator;
+use crate::authz::{Authorization, Condition, Operation, Pattern, Policy, Rule, Source, Values};
+use crate::config::raw::{RawAuthzRule, RawPolicy};
+
+/// What a pattern may hold: an `*` only as its first or last byte.
+fn pattern_ok(v: &str) -> bool {
+    let inner = v.trim_start_matches('*').trim_end_matches('*');
+    !v.is_empty() && !inner.contains('*') && (v == "*" || v.matches('*').count() <= 1)
+}
+
+impl Validator {
+    pub(super) fn authorization(
+        &mut self,
+        raw: &[Spanned<RawPolicy>],
+        path: &str,
+    ) -> Option<Authorization> {
+        if raw.is_empty() {
+            return None;
+        }
+        let mut out = Authorization::default();
+        let mut names = HashSet::new();
+        for (i, p) in raw.iter().enumerate() {
+            let at = format!("{path}[{i}]");
+            let name = match &p.value.name {
+                Some(n) => {
+                    self.name(n, &format!("{at}.name"));
+                    if !names.insert(n.value.clone()) {
+                        self.err(
+                            &n.referenced,
+                            format!("{at}.name"),
+                            format!("`{}` names another policy of this listener", n.value),
+                        );
+                    }
+                    n.value.clone()
+                }
+                None => {
+                    self.err(
+                        &p.referenced,
+                        format!("{at}.name"),
+                        "missing: a policy needs a name (it labels logs)",
+                    );
+                    String::new()
+                }
+            };
+            let deny = match p.value.action.as_ref().map(|a| (a.value.as_str(), a)) {
+                None | Some(("allow", _)) => false,
+                Some(("deny", _)) => true,
+                Some((other, a)) => {
+                    self.err(
+                        &a.referenced,
+                        format!("{at}.action"),
+                        format!("unknown action `{other}`: use allow or deny"),
+                    );
+                    false
+                }
+            };
+            let rules = p
+                .value
+                .rules
+                .iter()
+                .enumerate()
+                .map(|(j, r)| self.authz_rule(&r.value, &format!("{at}.rules[{j}]")))
+                .collect();
+            let policy = Policy { name, rules };
+            if deny {
+                out.deny.push(policy);
+            } else {
+                out.allow.push(policy);
+            }
+        }
+        Some(out)
+    }
+
+    fn authz_rule(&mut self, r: &RawAuthzRule, at: &str) -> Rule {
+        let from = r
+            .from
+            .iter()
+            .enumerate()
+            .map(|(k, f)| {
+                let p = format!("{at}.from[{k}]");
+                let principal = |v: &str| v.strip_prefix("spiffe://").unwrap_or(v).to_string();
+                Source {
+                    principals: self.values(
+                        &f.value.principals,
+                        &f.value.not_principals,
+                        &p,
+                        "principals",
+                        principal,
+                    ),
+                    namespaces: self.values(
+                        &f.value.namespaces,
+                        &f.value.not_namespaces,
+                        &p,
+                        "namespaces",
+                        str::to_string,
+                    ),
+                }
+            })
+            .collect();
+        let to =
+            r.to.iter()
+                .enumerate()
+                .map(|(k, t)| {
+                    let p = format!("{at}.to[{k}]");
+                    Operation {
+                        methods: self.values(
+                            &t.value.methods,
+                            &t.value.not_methods,
+                            &p,
+                            "methods",
+                            |m| m.to_ascii_uppercase(),
+                        ),
+                        paths: self.paths(&t.value.paths, &t.value.not_paths, &p),
+                    }
+                })
+                .collect();
+        let when = r
+            .when
+            .iter()
+            .enumerate()
+            .map(|(k, c)| {
+                let p = format!("{at}.when[{k}]");
+                self.header_name(&c.value.header, &format!("{p}.header"));
+                Condition {
+                    header: c
+                        .value
+                        .header
+                        .value
+                        .to_ascii_lowercase()
+                        .into_bytes()
+                        .into(),
+                    values: self.values(
+                        &c.value.values,
+                        &c.value.not_values,
+                        &p,
+                        "values",
+                        str::to_string,
+                    ),
+                }
+            })
+            .collect();
+        Rule { from, to, when }
+    }
+
+    fn values(
+        &mut self,
+        yes: &[Spanned<String>],
+        no: &[Spanned<String>],
+        at: &str,
+        field: &str,
+        fix: impl Fn(&str) -> String,
+    ) -> Values {
+        let mut one = |v: &Spanned<String>, f: &str, i: usize| {
+            if !pattern_ok(&v.value) {
+                self.err(
+                    &v.referenced,
+                    format!("{at}.{f}[{i}]"),
+                    format!(
+                        "`{}`: a value is exact, `prefix*`, `*suffix` or `*`",
+                        v.value
+                    ),
+                );
+            }
+            Pattern::parse(&fix(&v.value))
+        };
+        let yes = yes
+            .iter()
+            .enumerate()
+            .map(|(i, v)| one(v, field, i))
+            .collect();
+        let not = format!("not_{field}");
+        let no = no
+            .iter()
+            .enumerate()
+            .map(|(i, v)| one(v, &not, i))
+            .collect();
+        Values { yes, no }
+    }
+
+    /// Paths are matched normalised: a pattern that is not itself normal
+    /// (`/a/../b`, `//x`) could never match, so it is an error.
+    fn paths(&mut self, yes: &[Spanned<String>], no: &[Spanned<String>], at: &str) -> Values {
+        for (f, list) in [("paths", yes), ("not_paths", no)] {
+            for (i, v) in list.iter().enumerate() {
+                let bare = v.value.trim_start_matches('*').trim_end_matches('*');
+                let mut normal = Vec::new();
+                let ok = crate::authz::path::normalize(bare.as_bytes(), &mut normal).is_ok()
+                    && (normal == bare.as_bytes() || bare.is_empty() || !bare.starts_with('/'));
+                if !v.value.starts_with('/') && !v.value.starts_with('*') {
+                    self.err(
+                        &v.referenced,
+                        format!("{at}.{f}[{i}]"),
+                        format!(
+                            "`{}`: a path starts with `/` (or `*` for a suffix)",
+                            v.value
+                        ),
+                    );
+                } else if !ok {
+                    self.err(
+                        &v.referenced,
+                        format!("{at}.{f}[{i}]"),
+                        format!(
+                            "`{}` is not a normalised path (requests are matched after `.`, `..`, `//` and escapes are resolved), so it would never match",
+                            v.value
+                        ),
+                    );
+                }
+            }
+        }
+        self.values(yes, no, at, "paths", str::to_string)
+    }
+}
