@@ -15,6 +15,8 @@
 //!
 //! Messages never quote PEM: a key's bytes appear in no error.
 
+#[cfg(feature = "ca")]
+pub mod ca;
 pub mod check;
 #[cfg(feature = "csr")]
 pub mod csr;
