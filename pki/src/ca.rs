@@ -129,6 +129,19 @@ pub enum IssueError {
     Random,
 }
 
+impl IssueError {
+    /// Whether the requester is at fault (a CSR to fix: the gRPC layer's
+    /// INVALID_ARGUMENT), rather than the CA or its configuration
+    /// (lifetime, trust domain, expiry, signing: INTERNAL or
+    /// FAILED_PRECONDITION, and an operator's problem).
+    pub fn requester_fault(&self) -> bool {
+        matches!(
+            self,
+            IssueError::BadCsr(_) | IssueError::BadSignature | IssueError::UnsupportedKey(_)
+        )
+    }
+}
+
 impl Ca {
     /// A new self-signed ECDSA P-256 root for `trust_domain`, valid from
     /// `now` (less [`BACKDATE`]) for `validity`.

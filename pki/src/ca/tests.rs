@@ -169,6 +169,7 @@ fn lifetimes_zero_or_too_long_and_foreign_identities_are_refused() {
     let other = SpiffeId::workload("other.domain", "shop", "orders").expect("id");
     let err = ca.issue(csr, &other, DAY, now()).expect_err("foreign");
     assert!(matches!(err, IssueError::ForeignTrustDomain { .. }));
+    assert!(!err.requester_fault());
     assert!(err.to_string().contains("trust domain mesh.local"), "{err}");
 }
 
@@ -288,6 +289,7 @@ fn garbage_and_unsupported_keys_are_refused() {
         .expect("csr");
     let err = ca.issue(csr.der(), &orders(), DAY, now()).expect_err("RSA");
     assert!(matches!(err, IssueError::UnsupportedKey(_)), "{err}");
+    assert!(err.requester_fault());
     for alg in [&rcgen::PKCS_ECDSA_P384_SHA384, &rcgen::PKCS_ED25519] {
         let key = RcKey::generate_for(alg).expect("key");
         let csr = CertificateParams::default()
