@@ -21,23 +21,12 @@ pub struct Leaf {
     pub not_after: String,
 }
 
-/// The workload identity a leaf certifies: its one `spiffe://` URI SAN,
-/// written without the scheme as authorization policies write principals
-/// (`cluster.local/ns/shop/sa/web`). `None` unless the leaf has exactly
-/// one URI SAN and it is a SPIFFE ID (the X509-SVID rule).
+/// The workload identity a leaf certifies (`spiffe::spiffe_id_of`: its
+/// one URI SAN, a valid SPIFFE ID), written without the scheme as
+/// authorization policies write principals (`cluster.local/ns/shop/sa/web`).
 pub fn spiffe_principal(leaf: &[u8]) -> Option<String> {
-    let (_, cert) = X509Certificate::from_der(leaf).ok()?;
-    let san = cert.subject_alternative_name().ok()??;
-    let mut uris = san.value.general_names.iter().filter_map(|n| match n {
-        GeneralName::URI(u) => Some(*u),
-        _ => None,
-    });
-    let (uri, more) = (uris.next()?, uris.next());
-    if more.is_some() {
-        return None;
-    }
-    let id = uri.strip_prefix("spiffe://")?;
-    (!id.is_empty() && id.contains('/')).then(|| id.to_string())
+    let id = crate::spiffe::spiffe_id_of(leaf)?;
+    id.as_str().strip_prefix("spiffe://").map(str::to_string)
 }
 
 /// Every certificate of `chain` is valid at `now`; what the leaf says.
