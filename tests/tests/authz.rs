@@ -149,3 +149,58 @@ fn http2_clients_are_judged_alike_and_grpc_gets_permission_denied() {
         "PERMISSION_DENIED: {r:?}"
     );
 }
+
+#[test]
+fn tcp_connections_are_judged_once_by_the_client_identity() {
+    use std::io::{Read, Write};
+    let pki = Pki::new("mesh ca");
+    let web = pki.leaf("web", &[WEB]);
+    let evil = pki.leaf("evil", &[EVIL]);
+    let server = pki.leaf("server", &["db.test"]);
+    // A server that greets, then echoes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let backend = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let _ = s.write_all(b"hello\n");
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let p = Proxy::start(&format!(
+        "runtime: {{ workers: 1 }}
+admin: {{ address: '127.0.0.1:0' }}
+listeners:
+  - name: db
+    address: 127.0.0.1:0
+    tls:
+      certificates: [ {{ cert: {}, key: {} }} ]
+      client_auth: {{ ca: {}, mode: optional }}
+    authorization:
+      - name: web-only
+        rules: [ {{ from: [ {{ principals: [cluster.local/ns/shop/sa/web] }} ] }} ]
+    tcp: {{ cluster: db }}
+clusters:
+  - {{ name: db, endpoints: ['{backend}'] }}
+",
+        yaml_path(&server.cert),
+        yaml_path(&server.key),
+        yaml_path(&pki.ca_file()),
+    ));
+    let mut ok = TlsClient::connect(p.addr("db"), &pki.ca_pem, "db.test", Some(&web)).expect("tls");
+    assert_eq!(ok.read_exact(6), b"hello\n", "web is relayed");
+    for who in [Some(&evil), None] {
+        let mut c = TlsClient::connect(p.addr("db"), &pki.ca_pem, "db.test", who).expect("tls");
+        assert!(c.read_to_end().is_empty(), "closed without a byte");
+    }
+    assert_eq!(
+        p.metric("ringmesh_authz_decisions_total{listener=\"db\",decision=\"deny\"}"),
+        Some(2)
+    );
+}

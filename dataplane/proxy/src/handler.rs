@@ -203,6 +203,9 @@ async fn serve(core: &Rc<Core>, workspace: &mut Workspace, job: Job) {
     // workspace go back to the free list instead of waiting out a
     // long-lived relay.
     if relay {
+        if !tcp_allowed(core, slot.listener, &io) {
+            return;
+        }
         let core = core.clone();
         monoio::spawn(async move {
             let mut timer = crate::timer::Timer::new();
@@ -322,4 +325,32 @@ async fn plan(
         Detected::Http1 | Detected::H2c => (None, false),
         Detected::Tls | Detected::Tcp | Detected::Timeout => (None, has_tcp),
     })
+}
+
+/// The listener's authorization policies, for a connection relayed as
+/// opaque TCP: judged once, by the client's identity
+/// (`Authorization::decide_connection`); a refused one is closed.
+fn tcp_allowed(core: &Rc<Core>, listener: usize, io: &Stream) -> bool {
+    use crate::authz::Decision;
+    let snap = core.snapshot();
+    let Some(policies) = &snap.config.listeners[listener].authorization else {
+        return true;
+    };
+    let principal = crate::tls::principal(io);
+    let stats = &core.stats.listeners[listener];
+    match policies.decide_connection(principal.as_deref()) {
+        Decision::Allow(_) => {
+            stats.authz_allowed.inc();
+            true
+        }
+        Decision::Deny(policy) => {
+            stats.authz_denied.inc();
+            tracing::debug!(
+                listener = %snap.config.listeners[listener].name,
+                policy = policy.unwrap_or("(no ALLOW policy matched)"),
+                "connection denied"
+            );
+            false
+        }
+    }
 }

@@ -130,11 +130,7 @@ pub struct Subject<'a> {
 impl Subject<'_> {
     /// The namespace segment of the principal.
     fn namespace(&self) -> Option<&[u8]> {
-        let p = self.principal?;
-        let at = p.windows(4).position(|w| w == b"/ns/")? + 4;
-        let rest = &p[at..];
-        let end = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
-        Some(&rest[..end])
+        namespace_of(self.principal)
     }
 }
 
@@ -164,9 +160,54 @@ impl Policy {
     }
 }
 
+impl Rule {
+    fn source_matches(&self, principal: Option<&[u8]>) -> bool {
+        let namespace = namespace_of(principal);
+        self.from.is_empty()
+            || self
+                .from
+                .iter()
+                .any(|f| f.principals.admits(principal) && f.namespaces.admits(namespace))
+    }
+}
+
+fn namespace_of(principal: Option<&[u8]>) -> Option<&[u8]> {
+    let p = principal?;
+    let at = p.windows(4).position(|w| w == b"/ns/")? + 4;
+    let rest = &p[at..];
+    let end = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
 impl Authorization {
     pub fn is_empty(&self) -> bool {
         self.deny.is_empty() && self.allow.is_empty()
+    }
+
+    /// An opaque TCP connection, judged once, by its source only. Rules
+    /// with request fields (`to`, `when`) fail closed, as Istio's do for
+    /// TCP: such an ALLOW rule never matches, and such a DENY rule matches
+    /// on its `from` alone.
+    pub fn decide_connection(&self, principal: Option<&[u8]>) -> Decision<'_> {
+        let deny = self
+            .deny
+            .iter()
+            .find(|p| p.rules.iter().any(|r| r.source_matches(principal)));
+        if let Some(p) = deny {
+            return Decision::Deny(Some(&p.name));
+        }
+        if self.allow.is_empty() {
+            return Decision::Allow(None);
+        }
+        let allow = self.allow.iter().find(|p| {
+            p.rules
+                .iter()
+                .any(|r| r.to.is_empty() && r.when.is_empty() && r.source_matches(principal))
+        });
+        match allow {
+            Some(p) => Decision::Allow(Some(&p.name)),
+            None => Decision::Deny(None),
+        }
     }
 
     pub fn decide(&self, s: &Subject<'_>) -> Decision<'_> {
@@ -296,6 +337,35 @@ mod tests {
             "normalised into the deny"
         );
         assert!(!decide(&a, "GET", "/admin", Some(WEB), &t));
+    }
+
+    #[test]
+    fn connections_are_judged_by_source_and_request_fields_fail_closed() {
+        let a = orders_policy();
+        // The DENY rule names paths only: for a connection they are
+        // ignored and it matches every source.
+        assert_eq!(
+            a.decide_connection(Some(WEB)),
+            Decision::Deny(Some("no-admin"))
+        );
+        let mut allow_only = a.clone();
+        allow_only.deny.clear();
+        // The ALLOW rule has `to` and `when`: it never matches a connection.
+        assert_eq!(
+            allow_only.decide_connection(Some(WEB)),
+            Decision::Deny(None)
+        );
+        allow_only.allow[0].rules[0].to.clear();
+        allow_only.allow[0].rules[0].when.clear();
+        assert_eq!(
+            allow_only.decide_connection(Some(WEB)),
+            Decision::Allow(Some("web-orders"))
+        );
+        assert_eq!(allow_only.decide_connection(None), Decision::Deny(None));
+        assert_eq!(
+            allow_only.decide_connection(Some(b"cluster.local/ns/shop/sa/evil")),
+            Decision::Deny(None)
+        );
     }
 
     #[test]
