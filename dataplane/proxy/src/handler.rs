@@ -338,7 +338,12 @@ fn tcp_allowed(core: &Rc<Core>, listener: usize, io: &Stream) -> bool {
     };
     let principal = crate::tls::principal(io);
     let stats = &core.stats.listeners[listener];
-    match policies.decide_connection(principal.as_deref()) {
+    let decision = policies.decide_connection(principal.as_deref());
+    let (Decision::Allow(by) | Decision::Deny(by)) = decision;
+    if let Some(i) = by {
+        snap.policy_stats[listener][i].decided.inc();
+    }
+    match decision {
         Decision::Allow(_) => {
             stats.authz_allowed.inc();
             true
@@ -347,7 +352,7 @@ fn tcp_allowed(core: &Rc<Core>, listener: usize, io: &Stream) -> bool {
             stats.authz_denied.inc();
             tracing::debug!(
                 listener = %snap.config.listeners[listener].name,
-                policy = policy.unwrap_or("(no ALLOW policy matched)"),
+                policy = policies.name(policy),
                 "connection denied"
             );
             false

@@ -163,10 +163,18 @@ pub struct CoreStats {
     named: Mutex<Named>,
 }
 
+/// How many requests (or TCP connections) an authorization policy decided.
+#[derive(Debug, Default)]
+pub struct PolicyStats {
+    pub decided: Counter,
+}
+
 #[derive(Debug, Default)]
 struct Named {
     /// (listener index, route name).
     routes: HashMap<(usize, String), Arc<RouteStats>>,
+    /// (listener index, policy name).
+    policies: HashMap<(usize, String), Arc<PolicyStats>>,
     clusters: HashMap<String, Arc<ClusterStats>>,
 }
 
@@ -193,6 +201,23 @@ impl CoreStats {
             .entry((listener, name.to_string()))
             .or_default()
             .clone()
+    }
+
+    /// The counter of authorization policy `name` on listener `listener`,
+    /// created at 0.
+    pub fn policy(&self, listener: usize, name: &str) -> Arc<PolicyStats> {
+        self.named()
+            .policies
+            .entry((listener, name.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    fn policy_get(&self, listener: usize, name: &str) -> u64 {
+        self.named()
+            .policies
+            .get(&(listener, name.to_string()))
+            .map_or(0, |p| p.decided.get())
     }
 
     /// The counters of cluster `name`, created at 0.
@@ -262,6 +287,27 @@ fn render_authz(out: &mut String, config: &Config, cores: &[Arc<CoreStats>]) {
                 out,
                 "{name}{{listener=\"{}\",decision=\"{decision}\"}} {v}",
                 Label(l)
+            );
+        }
+    }
+    let name = "ringmesh_authz_policy_decisions_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Requests and TCP connections each authorization policy decided (allowed for ALLOW policies, denied for DENY ones).",
+    );
+    for &(li, l) in &with {
+        let Some(a) = &config.listeners[li].authorization else {
+            continue;
+        };
+        for p in a.policies() {
+            let v: u64 = cores.iter().map(|c| c.policy_get(li, &p.name)).sum();
+            let _ = writeln!(
+                out,
+                "{name}{{listener=\"{}\",policy=\"{}\"}} {v}",
+                Label(l),
+                Label(&p.name)
             );
         }
     }

@@ -78,6 +78,8 @@ pub struct Reload {
 pub struct SnapshotStats {
     pub routes: Vec<Vec<Arc<RouteStats>>>,
     pub clusters: Vec<Arc<ClusterStats>>,
+    /// Per listener, per authorization policy (DENY ones first).
+    pub policies: Vec<Vec<Arc<crate::metrics::PolicyStats>>>,
 }
 
 impl SnapshotStats {
@@ -95,6 +97,18 @@ impl SnapshotStats {
                 .iter()
                 .map(|c| stats.cluster(&c.name))
                 .collect(),
+            policies: config
+                .listeners
+                .iter()
+                .enumerate()
+                .map(|(li, l)| {
+                    l.authorization
+                        .iter()
+                        .flat_map(|a| a.policies())
+                        .map(|p| stats.policy(li, &p.name))
+                        .collect()
+                })
+                .collect(),
         }
     }
 }
@@ -110,6 +124,8 @@ pub struct Snapshot {
     pub clusters: Vec<Rc<ClusterState>>,
     /// `route_stats[listener][route]`.
     pub route_stats: Vec<Vec<Arc<RouteStats>>>,
+    /// `policy_stats[listener][policy]`, DENY policies first.
+    pub policy_stats: Vec<Vec<Arc<crate::metrics::PolicyStats>>>,
     pub generation: u64,
 }
 
@@ -165,6 +181,7 @@ impl Snapshot {
             config: config.clone(),
             clusters,
             route_stats: stats.routes,
+            policy_stats: stats.policies,
             generation,
         }
     }

@@ -110,12 +110,14 @@ pub struct Authorization {
     pub allow: Vec<Policy>,
 }
 
-/// What the policies decided, and which one did.
+/// What the policies decided, and which one did: its index among the
+/// listener's policies, DENY ones first (`Authorization::name`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision<'a> {
-    Allow(Option<&'a str>),
+pub enum Decision {
+    /// By this ALLOW policy, or (`None`) because the listener has none.
+    Allow(Option<usize>),
     /// By this DENY policy, or (`None`) because no ALLOW policy matched.
-    Deny(Option<&'a str>),
+    Deny(Option<usize>),
 }
 
 /// A request as policies see it.
@@ -184,41 +186,54 @@ impl Authorization {
         self.deny.is_empty() && self.allow.is_empty()
     }
 
+    /// Every policy, DENY ones first: the order `Decision` indexes.
+    pub fn policies(&self) -> impl Iterator<Item = &Policy> {
+        self.deny.iter().chain(self.allow.iter())
+    }
+
+    /// The name of the policy a decision names.
+    pub fn name(&self, decided_by: Option<usize>) -> &str {
+        decided_by
+            .and_then(|i| self.policies().nth(i))
+            .map_or("(no ALLOW policy matched)", |p| p.name.as_str())
+    }
+
     /// An opaque TCP connection, judged once, by its source only. Rules
     /// with request fields (`to`, `when`) fail closed, as Istio's do for
     /// TCP: such an ALLOW rule never matches, and such a DENY rule matches
     /// on its `from` alone.
-    pub fn decide_connection(&self, principal: Option<&[u8]>) -> Decision<'_> {
+    pub fn decide_connection(&self, principal: Option<&[u8]>) -> Decision {
         let deny = self
             .deny
             .iter()
-            .find(|p| p.rules.iter().any(|r| r.source_matches(principal)));
-        if let Some(p) = deny {
-            return Decision::Deny(Some(&p.name));
+            .position(|p| p.rules.iter().any(|r| r.source_matches(principal)));
+        if deny.is_some() {
+            return Decision::Deny(deny);
         }
         if self.allow.is_empty() {
             return Decision::Allow(None);
         }
-        let allow = self.allow.iter().find(|p| {
+        let allow = self.allow.iter().position(|p| {
             p.rules
                 .iter()
                 .any(|r| r.to.is_empty() && r.when.is_empty() && r.source_matches(principal))
         });
         match allow {
-            Some(p) => Decision::Allow(Some(&p.name)),
+            Some(i) => Decision::Allow(Some(self.deny.len() + i)),
             None => Decision::Deny(None),
         }
     }
 
-    pub fn decide(&self, s: &Subject<'_>) -> Decision<'_> {
-        if let Some(p) = self.deny.iter().find(|p| p.matches(s)) {
-            return Decision::Deny(Some(&p.name));
+    pub fn decide(&self, s: &Subject<'_>) -> Decision {
+        let deny = self.deny.iter().position(|p| p.matches(s));
+        if deny.is_some() {
+            return Decision::Deny(deny);
         }
         if self.allow.is_empty() {
             return Decision::Allow(None);
         }
-        match self.allow.iter().find(|p| p.matches(s)) {
-            Some(p) => Decision::Allow(Some(&p.name)),
+        match self.allow.iter().position(|p| p.matches(s)) {
+            Some(i) => Decision::Allow(Some(self.deny.len() + i)),
             None => Decision::Deny(None),
         }
     }
@@ -344,10 +359,8 @@ mod tests {
         let a = orders_policy();
         // The DENY rule names paths only: for a connection they are
         // ignored and it matches every source.
-        assert_eq!(
-            a.decide_connection(Some(WEB)),
-            Decision::Deny(Some("no-admin"))
-        );
+        assert_eq!(a.decide_connection(Some(WEB)), Decision::Deny(Some(0)));
+        assert_eq!(a.name(Some(0)), "no-admin");
         let mut allow_only = a.clone();
         allow_only.deny.clear();
         // The ALLOW rule has `to` and `when`: it never matches a connection.
@@ -359,8 +372,9 @@ mod tests {
         allow_only.allow[0].rules[0].when.clear();
         assert_eq!(
             allow_only.decide_connection(Some(WEB)),
-            Decision::Allow(Some("web-orders"))
+            Decision::Allow(Some(0))
         );
+        assert_eq!(allow_only.name(Some(0)), "web-orders");
         assert_eq!(allow_only.decide_connection(None), Decision::Deny(None));
         assert_eq!(
             allow_only.decide_connection(Some(b"cluster.local/ns/shop/sa/evil")),

@@ -161,7 +161,12 @@ fn authorize(req: &dyn RequestView, ctx: &Ctx<'_>) -> Result<(), ProxyError> {
         path: &buf,
         principal: ctx.env.principal,
     };
-    match policies.decide(&subject) {
+    let decision = policies.decide(&subject);
+    let (Decision::Allow(by) | Decision::Deny(by)) = decision;
+    if let Some(i) = by {
+        ctx.env.snap.policy_stats[ctx.env.listener][i].decided.inc();
+    }
+    match decision {
         Decision::Allow(_) => {
             stats.authz_allowed.inc();
             Ok(())
@@ -170,7 +175,7 @@ fn authorize(req: &dyn RequestView, ctx: &Ctx<'_>) -> Result<(), ProxyError> {
             stats.authz_denied.inc();
             debug!(
                 listener = %ctx.listener.name,
-                policy = policy.unwrap_or("(no ALLOW policy matched)"),
+                policy = policies.name(policy),
                 principal = %String::from_utf8_lossy(ctx.env.principal.unwrap_or(b"")),
                 "request denied"
             );
