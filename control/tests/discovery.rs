@@ -35,6 +35,15 @@ async fn start() -> Plane {
         listen: "127.0.0.1:0".parse().unwrap(),
         token: TOKEN.into(),
         poll: Duration::from_millis(100),
+        ca: Arc::new(
+            ringmesh_pki::ca::Ca::generate(
+                "cluster.local",
+                Duration::from_secs(3600),
+                std::time::SystemTime::now(),
+            )
+            .unwrap(),
+        ),
+        svid_lifetime: Duration::from_secs(600),
     };
     tokio::spawn(serve(
         opts,
@@ -342,4 +351,83 @@ async fn after_a_nack_the_next_update_is_computed_against_what_the_proxy_runs() 
         .any(|r| r.name.as_deref() == Some("r.0")));
     let web = c.clusters.iter().find(|c| c.name == "web").unwrap();
     assert_eq!(web.endpoints, ["127.0.0.1:7101", "127.0.0.1:7201"]);
+}
+
+async fn sign(
+    addr: std::net::SocketAddr,
+    node_id: &str,
+    csr_pem: String,
+) -> Result<pb::SignResponse, tonic::Status> {
+    let mut client = pb::identity_client::IdentityClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let mut req = Request::new(pb::SignRequest {
+        node_id: node_id.into(),
+        csr_pem,
+    });
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    client.sign(req).await.map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn a_registered_proxy_gets_its_services_identity_and_no_other() {
+    use ringmesh_pki::csr::{csr_pem, KeyPair};
+    let plane = start().await;
+    let key = KeyPair::generate().unwrap();
+    // Not registered yet: nothing is issued.
+    let err = sign(plane.addr, "web-1", csr_pem(&key).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+
+    let mut proxy = connect(plane.addr, TOKEN, sidecar("web-1", "web", "127.0.0.1:7001"))
+        .await
+        .unwrap();
+    let _first = proxy.rx.message().await.unwrap().unwrap();
+    let svid = sign(plane.addr, "web-1", csr_pem(&key).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(svid.spiffe_id, "spiffe://cluster.local/ns/default/sa/web");
+    let leaf = ringmesh_pki::pem::certificates(svid.chain_pem.as_bytes())
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        ringmesh_pki::spiffe::spiffe_id_of(&leaf).map(|id| id.to_string()),
+        Some(svid.spiffe_id.clone()),
+        "the certificate carries the registered Service's identity"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        (now + 590..=now + 610).contains(&svid.not_after),
+        "the configured lifetime"
+    );
+    assert!(svid.bundle_pem.contains("BEGIN CERTIFICATE"));
+
+    // A CSR that is not one: the requester's fault.
+    let err = sign(plane.addr, "web-1", "garbage".into())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    // Another node's identity cannot be had by naming it.
+    let err = sign(plane.addr, "api-1", csr_pem(&key).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    // And the token is needed.
+    let mut client = pb::identity_client::IdentityClient::connect(format!("http://{}", plane.addr))
+        .await
+        .unwrap();
+    let err = client
+        .sign(pb::SignRequest {
+            node_id: "web-1".into(),
+            csr_pem: csr_pem(&key).unwrap(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    drop(proxy);
 }

@@ -33,7 +33,52 @@ enum Cmd {
         /// How often the resource directory is checked for changes.
         #[arg(long, default_value = "300ms", value_parser = humantime::parse_duration)]
         poll: std::time::Duration,
+        /// The trust domain of the mesh's identities (SPIFFE IDs).
+        #[arg(long, default_value = "cluster.local")]
+        trust_domain: String,
+        /// The CA that signs identities: its certificate chain (issuing
+        /// certificate first, root last), PEM. Without it a CA is generated
+        /// at start (valid a year, not persisted: proxies must fetch new
+        /// certificates after a restart).
+        #[arg(long, requires = "ca_key")]
+        ca_cert: Option<PathBuf>,
+        /// The CA's private key, PEM.
+        #[arg(long, requires = "ca_cert")]
+        ca_key: Option<PathBuf>,
+        /// How long an issued identity certificate is valid; proxies renew
+        /// at half of it.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        svid_lifetime: std::time::Duration,
     },
+}
+
+/// The CA from files, or a generated one.
+fn load_ca(
+    trust_domain: &str,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<ringmesh_pki::ca::Ca, String> {
+    let now = std::time::SystemTime::now();
+    match (cert, key) {
+        (Some(cert), Some(key)) => {
+            let chain =
+                std::fs::read(&cert).map_err(|e| format!("--ca-cert {}: {e}", cert.display()))?;
+            let key_pem =
+                std::fs::read(&key).map_err(|e| format!("--ca-key {}: {e}", key.display()))?;
+            ringmesh_pki::ca::Ca::from_pem(trust_domain, &chain, &key_pem, now)
+                .map_err(|e| format!("--ca-cert {}: {e}", cert.display()))
+        }
+        _ => {
+            let year = std::time::Duration::from_secs(365 * 24 * 3600);
+            let ca = ringmesh_pki::ca::Ca::generate(trust_domain, year, now)
+                .map_err(|e| format!("generating a CA: {e}"))?;
+            tracing::warn!(
+                trust_domain,
+                "no --ca-cert: generated a CA for this run (not persisted)"
+            );
+            Ok(ca)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -50,6 +95,10 @@ fn main() -> ExitCode {
         listen,
         token,
         poll,
+        trust_domain,
+        ca_cert,
+        ca_key,
+        svid_lifetime,
     } = Cli::parse().cmd;
     if token.len() < 16 {
         eprintln!("ringmesh-control: error: --token must be at least 16 characters");
@@ -66,11 +115,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let ca = match load_ca(&trust_domain, ca_cert, ca_key) {
+        Ok(ca) => std::sync::Arc::new(ca),
+        Err(e) => {
+            eprintln!("ringmesh-control: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let opts = ringmesh_control::server::ServeOptions {
         resources,
         listen,
         token,
         poll,
+        ca,
+        svid_lifetime,
     };
     let shutdown = async {
         let term = async {

@@ -2,6 +2,7 @@
 //! directory of resources.
 
 pub mod discovery;
+pub mod identity;
 pub mod operator;
 pub mod state;
 pub mod watch;
@@ -23,6 +24,10 @@ pub struct ServeOptions {
     pub token: String,
     /// How often the resource directory is checked for changes.
     pub poll: std::time::Duration,
+    /// The CA that signs workload identities.
+    pub ca: Arc<ringmesh_pki::ca::Ca>,
+    /// How long an issued identity certificate is valid.
+    pub svid_lifetime: std::time::Duration,
 }
 
 /// Load the resources (refusing to start on errors), bind, and serve until
@@ -49,6 +54,11 @@ pub async fn serve(
         hub: hub.clone(),
         store,
     };
+    let identity = identity::IdentityService {
+        hub: hub.clone(),
+        ca: opts.ca.clone(),
+        lifetime: opts.svid_lifetime,
+    };
     let auth = discovery::authenticate(Arc::from(opts.token.as_str()));
     // Snapshots are small and latency matters: no Nagle delay (with the
     // peer's delayed ACK it adds 40 ms to a push).
@@ -60,6 +70,10 @@ pub async fn serve(
     let result = tonic::transport::Server::builder()
         .add_service(pb::discovery_server::DiscoveryServer::with_interceptor(
             service,
+            auth.clone(),
+        ))
+        .add_service(pb::identity_server::IdentityServer::with_interceptor(
+            identity,
             auth.clone(),
         ))
         .add_service(pb::operator_server::OperatorServer::with_interceptor(

@@ -145,6 +145,15 @@ impl Hub {
         }
     }
 
+    /// What a proxy registered as, while its discovery stream is open.
+    pub fn connected_node(&self, node_id: &str) -> Option<pb::Node> {
+        self.lock()
+            .proxies
+            .get(node_id)
+            .filter(|p| p.connected)
+            .map(|p| p.node.clone())
+    }
+
     pub fn proxies(&self) -> Vec<ProxyStatus> {
         self.lock().proxies.values().cloned().collect()
     }
