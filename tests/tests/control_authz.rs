@@ -96,7 +96,10 @@ fn a_sidecar_judges_requests_by_its_services_policies() {
         out.contains("no-admin.shop") && out.contains("orders-read.shop"),
         "{out}"
     );
-    assert!(out.contains("DENY") && out.contains("Service/orders.shop"), "{out}");
+    assert!(
+        out.contains("DENY") && out.contains("Service/orders.shop"),
+        "{out}"
+    );
     assert!(out.contains("every Service in shop"), "{out}");
 }
 
@@ -124,8 +127,8 @@ kind: AuthorizationPolicy
 metadata: { name: deny-all }
 spec: {}
 "#;
-    let res = resources::parse(&[("authz.yaml".into(), text.into())])
-        .unwrap_or_else(|e| panic!("{e}"));
+    let res =
+        resources::parse(&[("authz.yaml".into(), text.into())]).unwrap_or_else(|e| panic!("{e}"));
     let node = pb::Node {
         id: "orders-1".into(),
         service: "orders.shop".into(),

@@ -82,9 +82,10 @@ fn normal(path: &str) -> bool {
     }
     // No empty, `.` or `..` segment but a last empty one (`/a/`).
     let segments: Vec<&str> = path.split('/').skip(1).collect();
-    segments.iter().enumerate().all(|(k, s)| {
-        (!s.is_empty() || k + 1 == segments.len()) && *s != "." && *s != ".."
-    })
+    segments
+        .iter()
+        .enumerate()
+        .all(|(k, s)| (!s.is_empty() || k + 1 == segments.len()) && *s != "." && *s != "..")
 }
 
 impl Checker {
@@ -502,7 +503,10 @@ impl Checker {
                     doc,
                     &v.referenced,
                     path,
-                    format!("`{}`: a path starts with `/` (or `*` for a suffix)", v.value),
+                    format!(
+                        "`{}`: a path starts with `/` (or `*` for a suffix)",
+                        v.value
+                    ),
                 );
             } else if bare.starts_with('/') && !normal(bare)
                 || !bare.starts_with('/') && !normal(&format!("/{bare}"))
@@ -529,7 +533,9 @@ mod tests {
     #[test]
     fn normal_agrees_with_the_proxy() {
         // The proxy's normal forms (dataplane/proxy/src/authz/path.rs).
-        for p in ["/admin", "/a/", "/", "/a%20b", "/a%3Fb", "/ADMIN", "/orders/"] {
+        for p in [
+            "/admin", "/a/", "/", "/a%20b", "/a%3Fb", "/ADMIN", "/orders/",
+        ] {
             assert!(normal(p), "{p}");
         }
         for p in [

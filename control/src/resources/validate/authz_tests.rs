@@ -261,10 +261,9 @@ fn istio_fields_not_built_are_not_supported_not_unknown() {
 
 #[test]
 fn api_versions_and_names() {
-    let e = errors(&policy("  action: DENY\n").replace(
-        "security.istio.io/v1\n",
-        "security.istio.io/v2\n",
-    ));
+    let e = errors(
+        &policy("  action: DENY\n").replace("security.istio.io/v1\n", "security.istio.io/v2\n"),
+    );
     assert!(
         e.contains("`security.istio.io/v2` is not an apiVersion of AuthorizationPolicy: write `security.istio.io/v1`"),
         "{e}"
