@@ -18,6 +18,11 @@
 //! named after the first of them; an HTTPS one carries their certificates,
 //! each answering for its listener's hostname.
 //!
+//! The inbound listener carries the AuthorizationPolicies that protect
+//! the sidecar's Service (Istio's semantics, judged by the proxy before
+//! routing): the proxy is where the request is, so the decision is made
+//! there, with no call back to the control plane.
+//!
 //! Certificates and keys go inline (`inline_pem`): they reach the proxy
 //! over the authenticated discovery stream, and no file has to exist on
 //! the proxy's machine. A Service that a BackendTLSPolicy targets gets a
@@ -251,6 +256,7 @@ fn sidecar(res: &Resources, node: &pb::Node) -> Result<Vec<pb::Listener>, Compil
             name: "inbound".into(),
             address: node.inbound_address.clone(),
             routes: vec![route],
+            authorization: authorization(res, &node.service),
             ..Default::default()
         });
     }
@@ -283,6 +289,60 @@ fn sidecar(res: &Resources, node: &pb::Node) -> Result<Vec<pb::Listener>, Compil
         });
     }
     Ok(listeners)
+}
+
+/// The AuthorizationPolicies that protect Service `service` (those that
+/// name it in `targetRefs`, and those of its namespace without
+/// `targetRefs`), in name order, each named as the control plane names it
+/// (`name`, `name.namespace`): unique, since qualified names are.
+fn authorization(res: &Resources, service: &str) -> Vec<pb::AuthorizationPolicy> {
+    res.authz
+        .values()
+        .filter(|p| p.applies_to(service))
+        .map(|p| pb::AuthorizationPolicy {
+            name: p.name.clone(),
+            action: if p.deny {
+                pb::AuthzAction::Deny
+            } else {
+                pb::AuthzAction::Allow
+            } as i32,
+            rules: p
+                .rules
+                .iter()
+                .map(|r| pb::AuthzRule {
+                    from: r
+                        .from
+                        .iter()
+                        .map(|f| pb::AuthzSource {
+                            principals: f.principals.clone(),
+                            not_principals: f.not_principals.clone(),
+                            namespaces: f.namespaces.clone(),
+                            not_namespaces: f.not_namespaces.clone(),
+                        })
+                        .collect(),
+                    to: r
+                        .to
+                        .iter()
+                        .map(|t| pb::AuthzOperation {
+                            methods: t.methods.clone(),
+                            not_methods: t.not_methods.clone(),
+                            paths: t.paths.clone(),
+                            not_paths: t.not_paths.clone(),
+                        })
+                        .collect(),
+                    when: r
+                        .when
+                        .iter()
+                        .map(|c| pb::AuthzCondition {
+                            header: c.header.clone(),
+                            values: c.values.clone(),
+                            not_values: c.not_values.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 fn gateway(res: &Resources, node: &pb::Node) -> Result<Vec<pb::Listener>, CompileError> {
@@ -538,6 +598,9 @@ mod tls_tests;
 
 #[cfg(test)]
 mod api_tests;
+
+#[cfg(test)]
+mod authz_tests;
 
 #[cfg(test)]
 mod tests {

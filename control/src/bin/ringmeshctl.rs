@@ -51,17 +51,17 @@ enum Cmd {
     },
     /// Delete a resource that `apply` created.
     Delete {
-        /// service, httproute, grpcroute, tcproute, gateway, secret, configmap or
-        /// backendtlspolicy; NAME is `name`, or `name.namespace` outside the
+        /// service, httproute, grpcroute, tcproute, gateway, secret, configmap,
+        /// backendtlspolicy or authorizationpolicy; NAME is `name`, or `name.namespace` outside the
         /// default namespace.
         kind: String,
         name: String,
     },
     /// List services, routes, gateways, secrets, configmaps,
-    /// backendtlspolicies or proxies.
+    /// backendtlspolicies, authorizationpolicies or proxies.
     Get {
         /// services, routes, gateways, secrets, configmaps,
-        /// backendtlspolicies or proxies.
+        /// backendtlspolicies, authorizationpolicies or proxies.
         what: String,
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
@@ -196,6 +196,7 @@ fn validate(paths: &[PathBuf]) -> Result<(), Failure> {
                 (r.secrets.len(), "secrets"),
                 (r.config_maps.len(), "config maps"),
                 (r.backend_tls.len(), "backend TLS policies"),
+                (r.authz.len(), "authorization policies"),
             ] {
                 if n > 0 {
                     tls.push_str(&format!(", {n} {what}"));

@@ -144,6 +144,12 @@ pub(crate) fn validate_api_mesh() -> &'static str {
     validate::api_tests::API
 }
 
+/// The AuthorizationPolicy set the unit tests share.
+#[cfg(test)]
+pub(crate) fn validate_authz_mesh() -> &'static str {
+    validate::authz_tests::AUTHZ
+}
+
 /// One resource document of a file, identified but not yet checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {

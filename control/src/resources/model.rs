@@ -24,6 +24,9 @@ pub struct Resources {
     pub secrets: BTreeMap<String, TlsSecret>,
     pub config_maps: BTreeMap<String, ConfigMap>,
     pub backend_tls: BTreeMap<String, BackendTls>,
+    /// AuthorizationPolicies, by qualified name (the order sidecars get
+    /// them in).
+    pub authz: BTreeMap<String, AuthzPolicy>,
 }
 
 /// Where a resource was defined, for errors and `ringmeshctl get`.
@@ -468,4 +471,64 @@ impl Resources {
                 .map(|c| c.pem.as_str()),
         }
     }
+}
+
+/// An AuthorizationPolicy (Istio's): which requests the inbound listener
+/// of a Service's sidecars serves. Patterns are checked as the proxy
+/// checks them, so a proxy never refuses one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthzPolicy {
+    /// Qualified: also its name in the proxy's listener.
+    pub name: String,
+    pub namespace: String,
+    /// Qualified Service names; `None`: every Service of `namespace`.
+    pub targets: Option<Vec<String>>,
+    pub deny: bool,
+    /// None: an ALLOW policy matches nothing (deny all), a DENY nothing.
+    pub rules: Vec<AuthzRule>,
+    pub source: Source,
+}
+
+impl AuthzPolicy {
+    /// Whether the sidecars of Service `service` (qualified) carry it.
+    pub fn applies_to(&self, service: &str) -> bool {
+        match &self.targets {
+            Some(t) => t.iter().any(|s| s == service),
+            None => namespace_of(service) == self.namespace,
+        }
+    }
+}
+
+/// Each list is alternatives; an empty one matches anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthzRule {
+    pub from: Vec<AuthzSource>,
+    pub to: Vec<AuthzOperation>,
+    pub when: Vec<AuthzCondition>,
+}
+
+/// Patterns: `exact`, `prefix*`, `*suffix` or `*`. Principals without
+/// `spiffe://`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthzSource {
+    pub principals: Vec<String>,
+    pub not_principals: Vec<String>,
+    pub namespaces: Vec<String>,
+    pub not_namespaces: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthzOperation {
+    pub methods: Vec<String>,
+    pub not_methods: Vec<String>,
+    pub paths: Vec<String>,
+    pub not_paths: Vec<String>,
+}
+
+/// `request.headers[header]`: lowercase header name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthzCondition {
+    pub header: String,
+    pub values: Vec<String>,
+    pub not_values: Vec<String>,
 }

@@ -483,3 +483,104 @@ pub struct RawBackendTlsValidation {
     /// Sent in SNI and verified in the backend's certificate.
     pub hostname: Option<S<String>>,
 }
+
+/// As Istio's `security.istio.io/v1` AuthorizationPolicy: which requests
+/// the sidecars of a Service serve.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthorizationPolicy {
+    pub kind: S<String>,
+    #[serde(rename = "apiVersion")]
+    pub api_version: Option<S<String>>,
+    pub metadata: Metadata,
+    /// Istio's `spec: {}` is a valid (ALLOW, no rules: deny-all) policy.
+    #[serde(default)]
+    pub spec: RawAuthzSpec,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawAuthzSpec {
+    /// Services; none (and no `selector`): every Service of the namespace.
+    pub target_refs: Option<Vec<S<RawObjectRef>>>,
+    /// `ALLOW` (the default) or `DENY`; `AUDIT` and `CUSTOM` are not
+    /// supported yet.
+    pub action: Option<S<String>>,
+    /// None or empty: an ALLOW policy matches nothing (deny all).
+    pub rules: Option<Vec<S<RawAuthzRule>>>,
+    pub selector: Unsupported,
+    pub target_ref: Unsupported,
+    pub provider: Unsupported,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthzRule {
+    #[serde(default)]
+    pub from: Vec<S<RawAuthzFrom>>,
+    #[serde(default)]
+    pub to: Vec<S<RawAuthzTo>>,
+    #[serde(default)]
+    pub when: Vec<S<RawAuthzCondition>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthzFrom {
+    /// Required (Istio's validation says so too).
+    pub source: Option<S<RawAuthzSource>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawAuthzSource {
+    #[serde(default)]
+    pub principals: Vec<S<String>>,
+    #[serde(default)]
+    pub not_principals: Vec<S<String>>,
+    #[serde(default)]
+    pub namespaces: Vec<S<String>>,
+    #[serde(default)]
+    pub not_namespaces: Vec<S<String>>,
+    pub request_principals: Unsupported,
+    pub not_request_principals: Unsupported,
+    pub ip_blocks: Unsupported,
+    pub not_ip_blocks: Unsupported,
+    pub remote_ip_blocks: Unsupported,
+    pub not_remote_ip_blocks: Unsupported,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthzTo {
+    /// Required (Istio's validation says so too).
+    pub operation: Option<S<RawAuthzOperation>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawAuthzOperation {
+    #[serde(default)]
+    pub methods: Vec<S<String>>,
+    #[serde(default)]
+    pub not_methods: Vec<S<String>>,
+    #[serde(default)]
+    pub paths: Vec<S<String>>,
+    #[serde(default)]
+    pub not_paths: Vec<S<String>>,
+    pub hosts: Unsupported,
+    pub not_hosts: Unsupported,
+    pub ports: Unsupported,
+    pub not_ports: Unsupported,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawAuthzCondition {
+    /// `request.headers[<name>]`; Istio's other keys are not supported yet.
+    pub key: S<String>,
+    #[serde(default)]
+    pub values: Vec<S<String>>,
+    #[serde(default)]
+    pub not_values: Vec<S<String>>,
+}

@@ -26,7 +26,7 @@ fn status(e: StoreError) -> Status {
 
 /// The kinds `get` and `delete` take, as `ringmeshctl` lists them.
 pub const KIND_WORDS: &str =
-    "services, routes, grpcroutes, tcproutes, gateways, secrets, configmaps or backendtlspolicies";
+    "services, routes, grpcroutes, tcproutes, gateways, secrets, configmaps, backendtlspolicies or authorizationpolicies";
 
 /// `service`, `services`, `svc`, `httproute`, `routes`, ... -> the kind.
 pub fn kind_of(word: &str) -> Option<&'static str> {
@@ -41,6 +41,7 @@ pub fn kind_of(word: &str) -> Option<&'static str> {
         "backendtlspolicy" | "backendtlspolicies" | "btlspolicy" | "btlspolicies" => {
             Some("BackendTLSPolicy")
         }
+        "authorizationpolicy" | "authorizationpolicies" | "ap" => Some("AuthorizationPolicy"),
         _ => None,
     }
 }
@@ -305,6 +306,29 @@ fn summarize(
                 )
             })
             .collect(),
+        "AuthorizationPolicy" => r
+            .authz
+            .values()
+            .map(|p| {
+                let targets = match &p.targets {
+                    Some(t) => t
+                        .iter()
+                        .map(|t| format!("Service/{t}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    None => format!("every Service in {}", p.namespace),
+                };
+                one(
+                    &p.name,
+                    src(&p.source),
+                    vec![
+                        ("targets", targets),
+                        ("action", if p.deny { "DENY" } else { "ALLOW" }.into()),
+                        ("rules", p.rules.len().to_string()),
+                    ],
+                )
+            })
+            .collect(),
         _ => r
             .backend_tls
             .values()
@@ -424,6 +448,8 @@ mod tests {
             ("configmaps", "ConfigMap"),
             ("backendtlspolicies", "BackendTLSPolicy"),
             ("BackendTLSPolicy", "BackendTLSPolicy"),
+            ("authorizationpolicies", "AuthorizationPolicy"),
+            ("AuthorizationPolicy", "AuthorizationPolicy"),
             ("gw", "Gateway"),
         ] {
             assert_eq!(kind_of(word), Some(kind), "{word}");

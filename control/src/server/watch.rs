@@ -51,6 +51,7 @@ pub async fn watch_dir(dir: PathBuf, hub: Arc<Hub>, poll: Duration) {
                     gateways = r.gateways.len(),
                     secrets = r.secrets.len(),
                     backend_tls_policies = r.backend_tls.len(),
+                    authorization_policies = r.authz.len(),
                     "resources changed; pushing"
                 );
                 hub.set_resources(r);

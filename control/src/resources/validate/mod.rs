@@ -9,6 +9,7 @@ use super::model::*;
 use super::raw::*;
 use super::{ResourceError, ResourceErrors};
 
+mod authz;
 mod backend_tls;
 mod gateway;
 mod grpc;
@@ -19,7 +20,7 @@ mod service;
 mod tcp;
 mod tls;
 
-const KINDS: [&str; 8] = [
+const KINDS: [&str; 9] = [
     "Service",
     "HTTPRoute",
     "Gateway",
@@ -28,6 +29,7 @@ const KINDS: [&str; 8] = [
     "BackendTLSPolicy",
     "GRPCRoute",
     "TCPRoute",
+    "AuthorizationPolicy",
 ];
 
 const GATEWAY_API: &str = "gateway.networking.k8s.io";
@@ -51,6 +53,7 @@ fn api_versions(kind: &str) -> &'static [&'static str] {
             "gateway.networking.k8s.io/v1alpha3",
             "gateway.networking.k8s.io/v1",
         ],
+        "AuthorizationPolicy" => &["security.istio.io/v1", "security.istio.io/v1beta1"],
         _ => &[],
     }
 }
@@ -78,6 +81,7 @@ struct RawSet {
     secrets: Vec<(Doc, RawSecret)>,
     config_maps: Vec<(Doc, RawConfigMap)>,
     backend_tls: Vec<(Doc, RawBackendTlsPolicy)>,
+    authz: Vec<(Doc, RawAuthorizationPolicy)>,
 }
 
 struct Checker {
@@ -271,6 +275,9 @@ impl Checker {
             "BackendTLSPolicy" => set
                 .backend_tls
                 .extend(self.typed(doc, text).map(|r| (doc.clone(), r))),
+            "AuthorizationPolicy" => set
+                .authz
+                .extend(self.typed(doc, text).map(|r| (doc.clone(), r))),
             other => {
                 let hint = did_you_mean(other, &KINDS);
                 self.err(
@@ -409,6 +416,16 @@ impl Checker {
                 out.backend_tls.insert(policy.name.clone(), policy);
             }
         }
+        let mut seen = BTreeMap::new();
+        for (doc, p) in &set.authz {
+            let Some((at, name)) = self.named(&mut seen, doc, &p.metadata, "AuthorizationPolicy")
+            else {
+                continue;
+            };
+            if let Some(policy) = self.authorization_policy(doc, p, &at, name, &out) {
+                out.authz.insert(policy.name.clone(), policy);
+            }
+        }
         out
     }
 
@@ -500,3 +517,6 @@ pub(crate) mod tests;
 
 #[cfg(test)]
 pub(crate) mod api_tests;
+
+#[cfg(test)]
+pub(crate) mod authz_tests;

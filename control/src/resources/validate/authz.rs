@@ -1,0 +1,567 @@
+//! AuthorizationPolicy, as Istio writes it (`security.istio.io/v1`):
+//! which Services it protects, and its rules, checked by the rules the
+//! proxy applies to a listener's `authorization` (patterns `exact`,
+//! `prefix*`, `*suffix`, `*`; paths normalised; header names tokens). A
+//! policy the proxy would refuse is refused here, at its field, when it
+//! is applied: otherwise every sidecar of the Service would NACK the
+//! snapshot and keep its old policies without anyone being told why.
+//! Istio fields ringmesh does not implement yet are "not supported yet"
+//! at the field, never "unknown field".
+
+use serde_saphyr::Spanned;
+
+use super::super::model::*;
+use super::super::raw::*;
+use super::{did_you_mean, Checker, Doc};
+
+/// Istio's `when` keys other than `request.headers[...]`: known, not
+/// implemented yet.
+const ISTIO_KEYS: [&str; 11] = [
+    "source.ip",
+    "remote.ip",
+    "source.namespace",
+    "source.principal",
+    "request.auth.principal",
+    "request.auth.audiences",
+    "request.auth.presenter",
+    "request.auth.claims",
+    "destination.ip",
+    "destination.port",
+    "connection.sni",
+];
+
+/// What a pattern may hold, as the proxy reads it: an `*` only as its
+/// first or last byte (`dataplane/proxy/src/config/validate/authz.rs`).
+fn pattern_ok(v: &str) -> bool {
+    let inner = v.trim_start_matches('*').trim_end_matches('*');
+    !v.is_empty() && !inner.contains('*') && (v == "*" || v.matches('*').count() <= 1)
+}
+
+/// An HTTP token (RFC 9110): methods and header names.
+fn token(v: &str) -> bool {
+    !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+}
+
+/// Whether `path` is its own normal form as the proxy computes it
+/// (`dataplane/proxy/src/authz/path.rs`: escapes of unreserved characters
+/// decoded, `%2F`/`%5C` and broken escapes refused, `//` merged, `.` and
+/// `..` segments resolved). The proxy matches requests after normalising
+/// them, so a pattern that is not normal could never match; the proxy
+/// refuses it, and so does this. `path` starts with `/`.
+fn normal(path: &str) -> bool {
+    let b = path.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            ) else {
+                return false;
+            };
+            let c = h << 4 | l;
+            // Decoded by the proxy (so spelled differently from its normal
+            // form), or a separator it refuses.
+            if c.is_ascii_alphanumeric() || b"-._~/\\".contains(&c) {
+                return false;
+            }
+            // Kept encoded, uppercased.
+            if b[i + 1].is_ascii_lowercase() || b[i + 2].is_ascii_lowercase() {
+                return false;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    // No empty, `.` or `..` segment but a last empty one (`/a/`).
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    segments
+        .iter()
+        .enumerate()
+        .all(|(k, s)| (!s.is_empty() || k + 1 == segments.len()) && *s != "." && *s != "..")
+}
+
+impl Checker {
+    pub(super) fn authorization_policy(
+        &mut self,
+        doc: &Doc,
+        p: &RawAuthorizationPolicy,
+        at: &str,
+        name: String,
+        known: &Resources,
+    ) -> Option<AuthzPolicy> {
+        let errors = self.errors.len();
+        let spec = &p.spec;
+        self.unsupported(
+            doc,
+            &spec.selector,
+            &format!("{at}.spec.selector"),
+            ": ringmesh has no workload labels; use targetRefs (kind: Service)",
+        );
+        self.unsupported(
+            doc,
+            &spec.target_ref,
+            &format!("{at}.spec.targetRef"),
+            ": use targetRefs",
+        );
+        self.unsupported(
+            doc,
+            &spec.provider,
+            &format!("{at}.spec.provider"),
+            ": there is no external authorizer (action CUSTOM)",
+        );
+        let targets = spec.target_refs.as_ref().map(|refs| {
+            let mut out = Vec::new();
+            for (i, r) in refs.iter().enumerate() {
+                let path = format!("{at}.spec.targetRefs[{i}]");
+                if let Some(q) = self.authz_target(doc, r, &path, known) {
+                    if !out.contains(&q) {
+                        out.push(q);
+                    }
+                }
+            }
+            out
+        });
+        if spec.target_refs.as_ref().is_some_and(Vec::is_empty) {
+            self.err(
+                doc,
+                &p.kind.referenced,
+                format!("{at}.spec.targetRefs"),
+                "empty: name the Services this policy protects, or leave targetRefs out to protect every Service of the namespace",
+            );
+        }
+        let deny = match spec.action.as_ref().map(|a| (a.value.as_str(), a)) {
+            None | Some(("ALLOW", _)) => false,
+            Some(("DENY", _)) => true,
+            Some((what @ ("AUDIT" | "CUSTOM"), a)) => {
+                self.err(
+                    doc,
+                    &a.referenced,
+                    format!("{at}.spec.action"),
+                    format!("`{what}` is not supported yet: use ALLOW or DENY"),
+                );
+                false
+            }
+            Some((other, a)) => {
+                let hint = did_you_mean(other, &["ALLOW", "DENY", "AUDIT", "CUSTOM"]);
+                self.err(
+                    doc,
+                    &a.referenced,
+                    format!("{at}.spec.action"),
+                    format!("unknown action `{other}`{hint}: use ALLOW or DENY"),
+                );
+                false
+            }
+        };
+        let rules = spec
+            .rules
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(j, r)| self.authz_rule(doc, r, &format!("{at}.spec.rules[{j}]")))
+            .collect();
+        (self.errors.len() == errors).then(|| AuthzPolicy {
+            name,
+            namespace: doc.ns.clone(),
+            targets,
+            deny,
+            rules,
+            source: Source {
+                file: doc.file.clone(),
+                line: doc.offset + p.kind.referenced.line(),
+            },
+        })
+    }
+
+    /// A `targetRefs` entry: a Service (group `""` or `core`) of the
+    /// policy's own namespace, as Istio allows.
+    fn authz_target(
+        &mut self,
+        doc: &Doc,
+        r: &Spanned<RawObjectRef>,
+        path: &str,
+        known: &Resources,
+    ) -> Option<String> {
+        let r = &r.value;
+        let mut ok = true;
+        if let Some(g) = r
+            .group
+            .as_ref()
+            .filter(|g| !matches!(g.value.as_str(), "" | "core"))
+        {
+            let message = if g.value == super::GATEWAY_API {
+                format!(
+                    "`{}` is not supported yet: a policy protects Services (group \"\"); a Gateway's listeners are not judged yet",
+                    g.value
+                )
+            } else {
+                format!("`{}`: a policy protects Services (group \"\")", g.value)
+            };
+            self.err(doc, &g.referenced, format!("{path}.group"), message);
+            ok = false;
+        }
+        match r.kind.as_ref().map(|k| (k.value.as_str(), k)) {
+            None | Some(("Service", _)) => {}
+            Some((what @ ("Gateway" | "GatewayClass" | "ServiceEntry"), k)) => {
+                self.err(
+                    doc,
+                    &k.referenced,
+                    format!("{path}.kind"),
+                    format!("`{what}` is not supported yet: a policy protects Services"),
+                );
+                ok = false;
+            }
+            Some((other, k)) => {
+                let hint = did_you_mean(other, &["Service"]);
+                self.err(
+                    doc,
+                    &k.referenced,
+                    format!("{path}.kind"),
+                    format!("`{other}`{hint}: a policy protects Services"),
+                );
+                ok = false;
+            }
+        }
+        if let Some(ns) = r.namespace.as_ref().filter(|ns| ns.value != doc.ns) {
+            self.err(
+                doc,
+                &ns.referenced,
+                format!("{path}.namespace"),
+                format!(
+                    "`{}`: a policy protects Services of its own namespace (`{}`), as in Istio",
+                    ns.value, doc.ns
+                ),
+            );
+            ok = false;
+        }
+        if !ok {
+            return None;
+        }
+        self.reference(
+            doc,
+            &r.name,
+            &format!("{path}.name"),
+            "Service",
+            known.services.keys(),
+        )
+    }
+
+    fn authz_rule(&mut self, doc: &Doc, r: &Spanned<RawAuthzRule>, at: &str) -> AuthzRule {
+        let r = &r.value;
+        let mut out = AuthzRule::default();
+        for (k, f) in r.from.iter().enumerate() {
+            let p = format!("{at}.from[{k}].source");
+            let Some(s) = &f.value.source else {
+                self.err(
+                    doc,
+                    &f.referenced,
+                    p,
+                    "missing: `from` entries are `{source: {...}}`",
+                );
+                continue;
+            };
+            let s = &s.value;
+            for (field, why) in [
+                (&s.request_principals, "requestPrincipals"),
+                (&s.not_request_principals, "notRequestPrincipals"),
+            ] {
+                self.unsupported(
+                    doc,
+                    field,
+                    &format!("{p}.{why}"),
+                    ": ringmesh does not validate JWTs (RequestAuthentication)",
+                );
+            }
+            for (field, why) in [
+                (&s.ip_blocks, "ipBlocks"),
+                (&s.not_ip_blocks, "notIpBlocks"),
+                (&s.remote_ip_blocks, "remoteIpBlocks"),
+                (&s.not_remote_ip_blocks, "notRemoteIpBlocks"),
+            ] {
+                self.unsupported(
+                    doc,
+                    field,
+                    &format!("{p}.{why}"),
+                    ": the proxy matches principals and namespaces",
+                );
+            }
+            if s.principals.is_empty()
+                && s.not_principals.is_empty()
+                && s.namespaces.is_empty()
+                && s.not_namespaces.is_empty()
+                && self.errors.last().is_none_or(|e| !e.path.starts_with(&p))
+            {
+                self.err(
+                    doc,
+                    &f.referenced,
+                    p.clone(),
+                    "empty: give principals, notPrincipals, namespaces or notNamespaces (or leave this `from` entry out)",
+                );
+            }
+            let principal = |v: &str| v.strip_prefix("spiffe://").unwrap_or(v).to_string();
+            out.from.push(AuthzSource {
+                principals: self.patterns(doc, &s.principals, &p, "principals", principal),
+                not_principals: self.patterns(
+                    doc,
+                    &s.not_principals,
+                    &p,
+                    "notPrincipals",
+                    principal,
+                ),
+                namespaces: self.patterns(doc, &s.namespaces, &p, "namespaces", str::to_string),
+                not_namespaces: self.patterns(
+                    doc,
+                    &s.not_namespaces,
+                    &p,
+                    "notNamespaces",
+                    str::to_string,
+                ),
+            });
+        }
+        for (k, t) in r.to.iter().enumerate() {
+            let p = format!("{at}.to[{k}].operation");
+            let Some(o) = &t.value.operation else {
+                self.err(
+                    doc,
+                    &t.referenced,
+                    p,
+                    "missing: `to` entries are `{operation: {...}}`",
+                );
+                continue;
+            };
+            let o = &o.value;
+            for (field, why) in [
+                (&o.hosts, "hosts"),
+                (&o.not_hosts, "notHosts"),
+                (&o.ports, "ports"),
+                (&o.not_ports, "notPorts"),
+            ] {
+                self.unsupported(
+                    doc,
+                    field,
+                    &format!("{p}.{why}"),
+                    ": the proxy matches methods and paths",
+                );
+            }
+            if o.methods.is_empty()
+                && o.not_methods.is_empty()
+                && o.paths.is_empty()
+                && o.not_paths.is_empty()
+                && self.errors.last().is_none_or(|e| !e.path.starts_with(&p))
+            {
+                self.err(
+                    doc,
+                    &t.referenced,
+                    p.clone(),
+                    "empty: give methods, notMethods, paths or notPaths (or leave this `to` entry out)",
+                );
+            }
+            out.to.push(AuthzOperation {
+                methods: self.methods(doc, &o.methods, &p, "methods"),
+                not_methods: self.methods(doc, &o.not_methods, &p, "notMethods"),
+                paths: self.authz_paths(doc, &o.paths, &p, "paths"),
+                not_paths: self.authz_paths(doc, &o.not_paths, &p, "notPaths"),
+            });
+        }
+        for (k, c) in r.when.iter().enumerate() {
+            let p = format!("{at}.when[{k}]");
+            if let Some(header) = self.condition_key(doc, &c.value.key, &format!("{p}.key")) {
+                if c.value.values.is_empty() && c.value.not_values.is_empty() {
+                    self.err(
+                        doc,
+                        &c.referenced,
+                        format!("{p}.values"),
+                        "missing: give values or notValues",
+                    );
+                }
+                out.when.push(AuthzCondition {
+                    header,
+                    values: self.patterns(doc, &c.value.values, &p, "values", str::to_string),
+                    not_values: self.patterns(
+                        doc,
+                        &c.value.not_values,
+                        &p,
+                        "notValues",
+                        str::to_string,
+                    ),
+                });
+            }
+        }
+        out
+    }
+
+    /// `request.headers[<name>]` -> the header name, lowercased.
+    fn condition_key(&mut self, doc: &Doc, key: &Spanned<String>, path: &str) -> Option<String> {
+        let k = key.value.as_str();
+        if let Some(name) = k
+            .strip_prefix("request.headers[")
+            .and_then(|r| r.strip_suffix(']'))
+        {
+            if token(name) {
+                return Some(name.to_ascii_lowercase());
+            }
+            self.err(
+                doc,
+                &key.referenced,
+                path,
+                format!("`{name}` is not a header name"),
+            );
+            return None;
+        }
+        let base = k.split('[').next().unwrap_or(k);
+        let message = if ISTIO_KEYS.contains(&base) || base.starts_with("experimental.") {
+            format!("`{k}` is not supported yet: conditions are on `request.headers[<name>]`")
+        } else {
+            format!("unknown key `{k}`: conditions are on `request.headers[<name>]`")
+        };
+        self.err(doc, &key.referenced, path, message);
+        None
+    }
+
+    /// Values the proxy reads as patterns: `exact`, `prefix*`,
+    /// `*suffix` or `*`.
+    fn patterns(
+        &mut self,
+        doc: &Doc,
+        values: &[Spanned<String>],
+        at: &str,
+        field: &str,
+        fix: impl Fn(&str) -> String,
+    ) -> Vec<String> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                if !pattern_ok(&v.value) {
+                    self.err(
+                        doc,
+                        &v.referenced,
+                        format!("{at}.{field}[{i}]"),
+                        format!(
+                            "`{}`: a value is exact, `prefix*`, `*suffix` or `*` (one `*`, first or last)",
+                            v.value
+                        ),
+                    );
+                }
+                fix(&v.value)
+            })
+            .collect()
+    }
+
+    /// HTTP methods: tokens (`GET`, `PURGE`), as patterns; uppercased, as
+    /// the proxy matches them.
+    fn methods(
+        &mut self,
+        doc: &Doc,
+        values: &[Spanned<String>],
+        at: &str,
+        field: &str,
+    ) -> Vec<String> {
+        let errors = self.errors.len();
+        let out = self.patterns(doc, values, at, field, |m| m.to_ascii_uppercase());
+        if self.errors.len() == errors {
+            for (i, v) in values.iter().enumerate() {
+                if !token(&v.value) {
+                    self.err(
+                        doc,
+                        &v.referenced,
+                        format!("{at}.{field}[{i}]"),
+                        format!("`{}` is not an HTTP method (GET, POST, ...)", v.value),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// Paths: patterns that start with `/` (or `*`, for a suffix), and
+    /// whose path part is normalised (`/a/../b` would never match).
+    fn authz_paths(
+        &mut self,
+        doc: &Doc,
+        values: &[Spanned<String>],
+        at: &str,
+        field: &str,
+    ) -> Vec<String> {
+        let errors = self.errors.len();
+        let out = self.patterns(doc, values, at, field, str::to_string);
+        if self.errors.len() > errors {
+            return out;
+        }
+        for (i, v) in values.iter().enumerate() {
+            let bare = v.value.trim_start_matches('*').trim_end_matches('*');
+            let path = format!("{at}.{field}[{i}]");
+            if !v.value.starts_with('/') && !v.value.starts_with('*') {
+                self.err(
+                    doc,
+                    &v.referenced,
+                    path,
+                    format!(
+                        "`{}`: a path starts with `/` (or `*` for a suffix)",
+                        v.value
+                    ),
+                );
+            } else if bare.starts_with('/') && !normal(bare)
+                || !bare.starts_with('/') && !normal(&format!("/{bare}"))
+            {
+                self.err(
+                    doc,
+                    &v.referenced,
+                    path,
+                    format!(
+                        "`{}` is not a normalised path (requests are matched after `.`, `..`, `//` and escapes are resolved), so it would never match",
+                        v.value
+                    ),
+                );
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_agrees_with_the_proxy() {
+        // The proxy's normal forms (dataplane/proxy/src/authz/path.rs).
+        for p in [
+            "/admin", "/a/", "/", "/a%20b", "/a%3Fb", "/ADMIN", "/orders/",
+        ] {
+            assert!(normal(p), "{p}");
+        }
+        for p in [
+            "//admin",
+            "/orders/../admin",
+            "/a/./b",
+            "/%61dmin",
+            "/a%3fb",
+            "/a%2Fb",
+            "/a%5cb",
+            "/a%zz",
+            "/a%2",
+            "/a/..",
+            "/a/.",
+        ] {
+            assert!(!normal(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn patterns_as_the_proxy_reads_them() {
+        for v in ["a", "a*", "*a", "*"] {
+            assert!(pattern_ok(v), "{v}");
+        }
+        for v in ["", "**", "*a*", "a*b", "a**"] {
+            assert!(!pattern_ok(v), "{v}");
+        }
+    }
+}
