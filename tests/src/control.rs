@@ -18,12 +18,24 @@ pub struct ControlPlane {
     log: Arc<Mutex<Vec<String>>>,
 }
 
+/// `serve` and the extra flags, in the order clap wants them.
+fn extra_then_serve<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["serve"];
+    args.extend_from_slice(extra);
+    args
+}
+
 impl ControlPlane {
     /// Serve `dir` on `addr` (port 0: any), checking it every 50 ms.
     pub fn start(dir: &Path, addr: SocketAddr) -> ControlPlane {
+        Self::start_with(dir, addr, &[])
+    }
+
+    /// The same, with more `serve` flags (`--svid-lifetime 4s`).
+    pub fn start_with(dir: &Path, addr: SocketAddr, extra: &[&str]) -> ControlPlane {
         let mut child = Command::new(control_bin())
+            .args(extra_then_serve(extra))
             .args([
-                "serve",
                 "--poll",
                 "50ms",
                 "--token",

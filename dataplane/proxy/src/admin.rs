@@ -63,11 +63,11 @@ impl AdminState {
             ),
             "/metrics" => {
                 let workers = self.workers.get().map(Vec::as_slice).unwrap_or_default();
-                (
-                    StatusCode::OK,
-                    "text/plain; version=0.0.4",
-                    metrics::render(&self.config().0, &self.stats, workers),
-                )
+                (StatusCode::OK, "text/plain; version=0.0.4", {
+                    let mut out = metrics::render(&self.config().0, &self.stats, workers);
+                    crate::identity::render(&mut out);
+                    out
+                })
             }
             "/config_dump" => {
                 let workers: Vec<serde_json::Value> = self

@@ -66,6 +66,13 @@ pub fn spawn<E: From<Snapshot> + Send + 'static>(
 type Running = Option<(pb::ProxyConfig, String)>;
 
 async fn run<E: From<Snapshot>>(opts: AgentOptions, deliver: Sender<E>) {
+    // The workload certificate is asked for (and renewed) beside the
+    // stream; it is issued once the stream has registered the node.
+    tokio::spawn(crate::identity::maintain(
+        opts.endpoint.clone(),
+        opts.token.clone(),
+        opts.node.id.clone(),
+    ));
     let mut running: Running = None;
     let mut backoff = Backoff::default();
     loop {

@@ -43,6 +43,7 @@ pub mod grpc;
 pub mod h1;
 pub mod h2;
 pub mod handler;
+pub mod identity;
 pub mod loglimit;
 pub mod metrics;
 pub mod park;

@@ -600,6 +600,11 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
 /// to need none of this, but a value that slipped through (a future label,
 /// a name rule relaxed) must not be able to end the label early and corrupt
 /// the whole exposition; escaping in one place makes that impossible.
+/// A label value escaped as the text format requires.
+pub fn escape_label(v: &str) -> String {
+    Label(v).to_string()
+}
+
 struct Label<'a>(&'a str);
 
 impl std::fmt::Display for Label<'_> {
