@@ -32,6 +32,21 @@ fn write(dir: &Path, file: &str, text: &str) {
     std::fs::rename(&tmp, dir.join(file)).expect("rename");
 }
 
+/// `n` requests to `b`, counted by upstream, or `None` at the first
+/// answer that is not a 200.
+fn try_sample(outbound: std::net::SocketAddr, n: usize) -> Option<HashMap<String, usize>> {
+    let mut c = Client::connect(outbound);
+    let mut seen = HashMap::new();
+    for _ in 0..n {
+        let r = c.get("/", "b");
+        if r.status != 200 {
+            return None;
+        }
+        *seen.entry(r.text()).or_insert(0) += 1;
+    }
+    Some(seen)
+}
+
 /// `n` requests from A's sidecar to service `b`, counted by upstream name.
 fn sample(outbound: std::net::SocketAddr, n: usize) -> HashMap<String, usize> {
     let mut c = Client::connect(outbound);
@@ -187,8 +202,12 @@ fn proxies_keep_serving_without_the_control_plane_and_resync() {
     // once it is back.
     write(dir.path(), "routes.yaml", &split(0, 100));
     let cp = ControlPlane::start(dir.path(), addr);
+    // A restarted control plane knows no sidecar until each reconnects:
+    // for a moment A may be sent `b` without B's endpoint (503s; a gap
+    // in docs/status.md), so this waits for the resync, not for an
+    // unbroken run.
     eventually("resync after restart", Duration::from_secs(20), || {
-        sample(a_out, 5).get("v2") == Some(&5)
+        try_sample(a_out, 5).is_some_and(|s| s.get("v2") == Some(&5))
     });
     assert!(
         a.log_text().contains("control plane unreachable"),
