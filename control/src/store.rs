@@ -246,7 +246,10 @@ mod tests {
     fn a_secrets_file_is_readable_by_its_owner_only() {
         use std::os::unix::fs::PermissionsExt;
         let (dir, store) = store();
-        let leaf = crate::resources::certs::testing::TestCa::new("ca").leaf(&["a.test"]);
+        let leaf = crate::resources::certs::testing::TestCa::new("ca")
+            .unwrap()
+            .leaf(&["a.test"])
+            .unwrap();
         let block = |pem: &str| {
             pem.lines()
                 .map(|l| format!("    {l}\n"))

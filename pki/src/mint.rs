@@ -88,33 +88,3 @@ impl Ca {
         })
     }
 }
-
-#[cfg(feature = "testing")]
-pub mod testing {
-    //! The same for tests, which want a panic, not an error.
-
-    pub use super::{Issued as Leaf, Ymd};
-
-    pub struct TestCa {
-        pub cert_pem: String,
-        ca: super::Ca,
-    }
-
-    impl TestCa {
-        pub fn new(name: &str) -> TestCa {
-            let ca = super::Ca::new(name).expect("test CA");
-            TestCa {
-                cert_pem: ca.cert_pem.clone(),
-                ca,
-            }
-        }
-
-        pub fn leaf(&self, names: &[&str]) -> Leaf {
-            self.ca.leaf(names).expect("test leaf")
-        }
-
-        pub fn leaf_valid(&self, names: &[&str], window: Option<(Ymd, Ymd)>) -> Leaf {
-            self.ca.leaf_dated(names, window).expect("test leaf")
-        }
-    }
-}

@@ -33,15 +33,15 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let ca = TestCa::new("edge ca");
+    let ca = TestCa::new("edge ca").unwrap();
     let (shop, api) = (
-        ca.leaf(&["shop.example.com"]),
-        ca.leaf(&["api.example.com", "*.api.example.com"]),
+        ca.leaf(&["shop.example.com"]).unwrap(),
+        ca.leaf(&["api.example.com", "*.api.example.com"]).unwrap(),
     );
     // The catch-all's certificate also names shop.example.com, which the
     // `shop` listener serves with its own.
-    let fallback = ca.leaf(&["example.com", "shop.example.com"]);
-    let upstream_ca = TestCa::new("payments ca");
+    let fallback = ca.leaf(&["example.com", "shop.example.com"]).unwrap();
+    let upstream_ca = TestCa::new("payments ca").unwrap();
     let mut text = String::new();
     text.push_str(&secret("shop-cert", &shop));
     text.push_str(&secret("api-cert", &api));
@@ -236,7 +236,10 @@ fn a_rotated_secret_is_a_new_version() {
     let f = fixture();
     let res = parse(&[("mesh.yaml".into(), f.text.clone())]).unwrap_or_else(|e| panic!("{e}"));
     let before = compile(&res, &gateway_node(), &Workloads::new()).unwrap();
-    let next = TestCa::new("edge ca 2").leaf(&["shop.example.com"]);
+    let next = TestCa::new("edge ca 2")
+        .unwrap()
+        .leaf(&["shop.example.com"])
+        .unwrap();
     let rotated = f
         .text
         .replace(&block(&f.shop.cert_pem), &block(&next.cert_pem))

@@ -380,8 +380,8 @@ mod tests {
 
     #[test]
     fn get_shows_what_a_secret_holds_never_its_key() {
-        let ca = TestCa::new("ca");
-        let leaf = ca.leaf(&["shop.example.com"]);
+        let ca = TestCa::new("ca").unwrap();
+        let leaf = ca.leaf(&["shop.example.com"]).unwrap();
         let block = |pem: &str| {
             pem.lines()
                 .map(|l| format!("    {l}\n"))

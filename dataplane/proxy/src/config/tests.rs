@@ -590,7 +590,7 @@ listeners:
 
 #[test]
 fn a_cluster_protocol_sets_what_tls_offers_in_alpn() {
-    let ca = crate::tls::certs::testing::TestCa::new("ca");
+    let ca = crate::tls::certs::testing::TestCa::new("ca").unwrap();
     let pem = ca.cert_pem.replace('\n', "\\n");
     let yaml = |protocol: &str, alpn: &str| {
         format!(

@@ -135,7 +135,7 @@ pub fn system_roots() -> Result<RootCertStore, String> {
 #[cfg(test)]
 pub mod testing {
     //! Certificates made at test time.
-    pub use ringmesh_pki::mint::testing::*;
+    pub use ringmesh_pki::mint::{Ca as TestCa, Issued as Leaf};
 }
 
 #[cfg(test)]
@@ -149,8 +149,8 @@ mod tests {
 
     #[test]
     fn a_key_must_match_its_certificate() {
-        let ca = TestCa::new("ca");
-        let (a, b) = (ca.leaf(&["a.test"]), ca.leaf(&["b.test"]));
+        let ca = TestCa::new("ca").unwrap();
+        let (a, b) = (ca.leaf(&["a.test"]).unwrap(), ca.leaf(&["b.test"]).unwrap());
         let p = crate::tls::provider();
         let now = SystemTime::now();
         assert!(certified_key(&inline(&a.cert_pem), &inline(&a.key_pem), &p, now).is_ok());
@@ -163,12 +163,16 @@ mod tests {
 
     #[test]
     fn an_expired_or_future_chain_is_refused() {
-        let ca = TestCa::new("ca");
-        let old = ca.leaf_valid(&["a.test"], Some(((2020, 1, 1), (2021, 1, 1))));
+        let ca = TestCa::new("ca").unwrap();
+        let old = ca
+            .leaf_dated(&["a.test"], Some(((2020, 1, 1), (2021, 1, 1))))
+            .unwrap();
         let chain = load_certs(&inline(&old.cert_pem)).expect("certs");
         let err = check_validity(&inline(""), &chain, SystemTime::now()).expect_err("expired");
         assert!(err.contains("expired on"), "{err}");
-        let future = ca.leaf_valid(&["a.test"], Some(((2090, 1, 1), (2091, 1, 1))));
+        let future = ca
+            .leaf_dated(&["a.test"], Some(((2090, 1, 1), (2091, 1, 1))))
+            .unwrap();
         let chain = load_certs(&inline(&future.cert_pem)).expect("certs");
         let err = check_validity(&inline(""), &chain, SystemTime::now()).expect_err("future");
         assert!(err.contains("not valid before"), "{err}");
@@ -187,8 +191,8 @@ mod tests {
 
     #[test]
     fn dns_names_come_from_the_leaf() {
-        let ca = TestCa::new("ca");
-        let leaf = ca.leaf(&["A.test", "*.b.test", "127.0.0.1"]);
+        let ca = TestCa::new("ca").unwrap();
+        let leaf = ca.leaf(&["A.test", "*.b.test", "127.0.0.1"]).unwrap();
         let chain = load_certs(&inline(&leaf.cert_pem)).expect("certs");
         let leaf = check_validity(&inline(""), &chain, SystemTime::now()).expect("valid");
         assert_eq!(leaf.dns_names, vec!["a.test", "*.b.test"]);

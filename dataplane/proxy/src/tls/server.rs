@@ -211,7 +211,7 @@ mod tests {
     use crate::tls::certs::{certified_key, PemSource};
 
     fn key(ca: &TestCa, names: &[&str]) -> Arc<CertifiedKey> {
-        let leaf = ca.leaf(names);
+        let leaf = ca.leaf(names).unwrap();
         certified_key(
             &PemSource::Inline(leaf.cert_pem),
             &PemSource::Inline(leaf.key_pem),
@@ -223,7 +223,7 @@ mod tests {
 
     #[test]
     fn sni_picks_exact_then_wildcard_then_default() {
-        let ca = TestCa::new("ca");
+        let ca = TestCa::new("ca").unwrap();
         let (a, b, w) = (
             key(&ca, &["a.test"]),
             key(&ca, &["b.test"]),
@@ -269,7 +269,7 @@ mod tests {
 
     #[test]
     fn client_auth_needs_a_ca() {
-        let ca = TestCa::new("ca");
+        let ca = TestCa::new("ca").unwrap();
         let err = ServerTls::build(Settings {
             certificates: vec![Served {
                 key: key(&ca, &["a.test"]),

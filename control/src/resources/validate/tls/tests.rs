@@ -44,12 +44,12 @@ struct Pki {
 }
 
 fn pki() -> Pki {
-    let ca = TestCa::new("edge ca");
+    let ca = TestCa::new("edge ca").unwrap();
     Pki {
-        shop: ca.leaf(&["shop.example.com"]),
-        api: ca.leaf(&["api.example.com", "*.api.example.com"]),
+        shop: ca.leaf(&["shop.example.com"]).unwrap(),
+        api: ca.leaf(&["api.example.com", "*.api.example.com"]).unwrap(),
         ca,
-        upstream_ca: TestCa::new("payments ca"),
+        upstream_ca: TestCa::new("payments ca").unwrap(),
     }
 }
 
@@ -154,9 +154,10 @@ fn assert_has(text: &str, want: &[&str]) {
 #[test]
 fn secret_errors_at_their_fields() {
     let p = pki();
-    let other = p.ca.leaf(&["shop.example.com"]);
+    let other = p.ca.leaf(&["shop.example.com"]).unwrap();
     let old =
-        p.ca.leaf_valid(&["old.example.com"], Some(((2020, 1, 1), (2021, 1, 1))));
+        p.ca.leaf_dated(&["old.example.com"], Some(((2020, 1, 1), (2021, 1, 1))))
+            .unwrap();
     let text = [
         // Line 1: a mismatched key.
         secret("mismatch", &p.shop.cert_pem, &other.key_pem),
@@ -198,7 +199,8 @@ fn secret_errors_at_their_fields() {
 fn a_reference_to_a_broken_secret_is_not_a_second_error() {
     let p = pki();
     let old =
-        p.ca.leaf_valid(&["shop.example.com"], Some(((2020, 1, 1), (2021, 1, 1))));
+        p.ca.leaf_dated(&["shop.example.com"], Some(((2020, 1, 1), (2021, 1, 1))))
+            .unwrap();
     let set = good(&p).replace(
         &secret("shop-cert", &p.shop.cert_pem, &p.shop.key_pem),
         &secret("shop-cert", &old.cert_pem, &old.key_pem),

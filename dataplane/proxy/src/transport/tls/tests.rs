@@ -113,8 +113,8 @@ fn holds_no_buffers(s: &TlsStream) -> bool {
 
 #[test]
 fn bytes_cross_both_ways_through_small_reads_and_large_writes() {
-    let ca = TestCa::new("test ca");
-    let leaf = ca.leaf(&["a.test"]);
+    let ca = TestCa::new("test ca").unwrap();
+    let leaf = ca.leaf(&["a.test"]).unwrap();
     on_both_drivers(|| async {
         let (s, c) = pair(server_tls(&leaf, None), client_tls(&ca, "a.test", None)).await;
         let (mut s, mut c) = (s.expect("server"), c.expect("client"));
@@ -162,8 +162,8 @@ fn bytes_cross_both_ways_through_small_reads_and_large_writes() {
 
 #[test]
 fn a_cancelled_read_gives_its_buffer_back_and_the_stream_goes_on() {
-    let ca = TestCa::new("test ca");
-    let leaf = ca.leaf(&["a.test"]);
+    let ca = TestCa::new("test ca").unwrap();
+    let leaf = ca.leaf(&["a.test"]).unwrap();
     on_both_drivers(|| async {
         let (s, c) = pair(server_tls(&leaf, None), client_tls(&ca, "a.test", None)).await;
         let (mut s, mut c) = (s.expect("server"), c.expect("client"));
@@ -203,9 +203,9 @@ fn refused(leaf: &Leaf, trusted: &TestCa, name: &str) -> &'static str {
 
 #[test]
 fn the_client_verifies_the_server() {
-    let ca = TestCa::new("test ca");
-    let other = TestCa::new("other ca");
-    let leaf = ca.leaf(&["a.test"]);
+    let ca = TestCa::new("test ca").unwrap();
+    let other = TestCa::new("other ca").unwrap();
+    let leaf = ca.leaf(&["a.test"]).unwrap();
     assert_eq!(
         refused(&leaf, &ca, "b.test"),
         "certificate not valid for the server name"
@@ -214,16 +214,21 @@ fn the_client_verifies_the_server() {
         refused(&leaf, &other, "a.test"),
         "certificate signed by an unknown authority"
     );
-    let expired = ca.leaf_valid(&["a.test"], Some(((2020, 1, 1), (2021, 1, 1))));
+    let expired = ca
+        .leaf_dated(&["a.test"], Some(((2020, 1, 1), (2021, 1, 1))))
+        .unwrap();
     assert_eq!(refused(&expired, &ca, "a.test"), "certificate expired");
 }
 
 #[test]
 fn a_required_client_certificate_is_checked() {
-    let ca = TestCa::new("test ca");
-    let leaf = ca.leaf(&["a.test"]);
-    let client = ca.leaf(&["client.test"]);
-    let stranger = TestCa::new("stranger").leaf(&["client.test"]);
+    let ca = TestCa::new("test ca").unwrap();
+    let leaf = ca.leaf(&["a.test"]).unwrap();
+    let client = ca.leaf(&["client.test"]).unwrap();
+    let stranger = TestCa::new("stranger")
+        .unwrap()
+        .leaf(&["client.test"])
+        .unwrap();
     on_both_drivers(|| async {
         let (s, c) = pair(
             server_tls(&leaf, Some(&ca)),
@@ -255,8 +260,8 @@ fn a_required_client_certificate_is_checked() {
 
 #[test]
 fn plaintext_to_a_tls_server_fails_the_handshake() {
-    let ca = TestCa::new("test ca");
-    let leaf = ca.leaf(&["a.test"]);
+    let ca = TestCa::new("test ca").unwrap();
+    let leaf = ca.leaf(&["a.test"]).unwrap();
     on_both_drivers(|| async {
         let tls = server_tls(&leaf, None);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -285,8 +290,8 @@ fn plaintext_to_a_tls_server_fails_the_handshake() {
 #[test]
 fn a_session_continues_in_poll_style_with_early_plaintext_kept() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let ca = TestCa::new("test ca");
-    let leaf = ca.leaf(&["a.test"]);
+    let ca = TestCa::new("test ca").unwrap();
+    let leaf = ca.leaf(&["a.test"]).unwrap();
     on_both_drivers(|| async {
         let (s, c) = pair(server_tls(&leaf, None), client_tls(&ca, "a.test", None)).await;
         let (s, mut c) = (s.expect("server"), c.expect("client"));
