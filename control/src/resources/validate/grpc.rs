@@ -31,50 +31,13 @@ impl Checker {
         known: &Resources,
     ) -> HttpRoute {
         let spec = &r.spec;
-        if spec.parent_refs.is_empty() {
-            self.err(
-                doc,
-                &r.kind.referenced,
-                format!("{at}.spec.parentRefs"),
-                "name at least one parent: a Service (mesh) or a Gateway (edge)",
-            );
-        }
-        let parents = self.parent_refs(doc, &spec.parent_refs, at, RouteKind::Grpc, known);
-        if parents.len() == spec.parent_refs.len() {
-            self.route_hostnames(doc, &spec.hostnames, &parents, at, known);
-        }
-        if spec.rules.is_empty() {
-            self.err(
-                doc,
-                &r.kind.referenced,
-                format!("{at}.spec.rules"),
-                "a route needs at least one rule",
-            );
-        }
-        let rules = spec
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(i, rule)| {
-                self.grpc_rule(
-                    doc,
-                    &rule.value,
-                    &rule.referenced,
-                    &format!("{at}.spec.rules[{i}]"),
-                    known,
-                )
-            })
-            .collect();
-        HttpRoute {
-            name,
-            parents,
-            hostnames: spec.hostnames.iter().map(|h| h.value.clone()).collect(),
-            rules,
-            source: Source {
-                file: doc.file.clone(),
-                line: doc.offset + r.kind.referenced.line(),
-            },
-        }
+        let shape = super::route::RouteShape {
+            kind: RouteKind::Grpc,
+            written_at: &r.kind.referenced,
+            parent_refs: &spec.parent_refs,
+            hostnames: &spec.hostnames,
+        };
+        self.route_of(doc, &shape, &spec.rules, at, name, known, Self::grpc_rule)
     }
 
     fn grpc_rule(

@@ -6,6 +6,15 @@ use super::super::model::*;
 use super::super::raw::*;
 use super::{did_you_mean, Checker, Doc};
 
+/// The parts of a route document every route kind has.
+pub(super) struct RouteShape<'a> {
+    pub kind: RouteKind,
+    /// Where its `kind` is written: errors about the whole route point here.
+    pub written_at: &'a Location,
+    pub parent_refs: &'a [Spanned<RawParentRef>],
+    pub hostnames: &'a [Spanned<String>],
+}
+
 impl Checker {
     pub(super) fn route(
         &mut self,
@@ -16,49 +25,64 @@ impl Checker {
         known: &Resources,
     ) -> HttpRoute {
         let spec = &r.spec;
-        if spec.parent_refs.is_empty() {
+        let shape = RouteShape {
+            kind: RouteKind::Http,
+            written_at: &r.kind.referenced,
+            parent_refs: &spec.parent_refs,
+            hostnames: &spec.hostnames,
+        };
+        self.route_of(doc, &shape, &spec.rules, at, name, known, Self::rule)
+    }
+
+    /// What every route kind checks alike (parents, hostnames, at least one
+    /// rule), with `rule` checking each of its own rules.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn route_of<R>(
+        &mut self,
+        doc: &Doc,
+        shape: &RouteShape<'_>,
+        rules: &[Spanned<R>],
+        at: &str,
+        name: String,
+        known: &Resources,
+        rule: fn(&mut Self, &Doc, &R, &Location, &str, &Resources) -> Rule,
+    ) -> HttpRoute {
+        if shape.parent_refs.is_empty() {
             self.err(
                 doc,
-                &r.kind.referenced,
+                shape.written_at,
                 format!("{at}.spec.parentRefs"),
                 "name at least one parent: a Service (mesh) or a Gateway (edge)",
             );
         }
-        let parents = self.parent_refs(doc, &spec.parent_refs, at, RouteKind::Http, known);
-        if parents.len() == spec.parent_refs.len() {
-            self.route_hostnames(doc, &spec.hostnames, &parents, at, known);
+        let parents = self.parent_refs(doc, shape.parent_refs, at, shape.kind, known);
+        if parents.len() == shape.parent_refs.len() {
+            self.route_hostnames(doc, shape.hostnames, &parents, at, known);
         }
-        let hostnames: Vec<String> = spec.hostnames.iter().map(|h| h.value.clone()).collect();
-        if spec.rules.is_empty() {
+        if rules.is_empty() {
             self.err(
                 doc,
-                &r.kind.referenced,
+                shape.written_at,
                 format!("{at}.spec.rules"),
                 "a route needs at least one rule",
             );
         }
-        let rules = spec
-            .rules
+        let rules = rules
             .iter()
             .enumerate()
-            .map(|(i, rule)| {
-                self.rule(
-                    doc,
-                    &rule.value,
-                    &rule.referenced,
-                    &format!("{at}.spec.rules[{i}]"),
-                    known,
-                )
+            .map(|(i, r)| {
+                let path = format!("{at}.spec.rules[{i}]");
+                rule(self, doc, &r.value, &r.referenced, &path, known)
             })
             .collect();
         HttpRoute {
             name,
             parents,
-            hostnames,
+            hostnames: shape.hostnames.iter().map(|h| h.value.clone()).collect(),
             rules,
             source: Source {
                 file: doc.file.clone(),
-                line: doc.offset + r.kind.referenced.line(),
+                line: doc.offset + shape.written_at.line(),
             },
         }
     }
