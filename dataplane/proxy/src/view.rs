@@ -4,8 +4,8 @@
 //! `RequestView` and responses through `ResponseView`, never through a
 //! codec's own types, so the same route table and policies serve every
 //! protocol. HTTP/1.1 implements the views over the byte ranges of its
-//! parsed head (`h1::view`): nothing is copied to build one. HTTP/2 will
-//! implement them over `http::Request` parts.
+//! parsed head (`h1::view`): nothing is copied to build one; HTTP/2 over
+//! h2's decoded `http` parts (`h2::view`, `upstream::h2::H2Exchange`).
 //!
 //! Names and values are bytes as they came off the wire. Header names are
 //! compared case-insensitively (`header`), as HTTP/1.1 sends them in any
