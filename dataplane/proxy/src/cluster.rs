@@ -357,6 +357,25 @@ mod tests {
     }
 
     #[test]
+    fn waiters_learn_how_an_opening_ended_even_when_its_opener_goes_away() {
+        crate::testing::run(async {
+            let ep = Endpoint::new("10.0.0.1:80".parse().unwrap());
+            let done = Opening::new(&ep);
+            let waiter = ep.pool.connecting().expect("an opening is known");
+            done.finish(Err(ProxyError::ConnectTimeout));
+            assert_eq!(waiter.wait().await, Err(ProxyError::ConnectTimeout));
+            assert!(ep.pool.connecting().is_none());
+            // The opener's future dropped mid-way (its client left): the
+            // waiters are not left hanging.
+            let abandoned = Opening::new(&ep);
+            let waiter = ep.pool.connecting().expect("an opening is known");
+            drop(abandoned);
+            assert_eq!(waiter.wait().await, Err(ProxyError::ConnectFailed));
+            assert!(ep.pool.connecting().is_none());
+        });
+    }
+
+    #[test]
     fn no_endpoints_means_no_pick() {
         let c = state("least_request", &[]);
         let mut rng = fastrand::Rng::with_seed(1);
