@@ -99,6 +99,7 @@ pub fn compile(
         admin: None,
         listeners,
         clusters,
+        mesh: None,
     })
 }
 

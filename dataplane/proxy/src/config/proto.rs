@@ -57,6 +57,7 @@ pub fn to_raw(c: &pb::ProxyConfig) -> RawConfig {
         }),
         listeners: c.listeners.iter().map(|l| s(listener(l))).collect(),
         clusters: c.clusters.iter().map(|cl| s(cluster(cl))).collect(),
+        mesh: c.mesh.as_ref().map(|m| s(tls::mesh(m))),
     }
 }
 
@@ -106,6 +107,16 @@ fn listener(l: &pb::Listener) -> RawListener {
             })
         }),
         authorization: l.authorization.iter().map(|p| s(policy(p))).collect(),
+        mesh: l.mesh.as_ref().map(|m| {
+            let mode = match pb::MeshMode::try_from(m.mode) {
+                Ok(pb::MeshMode::Unspecified) => None,
+                Ok(pb::MeshMode::Permissive) => Some("permissive".to_string()),
+                Ok(pb::MeshMode::Strict) => Some("strict".to_string()),
+                // Kept, so validation names the unknown value at its field.
+                Err(_) => Some(m.mode.to_string()),
+            };
+            s(RawMeshInbound { mode: mode.map(s) })
+        }),
         http2: l.http2.as_ref().map(|h| {
             let n = |v: Option<u32>| v.map(|v| s(u64::from(v)));
             s(RawHttp2 {
@@ -337,6 +348,11 @@ fn cluster(c: &pb::Cluster) -> RawCluster {
             // Kept, so validation rejects it at its field.
             Err(_) => Some(s(c.protocol.to_string())),
         },
+        mesh: c.mesh.as_ref().map(|m| {
+            s(RawMeshUpstream {
+                identity: (!m.identity.is_empty()).then(|| s(m.identity.clone())),
+            })
+        }),
     }
 }
 
@@ -412,6 +428,7 @@ pub fn from_raw(c: &RawConfig) -> Result<pb::ProxyConfig, ToProtoError> {
         }),
         listeners,
         clusters,
+        mesh: c.mesh.as_ref().map(|m| tls::wire_mesh(&m.value)),
     })
 }
 
@@ -483,6 +500,22 @@ fn wire_listener(l: &RawListener, path: &str) -> Result<pb::Listener, ToProtoErr
             .enumerate()
             .map(|(i, p)| wire_policy(&p.value, &format!("{path}.authorization[{i}]")))
             .collect::<Result<_, _>>()?,
+        mesh: match l.mesh.as_ref().map(|m| m.value.mode.as_ref().map(|v| v.value.as_str())) {
+            None => None,
+            Some(mode) => Some(pb::MeshInbound {
+                mode: match mode {
+                    None => pb::MeshMode::Unspecified,
+                    Some("permissive") => pb::MeshMode::Permissive,
+                    Some("strict") => pb::MeshMode::Strict,
+                    Some(other) => {
+                        return Err(ToProtoError {
+                            path: format!("{path}.mesh.mode"),
+                            message: format!("unknown mesh mode `{other}`"),
+                        })
+                    }
+                } as i32,
+            }),
+        },
     })
 }
 
@@ -739,6 +772,14 @@ fn wire_cluster(c: &RawCluster, path: &str) -> Result<pb::Cluster, ToProtoError>
                 })
             }
         } as i32,
+        mesh: c.mesh.as_ref().map(|m| pb::MeshUpstream {
+            identity: m
+                .value
+                .identity
+                .as_ref()
+                .map(|i| i.value.clone())
+                .unwrap_or_default(),
+        }),
     })
 }
 

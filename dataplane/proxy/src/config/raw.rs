@@ -21,6 +21,34 @@ pub struct RawConfig {
     pub listeners: Vec<S<RawListener>>,
     #[serde(default)]
     pub clusters: Vec<S<RawCluster>>,
+    pub mesh: Option<S<RawMesh>>,
+}
+
+/// The workload identity and the peers' roots, for `mesh` listeners and
+/// clusters.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMesh {
+    /// From files (a SPIRE agent's); unset: from the control plane.
+    pub identity: Option<S<RawCertificate>>,
+    pub trust_bundle: Option<S<String>>,
+    pub trust_bundle_pem: Option<S<String>>,
+}
+
+/// A listener that accepts mTLS from the mesh's proxies.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMeshInbound {
+    /// `permissive` (default) or `strict`.
+    pub mode: Option<S<String>>,
+}
+
+/// A cluster whose endpoints are the mesh's proxies.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMeshUpstream {
+    /// The SPIFFE ID they must prove.
+    pub identity: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -70,6 +98,7 @@ pub struct RawListener {
     pub detect: Option<S<RawDetect>>,
     #[serde(default)]
     pub authorization: Vec<S<RawPolicy>>,
+    pub mesh: Option<S<RawMeshInbound>>,
 }
 
 /// An authorization policy (Istio's AuthorizationPolicy, per listener).
@@ -343,6 +372,7 @@ pub struct RawCluster {
     pub tls: Option<S<RawUpstreamTls>>,
     /// `http1`, `http2` or `auto`.
     pub protocol: Option<S<String>>,
+    pub mesh: Option<S<RawMeshUpstream>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -71,6 +71,22 @@ pub(super) fn upstream(t: &pb::UpstreamTls) -> RawUpstreamTls {
     }
 }
 
+pub(super) fn mesh(m: &pb::Mesh) -> RawMesh {
+    let (trust_bundle, trust_bundle_pem) = source(&m.trust_bundle);
+    RawMesh {
+        identity: m.identity.as_ref().map(|c| s(certificate(c))),
+        trust_bundle,
+        trust_bundle_pem,
+    }
+}
+
+pub(super) fn wire_mesh(m: &RawMesh) -> pb::Mesh {
+    pb::Mesh {
+        identity: m.identity.as_ref().map(|c| wire_certificate(&c.value)),
+        trust_bundle: wire_source((&m.trust_bundle, &m.trust_bundle_pem)),
+    }
+}
+
 fn wire_source(
     pair: (&Option<Spanned<String>>, &Option<Spanned<String>>),
 ) -> Option<pb::DataSource> {
