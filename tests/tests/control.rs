@@ -90,8 +90,12 @@ fn compiled_configs_pass_the_proxys_validation() {
     ];
     for node in nodes {
         let wire = compile(&res, &node, &workloads).unwrap_or_else(|e| panic!("{e}"));
-        let cfg = config::validate(&config::proto::to_raw(&wire), "snapshot")
-            .unwrap_or_else(|e| panic!("{} rejected its config:\n{e}", node.id));
+        let cfg = config::validate(
+            &config::proto::to_raw(&wire),
+            "snapshot",
+            ringmesh_proxy::tls::mesh::IdentitySource::Issued(None),
+        )
+        .unwrap_or_else(|e| panic!("{} rejected its config:\n{e}", node.id));
         assert!(!cfg.listeners.is_empty(), "{}", node.id);
         if node.id == "a" {
             let split = cfg.listeners[1]

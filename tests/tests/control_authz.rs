@@ -139,6 +139,10 @@ spec: {}
     };
     let wire = compile(&res, &node, &Workloads::new()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(wire.listeners[0].authorization.len(), 1);
-    config::validate(&config::proto::to_raw(&wire), "snapshot")
-        .unwrap_or_else(|e| panic!("the proxy rejected a policy the control plane accepted:\n{e}"));
+    config::validate(
+        &config::proto::to_raw(&wire),
+        "snapshot",
+        ringmesh_proxy::tls::mesh::IdentitySource::Issued(None),
+    )
+    .unwrap_or_else(|e| panic!("the proxy rejected a policy the control plane accepted:\n{e}"));
 }

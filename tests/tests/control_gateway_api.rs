@@ -241,8 +241,12 @@ spec:
     ];
     for node in nodes {
         let wire = compile(&res, &node, &workloads).unwrap_or_else(|e| panic!("{e}"));
-        let cfg = config::validate(&config::proto::to_raw(&wire), "snapshot")
-            .unwrap_or_else(|e| panic!("{} rejected its config:\n{e}", node.id));
+        let cfg = config::validate(
+            &config::proto::to_raw(&wire),
+            "snapshot",
+            ringmesh_proxy::tls::mesh::IdentitySource::Issued(None),
+        )
+        .unwrap_or_else(|e| panic!("{} rejected its config:\n{e}", node.id));
         assert_eq!(cfg.clusters.len(), wire.clusters.len(), "{}", node.id);
         let names: Vec<&str> = wire.listeners.iter().map(|l| l.name.as_str()).collect();
         match node.id.as_str() {

@@ -424,8 +424,12 @@ spec: { parentRefs: [ { kind: Gateway, name: edge } ], rules: [ { backendRefs: [
         ..Default::default()
     };
     let wire = compile(&res, &node, &Workloads::new()).unwrap_or_else(|e| panic!("{e}"));
-    let cfg = config::validate(&config::proto::to_raw(&wire), "snapshot")
-        .unwrap_or_else(|e| panic!("the proxy rejected its config:\n{e}"));
+    let cfg = config::validate(
+        &config::proto::to_raw(&wire),
+        "snapshot",
+        ringmesh_proxy::tls::mesh::IdentitySource::Issued(None),
+    )
+    .unwrap_or_else(|e| panic!("the proxy rejected its config:\n{e}"));
     let names: Vec<(&str, bool)> = cfg
         .listeners
         .iter()

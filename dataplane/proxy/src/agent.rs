@@ -8,6 +8,10 @@
 //! When the control plane is away it keeps the last good config in force
 //! and reconnects with jittered exponential backoff, telling the control
 //! plane which version it runs.
+//!
+//! Beside the stream it keeps the workload certificate (`identity`); each
+//! new one (and an expiry) has the running config validated again and
+//! applied, so mesh TLS everywhere carries the certificate in force.
 
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -18,6 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tracing::{info, warn};
 
 use crate::config::{self, Config};
+use crate::identity::Published;
 
 pub struct AgentOptions {
     /// `http://host:port` of ringmesh-control.
@@ -68,19 +73,45 @@ type Running = Option<(pb::ProxyConfig, String)>;
 async fn run<E: From<Snapshot>>(opts: AgentOptions, deliver: Sender<E>) {
     // The workload certificate is asked for (and renewed) beside the
     // stream; it is issued once the stream has registered the node.
+    let (publish, mut identity) = tokio::sync::watch::channel(None);
     tokio::spawn(crate::identity::maintain(
         opts.endpoint.clone(),
         opts.token.clone(),
         opts.node.id.clone(),
+        publish,
     ));
     let mut running: Running = None;
     let mut backoff = Backoff::default();
     loop {
-        match session(&opts, &deliver, &mut running, &mut backoff).await {
+        match session(&opts, &deliver, &mut running, &mut backoff, &mut identity).await {
             Ok(()) => info!("control plane closed the stream; reconnecting"),
             Err(e) => warn!(error = %e, "control plane unreachable; the config in force stays"),
         }
-        tokio::time::sleep(backoff.next()).await;
+        // An expiry while the control plane is away still applies.
+        let pause = tokio::time::sleep(backoff.next());
+        tokio::pin!(pause);
+        loop {
+            tokio::select! {
+                _ = &mut pause => break,
+                Ok(()) = identity.changed() => reapply(&opts, &deliver, &running, &identity).await,
+            }
+        }
+    }
+}
+
+/// The workload certificate changed: the running config again, with it.
+async fn reapply<E: From<Snapshot>>(
+    opts: &AgentOptions,
+    deliver: &Sender<E>,
+    running: &Running,
+    identity: &Published,
+) {
+    let Some((wire, version)) = running else {
+        return;
+    };
+    match install(opts, deliver, wire, version, identity).await {
+        Ok(()) => info!(version = %version, "workload certificate in force on every core"),
+        Err(errors) => warn!(errors = ?errors, "the new workload certificate could not be applied"),
     }
 }
 
@@ -112,6 +143,7 @@ async fn session<E: From<Snapshot>>(
     deliver: &Sender<E>,
     running: &mut Running,
     backoff: &mut Backoff,
+    identity: &mut Published,
 ) -> Result<(), String> {
     let channel = tonic::transport::Endpoint::from_shared(opts.endpoint.clone())
         .map_err(|e| format!("{}: {e}", opts.endpoint))?
@@ -140,12 +172,16 @@ async fn session<E: From<Snapshot>>(
         .into_inner();
     info!(endpoint = %opts.endpoint, node = %opts.node.id, "connected to the control plane");
     backoff.reset();
-    while let Some(resp) = stream
-        .message()
-        .await
-        .map_err(|s| format!("{}: {}", s.code(), s.message()))?
-    {
-        let answer = match apply(opts, deliver, running, &resp).await {
+    loop {
+        let resp = tokio::select! {
+            m = stream.message() => m.map_err(|s| format!("{}: {}", s.code(), s.message()))?,
+            Ok(()) = identity.changed() => {
+                reapply(opts, deliver, running, identity).await;
+                continue;
+            }
+        };
+        let Some(resp) = resp else { break };
+        let answer = match apply(opts, deliver, running, &resp, identity).await {
             Ok(()) => {
                 info!(version = %resp.version, "snapshot applied; ACK");
                 pb::DiscoveryRequest {
@@ -175,30 +211,44 @@ async fn apply<E: From<Snapshot>>(
     deliver: &Sender<E>,
     running: &mut Running,
     resp: &pb::DiscoveryResponse,
+    identity: &Published,
 ) -> Result<(), Vec<String>> {
     let wire = next_config(running.as_ref().map(|r| &r.0), resp)?;
+    install(opts, deliver, &wire, &resp.version, identity).await?;
+    *running = Some((wire, resp.version.clone()));
+    Ok(())
+}
+
+/// Validate a config (with the local runtime and admin settings and the
+/// workload certificate in force) and have every core run it.
+async fn install<E: From<Snapshot>>(
+    opts: &AgentOptions,
+    deliver: &Sender<E>,
+    wire: &pb::ProxyConfig,
+    version: &str,
+    identity: &Published,
+) -> Result<(), Vec<String>> {
     let mut full = wire.clone();
     full.runtime = opts.runtime.clone();
     full.admin = opts.admin.clone();
+    let issued = identity.borrow().clone();
     let config = config::validate(
         &config::proto::to_raw(&full),
-        &format!("snapshot {}", resp.version),
+        &format!("snapshot {version}"),
+        crate::tls::mesh::IdentitySource::Issued(issued),
     )
     .map_err(|e| e.to_string().lines().map(String::from).collect::<Vec<_>>())?;
     let (reply, answer) = tokio::sync::oneshot::channel();
     let snapshot = Snapshot {
         config: Arc::new(config),
-        version: resp.version.clone(),
+        version: version.to_string(),
         reply,
     };
     deliver
         .send(E::from(snapshot))
         .map_err(|_| vec!["the proxy is shutting down".to_string()])?;
     match answer.await {
-        Ok(Ok(())) => {
-            *running = Some((wire, resp.version.clone()));
-            Ok(())
-        }
+        Ok(Ok(())) => Ok(()),
         Ok(Err(why)) => Err(vec![why]),
         Err(_) => Err(vec!["the proxy is shutting down".to_string()]),
     }

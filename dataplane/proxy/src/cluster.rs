@@ -86,9 +86,14 @@ impl ClusterState {
             endpoints: RefCell::new(Vec::new()),
             wants_latency: balancer.wants_latency(),
             balancer: RefCell::new(balancer),
-            connector: match &cluster.tls {
-                Some(tls) => Connector::tls(cluster.connect_timeout, tls.clone()),
-                None => Connector::plain(cluster.connect_timeout),
+            connector: match (&cluster.mesh, &cluster.tls) {
+                (Some(id), tls) => Connector::mesh(
+                    cluster.connect_timeout,
+                    crate::config::model::mesh_transport_key(id),
+                    tls.clone(),
+                ),
+                (None, Some(tls)) => Connector::tls(cluster.connect_timeout, tls.clone()),
+                (None, None) => Connector::plain(cluster.connect_timeout),
             },
             pool: cluster.pool,
             limit: Limit::new(cluster.pool.max_connections, workers, stats.clone()),

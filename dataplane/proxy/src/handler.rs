@@ -298,6 +298,10 @@ fn spawn_h2(
 /// | other, or none in time | `tcp`         | `tcp`                       |
 ///
 /// Without `tcp`, what would be relayed is served as HTTP instead.
+///
+/// A `mesh` listener whose proxy holds no workload certificate (`tls`
+/// unset) refuses what would need one: every connection when strict, a
+/// TLS one when permissive. It never serves them in plaintext.
 async fn plan(
     core: &Rc<Core>,
     listener: usize,
@@ -305,12 +309,21 @@ async fn plan(
     tls: Option<Arc<ServerTls>>,
     timer: &mut crate::timer::Timer,
 ) -> Option<(Option<Arc<ServerTls>>, bool)> {
+    use crate::config::model::MeshMode;
     use crate::detect::{sniff, Detected};
-    let (detect, has_tcp, has_routes) = {
+    let (detect, has_tcp, has_routes, mesh) = {
         let snap = core.snapshot();
         let l = &snap.config.listeners[listener];
-        (l.detect, l.tcp.is_some(), !l.routes.is_empty())
+        (l.detect, l.tcp.is_some(), !l.routes.is_empty(), l.mesh)
     };
+    let refuse = || {
+        core.stats.listeners[listener].tls_failed("no_identity");
+        tracing::debug!("mesh connection refused: no workload certificate held");
+        None
+    };
+    if mesh == Some(MeshMode::Strict) && tls.is_none() {
+        return refuse();
+    }
     let Some(timeout) = detect else {
         return Some((tls, has_tcp));
     };
@@ -322,6 +335,7 @@ async fn plan(
     Some(match found {
         Detected::Closed => return None,
         Detected::Tls if tls.is_some() => (tls, !has_routes && has_tcp),
+        Detected::Tls if mesh.is_some() => return refuse(),
         Detected::Http1 | Detected::H2c => (None, false),
         Detected::Tls | Detected::Tcp | Detected::Timeout => (None, has_tcp),
     })

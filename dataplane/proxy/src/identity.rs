@@ -2,27 +2,36 @@
 //! leaves the proxy) and the X509-SVID the control plane's CA signs for
 //! it (`ringmesh.v1.Identity/Sign`), renewed at half of its lifetime.
 //!
-//! The agent thread keeps it (`maintain`); the admin thread shows its
-//! SPIFFE ID and expiry in `/metrics`. Neither touches the request path,
-//! so the one lock here is never taken by a core. Serving the certificate
-//! in mTLS between sidecars is issue 11's next step.
+//! The agent thread keeps it (`maintain`) and publishes each new one on a
+//! watch channel; the agent validates the running config again with it,
+//! so every core's mesh listeners and clusters serve it from their next
+//! handshake on (connections already open are kept). A certificate that
+//! expires before it could be renewed is withdrawn the same way: mesh
+//! traffic is then refused, never sent in plaintext. The admin thread
+//! shows the SPIFFE ID and expiry in `/metrics`. None of this touches the
+//! request path, so the one lock here is never taken by a core.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ringmesh_pki::csr::{csr_pem, KeyPair};
 use ringmesh_proto::v1 as pb;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
-/// What the CA signed, with the key it certifies.
+use crate::tls::mesh::Issued;
+
+/// What the CA signed, ready for TLS.
 pub struct Held {
     pub spiffe_id: String,
     /// Seconds since the Unix epoch.
     pub not_after: i64,
-    pub chain_pem: String,
-    pub bundle_pem: String,
-    pub key: KeyPair,
+    pub issued: Arc<Issued>,
 }
+
+/// What the agent watches: the certificate in force, `None` before the
+/// first and after one expired unrenewed.
+pub type Published = watch::Receiver<Option<Arc<Issued>>>;
 
 /// The identity in force, once one was issued.
 static CURRENT: Mutex<Option<Held>> = Mutex::new(None);
@@ -64,8 +73,14 @@ fn renew_after(not_after: i64, now: SystemTime) -> Duration {
     Duration::from_millis(fastrand::u64(half * 9 / 10..=half))
 }
 
-/// Keep an identity for `node_id`, forever: ask for one, then renew.
-pub async fn maintain(endpoint: String, token: String, node_id: String) {
+/// Keep an identity for `node_id`, forever: ask for one, then renew;
+/// each change goes out on `publish`.
+pub async fn maintain(
+    endpoint: String,
+    token: String,
+    node_id: String,
+    publish: watch::Sender<Option<Arc<Issued>>>,
+) {
     let mut failures = 0;
     loop {
         match sign(&endpoint, &token, &node_id).await {
@@ -73,6 +88,7 @@ pub async fn maintain(endpoint: String, token: String, node_id: String) {
                 failures = 0;
                 let wait = renew_after(held.not_after, SystemTime::now());
                 info!(identity = %held.spiffe_id, not_after = held.not_after, renew_in = ?wait, "workload certificate issued");
+                publish.send_replace(Some(held.issued.clone()));
                 *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = Some(held);
                 tokio::time::sleep(wait).await;
             }
@@ -81,10 +97,33 @@ pub async fn maintain(endpoint: String, token: String, node_id: String) {
                 if failures > 3 {
                     warn!(error = %e, "workload certificate not issued; retrying");
                 }
-                tokio::time::sleep(retry_after(failures)).await;
+                let wait = retry_after(failures);
+                match expires_in(SystemTime::now()) {
+                    // Withdrawn when it expires, not at the next retry.
+                    Some(left) if left <= wait => {
+                        tokio::time::sleep(left).await;
+                        warn!("workload certificate expired and could not be renewed: mesh traffic is refused until one is issued");
+                        publish.send_replace(None);
+                        *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                        tokio::time::sleep(wait - left).await;
+                    }
+                    _ => tokio::time::sleep(wait).await,
+                }
             }
         }
     }
+}
+
+/// How long until the certificate in force expires (zero if it has).
+fn expires_in(now: SystemTime) -> Option<Duration> {
+    let held = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
+    let h = held.as_ref()?;
+    Some(Duration::from_secs((h.not_after - unix(now)).max(0) as u64))
+}
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 async fn sign(endpoint: &str, token: &str, node_id: &str) -> Result<Held, String> {
@@ -109,12 +148,17 @@ async fn sign(endpoint: &str, token: &str, node_id: &str) -> Result<Held, String
         .await
         .map_err(|s| format!("{}: {}", s.code(), s.message()))?
         .into_inner();
+    let chain = ringmesh_pki::pem::certificates(resp.chain_pem.as_bytes())
+        .map_err(|e| format!("the issued chain: {e}"))?;
+    let bundle = ringmesh_pki::pem::certificates(resp.bundle_pem.as_bytes())
+        .map_err(|e| format!("the trust bundle: {e}"))?;
+    let key =
+        ringmesh_pki::check::certified_key(chain, key.private_key_der(), &crate::tls::provider())
+            .map_err(|e| format!("the issued certificate does not fit the key: {e:?}"))?;
     Ok(Held {
         spiffe_id: resp.spiffe_id,
         not_after: resp.not_after,
-        chain_pem: resp.chain_pem,
-        bundle_pem: resp.bundle_pem,
-        key,
+        issued: Arc::new(Issued { key, bundle }),
     })
 }
 

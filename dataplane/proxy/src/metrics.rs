@@ -116,8 +116,9 @@ pub struct ListenerStats {
 
 /// Why a downstream TLS handshake failed: the label values of
 /// `ringmesh_tls_handshake_failures_total` (`tls::reason::label`, plus
-/// `timeout`).
-pub const TLS_FAILURES: [&str; 9] = [
+/// `timeout`, and `no_identity`: a `mesh` listener refused a connection
+/// because the proxy holds no workload certificate).
+pub const TLS_FAILURES: [&str; 10] = [
     "timeout",
     "peer_closed",
     "io",
@@ -127,6 +128,7 @@ pub const TLS_FAILURES: [&str; 9] = [
     "bad_certificate",
     "alert_received",
     "protocol_error",
+    "no_identity",
 ];
 
 impl ListenerStats {
@@ -352,7 +354,7 @@ fn render_tls(out: &mut String, config: &Config, cores: &[Arc<CoreStats>]) {
         .listeners
         .iter()
         .enumerate()
-        .filter(|(_, l)| l.tls.is_some())
+        .filter(|(_, l)| l.tls.is_some() || l.mesh.is_some())
         .map(|(i, l)| (i, l.name.as_str()))
         .collect();
     if tls.is_empty() {

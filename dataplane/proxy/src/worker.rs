@@ -165,6 +165,11 @@ impl Snapshot {
                     Some(state) => {
                         // Endpoints that stay keep their idle connections.
                         state.set_endpoints(&endpoints[i]);
+                        // A mesh cluster's TLS carries the workload
+                        // certificate, which a renewal replaces.
+                        if c.mesh.is_some() {
+                            state.connector.refresh(c.tls.clone(), true);
+                        }
                         state
                     }
                     None => Rc::new(ClusterState::new(

@@ -82,9 +82,14 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
 }
 
 /// Validate a raw config (e.g. converted from a pushed snapshot); `source`
-/// names it in errors.
-pub fn validate(raw: &raw::RawConfig, source: &str) -> Result<Config, ConfigErrors> {
-    validate::validate(raw, source, None)
+/// names it in errors; `identity` is where its workload identity comes
+/// from (`mesh`).
+pub fn validate(
+    raw: &raw::RawConfig,
+    source: &str,
+    identity: crate::tls::mesh::IdentitySource,
+) -> Result<Config, ConfigErrors> {
+    validate::validate(raw, source, None, identity)
 }
 
 #[cfg(test)]

@@ -19,6 +19,9 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     pub listeners: Vec<Listener>,
     pub clusters: Vec<Cluster>,
+    /// The workload identity `mesh` listeners and clusters serve; `None`
+    /// when none is held (they refuse mesh traffic then) or none is used.
+    pub identity: Option<Arc<crate::tls::mesh::Svid>>,
     /// The config as the user wrote it, as JSON, for `/config_dump`.
     pub dump: serde_json::Value,
 }
@@ -82,6 +85,18 @@ pub struct Listener {
     pub detect: Option<Duration>,
     /// Which requests are served; `None`: all.
     pub authorization: Option<crate::authz::Authorization>,
+    /// Accepts mTLS from the mesh's proxies; `tls` is then the workload
+    /// certificate's (`None` while the proxy holds none: mTLS is refused).
+    pub mesh: Option<MeshMode>,
+}
+
+/// What a mesh listener accepts besides mTLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeshMode {
+    /// Plaintext too, told apart by detection (`detect` is set).
+    Permissive,
+    /// Nothing else.
+    Strict,
 }
 
 /// A listener's HTTP/2 settings, sent to clients in its SETTINGS frame or
@@ -250,6 +265,10 @@ pub struct Cluster {
     /// TLS origination; `None`: plaintext.
     pub tls: Option<Arc<crate::tls::client::ClientTls>>,
     pub protocol: UpstreamProtocol,
+    /// The endpoints are the mesh's proxies and must prove this SPIFFE ID;
+    /// `tls` is then mTLS with the workload certificate (`None` while the
+    /// proxy holds none: connecting fails) and `protocol` HTTP/2.
+    pub mesh: Option<Box<str>>,
 }
 
 /// What the proxy speaks to a cluster's endpoints.
@@ -273,6 +292,7 @@ impl Cluster {
             && self.connect_timeout == other.connect_timeout
             && self.pool == other.pool
             && self.protocol == other.protocol
+            && self.mesh == other.mesh
             && self.tls.as_ref().map(|t| t.key) == other.tls.as_ref().map(|t| t.key)
     }
 
@@ -281,6 +301,15 @@ impl Cluster {
             .iter()
             .any(|e| matches!(e, EndpointSpec::Dns { .. }))
     }
+}
+
+/// The pool's key for a mesh cluster's connections: the identity they
+/// reach, not the certificate they were made with, so a renewal keeps them.
+pub fn mesh_transport_key(expected: &str) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    ("mesh", expected).hash(&mut h);
+    h.finish()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

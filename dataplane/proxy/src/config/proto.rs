@@ -500,7 +500,11 @@ fn wire_listener(l: &RawListener, path: &str) -> Result<pb::Listener, ToProtoErr
             .enumerate()
             .map(|(i, p)| wire_policy(&p.value, &format!("{path}.authorization[{i}]")))
             .collect::<Result<_, _>>()?,
-        mesh: match l.mesh.as_ref().map(|m| m.value.mode.as_ref().map(|v| v.value.as_str())) {
+        mesh: match l
+            .mesh
+            .as_ref()
+            .map(|m| m.value.mode.as_ref().map(|v| v.value.as_str()))
+        {
             None => None,
             Some(mode) => Some(pb::MeshInbound {
                 mode: match mode {
@@ -829,10 +833,55 @@ clusters:
   - { name: b, endpoints: [localhost:9002] }
 "#;
 
+    #[test]
+    fn mesh_settings_cross_the_wire_both_ways() {
+        let yaml = "mesh: { identity: { cert: svid.pem, key: key.pem }, trust_bundle: bundle.pem }
+listeners:
+  - { name: in, address: '127.0.0.1:1', mesh: { mode: strict }, routes: [ { cluster: o } ] }
+  - { name: in2, address: '127.0.0.1:2', mesh: {}, routes: [ { cluster: o } ] }
+clusters:
+  - { name: o, endpoints: ['127.0.0.1:3'], mesh: { identity: 'spiffe://td/ns/a/sa/o' } }
+";
+        let raw: RawConfig = serde_saphyr::from_str(yaml).unwrap();
+        let wire = from_raw(&raw).unwrap();
+        let m = wire.mesh.as_ref().expect("mesh");
+        assert!(m
+            .identity
+            .as_ref()
+            .is_some_and(|i| i.cert.is_some() && i.key.is_some()));
+        assert!(m.trust_bundle.is_some());
+        assert_eq!(wire.listeners[0].mesh.unwrap().mode(), pb::MeshMode::Strict);
+        assert_eq!(
+            wire.listeners[1].mesh.unwrap().mode(),
+            pb::MeshMode::Unspecified
+        );
+        assert_eq!(
+            wire.clusters[0].mesh.as_ref().unwrap().identity,
+            "spiffe://td/ns/a/sa/o"
+        );
+        let back = to_raw(&wire);
+        let json = |r: &RawConfig| serde_json::to_string(r).unwrap();
+        assert_eq!(
+            json(&back),
+            json(&raw),
+            "the same settings after a round trip"
+        );
+        let mut bad = wire.clone();
+        bad.listeners[0].mesh = Some(pb::MeshInbound { mode: 9 });
+        let err = super::super::validate(&to_raw(&bad), "snapshot v3", Default::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("listeners[0].mesh.mode: unknown mode `9`"),
+            "{err}"
+        );
+    }
+
     /// The validated model, without the dump of what was written (which
     /// keeps each source's spelling of durations).
     fn model(raw: &RawConfig, source: &str) -> String {
-        let mut c = super::super::validate(raw, source).unwrap_or_else(|e| panic!("{e}"));
+        let mut c = super::super::validate(raw, source, Default::default())
+            .unwrap_or_else(|e| panic!("{e}"));
         c.dump = serde_json::Value::Null;
         format!("{c:?}")
     }
@@ -858,7 +907,7 @@ clusters:
             seconds: -1,
             nanos: 0,
         });
-        let err = super::super::validate(&to_raw(&wire), "snapshot v7")
+        let err = super::super::validate(&to_raw(&wire), "snapshot v7", Default::default())
             .unwrap_err()
             .to_string();
         assert!(
@@ -884,7 +933,7 @@ clusters:
         wire.clusters[0].connect_timeout = secs(0);
         // Zero is a meaning of its own here, not an error.
         wire.runtime.as_mut().unwrap().drain_timeout = secs(0);
-        let err = super::super::validate(&to_raw(&wire), "snapshot v8")
+        let err = super::super::validate(&to_raw(&wire), "snapshot v8", Default::default())
             .unwrap_err()
             .to_string();
         let lines: Vec<&str> = err.lines().collect();
@@ -903,7 +952,7 @@ clusters:
         let raw: RawConfig = serde_saphyr::from_str(FULL).unwrap();
         let mut wire = from_raw(&raw).unwrap();
         wire.listeners[1].x_forwarded_proto = 7;
-        let err = super::super::validate(&to_raw(&wire), "snapshot v9")
+        let err = super::super::validate(&to_raw(&wire), "snapshot v9", Default::default())
             .unwrap_err()
             .to_string();
         assert_eq!(
@@ -928,7 +977,7 @@ clusters:
                 percent: 100.5,
             }),
         });
-        let err = super::super::validate(&to_raw(&wire), "snapshot v10")
+        let err = super::super::validate(&to_raw(&wire), "snapshot v10", Default::default())
             .unwrap_err()
             .to_string();
         let lines: Vec<&str> = err.lines().collect();

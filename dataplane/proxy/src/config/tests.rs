@@ -710,3 +710,155 @@ listeners:
         assert!(errs.contains(want), "{want}\n{errs}");
     }
 }
+
+/// A workload identity as inline PEM (escaped for a YAML double-quoted
+/// string): the CA's bundle, a chain for `spiffe_id` and its key.
+fn mesh_identity(spiffe_id: &str) -> (String, String, String) {
+    let ca = crate::tls::certs::testing::TestCa::new("mesh ca").unwrap();
+    let leaf = ca.leaf(&[spiffe_id]).unwrap();
+    let esc = |s: &str| s.replace('\n', "\\n");
+    (esc(&ca.cert_pem), esc(&leaf.cert_pem), esc(&leaf.key_pem))
+}
+
+#[test]
+fn mesh_listeners_and_clusters_serve_the_workload_identity() {
+    let (bundle, cert, key) = mesh_identity("spiffe://cluster.local/ns/shop/sa/web");
+    let yaml = format!(
+        "mesh: {{ identity: {{ cert_pem: \"{cert}\", key_pem: \"{key}\" }}, trust_bundle_pem: \"{bundle}\" }}
+listeners:
+  - {{ name: in, address: '127.0.0.1:1', mesh: {{}}, routes: [ {{ cluster: app }} ] }}
+  - {{ name: strict, address: '127.0.0.1:2', mesh: {{ mode: strict }}, routes: [ {{ cluster: app }} ] }}
+  - {{ name: out, address: '127.0.0.1:3', routes: [ {{ cluster: orders }} ] }}
+clusters:
+  - {{ name: app, endpoints: ['127.0.0.1:9'] }}
+  - {{ name: orders, endpoints: ['127.0.0.1:10'], mesh: {{ identity: 'spiffe://cluster.local/ns/shop/sa/orders' }} }}
+"
+    );
+    let config = parse(&yaml, "t.yaml").unwrap();
+    let id = config.identity.as_ref().expect("identity");
+    assert_eq!(id.spiffe_id, "spiffe://cluster.local/ns/shop/sa/web");
+    let permissive = &config.listeners[0];
+    assert_eq!(permissive.mesh, Some(MeshMode::Permissive));
+    assert_eq!(
+        permissive.detect,
+        Some(defaults::DETECT_TIMEOUT),
+        "plaintext too"
+    );
+    let tls = permissive.tls.as_ref().expect("mTLS");
+    assert_eq!(
+        tls.config.alpn_protocols,
+        [b"h2".to_vec(), b"http/1.1".to_vec()]
+    );
+    let strict = &config.listeners[1];
+    assert_eq!((strict.mesh, strict.detect), (Some(MeshMode::Strict), None));
+    let orders = &config.clusters[1];
+    assert_eq!(
+        orders.mesh.as_deref(),
+        Some("spiffe://cluster.local/ns/shop/sa/orders")
+    );
+    assert_eq!(orders.protocol, UpstreamProtocol::Http2);
+    let tls = orders.tls.as_ref().expect("mTLS");
+    assert_eq!(tls.config.alpn_protocols, [b"h2".to_vec()]);
+    assert_eq!(
+        tls.key,
+        mesh_transport_key("spiffe://cluster.local/ns/shop/sa/orders")
+    );
+    assert!(config.clusters[0].mesh.is_none() && config.clusters[0].tls.is_none());
+}
+
+#[test]
+fn mesh_without_an_identity_is_refused_statically_and_fails_closed_issued() {
+    let yaml = "listeners:
+  - { name: in, address: '127.0.0.1:1', mesh: { mode: strict }, routes: [ { cluster: orders } ] }
+clusters:
+  - { name: orders, endpoints: ['127.0.0.1:10'], mesh: { identity: 'spiffe://td/ns/a/sa/b' } }
+";
+    let errs = errors(yaml).join("\n");
+    assert!(
+        errs.contains("t.yaml:2:") && errs.contains("listeners[0].mesh: needs a workload identity"),
+        "{errs}"
+    );
+    // Under a control plane before the first certificate: valid, and
+    // neither side has TLS to offer (connections are refused).
+    let raw: raw::RawConfig = serde_saphyr::from_str(yaml).unwrap();
+    let config = validate(
+        &raw,
+        "snapshot",
+        crate::tls::mesh::IdentitySource::Issued(None),
+    )
+    .expect("valid without a certificate yet");
+    assert!(config.identity.is_none());
+    assert!(config.listeners[0].tls.is_none() && config.listeners[0].mesh.is_some());
+    assert!(config.clusters[0].tls.is_none() && config.clusters[0].mesh.is_some());
+}
+
+#[test]
+fn mesh_settings_that_contradict_it_are_located() {
+    let (bundle, cert, key) = mesh_identity("spiffe://cluster.local/ns/shop/sa/web");
+    let yaml = format!(
+        "mesh: {{ identity: {{ cert_pem: \"{cert}\", key_pem: \"{key}\" }}, trust_bundle_pem: \"{bundle}\" }}
+listeners:
+  - name: a
+    address: '127.0.0.1:1'
+    mesh: {{ mode: strict }}
+    detect: {{}}
+    http2: {{ enabled: false }}
+    routes: [ {{ cluster: orders }} ]
+  - {{ name: b, address: '127.0.0.1:2', mesh: {{ mode: lenient }}, routes: [ {{ cluster: orders }} ] }}
+  - {{ name: t, address: '127.0.0.1:3', tcp: {{ cluster: orders }} }}
+clusters:
+  - {{ name: orders, endpoints: ['127.0.0.1:10'], protocol: http1, mesh: {{ identity: 'orders' }} }}
+  - {{ name: x, endpoints: ['127.0.0.1:10'], mesh: {{}} }}
+"
+    );
+    let errs = errors(&yaml).join("\n");
+    for want in [
+        "listeners[0].detect: a strict `mesh` listener accepts mTLS only",
+        "listeners[0].http2.enabled: proxies of the mesh talk HTTP/2",
+        "listeners[1].mesh.mode: unknown mode `lenient`: use permissive or strict",
+        "clusters[0].protocol: a `mesh` cluster speaks HTTP/2",
+        "clusters[0].mesh.identity: `orders` is not a SPIFFE ID",
+        "clusters[1].mesh.identity: required",
+    ] {
+        assert!(errs.contains(want), "missing `{want}` in:\n{errs}");
+    }
+    // Opaque TCP is not carried over the mesh yet.
+    let yaml = yaml
+        .replace("protocol: http1, ", "")
+        .replace("identity: 'orders'", "identity: 'spiffe://td/x'");
+    let errs = errors(&yaml).join("\n");
+    assert!(
+        errs.contains(
+            "listeners[2].tcp.cluster: opaque TCP to a `mesh` cluster is not supported yet"
+        ),
+        "{errs}"
+    );
+    // An identity from files needs the roots its peers chain to.
+    let no_bundle = format!(
+        "mesh: {{ identity: {{ cert_pem: \"{cert}\", key_pem: \"{key}\" }} }}
+listeners: [ {{ name: a, address: '127.0.0.1:1', mesh: {{}}, routes: [ {{ direct_response: {{ status: 200 }} }} ] }} ]
+"
+    );
+    let errs = errors(&no_bundle).join("\n");
+    assert!(
+        errs.contains("mesh.trust_bundle: required with `mesh.identity`"),
+        "{errs}"
+    );
+    // A certificate without a SPIFFE ID is no workload identity.
+    let ca = crate::tls::certs::testing::TestCa::new("ca").unwrap();
+    let leaf = ca.leaf(&["web.test"]).unwrap();
+    let (cert, key) = (
+        leaf.cert_pem.replace('\n', "\\n"),
+        leaf.key_pem.replace('\n', "\\n"),
+    );
+    let dns = format!(
+        "mesh: {{ identity: {{ cert_pem: \"{cert}\", key_pem: \"{key}\" }}, trust_bundle_pem: \"{bundle}\" }}
+listeners: [ {{ name: a, address: '127.0.0.1:1', mesh: {{}}, routes: [ {{ direct_response: {{ status: 200 }} }} ] }} ]
+"
+    );
+    let errs = errors(&dns).join("\n");
+    assert!(
+        errs.contains("mesh.identity.cert: the certificate has no SPIFFE ID"),
+        "{errs}"
+    );
+}

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,8 +23,10 @@ use super::{ConfigError, ConfigErrors};
 mod authz;
 mod fault;
 mod http2;
+mod mesh;
 mod tls;
 
+use crate::tls::mesh::{IdentitySource, Svid};
 use tls::Offers;
 
 /// Parse and validate YAML text; `file` names it in errors.
@@ -32,16 +35,22 @@ pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Config, Conf
         file: file.to_string(),
         errors: vec![schema_error(&e)],
     })?;
-    validate(&raw, file, base)
+    validate(&raw, file, base, IdentitySource::Files)
 }
 
 /// Validate a raw config, from a file or converted from a pushed snapshot;
 /// `file` names its source in errors; relative paths in it (certificates)
 /// are relative to `base`, or to the working directory.
-pub fn validate(raw: &RawConfig, file: &str, base: Option<&Path>) -> Result<Config, ConfigErrors> {
+pub fn validate(
+    raw: &RawConfig,
+    file: &str,
+    base: Option<&Path>,
+    identity: IdentitySource,
+) -> Result<Config, ConfigErrors> {
     let mut v = Validator {
         errors: Vec::new(),
         base: base.map(Path::to_path_buf),
+        identity,
     };
     let config = v.config(raw);
     if v.errors.is_empty() {
@@ -126,6 +135,8 @@ struct Validator {
     errors: Vec<ConfigError>,
     /// Directory relative file paths are resolved against.
     base: Option<PathBuf>,
+    /// Where the workload identity comes from.
+    identity: IdentitySource,
 }
 
 /// Whether a duration setting may be zero (every duration is also at most
@@ -156,14 +167,37 @@ impl Validator {
             .admin
             .as_ref()
             .and_then(|a| self.socket_addr(&a.address, "admin.address"));
-        let (clusters, by_name) = self.clusters(&raw.clusters);
-        let listeners = self.listeners(&raw.listeners, &by_name);
+        let identity = self.identity(raw);
+        let (clusters, by_name) = self.clusters(&raw.clusters, identity.as_ref());
+        let listeners = self.listeners(&raw.listeners, &by_name, identity.as_ref());
+        self.no_tcp_to_mesh(raw, &listeners, &clusters);
         Config {
             runtime,
             admin,
             listeners,
             clusters,
+            identity,
             dump: serde_json::to_value(raw).unwrap_or(serde_json::Value::Null),
+        }
+    }
+
+    /// Opaque TCP is not carried between the mesh's proxies yet: the
+    /// receiving side tells HTTP from TCP by ALPN, and has no TCP one.
+    fn no_tcp_to_mesh(&mut self, raw: &RawConfig, listeners: &[Listener], clusters: &[Cluster]) {
+        for (i, (l, rl)) in listeners.iter().zip(&raw.listeners).enumerate() {
+            let Some(tcp) = &l.tcp else { continue };
+            if clusters.get(tcp.cluster).is_some_and(|c| c.mesh.is_some()) {
+                let at = rl
+                    .value
+                    .tcp
+                    .as_ref()
+                    .map_or(rl.referenced, |t| t.referenced);
+                self.err(
+                    &at,
+                    format!("listeners[{i}].tcp.cluster"),
+                    "opaque TCP to a `mesh` cluster is not supported yet (HTTP only)",
+                );
+            }
         }
     }
 
@@ -242,6 +276,7 @@ impl Validator {
     fn clusters(
         &mut self,
         raw: &[Spanned<RawCluster>],
+        svid: Option<&Arc<Svid>>,
     ) -> (Vec<Cluster>, HashMap<String, ClusterId>) {
         let mut by_name = HashMap::new();
         let mut out = Vec::with_capacity(raw.len());
@@ -256,23 +291,32 @@ impl Validator {
                 );
             }
             self.name(&c.name, &format!("{path}.name"));
-            out.push(self.cluster(c, &path));
+            out.push(self.cluster(c, &path, svid));
         }
         (out, by_name)
     }
 
-    fn cluster(&mut self, c: &RawCluster, path: &str) -> Cluster {
+    fn cluster(&mut self, c: &RawCluster, path: &str, svid: Option<&Arc<Svid>>) -> Cluster {
         let endpoints: Vec<EndpointSpec> = c
             .endpoints
             .iter()
             .enumerate()
             .filter_map(|(j, e)| self.endpoint(e, &format!("{path}.endpoints[{j}]")))
             .collect();
-        let protocol = self.protocol(&c.protocol, &format!("{path}.protocol"));
-        let tls = c
-            .tls
-            .as_ref()
-            .and_then(|t| self.upstream_tls(t, &endpoints, protocol, &format!("{path}.tls")));
+        let mesh = self.cluster_mesh(c, path);
+        let (protocol, tls) = match (&mesh, &c.mesh) {
+            (Some(expected), Some(m)) => (
+                UpstreamProtocol::Http2,
+                self.mesh_client_tls(svid, expected, &m.referenced, path),
+            ),
+            _ => {
+                let protocol = self.protocol(&c.protocol, &format!("{path}.protocol"));
+                let tls = c.tls.as_ref().and_then(|t| {
+                    self.upstream_tls(t, &endpoints, protocol, &format!("{path}.tls"))
+                });
+                (protocol, tls)
+            }
+        };
         let lb = match c.lb.as_ref().map(|s| (s.value.as_str(), s)) {
             None | Some(("round_robin", _)) => LbPolicy::RoundRobin,
             Some(("least_request", _)) => LbPolicy::LeastRequest,
@@ -324,6 +368,7 @@ impl Validator {
             pool,
             tls,
             protocol,
+            mesh,
         }
     }
 
@@ -357,6 +402,7 @@ impl Validator {
         &mut self,
         raw: &[Spanned<RawListener>],
         clusters: &HashMap<String, ClusterId>,
+        svid: Option<&Arc<Svid>>,
     ) -> Vec<Listener> {
         let mut names = HashMap::new();
         let mut addrs = HashMap::new();
@@ -382,7 +428,7 @@ impl Validator {
                     );
                 }
             }
-            out.push(self.listener(l, &path, address, clusters));
+            out.push(self.listener(l, &path, address, clusters, svid));
         }
         if raw.is_empty() {
             self.err(
@@ -402,6 +448,7 @@ impl Validator {
         path: &str,
         address: Option<SocketAddr>,
         clusters: &HashMap<String, ClusterId>,
+        svid: Option<&Arc<Svid>>,
     ) -> Listener {
         let limit_defaults = Limits::default();
         let limits = Limits {
@@ -455,6 +502,32 @@ impl Validator {
             }
         };
         let http2 = self.http2(&l.http2, limits.max_header_bytes, &format!("{path}.http2"));
+        let mesh = self.listener_mesh(l, path);
+        let tls = match (mesh, &l.mesh) {
+            (Some(_), Some(m)) => self.mesh_server_tls(svid, &l.name.value, &m.referenced, path),
+            _ => l.tls.as_ref().and_then(|t| {
+                // A listener that only relays TCP claims no protocol.
+                let offers = match (l.tcp.is_none() || l.detect.is_some(), http2.is_some()) {
+                    (false, _) => Offers::Nothing,
+                    (true, true) => Offers::H2AndHttp1,
+                    (true, false) => Offers::Http1,
+                };
+                self.downstream_tls(t, &l.name.value, offers, &format!("{path}.tls"))
+            }),
+        };
+        let detect = l.detect.as_ref().map(|d| {
+            self.duration(
+                &d.value.timeout,
+                &format!("{path}.detect.timeout"),
+                defaults::DETECT_TIMEOUT,
+                Bounds::NonZero,
+            )
+        });
+        // Permissive: mTLS and plaintext, told apart by their first bytes.
+        let detect = match mesh {
+            Some(MeshMode::Permissive) => detect.or(Some(defaults::DETECT_TIMEOUT)),
+            _ => detect,
+        };
         Listener {
             name: l.name.value.clone(),
             address: address.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
@@ -483,29 +556,15 @@ impl Validator {
                 defaults::TUNNEL_IDLE_TIMEOUT,
                 Bounds::NonZero,
             ),
-            tls: l.tls.as_ref().and_then(|t| {
-                // A listener that only relays TCP claims no protocol.
-                let offers = match (l.tcp.is_none() || l.detect.is_some(), http2.is_some()) {
-                    (false, _) => Offers::Nothing,
-                    (true, true) => Offers::H2AndHttp1,
-                    (true, false) => Offers::Http1,
-                };
-                self.downstream_tls(t, &l.name.value, offers, &format!("{path}.tls"))
-            }),
+            tls,
             tcp: l.tcp.as_ref().and_then(|t| {
                 let routes_too = !l.routes.is_empty() && l.detect.is_none();
                 self.tcp(t, routes_too, clusters, &format!("{path}.tcp"))
             }),
             http2,
             authorization: self.authorization(&l.authorization, &format!("{path}.authorization")),
-            detect: l.detect.as_ref().map(|d| {
-                self.duration(
-                    &d.value.timeout,
-                    &format!("{path}.detect.timeout"),
-                    defaults::DETECT_TIMEOUT,
-                    Bounds::NonZero,
-                )
-            }),
+            detect,
+            mesh,
         }
     }
 

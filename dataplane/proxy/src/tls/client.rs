@@ -63,6 +63,30 @@ impl ClientTls {
         })
     }
 
+    /// A meshed cluster's origination (`tls::mesh::client`): the server
+    /// checked by `verifier`, the workload certificate presented, ALPN h2,
+    /// and each endpoint named by its IP (peers are told apart by SPIFFE
+    /// ID, not by name).
+    pub fn build_mesh(
+        verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+        certificate: Arc<CertifiedKey>,
+        key: u64,
+    ) -> Result<ClientTls, String> {
+        let mut config = ClientConfig::builder_with_provider(super::provider())
+            .with_protocol_versions(super::VERSIONS)
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_client_cert_resolver(Arc::new(ClientCert(certificate)));
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        config.resumption = rustls::client::Resumption::store(sessions(key)?);
+        Ok(ClientTls {
+            config: Arc::new(config),
+            name: None,
+            key,
+        })
+    }
+
     /// The server name for a connection to `ip`.
     pub fn server_name(&self, ip: IpAddr) -> ServerName<'static> {
         match &self.name {
@@ -70,6 +94,25 @@ impl ClientTls {
             None => ServerName::IpAddress(ip.into()),
         }
     }
+}
+
+/// A mesh cluster's remembered sessions, kept across rebuilds of its
+/// config (every config push and certificate renewal rebuilds it): new
+/// connections to a peer resume instead of a full handshake. Keyed by the
+/// identity reached (`key`); touched only when a config is built.
+fn sessions(key: u64) -> Result<Arc<dyn rustls::client::ClientSessionStore>, String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Stores = HashMap<u64, Arc<dyn rustls::client::ClientSessionStore>>;
+    static KEPT: OnceLock<Mutex<Stores>> = OnceLock::new();
+    let mut kept = KEPT
+        .get_or_init(Default::default)
+        .lock()
+        .map_err(|_| "session store poisoned".to_string())?;
+    Ok(kept
+        .entry(key)
+        .or_insert_with(|| Arc::new(rustls::client::ClientSessionMemoryCache::new(SESSIONS)))
+        .clone())
 }
 
 /// The one client certificate a cluster presents, whatever the upstream

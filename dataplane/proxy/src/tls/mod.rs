@@ -14,6 +14,7 @@
 pub mod accept;
 pub mod certs;
 pub mod client;
+pub mod mesh;
 pub mod reason;
 pub mod server;
 

@@ -64,6 +64,11 @@ fn certificate(c: &CertificateError) -> &'static str {
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
             "certificate not valid for the server name"
         }
+        // The mesh's verifiers (`tls::mesh`): a chain that is fine but
+        // names another workload, or none.
+        CertificateError::ApplicationVerificationFailure => {
+            "certificate lacks the expected SPIFFE ID"
+        }
         CertificateError::BadSignature => "bad certificate signature",
         CertificateError::Revoked => "certificate revoked",
         CertificateError::BadEncoding => "malformed certificate",

@@ -50,6 +50,8 @@ pub enum ClientAuth {
     None,
     Require(rustls::RootCertStore),
     Optional(rustls::RootCertStore),
+    /// A verifier of its own (the mesh's: `tls::mesh`).
+    Verifier(Arc<dyn rustls::server::danger::ClientCertVerifier>),
 }
 
 pub struct Settings {
@@ -83,6 +85,7 @@ impl ServerTls {
                         .map_err(|e| format!("client_auth.ca: {e}"))?;
                 builder.with_client_cert_verifier(v)
             }
+            ClientAuth::Verifier(v) => builder.with_client_cert_verifier(v),
             ClientAuth::Optional(roots) => {
                 let v =
                     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())

@@ -1,6 +1,7 @@
 //! Making upstream connections: TCP, then TLS when the cluster originates
 //! it.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +32,19 @@ pub enum ConnectError {
 pub struct Connector {
     pub timeout: Duration,
     pub transport: TransportKey,
-    tls: Option<Arc<ClientTls>>,
+    /// Replaced in place when a config swap keeps the cluster's state but
+    /// brings new TLS material (a renewed workload certificate), so the
+    /// pooled connections stay and new handshakes use the new settings.
+    tls: RefCell<Origination>,
+}
+
+#[derive(Debug, Clone)]
+enum Origination {
+    Plain,
+    Tls(Arc<ClientTls>),
+    /// A mesh cluster while the proxy holds no workload certificate:
+    /// connecting fails rather than falling back to plaintext.
+    NoIdentity,
 }
 
 impl Connector {
@@ -39,7 +52,7 @@ impl Connector {
         Connector {
             timeout,
             transport: TransportKey::Plain,
-            tls: None,
+            tls: RefCell::new(Origination::Plain),
         }
     }
 
@@ -48,8 +61,29 @@ impl Connector {
         Connector {
             timeout,
             transport: TransportKey::Tls(tls.key),
-            tls: Some(tls),
+            tls: RefCell::new(Origination::Tls(tls)),
         }
+    }
+
+    /// A mesh cluster's: mTLS with `tls` when the proxy holds a workload
+    /// certificate, else no connection at all. `key` is the transport's
+    /// key either way (`ClientTls::key` once it exists).
+    pub fn mesh(timeout: Duration, key: u64, tls: Option<Arc<ClientTls>>) -> Self {
+        Connector {
+            timeout,
+            transport: TransportKey::Tls(key),
+            tls: RefCell::new(tls.map_or(Origination::NoIdentity, Origination::Tls)),
+        }
+    }
+
+    /// New TLS settings for the same transport (`transport` is unchanged:
+    /// the caller checked the keys match).
+    pub fn refresh(&self, tls: Option<Arc<ClientTls>>, mesh: bool) {
+        *self.tls.borrow_mut() = match tls {
+            Some(t) => Origination::Tls(t),
+            None if mesh => Origination::NoIdentity,
+            None => Origination::Plain,
+        };
     }
 
     /// Connect to `addr` within the connect timeout (and, for TLS, the
@@ -63,6 +97,11 @@ impl Connector {
         if let Some(scripted) = crate::testing::dial(addr) {
             return scripted;
         }
+        // Cloned out: the borrow must not live across an await.
+        let origination = self.tls.borrow().clone();
+        if let Origination::NoIdentity = origination {
+            return Err(ConnectError::Tls("no workload certificate held"));
+        }
         let tcp = match timer
             .within(self.timeout, TcpStream::connect_addr(addr))
             .await
@@ -75,7 +114,7 @@ impl Connector {
             Err(_) => return Err(ConnectError::TimedOut),
         };
         let _ = tcp.set_nodelay(true);
-        let Some(tls) = &self.tls else {
+        let Origination::Tls(tls) = origination else {
             return Ok(Stream::Plain(tcp));
         };
         let mut s = TlsStream::connect(tcp, tls.config.clone(), tls.server_name(addr.ip()))

@@ -250,7 +250,7 @@ impl Validator {
     }
 
     /// A chain and its key, checked; the error lands on the field at fault.
-    fn certificate(
+    pub(super) fn certificate(
         &mut self,
         c: &Spanned<RawCertificate>,
         path: &str,
@@ -360,7 +360,7 @@ impl Validator {
     }
 
     /// Exactly one of `<field>` (a file) and `<field>_pem` (inline).
-    fn pem(
+    pub(super) fn pem(
         &mut self,
         file: &Option<Spanned<String>>,
         inline: &Option<Spanned<String>>,

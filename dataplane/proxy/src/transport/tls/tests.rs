@@ -358,3 +358,105 @@ fn a_session_continues_in_poll_style_with_early_plaintext_kept() {
         );
     });
 }
+
+/// A workload identity for `spiffe_id`, issued by `ca`, trusting `ca`.
+fn svid(ca: &TestCa, spiffe_id: &str) -> crate::tls::mesh::Svid {
+    let leaf = ca.leaf(&[spiffe_id]).unwrap();
+    let key = certified_key(
+        &PemSource::Inline(leaf.cert_pem),
+        &PemSource::Inline(leaf.key_pem),
+        &crate::tls::provider(),
+        std::time::SystemTime::now(),
+    )
+    .expect("svid key");
+    let roots = roots(&PemSource::Inline(ca.cert_pem.clone())).expect("roots");
+    crate::tls::mesh::Svid::new(key, roots).expect("svid")
+}
+
+fn mesh_pair(
+    server: &crate::tls::mesh::Svid,
+    client: &crate::tls::mesh::Svid,
+    expected: &str,
+) -> (Result<TlsStream, TlsError>, Result<TlsStream, TlsError>) {
+    let server =
+        Arc::new(crate::tls::mesh::server(server, "mesh-test", Duration::from_secs(5)).unwrap());
+    let client = Arc::new(crate::tls::mesh::client(client, expected, 7).unwrap());
+    let mut out = None;
+    monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("runtime")
+        .block_on(async { out = Some(pair(server, client).await) });
+    out.expect("ran")
+}
+
+#[test]
+fn mesh_peers_prove_their_spiffe_ids_both_ways() {
+    let ca = TestCa::new("mesh ca").unwrap();
+    let orders = svid(&ca, "spiffe://cluster.local/ns/shop/sa/orders");
+    let web = svid(&ca, "spiffe://cluster.local/ns/shop/sa/web");
+    let (s, c) = mesh_pair(&orders, &web, "spiffe://cluster.local/ns/shop/sa/orders");
+    let (s, c) = (
+        s.expect("server accepts web"),
+        c.expect("client accepts orders"),
+    );
+    assert_eq!(c.alpn_protocol(), Some(&b"h2"[..]), "proxies speak h2");
+    let leaf = &s.peer_certificates().expect("client certificate")[0];
+    assert_eq!(
+        ringmesh_pki::check::spiffe_principal(leaf).as_deref(),
+        Some("cluster.local/ns/shop/sa/web"),
+        "the server sees the caller's principal"
+    );
+
+    // The server is not who the cluster expects.
+    let (_, c) = mesh_pair(&web, &web, "spiffe://cluster.local/ns/shop/sa/orders");
+    assert_eq!(
+        reason::describe(&c.err().expect("refused")),
+        "certificate lacks the expected SPIFFE ID"
+    );
+}
+
+#[test]
+fn a_mesh_listener_refuses_clients_without_a_workload_identity() {
+    let ca = TestCa::new("mesh ca").unwrap();
+    // A DNS name besides the SPIFFE ID, so that plain TLS clients (which
+    // check names only) get far enough for the server's check to decide.
+    let leaf = ca
+        .leaf(&["spiffe://cluster.local/ns/shop/sa/orders", "orders.test"])
+        .unwrap();
+    let key = certified_key(
+        &PemSource::Inline(leaf.cert_pem),
+        &PemSource::Inline(leaf.key_pem),
+        &crate::tls::provider(),
+        std::time::SystemTime::now(),
+    )
+    .expect("key");
+    let trusted = || roots(&PemSource::Inline(ca.cert_pem.clone())).expect("roots");
+    let orders = crate::tls::mesh::Svid::new(key, trusted()).expect("svid");
+    let server =
+        Arc::new(crate::tls::mesh::server(&orders, "mesh-test-2", Duration::from_secs(5)).unwrap());
+    let refused = |cert: Option<&Leaf>| {
+        let mut label = "";
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime")
+            .block_on(async {
+                let (s, _) = pair(server.clone(), client_tls(&ca, "orders.test", cert)).await;
+                label = reason::label(&s.err().expect("refused"));
+            });
+        label
+    };
+    assert_eq!(refused(None), "no_client_certificate");
+    let dns_only = ca.leaf(&["web.test"]).unwrap();
+    assert_eq!(refused(Some(&dns_only)), "bad_certificate", "no SPIFFE ID");
+    let foreign = TestCa::new("stranger")
+        .unwrap()
+        .leaf(&["spiffe://cluster.local/ns/shop/sa/web"])
+        .unwrap();
+    assert_eq!(
+        refused(Some(&foreign)),
+        "bad_certificate",
+        "an identity from another CA"
+    );
+}
