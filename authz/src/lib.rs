@@ -18,10 +18,22 @@
 //! `/orders`. Policies are compiled at config time; evaluating one reads
 //! the request in place and allocates nothing (the normalised path goes
 //! to a per-core buffer).
+//!
+//! A crate of its own, with no dependency, because the control plane
+//! answers "would this request be allowed?" (`ringmeshctl auth check`)
+//! with the very code the proxies enforce, and neither side depends on
+//! the other.
 
 pub mod path;
 
-use crate::view::RequestView;
+/// The request fields policies read; the proxy's request views and the
+/// control plane's hypothetical requests implement it.
+pub trait Request {
+    /// Uppercase, as sent.
+    fn method(&self) -> &[u8];
+    /// A header's value; `name` is lowercase.
+    fn header(&self, name: &[u8]) -> Option<&[u8]>;
+}
 
 /// A value pattern: `exact`, `prefix*`, `*suffix`, or `*` (present).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,15 +133,15 @@ pub enum Decision {
 }
 
 /// A request as policies see it.
-pub struct Subject<'a> {
-    pub req: &'a dyn RequestView,
+pub struct Subject<'a, R: ?Sized> {
+    pub req: &'a R,
     /// Normalised (`path::normalize`).
     pub path: &'a [u8],
     /// `<trust-domain>/ns/<ns>/sa/<sa>`, when the client presented one.
     pub principal: Option<&'a [u8]>,
 }
 
-impl Subject<'_> {
+impl<R: Request + ?Sized> Subject<'_, R> {
     /// The namespace segment of the principal.
     fn namespace(&self) -> Option<&[u8]> {
         namespace_of(self.principal)
@@ -137,7 +149,7 @@ impl Subject<'_> {
 }
 
 impl Rule {
-    fn matches(&self, s: &Subject<'_>) -> bool {
+    fn matches<R: Request + ?Sized>(&self, s: &Subject<'_, R>) -> bool {
         let from = self.from.is_empty()
             || self
                 .from
@@ -157,7 +169,7 @@ impl Rule {
 }
 
 impl Policy {
-    fn matches(&self, s: &Subject<'_>) -> bool {
+    fn matches<R: Request + ?Sized>(&self, s: &Subject<'_, R>) -> bool {
         self.rules.iter().any(|r| r.matches(s))
     }
 }
@@ -224,7 +236,7 @@ impl Authorization {
         }
     }
 
-    pub fn decide(&self, s: &Subject<'_>) -> Decision {
+    pub fn decide<R: Request + ?Sized>(&self, s: &Subject<'_, R>) -> Decision {
         let deny = self.deny.iter().position(|p| p.matches(s));
         if deny.is_some() {
             return Decision::Deny(deny);
@@ -242,18 +254,32 @@ impl Authorization {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::h2::view::H2Request;
 
-    fn req(method: &str, headers: &[(&str, &str)]) -> H2Request {
-        let mut b = http::Request::builder().method(method).uri("http://svc/x");
-        for (n, v) in headers {
-            b = b.header(*n, *v);
+    struct TestRequest {
+        method: String,
+        headers: Vec<(String, String)>,
+    }
+
+    impl Request for TestRequest {
+        fn method(&self) -> &[u8] {
+            self.method.as_bytes()
         }
-        let (parts, ()) = b.body(()).unwrap().into_parts();
-        H2Request {
-            parts,
-            scheme: b"https",
-            empty: true,
+
+        fn header(&self, name: &[u8]) -> Option<&[u8]> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_bytes())
+        }
+    }
+
+    fn req(method: &str, headers: &[(&str, &str)]) -> TestRequest {
+        TestRequest {
+            method: method.into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
