@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use ringmesh_proto::v1 as pb;
 use tokio::sync::watch;
 
-use crate::compile::Workloads;
+use crate::compile::{MeshContext, Workloads};
 use crate::resources::Resources;
 
 /// Per proxy, as `ringmeshctl status` shows it.
@@ -44,10 +44,13 @@ struct Inner {
 pub struct Hub {
     inner: Mutex<Inner>,
     generation: watch::Sender<u64>,
+    /// The trust domain and roots every config is compiled with: fixed
+    /// for the run (flags and CA), so outside the lock.
+    mesh: MeshContext,
 }
 
 impl Hub {
-    pub fn new(resources: Resources) -> Arc<Hub> {
+    pub fn new(resources: Resources, mesh: MeshContext) -> Arc<Hub> {
         let (generation, _) = watch::channel(0);
         Arc::new(Hub {
             inner: Mutex::new(Inner {
@@ -55,7 +58,12 @@ impl Hub {
                 ..Inner::default()
             }),
             generation,
+            mesh,
         })
+    }
+
+    pub fn mesh(&self) -> &MeshContext {
+        &self.mesh
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
