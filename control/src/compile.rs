@@ -312,10 +312,9 @@ fn sidecar(res: &Resources, node: &pb::Node) -> Result<Vec<pb::Listener>, Compil
             routes: vec![route],
             authorization: authorization(res, &node.service),
             // Peers' mTLS is accepted (with their identities, policies
-            // can name them) and so is plaintext, unless STRICT.
-            mesh: Some(pb::MeshInbound {
-                mode: pb::MeshMode::Permissive as i32,
-            }),
+            // can name them) and so is plaintext, unless a
+            // PeerAuthentication makes the Service STRICT.
+            mesh: Some(mesh::inbound(res.mtls_mode(&node.service))),
             ..Default::default()
         });
     }

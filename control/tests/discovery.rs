@@ -526,4 +526,23 @@ async fn sidecars_of_a_service_without_static_endpoints_are_reached_over_the_mes
         .await
         .unwrap();
     assert_eq!(svid.spiffe_id, "spiffe://cluster.local/ns/default/sa/edge");
+
+    // A PeerAuthentication makes web's inbound listener STRICT.
+    std::fs::write(
+        plane.dir.path().join("peer.yaml"),
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: { name: web-strict }\nspec:\n  selector: { matchLabels: { app: web } }\n  mtls: { mode: STRICT }\n",
+    )
+    .unwrap();
+    let strict = web.next().await;
+    let inbound = config(&strict)
+        .listeners
+        .iter()
+        .find(|l| l.name == "inbound")
+        .unwrap();
+    assert_eq!(
+        inbound.mesh,
+        Some(pb::MeshInbound {
+            mode: pb::MeshMode::Strict as i32
+        })
+    );
 }

@@ -52,16 +52,18 @@ enum Cmd {
     /// Delete a resource that `apply` created.
     Delete {
         /// service, httproute, grpcroute, tcproute, gateway, secret, configmap,
-        /// backendtlspolicy or authorizationpolicy; NAME is `name`, or `name.namespace` outside the
-        /// default namespace.
+        /// backendtlspolicy, authorizationpolicy or peerauthentication; NAME
+        /// is `name`, or `name.namespace` outside the default namespace.
         kind: String,
         name: String,
     },
     /// List services, routes, gateways, secrets, configmaps,
-    /// backendtlspolicies, authorizationpolicies or proxies.
+    /// backendtlspolicies, authorizationpolicies, peerauthentications or
+    /// proxies.
     Get {
-        /// services, routes, gateways, secrets, configmaps,
-        /// backendtlspolicies, authorizationpolicies or proxies.
+        /// services, routes, grpcroutes, tcproutes, gateways, secrets,
+        /// configmaps, backendtlspolicies, authorizationpolicies,
+        /// peerauthentications (pa) or proxies.
         what: String,
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
@@ -197,6 +199,7 @@ fn validate(paths: &[PathBuf]) -> Result<(), Failure> {
                 (r.config_maps.len(), "config maps"),
                 (r.backend_tls.len(), "backend TLS policies"),
                 (r.authz.len(), "authorization policies"),
+                (r.peer_authn.len(), "peer authentications"),
             ] {
                 if n > 0 {
                     tls.push_str(&format!(", {n} {what}"));

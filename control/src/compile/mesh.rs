@@ -14,12 +14,17 @@
 //!   the proxy has one transport per cluster, not per endpoint, and a
 //!   static endpoint holds no workload certificate.
 //!
+//! - `Listener.mesh` on every sidecar's inbound listener, with the mode
+//!   the PeerAuthentications give its Service (PERMISSIVE by default).
+//!
 //! Why the Service's endpoints decide, not a flag: a sidecar is in the
 //! mesh by construction (it registered, so it can get a certificate), and
 //! a static endpoint is outside it by construction.
 
 use ringmesh_pki::spiffe::{SpiffeId, SpiffeIdError};
 use ringmesh_proto::v1 as pb;
+
+use crate::resources::model::MtlsMode;
 
 /// The trust domain `ringmesh-control --trust-domain` defaults to.
 pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
@@ -63,6 +68,16 @@ pub(super) fn proxy_mesh(mesh: &MeshContext) -> pb::Mesh {
     pb::Mesh {
         identity: None,
         trust_bundle: (!mesh.bundle_pem.is_empty()).then(|| super::inline(mesh.bundle_pem.clone())),
+    }
+}
+
+/// A sidecar's inbound listener: always in the mesh, in `mode`.
+pub(super) fn inbound(mode: MtlsMode) -> pb::MeshInbound {
+    pb::MeshInbound {
+        mode: match mode {
+            MtlsMode::Permissive => pb::MeshMode::Permissive,
+            MtlsMode::Strict => pb::MeshMode::Strict,
+        } as i32,
     }
 }
 

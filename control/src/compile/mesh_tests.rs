@@ -290,3 +290,25 @@ fn only_a_sidecars_inbound_listener_accepts_the_mesh() {
     let c = compile(&res, &gateway_of("edge"), &Workloads::new()).unwrap_or_else(|e| panic!("{e}"));
     assert!(c.listeners.iter().all(|l| l.mesh.is_none()));
 }
+
+#[test]
+fn the_inbound_mode_is_the_peer_authentication_that_applies() {
+    let res = resources(crate::resources::validate_peer_authn_mesh());
+    for (service, want) in [
+        ("orders.shop", pb::MeshMode::Strict),  // namespace-wide STRICT
+        ("web.shop", pb::MeshMode::Permissive), // its own PERMISSIVE wins
+        ("cart.shop", pb::MeshMode::Strict),    // its own UNSET inherits
+        ("orders", pb::MeshMode::Strict),       // its own, in `default`
+    ] {
+        let c = compile(&res, &sidecar_of(service), &Workloads::new())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let inbound = c.listeners.iter().find(|l| l.name == "inbound");
+        assert_eq!(
+            inbound.and_then(|l| l.mesh.as_ref()).map(|m| m.mode()),
+            Some(want),
+            "{service}"
+        );
+        let outbound = c.listeners.iter().find(|l| l.name == "outbound");
+        assert_eq!(outbound.and_then(|l| l.mesh.as_ref()), None, "{service}");
+    }
+}
