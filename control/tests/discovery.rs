@@ -377,6 +377,22 @@ async fn sign(
     client.sign(req).await.map(|r| r.into_inner())
 }
 
+/// The operator API's view of one proxy (what `ringmeshctl status` prints).
+async fn proxy_state(addr: std::net::SocketAddr, node_id: &str) -> pb::ProxyState {
+    let mut client = pb::operator_client::OperatorClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let mut req = Request::new(pb::StatusRequest {});
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    let status = client.status(req).await.unwrap().into_inner();
+    status
+        .proxies
+        .into_iter()
+        .find(|p| p.node.as_ref().is_some_and(|n| n.id == node_id))
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_registered_proxy_gets_its_services_identity_and_no_other() {
     use ringmesh_pki::csr::{csr_pem, KeyPair};
@@ -392,9 +408,21 @@ async fn a_registered_proxy_gets_its_services_identity_and_no_other() {
         .await
         .unwrap();
     let _first = proxy.rx.message().await.unwrap().unwrap();
+    let shown = proxy_state(plane.addr, "web-1").await;
+    assert_eq!(
+        (shown.spiffe_id.as_str(), shown.certificate_not_after),
+        ("", 0),
+        "no certificate issued yet"
+    );
     let svid = sign(plane.addr, "web-1", csr_pem(&key).unwrap())
         .await
         .unwrap();
+    // What ringmeshctl status shows: the identity issued and its expiry.
+    let shown = proxy_state(plane.addr, "web-1").await;
+    assert_eq!(
+        (shown.spiffe_id.as_str(), shown.certificate_not_after),
+        (svid.spiffe_id.as_str(), svid.not_after)
+    );
     assert_eq!(svid.spiffe_id, "spiffe://cluster.local/ns/default/sa/web");
     let leaf = ringmesh_pki::pem::certificates(svid.chain_pem.as_bytes())
         .unwrap()
@@ -436,7 +464,15 @@ async fn a_registered_proxy_gets_its_services_identity_and_no_other() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    // The proxy keeps its certificate while its stream is away, and the
+    // status says so after it reconnects.
     drop(proxy);
+    let mut again = connect(plane.addr, TOKEN, sidecar("web-1", "web", "127.0.0.1:7001"))
+        .await
+        .unwrap();
+    let _ = again.next().await;
+    let shown = proxy_state(plane.addr, "web-1").await;
+    assert_eq!(shown.spiffe_id, svid.spiffe_id);
 }
 
 #[tokio::test]

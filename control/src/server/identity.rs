@@ -92,6 +92,11 @@ impl pb::identity_server::Identity for IdentityService {
                 e => Status::internal(e.to_string()),
             })?;
         tracing::info!(node = %req.node_id, identity = %id, "issued an SVID");
+        let issued = super::state::IssuedIdentity {
+            spiffe_id: id.to_string(),
+            not_after: svid.not_after,
+        };
+        self.hub.update(&req.node_id, |p| p.identity = Some(issued));
         Ok(Response::new(pb::SignResponse {
             spiffe_id: id.to_string(),
             chain_pem: svid.chain_pem,

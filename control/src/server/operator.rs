@@ -120,6 +120,12 @@ impl pb::operator_server::Operator for OperatorService {
                     .unwrap_or_default(),
                 nack_errors: p.last_nack.map(|n| n.1).unwrap_or_default(),
                 compile_error: p.compile_error.unwrap_or_default(),
+                spiffe_id: p
+                    .identity
+                    .as_ref()
+                    .map(|i| i.spiffe_id.clone())
+                    .unwrap_or_default(),
+                certificate_not_after: p.identity.map_or(0, |i| unix_seconds(i.not_after)),
             })
             .collect();
         Ok(Response::new(pb::StatusResponse {
@@ -127,6 +133,11 @@ impl pb::operator_server::Operator for OperatorService {
             rejected: self.hub.rejected().unwrap_or_default(),
         }))
     }
+}
+
+fn unix_seconds(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn summarize(

@@ -27,7 +27,18 @@ pub struct ProxyStatus {
     pub last_nack: Option<(String, Vec<String>)>,
     /// Why no config could be compiled for it (e.g. unknown Service).
     pub compile_error: Option<String>,
+    /// The last certificate the CA issued it, kept across reconnects
+    /// (the proxy keeps its certificate while the stream is away).
+    pub identity: Option<IssuedIdentity>,
     pub since: SystemTime,
+}
+
+/// What `Identity/Sign` last issued to a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedIdentity {
+    /// `spiffe://<trust-domain>/ns/<namespace>/sa/<service>`.
+    pub spiffe_id: String,
+    pub not_after: SystemTime,
 }
 
 #[derive(Default)]
@@ -118,6 +129,7 @@ impl Hub {
                     connected: true,
                     sent: None,
                     acked: prev.as_ref().and_then(|p| p.acked.clone()),
+                    identity: prev.as_ref().and_then(|p| p.identity.clone()),
                     last_nack: prev.and_then(|p| p.last_nack),
                     compile_error: None,
                     since: SystemTime::now(),
