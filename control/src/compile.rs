@@ -23,6 +23,12 @@
 //! routing): the proxy is where the request is, so the decision is made
 //! there, with no call back to the control plane.
 //!
+//! Proxies speak mTLS to each other where both ends are in the mesh
+//! (`mesh.rs`): every proxy gets `ProxyConfig.mesh` (the roots its peers
+//! chain to), every sidecar's inbound listener accepts mTLS (and, unless
+//! STRICT, plaintext), and a Service cluster whose endpoints are all
+//! registered sidecars is meshed (mTLS, HTTP/2, the Service's SPIFFE ID).
+//!
 //! Certificates and keys go inline (`inline_pem`): they reach the proxy
 //! over the authenticated discovery stream, and no file has to exist on
 //! the proxy's machine. A Service that a BackendTLSPolicy targets gets a
@@ -35,6 +41,10 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
 use ringmesh_proto::v1 as pb;
+
+mod mesh;
+
+pub use mesh::{identity_of, MeshContext, DEFAULT_TRUST_DOMAIN};
 
 use crate::resources::model::{
     namespace_of, AppProtocol, BackendCa, BackendTls, Gateway, GatewayListener, HttpRoute,
@@ -59,14 +69,33 @@ pub enum CompileError {
     NoRole(String),
     #[error("sidecar `{0}` has an inbound address but no workload address: inbound traffic would have nowhere to go")]
     InboundWithoutWorkload(String),
+    #[error("Service `{service}` has no SPIFFE ID in trust domain `{trust_domain}`: {error}")]
+    Identity {
+        service: String,
+        trust_domain: String,
+        error: ringmesh_pki::spiffe::SpiffeIdError,
+    },
 }
 
+/// [`compile_with`] in the default trust domain, with no trust bundle:
+/// for checking configs offline (the server compiles with its CA's).
 pub fn compile(
     res: &Resources,
     node: &pb::Node,
     workloads: &Workloads,
 ) -> Result<pb::ProxyConfig, CompileError> {
-    let clusters = clusters(res, workloads);
+    compile_with(res, node, workloads, &MeshContext::default())
+}
+
+/// The config of proxy `node`, given the resources in force, the sidecars
+/// registered now, and the mesh's trust domain and roots.
+pub fn compile_with(
+    res: &Resources,
+    node: &pb::Node,
+    workloads: &Workloads,
+    mesh: &MeshContext,
+) -> Result<pb::ProxyConfig, CompileError> {
+    let clusters = clusters(res, workloads, mesh)?;
     let listeners = match node.role() {
         pb::Role::Sidecar => sidecar(res, node)?,
         pb::Role::Gateway => gateway(res, node)?,
@@ -99,7 +128,7 @@ pub fn compile(
         admin: None,
         listeners,
         clusters,
-        mesh: None,
+        mesh: Some(mesh::proxy_mesh(mesh)),
     })
 }
 
@@ -124,8 +153,13 @@ fn unique_route_names(routes: &mut [pb::Route]) {
 /// `service_port`): static endpoints (for a port, those on its target
 /// port, and bare hosts with it) plus the inbound addresses of the
 /// proxies registered as the Service's workloads (on every port but a TCP
-/// one: a sidecar's inbound listener speaks HTTP).
-fn clusters(res: &Resources, workloads: &Workloads) -> Vec<pb::Cluster> {
+/// one: a sidecar's inbound listener speaks HTTP). A cluster with
+/// registered sidecars and no static endpoint is meshed (`mesh.rs`).
+fn clusters(
+    res: &Resources,
+    workloads: &Workloads,
+    mesh: &MeshContext,
+) -> Result<Vec<pb::Cluster>, CompileError> {
     let policies: BTreeMap<&str, &BackendTls> = res
         .backend_tls
         .values()
@@ -135,36 +169,55 @@ fn clusters(res: &Resources, workloads: &Workloads) -> Vec<pb::Cluster> {
     let mut out = Vec::new();
     for s in res.services.values() {
         let registered = workloads.get(&s.name);
+        let sidecars = registered.map_or(0, BTreeSet::len);
         let tls = policies.get(s.name.as_str()).map(|p| upstream_tls(res, p));
+        let meshed = |c: &mut pb::Cluster| {
+            mesh::mesh_cluster(c, &s.name, mesh).map_err(|error| CompileError::Identity {
+                service: s.name.clone(),
+                trust_domain: mesh.trust_domain.clone(),
+                error,
+            })
+        };
         if s.ports.is_empty() {
             let mut endpoints: BTreeSet<String> = s.endpoints.iter().cloned().collect();
             endpoints.extend(registered.into_iter().flatten().cloned());
-            out.push(pb::Cluster {
+            let mut c = pb::Cluster {
                 name: s.name.clone(),
                 endpoints: endpoints.into_iter().collect(),
                 tls,
                 protocol: upstream_protocol(AppProtocol::Unspecified, grpc.contains(&s.name))
                     as i32,
                 ..Default::default()
-            });
+            };
+            if mesh::meshed(s.endpoints.len(), sidecars) {
+                meshed(&mut c)?;
+            }
+            out.push(c);
             continue;
         }
         for p in &s.ports {
             let name = s.cluster(Some(p.port));
-            let mut endpoints: BTreeSet<String> = s.port_endpoints(p).into_iter().collect();
-            if p.app_protocol != AppProtocol::Tcp {
+            let on_port = s.port_endpoints(p);
+            let tcp = p.app_protocol == AppProtocol::Tcp;
+            let mut endpoints: BTreeSet<String> = on_port.iter().cloned().collect();
+            if !tcp {
                 endpoints.extend(registered.into_iter().flatten().cloned());
             }
-            out.push(pb::Cluster {
+            let mut c = pb::Cluster {
                 protocol: upstream_protocol(p.app_protocol, grpc.contains(&name)) as i32,
                 name,
                 endpoints: endpoints.into_iter().collect(),
                 tls: tls.clone(),
                 ..Default::default()
-            });
+            };
+            // A TCP port's cluster has no sidecars (they carry HTTP).
+            if !tcp && mesh::meshed(on_port.len(), sidecars) {
+                meshed(&mut c)?;
+            }
+            out.push(c);
         }
     }
-    out
+    Ok(out)
 }
 
 /// What the proxy speaks to a cluster: what its port says, else HTTP/2
@@ -258,6 +311,10 @@ fn sidecar(res: &Resources, node: &pb::Node) -> Result<Vec<pb::Listener>, Compil
             address: node.inbound_address.clone(),
             routes: vec![route],
             authorization: authorization(res, &node.service),
+            // Peers' mTLS is accepted (with their identities, policies
+            // can name them) and so is plaintext, unless a
+            // PeerAuthentication makes the Service STRICT.
+            mesh: Some(mesh::inbound(res.mtls_mode(&node.service))),
             ..Default::default()
         });
     }
@@ -602,6 +659,9 @@ mod api_tests;
 
 #[cfg(test)]
 mod authz_tests;
+
+#[cfg(test)]
+mod mesh_tests;
 
 #[cfg(test)]
 mod tests {

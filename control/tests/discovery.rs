@@ -26,6 +26,11 @@ struct Plane {
 }
 
 async fn start() -> Plane {
+    start_with(None).await
+}
+
+/// A control plane whose proxies also trust `trust_bundle` (PEM).
+async fn start_with(trust_bundle: Option<String>) -> Plane {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("services.yaml"), SERVICES).unwrap();
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
@@ -44,6 +49,7 @@ async fn start() -> Plane {
             .unwrap(),
         ),
         svid_lifetime: Duration::from_secs(600),
+        trust_bundle,
     };
     tokio::spawn(serve(
         opts,
@@ -269,6 +275,7 @@ fn write(dir: &Path, text: &str) {
 async fn the_hub_tracks_sent_acked_and_nacked_versions() {
     let hub = Hub::new(
         ringmesh_control::resources::parse(&[("s.yaml".into(), SERVICES.into())]).unwrap(),
+        Default::default(),
     );
     let svc = ringmesh_control::server::discovery::DiscoveryService { hub: hub.clone() };
     let auth = ringmesh_control::server::discovery::authenticate(Arc::from(TOKEN));
@@ -370,6 +377,22 @@ async fn sign(
     client.sign(req).await.map(|r| r.into_inner())
 }
 
+/// The operator API's view of one proxy (what `ringmeshctl status` prints).
+async fn proxy_state(addr: std::net::SocketAddr, node_id: &str) -> pb::ProxyState {
+    let mut client = pb::operator_client::OperatorClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let mut req = Request::new(pb::StatusRequest {});
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    let status = client.status(req).await.unwrap().into_inner();
+    status
+        .proxies
+        .into_iter()
+        .find(|p| p.node.as_ref().is_some_and(|n| n.id == node_id))
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_registered_proxy_gets_its_services_identity_and_no_other() {
     use ringmesh_pki::csr::{csr_pem, KeyPair};
@@ -385,9 +408,21 @@ async fn a_registered_proxy_gets_its_services_identity_and_no_other() {
         .await
         .unwrap();
     let _first = proxy.rx.message().await.unwrap().unwrap();
+    let shown = proxy_state(plane.addr, "web-1").await;
+    assert_eq!(
+        (shown.spiffe_id.as_str(), shown.certificate_not_after),
+        ("", 0),
+        "no certificate issued yet"
+    );
     let svid = sign(plane.addr, "web-1", csr_pem(&key).unwrap())
         .await
         .unwrap();
+    // What ringmeshctl status shows: the identity issued and its expiry.
+    let shown = proxy_state(plane.addr, "web-1").await;
+    assert_eq!(
+        (shown.spiffe_id.as_str(), shown.certificate_not_after),
+        (svid.spiffe_id.as_str(), svid.not_after)
+    );
     assert_eq!(svid.spiffe_id, "spiffe://cluster.local/ns/default/sa/web");
     let leaf = ringmesh_pki::pem::certificates(svid.chain_pem.as_bytes())
         .unwrap()
@@ -429,5 +464,121 @@ async fn a_registered_proxy_gets_its_services_identity_and_no_other() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    // The proxy keeps its certificate while its stream is away, and the
+    // status says so after it reconnects.
     drop(proxy);
+    let mut again = connect(plane.addr, TOKEN, sidecar("web-1", "web", "127.0.0.1:7001"))
+        .await
+        .unwrap();
+    let _ = again.next().await;
+    let shown = proxy_state(plane.addr, "web-1").await;
+    assert_eq!(shown.spiffe_id, svid.spiffe_id);
+}
+
+#[tokio::test]
+async fn sidecars_of_a_service_without_static_endpoints_are_reached_over_the_mesh() {
+    use ringmesh_pki::csr::{csr_pem, KeyPair};
+    // An old root kept during a rotation: proxies trust it beside the CA's.
+    let old = ringmesh_pki::ca::Ca::generate(
+        "cluster.local",
+        Duration::from_secs(3600),
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    let plane = start_with(Some(old.bundle_pem())).await;
+    let mut web = connect(plane.addr, TOKEN, sidecar("web-1", "web", "127.0.0.1:7101"))
+        .await
+        .unwrap();
+    let first = web.next().await;
+    let c = config(&first);
+    let inbound = c.listeners.iter().find(|l| l.name == "inbound").unwrap();
+    assert_eq!(
+        inbound.mesh,
+        Some(pb::MeshInbound {
+            mode: pb::MeshMode::Permissive as i32
+        })
+    );
+    let cluster = |c: &pb::ProxyConfig, name: &str| {
+        c.clusters.iter().find(|c| c.name == name).unwrap().clone()
+    };
+    let web_cluster = cluster(c, "web");
+    assert_eq!(web_cluster.endpoints, ["127.0.0.1:7101"]);
+    assert_eq!(
+        web_cluster.mesh,
+        Some(pb::MeshUpstream {
+            identity: "spiffe://cluster.local/ns/default/sa/web".into()
+        }),
+        "web is served only by a registered sidecar"
+    );
+    assert_eq!(
+        cluster(c, "api").mesh,
+        None,
+        "api has a static endpoint: plaintext"
+    );
+    // The proxy's roots: the CA's and the old one.
+    let Some(pb::Mesh {
+        identity: None,
+        trust_bundle:
+            Some(pb::DataSource {
+                source: Some(pb::data_source::Source::InlinePem(bundle)),
+            }),
+    }) = &c.mesh
+    else {
+        panic!("no trust bundle in {:?}", c.mesh);
+    };
+    assert!(bundle.contains(old.bundle_pem().trim()), "the extra root");
+    assert_eq!(
+        ringmesh_pki::pem::certificates(bundle.as_bytes())
+            .unwrap()
+            .len(),
+        2
+    );
+    web.ack(&first).await;
+    // Sign hands out the same bundle as the config carries.
+    let key = KeyPair::generate().unwrap();
+    let svid = sign(plane.addr, "web-1", csr_pem(&key).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(&svid.bundle_pem, bundle);
+
+    // A gateway registers as its Gateway and gets that identity: it
+    // presents it to the meshed clusters it sends to.
+    std::fs::write(
+        plane.dir.path().join("edge.yaml"),
+        "kind: Gateway\nmetadata: { name: edge }\nspec:\n  listeners: [ { name: web, address: \"127.0.0.1:18080\" } ]\n",
+    )
+    .unwrap();
+    let gw_node = pb::Node {
+        id: "edge-1".into(),
+        service: "edge".into(),
+        role: pb::Role::Gateway as i32,
+        ..Default::default()
+    };
+    // No config until the Gateway is read from the directory.
+    let mut gw = connect(plane.addr, TOKEN, gw_node).await.unwrap();
+    let gw_first = gw.next().await;
+    assert!(cluster(config(&gw_first), "web").mesh.is_some());
+    let svid = sign(plane.addr, "edge-1", csr_pem(&key).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(svid.spiffe_id, "spiffe://cluster.local/ns/default/sa/edge");
+
+    // A PeerAuthentication makes web's inbound listener STRICT.
+    std::fs::write(
+        plane.dir.path().join("peer.yaml"),
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: { name: web-strict }\nspec:\n  selector: { matchLabels: { app: web } }\n  mtls: { mode: STRICT }\n",
+    )
+    .unwrap();
+    let strict = web.next().await;
+    let inbound = config(&strict)
+        .listeners
+        .iter()
+        .find(|l| l.name == "inbound")
+        .unwrap();
+    assert_eq!(
+        inbound.mesh,
+        Some(pb::MeshInbound {
+            mode: pb::MeshMode::Strict as i32
+        })
+    );
 }

@@ -34,7 +34,7 @@ enum Cmd {
         #[arg(long, default_value = "300ms", value_parser = humantime::parse_duration)]
         poll: std::time::Duration,
         /// The trust domain of the mesh's identities (SPIFFE IDs).
-        #[arg(long, default_value = "cluster.local")]
+        #[arg(long, default_value = ringmesh_control::compile::DEFAULT_TRUST_DOMAIN)]
         trust_domain: String,
         /// The CA that signs identities: its certificate chain (issuing
         /// certificate first, root last), PEM. Without it a CA is generated
@@ -49,6 +49,13 @@ enum Cmd {
         /// at half of it.
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
         svid_lifetime: std::time::Duration,
+        /// Extra CA certificates (PEM) proxies trust for their peers,
+        /// besides the CA's root. For a root rotation: start with the new
+        /// CA in --ca-cert/--ca-key and the old root here, so that proxies
+        /// holding certificates of either are trusted until the old ones
+        /// have been renewed; then drop it.
+        #[arg(long, value_name = "FILE")]
+        trust_bundle: Option<PathBuf>,
     },
 }
 
@@ -99,6 +106,7 @@ fn main() -> ExitCode {
         ca_cert,
         ca_key,
         svid_lifetime,
+        trust_bundle,
     } = Cli::parse().cmd;
     if token.len() < 16 {
         eprintln!("ringmesh-control: error: --token must be at least 16 characters");
@@ -122,6 +130,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let trust_bundle = match trust_bundle
+        .map(|p| {
+            std::fs::read_to_string(&p).map_err(|e| format!("--trust-bundle {}: {e}", p.display()))
+        })
+        .transpose()
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ringmesh-control: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let opts = ringmesh_control::server::ServeOptions {
         resources,
         listen,
@@ -129,6 +149,7 @@ fn main() -> ExitCode {
         poll,
         ca,
         svid_lifetime,
+        trust_bundle,
     };
     let shutdown = async {
         let term = async {

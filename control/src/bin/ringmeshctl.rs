@@ -52,21 +52,26 @@ enum Cmd {
     /// Delete a resource that `apply` created.
     Delete {
         /// service, httproute, grpcroute, tcproute, gateway, secret, configmap,
-        /// backendtlspolicy or authorizationpolicy; NAME is `name`, or `name.namespace` outside the
-        /// default namespace.
+        /// backendtlspolicy, authorizationpolicy or peerauthentication; NAME
+        /// is `name`, or `name.namespace` outside the default namespace.
         kind: String,
         name: String,
     },
     /// List services, routes, gateways, secrets, configmaps,
-    /// backendtlspolicies, authorizationpolicies or proxies.
+    /// backendtlspolicies, authorizationpolicies, peerauthentications or
+    /// proxies.
     Get {
-        /// services, routes, gateways, secrets, configmaps,
-        /// backendtlspolicies, authorizationpolicies or proxies.
+        /// services, routes, grpcroutes, tcproutes, gateways, secrets,
+        /// configmaps, backendtlspolicies, authorizationpolicies,
+        /// peerauthentications (pa) or proxies.
         what: String,
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
     },
-    /// Each proxy: connected, version sent and ACKed, last error.
+    /// Each proxy: connected, version sent and ACKed, its workload
+    /// identity (the SPIFFE ID of the last certificate the CA issued it)
+    /// and that certificate's expiry (RFC 3339, "expired" when past), last
+    /// error.
     Status {
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
@@ -197,6 +202,7 @@ fn validate(paths: &[PathBuf]) -> Result<(), Failure> {
                 (r.config_maps.len(), "config maps"),
                 (r.backend_tls.len(), "backend TLS policies"),
                 (r.authz.len(), "authorization policies"),
+                (r.peer_authn.len(), "peer authentications"),
             ] {
                 if n > 0 {
                     tls.push_str(&format!(", {n} {what}"));
@@ -364,7 +370,25 @@ struct ProxyRow {
     connected: bool,
     sent: String,
     acked: String,
+    /// SPIFFE ID of the last certificate issued to it; empty before one.
+    identity: String,
+    /// That certificate's expiry, RFC 3339; empty before one.
+    expires: String,
+    expired: bool,
     last_error: String,
+}
+
+/// A certificate's expiry (unix seconds, 0: none) as RFC 3339, and
+/// whether it is past at `now`.
+fn expiry(not_after: i64, now: std::time::SystemTime) -> (String, bool) {
+    let Ok(secs) = u64::try_from(not_after) else {
+        return (String::new(), false);
+    };
+    if secs == 0 {
+        return (String::new(), false);
+    }
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    (humantime::format_rfc3339_seconds(at).to_string(), at <= now)
 }
 
 fn emit<T: Serialize>(rows: &[T], output: Output) -> Result<bool, Failure> {
@@ -445,10 +469,12 @@ fn print_proxies(
     output: Output,
     with_rejected: bool,
 ) -> Result<(), Failure> {
+    let now = std::time::SystemTime::now();
     let rows: Vec<ProxyRow> = s
         .proxies
         .iter()
         .map(|p| {
+            let (expires, expired) = expiry(p.certificate_not_after, now);
             let node = p.node.clone().unwrap_or_default();
             let last_error = if !p.compile_error.is_empty() {
                 p.compile_error.clone()
@@ -469,6 +495,9 @@ fn print_proxies(
                 connected: p.connected,
                 sent: p.sent_version.clone(),
                 acked: p.acked_version.clone(),
+                identity: p.spiffe_id.clone(),
+                expires,
+                expired,
                 last_error,
             }
         })
@@ -488,6 +517,12 @@ fn print_proxies(
                     },
                     r.sent,
                     r.acked,
+                    r.identity,
+                    if r.expired {
+                        format!("{} (expired)", r.expires)
+                    } else {
+                        r.expires
+                    },
                     r.last_error,
                 ]
             })
@@ -500,6 +535,8 @@ fn print_proxies(
                 "CONNECTED",
                 "SENT",
                 "ACKED",
+                "IDENTITY",
+                "EXPIRES",
                 "LAST ERROR",
             ],
             body,
@@ -512,4 +549,24 @@ fn print_proxies(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expiry_reads_as_rfc3339_and_says_when_it_is_past() {
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        assert_eq!(
+            expiry(1_800_000_060, now),
+            ("2027-01-15T08:01:00Z".to_string(), false)
+        );
+        assert_eq!(
+            expiry(1_799_999_940, now),
+            ("2027-01-15T07:59:00Z".to_string(), true)
+        );
+        assert_eq!(expiry(0, now), (String::new(), false), "none issued");
+        assert_eq!(expiry(-5, now), (String::new(), false));
+    }
 }

@@ -150,6 +150,12 @@ pub(crate) fn validate_authz_mesh() -> &'static str {
     validate::authz_tests::AUTHZ
 }
 
+/// The PeerAuthentication set the unit tests share.
+#[cfg(test)]
+pub(crate) fn validate_peer_authn_mesh() -> &'static str {
+    validate::peer_authn_tests::PEER_AUTHN
+}
+
 /// One resource document of a file, identified but not yet checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {

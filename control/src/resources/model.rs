@@ -27,6 +27,8 @@ pub struct Resources {
     /// AuthorizationPolicies, by qualified name (the order sidecars get
     /// them in).
     pub authz: BTreeMap<String, AuthzPolicy>,
+    /// PeerAuthentications, by qualified name.
+    pub peer_authn: BTreeMap<String, PeerAuthn>,
 }
 
 /// Where a resource was defined, for errors and `ringmeshctl get`.
@@ -531,4 +533,60 @@ pub struct AuthzCondition {
     pub header: String,
     pub values: Vec<String>,
     pub not_values: Vec<String>,
+}
+
+/// How a sidecar's inbound listener takes traffic from other proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MtlsMode {
+    /// mTLS and plaintext: the default, as in Istio.
+    Permissive,
+    /// mTLS only.
+    Strict,
+}
+
+impl MtlsMode {
+    /// As Istio writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MtlsMode::Permissive => "PERMISSIVE",
+            MtlsMode::Strict => "STRICT",
+        }
+    }
+}
+
+/// A PeerAuthentication (Istio's): the mTLS mode of one Service's
+/// sidecars, or of every Service of its namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerAuthn {
+    /// Qualified.
+    pub name: String,
+    pub namespace: String,
+    /// The Service its selector (`app: <name>`) picks, qualified; `None`:
+    /// namespace-wide.
+    pub service: Option<String>,
+    /// `None`: UNSET, the namespace-wide policy's mode (or the default).
+    pub mode: Option<MtlsMode>,
+    pub source: Source,
+}
+
+impl Resources {
+    /// The mTLS mode of the sidecars of `service` (qualified), as Istio
+    /// resolves it: the policy that selects the Service, unless UNSET;
+    /// then its namespace's namespace-wide policy, unless UNSET; then
+    /// PERMISSIVE. (Validation allows one of each, so there is no tie.)
+    pub fn mtls_mode(&self, service: &str) -> MtlsMode {
+        let namespace = namespace_of(service);
+        let specific = self
+            .peer_authn
+            .values()
+            .find(|p| p.service.as_deref() == Some(service))
+            .and_then(|p| p.mode);
+        let wide = || {
+            self.peer_authn
+                .values()
+                .find(|p| p.service.is_none() && p.namespace == namespace)
+                .and_then(|p| p.mode)
+        };
+        specific.or_else(wide).unwrap_or(MtlsMode::Permissive)
+    }
 }

@@ -584,3 +584,43 @@ pub struct RawAuthzCondition {
     #[serde(default)]
     pub not_values: Vec<S<String>>,
 }
+
+/// As Istio's `security.istio.io/v1` PeerAuthentication: whether the
+/// sidecars of a Service (or of every Service of a namespace) accept
+/// plaintext besides mTLS from other proxies.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPeerAuthentication {
+    pub kind: S<String>,
+    #[serde(rename = "apiVersion")]
+    pub api_version: Option<S<String>>,
+    pub metadata: Metadata,
+    /// Istio's `spec: {}` is valid: namespace-wide, mode UNSET.
+    #[serde(default)]
+    pub spec: RawPeerAuthnSpec,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawPeerAuthnSpec {
+    /// `matchLabels: { app: <Service name> }`; none: every Service of
+    /// the namespace.
+    pub selector: Option<S<RawWorkloadSelector>>,
+    /// None (or no `mode`): UNSET, inherit.
+    pub mtls: Option<S<RawPeerAuthnMtls>>,
+    pub port_level_mtls: Unsupported,
+}
+
+/// As Istio's WorkloadSelector.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawWorkloadSelector {
+    pub match_labels: Option<BTreeMap<String, S<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPeerAuthnMtls {
+    /// `STRICT`, `PERMISSIVE` or `UNSET`; `DISABLE` is not supported yet.
+    pub mode: Option<S<String>>,
+}

@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
 use super::state::Hub;
-use crate::compile::compile;
+use crate::compile::compile_with;
 use crate::resources::redact;
 
 pub struct DiscoveryService {
@@ -43,6 +43,7 @@ fn endpoint_only_change(
     if old.listeners != new.listeners
         || old.runtime != new.runtime
         || old.admin != new.admin
+        || old.mesh != new.mesh
         || old.clusters.len() != new.clusters.len()
     {
         return None;
@@ -157,7 +158,12 @@ impl Conversation {
     /// stream is gone.
     async fn push(&mut self, running: Option<String>) -> bool {
         let id = self.node.id.clone();
-        let config = match compile(&self.hub.resources(), &self.node, &self.hub.workloads()) {
+        let config = match compile_with(
+            &self.hub.resources(),
+            &self.node,
+            &self.hub.workloads(),
+            self.hub.mesh(),
+        ) {
             Ok(c) => c,
             Err(e) => {
                 warn!(node = %id, error = %e, "cannot compile a config for this proxy");
@@ -299,6 +305,18 @@ mod tests {
             endpoint_only_change(&old, &new),
             None,
             "a cluster setting changed"
+        );
+        let mut new = old.clone();
+        new.mesh = Some(pb::Mesh::default());
+        assert_eq!(endpoint_only_change(&old, &new), None, "the mesh changed");
+        let mut new = old.clone();
+        new.clusters[1].mesh = Some(pb::MeshUpstream {
+            identity: "spiffe://cluster.local/ns/default/sa/b".into(),
+        });
+        assert_eq!(
+            endpoint_only_change(&old, &new),
+            None,
+            "a cluster became meshed"
         );
         let mut new = old.clone();
         new.listeners.push(pb::Listener::default());

@@ -28,6 +28,9 @@ pub struct ServeOptions {
     pub ca: Arc<ringmesh_pki::ca::Ca>,
     /// How long an issued identity certificate is valid.
     pub svid_lifetime: std::time::Duration,
+    /// Extra roots proxies trust besides the CA's (`--trust-bundle`, PEM):
+    /// the old root during a root rotation. Checked at start.
+    pub trust_bundle: Option<String>,
 }
 
 /// Load the resources (refusing to start on errors), bind, and serve until
@@ -38,7 +41,17 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let resources = crate::resources::load_dir(&opts.resources).map_err(|e| e.to_string())?;
-    let hub = Hub::new(resources);
+    let bundle_pem = identity::trust_bundle(
+        &opts.ca,
+        opts.trust_bundle.as_deref(),
+        std::time::SystemTime::now(),
+    )
+    .map_err(|e| format!("--trust-bundle: {e}"))?;
+    let mesh = crate::compile::MeshContext {
+        trust_domain: opts.ca.trust_domain().to_string(),
+        bundle_pem: bundle_pem.clone(),
+    };
+    let hub = Hub::new(resources, mesh);
     let listener = TcpListener::bind(opts.listen)
         .await
         .map_err(|e| format!("bind {}: {e}", opts.listen))?;
@@ -58,6 +71,7 @@ pub async fn serve(
         hub: hub.clone(),
         ca: opts.ca.clone(),
         lifetime: opts.svid_lifetime,
+        bundle_pem,
     };
     let auth = discovery::authenticate(Arc::from(opts.token.as_str()));
     // Snapshots are small and latency matters: no Nagle delay (with the

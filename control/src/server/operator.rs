@@ -26,7 +26,7 @@ fn status(e: StoreError) -> Status {
 
 /// The kinds `get` and `delete` take, as `ringmeshctl` lists them.
 pub const KIND_WORDS: &str =
-    "services, routes, grpcroutes, tcproutes, gateways, secrets, configmaps, backendtlspolicies or authorizationpolicies";
+    "services, routes, grpcroutes, tcproutes, gateways, secrets, configmaps, backendtlspolicies, authorizationpolicies or peerauthentications";
 
 /// `service`, `services`, `svc`, `httproute`, `routes`, ... -> the kind.
 pub fn kind_of(word: &str) -> Option<&'static str> {
@@ -42,6 +42,7 @@ pub fn kind_of(word: &str) -> Option<&'static str> {
             Some("BackendTLSPolicy")
         }
         "authorizationpolicy" | "authorizationpolicies" | "ap" => Some("AuthorizationPolicy"),
+        "peerauthentication" | "peerauthentications" | "pa" => Some("PeerAuthentication"),
         _ => None,
     }
 }
@@ -119,6 +120,12 @@ impl pb::operator_server::Operator for OperatorService {
                     .unwrap_or_default(),
                 nack_errors: p.last_nack.map(|n| n.1).unwrap_or_default(),
                 compile_error: p.compile_error.unwrap_or_default(),
+                spiffe_id: p
+                    .identity
+                    .as_ref()
+                    .map(|i| i.spiffe_id.clone())
+                    .unwrap_or_default(),
+                certificate_not_after: p.identity.map_or(0, |i| unix_seconds(i.not_after)),
             })
             .collect();
         Ok(Response::new(pb::StatusResponse {
@@ -126,6 +133,11 @@ impl pb::operator_server::Operator for OperatorService {
             rejected: self.hub.rejected().unwrap_or_default(),
         }))
     }
+}
+
+fn unix_seconds(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn summarize(
@@ -329,6 +341,25 @@ fn summarize(
                 )
             })
             .collect(),
+        "PeerAuthentication" => r
+            .peer_authn
+            .values()
+            .map(|p| {
+                let selects = match &p.service {
+                    Some(s) => format!("Service/{s}"),
+                    None => format!("every Service in {}", p.namespace),
+                };
+                let mode = match p.mode {
+                    Some(m) => m.as_str().to_string(),
+                    None => "UNSET".into(),
+                };
+                one(
+                    &p.name,
+                    src(&p.source),
+                    vec![("selects", selects), ("mode", mode)],
+                )
+            })
+            .collect(),
         _ => r
             .backend_tls
             .values()
@@ -450,10 +481,61 @@ mod tests {
             ("BackendTLSPolicy", "BackendTLSPolicy"),
             ("authorizationpolicies", "AuthorizationPolicy"),
             ("AuthorizationPolicy", "AuthorizationPolicy"),
+            ("peerauthentications", "PeerAuthentication"),
+            ("PeerAuthentication", "PeerAuthentication"),
+            ("pa", "PeerAuthentication"),
             ("gw", "Gateway"),
         ] {
             assert_eq!(kind_of(word), Some(kind), "{word}");
         }
         assert_eq!(kind_of("certificates"), None);
+    }
+
+    #[test]
+    fn get_shows_what_a_peer_authentication_selects_and_its_mode() {
+        let res = crate::resources::parse(&[(
+            "p.yaml".into(),
+            crate::resources::validate_peer_authn_mesh().into(),
+        )])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let rows: Vec<(String, String, String, String)> =
+            summarize(&res, &Default::default(), "PeerAuthentication")
+                .into_iter()
+                .map(|r| {
+                    (
+                        r.name,
+                        r.summary["selects"].clone(),
+                        r.summary["mode"].clone(),
+                        r.source,
+                    )
+                })
+                .collect();
+        let row = |n: &str, s: &str, m: &str, src: &str| {
+            (n.to_string(), s.to_string(), m.to_string(), src.to_string())
+        };
+        assert_eq!(
+            rows,
+            [
+                row(
+                    "cart-inherits.shop",
+                    "Service/cart.shop",
+                    "UNSET",
+                    "p.yaml:30"
+                ),
+                row(
+                    "default.shop",
+                    "every Service in shop",
+                    "STRICT",
+                    "p.yaml:17"
+                ),
+                row("orders-strict", "Service/orders", "STRICT", "p.yaml:37"),
+                row(
+                    "web-permissive.shop",
+                    "Service/web.shop",
+                    "PERMISSIVE",
+                    "p.yaml:23"
+                ),
+            ]
+        );
     }
 }

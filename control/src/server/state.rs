@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use ringmesh_proto::v1 as pb;
 use tokio::sync::watch;
 
-use crate::compile::Workloads;
+use crate::compile::{MeshContext, Workloads};
 use crate::resources::Resources;
 
 /// Per proxy, as `ringmeshctl status` shows it.
@@ -27,7 +27,18 @@ pub struct ProxyStatus {
     pub last_nack: Option<(String, Vec<String>)>,
     /// Why no config could be compiled for it (e.g. unknown Service).
     pub compile_error: Option<String>,
+    /// The last certificate the CA issued it, kept across reconnects
+    /// (the proxy keeps its certificate while the stream is away).
+    pub identity: Option<IssuedIdentity>,
     pub since: SystemTime,
+}
+
+/// What `Identity/Sign` last issued to a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedIdentity {
+    /// `spiffe://<trust-domain>/ns/<namespace>/sa/<service>`.
+    pub spiffe_id: String,
+    pub not_after: SystemTime,
 }
 
 #[derive(Default)]
@@ -44,10 +55,13 @@ struct Inner {
 pub struct Hub {
     inner: Mutex<Inner>,
     generation: watch::Sender<u64>,
+    /// The trust domain and roots every config is compiled with: fixed
+    /// for the run (flags and CA), so outside the lock.
+    mesh: MeshContext,
 }
 
 impl Hub {
-    pub fn new(resources: Resources) -> Arc<Hub> {
+    pub fn new(resources: Resources, mesh: MeshContext) -> Arc<Hub> {
         let (generation, _) = watch::channel(0);
         Arc::new(Hub {
             inner: Mutex::new(Inner {
@@ -55,7 +69,12 @@ impl Hub {
                 ..Inner::default()
             }),
             generation,
+            mesh,
         })
+    }
+
+    pub fn mesh(&self) -> &MeshContext {
+        &self.mesh
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -110,6 +129,7 @@ impl Hub {
                     connected: true,
                     sent: None,
                     acked: prev.as_ref().and_then(|p| p.acked.clone()),
+                    identity: prev.as_ref().and_then(|p| p.identity.clone()),
                     last_nack: prev.and_then(|p| p.last_nack),
                     compile_error: None,
                     since: SystemTime::now(),

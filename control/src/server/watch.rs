@@ -52,6 +52,7 @@ pub async fn watch_dir(dir: PathBuf, hub: Arc<Hub>, poll: Duration) {
                     secrets = r.secrets.len(),
                     backend_tls_policies = r.backend_tls.len(),
                     authorization_policies = r.authz.len(),
+                    peer_authentications = r.peer_authn.len(),
                     "resources changed; pushing"
                 );
                 hub.set_resources(r);

@@ -13,6 +13,7 @@ mod authz;
 mod backend_tls;
 mod gateway;
 mod grpc;
+mod peer_authn;
 mod policy;
 mod refs;
 mod route;
@@ -20,7 +21,7 @@ mod service;
 mod tcp;
 mod tls;
 
-const KINDS: [&str; 9] = [
+const KINDS: [&str; 10] = [
     "Service",
     "HTTPRoute",
     "Gateway",
@@ -30,6 +31,7 @@ const KINDS: [&str; 9] = [
     "GRPCRoute",
     "TCPRoute",
     "AuthorizationPolicy",
+    "PeerAuthentication",
 ];
 
 const GATEWAY_API: &str = "gateway.networking.k8s.io";
@@ -53,7 +55,9 @@ fn api_versions(kind: &str) -> &'static [&'static str] {
             "gateway.networking.k8s.io/v1alpha3",
             "gateway.networking.k8s.io/v1",
         ],
-        "AuthorizationPolicy" => &["security.istio.io/v1", "security.istio.io/v1beta1"],
+        "AuthorizationPolicy" | "PeerAuthentication" => {
+            &["security.istio.io/v1", "security.istio.io/v1beta1"]
+        }
         _ => &[],
     }
 }
@@ -82,6 +86,7 @@ struct RawSet {
     config_maps: Vec<(Doc, RawConfigMap)>,
     backend_tls: Vec<(Doc, RawBackendTlsPolicy)>,
     authz: Vec<(Doc, RawAuthorizationPolicy)>,
+    peer_authn: Vec<(Doc, RawPeerAuthentication)>,
 }
 
 struct Checker {
@@ -278,6 +283,9 @@ impl Checker {
             "AuthorizationPolicy" => set
                 .authz
                 .extend(self.typed(doc, text).map(|r| (doc.clone(), r))),
+            "PeerAuthentication" => set
+                .peer_authn
+                .extend(self.typed(doc, text).map(|r| (doc.clone(), r))),
             other => {
                 let hint = did_you_mean(other, &KINDS);
                 self.err(
@@ -426,6 +434,16 @@ impl Checker {
                 out.authz.insert(policy.name.clone(), policy);
             }
         }
+        let (mut seen, mut taken) = (BTreeMap::new(), BTreeMap::new());
+        for (doc, p) in &set.peer_authn {
+            let Some((at, name)) = self.named(&mut seen, doc, &p.metadata, "PeerAuthentication")
+            else {
+                continue;
+            };
+            if let Some(policy) = self.peer_authentication(doc, p, &at, name, &out, &mut taken) {
+                out.peer_authn.insert(policy.name.clone(), policy);
+            }
+        }
         out
     }
 
@@ -520,3 +538,6 @@ pub(crate) mod api_tests;
 
 #[cfg(test)]
 pub(crate) mod authz_tests;
+
+#[cfg(test)]
+pub(crate) mod peer_authn_tests;
