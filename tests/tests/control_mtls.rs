@@ -87,11 +87,15 @@ fn status(outbound: SocketAddr, path: &str) -> u16 {
 
 /// Both sidecars hold identities and a request crosses the mesh.
 fn wait_ready(m: &Mesh) {
-    eventually("identities and a working hop", Duration::from_secs(20), || {
-        expiry(&m.web, WEB).is_some()
-            && expiry(&m.orders, ORDERS).is_some()
-            && status(m.web_outbound, "/orders/1") == 200
-    });
+    eventually(
+        "identities and a working hop",
+        Duration::from_secs(20),
+        || {
+            expiry(&m.web, WEB).is_some()
+                && expiry(&m.orders, ORDERS).is_some()
+                && status(m.web_outbound, "/orders/1") == 200
+        },
+    );
 }
 
 /// Keep-alive clients of web's sidecar calling orders until `stop`: each
@@ -123,7 +127,10 @@ fn load(outbound: SocketAddr, stop: Arc<AtomicBool>, clients: usize) -> (usize, 
         .collect();
     let failures = threads
         .into_iter()
-        .flat_map(|t| t.join().unwrap_or_else(|_| vec!["a client panicked".into()]))
+        .flat_map(|t| {
+            t.join()
+                .unwrap_or_else(|_| vec!["a client panicked".into()])
+        })
         .collect();
     (done.load(Ordering::Relaxed), failures)
 }
@@ -191,17 +198,23 @@ fn an_expired_certificate_that_cannot_be_renewed_fails_closed() {
     } = m;
     // The CA goes away: nothing renews, and within 4 s both expire.
     cp.kill();
-    eventually("web refuses to call without a certificate", Duration::from_secs(15), || {
-        let r = Client::connect(web_outbound).get("/orders/1", "orders.shop");
-        r.status == 502 && r.text().contains("no workload certificate held")
-    });
+    eventually(
+        "web refuses to call without a certificate",
+        Duration::from_secs(15),
+        || {
+            let r = Client::connect(web_outbound).get("/orders/1", "orders.shop");
+            r.status == 502 && r.text().contains("no workload certificate held")
+        },
+    );
     // orders' strict listener closes everything; nothing in plaintext.
     let mut c = Client::connect(orders_inbound);
     c.send(b"GET /orders/1 HTTP/1.1\r\nhost: orders.shop\r\n\r\n");
     assert!(c.read_to_close().is_empty(), "closed at once");
     eventually("counted", Duration::from_secs(5), || {
         orders
-            .metric(r#"ringmesh_tls_handshake_failures_total{listener="inbound",reason="no_identity"}"#)
+            .metric(
+                r#"ringmesh_tls_handshake_failures_total{listener="inbound",reason="no_identity"}"#,
+            )
             .is_some_and(|n| n >= 1)
     });
     assert_eq!(expiry(&web, WEB), None, "the expired identity is withdrawn");
@@ -219,15 +232,25 @@ fn a_root_rotation_keeps_the_mesh_working() {
         std::fs::write(&p, text).expect("write");
         p.display().to_string()
     };
-    let (old_cert, old_key) = (write("old.crt", old.chain_pem()), write("old.key", old.key_pem()));
-    let (new_cert, new_key) = (write("new.crt", new.chain_pem()), write("new.key", new.key_pem()));
+    let (old_cert, old_key) = (
+        write("old.crt", old.chain_pem()),
+        write("old.key", old.key_pem()),
+    );
+    let (new_cert, new_key) = (
+        write("new.crt", new.chain_pem()),
+        write("new.key", new.key_pem()),
+    );
     let old_root = write("old-root.pem", old.bundle_pem());
 
     let dir = tempfile::tempdir().expect("tempdir");
     let lifetime = ["--svid-lifetime", "6s"];
     let m = mesh(
         dir.path(),
-        &[&["--ca-cert", &old_cert, "--ca-key", &old_key][..], &lifetime[..]].concat(),
+        &[
+            &["--ca-cert", &old_cert, "--ca-key", &old_key][..],
+            &lifetime[..],
+        ]
+        .concat(),
     );
     wait_ready(&m);
     let addr = m.cp.addr;
@@ -246,7 +269,14 @@ fn a_root_rotation_keeps_the_mesh_working() {
         dir.path(),
         addr,
         &[
-            &["--ca-cert", &new_cert, "--ca-key", &new_key, "--trust-bundle", &old_root][..],
+            &[
+                "--ca-cert",
+                &new_cert,
+                "--ca-key",
+                &new_key,
+                "--trust-bundle",
+                &old_root,
+            ][..],
             &lifetime[..],
         ]
         .concat(),
@@ -262,22 +292,19 @@ fn a_root_rotation_keeps_the_mesh_working() {
         let stop = stop.clone();
         std::thread::spawn(move || load(web_outbound, stop, 2))
     };
-    let renewed = |p: &Proxy, id: &str, was: Option<u64>| {
-        let mut seen = BTreeSet::new();
-        seen.extend(was);
-        move || {
-            seen.extend(expiry(p, id));
-            seen.len() >= 3
-        }
-    };
-    let mut web_renewed = renewed(&web, WEB, before.0);
-    let mut orders_renewed = renewed(&orders, ORDERS, before.1);
-    eventually("both renewed twice from the new CA", Duration::from_secs(30), || {
-        // Both closures run every time, so each sees every sample.
-        let w = web_renewed();
-        let o = orders_renewed();
-        w && o
-    });
+    let (mut seen_web, mut seen_orders): (BTreeSet<u64>, BTreeSet<u64>) = (
+        before.0.into_iter().collect(),
+        before.1.into_iter().collect(),
+    );
+    eventually(
+        "both renewed twice from the new CA",
+        Duration::from_secs(30),
+        || {
+            seen_web.extend(expiry(&web, WEB));
+            seen_orders.extend(expiry(&orders, ORDERS));
+            seen_web.len() >= 3 && seen_orders.len() >= 3
+        },
+    );
     stop.store(true, Ordering::Relaxed);
     let (requests, failures) = loader.join().expect("load");
     assert!(failures.is_empty(), "failed requests: {failures:?}");
