@@ -50,6 +50,7 @@ async fn start_with(trust_bundle: Option<String>) -> Plane {
         ),
         svid_lifetime: Duration::from_secs(600),
         trust_bundle,
+        resync_grace: Duration::ZERO,
     };
     tokio::spawn(serve(
         opts,
@@ -182,20 +183,35 @@ async fn snapshots_acks_pushes_and_endpoint_updates() {
         .await
         .unwrap();
     let first = a.next().await;
-    let c = config(&first);
-    let web = c.clusters.iter().find(|c| c.name == "web").unwrap();
+    let web = |r: &pb::DiscoveryResponse| {
+        config(r)
+            .clusters
+            .iter()
+            .find(|c| c.name == "web")
+            .unwrap()
+            .endpoints
+            .clone()
+    };
+    assert!(
+        web(&first).is_empty(),
+        "not an endpoint before it holds a certificate"
+    );
+    a.ack(&first).await;
+    sign_node(plane.addr, "a").await;
+    let signed = a.next().await;
     assert_eq!(
-        web.endpoints,
+        web(&signed),
         ["127.0.0.1:7101"],
         "a registered itself as web's endpoint"
     );
-    a.ack(&first).await;
+    a.ack(&signed).await;
 
     // A second sidecar of `web`: a only hears about the new endpoint.
     let mut b = connect(plane.addr, TOKEN, sidecar("b", "web", "127.0.0.1:7201"))
         .await
         .unwrap();
     let _ = b.next().await;
+    sign_node(plane.addr, "b").await;
     let update = a.next().await;
     match &update.resource {
         Some(pb::discovery_response::Resource::Endpoints(u)) => {
@@ -209,7 +225,7 @@ async fn snapshots_acks_pushes_and_endpoint_updates() {
         }
         other => panic!("expected an endpoint-only update, got {other:?}"),
     }
-    assert_ne!(update.version, first.version);
+    assert_ne!(update.version, signed.version);
 
     // A resource change: a new route reaches a as a full snapshot.
     write(plane.dir.path(), "kind: HTTPRoute\nmetadata: { name: api-route }\nspec: { parentRefs: [ { name: api } ], rules: [ { backendRefs: [ { name: web } ] } ] }\n");
@@ -339,6 +355,9 @@ async fn after_a_nack_the_next_update_is_computed_against_what_the_proxy_runs() 
         .unwrap();
     let first = a.next().await;
     a.ack(&first).await;
+    sign_node(plane.addr, "a").await;
+    let signed = a.next().await;
+    a.ack(&signed).await;
     write(plane.dir.path(), "kind: HTTPRoute\nmetadata: { name: r }\nspec: { parentRefs: [ { name: api } ], rules: [ { backendRefs: [ { name: web } ] } ] }\n");
     let refused = a.next().await;
     a.nack(&refused, "listeners changed").await;
@@ -350,6 +369,7 @@ async fn after_a_nack_the_next_update_is_computed_against_what_the_proxy_runs() 
         .await
         .unwrap();
     let _ = b.next().await;
+    sign_node(plane.addr, "b").await;
     let next = a.next().await;
     let c = config(&next);
     assert!(c.listeners[1]
@@ -375,6 +395,14 @@ async fn sign(
     req.metadata_mut()
         .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
     client.sign(req).await.map(|r| r.into_inner())
+}
+
+/// Have `node_id` sign for its identity, as a proxy does once its stream
+/// is open: only then is a sidecar an endpoint of its Service.
+async fn sign_node(addr: std::net::SocketAddr, node_id: &str) {
+    use ringmesh_pki::csr::{csr_pem, KeyPair};
+    let key = KeyPair::generate().unwrap();
+    sign(addr, node_id, csr_pem(&key).unwrap()).await.unwrap();
 }
 
 /// The operator API's view of one proxy (what `ringmeshctl status` prints).
@@ -489,6 +517,13 @@ async fn sidecars_of_a_service_without_static_endpoints_are_reached_over_the_mes
     let mut web = connect(plane.addr, TOKEN, sidecar("web-1", "web", "127.0.0.1:7101"))
         .await
         .unwrap();
+    let unsigned = web.next().await;
+    web.ack(&unsigned).await;
+    // Sign hands out the same bundle as the config carries.
+    let key = KeyPair::generate().unwrap();
+    let svid = sign(plane.addr, "web-1", csr_pem(&key).unwrap())
+        .await
+        .unwrap();
     let first = web.next().await;
     let c = config(&first);
     let inbound = c.listeners.iter().find(|l| l.name == "inbound").unwrap();
@@ -534,11 +569,6 @@ async fn sidecars_of_a_service_without_static_endpoints_are_reached_over_the_mes
         2
     );
     web.ack(&first).await;
-    // Sign hands out the same bundle as the config carries.
-    let key = KeyPair::generate().unwrap();
-    let svid = sign(plane.addr, "web-1", csr_pem(&key).unwrap())
-        .await
-        .unwrap();
     assert_eq!(&svid.bundle_pem, bundle);
 
     // A gateway registers as its Gateway and gets that identity: it

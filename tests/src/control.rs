@@ -35,7 +35,10 @@ impl ControlPlane {
     pub fn start_with(dir: &Path, addr: SocketAddr, extra: &[&str]) -> ControlPlane {
         let mut child = Command::new(control_bin())
             .args(extra_then_serve(extra))
+            // Test sidecars reconnect within a second of a restart.
             .args([
+                "--resync-grace",
+                "2s",
                 "--poll",
                 "50ms",
                 "--token",

@@ -56,6 +56,13 @@ enum Cmd {
         /// have been renewed; then drop it.
         #[arg(long, value_name = "FILE")]
         trust_bundle: Option<PathBuf>,
+        /// After a start, how long proxies that reconnect running a config
+        /// keep it before they get a new one: long enough for every proxy
+        /// to be back (their reconnect backoff is at most 10 s), so that
+        /// none is sent a config missing the endpoints of sidecars that
+        /// have not reconnected yet.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        resync_grace: std::time::Duration,
     },
 }
 
@@ -107,6 +114,7 @@ fn main() -> ExitCode {
         ca_key,
         svid_lifetime,
         trust_bundle,
+        resync_grace,
     } = Cli::parse().cmd;
     if token.len() < 16 {
         eprintln!("ringmesh-control: error: --token must be at least 16 characters");
@@ -150,6 +158,7 @@ fn main() -> ExitCode {
         ca,
         svid_lifetime,
         trust_bundle,
+        resync_grace,
     };
     let shutdown = async {
         let term = async {

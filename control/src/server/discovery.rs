@@ -91,9 +91,11 @@ impl pb::discovery_server::Discovery for DiscoveryService {
         }
         let (tx, rx) = mpsc::channel::<Out>(16);
         let hub = self.hub.clone();
+        // Registered before the stream is answered: a proxy that sees its
+        // stream open may ask for its identity at once (`Identity/Sign`).
+        let stream = hub.connect(node.clone());
         tokio::spawn(async move {
             let id = node.id.clone();
-            let stream = hub.connect(node.clone());
             info!(node = %id, service = %node.service, role = ?node.role(), "proxy connected");
             let mut conv = Conversation {
                 hub: hub.clone(),
@@ -139,10 +141,24 @@ impl Conversation {
         let mut changes = self.hub.subscribe();
         changes.mark_changed();
         let mut running = Some(running).filter(|v| !v.is_empty());
+        // A proxy back after a restart of the control plane keeps what it
+        // runs until the others are back too (`Hub::resync_until`).
+        let hold = running.as_ref().and(self.hub.resync_until());
+        let mut held = hold.is_some();
+        let until = tokio::time::Instant::from_std(hold.unwrap_or_else(std::time::Instant::now));
         loop {
             tokio::select! {
                 changed = changes.changed() => {
-                    if changed.is_err() || !self.push(running.take()).await {
+                    if changed.is_err() {
+                        return;
+                    }
+                    if !held && !self.push(running.take()).await {
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep_until(until), if held => {
+                    held = false;
+                    if !self.push(running.take()).await {
                         return;
                     }
                 }

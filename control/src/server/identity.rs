@@ -96,7 +96,7 @@ impl pb::identity_server::Identity for IdentityService {
             spiffe_id: id.to_string(),
             not_after: svid.not_after,
         };
-        self.hub.update(&req.node_id, |p| p.identity = Some(issued));
+        self.hub.issued(&req.node_id, issued);
         Ok(Response::new(pb::SignResponse {
             spiffe_id: id.to_string(),
             chain_pem: svid.chain_pem,

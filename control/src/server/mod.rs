@@ -31,6 +31,9 @@ pub struct ServeOptions {
     /// Extra roots proxies trust besides the CA's (`--trust-bundle`, PEM):
     /// the old root during a root rotation. Checked at start.
     pub trust_bundle: Option<String>,
+    /// After the start, proxies that reconnect running a config keep it
+    /// this long before a new one is pushed (`Hub::resync_until`).
+    pub resync_grace: std::time::Duration,
 }
 
 /// Load the resources (refusing to start on errors), bind, and serve until
@@ -52,6 +55,7 @@ pub async fn serve(
         bundle_pem: bundle_pem.clone(),
     };
     let hub = Hub::new(resources, mesh);
+    hub.hold_reconnected_for(opts.resync_grace);
     let listener = TcpListener::bind(opts.listen)
         .await
         .map_err(|e| format!("bind {}: {e}", opts.listen))?;

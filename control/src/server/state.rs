@@ -50,6 +50,8 @@ struct Inner {
     /// Streams per node id; a reconnect supersedes the older stream.
     streams: BTreeMap<String, u64>,
     next_stream: u64,
+    /// Until then, proxies that reconnect running a config keep it.
+    resync_until: Option<std::time::Instant>,
 }
 
 pub struct Hub {
@@ -71,6 +73,22 @@ impl Hub {
             generation,
             mesh,
         })
+    }
+
+    /// After a (re)start the control plane knows no sidecar: a proxy that
+    /// reconnects first would be pushed a config without the endpoints of
+    /// those that have not reconnected yet, and fail its calls to them
+    /// until they do. For `grace` from now, reconnecting proxies keep the
+    /// config they run (new proxies are served at once).
+    pub fn hold_reconnected_for(&self, grace: std::time::Duration) {
+        self.lock().resync_until = Some(std::time::Instant::now() + grace);
+    }
+
+    /// When a reconnected proxy may be pushed a config, if it must wait.
+    pub fn resync_until(&self) -> Option<std::time::Instant> {
+        self.lock()
+            .resync_until
+            .filter(|t| *t > std::time::Instant::now())
     }
 
     pub fn mesh(&self) -> &MeshContext {
@@ -165,6 +183,13 @@ impl Hub {
         }
     }
 
+    /// `Identity/Sign` issued a certificate to a node. A sidecar's first
+    /// one makes it an endpoint of its Service (`workloads`): pushed now.
+    pub fn issued(&self, node_id: &str, issued: IssuedIdentity) {
+        self.update(node_id, |p| p.identity = Some(issued));
+        self.bump();
+    }
+
     /// What a proxy registered as, while its discovery stream is open.
     pub fn connected_node(&self, node_id: &str) -> Option<pb::Node> {
         self.lock()
@@ -178,14 +203,21 @@ impl Hub {
         self.lock().proxies.values().cloned().collect()
     }
 
-    /// Connected sidecars, by the Service they front: their inbound
-    /// addresses are that Service's endpoints.
+    /// Connected sidecars that hold a workload certificate this control
+    /// plane issued and that has not expired, by the Service they front:
+    /// their inbound addresses are that Service's endpoints. A sidecar
+    /// without one could not answer the mTLS its callers speak (Kubernetes
+    /// keeps a pod out of its Service until it is ready, for the same
+    /// reason); a sidecar signs again whenever it reconnects, so after a
+    /// restart of the control plane it is back in a moment.
     pub fn workloads(&self) -> Workloads {
         let mut w = Workloads::new();
+        let now = SystemTime::now();
         for p in self.lock().proxies.values() {
             if p.connected
                 && p.node.role() == pb::Role::Sidecar
                 && !p.node.inbound_address.is_empty()
+                && p.identity.as_ref().is_some_and(|i| i.not_after > now)
             {
                 w.entry(p.node.service.clone())
                     .or_default()

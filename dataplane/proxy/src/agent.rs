@@ -74,16 +74,24 @@ async fn run<E: From<Snapshot>>(opts: AgentOptions, deliver: Sender<E>) {
     // The workload certificate is asked for (and renewed) beside the
     // stream; it is issued once the stream has registered the node.
     let (publish, mut identity) = tokio::sync::watch::channel(None);
+    let resign = Arc::new(tokio::sync::Notify::new());
     tokio::spawn(crate::identity::maintain(
         opts.endpoint.clone(),
         opts.token.clone(),
         opts.node.id.clone(),
         publish,
+        resign.clone(),
     ));
     let mut running: Running = None;
     let mut backoff = Backoff::default();
     loop {
-        match session(&opts, &deliver, &mut running, &mut backoff, &mut identity).await {
+        let mut s = Session {
+            running: &mut running,
+            backoff: &mut backoff,
+            identity: &mut identity,
+            resign: &resign,
+        };
+        match session(&opts, &deliver, &mut s).await {
             Ok(()) => info!("control plane closed the stream; reconnecting"),
             Err(e) => warn!(error = %e, "control plane unreachable; the config in force stays"),
         }
@@ -138,13 +146,30 @@ impl Backoff {
     }
 }
 
+/// What a session works with, kept across sessions.
+struct Session<'a> {
+    running: &'a mut Running,
+    backoff: &'a mut Backoff,
+    identity: &'a mut Published,
+    resign: &'a tokio::sync::Notify,
+}
+
+/// How long the first config waits for the workload certificate before it
+/// is applied without one (mesh traffic is refused until it comes): the
+/// proxy reports ready only once it can serve its mesh listeners.
+const FIRST_IDENTITY_WAIT: Duration = Duration::from_secs(15);
+
 async fn session<E: From<Snapshot>>(
     opts: &AgentOptions,
     deliver: &Sender<E>,
-    running: &mut Running,
-    backoff: &mut Backoff,
-    identity: &mut Published,
+    s: &mut Session<'_>,
 ) -> Result<(), String> {
+    let Session {
+        running,
+        backoff,
+        identity,
+        resign,
+    } = s;
     let channel = tonic::transport::Endpoint::from_shared(opts.endpoint.clone())
         .map_err(|e| format!("{}: {e}", opts.endpoint))?
         .connect_timeout(Duration::from_secs(2))
@@ -171,6 +196,10 @@ async fn session<E: From<Snapshot>>(
         .map_err(|s| format!("{}: {}", s.code(), s.message()))?
         .into_inner();
     info!(endpoint = %opts.endpoint, node = %opts.node.id, "connected to the control plane");
+    // The control plane registered the node before answering: its CA
+    // signs now (again, after a reconnect: a restarted control plane
+    // makes a sidecar an endpoint only once it issued it a certificate).
+    resign.notify_one();
     backoff.reset();
     loop {
         let resp = tokio::select! {
@@ -181,6 +210,10 @@ async fn session<E: From<Snapshot>>(
             }
         };
         let Some(resp) = resp else { break };
+        if running.is_none() && uses_mesh(&resp) && identity.borrow().is_none() {
+            info!("waiting for the workload certificate before serving the mesh");
+            let _ = tokio::time::timeout(FIRST_IDENTITY_WAIT, identity.changed()).await;
+        }
         let answer = match apply(opts, deliver, running, &resp, identity).await {
             Ok(()) => {
                 info!(version = %resp.version, "snapshot applied; ACK");
@@ -251,6 +284,17 @@ async fn install<E: From<Snapshot>>(
         Ok(Ok(())) => Ok(()),
         Ok(Err(why)) => Err(vec![why]),
         Err(_) => Err(vec!["the proxy is shutting down".to_string()]),
+    }
+}
+
+/// Whether a response is a config with mesh listeners or clusters.
+fn uses_mesh(resp: &pb::DiscoveryResponse) -> bool {
+    match &resp.resource {
+        Some(pb::discovery_response::Resource::Config(c)) => {
+            c.listeners.iter().any(|l| l.mesh.is_some())
+                || c.clusters.iter().any(|c| c.mesh.is_some())
+        }
+        _ => false,
     }
 }
 

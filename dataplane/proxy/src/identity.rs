@@ -74,13 +74,28 @@ fn renew_after(not_after: i64, now: SystemTime) -> Duration {
 }
 
 /// Keep an identity for `node_id`, forever: ask for one, then renew;
-/// each change goes out on `publish`.
+/// each change goes out on `publish`. `resign` asks for a new one at once:
+/// the agent rings it each time its discovery stream is (re)established,
+/// so a control plane that restarted (and forgot what it issued) knows the
+/// proxy holds one, and the first is asked for as soon as the node is
+/// registered.
 pub async fn maintain(
     endpoint: String,
     token: String,
     node_id: String,
     publish: watch::Sender<Option<Arc<Issued>>>,
+    resign: Arc<tokio::sync::Notify>,
 ) {
+    // Waits for `wait`, or less when a new certificate is asked for.
+    let pause = |wait: Duration| {
+        let resign = resign.clone();
+        async move {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = resign.notified() => {}
+            }
+        }
+    };
     let mut failures = 0;
     loop {
         match sign(&endpoint, &token, &node_id).await {
@@ -90,7 +105,7 @@ pub async fn maintain(
                 info!(identity = %held.spiffe_id, not_after = held.not_after, renew_in = ?wait, "workload certificate issued");
                 publish.send_replace(Some(held.issued.clone()));
                 *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = Some(held);
-                tokio::time::sleep(wait).await;
+                pause(wait).await;
             }
             Err(e) => {
                 failures += 1;
@@ -100,6 +115,7 @@ pub async fn maintain(
                 let wait = retry_after(failures);
                 match expires_in(SystemTime::now()) {
                     // Withdrawn when it expires, not at the next retry.
+                    // Not cut short: the expiry must be honoured.
                     Some(left) if left <= wait => {
                         tokio::time::sleep(left).await;
                         warn!("workload certificate expired and could not be renewed: mesh traffic is refused until one is issued");
@@ -107,7 +123,7 @@ pub async fn maintain(
                         *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = None;
                         tokio::time::sleep(wait - left).await;
                     }
-                    _ => tokio::time::sleep(wait).await,
+                    _ => pause(wait).await,
                 }
             }
         }

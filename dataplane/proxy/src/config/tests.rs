@@ -862,3 +862,36 @@ listeners: [ {{ name: a, address: '127.0.0.1:1', mesh: {{}}, routes: [ {{ direct
         "{errs}"
     );
 }
+
+#[test]
+fn an_issued_identity_trusts_its_bundle_and_the_configs_extra_roots() {
+    use crate::tls::certs::{certified_key, load_certs, PemSource};
+    let issuing = crate::tls::certs::testing::TestCa::new("new root").unwrap();
+    let old = crate::tls::certs::testing::TestCa::new("old root").unwrap();
+    let leaf = issuing
+        .leaf(&["spiffe://cluster.local/ns/shop/sa/web"])
+        .unwrap();
+    let issued = crate::tls::mesh::Issued {
+        key: certified_key(
+            &PemSource::Inline(leaf.cert_pem),
+            &PemSource::Inline(leaf.key_pem),
+            &crate::tls::provider(),
+            std::time::SystemTime::now(),
+        )
+        .unwrap(),
+        bundle: load_certs(&PemSource::Inline(issuing.cert_pem.clone())).unwrap(),
+    };
+    // During a root rotation the config carries the old root too.
+    let yaml = format!(
+        "mesh: {{ trust_bundle_pem: \"{}\" }}
+listeners: [ {{ name: in, address: '127.0.0.1:1', mesh: {{}}, routes: [ {{ direct_response: {{ status: 200 }} }} ] }} ]
+",
+        old.cert_pem.replace('\n', "\\n")
+    );
+    let raw: raw::RawConfig = serde_saphyr::from_str(&yaml).unwrap();
+    let source = crate::tls::mesh::IdentitySource::Issued(Some(std::sync::Arc::new(issued)));
+    let config = validate(&raw, "snapshot", source).unwrap();
+    let id = config.identity.as_ref().expect("identity");
+    assert_eq!(id.spiffe_id, "spiffe://cluster.local/ns/shop/sa/web");
+    assert_eq!(id.roots.len(), 2, "the issuing root and the old one");
+}
