@@ -65,6 +65,22 @@ impl Pattern {
     }
 }
 
+/// A principal as policies write it (`spiffe://td/ns/x/sa/y` or
+/// `td/ns/x/sa/y`), as it is matched: without the scheme.
+pub fn principal_pattern(written: &str) -> Pattern {
+    Pattern::parse(written.strip_prefix("spiffe://").unwrap_or(written))
+}
+
+/// A method as policies write it, as it is matched: uppercase.
+pub fn method_pattern(written: &str) -> Pattern {
+    Pattern::parse(&written.to_ascii_uppercase())
+}
+
+/// A header name as policies write it, as it is matched: lowercase.
+pub fn header_name(written: &str) -> Box<[u8]> {
+    written.to_ascii_lowercase().into_bytes().into()
+}
+
 /// Any of `yes` (or none given) and none of `no`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Values {

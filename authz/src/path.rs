@@ -36,6 +36,22 @@ fn unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
+/// Whether a policy's path pattern can match: its fixed part (without the
+/// `*` of a prefix or suffix pattern) must be its own normal form, since
+/// requests are matched normalised; a suffix part is checked as if it
+/// followed a `/`. The proxy and the control plane both refuse patterns
+/// that fail this, with the same answer.
+pub fn pattern_is_normal(pattern: &str) -> bool {
+    let bare = pattern.trim_start_matches('*').trim_end_matches('*');
+    let path = if bare.starts_with('/') {
+        bare.to_string()
+    } else {
+        format!("/{bare}")
+    };
+    let mut out = Vec::new();
+    normalize(path.as_bytes(), &mut out).is_ok() && out == path.as_bytes()
+}
+
 /// Write the normal form of `path` (without its query) into `out`,
 /// which is cleared first; `out`'s capacity is reused, so a core that
 /// keeps one buffer normalises without allocating.
@@ -128,6 +144,41 @@ pub fn normalize(path: &[u8], out: &mut Vec<u8>) -> Result<(), PathError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns_are_checked_in_their_normal_form() {
+        for p in [
+            "/admin",
+            "/a/",
+            "/",
+            "/a%20b",
+            "/a%3Fb",
+            "/ADMIN",
+            "/orders/",
+            "/orders/*",
+            "*.json",
+            "*",
+        ] {
+            assert!(pattern_is_normal(p), "{p}");
+        }
+        for p in [
+            "//admin",
+            "/orders/../admin",
+            "/a/./b",
+            "/%61dmin",
+            "/a%3fb",
+            "/a%2Fb",
+            "/a%5cb",
+            "/a%zz",
+            "/a%2",
+            "/a/..",
+            "/a/.",
+            "//x*",
+            "*/../x",
+        ] {
+            assert!(!pattern_is_normal(p), "{p}");
+        }
+    }
 
     fn norm(p: &str) -> Result<String, PathError> {
         let mut out = Vec::new();

@@ -42,6 +42,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ringmesh_proto::v1 as pb;
 
+pub mod check;
 mod mesh;
 
 pub use mesh::{identity_of, MeshContext, DEFAULT_TRUST_DOMAIN};
@@ -353,7 +354,7 @@ fn sidecar(res: &Resources, node: &pb::Node) -> Result<Vec<pb::Listener>, Compil
 /// name it in `targetRefs`, and those of its namespace without
 /// `targetRefs`), in name order, each named as the control plane names it
 /// (`name`, `name.namespace`): unique, since qualified names are.
-fn authorization(res: &Resources, service: &str) -> Vec<pb::AuthorizationPolicy> {
+pub(crate) fn authorization(res: &Resources, service: &str) -> Vec<pb::AuthorizationPolicy> {
     res.authz
         .values()
         .filter(|p| p.applies_to(service))

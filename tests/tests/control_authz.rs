@@ -89,6 +89,63 @@ fn a_sidecar_judges_requests_by_its_services_policies() {
         "refused requests never reach the workload"
     );
 
+    // `ringmeshctl auth check` answers what the sidecar did, and names
+    // the policy that decided.
+    for (method, path, policy) in [
+        ("GET", "/orders/1", Some("orders-read.shop")),
+        ("POST", "/orders/1", None),
+        ("GET", "/orders/../admin", Some("no-admin.shop")),
+        ("GET", "/admin/x", Some("no-admin.shop")),
+        ("GET", "/other", None),
+    ] {
+        let served = send(inbound, method, path).0 == 200;
+        let (code, out, err) = ctl(
+            cp.addr,
+            &[
+                "auth",
+                "check",
+                "--to",
+                "orders.shop",
+                "--method",
+                method,
+                "--path",
+                path,
+                "-o",
+                "json",
+            ],
+        );
+        assert_eq!(
+            code,
+            if served { 0 } else { 1 },
+            "{method} {path}: {out}{err}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(
+            v["decision"],
+            if served { "allow" } else { "deny" },
+            "{out}"
+        );
+        assert_eq!(v["policy"].as_str(), policy, "{method} {path}: {out}");
+    }
+    let (code, out, _) = ctl(
+        cp.addr,
+        &[
+            "auth",
+            "check",
+            "--to",
+            "orders.shop",
+            "--path",
+            "/orders/%2e%2e/admin",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        out.starts_with("deny") && out.contains("path:      /admin"),
+        "{out}"
+    );
+    let (code, _, err) = ctl(cp.addr, &["auth", "check", "--to", "nowhere"]);
+    assert_eq!((code, err.trim()), (1, "no Service `nowhere`"));
+
     // ringmeshctl lists them, by their names in the mesh.
     let (code, out, err) = ctl(cp.addr, &["get", "authorizationpolicies"]);
     assert_eq!(code, 0, "{err}");

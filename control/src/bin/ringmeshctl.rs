@@ -1,7 +1,8 @@
 //! `ringmeshctl`: the operator's command line for the control plane.
 //!
-//! Exit codes: 0 done, 1 refused (invalid resources, not found), 2 usage
-//! or connection errors. Errors go to stderr; results to stdout.
+//! Exit codes: 0 done, 1 refused (invalid resources, not found; `auth
+//! check`: denied), 2 usage or connection errors. Errors go to stderr;
+//! results to stdout.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -76,11 +77,44 @@ enum Cmd {
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
     },
+    /// Authorization: would a request be allowed?
+    Auth {
+        #[command(subcommand)]
+        what: AuthCmd,
+    },
     /// Check resource files offline, with the same messages as the server.
     Validate {
         /// A resource file or a directory of them (repeatable).
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuthCmd {
+    /// Judge a request from one Service to another by the
+    /// AuthorizationPolicies and PeerAuthentications in force, with the
+    /// code the proxies enforce them with; prints allow or deny and the
+    /// policy that decided. Exit code 0: allowed, 1: denied (as `kubectl
+    /// auth can-i`).
+    Check {
+        /// The calling Service (`web`, `web.shop`) or a SPIFFE ID;
+        /// without it, a caller with no workload certificate.
+        #[arg(long)]
+        from: Option<String>,
+        /// The Service called.
+        #[arg(long)]
+        to: String,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// As sent: it is normalised as the proxy does (`..`, `//`, escapes).
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// A request header, `name=value` (repeatable).
+        #[arg(long = "header", short = 'H', value_name = "NAME=VALUE")]
+        headers: Vec<String>,
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Output,
     },
 }
 
@@ -131,7 +165,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(code, msg)) => {
-            eprintln!("{msg}");
+            if !msg.is_empty() {
+                eprintln!("{msg}");
+            }
             ExitCode::from(code)
         }
     }
@@ -347,10 +383,90 @@ fn remote(cli: &Cli) -> Result<(), Failure> {
                     .into_inner();
                 print_proxies(&resp, *output, true)?;
             }
+            Cmd::Auth {
+                what:
+                    AuthCmd::Check {
+                        from,
+                        to,
+                        method,
+                        path,
+                        headers,
+                        output,
+                    },
+            } => {
+                let headers = headers
+                    .iter()
+                    .map(|h| match h.split_once('=') {
+                        Some((n, v)) if !n.is_empty() => Ok((n.to_string(), v.to_string())),
+                        _ => Err(Failure(
+                            2,
+                            format!("ringmeshctl: --header `{h}`: write it NAME=VALUE"),
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?;
+                let resp = client
+                    .auth_check(pb::AuthCheckRequest {
+                        from: from.clone().unwrap_or_default(),
+                        to: to.clone(),
+                        method: method.clone(),
+                        path: path.clone(),
+                        headers,
+                    })
+                    .await
+                    .map_err(rpc_failure)?
+                    .into_inner();
+                print_verdict(&resp, *output)?;
+                if !resp.allowed {
+                    return Err(Failure(1, String::new()));
+                }
+            }
             Cmd::Validate { .. } => {}
         }
         Ok(())
     })
+}
+
+#[derive(Serialize)]
+struct VerdictRow<'a> {
+    decision: &'static str,
+    policy: Option<&'a str>,
+    principal: Option<&'a str>,
+    normalized_path: &'a str,
+    reason: &'a str,
+}
+
+fn print_verdict(v: &pb::AuthCheckResponse, output: Output) -> Result<(), Failure> {
+    let decision = if v.allowed { "allow" } else { "deny" };
+    let some = |s: &'_ str| -> Option<String> { (!s.is_empty()).then(|| s.to_string()) };
+    let (policy, principal) = (some(&v.policy), some(&v.principal));
+    let row = VerdictRow {
+        decision,
+        policy: policy.as_deref(),
+        principal: principal.as_deref(),
+        normalized_path: &v.normalized_path,
+        reason: &v.reason,
+    };
+    match output {
+        Output::Table => {
+            println!("{decision}");
+            println!("  reason:    {}", v.reason);
+            println!("  policy:    {}", policy.as_deref().unwrap_or("-"));
+            println!(
+                "  principal: {}",
+                principal.as_deref().unwrap_or("(unauthenticated)")
+            );
+            println!("  path:      {}", v.normalized_path);
+        }
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&row).map_err(|e| Failure(2, e.to_string()))?
+        ),
+        Output::Yaml => print!(
+            "{}",
+            serde_saphyr::to_string(&row).map_err(|e| Failure(2, e.to_string()))?
+        ),
+    }
+    Ok(())
 }
 
 #[derive(Serialize)]

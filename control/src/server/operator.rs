@@ -133,6 +133,40 @@ impl pb::operator_server::Operator for OperatorService {
             rejected: self.hub.rejected().unwrap_or_default(),
         }))
     }
+
+    async fn auth_check(
+        &self,
+        req: Request<pb::AuthCheckRequest>,
+    ) -> Result<Response<pb::AuthCheckResponse>, Status> {
+        use crate::compile::check::{check, CheckError, Probe};
+        let r = req.into_inner();
+        let probe = Probe {
+            from: Some(r.from).filter(|f| !f.is_empty()),
+            to: r.to,
+            method: r.method,
+            path: r.path,
+            headers: r
+                .headers
+                .into_iter()
+                .map(|(n, v)| (n.to_ascii_lowercase(), v))
+                .collect(),
+        };
+        let v = check(&self.hub.resources(), self.hub.mesh(), &probe).map_err(|e| match e {
+            CheckError::UnknownService(_) | CheckError::UnknownCaller(_) => {
+                Status::not_found(redact(&e.to_string()))
+            }
+            CheckError::BadSpiffeId(..) | CheckError::NoMethod => {
+                Status::invalid_argument(redact(&e.to_string()))
+            }
+        })?;
+        Ok(Response::new(pb::AuthCheckResponse {
+            allowed: v.allowed,
+            policy: v.policy.unwrap_or_default(),
+            principal: v.principal.unwrap_or_default(),
+            normalized_path: v.normalized_path,
+            reason: v.reason,
+        }))
+    }
 }
 
 fn unix_seconds(t: std::time::SystemTime) -> i64 {

@@ -86,21 +86,20 @@ impl Validator {
             .enumerate()
             .map(|(k, f)| {
                 let p = format!("{at}.from[{k}]");
-                let principal = |v: &str| v.strip_prefix("spiffe://").unwrap_or(v).to_string();
                 Source {
                     principals: self.values(
                         &f.value.principals,
                         &f.value.not_principals,
                         &p,
                         "principals",
-                        principal,
+                        crate::authz::principal_pattern,
                     ),
                     namespaces: self.values(
                         &f.value.namespaces,
                         &f.value.not_namespaces,
                         &p,
                         "namespaces",
-                        str::to_string,
+                        Pattern::parse,
                     ),
                 }
             })
@@ -116,7 +115,7 @@ impl Validator {
                             &t.value.not_methods,
                             &p,
                             "methods",
-                            |m| m.to_ascii_uppercase(),
+                            crate::authz::method_pattern,
                         ),
                         paths: self.paths(&t.value.paths, &t.value.not_paths, &p),
                     }
@@ -130,19 +129,13 @@ impl Validator {
                 let p = format!("{at}.when[{k}]");
                 self.header_name(&c.value.header, &format!("{p}.header"));
                 Condition {
-                    header: c
-                        .value
-                        .header
-                        .value
-                        .to_ascii_lowercase()
-                        .into_bytes()
-                        .into(),
+                    header: crate::authz::header_name(&c.value.header.value),
                     values: self.values(
                         &c.value.values,
                         &c.value.not_values,
                         &p,
                         "values",
-                        str::to_string,
+                        Pattern::parse,
                     ),
                 }
             })
@@ -156,7 +149,7 @@ impl Validator {
         no: &[Spanned<String>],
         at: &str,
         field: &str,
-        fix: impl Fn(&str) -> String,
+        pattern: impl Fn(&str) -> Pattern,
     ) -> Values {
         let mut one = |v: &Spanned<String>, f: &str, i: usize| {
             if !pattern_ok(&v.value) {
@@ -169,7 +162,7 @@ impl Validator {
                     ),
                 );
             }
-            Pattern::parse(&fix(&v.value))
+            pattern(&v.value)
         };
         let yes = yes
             .iter()
@@ -190,10 +183,7 @@ impl Validator {
     fn paths(&mut self, yes: &[Spanned<String>], no: &[Spanned<String>], at: &str) -> Values {
         for (f, list) in [("paths", yes), ("not_paths", no)] {
             for (i, v) in list.iter().enumerate() {
-                let bare = v.value.trim_start_matches('*').trim_end_matches('*');
-                let mut normal = Vec::new();
-                let ok = crate::authz::path::normalize(bare.as_bytes(), &mut normal).is_ok()
-                    && (normal == bare.as_bytes() || bare.is_empty() || !bare.starts_with('/'));
+                let ok = crate::authz::path::pattern_is_normal(&v.value);
                 if !v.value.starts_with('/') && !v.value.starts_with('*') {
                     self.err(
                         &v.referenced,
@@ -215,6 +205,6 @@ impl Validator {
                 }
             }
         }
-        self.values(yes, no, at, "paths", str::to_string)
+        self.values(yes, no, at, "paths", Pattern::parse)
     }
 }
