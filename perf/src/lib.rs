@@ -106,6 +106,7 @@ impl HotPath {
             proto: b"http",
             fallback_host: b"10.0.0.1:8080",
             trust_proto: false,
+            client_cert: None,
         };
         rewrite::write_request_head(
             &mut self.out,

@@ -39,7 +39,7 @@ listeners:
         rules:
           - from: [ {{ principals: [cluster.local/ns/shop/sa/web] }} ]
             to: [ {{ paths: [/orders, /orders/*] }} ]
-          - to: [ {{ paths: [/public] }} ]
+          - to: [ {{ paths: [/public, /headers] }} ]
     routes: [ {{ cluster: app }} ]
 clusters:
   - {{ name: app, endpoints: ['{}'] }}
@@ -111,6 +111,21 @@ fn sidecars_talk_mtls_over_http2_and_policies_see_the_caller() {
 
     // B's policies read A's identity: web may call /orders only.
     assert_eq!(get(a.addr("outbound"), "/admin").0, 403);
+    // The workload learns who called (Envoy's and Istio's XFCC), and a
+    // header the caller forged never reaches it.
+    let r = Client::connect(a.addr("outbound")).request(
+        b"GET /headers HTTP/1.1\r\nHost: orders\r\nX-Forwarded-Client-Cert: By=x;URI=spiffe://cluster.local/ns/shop/sa/admin\r\n\r\n",
+    );
+    let seen = r.text().to_ascii_lowercase();
+    assert!(
+        seen.contains(&format!(
+            "x-forwarded-client-cert: by={};uri={}",
+            ORDERS.to_ascii_lowercase(),
+            WEB.to_ascii_lowercase()
+        )),
+        "{seen}"
+    );
+    assert_eq!(seen.matches("x-forwarded-client-cert").count(), 1, "{seen}");
 
     // A checks B's identity: a cluster expecting someone else refuses.
     let wrong = sidecar_a(&pki, &web, b.addr("inbound"), EVIL);
@@ -164,6 +179,18 @@ fn a_strict_listener_refuses_plaintext_and_strangers_a_permissive_one_does_not()
     let permissive = sidecar_b(&pki, &orders, "permissive", &app);
     let inbound = permissive.addr("inbound");
     assert_eq!(get(inbound, "/public").0, 200);
+    // A plaintext caller cannot claim an identity to the workload.
+    let r = Client::connect(inbound).request(
+        b"GET /headers HTTP/1.1\r\nHost: orders\r\nX-Forwarded-Client-Cert: URI=spiffe://cluster.local/ns/shop/sa/web\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    assert!(
+        !r.text()
+            .to_ascii_lowercase()
+            .contains("x-forwarded-client-cert"),
+        "{}",
+        r.text()
+    );
     assert_eq!(
         get(inbound, "/orders").0,
         403,

@@ -46,6 +46,45 @@ pub struct RequestContext<'a> {
     pub trust_proto: bool,
     /// Host to send when an HTTP/1.0 client sent none (the upstream address).
     pub fallback_host: &'a [u8],
+    /// On a listener of the mesh: the `x-forwarded-client-cert` to send.
+    pub client_cert: Option<ClientCert<'a>>,
+}
+
+/// `x-forwarded-client-cert` as Envoy and Istio send it to a workload:
+/// who terminated the mTLS (`By`, the proxy's own SPIFFE ID) and who the
+/// client proved to be (`URI`). Every such header the client sent is
+/// dropped first, so a caller (even a plaintext one on a permissive
+/// listener) cannot claim an identity.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientCert<'a> {
+    /// The proxy's SPIFFE ID (`spiffe://...`).
+    pub by: &'a [u8],
+    /// The client's principal (`td/ns/x/sa/y`, no scheme); `None`: it
+    /// proved none, and no header is sent.
+    pub uri: Option<&'a [u8]>,
+}
+
+/// The header's name.
+pub const XFCC: &[u8] = b"x-forwarded-client-cert";
+
+impl ClientCert<'_> {
+    /// Append the header line, when the client proved an identity.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        let Some(uri) = self.uri else { return };
+        out.extend_from_slice(b"x-forwarded-client-cert: By=");
+        out.extend_from_slice(self.by);
+        out.extend_from_slice(b";URI=spiffe://");
+        out.extend_from_slice(uri);
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// The header's value, for an HTTP/2 header map.
+    pub fn value(&self) -> Option<Vec<u8>> {
+        let mut line = Vec::new();
+        self.write(&mut line);
+        let start = XFCC.len() + 2;
+        (!line.is_empty()).then(|| line[start..line.len() - 2].to_vec())
+    }
 }
 
 /// Append the request head to send upstream. The upstream always gets
@@ -86,6 +125,9 @@ pub fn write_request_head(
         if !edits.remove.is_empty() && edits.removes(h.name.get(buf)) {
             continue;
         }
+        if ctx.client_cert.is_some() && h.name.get(buf).eq_ignore_ascii_case(XFCC) {
+            continue;
+        }
         if Some(i) == last_xff {
             write_field_start(out, buf, h);
             out.extend_from_slice(b", ");
@@ -100,6 +142,9 @@ pub fn write_request_head(
     }
     if !saw_xfp {
         write_pair(out, b"x-forwarded-proto", ctx.proto);
+    }
+    if let Some(cert) = &ctx.client_cert {
+        cert.write(out);
     }
     if head.host.is_none() {
         write_pair(out, b"host", ctx.fallback_host);
@@ -233,6 +278,7 @@ mod tests {
         proto: b"http",
         fallback_host: b"10.1.1.1:80",
         trust_proto: true,
+        client_cert: None,
     };
 
     fn rewrite_request(raw: &str, edits: &HeaderEdits) -> String {
@@ -256,6 +302,43 @@ mod tests {
         assert_eq!(
             out,
             "GET /x HTTP/1.1\r\nHost: svc\r\nAccept: */*\r\nx-forwarded-for: 10.0.0.9\r\nx-forwarded-proto: http\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_mesh_listener_sends_the_clients_identity_and_drops_forged_ones() {
+        let raw = "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Client-Cert: By=x;URI=spiffe://td/ns/a/sa/admin\r\nx-forwarded-client-cert: forged\r\n\r\n";
+        let by = b"spiffe://td/ns/shop/sa/orders";
+        let proved = RequestContext {
+            client_cert: Some(ClientCert {
+                by,
+                uri: Some(b"td/ns/shop/sa/web"),
+            }),
+            ..CTX
+        };
+        assert_eq!(
+            rewrite_request_with(raw, &HeaderEdits::default(), &proved),
+            "GET / HTTP/1.1\r\nHost: a\r\nx-forwarded-for: 10.0.0.9\r\nx-forwarded-proto: http\r\nx-forwarded-client-cert: By=spiffe://td/ns/shop/sa/orders;URI=spiffe://td/ns/shop/sa/web\r\n\r\n"
+        );
+        let plaintext = RequestContext {
+            client_cert: Some(ClientCert { by, uri: None }),
+            ..CTX
+        };
+        assert!(
+            !rewrite_request_with(raw, &HeaderEdits::default(), &plaintext)
+                .to_ascii_lowercase()
+                .contains("x-forwarded-client-cert")
+        );
+        // Outside the mesh the header is the application's business.
+        assert!(rewrite_request(raw, &HeaderEdits::default()).contains("forged"));
+        assert_eq!(
+            ClientCert {
+                by: b"spiffe://a/b",
+                uri: Some(b"a/c")
+            }
+            .value()
+            .as_deref(),
+            Some(&b"By=spiffe://a/b;URI=spiffe://a/c"[..])
         );
     }
 

@@ -33,6 +33,7 @@ const CTX: RequestContext<'static> = RequestContext {
     proto: b"http",
     fallback_host: b"upstream:80",
     trust_proto: true,
+    client_cert: None,
 };
 
 /// Names the generator never uses for its own fields: each changes framing,

@@ -48,6 +48,7 @@ impl H1Conn<'_> {
             proto: edits.scheme,
             fallback_host: edits.fallback_host,
             trust_proto: edits.forwarded_proto == ForwardedProto::Trust,
+            client_cert: edits.client_cert,
         };
         rewrite::write_request_head(&mut w.wbuf, w.req.rbuf.pinned(), head, &ctx, edits.headers);
         let mode = match head.framing {

@@ -196,10 +196,10 @@ impl<'w> H1Conn<'w> {
         let snap = core.snapshot();
         let l = &snap.config.listeners[listener];
         let h2c = fresh && l.http2.is_some() && matches!(io, Stream::Plain(_));
-        let principal = l
-            .authorization
-            .as_ref()
-            .and_then(|_| crate::tls::principal(&io));
+        // Read for policies, and for the workload on a mesh listener.
+        let principal = (l.authorization.is_some() || l.mesh.is_some())
+            .then(|| crate::tls::principal(&io))
+            .flatten();
         let stall = l.idle_timeout;
         drop(snap);
         H1Conn {

@@ -73,6 +73,7 @@ pub fn write_h1_request(
             }
             "x-forwarded-proto" if !trust => continue,
             "x-forwarded-proto" => saw_xfp = true,
+            "x-forwarded-client-cert" if edits.client_cert.is_some() => continue,
             _ if connection_specific(n) => continue,
             _ => {}
         }
@@ -107,6 +108,9 @@ pub fn write_h1_request(
     }
     if !saw_xfp {
         write_pair(out, b"x-forwarded-proto", edits.scheme);
+    }
+    if let Some(cert) = &edits.client_cert {
+        cert.write(out);
     }
     if chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -166,6 +170,9 @@ pub fn h2_upstream_request(req: &dyn RequestView, edits: &RequestEdits<'_>) -> O
         if connection_specific(name) || lower(name, b"host") || lower(name, b"expect") {
             return;
         }
+        if edits.client_cert.is_some() && lower(name, ringmesh_http1::rewrite::XFCC) {
+            return;
+        }
         if !edits.headers.remove.is_empty() && removes(edits.headers, name) {
             return;
         }
@@ -191,6 +198,9 @@ pub fn h2_upstream_request(req: &dyn RequestView, edits: &RequestEdits<'_>) -> O
     append(headers, b"x-forwarded-for", &xff);
     if !saw_xfp {
         append(headers, b"x-forwarded-proto", edits.scheme);
+    }
+    if let Some(value) = edits.client_cert.and_then(|c| c.value()) {
+        append(headers, ringmesh_http1::rewrite::XFCC, &value);
     }
     for (name, value) in &edits.headers.add {
         append(headers, name, value);
@@ -349,6 +359,7 @@ mod tests {
             forwarded_proto: ForwardedProto::Overwrite,
             fallback_host: b"10.1.1.1:80",
             h1_upstream: true,
+            client_cert: None,
         }
     }
 
@@ -385,6 +396,39 @@ mod tests {
              x-route: r1\r\n\r\n"
         );
         assert_eq!(req.method(), b"POST");
+    }
+
+    #[test]
+    fn a_mesh_listener_tells_an_h2_workload_who_called() {
+        let req = request(
+            http::Request::builder()
+                .method("GET")
+                .uri("https://orders/x")
+                .header("x-forwarded-client-cert", "URI=spiffe://td/ns/a/sa/forged"),
+        );
+        let none = HeaderEdits::default();
+        let mut e = edits(&none);
+        e.client_cert = Some(ringmesh_http1::rewrite::ClientCert {
+            by: b"spiffe://td/ns/a/sa/orders",
+            uri: Some(b"td/ns/a/sa/web"),
+        });
+        let out = h2_upstream_request(&req, &e).unwrap();
+        let xfcc: Vec<_> = out
+            .headers()
+            .get_all("x-forwarded-client-cert")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            xfcc,
+            ["By=spiffe://td/ns/a/sa/orders;URI=spiffe://td/ns/a/sa/web"]
+        );
+        // Outside the mesh it passes through.
+        let out = h2_upstream_request(&req, &edits(&none)).unwrap();
+        assert_eq!(
+            out.headers()["x-forwarded-client-cert"],
+            "URI=spiffe://td/ns/a/sa/forged"
+        );
     }
 
     #[test]

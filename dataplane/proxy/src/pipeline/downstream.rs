@@ -52,6 +52,9 @@ pub struct RequestEdits<'a> {
     /// The request may go to an HTTP/1.1 upstream: `prepare_request`
     /// encodes it (an HTTP/2-only cluster skips that work).
     pub h1_upstream: bool,
+    /// On a mesh listener: `x-forwarded-client-cert` (the client's proven
+    /// identity to the workload; forged ones dropped).
+    pub client_cert: Option<ringmesh_http1::rewrite::ClientCert<'a>>,
 }
 
 /// How sending the request failed.

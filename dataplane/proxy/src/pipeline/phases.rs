@@ -3,6 +3,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use ringmesh_http1::rewrite::ClientCert;
 use tracing::{debug, warn};
 
 use super::downstream::{
@@ -393,6 +394,16 @@ fn edits<'a>(ctx: &'a Ctx<'_>, route: &'a Route, ep: &'a Endpoint, h1: bool) -> 
         forwarded_proto: ctx.listener.x_forwarded_proto,
         fallback_host: &ep.authority,
         h1_upstream: h1,
+        client_cert: ctx.listener.mesh.map(|_| ClientCert {
+            by: ctx
+                .env
+                .snap
+                .config
+                .identity
+                .as_ref()
+                .map_or(&b""[..], |i| i.spiffe_id.as_bytes()),
+            uri: ctx.env.principal,
+        }),
     }
 }
 
@@ -702,7 +713,9 @@ fn log(ctx: &Ctx<'_>) {
         // One stderr lock shared by every core: during an outage every
         // request fails, so failure lines are rate-limited per core.
         if err.is_logged() && env.core.log_limit.allow() {
-            warn!(listener = %ctx.listener.name, route, cluster, reason = %err, status, "request failed");
+            // The caller's workload identity, on mTLS listeners.
+            let principal = env.principal.map(String::from_utf8_lossy);
+            warn!(listener = %ctx.listener.name, route, cluster, reason = %err, status, principal = principal.as_deref(), "request failed");
         }
     } else if let Some(why) = ctx.aborted {
         debug!(listener = %ctx.listener.name, route, cluster, why, "connection aborted");
