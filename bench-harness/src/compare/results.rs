@@ -34,6 +34,9 @@ pub struct Report {
     /// What the load spoke to the targets (`client = "h2"`).
     #[serde(default)]
     pub client: super::scenario::Proto,
+    /// One proxy per target, or a mesh pair (`topology = "pair"`).
+    #[serde(default)]
+    pub topology: super::scenario::Topology,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,6 +59,9 @@ pub struct TargetInfo {
     pub status: String,
     /// Version when ok, the reason (and install command) otherwise.
     pub detail: String,
+    /// In a pair scenario, what its proxies speak to each other.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hop: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,6 +118,13 @@ pub struct Metrics {
     pub load_cpu_busy: f64,
     /// Resident memory per idle keep-alive connection, KiB.
     pub idle_kib_per_conn: Option<f64>,
+    /// p50 minus `direct`'s p50 in the same step and repetition: the
+    /// latency this target adds ([`added_over_direct`]).
+    #[serde(default)]
+    pub added_p50_us: Option<f64>,
+    /// The same for p99.
+    #[serde(default)]
+    pub added_p99_us: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -168,6 +181,30 @@ pub fn median_metrics(runs: &[&Metrics]) -> Metrics {
         proxy_peak_rss_kib: opt(&|r| r.proxy_peak_rss_kib.map(|k| k as f64)).map(|k| k as u64),
         load_cpu_busy: m(&|r| r.load_cpu_busy),
         idle_kib_per_conn: opt(&|r| r.idle_kib_per_conn),
+        added_p50_us: opt(&|r| r.added_p50_us),
+        added_p99_us: opt(&|r| r.added_p99_us),
+    }
+}
+
+/// Set each proxy run's added latency: its p50 and p99 minus those of
+/// `direct` in the same step of the same repetition (so both saw the same
+/// minute of this machine); medians over repetitions follow in
+/// [`summarize`]. Runs without a `direct` twin (idle steps, `--targets`
+/// without direct) keep None.
+pub fn added_over_direct(runs: &mut [Run]) {
+    let direct: Vec<(usize, String, Metrics)> = runs
+        .iter()
+        .filter(|r| r.target == "direct")
+        .map(|r| (r.repetition, r.step.clone(), r.metrics))
+        .collect();
+    for r in runs.iter_mut().filter(|r| r.target != "direct") {
+        let twin = direct
+            .iter()
+            .find(|(rep, step, _)| *rep == r.repetition && *step == r.step);
+        if let Some((_, _, d)) = twin {
+            r.metrics.added_p50_us = Some(r.metrics.p50_us - d.p50_us);
+            r.metrics.added_p99_us = Some(r.metrics.p99_us - d.p99_us);
+        }
     }
 }
 

@@ -30,6 +30,23 @@ pub struct Scenario {
     /// What the load speaks to the proxies (`client = "h2"`: h2c with
     /// prior knowledge, or h2 by ALPN with `tls`).
     pub client: Proto,
+    /// One proxy per target, or a mesh hop: two proxies talking mTLS
+    /// (`topology = "pair"`, [`super::pair`]).
+    pub topology: Topology,
+}
+
+/// A scenario's `topology`: what stands between the load and the upstream
+/// for each proxy target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Topology {
+    /// One proxy: load -> proxy -> upstream.
+    #[default]
+    Single,
+    /// The mesh hop: load -> proxy A (plaintext HTTP/1.1 listener, the
+    /// client's sidecar) -> mTLS -> proxy B (the server's sidecar) ->
+    /// upstream, both proxies on the proxy CPUs.
+    Pair,
 }
 
 /// An HTTP version, as a scenario names it.
@@ -137,7 +154,9 @@ pub enum StepKind {
         pipeline: usize,
         new_connection: bool,
     },
-    Rate(Rate),
+    /// An open loop at a fixed rate; with `new_connection`, each request
+    /// on a connection of its own (connect and close in its latency).
+    Rate { rate: Rate, new_connection: bool },
     /// Open `connections` keep-alive connections, one request each, hold
     /// them idle and measure the target's memory.
     Idle {
@@ -176,6 +195,8 @@ struct RawScenario {
     mode: Mode,
     #[serde(default)]
     client: Proto,
+    #[serde(default)]
+    topology: Topology,
 }
 
 fn three() -> usize {
@@ -369,6 +390,7 @@ pub fn parse(text: &str, default_name: &str) -> Result<Scenario, Vec<String>> {
                 .into(),
         );
     }
+    errs.extend(pair_limits(&raw));
     if !errs.is_empty() {
         return Err(errs);
     }
@@ -394,7 +416,41 @@ pub fn parse(text: &str, default_name: &str) -> Result<Scenario, Vec<String>> {
         tls: raw.tls,
         mode: raw.mode,
         client: raw.client,
+        topology: raw.topology,
     })
+}
+
+/// What a pair (mesh hop) scenario does not combine with yet: the load
+/// speaks plain HTTP/1.1 to proxy A, and B to the plain HTTP/1.1 upstream.
+fn pair_limits(raw: &RawScenario) -> Vec<String> {
+    let mut errs = Vec::new();
+    if raw.topology != Topology::Pair {
+        return errs;
+    }
+    if raw.tls {
+        errs.push(
+            "tls: a pair's TLS is the mTLS between its proxies; the load speaks plaintext to proxy A (drop tls = true)"
+                .into(),
+        );
+    }
+    if raw.mode == Mode::Tcp {
+        errs.push("mode: \"tcp\" with topology = \"pair\" is not supported (ringmesh carries only HTTP between mesh proxies yet)".into());
+    }
+    if raw.client == Proto::H2 {
+        errs.push(
+            "client: \"h2\" with topology = \"pair\" is not supported yet (proxy A's listener is HTTP/1.1)"
+                .into(),
+        );
+    }
+    for (i, s) in raw.steps.iter().enumerate() {
+        if s.upstream == Some(Proto::H2) {
+            errs.push(format!(
+                "step[{i}] ({}).upstream: a pair's proxy B goes to the HTTP/1.1 upstream only",
+                s.name
+            ));
+        }
+    }
+    errs
 }
 
 /// What a step's HTTP versions allow, given the scenario's.
@@ -524,7 +580,10 @@ fn step(
                     Rate::Fixed(1.0)
                 }
             };
-            StepKind::Rate(rate)
+            StepKind::Rate {
+                rate,
+                new_connection: s.new_connection,
+            }
         }
         "idle" => {
             only(&mut errs, "rate", s.rate.is_some(), "rate");
@@ -600,7 +659,13 @@ hold = "2s"
         assert_eq!(s.targets, vec![TargetKind::Direct, TargetKind::Ringmesh]);
         assert_eq!(s.repetitions, 2);
         assert_eq!(s.warmup, Duration::from_secs(2));
-        assert_eq!(s.steps[1].kind, StepKind::Rate(Rate::OfPeak(0.5)));
+        assert_eq!(
+            s.steps[1].kind,
+            StepKind::Rate {
+                rate: Rate::OfPeak(0.5),
+                new_connection: false
+            }
+        );
         assert_eq!(
             s.steps[2].kind,
             StepKind::Idle {
