@@ -30,8 +30,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use results::{Calibration, CpuPlan, Machine, Report, Run, StepInfo, TargetInfo};
 use pair::{MeshFiles, Role};
+use results::{Calibration, CpuPlan, Machine, Report, Run, StepInfo, TargetInfo};
 use scenario::{Mode, Proto, Rate, Scenario, Step, StepKind, Topology};
 use targets::{RingmeshBins, TargetKind};
 use tls::TlsRun;
@@ -281,10 +281,15 @@ pub fn run(
 
     let calibration = match &sc.calibrate {
         Some(c)
-            if sc
-                .steps
-                .iter()
-                .any(|s| matches!(s.kind, StepKind::Rate { rate: Rate::OfPeak(_), .. })) =>
+            if sc.steps.iter().any(|s| {
+                matches!(
+                    s.kind,
+                    StepKind::Rate {
+                        rate: Rate::OfPeak(_),
+                        ..
+                    }
+                )
+            }) =>
         {
             Some(calibrate(&ctx, &runnable, c, &mut infos)?)
         }
@@ -302,9 +307,7 @@ pub fn run(
                 StepKind::Rate {
                     rate: Rate::OfPeak(f),
                     ..
-                } => {
-                    calibration.as_ref().map(|c| (c.basis_rps * f).round())
-                }
+                } => calibration.as_ref().map(|c| (c.basis_rps * f).round()),
                 _ => None,
             };
             (s.clone(), rate)

@@ -382,7 +382,11 @@ fn pair_columns(r: &Report) -> Vec<Column> {
             show: |v| format!("{v:.1}"),
         });
     }
-    cols.extend(columns(r).into_iter().filter(|c| r.steps[c.step].kind != "rate"));
+    cols.extend(
+        columns(r)
+            .into_iter()
+            .filter(|c| r.steps[c.step].kind != "rate"),
+    );
     // VmHWM only grows while a target runs its steps: the last step's
     // reading is the peak over all of them.
     if let Some(i) = r.steps.iter().rposition(|s| s.kind != "idle") {
@@ -413,11 +417,20 @@ fn direct_floor(r: &Report) -> Option<String> {
                 ms(d.median.p50_us),
                 ms(d.median.p99_us),
                 rps(info.rate.unwrap_or(0.0)),
-                if info.new_connection { " (new conn)" } else { "" }
+                if info.new_connection {
+                    " (new conn)"
+                } else {
+                    ""
+                }
             ))
         })
         .collect();
-    (!parts.is_empty()).then(|| format!("`direct` (load → upstream, the floor): {}.", parts.join("; ")))
+    (!parts.is_empty()).then(|| {
+        format!(
+            "`direct` (load → upstream, the floor): {}.",
+            parts.join("; ")
+        )
+    })
 }
 
 /// When a baseline build ran beside ringmesh: each headline measure as
@@ -865,6 +878,79 @@ pub(crate) mod tests {
             4,
             "every baseline run is kept"
         );
+    }
+
+    /// A pair run: two rates (one with new connections), direct beside.
+    fn pair_report() -> Report {
+        let mut fresh = step("fresh", "rate", Some(500.0), 1);
+        fresh.new_connection = true;
+        let steps = vec![step("r1k", "rate", Some(1000.0), 1), fresh];
+        let mut runs = Vec::new();
+        for (t, p99, cpu, rss) in [
+            ("direct", 400.0, None, None),
+            ("ringmesh", 800.0, Some(60.0), Some(20 * 1024)),
+            ("nginx", 1200.0, Some(90.0), Some(10 * 1024)),
+        ] {
+            for st in ["r1k", "fresh"] {
+                let mut r = run(t, st, 1000.0, p99, cpu, None);
+                r.metrics.proxy_peak_rss_kib = rss;
+                runs.push(r);
+            }
+        }
+        crate::compare::results::added_over_direct(&mut runs);
+        let mut r = build(steps, &["direct", "ringmesh", "nginx"], runs);
+        r.topology = Topology::Pair;
+        for t in &mut r.targets {
+            if let Ok(k) = t.name.parse() {
+                t.hop = crate::compare::pair::hop(k).into();
+            }
+        }
+        r
+    }
+
+    #[test]
+    fn pair_runs_lead_with_added_latency_cpu_and_memory_of_both_proxies() {
+        let md = markdown(&pair_report());
+        assert!(
+            md.contains("**Mesh hop:** each proxy target is a pair"),
+            "{md}"
+        );
+        assert!(md.contains("- **ringmesh**: mTLS (rustls), HTTP/2"), "{md}");
+        assert!(md.contains("- **nginx**: mTLS (OpenSSL), HTTP/1.1"), "{md}");
+        let head = "| target | added p50 ms @ 1000 req/s | added p99 ms @ 1000 req/s | CPU µs/req (A+B) @ 1000 req/s | added p50 ms @ 500 req/s, new conn | added p99 ms @ 500 req/s, new conn | CPU µs/req (A+B) @ 500 req/s, new conn | peak RSS MiB (A+B) |";
+        assert!(md.contains(head), "{md}");
+        // p50 is p99 / 4 in these runs: ringmesh adds 0.1 and 0.4 ms.
+        assert!(
+            md.contains("| ringmesh | 0.100 (1.00×) | 0.400 (1.00×) | 60.0 (1.00×) | 0.100 (1.00×) | 0.400 (1.00×) | 60.0 (1.00×) | 20.0 (2.00×) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| nginx | 0.200 (2.00×) | 0.800 (2.00×) | 90.0 (1.50×) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| direct | – | – | – | – | – | – | – |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("`direct` (load → upstream, the floor): p50 0.100 / p99 0.400 ms @ 1000 req/s; p50 0.100 / p99 0.400 ms @ 500 req/s (new conn)."),
+            "{md}"
+        );
+        // Step tables gain the added columns; single-proxy reports do not.
+        assert!(
+            md.contains("| max ms | added p50 ms | added p99 ms | errors |"),
+            "{md}"
+        );
+        assert!(md.contains("Hop: mTLS (rustls), HTTP/2"), "{md}");
+        let single = markdown(&report());
+        assert!(
+            !single.contains("added p50") && !single.contains("Mesh hop"),
+            "{single}"
+        );
+        // And all of it comes back from the JSON.
+        let back: Report =
+            serde_json::from_str(&serde_json::to_string(&pair_report()).unwrap()).unwrap();
+        assert_eq!(markdown(&back), md);
     }
 
     #[test]

@@ -293,6 +293,45 @@ mod tests {
     }
 
     #[test]
+    fn added_latency_is_against_direct_in_the_same_repetition() {
+        let at = |target: &str, step: &str, rep: usize, p50: f64, p99: f64| Run {
+            repetition: rep,
+            metrics: Metrics {
+                p50_us: p50,
+                p99_us: p99,
+                ..Metrics::default()
+            },
+            ..run(target, step, 1.0, None)
+        };
+        let mut runs = vec![
+            at("direct", "r", 0, 100.0, 300.0),
+            at("pair", "r", 0, 250.0, 900.0),
+            at("direct", "r", 1, 200.0, 400.0),
+            at("pair", "r", 1, 300.0, 1400.0),
+            at("pair", "r", 2, 300.0, 1400.0),
+            at("pair", "other", 0, 300.0, 1400.0),
+        ];
+        added_over_direct(&mut runs);
+        let added: Vec<(Option<f64>, Option<f64>)> = runs
+            .iter()
+            .map(|r| (r.metrics.added_p50_us, r.metrics.added_p99_us))
+            .collect();
+        assert_eq!(
+            added,
+            [
+                (None, None),
+                (Some(150.0), Some(600.0)),
+                (None, None),
+                (Some(100.0), Some(1000.0)),
+                (None, None), // no direct run in repetition 2
+                (None, None), // nor in that step
+            ]
+        );
+        let m = median_metrics(&[&runs[1].metrics, &runs[3].metrics, &runs[4].metrics]);
+        assert_eq!(m.added_p50_us, Some(125.0), "median of those that have one");
+    }
+
+    #[test]
     fn ratios_against_the_best_proxy() {
         let steps = vec![
             StepInfo {

@@ -159,9 +159,7 @@ pub enum StepKind {
     Rate { rate: Rate, new_connection: bool },
     /// Open `connections` keep-alive connections, one request each, hold
     /// them idle and measure the target's memory.
-    Idle {
-        hold: Duration,
-    },
+    Idle { hold: Duration },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -841,6 +839,59 @@ streams = 100
         assert!(
             errs.join("\n")
                 .contains("client: \"h2\" with mode = \"tcp\""),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn pairs_and_new_connections_at_a_fixed_rate() {
+        assert_eq!(parse(GOOD, "t").unwrap().topology, Topology::Single);
+        let pair = format!(
+            "topology = \"pair\"\n{GOOD}[[step]]\nname = \"fresh\"\nkind = \"rate\"\nrate = 500\nconnections = 8\nnew_connection = true\n"
+        );
+        let s = parse(&pair, "t").unwrap();
+        assert_eq!(s.topology, Topology::Pair);
+        assert_eq!(
+            s.steps[3].kind,
+            StepKind::Rate {
+                rate: Rate::Fixed(500.0),
+                new_connection: true
+            }
+        );
+        // What a pair does not combine with, all said at once.
+        let errs = parse(&format!("tls = true\nclient = \"h2\"\n{pair}"), "t")
+            .unwrap_err()
+            .join("\n");
+        assert!(
+            errs.contains("tls: a pair's TLS is the mTLS between its proxies"),
+            "{errs}"
+        );
+        assert!(
+            errs.contains("client: \"h2\" with topology = \"pair\""),
+            "{errs}"
+        );
+        let errs = parse(&format!("mode = \"tcp\"\n{pair}"), "t")
+            .unwrap_err()
+            .join("\n");
+        assert!(
+            errs.contains("mode: \"tcp\" with topology = \"pair\""),
+            "{errs}"
+        );
+        let errs = parse(
+            &pair.replace("rate = 500\n", "rate = 500\nupstream = \"h2\"\n"),
+            "t",
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(
+            errs.contains(
+                "step[3] (fresh).upstream: a pair's proxy B goes to the HTTP/1.1 upstream only"
+            ),
+            "{errs}"
+        );
+        let errs = parse(&format!("topology = \"pear\"\n{GOOD}"), "t").unwrap_err();
+        assert!(
+            errs[0].contains("pear") && errs[0].contains("`pair`"),
             "{errs:?}"
         );
     }
