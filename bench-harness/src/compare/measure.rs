@@ -28,6 +28,9 @@ pub struct Target<'a> {
     pub pids: Vec<u32>,
     /// Speak TLS to it (TLS scenarios).
     pub tls: Option<&'a TlsRun>,
+    /// A mesh pair's proxy B: the connections A holds to it are counted
+    /// at the end of the window.
+    pub hop: Option<SocketAddr>,
 }
 
 /// Samples taken at the window's edges.
@@ -36,11 +39,17 @@ struct Sample {
     target_cpu: f64,
     load_busy: u64,
     load_total: u64,
+    /// Established connections to a pair's B.
+    hop_connections: Option<u64>,
 }
 
-fn sample(pids: &[u32], load_cpus: &[usize]) -> Sample {
+fn sample(pids: &[u32], hop: Option<SocketAddr>, load_cpus: &[usize]) -> Sample {
     let (load_busy, load_total) = procfs::cpu_jiffies(load_cpus);
     Sample {
+        hop_connections: match hop {
+            Some(SocketAddr::V4(b)) => Some(procfs::established_to(b)),
+            _ => None,
+        },
         target_cpu: pids.iter().map(|&p| procfs::tree_cpu_seconds(p)).sum(),
         load_busy,
         load_total,
@@ -145,14 +154,14 @@ pub fn load_step(
     .map_err(|e| format!("starting {}: {e}", bench.display()))?;
     let stderr = child.stderr.take().ok_or("no stderr")?;
     let mut stdout = child.stdout.take().ok_or("no stdout")?;
-    let (pids, load_cpus) = (target.pids.clone(), sc.cpus.load.clone());
+    let (pids, hop, load_cpus) = (target.pids.clone(), target.hop, sc.cpus.load.clone());
     let watcher = std::thread::spawn(move || {
         let (mut start, mut end, mut other) = (None, None, String::new());
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if line.starts_with(MEASURING) {
-                start = Some(sample(&pids, &load_cpus));
+                start = Some(sample(&pids, hop, &load_cpus));
             } else if line.starts_with(MEASURED) {
-                end = Some(sample(&pids, &load_cpus));
+                end = Some(sample(&pids, hop, &load_cpus));
             } else {
                 other.push_str(&line);
                 other.push('\n');
@@ -199,6 +208,7 @@ pub fn load_step(
         idle_kib_per_conn: None,
         added_p50_us: None,
         added_p99_us: None,
+        hop_connections: end.hop_connections,
     };
     Ok((metrics, report))
 }
@@ -330,6 +340,7 @@ new_connection = true
         let mut target = Target {
             addr: "127.0.0.1:9443".parse().unwrap(),
             pids: Vec::new(),
+            hop: None,
             tls: Some(&run),
         };
         let args = load_args(&sc, &sc.steps[0], &target, None, Duration::from_secs(1));
@@ -383,6 +394,7 @@ grpc_payload = 10
         let target = Target {
             addr: "127.0.0.1:9000".parse().unwrap(),
             pids: Vec::new(),
+            hop: None,
             tls: None,
         };
         let args = load_args(&sc, &sc.steps[0], &target, None, Duration::from_secs(1));
@@ -425,6 +437,7 @@ grpc_payload = 10
         let target = Target {
             addr: up.addrs[0],
             pids: Vec::new(),
+            hop: None,
             tls: Some(&run),
         };
         // Each handshakes, answers one request, and is still open after

@@ -572,6 +572,7 @@ impl Ctx<'_> {
             return Ok(Running {
                 addr: self.direct,
                 children: Vec::new(),
+                hop: None,
             });
         };
         let dir = self.dir.join(t.to_string());
@@ -580,6 +581,7 @@ impl Ctx<'_> {
             let mut running = Running {
                 addr: listen,
                 children: vec![child],
+                hop: None,
             };
             self.ready(&mut running, &[dir.join("log.txt")])?;
             return Ok(running);
@@ -592,6 +594,7 @@ impl Ctx<'_> {
         let mut running = Running {
             addr: b_addr,
             children: vec![b],
+            hop: None,
         };
         let logs = [a_dir.join("log.txt"), b_dir.join("log.txt")];
         wait_listening(b_addr, &mut running.children[0], Duration::from_secs(15))
@@ -599,6 +602,7 @@ impl Ctx<'_> {
         let (a, a_addr) = self.spawn(t, bin, &a_dir, b_addr, Some(Role::Client(files)))?;
         running.children.insert(0, a);
         running.addr = a_addr;
+        running.hop = Some(b_addr);
         self.ready(&mut running, &logs)?;
         Ok(running)
     }
@@ -662,6 +666,7 @@ impl Ctx<'_> {
             addr: target.addr,
             pids: target.pids(),
             tls: self.tls,
+            hop: target.hop,
         };
         match step.kind {
             StepKind::Idle { hold } => Ok(StepRun {
@@ -711,6 +716,7 @@ fn calibrate(
             addr: target.addr,
             pids: target.pids(),
             tls: ctx.tls,
+            hop: target.hop,
         };
         let (m, _) = measure::load_step(ctx.bench, ctx.sc, &step, &mt, None, c.duration)?;
         eprintln!(
@@ -742,6 +748,8 @@ struct Running {
     /// None for `direct`, one per proxy, A then B for a mesh pair
     /// (stopped in this order).
     children: Vec<Child>,
+    /// A mesh pair's B, where A's connections go.
+    hop: Option<SocketAddr>,
 }
 
 impl Running {
@@ -868,6 +876,7 @@ fn start_upstream(
     let mut running = Running {
         addr,
         children: vec![child],
+        hop: None,
     };
     targets::wait_ready(
         addr,

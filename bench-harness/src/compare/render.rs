@@ -326,7 +326,7 @@ fn columns(r: &Report) -> Vec<Column> {
 fn pair_preamble(out: &mut String, r: &Report) {
     let _ = writeln!(
         out,
-        "**Mesh hop:** each proxy target is a pair of its own processes, the sidecars of two workloads: load → A (plaintext HTTP/1.1 listener) → mTLS → B (client certificate required) → upstream (plain HTTP/1.1). Both run on CPUs {:?}, as many workers each as CPUs there; CPU µs per request and peak RSS are summed over A and B. `direct` is load → upstream. **Added** p50/p99 is a pair's percentile minus `direct`'s in the same step of the same repetition, then the median over repetitions. SVIDs are made for the run (one CA, ECDSA P-256, a SPIFFE ID as the only URI SAN; B's also has a DNS name for the peers that verify only names).\n",
+        "**Mesh hop:** each proxy target is a pair of its own processes, the sidecars of two workloads: load → A (plaintext HTTP/1.1 listener) → mTLS → B (client certificate required) → upstream (plain HTTP/1.1). Both run on CPUs {:?}, as many workers each as CPUs there; CPU µs per request and peak RSS are summed over A and B. `direct` is load → upstream. **Added** p50/p99 is a pair's percentile minus `direct`'s in the same step of the same repetition, then the median over repetitions. SVIDs are made for the run (one CA, ECDSA P-256, a SPIFFE ID as the only URI SAN; B's also has a DNS name for the peers that verify only names). \"A→B conns\" in the step tables counts the connections A held to B at the end of each window.\n",
         r.cpus.proxy
     );
     let hops: Vec<&TargetInfo> = r
@@ -518,7 +518,7 @@ fn step_table(out: &mut String, s: &StepSummary, kind: &str, added: bool) {
     }
     let better = if s.lower_is_better { "lower" } else { "higher" };
     let (added_head, added_rule) = match added {
-        true => (" added p50 ms | added p99 ms |", "---|---|"),
+        true => (" added p50 ms | added p99 ms | A→B conns |", "---|---|---|"),
         false => ("", ""),
     };
     let _ = writeln!(
@@ -534,9 +534,10 @@ fn step_table(out: &mut String, s: &StepSummary, kind: &str, added: bool) {
         let m = &row.median;
         let added_cells = match added {
             true => format!(
-                " {} | {} |",
+                " {} | {} | {} |",
                 opt(m.added_p50_us.map(|v| v / 1000.0), 3),
-                opt(m.added_p99_us.map(|v| v / 1000.0), 3)
+                opt(m.added_p99_us.map(|v| v / 1000.0), 3),
+                opt(m.hop_connections.map(|c| c as f64), 0)
             ),
             false => String::new(),
         };
@@ -938,7 +939,7 @@ pub(crate) mod tests {
         );
         // Step tables gain the added columns; single-proxy reports do not.
         assert!(
-            md.contains("| max ms | added p50 ms | added p99 ms | errors |"),
+            md.contains("| max ms | added p50 ms | added p99 ms | A→B conns | errors |"),
             "{md}"
         );
         assert!(md.contains("Hop: mTLS (rustls), HTTP/2"), "{md}");

@@ -125,6 +125,10 @@ pub struct Metrics {
     /// The same for p99.
     #[serde(default)]
     pub added_p99_us: Option<f64>,
+    /// A mesh pair's connections from A to B at the end of the window:
+    /// how the hop carries the requests (1 per core: multiplexed).
+    #[serde(default)]
+    pub hop_connections: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -183,6 +187,7 @@ pub fn median_metrics(runs: &[&Metrics]) -> Metrics {
         idle_kib_per_conn: opt(&|r| r.idle_kib_per_conn),
         added_p50_us: opt(&|r| r.added_p50_us),
         added_p99_us: opt(&|r| r.added_p99_us),
+        hop_connections: opt(&|r| r.hop_connections.map(|c| c as f64)).map(|c| c as u64),
     }
 }
 
