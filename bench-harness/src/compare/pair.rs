@@ -107,7 +107,7 @@ pub fn supports(kind: TargetKind) -> Result<(), &'static str> {
 /// What a pair of `kind` speaks between its proxies, for the report.
 pub fn hop(kind: TargetKind) -> &'static str {
     match kind {
-        TargetKind::Direct => "no hop: the load talks to the upstream",
+        TargetKind::Direct => "none, the load talks to the upstream",
         TargetKind::Ringmesh | TargetKind::Baseline => {
             "mTLS (rustls), HTTP/2: one multiplexed connection per peer per core (a `mesh` cluster always speaks h2); B checks A's SPIFFE ID, A checks B's"
         }

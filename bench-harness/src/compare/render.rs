@@ -98,7 +98,7 @@ pub fn markdown(r: &Report) -> String {
     for t in &r.targets {
         let hop = match t.hop.is_empty() {
             true => String::new(),
-            false => format!(" Hop: {}.", t.hop),
+            false => format!("; hop: {}", t.hop),
         };
         let _ = writeln!(
             out,
@@ -942,7 +942,7 @@ pub(crate) mod tests {
             md.contains("| max ms | added p50 ms | added p99 ms | A→B conns | errors |"),
             "{md}"
         );
-        assert!(md.contains("Hop: mTLS (rustls), HTTP/2"), "{md}");
+        assert!(md.contains("; hop: mTLS (rustls), HTTP/2"), "{md}");
         let single = markdown(&report());
         assert!(
             !single.contains("added p50") && !single.contains("Mesh hop"),
