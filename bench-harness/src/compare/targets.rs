@@ -13,6 +13,10 @@
 //! bytes pass unparsed (ringmesh's `tcp` listener, nginx's `stream`,
 //! HAProxy's `mode tcp`, Envoy's tcp_proxy), so nothing is added to the
 //! requests and no upstream connection is reused.
+//!
+//! In pair scenarios (`topology = "pair"`) each config is one sidecar of
+//! a mesh hop (`Setup::mesh`): the same config plus mTLS to or from the
+//! other ([`super::pair`]).
 
 use std::fmt;
 use std::io::{Read, Write};
