@@ -87,6 +87,30 @@ fn status_kib(status: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// How many TCP connections to `addr` (IPv4) are established, from
+/// /proc/net/tcp: the client ends only, as the remote address says.
+pub fn established_to(addr: std::net::SocketAddrV4) -> u64 {
+    fs::read_to_string("/proc/net/tcp").map_or(0, |t| count_established(&t, addr))
+}
+
+fn count_established(table: &str, addr: std::net::SocketAddrV4) -> u64 {
+    // The kernel prints the address as the u32 it holds, in host order
+    // (little-endian here): 127.0.0.1 is 0100007F. State 01: ESTABLISHED.
+    let want = format!(
+        "{:08X}:{:04X}",
+        u32::from_ne_bytes(addr.ip().octets()),
+        addr.port()
+    );
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_ascii_whitespace().collect();
+            f.get(2) == Some(&want.as_str()) && f.get(3) == Some(&"01")
+        })
+        .count() as u64
+}
+
 /// Busy and total jiffies of some CPUs, from /proc/stat.
 pub fn cpu_jiffies(cpus: &[usize]) -> (u64, u64) {
     let Ok(stat) = fs::read_to_string("/proc/stat") else {
@@ -117,6 +141,27 @@ pub fn cpu_jiffies(cpus: &[usize]) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn established_connections_to_an_address() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let std::net::SocketAddr::V4(addr) = l.local_addr().unwrap() else {
+            panic!("IPv4 asked");
+        };
+        assert_eq!(established_to(addr), 0);
+        let conns: Vec<_> = (0..3)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        assert_eq!(
+            established_to(addr),
+            3,
+            "the client ends, not the accepted ones"
+        );
+        drop(conns);
+        let table = "  sl  local_address rem_address   st\n   0: 0100007F:9C40 0100007F:1F90 01 0\n   1: 0100007F:9C41 0100007F:1F90 06 0\n";
+        let at = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(count_established(table, at), 1, "TIME_WAIT is not counted");
+    }
 
     #[test]
     fn stat_with_spaces_in_the_name() {

@@ -22,10 +22,15 @@ use crate::tls::{blocking, ClientTls};
 
 pub struct Target<'a> {
     pub addr: SocketAddr,
-    /// The process to account (None for `direct`).
-    pub pid: Option<u32>,
+    /// The processes to account, each with its children: none for
+    /// `direct`, one per proxy, both of a mesh pair (CPU time and memory
+    /// are their sums).
+    pub pids: Vec<u32>,
     /// Speak TLS to it (TLS scenarios).
     pub tls: Option<&'a TlsRun>,
+    /// A mesh pair's proxy B: the connections A holds to it are counted
+    /// at the end of the window.
+    pub hop: Option<SocketAddr>,
 }
 
 /// Samples taken at the window's edges.
@@ -34,12 +39,18 @@ struct Sample {
     target_cpu: f64,
     load_busy: u64,
     load_total: u64,
+    /// Established connections to a pair's B.
+    hop_connections: Option<u64>,
 }
 
-fn sample(pid: Option<u32>, load_cpus: &[usize]) -> Sample {
+fn sample(pids: &[u32], hop: Option<SocketAddr>, load_cpus: &[usize]) -> Sample {
     let (load_busy, load_total) = procfs::cpu_jiffies(load_cpus);
     Sample {
-        target_cpu: pid.map_or(0.0, procfs::tree_cpu_seconds),
+        hop_connections: match hop {
+            Some(SocketAddr::V4(b)) => Some(procfs::established_to(b)),
+            _ => None,
+        },
+        target_cpu: pids.iter().map(|&p| procfs::tree_cpu_seconds(p)).sum(),
         load_busy,
         load_total,
     }
@@ -93,6 +104,13 @@ pub fn load_args(
             a.push("--new-connection".into());
         }
     }
+    if let StepKind::Rate {
+        new_connection: true,
+        ..
+    } = step.kind
+    {
+        a.push("--new-connection".into());
+    }
     if let Some(r) = rate {
         a.extend(["--rate".into(), format!("{r:.0}")]);
     }
@@ -136,14 +154,14 @@ pub fn load_step(
     .map_err(|e| format!("starting {}: {e}", bench.display()))?;
     let stderr = child.stderr.take().ok_or("no stderr")?;
     let mut stdout = child.stdout.take().ok_or("no stdout")?;
-    let (pid, load_cpus) = (target.pid, sc.cpus.load.clone());
+    let (pids, hop, load_cpus) = (target.pids.clone(), target.hop, sc.cpus.load.clone());
     let watcher = std::thread::spawn(move || {
         let (mut start, mut end, mut other) = (None, None, String::new());
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if line.starts_with(MEASURING) {
-                start = Some(sample(pid, &load_cpus));
+                start = Some(sample(&pids, hop, &load_cpus));
             } else if line.starts_with(MEASURED) {
-                end = Some(sample(pid, &load_cpus));
+                end = Some(sample(&pids, hop, &load_cpus));
             } else {
                 other.push_str(&line);
                 other.push('\n');
@@ -183,12 +201,14 @@ pub fn load_step(
         p9999_us: l.p9999_us,
         max_us: l.max_us,
         errors: report.errors.total(),
-        proxy_cpu_us_per_req: target
-            .pid
-            .map(|_| (end.target_cpu - start.target_cpu) * 1e6 / responses),
-        proxy_peak_rss_kib: target.pid.map(|p| procfs::tree_rss_kib(p).1),
+        proxy_cpu_us_per_req: (!target.pids.is_empty())
+            .then(|| (end.target_cpu - start.target_cpu) * 1e6 / responses),
+        proxy_peak_rss_kib: rss_kib(&target.pids).map(|(_, peak)| peak),
         load_cpu_busy: busy,
         idle_kib_per_conn: None,
+        added_p50_us: None,
+        added_p99_us: None,
+        hop_connections: end.hop_connections,
     };
     Ok((metrics, report))
 }
@@ -196,7 +216,7 @@ pub fn load_step(
 /// Open `n` keep-alive connections through the target, one request each,
 /// hold them for `hold`, and charge the target's memory growth to them.
 pub fn idle_step(target: &Target, n: usize, hold: Duration) -> Result<Metrics, String> {
-    let before = target.pid.map(|p| procfs::tree_rss_kib(p).0);
+    let before = rss_kib(&target.pids).map(|(now, _)| now);
     let mut conns = Vec::with_capacity(n);
     let tls = target.tls.map(|t| &t.client);
     for i in 0..n {
@@ -207,7 +227,7 @@ pub fn idle_step(target: &Target, n: usize, hold: Duration) -> Result<Metrics, S
     // Long enough for ringmesh to park them (1 s) and for every peer to
     // settle whatever per-connection buffers it frees when idle.
     std::thread::sleep(hold);
-    let after = target.pid.map(procfs::tree_rss_kib);
+    let after = rss_kib(&target.pids);
     // Every connection must still be open, or the memory is not theirs.
     let closed = conns.iter().filter(|s| is_closed(s)).count();
     if closed > 0 {
@@ -224,6 +244,16 @@ pub fn idle_step(target: &Target, n: usize, hold: Duration) -> Result<Metrics, S
         idle_kib_per_conn: per_conn,
         proxy_peak_rss_kib: after.map(|a| a.1),
         ..Metrics::default()
+    })
+}
+
+/// Resident and peak resident memory (KiB) summed over `pids` and their
+/// children; None without a process.
+fn rss_kib(pids: &[u32]) -> Option<(u64, u64)> {
+    (!pids.is_empty()).then(|| {
+        pids.iter()
+            .map(|&p| procfs::tree_rss_kib(p))
+            .fold((0, 0), |(r, h), (r2, h2)| (r + r2, h + h2))
     })
 }
 
@@ -309,7 +339,8 @@ new_connection = true
         let sc = super::super::scenario::parse(SCENARIO, "t").unwrap();
         let mut target = Target {
             addr: "127.0.0.1:9443".parse().unwrap(),
-            pid: None,
+            pids: Vec::new(),
+            hop: None,
             tls: Some(&run),
         };
         let args = load_args(&sc, &sc.steps[0], &target, None, Duration::from_secs(1));
@@ -362,7 +393,8 @@ grpc_payload = 10
         .unwrap();
         let target = Target {
             addr: "127.0.0.1:9000".parse().unwrap(),
-            pid: None,
+            pids: Vec::new(),
+            hop: None,
             tls: None,
         };
         let args = load_args(&sc, &sc.steps[0], &target, None, Duration::from_secs(1));
@@ -404,7 +436,8 @@ grpc_payload = 10
         .unwrap();
         let target = Target {
             addr: up.addrs[0],
-            pid: None,
+            pids: Vec::new(),
+            hop: None,
             tls: Some(&run),
         };
         // Each handshakes, answers one request, and is still open after

@@ -10,8 +10,11 @@
 //! With `tls = true` in the scenario, every proxy terminates TLS ([`tls`]).
 //! With `mode = "tcp"`, every proxy relays opaque TCP to the same plain
 //! HTTP upstream, and the load speaks HTTP through the relay as usual.
+//! With `topology = "pair"`, every proxy target is a mesh hop: two of its
+//! processes, A then B, with mTLS between them ([`pair`]).
 
 pub mod measure;
+pub mod pair;
 pub mod render;
 pub mod results;
 pub mod scenario;
@@ -27,8 +30,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pair::{MeshFiles, Role};
 use results::{Calibration, CpuPlan, Machine, Report, Run, StepInfo, TargetInfo};
-use scenario::{Mode, Proto, Rate, Scenario, Step, StepKind};
+use scenario::{Mode, Proto, Rate, Scenario, Step, StepKind, Topology};
 use targets::{RingmeshBins, TargetKind};
 use tls::TlsRun;
 
@@ -160,6 +164,11 @@ pub fn run(
     } else {
         None
     };
+    let pairs = sc.topology == Topology::Pair;
+    let mesh = match pairs {
+        true => Some(pair::generate(&dir.0.join("mesh"))?),
+        false => None,
+    };
     let mut infos = Vec::new();
     let mut runnable = Vec::new();
     // Two ringmesh builds usually print the same version: then the report
@@ -168,7 +177,15 @@ pub fn run(
     let h2_upstream = sc.steps.iter().any(|s| s.upstream == Proto::H2);
     let h2 = sc.client == Proto::H2 || h2_upstream;
     for &t in &sc.targets {
-        match t.locate_for(bins, sc.mode, h2) {
+        let located = match (pairs, pair::supports(t)) {
+            (true, Err(why)) => Err(why.to_string()),
+            _ => t.locate_for(bins, sc.mode, h2),
+        };
+        let hop = match pairs {
+            true => pair::hop(t).to_string(),
+            false => String::new(),
+        };
+        match located {
             Ok(bin) => {
                 let detail = bin.as_deref().map_or_else(String::new, |b| {
                     let version = t.version(b);
@@ -187,6 +204,7 @@ pub fn run(
                     name: t.to_string(),
                     status: "ok".into(),
                     detail,
+                    hop,
                 });
                 runnable.push((t, bin));
             }
@@ -196,6 +214,7 @@ pub fn run(
                     name: t.to_string(),
                     status: "skipped".into(),
                     detail: why,
+                    hop,
                 });
             }
         }
@@ -221,6 +240,8 @@ pub fn run(
             "; proxies terminate TLS"
         } else if sc.mode == Mode::Tcp {
             "; proxies relay opaque TCP"
+        } else if pairs {
+            "; each proxy target is a mesh pair, A -> mTLS -> B, both on those CPUs"
         } else {
             ""
         }
@@ -254,15 +275,21 @@ pub fn run(
             _ => upstream.addr,
         },
         tls: tls.as_ref(),
+        mesh: mesh.as_ref(),
         max_conns,
     };
 
     let calibration = match &sc.calibrate {
         Some(c)
-            if sc
-                .steps
-                .iter()
-                .any(|s| matches!(s.kind, StepKind::Rate(Rate::OfPeak(_)))) =>
+            if sc.steps.iter().any(|s| {
+                matches!(
+                    s.kind,
+                    StepKind::Rate {
+                        rate: Rate::OfPeak(_),
+                        ..
+                    }
+                )
+            }) =>
         {
             Some(calibrate(&ctx, &runnable, c, &mut infos)?)
         }
@@ -273,10 +300,14 @@ pub fn run(
         .iter()
         .map(|s| {
             let rate = match s.kind {
-                StepKind::Rate(Rate::Fixed(r)) => Some(r),
-                StepKind::Rate(Rate::OfPeak(f)) => {
-                    calibration.as_ref().map(|c| (c.basis_rps * f).round())
-                }
+                StepKind::Rate {
+                    rate: Rate::Fixed(r),
+                    ..
+                } => Some(r),
+                StepKind::Rate {
+                    rate: Rate::OfPeak(f),
+                    ..
+                } => calibration.as_ref().map(|c| (c.basis_rps * f).round()),
                 _ => None,
             };
             (s.clone(), rate)
@@ -372,6 +403,7 @@ pub fn run(
             info
         })
         .collect();
+    results::added_over_direct(&mut runs);
     let names: Vec<String> = runnable.iter().map(|(t, _)| t.to_string()).collect();
     let summary = results::summarize(&step_infos, &names, &runs);
     Ok(Report {
@@ -403,6 +435,7 @@ pub fn run(
         tls: sc.tls,
         mode: sc.mode,
         client: sc.client,
+        topology: sc.topology,
     })
 }
 
@@ -428,15 +461,17 @@ fn step_info(s: &Step, rate: Option<f64>, tls: bool, mode: Mode) -> StepInfo {
             }
             ("closed", a, *pipeline)
         }
-        StepKind::Rate(_) => (
-            "rate",
-            format!(
-                "open loop at {:.0} req/s, {} connections",
-                rate.unwrap_or(0.0),
-                s.connections
-            ),
-            1,
-        ),
+        StepKind::Rate { new_connection, .. } => {
+            let conns = match new_connection {
+                true => format!("a new connection per request, {} slots", s.connections),
+                false => format!("{} connections", s.connections),
+            };
+            (
+                "rate",
+                format!("open loop at {:.0} req/s, {conns}", rate.unwrap_or(0.0)),
+                1,
+            )
+        }
         StepKind::Idle { hold } => (
             "idle",
             format!(
@@ -499,6 +534,9 @@ fn step_info(s: &Step, rate: Option<f64>, tls: bool, mode: Mode) -> StepInfo {
             StepKind::Closed {
                 new_connection: true,
                 ..
+            } | StepKind::Rate {
+                new_connection: true,
+                ..
             }
         ),
         not_run: Vec::new(),
@@ -517,6 +555,9 @@ struct Ctx<'a> {
     /// that serves TLS.
     direct: SocketAddr,
     tls: Option<&'a TlsRun>,
+    /// The SVIDs of a pair scenario: every proxy target is then two
+    /// processes, A and B ([`pair`]).
+    mesh: Option<&'a MeshFiles>,
     max_conns: usize,
 }
 
@@ -530,59 +571,102 @@ impl Ctx<'_> {
         let Some(bin) = bin else {
             return Ok(Running {
                 addr: self.direct,
-                child: None,
+                children: Vec::new(),
+                hop: None,
             });
         };
-        let (listen, admin) = (free_port()?, free_port()?);
         let dir = self.dir.join(t.to_string());
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let Some(files) = self.mesh else {
+            let (child, listen) = self.spawn(t, bin, &dir, self.upstream, None)?;
+            let mut running = Running {
+                addr: listen,
+                children: vec![child],
+                hop: None,
+            };
+            self.ready(&mut running, &[dir.join("log.txt")])?;
+            return Ok(running);
+        };
+        // A mesh pair: B first, listening before A starts; then A, ready
+        // once a request through A and B gets its 2xx from the upstream.
+        // A is stopped first (children in order).
+        let (a_dir, b_dir) = (dir.join("a"), dir.join("b"));
+        let (b, b_addr) = self.spawn(t, bin, &b_dir, self.upstream, Some(Role::Server(files)))?;
+        let mut running = Running {
+            addr: b_addr,
+            children: vec![b],
+            hop: None,
+        };
+        let logs = [a_dir.join("log.txt"), b_dir.join("log.txt")];
+        wait_listening(b_addr, &mut running.children[0], Duration::from_secs(15))
+            .map_err(|e| with_logs(format!("proxy B: {e}"), &logs[1..]))?;
+        let (a, a_addr) = self.spawn(t, bin, &a_dir, b_addr, Some(Role::Client(files)))?;
+        running.children.insert(0, a);
+        running.addr = a_addr;
+        running.hop = Some(b_addr);
+        self.ready(&mut running, &logs)?;
+        Ok(running)
+    }
+
+    /// Start one proxy process of `t` with a config of its own in `dir`,
+    /// forwarding to `upstream`; the child and its listener's address.
+    fn spawn(
+        &self,
+        t: TargetKind,
+        bin: &Path,
+        dir: &Path,
+        upstream: SocketAddr,
+        mesh: Option<Role>,
+    ) -> Result<(Child, SocketAddr), String> {
+        let (listen, admin) = (free_port()?, free_port()?);
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        // B serves its SVID; A and single proxies the scenario's TLS, if any.
+        let tls = match mesh {
+            Some(Role::Server(f)) => Some(&f.server),
+            Some(Role::Client(_)) => None,
+            None => self.tls.map(|t| &t.files),
+        };
         let setup = targets::Setup {
-            upstream: self.upstream,
+            upstream,
             listen,
             admin,
             cpus: &self.sc.cpus.proxy,
-            dir: &dir,
+            dir,
             max_connections: self.max_conns,
             fd_limit: rustix::process::getrlimit(rustix::process::Resource::Nofile)
                 .maximum
                 .unwrap_or(1 << 20),
-            tls: self.tls.map(|t| &t.files),
+            tls,
             mode: self.sc.mode,
             client: self.sc.client,
             upstream_h2: self.upstream_h2,
+            mesh,
         };
         let cmd = targets::command(t, bin, &setup).map_err(|e| e.to_string())?;
-        let log = dir.join("log.txt");
-        let child = targets::spawn_pinned(cmd, &self.sc.cpus.proxy, &log)
+        let child = targets::spawn_pinned(cmd, &self.sc.cpus.proxy, &dir.join("log.txt"))
             .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
-        let mut running = Running {
-            addr: listen,
-            child: Some(child),
-        };
+        Ok((child, listen))
+    }
+
+    /// Wait until a request through `running` (its first process) is
+    /// answered; on failure, the error ends with each of `logs`' tail.
+    fn ready(&self, running: &mut Running, logs: &[PathBuf]) -> Result<(), String> {
         let client = self.tls.map(|t| &t.client);
-        let ready = targets::wait_ready(
-            listen,
+        targets::wait_ready(
+            running.addr,
             client,
             self.sc.client == Proto::H2,
             Duration::from_secs(15),
-            running.child.as_mut(),
-        );
-        if let Err(e) = ready {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(8).collect();
-            return Err(format!(
-                "{e}; its log ends:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            ));
-        }
-        Ok(running)
+            running.children.first_mut(),
+        )
+        .map_err(|e| with_logs(e, logs))
     }
 
     fn step(&self, target: &Running, step: &Step, rate: Option<f64>) -> Result<StepRun, String> {
         let t = measure::Target {
             addr: target.addr,
-            pid: target.child.as_ref().map(Child::id),
+            pids: target.pids(),
             tls: self.tls,
+            hop: target.hop,
         };
         match step.kind {
             StepKind::Idle { hold } => Ok(StepRun {
@@ -630,8 +714,9 @@ fn calibrate(
         };
         let mt = measure::Target {
             addr: target.addr,
-            pid: target.child.as_ref().map(Child::id),
+            pids: target.pids(),
             tls: ctx.tls,
+            hop: target.hop,
         };
         let (m, _) = measure::load_step(ctx.bench, ctx.sc, &step, &mt, None, c.duration)?;
         eprintln!(
@@ -660,15 +745,53 @@ fn calibrate(
 /// delay it keeps on SIGTERM; SIGKILL to the tree if it lingers).
 struct Running {
     addr: SocketAddr,
-    child: Option<Child>,
+    /// None for `direct`, one per proxy, A then B for a mesh pair
+    /// (stopped in this order).
+    children: Vec<Child>,
+    /// A mesh pair's B, where A's connections go.
+    hop: Option<SocketAddr>,
+}
+
+impl Running {
+    fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
+        for child in &mut self.children {
             stop_child(child);
         }
     }
+}
+
+/// `why`, followed by the last lines of each log.
+fn with_logs(why: String, logs: &[PathBuf]) -> String {
+    let mut out = why;
+    for log in logs {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(8).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        out.push_str(&format!("; {} ends:\n{}", log.display(), tail.join("\n")));
+    }
+    out
+}
+
+/// Wait until `addr` accepts a TCP connection; give up at once if
+/// `child`, the process that should listen there, exits.
+fn wait_listening(addr: SocketAddr, child: &mut Child, limit: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited ({status}) before listening on {addr}"));
+        }
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("not listening on {addr} after {limit:?}"))
 }
 
 fn stop_child(child: &mut Child) {
@@ -752,14 +875,15 @@ fn start_upstream(
         .map_err(|e| format!("{what}: {e}"))?;
     let mut running = Running {
         addr,
-        child: Some(child),
+        children: vec![child],
+        hop: None,
     };
     targets::wait_ready(
         addr,
         client.as_ref(),
         false,
         Duration::from_secs(10),
-        running.child.as_mut(),
+        running.children.first_mut(),
     )
     .map_err(|e| format!("{what}: {e}"))?;
     Ok(running)

@@ -3,8 +3,8 @@
 
 use std::fmt::Write;
 
-use super::results::{MetricFn, Metrics, Report, StepSummary};
-use super::scenario::StepKind;
+use super::results::{MetricFn, Metrics, Report, StepSummary, TargetInfo};
+use super::scenario::{StepKind, Topology};
 
 fn ms(us: f64) -> String {
     format!("{:.3}", us / 1000.0)
@@ -79,10 +79,14 @@ pub fn markdown(r: &Report) -> String {
             if r.tls { "h2 by ALPN over TLS" } else { "h2c with prior knowledge" }
         );
     }
+    let pairs = r.topology == Topology::Pair;
+    if pairs {
+        pair_preamble(&mut out, r);
+    }
     headline(&mut out, r);
     for (s, info) in r.summary.iter().zip(&r.steps) {
         let _ = writeln!(out, "## {} — {}\n", s.step, info.about);
-        step_table(&mut out, s, &info.kind);
+        step_table(&mut out, s, &info.kind, pairs);
         for line in &info.not_run {
             let _ = writeln!(out, "- **{line}**");
         }
@@ -92,9 +96,13 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(out, "## Targets\n");
     for t in &r.targets {
+        let hop = match t.hop.is_empty() {
+            true => String::new(),
+            false => format!("; hop: {}", t.hop),
+        };
         let _ = writeln!(
             out,
-            "- **{}** ({}): {}",
+            "- **{}** ({}): {}{hop}",
             t.name,
             t.status,
             if t.detail.is_empty() {
@@ -160,7 +168,10 @@ struct Column {
 /// capped by the machine: CPU per request and tail latency at a fixed rate,
 /// pipelined throughput, memory per idle connection.
 fn headline(out: &mut String, r: &Report) {
-    let cols = columns(r);
+    let cols = match r.topology {
+        Topology::Pair => pair_columns(r),
+        Topology::Single => columns(r),
+    };
     if cols.is_empty() {
         return;
     }
@@ -185,6 +196,11 @@ fn headline(out: &mut String, r: &Report) {
         out,
         "\nRatios (×) are against the best proxy in each column (1.00× = best; `direct` is no proxy: the floor).\n"
     );
+    if r.topology == Topology::Pair {
+        if let Some(line) = direct_floor(r) {
+            let _ = writeln!(out, "{line}\n");
+        }
+    }
     if let Some(line) = vs_baseline(r, &cols) {
         let _ = writeln!(out, "{line}\n");
     }
@@ -305,6 +321,118 @@ fn columns(r: &Report) -> Vec<Column> {
     cols
 }
 
+/// What a pair report says before its headline: the path, where the
+/// processes ran, how added latency is computed, and each pair's hop.
+fn pair_preamble(out: &mut String, r: &Report) {
+    let _ = writeln!(
+        out,
+        "**Mesh hop:** each proxy target is a pair of its own processes, the sidecars of two workloads: load → A (plaintext HTTP/1.1 listener) → mTLS → B (client certificate required) → upstream (plain HTTP/1.1). Both run on CPUs {:?}, as many workers each as CPUs there; CPU µs per request and peak RSS are summed over A and B. `direct` is load → upstream. **Added** p50/p99 is a pair's percentile minus `direct`'s in the same step of the same repetition, then the median over repetitions. SVIDs are made for the run (one CA, ECDSA P-256, a SPIFFE ID as the only URI SAN; B's also has a DNS name for the peers that verify only names). \"A→B conns\" in the step tables counts the connections A held to B at the end of each window.\n",
+        r.cpus.proxy
+    );
+    let hops: Vec<&TargetInfo> = r
+        .targets
+        .iter()
+        .filter(|t| t.status != "skipped" && !t.hop.is_empty() && t.name != "direct")
+        .collect();
+    if hops.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "On the hop between A and B:\n");
+    for t in hops {
+        let _ = writeln!(out, "- **{}**: {}", t.name, t.hop);
+    }
+    let _ = writeln!(out);
+}
+
+/// A pair report's headline: per fixed-rate step, the latency each pair
+/// adds over `direct` and its CPU per request; then the closed-loop
+/// columns, then the pair's peak memory.
+fn pair_columns(r: &Report) -> Vec<Column> {
+    let mut cols = Vec::new();
+    for (i, s) in r.steps.iter().enumerate().filter(|(_, s)| s.kind == "rate") {
+        let at = format!(
+            "@ {} req/s{}",
+            rps(s.rate.unwrap_or(0.0)),
+            if s.new_connection { ", new conn" } else { "" }
+        );
+        let first = cols.is_empty();
+        let short = |name: &'static str| first.then_some(name);
+        cols.push(Column {
+            title: format!("added p50 ms {at}"),
+            short: short("added p50"),
+            step: i,
+            get: |m| m.added_p50_us,
+            lower_is_better: true,
+            show: ms,
+        });
+        cols.push(Column {
+            title: format!("added p99 ms {at}"),
+            short: short("added p99"),
+            step: i,
+            get: |m| m.added_p99_us,
+            lower_is_better: true,
+            show: ms,
+        });
+        cols.push(Column {
+            title: format!("CPU µs/req (A+B) {at}"),
+            short: short("CPU µs/req"),
+            step: i,
+            get: |m| m.proxy_cpu_us_per_req,
+            lower_is_better: true,
+            show: |v| format!("{v:.1}"),
+        });
+    }
+    cols.extend(
+        columns(r)
+            .into_iter()
+            .filter(|c| r.steps[c.step].kind != "rate"),
+    );
+    // VmHWM only grows while a target runs its steps: the last step's
+    // reading is the peak over all of them.
+    if let Some(i) = r.steps.iter().rposition(|s| s.kind != "idle") {
+        cols.push(Column {
+            title: "peak RSS MiB (A+B)".into(),
+            short: Some("peak RSS"),
+            step: i,
+            get: |m| m.proxy_peak_rss_kib.map(|k| k as f64),
+            lower_is_better: true,
+            show: |k| format!("{:.1}", k / 1024.0),
+        });
+    }
+    cols
+}
+
+/// `direct`'s own percentiles in each fixed-rate step: what the added
+/// latencies are added to.
+fn direct_floor(r: &Report) -> Option<String> {
+    let parts: Vec<String> = r
+        .summary
+        .iter()
+        .zip(&r.steps)
+        .filter(|(_, info)| info.kind == "rate")
+        .filter_map(|(s, info)| {
+            let d = s.rows.iter().find(|row| row.target == "direct")?;
+            Some(format!(
+                "p50 {} / p99 {} ms @ {} req/s{}",
+                ms(d.median.p50_us),
+                ms(d.median.p99_us),
+                rps(info.rate.unwrap_or(0.0)),
+                if info.new_connection {
+                    " (new conn)"
+                } else {
+                    ""
+                }
+            ))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| {
+        format!(
+            "`direct` (load → upstream, the floor): {}.",
+            parts.join("; ")
+        )
+    })
+}
+
 /// When a baseline build ran beside ringmesh: each headline measure as
 /// ringmesh ÷ baseline, from this run's medians (so both saw the same
 /// machine), "–" where either has no value.
@@ -368,7 +496,7 @@ fn cell(s: &StepSummary, c: &Column, name: &str) -> String {
     }
 }
 
-fn step_table(out: &mut String, s: &StepSummary, kind: &str) {
+fn step_table(out: &mut String, s: &StepSummary, kind: &str, added: bool) {
     if kind == "idle" {
         let _ = writeln!(
             out,
@@ -389,17 +517,33 @@ fn step_table(out: &mut String, s: &StepSummary, kind: &str) {
         return;
     }
     let better = if s.lower_is_better { "lower" } else { "higher" };
+    let (added_head, added_rule) = match added {
+        true => (" added p50 ms | added p99 ms | A→B conns |", "---|---|---|"),
+        false => ("", ""),
+    };
     let _ = writeln!(
         out,
-        "| target | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | p99.99 ms | max ms | errors | CPU µs/req | peak RSS MiB | ratio ({}, {better} is better) |",
+        "| target | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | p99.99 ms | max ms |{added_head} errors | CPU µs/req | peak RSS MiB | ratio ({}, {better} is better) |",
         s.key
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "|---|---|---|---|---|---|---|---|{added_rule}---|---|---|---|"
+    );
     for row in &s.rows {
         let m = &row.median;
+        let added_cells = match added {
+            true => format!(
+                " {} | {} | {} |",
+                opt(m.added_p50_us.map(|v| v / 1000.0), 3),
+                opt(m.added_p99_us.map(|v| v / 1000.0), 3),
+                opt(m.hop_connections.map(|c| c as f64), 0)
+            ),
+            false => String::new(),
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |{added_cells} {} | {} | {} | {} |",
             row.target,
             rps(m.rps),
             ms(m.p50_us),
@@ -497,11 +641,13 @@ pub(crate) mod tests {
                 name: n.clone(),
                 status: "ok".into(),
                 detail: String::new(),
+                hop: String::new(),
             })
             .chain([TargetInfo {
                 name: "envoy".into(),
                 status: "skipped".into(),
                 detail: "envoy not on PATH".into(),
+                hop: String::new(),
             }])
             .collect();
         Report {
@@ -530,6 +676,7 @@ pub(crate) mod tests {
             tls: false,
             mode: Default::default(),
             client: Default::default(),
+            topology: Default::default(),
         }
     }
 
@@ -732,6 +879,79 @@ pub(crate) mod tests {
             4,
             "every baseline run is kept"
         );
+    }
+
+    /// A pair run: two rates (one with new connections), direct beside.
+    fn pair_report() -> Report {
+        let mut fresh = step("fresh", "rate", Some(500.0), 1);
+        fresh.new_connection = true;
+        let steps = vec![step("r1k", "rate", Some(1000.0), 1), fresh];
+        let mut runs = Vec::new();
+        for (t, p99, cpu, rss) in [
+            ("direct", 400.0, None, None),
+            ("ringmesh", 800.0, Some(60.0), Some(20 * 1024)),
+            ("nginx", 1200.0, Some(90.0), Some(10 * 1024)),
+        ] {
+            for st in ["r1k", "fresh"] {
+                let mut r = run(t, st, 1000.0, p99, cpu, None);
+                r.metrics.proxy_peak_rss_kib = rss;
+                runs.push(r);
+            }
+        }
+        crate::compare::results::added_over_direct(&mut runs);
+        let mut r = build(steps, &["direct", "ringmesh", "nginx"], runs);
+        r.topology = Topology::Pair;
+        for t in &mut r.targets {
+            if let Ok(k) = t.name.parse() {
+                t.hop = crate::compare::pair::hop(k).into();
+            }
+        }
+        r
+    }
+
+    #[test]
+    fn pair_runs_lead_with_added_latency_cpu_and_memory_of_both_proxies() {
+        let md = markdown(&pair_report());
+        assert!(
+            md.contains("**Mesh hop:** each proxy target is a pair"),
+            "{md}"
+        );
+        assert!(md.contains("- **ringmesh**: mTLS (rustls), HTTP/2"), "{md}");
+        assert!(md.contains("- **nginx**: mTLS (OpenSSL), HTTP/1.1"), "{md}");
+        let head = "| target | added p50 ms @ 1000 req/s | added p99 ms @ 1000 req/s | CPU µs/req (A+B) @ 1000 req/s | added p50 ms @ 500 req/s, new conn | added p99 ms @ 500 req/s, new conn | CPU µs/req (A+B) @ 500 req/s, new conn | peak RSS MiB (A+B) |";
+        assert!(md.contains(head), "{md}");
+        // p50 is p99 / 4 in these runs: ringmesh adds 0.1 and 0.4 ms.
+        assert!(
+            md.contains("| ringmesh | 0.100 (1.00×) | 0.400 (1.00×) | 60.0 (1.00×) | 0.100 (1.00×) | 0.400 (1.00×) | 60.0 (1.00×) | 20.0 (2.00×) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| nginx | 0.200 (2.00×) | 0.800 (2.00×) | 90.0 (1.50×) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| direct | – | – | – | – | – | – | – |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("`direct` (load → upstream, the floor): p50 0.100 / p99 0.400 ms @ 1000 req/s; p50 0.100 / p99 0.400 ms @ 500 req/s (new conn)."),
+            "{md}"
+        );
+        // Step tables gain the added columns; single-proxy reports do not.
+        assert!(
+            md.contains("| max ms | added p50 ms | added p99 ms | A→B conns | errors |"),
+            "{md}"
+        );
+        assert!(md.contains("; hop: mTLS (rustls), HTTP/2"), "{md}");
+        let single = markdown(&report());
+        assert!(
+            !single.contains("added p50") && !single.contains("Mesh hop"),
+            "{single}"
+        );
+        // And all of it comes back from the JSON.
+        let back: Report =
+            serde_json::from_str(&serde_json::to_string(&pair_report()).unwrap()).unwrap();
+        assert_eq!(markdown(&back), md);
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct Report {
     /// What the load spoke to the targets (`client = "h2"`).
     #[serde(default)]
     pub client: super::scenario::Proto,
+    /// One proxy per target, or a mesh pair (`topology = "pair"`).
+    #[serde(default)]
+    pub topology: super::scenario::Topology,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,6 +59,9 @@ pub struct TargetInfo {
     pub status: String,
     /// Version when ok, the reason (and install command) otherwise.
     pub detail: String,
+    /// In a pair scenario, what its proxies speak to each other.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hop: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,6 +118,17 @@ pub struct Metrics {
     pub load_cpu_busy: f64,
     /// Resident memory per idle keep-alive connection, KiB.
     pub idle_kib_per_conn: Option<f64>,
+    /// p50 minus `direct`'s p50 in the same step and repetition: the
+    /// latency this target adds ([`added_over_direct`]).
+    #[serde(default)]
+    pub added_p50_us: Option<f64>,
+    /// The same for p99.
+    #[serde(default)]
+    pub added_p99_us: Option<f64>,
+    /// A mesh pair's connections from A to B at the end of the window:
+    /// how the hop carries the requests (1 per core: multiplexed).
+    #[serde(default)]
+    pub hop_connections: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -168,6 +185,31 @@ pub fn median_metrics(runs: &[&Metrics]) -> Metrics {
         proxy_peak_rss_kib: opt(&|r| r.proxy_peak_rss_kib.map(|k| k as f64)).map(|k| k as u64),
         load_cpu_busy: m(&|r| r.load_cpu_busy),
         idle_kib_per_conn: opt(&|r| r.idle_kib_per_conn),
+        added_p50_us: opt(&|r| r.added_p50_us),
+        added_p99_us: opt(&|r| r.added_p99_us),
+        hop_connections: opt(&|r| r.hop_connections.map(|c| c as f64)).map(|c| c as u64),
+    }
+}
+
+/// Set each proxy run's added latency: its p50 and p99 minus those of
+/// `direct` in the same step of the same repetition (so both saw the same
+/// minute of this machine); medians over repetitions follow in
+/// [`summarize`]. Runs without a `direct` twin (idle steps, `--targets`
+/// without direct) keep None.
+pub fn added_over_direct(runs: &mut [Run]) {
+    let direct: Vec<(usize, String, Metrics)> = runs
+        .iter()
+        .filter(|r| r.target == "direct")
+        .map(|r| (r.repetition, r.step.clone(), r.metrics))
+        .collect();
+    for r in runs.iter_mut().filter(|r| r.target != "direct") {
+        let twin = direct
+            .iter()
+            .find(|(rep, step, _)| *rep == r.repetition && *step == r.step);
+        if let Some((_, _, d)) = twin {
+            r.metrics.added_p50_us = Some(r.metrics.p50_us - d.p50_us);
+            r.metrics.added_p99_us = Some(r.metrics.p99_us - d.p99_us);
+        }
     }
 }
 
@@ -253,6 +295,45 @@ mod tests {
             },
             load: None,
         }
+    }
+
+    #[test]
+    fn added_latency_is_against_direct_in_the_same_repetition() {
+        let at = |target: &str, step: &str, rep: usize, p50: f64, p99: f64| Run {
+            repetition: rep,
+            metrics: Metrics {
+                p50_us: p50,
+                p99_us: p99,
+                ..Metrics::default()
+            },
+            ..run(target, step, 1.0, None)
+        };
+        let mut runs = vec![
+            at("direct", "r", 0, 100.0, 300.0),
+            at("pair", "r", 0, 250.0, 900.0),
+            at("direct", "r", 1, 200.0, 400.0),
+            at("pair", "r", 1, 300.0, 1400.0),
+            at("pair", "r", 2, 300.0, 1400.0),
+            at("pair", "other", 0, 300.0, 1400.0),
+        ];
+        added_over_direct(&mut runs);
+        let added: Vec<(Option<f64>, Option<f64>)> = runs
+            .iter()
+            .map(|r| (r.metrics.added_p50_us, r.metrics.added_p99_us))
+            .collect();
+        assert_eq!(
+            added,
+            [
+                (None, None),
+                (Some(150.0), Some(600.0)),
+                (None, None),
+                (Some(100.0), Some(1000.0)),
+                (None, None), // no direct run in repetition 2
+                (None, None), // nor in that step
+            ]
+        );
+        let m = median_metrics(&[&runs[1].metrics, &runs[3].metrics, &runs[4].metrics]);
+        assert_eq!(m.added_p50_us, Some(125.0), "median of those that have one");
     }
 
     #[test]

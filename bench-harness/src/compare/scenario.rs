@@ -30,6 +30,23 @@ pub struct Scenario {
     /// What the load speaks to the proxies (`client = "h2"`: h2c with
     /// prior knowledge, or h2 by ALPN with `tls`).
     pub client: Proto,
+    /// One proxy per target, or a mesh hop: two proxies talking mTLS
+    /// (`topology = "pair"`, [`super::pair`]).
+    pub topology: Topology,
+}
+
+/// A scenario's `topology`: what stands between the load and the upstream
+/// for each proxy target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Topology {
+    /// One proxy: load -> proxy -> upstream.
+    #[default]
+    Single,
+    /// The mesh hop: load -> proxy A (plaintext HTTP/1.1 listener, the
+    /// client's sidecar) -> mTLS -> proxy B (the server's sidecar) ->
+    /// upstream, both proxies on the proxy CPUs.
+    Pair,
 }
 
 /// An HTTP version, as a scenario names it.
@@ -137,12 +154,12 @@ pub enum StepKind {
         pipeline: usize,
         new_connection: bool,
     },
-    Rate(Rate),
+    /// An open loop at a fixed rate; with `new_connection`, each request
+    /// on a connection of its own (connect and close in its latency).
+    Rate { rate: Rate, new_connection: bool },
     /// Open `connections` keep-alive connections, one request each, hold
     /// them idle and measure the target's memory.
-    Idle {
-        hold: Duration,
-    },
+    Idle { hold: Duration },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -176,6 +193,8 @@ struct RawScenario {
     mode: Mode,
     #[serde(default)]
     client: Proto,
+    #[serde(default)]
+    topology: Topology,
 }
 
 fn three() -> usize {
@@ -369,6 +388,7 @@ pub fn parse(text: &str, default_name: &str) -> Result<Scenario, Vec<String>> {
                 .into(),
         );
     }
+    errs.extend(pair_limits(&raw));
     if !errs.is_empty() {
         return Err(errs);
     }
@@ -394,7 +414,41 @@ pub fn parse(text: &str, default_name: &str) -> Result<Scenario, Vec<String>> {
         tls: raw.tls,
         mode: raw.mode,
         client: raw.client,
+        topology: raw.topology,
     })
+}
+
+/// What a pair (mesh hop) scenario does not combine with yet: the load
+/// speaks plain HTTP/1.1 to proxy A, and B to the plain HTTP/1.1 upstream.
+fn pair_limits(raw: &RawScenario) -> Vec<String> {
+    let mut errs = Vec::new();
+    if raw.topology != Topology::Pair {
+        return errs;
+    }
+    if raw.tls {
+        errs.push(
+            "tls: a pair's TLS is the mTLS between its proxies; the load speaks plaintext to proxy A (drop tls = true)"
+                .into(),
+        );
+    }
+    if raw.mode == Mode::Tcp {
+        errs.push("mode: \"tcp\" with topology = \"pair\" is not supported (ringmesh carries only HTTP between mesh proxies yet)".into());
+    }
+    if raw.client == Proto::H2 {
+        errs.push(
+            "client: \"h2\" with topology = \"pair\" is not supported yet (proxy A's listener is HTTP/1.1)"
+                .into(),
+        );
+    }
+    for (i, s) in raw.steps.iter().enumerate() {
+        if s.upstream == Some(Proto::H2) {
+            errs.push(format!(
+                "step[{i}] ({}).upstream: a pair's proxy B goes to the HTTP/1.1 upstream only",
+                s.name
+            ));
+        }
+    }
+    errs
 }
 
 /// What a step's HTTP versions allow, given the scenario's.
@@ -524,7 +578,10 @@ fn step(
                     Rate::Fixed(1.0)
                 }
             };
-            StepKind::Rate(rate)
+            StepKind::Rate {
+                rate,
+                new_connection: s.new_connection,
+            }
         }
         "idle" => {
             only(&mut errs, "rate", s.rate.is_some(), "rate");
@@ -600,7 +657,13 @@ hold = "2s"
         assert_eq!(s.targets, vec![TargetKind::Direct, TargetKind::Ringmesh]);
         assert_eq!(s.repetitions, 2);
         assert_eq!(s.warmup, Duration::from_secs(2));
-        assert_eq!(s.steps[1].kind, StepKind::Rate(Rate::OfPeak(0.5)));
+        assert_eq!(
+            s.steps[1].kind,
+            StepKind::Rate {
+                rate: Rate::OfPeak(0.5),
+                new_connection: false
+            }
+        );
         assert_eq!(
             s.steps[2].kind,
             StepKind::Idle {
@@ -776,6 +839,59 @@ streams = 100
         assert!(
             errs.join("\n")
                 .contains("client: \"h2\" with mode = \"tcp\""),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn pairs_and_new_connections_at_a_fixed_rate() {
+        assert_eq!(parse(GOOD, "t").unwrap().topology, Topology::Single);
+        let pair = format!(
+            "topology = \"pair\"\n{GOOD}[[step]]\nname = \"fresh\"\nkind = \"rate\"\nrate = 500\nconnections = 8\nnew_connection = true\n"
+        );
+        let s = parse(&pair, "t").unwrap();
+        assert_eq!(s.topology, Topology::Pair);
+        assert_eq!(
+            s.steps[3].kind,
+            StepKind::Rate {
+                rate: Rate::Fixed(500.0),
+                new_connection: true
+            }
+        );
+        // What a pair does not combine with, all said at once.
+        let errs = parse(&format!("tls = true\nclient = \"h2\"\n{pair}"), "t")
+            .unwrap_err()
+            .join("\n");
+        assert!(
+            errs.contains("tls: a pair's TLS is the mTLS between its proxies"),
+            "{errs}"
+        );
+        assert!(
+            errs.contains("client: \"h2\" with topology = \"pair\""),
+            "{errs}"
+        );
+        let errs = parse(&format!("mode = \"tcp\"\n{pair}"), "t")
+            .unwrap_err()
+            .join("\n");
+        assert!(
+            errs.contains("mode: \"tcp\" with topology = \"pair\""),
+            "{errs}"
+        );
+        let errs = parse(
+            &pair.replace("rate = 500\n", "rate = 500\nupstream = \"h2\"\n"),
+            "t",
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(
+            errs.contains(
+                "step[3] (fresh).upstream: a pair's proxy B goes to the HTTP/1.1 upstream only"
+            ),
+            "{errs}"
+        );
+        let errs = parse(&format!("topology = \"pear\"\n{GOOD}"), "t").unwrap_err();
+        assert!(
+            errs[0].contains("pear") && errs[0].contains("`pair`"),
             "{errs:?}"
         );
     }

@@ -62,7 +62,7 @@ pub fn generate(dir: &Path) -> Result<CertFiles, String> {
 }
 
 /// Write `text` readable by this user only (it may be a private key).
-fn write_private(path: &Path, text: &str) -> Result<(), String> {
+pub(crate) fn write_private(path: &Path, text: &str) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

@@ -33,6 +33,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, HandshakeKind, RootCertStore, ServerConfig};
 use serde::{Deserialize, Serialize};
 
+pub(crate) use certs::write_private;
 pub use certs::{generate, CertFiles, LEAF_NAMES};
 pub use stream::TlsStream;
 
