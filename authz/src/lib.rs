@@ -108,6 +108,20 @@ pub struct Source {
 pub struct Operation {
     pub methods: Values,
     pub paths: Values,
+    /// The port the request was sent to (the listener's), as decimal
+    /// text.
+    pub ports: Values,
+}
+
+impl Operation {
+    /// Whether it reads only what an opaque TCP connection has (its
+    /// port), as Istio's TCP-compatible fields.
+    fn tcp_compatible(&self) -> bool {
+        self.methods.yes.is_empty()
+            && self.methods.no.is_empty()
+            && self.paths.yes.is_empty()
+            && self.paths.no.is_empty()
+    }
 }
 
 /// A condition on a request header.
@@ -155,6 +169,8 @@ pub struct Subject<'a, R: ?Sized> {
     pub path: &'a [u8],
     /// `<trust-domain>/ns/<ns>/sa/<sa>`, when the client presented one.
     pub principal: Option<&'a [u8]>,
+    /// The port the request came in on, as decimal text.
+    pub port: &'a [u8],
 }
 
 impl<R: Request + ?Sized> Subject<'_, R> {
@@ -172,10 +188,11 @@ impl Rule {
                 .iter()
                 .any(|f| f.principals.admits(s.principal) && f.namespaces.admits(s.namespace()));
         let to = self.to.is_empty()
-            || self
-                .to
-                .iter()
-                .any(|t| t.methods.admits(Some(s.req.method())) && t.paths.admits(Some(s.path)));
+            || self.to.iter().any(|t| {
+                t.methods.admits(Some(s.req.method()))
+                    && t.paths.admits(Some(s.path))
+                    && t.ports.admits(Some(s.port))
+            });
         from && to
             && self
                 .when
@@ -191,6 +208,18 @@ impl Policy {
 }
 
 impl Rule {
+    /// For an opaque TCP connection (`Authorization::decide_connection`).
+    fn connection_matches(&self, principal: Option<&[u8]>, port: &[u8], deny: bool) -> bool {
+        if !self.source_matches(principal) || !deny && !self.when.is_empty() {
+            return false;
+        }
+        self.to.is_empty()
+            || self
+                .to
+                .iter()
+                .any(|t| (deny || t.tcp_compatible()) && t.ports.admits(Some(port)))
+    }
+
     fn source_matches(&self, principal: Option<&[u8]>) -> bool {
         let namespace = namespace_of(principal);
         self.from.is_empty()
@@ -226,15 +255,16 @@ impl Authorization {
             .map_or("(no ALLOW policy matched)", |p| p.name.as_str())
     }
 
-    /// An opaque TCP connection, judged once, by its source only. Rules
-    /// with request fields (`to`, `when`) fail closed, as Istio's do for
-    /// TCP: such an ALLOW rule never matches, and such a DENY rule matches
-    /// on its `from` alone.
-    pub fn decide_connection(&self, principal: Option<&[u8]>) -> Decision {
-        let deny = self
-            .deny
-            .iter()
-            .position(|p| p.rules.iter().any(|r| r.source_matches(principal)));
+    /// An opaque TCP connection, judged once, by its source and port.
+    /// HTTP-only fields (methods, paths, `when` headers) fail closed, as
+    /// Istio's do for TCP: an ALLOW rule with them never matches, a DENY
+    /// rule matches without them (on its source and ports).
+    pub fn decide_connection(&self, principal: Option<&[u8]>, port: &[u8]) -> Decision {
+        let deny = self.deny.iter().position(|p| {
+            p.rules
+                .iter()
+                .any(|r| r.connection_matches(principal, port, true))
+        });
         if deny.is_some() {
             return Decision::Deny(deny);
         }
@@ -244,7 +274,7 @@ impl Authorization {
         let allow = self.allow.iter().position(|p| {
             p.rules
                 .iter()
-                .any(|r| r.to.is_empty() && r.when.is_empty() && r.source_matches(principal))
+                .any(|r| r.connection_matches(principal, port, false))
         });
         match allow {
             Some(i) => Decision::Allow(Some(self.deny.len() + i)),
@@ -330,6 +360,7 @@ mod tests {
                     to: vec![Operation {
                         methods: values(&["POST", "GET"], &[]),
                         paths: values(&["/orders", "/orders/*"], &[]),
+                        ..Default::default()
                     }],
                     when: vec![Condition {
                         header: b"x-tenant".to_vec().into(),
@@ -354,6 +385,7 @@ mod tests {
             req: &r,
             path: &norm,
             principal,
+            port: b"8080",
         };
         matches!(a.decide(&s), Decision::Allow(_))
     }
@@ -401,27 +433,79 @@ mod tests {
         let a = orders_policy();
         // The DENY rule names paths only: for a connection they are
         // ignored and it matches every source.
-        assert_eq!(a.decide_connection(Some(WEB)), Decision::Deny(Some(0)));
+        assert_eq!(
+            a.decide_connection(Some(WEB), b"8080"),
+            Decision::Deny(Some(0))
+        );
         assert_eq!(a.name(Some(0)), "no-admin");
         let mut allow_only = a.clone();
         allow_only.deny.clear();
         // The ALLOW rule has `to` and `when`: it never matches a connection.
         assert_eq!(
-            allow_only.decide_connection(Some(WEB)),
+            allow_only.decide_connection(Some(WEB), b"8080"),
             Decision::Deny(None)
         );
         allow_only.allow[0].rules[0].to.clear();
         allow_only.allow[0].rules[0].when.clear();
         assert_eq!(
-            allow_only.decide_connection(Some(WEB)),
+            allow_only.decide_connection(Some(WEB), b"8080"),
             Decision::Allow(Some(0))
         );
         assert_eq!(allow_only.name(Some(0)), "web-orders");
-        assert_eq!(allow_only.decide_connection(None), Decision::Deny(None));
         assert_eq!(
-            allow_only.decide_connection(Some(b"cluster.local/ns/shop/sa/evil")),
+            allow_only.decide_connection(None, b"8080"),
             Decision::Deny(None)
         );
+        assert_eq!(
+            allow_only.decide_connection(Some(b"cluster.local/ns/shop/sa/evil"), b"8080"),
+            Decision::Deny(None)
+        );
+    }
+
+    #[test]
+    fn ports_are_matched_for_requests_and_connections() {
+        let ports = |yes: &[&str], no: &[&str]| Operation {
+            ports: values(yes, no),
+            ..Default::default()
+        };
+        let mut a = Authorization::default();
+        a.allow.push(Policy {
+            name: "metrics-port".into(),
+            rules: vec![Rule {
+                to: vec![ports(&["9090"], &[])],
+                ..Default::default()
+            }],
+        });
+        let on = |a: &Authorization, port: &[u8]| {
+            let r = req("GET", &[]);
+            let s = Subject {
+                req: &r,
+                path: b"/x",
+                principal: None,
+                port,
+            };
+            matches!(a.decide(&s), Decision::Allow(_))
+        };
+        assert!(on(&a, b"9090"));
+        assert!(!on(&a, b"8080"));
+        // Ports are TCP-compatible: a connection is judged by them.
+        assert_eq!(a.decide_connection(None, b"9090"), Decision::Allow(Some(0)));
+        assert_eq!(a.decide_connection(None, b"8080"), Decision::Deny(None));
+        // A DENY rule with paths and ports: for a connection the paths
+        // are ignored, the ports are not.
+        a.deny.push(Policy {
+            name: "no-admin-on-9090".into(),
+            rules: vec![Rule {
+                to: vec![Operation {
+                    paths: values(&["/admin"], &[]),
+                    ports: values(&[], &["8080"]),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        });
+        assert_eq!(a.decide_connection(None, b"9090"), Decision::Deny(Some(0)));
+        assert_eq!(a.decide_connection(None, b"8080"), Decision::Deny(None));
     }
 
     #[test]

@@ -311,7 +311,7 @@ fn sidecar(res: &Resources, node: &pb::Node) -> Result<Vec<pb::Listener>, Compil
             name: "inbound".into(),
             address: node.inbound_address.clone(),
             routes: vec![route],
-            authorization: authorization(res, &node.service),
+            authorization: authorization(res, &node.service, Some(node)),
             // Peers' mTLS is accepted (with their identities, policies
             // can name them) and so is plaintext, unless a
             // PeerAuthentication makes the Service STRICT.
@@ -354,7 +354,18 @@ fn sidecar(res: &Resources, node: &pb::Node) -> Result<Vec<pb::Listener>, Compil
 /// name it in `targetRefs`, and those of its namespace without
 /// `targetRefs`), in name order, each named as the control plane names it
 /// (`name`, `name.namespace`): unique, since qualified names are.
-pub(crate) fn authorization(res: &Resources, service: &str) -> Vec<pb::AuthorizationPolicy> {
+///
+/// `ports` are the workload's, as in Istio; the proxy matches the port a
+/// request came in on. For a sidecar (`node`), whose inbound listener
+/// serves one workload port, they become that listener's port when they
+/// name the workload's, and a condition that can never hold otherwise.
+/// Without a node they stay the workload's (`auth check`).
+pub(crate) fn authorization(
+    res: &Resources,
+    service: &str,
+    node: Option<&pb::Node>,
+) -> Vec<pb::AuthorizationPolicy> {
+    let ports = node.and_then(sidecar_ports);
     res.authz
         .values()
         .filter(|p| p.applies_to(service))
@@ -382,11 +393,19 @@ pub(crate) fn authorization(res: &Resources, service: &str) -> Vec<pb::Authoriza
                     to: r
                         .to
                         .iter()
-                        .map(|t| pb::AuthzOperation {
-                            methods: t.methods.clone(),
-                            not_methods: t.not_methods.clone(),
-                            paths: t.paths.clone(),
-                            not_paths: t.not_paths.clone(),
+                        .map(|t| {
+                            let (yes, no) = match ports {
+                                Some(p) => p.condition(&t.ports, &t.not_ports),
+                                None => (text(&t.ports), text(&t.not_ports)),
+                            };
+                            pb::AuthzOperation {
+                                methods: t.methods.clone(),
+                                not_methods: t.not_methods.clone(),
+                                paths: t.paths.clone(),
+                                not_paths: t.not_paths.clone(),
+                                ports: yes,
+                                not_ports: no,
+                            }
                         })
                         .collect(),
                     when: r
@@ -402,6 +421,47 @@ pub(crate) fn authorization(res: &Resources, service: &str) -> Vec<pb::Authoriza
                 .collect(),
         })
         .collect()
+}
+
+fn text(ports: &[u16]) -> Vec<String> {
+    ports.iter().map(u16::to_string).collect()
+}
+
+/// A sidecar's workload port and the port its inbound listener takes
+/// requests for it on.
+#[derive(Clone, Copy)]
+struct SidecarPorts {
+    workload: u16,
+    inbound: u16,
+}
+
+fn sidecar_ports(node: &pb::Node) -> Option<SidecarPorts> {
+    let port = |a: &str| a.parse::<std::net::SocketAddr>().ok().map(|a| a.port());
+    Some(SidecarPorts {
+        workload: port(&node.workload_address)?,
+        inbound: port(&node.inbound_address)?,
+    })
+}
+
+impl SidecarPorts {
+    /// An operation's `ports` / `notPorts` as the inbound listener sees
+    /// them. A `ports` list without the workload's port never matches:
+    /// the inbound port is then both required and excluded.
+    fn condition(self, ports: &[u16], not_ports: &[u16]) -> (Vec<String>, Vec<String>) {
+        let inbound = vec![self.inbound.to_string()];
+        let never = !ports.is_empty() && !ports.contains(&self.workload);
+        let yes = if ports.is_empty() {
+            Vec::new()
+        } else {
+            inbound.clone()
+        };
+        let no = if never || not_ports.contains(&self.workload) {
+            inbound
+        } else {
+            Vec::new()
+        };
+        (yes, no)
+    }
 }
 
 fn gateway(res: &Resources, node: &pb::Node) -> Result<Vec<pb::Listener>, CompileError> {

@@ -25,6 +25,7 @@ fn write(dir: &Path, file: &str, text: &str) {
 /// `orders` in `shop`, served by `upstream`; a namespace-wide DENY for
 /// `/admin*`, and an ALLOW for GET `/orders/*` on `orders`.
 fn shop(upstream: SocketAddr) -> String {
+    let port = upstream.port();
     format!(
         r#"apiVersion: v1
 kind: Service
@@ -37,6 +38,15 @@ metadata: {{ name: no-admin, namespace: shop }}
 spec:
   action: DENY
   rules: [ {{ to: [ {{ operation: {{ paths: ["/admin*"] }} }} ] }} ]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{ name: by-port, namespace: shop }}
+spec:
+  action: DENY
+  rules:
+    - to: [ {{ operation: {{ paths: ["/orders/secret"], ports: ["{port}"] }} }} ]
+    - to: [ {{ operation: {{ paths: ["/orders/other"], ports: ["1"] }} }} ]
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -83,9 +93,16 @@ fn a_sidecar_judges_requests_by_its_services_policies() {
     // Served by no ALLOW rule.
     assert_eq!(send(inbound, "GET", "/other"), (403, denied.clone()));
     assert_eq!(send(inbound, "GET", "/orders/2").0, 200);
+    // `ports` are the workload's: the rule naming its port applies, the
+    // one naming another port does not.
+    assert_eq!(
+        send(inbound, "GET", "/orders/secret"),
+        (403, denied.clone())
+    );
+    assert_eq!(send(inbound, "GET", "/orders/other").0, 200);
     assert_eq!(
         upstream.requests(),
-        served + 1,
+        served + 2,
         "refused requests never reach the workload"
     );
 
@@ -143,6 +160,20 @@ fn a_sidecar_judges_requests_by_its_services_policies() {
         out.starts_with("deny") && out.contains("path:      /admin"),
         "{out}"
     );
+    // `ports` conditions need the workload port called.
+    let port = upstream.addr.port().to_string();
+    let secret = [
+        "auth",
+        "check",
+        "--to",
+        "orders.shop",
+        "--path",
+        "/orders/secret",
+    ];
+    let (code, out, _) = ctl(cp.addr, &[&secret[..], &["--port", &port]].concat());
+    assert!(code == 1 && out.contains("by-port.shop"), "{out}");
+    let (code, out, _) = ctl(cp.addr, &secret);
+    assert!(code == 0 && out.contains("orders-read.shop"), "{out}");
     let (code, _, err) = ctl(cp.addr, &["auth", "check", "--to", "nowhere"]);
     assert_eq!((code, err.trim()), (1, "no Service `nowhere`"));
 

@@ -113,6 +113,9 @@ enum AuthCmd {
         /// A request header, `name=value` (repeatable).
         #[arg(long = "header", short = 'H', value_name = "NAME=VALUE")]
         headers: Vec<String>,
+        /// The workload port called, for policies with `ports`.
+        #[arg(long)]
+        port: Option<u16>,
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
     },
@@ -391,6 +394,7 @@ fn remote(cli: &Cli) -> Result<(), Failure> {
                         method,
                         path,
                         headers,
+                        port,
                         output,
                     },
             } => {
@@ -411,6 +415,7 @@ fn remote(cli: &Cli) -> Result<(), Failure> {
                         method: method.clone(),
                         path: path.clone(),
                         headers,
+                        port: port.map_or(0, u32::from),
                     })
                     .await
                     .map_err(rpc_failure)?

@@ -76,6 +76,8 @@ fn a_targeted_service_gets_its_policies_and_the_namespace_wide_ones() {
                     not_methods: strings(&["DELETE"]),
                     paths: strings(&["/orders/*", "/orders"]),
                     not_paths: strings(&["*.json"]),
+                    ports: vec![],
+                    not_ports: vec![],
                 }],
                 when: vec![pb::AuthzCondition {
                     header: "x-tenant".into(),
@@ -134,4 +136,44 @@ fn a_gateway_gets_no_service_policies() {
     };
     let c = compile(&resources(&text), &node, &Workloads::new()).unwrap();
     assert!(c.listeners.iter().all(|l| l.authorization.is_empty()));
+}
+
+#[test]
+fn workload_ports_become_the_inbound_listeners_port() {
+    // sidecar_of: workload on 7000, inbound listener on 7001.
+    let res = resources(
+        r#"
+kind: Service
+metadata: { name: orders }
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: ports }
+spec:
+  rules:
+    - to: [ { operation: { ports: ["7000"], paths: [/a] } } ]
+    - to: [ { operation: { ports: ["9999"] } } ]
+    - to: [ { operation: { notPorts: ["7000"] } } ]
+    - to: [ { operation: { notPorts: ["9999"] } } ]
+"#,
+    );
+    let c = compile(&res, &sidecar_of("orders"), &Workloads::new()).unwrap();
+    let ops: Vec<(Vec<String>, Vec<String>)> = listener(&c, "inbound").authorization[0]
+        .rules
+        .iter()
+        .map(|r| (r.to[0].ports.clone(), r.to[0].not_ports.clone()))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            (strings(&["7001"]), vec![]),
+            // Another port of the workload: required and excluded, never.
+            (strings(&["7001"]), strings(&["7001"])),
+            (vec![], strings(&["7001"])),
+            (vec![], vec![]),
+        ]
+    );
+    // The proxy accepts what is compiled.
+    let p = &listener(&c, "inbound").authorization[0];
+    assert_eq!(p.rules[1].to[0].ports, p.rules[1].to[0].not_ports);
 }

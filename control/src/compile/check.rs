@@ -29,6 +29,9 @@ pub struct Probe {
     pub path: String,
     /// Lowercase names.
     pub headers: Vec<(String, String)>,
+    /// The workload port called (what policies' `ports` name); `None`
+    /// matches no `ports` condition.
+    pub port: Option<u16>,
 }
 
 /// What the called Service's sidecar would do.
@@ -113,11 +116,13 @@ pub fn check(res: &Resources, mesh: &MeshContext, probe: &Probe) -> Result<Verdi
             "the path has an encoded `/` or `\\`, or a broken escape: the proxy answers 400".into(),
         ));
     }
-    let policies = engine(&super::authorization(res, &probe.to));
+    let policies = engine(&super::authorization(res, &probe.to, None));
+    let port = probe.port.map(|p| p.to_string()).unwrap_or_default();
     let subject = Subject {
         req: probe,
         path: &normal,
         principal: principal.as_deref().map(str::as_bytes),
+        port: port.as_bytes(),
     };
     let decision = policies.decide(&subject);
     let (allowed, by) = match decision {
@@ -175,6 +180,9 @@ fn engine(policies: &[pb::AuthorizationPolicy]) -> Authorization {
                     .map(|t| authz::Operation {
                         methods: values(&t.methods, &t.not_methods, authz::method_pattern),
                         paths: values(&t.paths, &t.not_paths, Pattern::parse),
+                        ports: values(&t.ports, &t.not_ports, |p| {
+                            Pattern::Exact(p.as_bytes().into())
+                        }),
                     })
                     .collect(),
                 when: r
@@ -249,6 +257,7 @@ spec: { mtls: { mode: STRICT } }
             method: method.into(),
             path: path.into(),
             headers: Vec::new(),
+            port: None,
         }
     }
 

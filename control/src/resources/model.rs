@@ -525,6 +525,10 @@ pub struct AuthzOperation {
     pub not_methods: Vec<String>,
     pub paths: Vec<String>,
     pub not_paths: Vec<String>,
+    /// The workload's ports (its Service's target ports), as Istio means
+    /// them; the compiler turns them into the sidecar's inbound port.
+    pub ports: Vec<u16>,
+    pub not_ports: Vec<u16>,
 }
 
 /// `request.headers[header]`: lowercase header name.

@@ -570,8 +570,11 @@ pub struct RawAuthzOperation {
     pub not_paths: Vec<S<String>>,
     pub hosts: Unsupported,
     pub not_hosts: Unsupported,
-    pub ports: Unsupported,
-    pub not_ports: Unsupported,
+    /// The workload's ports (Istio writes them as strings).
+    #[serde(default)]
+    pub ports: Vec<S<String>>,
+    #[serde(default)]
+    pub not_ports: Vec<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

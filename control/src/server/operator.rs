@@ -150,6 +150,7 @@ impl pb::operator_server::Operator for OperatorService {
                 .into_iter()
                 .map(|(n, v)| (n.to_ascii_lowercase(), v))
                 .collect(),
+            port: u16::try_from(r.port).ok().filter(|p| *p > 0),
         };
         let v = check(&self.hub.resources(), self.hub.mesh(), &probe).map_err(|e| match e {
             CheckError::UnknownService(_) | CheckError::UnknownCaller(_) => {

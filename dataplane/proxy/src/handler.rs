@@ -354,7 +354,7 @@ fn tcp_allowed(core: &Rc<Core>, listener: usize, io: &Stream) -> bool {
     };
     let principal = crate::tls::principal(io);
     let stats = &core.stats.listeners[listener];
-    let decision = policies.decide_connection(principal.as_deref());
+    let decision = policies.decide_connection(principal.as_deref(), &core.listener_ports[listener]);
     let (Decision::Allow(by) | Decision::Deny(by)) = decision;
     if let Some(i) = by {
         snap.policy_stats[listener][i].decided.inc();

@@ -98,7 +98,8 @@ impl Harness {
         let config = Arc::new(crate::config::parse(yaml, "test").unwrap_or_else(|e| panic!("{e}")));
         let stats = Arc::new(CoreStats::for_config(&config));
         let endpoints = crate::dns::resolve_all(&config);
-        let core = Core::new(0, 1, &config, &endpoints, stats).expect("core");
+        let ports: Vec<u16> = config.listeners.iter().map(|l| l.address.port()).collect();
+        let core = Core::new(0, 1, &config, &endpoints, stats, &ports).expect("core");
         *core.rng.borrow_mut() = fastrand::Rng::with_seed(7);
         Harness { core }
     }

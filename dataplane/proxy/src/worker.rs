@@ -217,6 +217,9 @@ pub struct Core {
     pub freed: Cell<bool>,
     /// A request's normalised path while its authorization is decided.
     pub path_buf: RefCell<Vec<u8>>,
+    /// Each listener's bound port as decimal text (what authorization
+    /// policies' `ports` match), in config order.
+    pub listener_ports: Vec<Box<[u8]>>,
 }
 
 impl Core {
@@ -228,6 +231,7 @@ impl Core {
         config: &Arc<Config>,
         endpoints: &[Arc<[SocketAddr]>],
         stats: Arc<CoreStats>,
+        ports: &[u16],
     ) -> std::io::Result<Rc<Core>> {
         let parker = Parker::new()?;
         let snapshot = Snapshot::build(
@@ -254,6 +258,10 @@ impl Core {
             log_limit: LogLimit::default(),
             freed: Cell::new(false),
             path_buf: RefCell::new(Vec::with_capacity(256)),
+            listener_ports: ports
+                .iter()
+                .map(|p| p.to_string().into_bytes().into_boxed_slice())
+                .collect(),
         }))
     }
 
@@ -423,7 +431,13 @@ async fn serve(
         mut control,
         ..
     } = setup;
-    let core = match Core::new(id, workers, &config, &endpoints, stats) {
+    // Bound before the workers start: port 0 in the config is the port
+    // the kernel picked here.
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().map_or(0, |a| a.port()))
+        .collect();
+    let core = match Core::new(id, workers, &config, &endpoints, stats, &ports) {
         Ok(core) => core,
         Err(e) => {
             let _ = started.send(Err(format!(

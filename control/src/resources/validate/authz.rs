@@ -293,30 +293,27 @@ impl Checker {
                 continue;
             };
             let o = &o.value;
-            for (field, why) in [
-                (&o.hosts, "hosts"),
-                (&o.not_hosts, "notHosts"),
-                (&o.ports, "ports"),
-                (&o.not_ports, "notPorts"),
-            ] {
+            for (field, why) in [(&o.hosts, "hosts"), (&o.not_hosts, "notHosts")] {
                 self.unsupported(
                     doc,
                     field,
                     &format!("{p}.{why}"),
-                    ": the proxy matches methods and paths",
+                    ": the proxy matches methods, paths and ports",
                 );
             }
             if o.methods.is_empty()
                 && o.not_methods.is_empty()
                 && o.paths.is_empty()
                 && o.not_paths.is_empty()
+                && o.ports.is_empty()
+                && o.not_ports.is_empty()
                 && self.errors.last().is_none_or(|e| !e.path.starts_with(&p))
             {
                 self.err(
                     doc,
                     &t.referenced,
                     p.clone(),
-                    "empty: give methods, notMethods, paths or notPaths (or leave this `to` entry out)",
+                    "empty: give methods, notMethods, paths, notPaths, ports or notPorts (or leave this `to` entry out)",
                 );
             }
             out.to.push(AuthzOperation {
@@ -324,6 +321,8 @@ impl Checker {
                 not_methods: self.methods(doc, &o.not_methods, &p, "notMethods"),
                 paths: self.authz_paths(doc, &o.paths, &p, "paths"),
                 not_paths: self.authz_paths(doc, &o.not_paths, &p, "notPaths"),
+                ports: self.authz_ports(doc, &o.ports, &p, "ports"),
+                not_ports: self.authz_ports(doc, &o.not_ports, &p, "notPorts"),
             });
         }
         for (k, c) in r.when.iter().enumerate() {
@@ -432,6 +431,29 @@ impl Checker {
                         format!("`{}` is not an HTTP method (GET, POST, ...)", v.value),
                     );
                 }
+            }
+        }
+        out
+    }
+
+    /// Ports: numbers written as strings, as Istio's API has them.
+    fn authz_ports(
+        &mut self,
+        doc: &Doc,
+        values: &[Spanned<String>],
+        at: &str,
+        field: &str,
+    ) -> Vec<u16> {
+        let mut out = Vec::new();
+        for (i, v) in values.iter().enumerate() {
+            match v.value.parse::<u16>() {
+                Ok(p) if p > 0 => out.push(p),
+                _ => self.err(
+                    doc,
+                    &v.referenced,
+                    format!("{at}.{field}[{i}]"),
+                    format!("`{}` is not a port (1 to 65535)", v.value),
+                ),
             }
         }
         out

@@ -78,6 +78,8 @@ fn an_istio_policy_reads_as_written() {
                     not_methods: vec!["DELETE".into()],
                     paths: vec!["/orders/*".into(), "/orders".into()],
                     not_paths: vec!["*.json".into()],
+                    ports: vec![],
+                    not_ports: vec![],
                 }],
                 when: vec![AuthzCondition {
                     header: "x-tenant".into(),
@@ -234,8 +236,8 @@ fn istio_fields_not_built_are_not_supported_not_unknown() {
             "AuthorizationPolicy/shop/p.spec.rules[0].to[0].operation.hosts: not supported yet",
         ),
         (
-            "  rules:\n    - to: [ { operation: { ports: [\"8080\"] } } ]\n",
-            "AuthorizationPolicy/shop/p.spec.rules[0].to[0].operation.ports: not supported yet",
+            "  rules:\n    - to: [ { operation: { notHosts: [a.example.com] } } ]\n",
+            "AuthorizationPolicy/shop/p.spec.rules[0].to[0].operation.notHosts: not supported yet",
         ),
         (
             "  rules:\n    - when: [ { key: source.ip, values: [10.0.0.1] } ]\n",
@@ -274,4 +276,21 @@ fn api_versions_and_names() {
     );
     let e = errors(&twice);
     assert!(e.contains("`p` (namespace `shop`) is defined twice"), "{e}");
+}
+
+#[test]
+fn ports_are_numbers() {
+    let e = errors(&policy(
+        "  rules:\n    - to: [ { operation: { ports: [\"http\"], notPorts: [\"0\"] } } ]\n",
+    ));
+    assert!(
+        e.contains("operation.ports[0]: `http` is not a port (1 to 65535)")
+            && e.contains("operation.notPorts[0]: `0` is not a port"),
+        "{e}"
+    );
+    let r = parse(&files(&policy(
+        "  rules:\n    - to: [ { operation: { ports: [\"8080\"] } } ]\n",
+    )))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.authz["p.shop"].rules[0].to[0].ports, [8080]);
 }

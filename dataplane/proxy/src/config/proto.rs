@@ -170,6 +170,8 @@ fn policy(p: &pb::AuthorizationPolicy) -> RawPolicy {
                                 not_methods: list(&t.not_methods),
                                 paths: list(&t.paths),
                                 not_paths: list(&t.not_paths),
+                                ports: list(&t.ports),
+                                not_ports: list(&t.not_ports),
                             })
                         })
                         .collect(),
@@ -563,6 +565,8 @@ fn wire_policy(p: &RawPolicy, path: &str) -> Result<pb::AuthorizationPolicy, ToP
                         not_methods: list(&t.value.not_methods),
                         paths: list(&t.value.paths),
                         not_paths: list(&t.value.not_paths),
+                        ports: list(&t.value.ports),
+                        not_ports: list(&t.value.not_ports),
                     })
                     .collect(),
                 when: r

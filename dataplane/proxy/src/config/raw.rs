@@ -147,6 +147,10 @@ pub struct RawAuthzOperation {
     pub paths: Vec<S<String>>,
     #[serde(default)]
     pub not_paths: Vec<S<String>>,
+    #[serde(default)]
+    pub ports: Vec<S<String>>,
+    #[serde(default)]
+    pub not_ports: Vec<S<String>>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

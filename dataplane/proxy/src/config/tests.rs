@@ -895,3 +895,25 @@ listeners: [ {{ name: in, address: '127.0.0.1:1', mesh: {{}}, routes: [ {{ direc
     assert_eq!(id.spiffe_id, "spiffe://cluster.local/ns/shop/sa/web");
     assert_eq!(id.roots.len(), 2, "the issuing root and the old one");
 }
+
+#[test]
+fn authorization_ports_are_numbers() {
+    let yaml = |ports: &str| {
+        format!(
+            "listeners:\n  - name: l\n    address: 127.0.0.1:0\n    authorization: [ {{ name: p, rules: [ {{ to: [ {{ ports: [{ports}] }} ] }} ] }} ]\n    routes: [ {{ direct_response: {{ status: 200 }} }} ]\n"
+        )
+    };
+    let c = parse(&yaml("'8080'"), "t.yaml").unwrap();
+    let a = c.listeners[0].authorization.as_ref().unwrap();
+    assert_eq!(
+        a.allow[0].rules[0].to[0].ports.yes,
+        [crate::authz::Pattern::Exact(b"8080"[..].into())]
+    );
+    let errs = errors(&yaml("'http', '0'")).join("\n");
+    assert!(
+        errs.contains(
+            "listeners[0].authorization[0].rules[0].to[0].ports[0]: `http` is not a port"
+        ) && errs.contains("ports[1]: `0` is not a port"),
+        "{errs}"
+    );
+}

@@ -161,6 +161,7 @@ fn authorize(req: &dyn RequestView, ctx: &Ctx<'_>) -> Result<(), ProxyError> {
         req,
         path: &buf,
         principal: ctx.env.principal,
+        port: &core.listener_ports[ctx.env.listener],
     };
     let decision = policies.decide(&subject);
     let (Decision::Allow(by) | Decision::Deny(by)) = decision;

@@ -118,6 +118,7 @@ impl Validator {
                             crate::authz::method_pattern,
                         ),
                         paths: self.paths(&t.value.paths, &t.value.not_paths, &p),
+                        ports: self.ports(&t.value.ports, &t.value.not_ports, &p),
                     }
                 })
                 .collect();
@@ -176,6 +177,23 @@ impl Validator {
             .map(|(i, v)| one(v, &not, i))
             .collect();
         Values { yes, no }
+    }
+
+    /// Ports: exact numbers, as Istio writes them.
+    fn ports(&mut self, yes: &[Spanned<String>], no: &[Spanned<String>], at: &str) -> Values {
+        for (f, list) in [("ports", yes), ("not_ports", no)] {
+            for (i, v) in list.iter().enumerate() {
+                if !v.value.parse::<u16>().is_ok_and(|p| p > 0) {
+                    self.err(
+                        &v.referenced,
+                        format!("{at}.{f}[{i}]"),
+                        format!("`{}` is not a port (1 to 65535)", v.value),
+                    );
+                }
+            }
+        }
+        let exact = |v: &str| Pattern::Exact(v.as_bytes().into());
+        self.values(yes, no, at, "ports", exact)
     }
 
     /// Paths are matched normalised: a pattern that is not itself normal
