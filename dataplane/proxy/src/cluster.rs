@@ -64,6 +64,9 @@ pub struct ClusterState {
     endpoints: RefCell<Vec<Rc<Endpoint>>>,
     balancer: RefCell<Box<dyn Balancer>>,
     pub connector: Connector,
+    /// A mesh cluster's connector for opaque TCP relays (the mesh's TCP
+    /// ALPN); other clusters relay over `connector`.
+    pub tcp_connector: Option<Connector>,
     pool: PoolConfig,
     pub limit: Rc<Limit>,
     pub stats: Arc<ClusterStats>,
@@ -95,6 +98,13 @@ impl ClusterState {
                 (None, Some(tls)) => Connector::tls(cluster.connect_timeout, tls.clone()),
                 (None, None) => Connector::plain(cluster.connect_timeout),
             },
+            tcp_connector: cluster.mesh.as_ref().map(|id| {
+                Connector::mesh(
+                    cluster.connect_timeout,
+                    crate::config::model::mesh_transport_key(&format!("tcp {id}")),
+                    cluster.mesh_tcp_tls.clone(),
+                )
+            }),
             pool: cluster.pool,
             limit: Limit::new(cluster.pool.max_connections, workers, stats.clone()),
             stats,
@@ -157,9 +167,29 @@ impl ClusterState {
         ep: &Endpoint,
         timer: &mut Timer,
     ) -> Result<UpstreamConn, ProxyError> {
+        self.connect_with(&self.connector, ep, timer).await
+    }
+
+    /// A new connection to `ep` for an opaque TCP relay (on a mesh
+    /// cluster, mTLS that asks the peer to relay, not to read HTTP).
+    pub async fn connect_tcp(
+        &self,
+        ep: &Endpoint,
+        timer: &mut Timer,
+    ) -> Result<UpstreamConn, ProxyError> {
+        let connector = self.tcp_connector.as_ref().unwrap_or(&self.connector);
+        self.connect_with(connector, ep, timer).await
+    }
+
+    async fn connect_with(
+        &self,
+        connector: &Connector,
+        ep: &Endpoint,
+        timer: &mut Timer,
+    ) -> Result<UpstreamConn, ProxyError> {
         let slot = self.limit.reserve().ok_or(ProxyError::PoolExhausted)?;
-        match self.connector.connect(ep.addr, timer).await {
-            Ok(stream) => Ok(UpstreamConn::new(stream, self.connector.transport, slot)),
+        match connector.connect(ep.addr, timer).await {
+            Ok(stream) => Ok(UpstreamConn::new(stream, connector.transport, slot)),
             Err(e) => {
                 self.stats.connect_failures.inc();
                 Err(match e {

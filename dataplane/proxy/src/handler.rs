@@ -198,6 +198,9 @@ async fn serve(core: &Rc<Core>, workspace: &mut Workspace, job: Job) {
         }
         None => io,
     };
+    // A peer of the mesh asks for an opaque TCP relay by ALPN.
+    let relay = relay
+        || matches!(&io, Stream::Tls(t) if t.alpn_protocol() == Some(crate::tls::mesh::TCP_ALPN));
     // A relayed connection is never parked (it has no requests to wait
     // for) and gets a task of its own, so this handler and its HTTP
     // workspace go back to the free list instead of waiting out a
@@ -326,11 +329,14 @@ async fn plan(
     if mesh == Some(MeshMode::Strict) && tls.is_none() {
         return refuse();
     }
+    // A mesh listener with routes relays only what asks for it by ALPN
+    // (after the handshake, in `serve`).
+    let relay = has_tcp && !(mesh.is_some() && has_routes);
     let Some(timeout) = detect else {
-        return Some((tls, has_tcp));
+        return Some((tls, relay));
     };
     let Stream::Plain(tcp) = io else {
-        return Some((tls, has_tcp));
+        return Some((tls, relay));
     };
     let found = sniff(tcp, timeout, timer).await;
     core.stats.listeners[listener].detected[found.index()].inc();

@@ -62,7 +62,7 @@ pub async fn serve(
         };
         let in_flight = InFlight::new(ep.clone());
         let start = cluster.wants_latency().then(Instant::now);
-        match cluster.connect(&ep, timer).await {
+        match cluster.connect_tcp(&ep, timer).await {
             Ok(upstream) => {
                 let latency = start.map(|s| s.elapsed()).unwrap_or_default();
                 cluster.complete(

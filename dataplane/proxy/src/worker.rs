@@ -169,6 +169,9 @@ impl Snapshot {
                         // certificate, which a renewal replaces.
                         if c.mesh.is_some() {
                             state.connector.refresh(c.tls.clone(), true);
+                            if let Some(tcp) = &state.tcp_connector {
+                                tcp.refresh(c.mesh_tcp_tls.clone(), true);
+                            }
                         }
                         state
                     }

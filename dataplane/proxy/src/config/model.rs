@@ -269,6 +269,9 @@ pub struct Cluster {
     /// `tls` is then mTLS with the workload certificate (`None` while the
     /// proxy holds none: connecting fails) and `protocol` HTTP/2.
     pub mesh: Option<Box<str>>,
+    /// A mesh cluster's TLS for opaque TCP relays (`tcp` listeners): the
+    /// same mTLS, with the mesh's TCP ALPN so the peer relays the bytes.
+    pub mesh_tcp_tls: Option<Arc<crate::tls::client::ClientTls>>,
 }
 
 /// What the proxy speaks to a cluster's endpoints.

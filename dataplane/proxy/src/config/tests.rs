@@ -759,6 +759,12 @@ clusters:
     assert_eq!(orders.protocol, UpstreamProtocol::Http2);
     let tls = orders.tls.as_ref().expect("mTLS");
     assert_eq!(tls.config.alpn_protocols, [b"h2".to_vec()]);
+    let tcp = orders.mesh_tcp_tls.as_ref().expect("mTLS for relays");
+    assert_eq!(
+        tcp.config.alpn_protocols,
+        [crate::tls::mesh::TCP_ALPN.to_vec()],
+        "a relay asks the peer to relay"
+    );
     assert_eq!(
         tls.key,
         mesh_transport_key("spiffe://cluster.local/ns/shop/sa/orders")
@@ -822,17 +828,12 @@ clusters:
     ] {
         assert!(errs.contains(want), "missing `{want}` in:\n{errs}");
     }
-    // Opaque TCP is not carried over the mesh yet.
+    // Opaque TCP to a mesh cluster is fine: it is carried in mTLS.
     let yaml = yaml
         .replace("protocol: http1, ", "")
         .replace("identity: 'orders'", "identity: 'spiffe://td/x'");
     let errs = errors(&yaml).join("\n");
-    assert!(
-        errs.contains(
-            "listeners[2].tcp.cluster: opaque TCP to a `mesh` cluster is not supported yet"
-        ),
-        "{errs}"
-    );
+    assert!(!errs.contains("listeners[2]"), "{errs}");
     // An identity from files needs the roots its peers chain to.
     let no_bundle = format!(
         "mesh: {{ identity: {{ cert_pem: \"{cert}\", key_pem: \"{key}\" }} }}

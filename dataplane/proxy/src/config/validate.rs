@@ -170,7 +170,6 @@ impl Validator {
         let identity = self.identity(raw);
         let (clusters, by_name) = self.clusters(&raw.clusters, identity.as_ref());
         let listeners = self.listeners(&raw.listeners, &by_name, identity.as_ref());
-        self.no_tcp_to_mesh(raw, &listeners, &clusters);
         Config {
             runtime,
             admin,
@@ -178,26 +177,6 @@ impl Validator {
             clusters,
             identity,
             dump: serde_json::to_value(raw).unwrap_or(serde_json::Value::Null),
-        }
-    }
-
-    /// Opaque TCP is not carried between the mesh's proxies yet: the
-    /// receiving side tells HTTP from TCP by ALPN, and has no TCP one.
-    fn no_tcp_to_mesh(&mut self, raw: &RawConfig, listeners: &[Listener], clusters: &[Cluster]) {
-        for (i, (l, rl)) in listeners.iter().zip(&raw.listeners).enumerate() {
-            let Some(tcp) = &l.tcp else { continue };
-            if clusters.get(tcp.cluster).is_some_and(|c| c.mesh.is_some()) {
-                let at = rl
-                    .value
-                    .tcp
-                    .as_ref()
-                    .map_or(rl.referenced, |t| t.referenced);
-                self.err(
-                    &at,
-                    format!("listeners[{i}].tcp.cluster"),
-                    "opaque TCP to a `mesh` cluster is not supported yet (HTTP only)",
-                );
-            }
         }
     }
 
@@ -304,17 +283,18 @@ impl Validator {
             .filter_map(|(j, e)| self.endpoint(e, &format!("{path}.endpoints[{j}]")))
             .collect();
         let mesh = self.cluster_mesh(c, path);
-        let (protocol, tls) = match (&mesh, &c.mesh) {
-            (Some(expected), Some(m)) => (
-                UpstreamProtocol::Http2,
-                self.mesh_client_tls(svid, expected, &m.referenced, path),
-            ),
+        let (protocol, tls, mesh_tcp_tls) = match (&mesh, &c.mesh) {
+            (Some(expected), Some(m)) => {
+                let built = self.mesh_client_tls(svid, expected, &m.referenced, path);
+                let (http, tcp) = built.unzip();
+                (UpstreamProtocol::Http2, http, tcp)
+            }
             _ => {
                 let protocol = self.protocol(&c.protocol, &format!("{path}.protocol"));
                 let tls = c.tls.as_ref().and_then(|t| {
                     self.upstream_tls(t, &endpoints, protocol, &format!("{path}.tls"))
                 });
-                (protocol, tls)
+                (protocol, tls, None)
             }
         };
         let lb = match c.lb.as_ref().map(|s| (s.value.as_str(), s)) {
@@ -369,6 +349,7 @@ impl Validator {
             tls,
             protocol,
             mesh,
+            mesh_tcp_tls,
         }
     }
 
@@ -504,7 +485,9 @@ impl Validator {
         let http2 = self.http2(&l.http2, limits.max_header_bytes, &format!("{path}.http2"));
         let mesh = self.listener_mesh(l, path);
         let tls = match (mesh, &l.mesh) {
-            (Some(_), Some(m)) => self.mesh_server_tls(svid, &l.name.value, &m.referenced, path),
+            (Some(_), Some(m)) => {
+                self.mesh_server_tls(svid, &l.name.value, l.tcp.is_some(), &m.referenced, path)
+            }
             _ => l.tls.as_ref().and_then(|t| {
                 // A listener that only relays TCP claims no protocol.
                 let offers = match (l.tcp.is_none() || l.detect.is_some(), http2.is_some()) {
@@ -558,7 +541,8 @@ impl Validator {
             ),
             tls,
             tcp: l.tcp.as_ref().and_then(|t| {
-                let routes_too = !l.routes.is_empty() && l.detect.is_none();
+                // A mesh listener tells them apart by ALPN.
+                let routes_too = !l.routes.is_empty() && l.detect.is_none() && l.mesh.is_none();
                 self.tcp(t, routes_too, clusters, &format!("{path}.tcp"))
             }),
             http2,

@@ -64,13 +64,14 @@ impl ClientTls {
     }
 
     /// A meshed cluster's origination (`tls::mesh::client`): the server
-    /// checked by `verifier`, the workload certificate presented, ALPN h2,
+    /// checked by `verifier`, the workload certificate presented, `alpn`,
     /// and each endpoint named by its IP (peers are told apart by SPIFFE
     /// ID, not by name).
     pub fn build_mesh(
         verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
         certificate: Arc<CertifiedKey>,
         key: u64,
+        alpn: &[u8],
     ) -> Result<ClientTls, String> {
         let mut config = ClientConfig::builder_with_provider(super::provider())
             .with_protocol_versions(super::VERSIONS)
@@ -78,7 +79,7 @@ impl ClientTls {
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_client_cert_resolver(Arc::new(ClientCert(certificate)));
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        config.alpn_protocols = vec![alpn.to_vec()];
         config.resumption = rustls::client::Resumption::store(sessions(key)?);
         Ok(ClientTls {
             config: Arc::new(config),

@@ -92,21 +92,31 @@ impl Svid {
     }
 }
 
+/// ALPN of opaque TCP carried between the mesh's proxies: the receiving
+/// proxy relays the connection's bytes to its listener's `tcp` cluster
+/// instead of reading HTTP.
+pub const TCP_ALPN: &[u8] = b"ringmesh-tcp/1";
+
 /// A mesh listener's TLS: the SVID, client certificates required and
 /// checked against the bundle, ALPN `h2` (how proxies talk to each other)
-/// and `http/1.1`.
+/// and `http/1.1`, and with `tcp`, the mesh's opaque TCP (`TCP_ALPN`).
 pub fn server(
     svid: &Svid,
     listener: &str,
     handshake_timeout: std::time::Duration,
+    tcp: bool,
 ) -> Result<ServerTls, String> {
     let verifier = WorkloadClientVerifier::new(svid.roots.clone())?;
+    let mut alpn = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if tcp {
+        alpn.push(TCP_ALPN.to_vec());
+    }
     ServerTls::build(super::server::Settings {
         certificates: vec![Served {
             key: svid.key.clone(),
             names: Vec::new(),
         }],
-        alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        alpn,
         handshake_timeout,
         client_auth: ClientAuth::Verifier(Arc::new(verifier)),
         session_resumption: true,
@@ -117,16 +127,17 @@ pub fn server(
 }
 
 /// A meshed cluster's TLS: the SVID as client certificate, the server
-/// checked for `expected`, ALPN `h2`. `key` identifies the transport in
-/// the pool, so it depends on `expected` only: connections made with the
-/// previous certificate stay in use after a renewal.
-pub fn client(svid: &Svid, expected: &str, key: u64) -> Result<ClientTls, String> {
+/// checked for `expected`, ALPN `h2` (or, for opaque TCP, `TCP_ALPN`).
+/// `key` identifies the transport in the pool, so it depends on
+/// `expected` only: connections made with the previous certificate stay
+/// in use after a renewal.
+pub fn client(svid: &Svid, expected: &str, key: u64, alpn: &[u8]) -> Result<ClientTls, String> {
     let verifier = PeerVerifier {
         roots: svid.roots.clone(),
         expected: expected.to_string(),
         algorithms: super::provider().signature_verification_algorithms,
     };
-    ClientTls::build_mesh(Arc::new(verifier), svid.key.clone(), key)
+    ClientTls::build_mesh(Arc::new(verifier), svid.key.clone(), key, alpn)
 }
 
 /// Checks a server's certificate for the SPIFFE ID a cluster expects.

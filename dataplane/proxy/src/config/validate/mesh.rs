@@ -146,11 +146,12 @@ impl Validator {
         &mut self,
         svid: Option<&Arc<Svid>>,
         listener: &str,
+        tcp: bool,
         at: &Location,
         path: &str,
     ) -> Option<Arc<ServerTls>> {
         let svid = svid?;
-        match mesh::server(svid, listener, super::tls::HANDSHAKE_TIMEOUT) {
+        match mesh::server(svid, listener, super::tls::HANDSHAKE_TIMEOUT, tcp) {
             Ok(tls) => Some(Arc::new(tls)),
             Err(e) => {
                 self.err(at, format!("{path}.mesh"), e);
@@ -198,18 +199,22 @@ impl Validator {
         }
     }
 
-    /// The TLS of a mesh cluster, when the proxy holds a certificate.
+    /// The TLS of a mesh cluster, for HTTP (h2) and for opaque TCP, when
+    /// the proxy holds a certificate.
     pub(super) fn mesh_client_tls(
         &mut self,
         svid: Option<&Arc<Svid>>,
         expected: &str,
         at: &Location,
         path: &str,
-    ) -> Option<Arc<ClientTls>> {
+    ) -> Option<(Arc<ClientTls>, Arc<ClientTls>)> {
         let svid = svid?;
-        match mesh::client(svid, expected, mesh_transport_key(expected)) {
-            Ok(tls) => Some(Arc::new(tls)),
-            Err(e) => {
+        let http = mesh::client(svid, expected, mesh_transport_key(expected), b"h2");
+        let tcp_key = mesh_transport_key(&format!("tcp {expected}"));
+        let tcp = mesh::client(svid, expected, tcp_key, mesh::TCP_ALPN);
+        match (http, tcp) {
+            (Ok(http), Ok(tcp)) => Some((Arc::new(http), Arc::new(tcp))),
+            (Err(e), _) | (_, Err(e)) => {
                 self.err(at, format!("{path}.mesh"), e);
                 None
             }

@@ -378,9 +378,10 @@ fn mesh_pair(
     client: &crate::tls::mesh::Svid,
     expected: &str,
 ) -> (Result<TlsStream, TlsError>, Result<TlsStream, TlsError>) {
-    let server =
-        Arc::new(crate::tls::mesh::server(server, "mesh-test", Duration::from_secs(5)).unwrap());
-    let client = Arc::new(crate::tls::mesh::client(client, expected, 7).unwrap());
+    let server = Arc::new(
+        crate::tls::mesh::server(server, "mesh-test", Duration::from_secs(5), false).unwrap(),
+    );
+    let client = Arc::new(crate::tls::mesh::client(client, expected, 7, b"h2").unwrap());
     let mut out = None;
     monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
         .enable_timer()
@@ -433,8 +434,9 @@ fn a_mesh_listener_refuses_clients_without_a_workload_identity() {
     .expect("key");
     let trusted = || roots(&PemSource::Inline(ca.cert_pem.clone())).expect("roots");
     let orders = crate::tls::mesh::Svid::new(key, trusted()).expect("svid");
-    let server =
-        Arc::new(crate::tls::mesh::server(&orders, "mesh-test-2", Duration::from_secs(5)).unwrap());
+    let server = Arc::new(
+        crate::tls::mesh::server(&orders, "mesh-test-2", Duration::from_secs(5), false).unwrap(),
+    );
     let refused = |cert: Option<&Leaf>| {
         let mut label = "";
         monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
