@@ -51,6 +51,7 @@ async fn start_with(trust_bundle: Option<String>) -> Plane {
         svid_lifetime: Duration::from_secs(600),
         trust_bundle,
         resync_grace: Duration::ZERO,
+        tls: None,
     };
     tokio::spawn(serve(
         opts,

@@ -120,10 +120,39 @@ pub fn sidecar(
     service: &str,
     workload: SocketAddr,
 ) -> (Proxy, SocketAddr, SocketAddr) {
+    sidecar_at(&cp.to_string(), &[], id, service, workload)
+}
+
+/// The same, for a control plane serving TLS (`--tls-cert`), trusted by
+/// the CA in `ca`.
+pub fn sidecar_tls(
+    cp: SocketAddr,
+    ca: &Path,
+    id: &str,
+    service: &str,
+    workload: SocketAddr,
+) -> (Proxy, SocketAddr, SocketAddr) {
+    let ca = ca.display().to_string();
+    sidecar_at(
+        &format!("https://{cp}"),
+        &["--control-plane-ca", &ca],
+        id,
+        service,
+        workload,
+    )
+}
+
+fn sidecar_at(
+    cp: &str,
+    extra: &[&str],
+    id: &str,
+    service: &str,
+    workload: SocketAddr,
+) -> (Proxy, SocketAddr, SocketAddr) {
     let (inbound, outbound) = (free_addr(), free_addr());
     let args: Vec<String> = [
         "--control-plane",
-        &cp.to_string(),
+        cp,
         "--node",
         id,
         "--service",
@@ -138,6 +167,7 @@ pub fn sidecar(
         TOKEN,
     ]
     .iter()
+    .chain(extra)
     .map(|s| s.to_string())
     .collect();
     let proxy = Proxy::try_start_with(
@@ -174,8 +204,13 @@ pub fn gateway(cp: SocketAddr, id: &str, gateway: &str) -> Proxy {
 
 /// Run `ringmeshctl` against `cp`: (exit code, stdout, stderr).
 pub fn ctl(cp: SocketAddr, args: &[&str]) -> (i32, String, String) {
+    ctl_at(&cp.to_string(), args)
+}
+
+/// Run `ringmeshctl --server SERVER` (`https://...` for TLS).
+pub fn ctl_at(server: &str, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(crate::proxy::ctl_bin())
-        .args(["--server", &cp.to_string(), "--token", TOKEN])
+        .args(["--server", server, "--token", TOKEN])
         .args(args)
         .output()
         .expect("run ringmeshctl");

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use ringmesh_tests::control::{sidecar, ControlPlane};
+use ringmesh_tests::control::{ctl, ctl_at, sidecar, sidecar_tls, ControlPlane};
 use ringmesh_tests::{eventually, Client, Proxy, Upstream};
 
 const WEB: &str = "spiffe://cluster.local/ns/shop/sa/web";
@@ -317,4 +317,47 @@ fn a_root_rotation_keeps_the_mesh_working() {
         orders.log_text()
     );
     assert!(requests > 10, "{requests} requests");
+}
+
+#[test]
+fn the_discovery_stream_and_the_ca_can_run_over_tls() {
+    // The control plane's own certificate, from an operator's CA (not the
+    // mesh's): the stream carries inline keys and workload certificates.
+    let pki = ringmesh_tests::tls::Pki::new("control ca");
+    let serving = pki.leaf("control", &["127.0.0.1"]);
+    let (cert, key) = (
+        serving.cert.display().to_string(),
+        serving.key.display().to_string(),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("mesh.yaml"), MESH).expect("write");
+    let cp = ControlPlane::start_with(
+        dir.path(),
+        "127.0.0.1:0".parse().expect("addr"),
+        &["--tls-cert", &cert, "--tls-key", &key],
+    );
+    let app = Upstream::start("orders-app");
+    let ca = pki.ca_file();
+    let (orders, _, _) = sidecar_tls(cp.addr, &ca, "orders-1", "orders.shop", app.addr);
+    let (web, _, web_outbound) = sidecar_tls(cp.addr, &ca, "web-1", "web.shop", closed_addr());
+    eventually(
+        "identities over TLS and a working hop",
+        Duration::from_secs(20),
+        || {
+            expiry(&web, WEB).is_some()
+                && expiry(&orders, ORDERS).is_some()
+                && status(web_outbound, "/orders/1") == 200
+        },
+    );
+    // ringmeshctl too, with the CA; without it, it says what is missing.
+    let server = format!("https://{}", cp.addr);
+    let ca = ca.display().to_string();
+    let (code, out, err) = ctl_at(&server, &["--ca", &ca, "status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(WEB) && out.contains(ORDERS), "{out}");
+    let (code, _, err) = ctl_at(&server, &["status"]);
+    assert!(code == 2 && err.contains("--ca"), "{err}");
+    // A plaintext client gets nothing from the TLS port.
+    let (code, _, _) = ctl(cp.addr, &["status"]);
+    assert_eq!(code, 2, "plaintext refused");
 }

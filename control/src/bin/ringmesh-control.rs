@@ -1,7 +1,7 @@
 //! `ringmesh-control`: the control plane server.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -63,7 +63,40 @@ enum Cmd {
         /// have not reconnected yet.
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         resync_grace: std::time::Duration,
+        /// Serve TLS with this certificate chain (PEM, leaf first; its
+        /// names are the ones proxies reach the control plane by). Proxies
+        /// then use https://... with --control-plane-ca. Without it the
+        /// discovery stream, which carries inline keys, is plaintext.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The key of --tls-cert, PEM.
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
+}
+
+/// The serving certificate and key, checked before anything starts: PEM,
+/// a key that is the leaf's, every certificate within its validity.
+fn serving_tls(cert: &Path, key: &Path) -> Result<(String, String), String> {
+    let read = |p: &Path, what: &str| {
+        std::fs::read_to_string(p).map_err(|e| format!("{what} {}: {e}", p.display()))
+    };
+    let (cert_pem, key_pem) = (read(cert, "--tls-cert")?, read(key, "--tls-key")?);
+    let chain = ringmesh_pki::pem::certificates(cert_pem.as_bytes())
+        .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
+    ringmesh_pki::check::validity(&chain, std::time::SystemTime::now())
+        .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
+    let private = ringmesh_pki::pem::private_key(key_pem.as_bytes())
+        .map_err(|e| format!("--tls-key {}: {e}", key.display()))?;
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    ringmesh_pki::check::certified_key(chain, private, &provider).map_err(|e| {
+        let why = match e {
+            ringmesh_pki::check::KeyError::Mismatch => "not the key of --tls-cert".to_string(),
+            ringmesh_pki::check::KeyError::Unusable(why) => why,
+        };
+        format!("--tls-key {}: {why}", key.display())
+    })?;
+    Ok((cert_pem, key_pem))
 }
 
 /// The CA from files, or a generated one.
@@ -115,6 +148,8 @@ fn main() -> ExitCode {
         svid_lifetime,
         trust_bundle,
         resync_grace,
+        tls_cert,
+        tls_key,
     } = Cli::parse().cmd;
     if token.len() < 16 {
         eprintln!("ringmesh-control: error: --token must be at least 16 characters");
@@ -150,6 +185,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => match serving_tls(&cert, &key) {
+            Ok(pair) => Some(pair),
+            Err(e) => {
+                eprintln!("ringmesh-control: error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
     let opts = ringmesh_control::server::ServeOptions {
         resources,
         listen,
@@ -159,6 +204,7 @@ fn main() -> ExitCode {
         svid_lifetime,
         trust_bundle,
         resync_grace,
+        tls,
     };
     let shutdown = async {
         let term = async {

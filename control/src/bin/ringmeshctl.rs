@@ -30,6 +30,10 @@ struct Cli {
     /// Bootstrap token (as given to ringmesh-control).
     #[arg(long, global = true, env = "RINGMESH_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// PEM CA certificates the control plane's certificate chains to,
+    /// for an https:// --server (ringmesh-control --tls-cert).
+    #[arg(long, global = true, env = "RINGMESH_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -280,16 +284,40 @@ fn remote(cli: &Cli) -> Result<(), Failure> {
         } else {
             format!("http://{}", cli.server)
         };
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
-            .map_err(|e| Failure(2, format!("ringmeshctl: {endpoint}: {e}")))?
-            .connect()
-            .await
-            .map_err(|e| {
-                Failure(
+        let mut target = tonic::transport::Endpoint::from_shared(endpoint.clone())
+            .map_err(|e| Failure(2, format!("ringmeshctl: {endpoint}: {e}")))?;
+        match (&cli.ca, endpoint.starts_with("https://")) {
+            (Some(ca), true) => {
+                let pem = std::fs::read_to_string(ca)
+                    .map_err(|e| Failure(2, format!("ringmeshctl: --ca {}: {e}", ca.display())))?;
+                let tls = tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(pem));
+                target = target
+                    .tls_config(tls)
+                    .map_err(|e| Failure(2, format!("ringmeshctl: --ca: {e}")))?;
+            }
+            (None, true) => {
+                return Err(Failure(
                     2,
-                    format!("ringmeshctl: cannot reach the control plane at {endpoint}: {e}"),
-                )
-            })?;
+                    format!(
+                        "ringmeshctl: {endpoint}: give the CA its certificate chains to (--ca)"
+                    ),
+                ))
+            }
+            (Some(_), false) => {
+                return Err(Failure(
+                    2,
+                    format!("ringmeshctl: --ca is for an https:// --server, not {endpoint}"),
+                ))
+            }
+            (None, false) => {}
+        }
+        let channel = target.connect().await.map_err(|e| {
+            Failure(
+                2,
+                format!("ringmeshctl: cannot reach the control plane at {endpoint}: {e}"),
+            )
+        })?;
         let auth: tonic::metadata::MetadataValue<_> =
             format!("Bearer {token}").parse().map_err(|_| {
                 Failure(

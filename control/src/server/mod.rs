@@ -34,6 +34,9 @@ pub struct ServeOptions {
     /// After the start, proxies that reconnect running a config keep it
     /// this long before a new one is pushed (`Hub::resync_until`).
     pub resync_grace: std::time::Duration,
+    /// Serve TLS with this certificate chain and key (PEM): the stream
+    /// carries inline keys and workload certificates.
+    pub tls: Option<(String, String)>,
 }
 
 /// Load the resources (refusing to start on errors), bind, and serve until
@@ -85,7 +88,14 @@ pub async fn serve(
             let _ = s.set_nodelay(true);
         })
     });
-    let result = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some((cert, key)) = &opts.tls {
+        let identity = tonic::transport::Identity::from_pem(cert, key);
+        server = server
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+    }
+    let result = server
         .add_service(pb::discovery_server::DiscoveryServer::with_interceptor(
             service,
             auth.clone(),

@@ -25,14 +25,80 @@ use crate::config::{self, Config};
 use crate::identity::Published;
 
 pub struct AgentOptions {
-    /// `http://host:port` of ringmesh-control.
-    pub endpoint: String,
+    /// Where ringmesh-control is, and how to trust it.
+    pub control: ControlPlane,
     pub token: String,
     pub node: pb::Node,
     /// Runtime and admin settings come from the local bootstrap file, not
     /// the control plane: they apply at start only.
     pub runtime: Option<pb::Runtime>,
     pub admin: Option<pb::Admin>,
+}
+
+/// ringmesh-control's address, and for `https://`, the CA its certificate
+/// chains to: the discovery stream and `Identity/Sign` (which carry
+/// inline keys and the workload certificates) then run over TLS.
+#[derive(Clone)]
+pub struct ControlPlane {
+    pub endpoint: String,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+}
+
+impl ControlPlane {
+    pub fn new(endpoint: String, ca_pem: Option<String>) -> Result<ControlPlane, String> {
+        let https = endpoint.starts_with("https://");
+        let tls = match (https, ca_pem) {
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(format!(
+                    "--control-plane-ca is for an https:// control plane, not {endpoint}"
+                ))
+            }
+            (true, None) => {
+                return Err(format!(
+                    "{endpoint}: give the CA its certificate chains to (--control-plane-ca)"
+                ))
+            }
+            (true, Some(pem)) => {
+                if ringmesh_pki::pem::certificates(pem.as_bytes()).is_err() {
+                    return Err("--control-plane-ca holds no PEM certificate".into());
+                }
+                Some(
+                    tonic::transport::ClientTlsConfig::new()
+                        .ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+                )
+            }
+        };
+        Ok(ControlPlane { endpoint, tls })
+    }
+
+    /// A gRPC channel to it (TLS when `https://`).
+    pub async fn connect(&self) -> Result<tonic::transport::Channel, String> {
+        let mut e = tonic::transport::Endpoint::from_shared(self.endpoint.clone())
+            .map_err(|e| format!("{}: {e}", self.endpoint))?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true);
+        if let Some(tls) = &self.tls {
+            e = e
+                .tls_config(tls.clone())
+                .map_err(|e| format!("{}: {e}", self.endpoint))?;
+        }
+        e.connect()
+            .await
+            .map_err(|e| format!("{}: {}", self.endpoint, chain(&e)))
+    }
+}
+
+/// An error with its causes (tonic's own says only "transport error").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 /// A validated snapshot for the main thread to apply. It answers on
@@ -76,7 +142,7 @@ async fn run<E: From<Snapshot>>(opts: AgentOptions, deliver: Sender<E>) {
     let (publish, mut identity) = tokio::sync::watch::channel(None);
     let resign = Arc::new(tokio::sync::Notify::new());
     tokio::spawn(crate::identity::maintain(
-        opts.endpoint.clone(),
+        opts.control.clone(),
         opts.token.clone(),
         opts.node.id.clone(),
         publish,
@@ -170,13 +236,7 @@ async fn session<E: From<Snapshot>>(
         identity,
         resign,
     } = s;
-    let channel = tonic::transport::Endpoint::from_shared(opts.endpoint.clone())
-        .map_err(|e| format!("{}: {e}", opts.endpoint))?
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .map_err(|e| format!("{}: {e}", opts.endpoint))?;
+    let channel = opts.control.connect().await?;
     let mut client = pb::discovery_client::DiscoveryClient::new(channel);
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let hello = pb::DiscoveryRequest {
@@ -195,7 +255,7 @@ async fn session<E: From<Snapshot>>(
         .await
         .map_err(|s| format!("{}: {}", s.code(), s.message()))?
         .into_inner();
-    info!(endpoint = %opts.endpoint, node = %opts.node.id, "connected to the control plane");
+    info!(endpoint = %opts.control.endpoint, node = %opts.node.id, "connected to the control plane");
     // The control plane registered the node before answering: its CA
     // signs now (again, after a reconnect: a restarted control plane
     // makes a sidecar an endpoint only once it issued it a certificate).

@@ -80,7 +80,7 @@ fn renew_after(not_after: i64, now: SystemTime) -> Duration {
 /// proxy holds one, and the first is asked for as soon as the node is
 /// registered.
 pub async fn maintain(
-    endpoint: String,
+    control: crate::agent::ControlPlane,
     token: String,
     node_id: String,
     publish: watch::Sender<Option<Arc<Issued>>>,
@@ -98,7 +98,7 @@ pub async fn maintain(
     };
     let mut failures = 0;
     loop {
-        match sign(&endpoint, &token, &node_id).await {
+        match sign(&control, &token, &node_id).await {
             Ok(held) => {
                 failures = 0;
                 let wait = renew_after(held.not_after, SystemTime::now());
@@ -142,15 +142,14 @@ fn unix(t: SystemTime) -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-async fn sign(endpoint: &str, token: &str, node_id: &str) -> Result<Held, String> {
+async fn sign(
+    control: &crate::agent::ControlPlane,
+    token: &str,
+    node_id: &str,
+) -> Result<Held, String> {
     let key = KeyPair::generate().map_err(|e| e.to_string())?;
     let csr = csr_pem(&key).map_err(|e| e.to_string())?;
-    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
-        .map_err(|e| format!("{endpoint}: {e}"))?
-        .connect_timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .map_err(|e| format!("{endpoint}: {e}"))?;
+    let channel = control.connect().await?;
     let mut req = tonic::Request::new(pb::SignRequest {
         node_id: node_id.to_string(),
         csr_pem: csr,

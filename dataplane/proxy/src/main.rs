@@ -35,9 +35,15 @@ struct Cli {
 /// `--config`, if given, supplies only `runtime` and `admin`.
 #[derive(clap::Args)]
 struct ControlArgs {
-    /// ringmesh-control's discovery address, e.g. 127.0.0.1:15010.
+    /// ringmesh-control's discovery address, e.g. 127.0.0.1:15010, or
+    /// https://control.mesh:15010 when it serves TLS (then with
+    /// --control-plane-ca).
     #[arg(long, value_name = "ADDR")]
     control_plane: Option<String>,
+    /// PEM CA certificates the control plane's TLS certificate must chain
+    /// to (an https:// --control-plane).
+    #[arg(long, value_name = "FILE", requires = "control_plane")]
+    control_plane_ca: Option<std::path::PathBuf>,
     /// This proxy's unique id.
     #[arg(long, requires = "control_plane")]
     node: Option<String>,
@@ -160,8 +166,19 @@ fn dynamic(cli: &Cli, endpoint: String) -> ExitCode {
     } else {
         format!("http://{endpoint}")
     };
+    let ca = match &c.control_plane_ca {
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(pem) => Some(pem),
+            Err(e) => return fail(format!("--control-plane-ca {}: {e}", p.display())),
+        },
+        None => None,
+    };
+    let control = match agent::ControlPlane::new(endpoint, ca) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
     let opts = agent::AgentOptions {
-        endpoint,
+        control,
         token,
         node: pb::Node {
             id: node,
