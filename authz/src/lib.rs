@@ -103,6 +103,13 @@ pub struct Source {
     pub namespaces: Values,
 }
 
+impl Source {
+    /// Whether a caller with `principal` (none: unauthenticated) is one.
+    pub fn admits(&self, principal: Option<&[u8]>) -> bool {
+        self.principals.admits(principal) && self.namespaces.admits(namespace_of(principal))
+    }
+}
+
 /// What the request does.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Operation {
@@ -173,20 +180,9 @@ pub struct Subject<'a, R: ?Sized> {
     pub port: &'a [u8],
 }
 
-impl<R: Request + ?Sized> Subject<'_, R> {
-    /// The namespace segment of the principal.
-    fn namespace(&self) -> Option<&[u8]> {
-        namespace_of(self.principal)
-    }
-}
-
 impl Rule {
     fn matches<R: Request + ?Sized>(&self, s: &Subject<'_, R>) -> bool {
-        let from = self.from.is_empty()
-            || self
-                .from
-                .iter()
-                .any(|f| f.principals.admits(s.principal) && f.namespaces.admits(s.namespace()));
+        let from = self.from.is_empty() || self.from.iter().any(|f| f.admits(s.principal));
         let to = self.to.is_empty()
             || self.to.iter().any(|t| {
                 t.methods.admits(Some(s.req.method()))
@@ -221,12 +217,7 @@ impl Rule {
     }
 
     fn source_matches(&self, principal: Option<&[u8]>) -> bool {
-        let namespace = namespace_of(principal);
-        self.from.is_empty()
-            || self
-                .from
-                .iter()
-                .any(|f| f.principals.admits(principal) && f.namespaces.admits(namespace))
+        self.from.is_empty() || self.from.iter().any(|f| f.admits(principal))
     }
 }
 

@@ -645,6 +645,8 @@ fn rule_routes(r: &HttpRoute, host: Option<&String>) -> Vec<pb::Route> {
                     method: m.method.clone(),
                     headers,
                     grpc,
+                    // The Gateway API matches no caller identity.
+                    source: None,
                 }),
                 ..base.clone()
             });

@@ -95,7 +95,7 @@ impl HotPath {
             return 0;
         }
         req.rbuf.pin(req.head.head_len);
-        let Some(ri) = router::route(listener, &*req) else {
+        let Some(ri) = router::route(listener, &*req, None) else {
             req.rbuf.unpin();
             return 0;
         };
@@ -155,6 +155,6 @@ mod tests {
             Ok(true)
         );
         req.rbuf.pin(req.head.head_len);
-        assert_eq!(router::route(&hp.config.listeners[0], &hp.req), Some(9));
+        assert_eq!(router::route(&hp.config.listeners[0], &hp.req, None), Some(9));
     }
 }

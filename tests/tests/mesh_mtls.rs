@@ -39,8 +39,14 @@ listeners:
         rules:
           - from: [ {{ principals: [cluster.local/ns/shop/sa/web] }} ]
             to: [ {{ paths: [/orders, /orders/*] }} ]
-          - to: [ {{ paths: [/public, /headers] }} ]
-    routes: [ {{ cluster: app }} ]
+          - to: [ {{ paths: [/public, /headers, /who] }} ]
+    routes:
+      # Routing by the caller's identity.
+      - match: {{ path: {{ exact: /who }}, source: {{ principals: [cluster.local/ns/shop/sa/web] }} }}
+        direct_response: {{ status: 200, body: web }}
+      - match: {{ path: {{ exact: /who }} }}
+        direct_response: {{ status: 200, body: someone }}
+      - cluster: app
 clusters:
   - {{ name: app, endpoints: ['{}'] }}
 ",
@@ -111,6 +117,8 @@ fn sidecars_talk_mtls_over_http2_and_policies_see_the_caller() {
 
     // B's policies read A's identity: web may call /orders only.
     assert_eq!(get(a.addr("outbound"), "/admin").0, 403);
+    // And B's routes: a route for web's calls only.
+    assert_eq!(get(a.addr("outbound"), "/who"), (200, "web".to_string()));
     // The workload learns who called (Envoy's and Istio's XFCC), and a
     // header the caller forged never reaches it.
     let r = Client::connect(a.addr("outbound")).request(
@@ -179,6 +187,8 @@ fn a_strict_listener_refuses_plaintext_and_strangers_a_permissive_one_does_not()
     let permissive = sidecar_b(&pki, &orders, "permissive", &app);
     let inbound = permissive.addr("inbound");
     assert_eq!(get(inbound, "/public").0, 200);
+    // Unauthenticated: not the route for web.
+    assert_eq!(get(inbound, "/who"), (200, "someone".to_string()));
     // A plaintext caller cannot claim an identity to the workload.
     let r = Client::connect(inbound).request(
         b"GET /headers HTTP/1.1\r\nHost: orders\r\nX-Forwarded-Client-Cert: URI=spiffe://cluster.local/ns/shop/sa/web\r\n\r\n",

@@ -221,11 +221,7 @@ async fn serve(core: &Rc<Core>, workspace: &mut Workspace, job: Job) {
     // workspace; it gets a task of its own and frees this handler.
     let io = match io {
         Stream::Tls(t) if t.alpn_protocol() == Some(b"h2") => {
-            let wants = {
-                let snap = core.snapshot();
-                let l = &snap.config.listeners[slot.listener];
-                l.authorization.is_some() || l.mesh.is_some()
-            };
+            let wants = core.snapshot().config.listeners[slot.listener].reads_principal;
             let tls = Stream::Tls(t);
             let principal = wants
                 .then(|| crate::tls::principal(&tls))

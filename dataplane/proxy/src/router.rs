@@ -8,17 +8,28 @@
 use crate::config::model::{HeaderRule, HostMatch, Listener, PathMatch, RouteMatch};
 use crate::view::{host_of, RequestView};
 
-/// The index of the first route of `listener` that matches.
-pub fn route(listener: &Listener, req: &dyn RequestView) -> Option<usize> {
+/// The index of the first route of `listener` that matches; `principal`
+/// is the caller's workload identity, when it proved one (mTLS).
+pub fn route(
+    listener: &Listener,
+    req: &dyn RequestView,
+    principal: Option<&[u8]>,
+) -> Option<usize> {
     let host = host_of(req.authority());
     let path = req.path();
     listener
         .routes
         .iter()
-        .position(|r| matches(&r.matcher, req, host, path))
+        .position(|r| matches(&r.matcher, req, host, path, principal))
 }
 
-fn matches(m: &RouteMatch, req: &dyn RequestView, host: &[u8], path: &[u8]) -> bool {
+fn matches(
+    m: &RouteMatch,
+    req: &dyn RequestView,
+    host: &[u8],
+    path: &[u8],
+    principal: Option<&[u8]>,
+) -> bool {
     let host_ok = match &m.host {
         None => true,
         Some(HostMatch::Exact(want)) => host.eq_ignore_ascii_case(want),
@@ -35,6 +46,7 @@ fn matches(m: &RouteMatch, req: &dyn RequestView, host: &[u8], path: &[u8]) -> b
     host_ok
         && path_ok
         && (!m.grpc || is_grpc(req))
+        && m.source.as_ref().is_none_or(|s| s.admits(principal))
         && m.method
             .as_ref()
             .is_none_or(|want| req.method() == &want[..])
@@ -94,7 +106,31 @@ listeners:
         assert!(parse_request(req.rbuf.data(), &Limits::default(), &mut req.head).unwrap());
         req.rbuf.pin(req.head.head_len);
         let l = &config.listeners[0];
-        route(l, &req).map(|i| l.routes[i].name.clone())
+        route(l, &req, None).map(|i| l.routes[i].name.clone())
+    }
+
+    #[test]
+    fn a_route_can_be_for_some_callers_only() {
+        let config = crate::config::parse(
+            "listeners:\n  - name: l\n    address: 127.0.0.1:0\n    routes:\n      - { name: web, match: { source: { principals: [td/ns/shop/sa/web] } }, direct_response: { status: 200 } }\n      - { name: shop, match: { source: { namespaces: [shop] } }, direct_response: { status: 200 } }\n      - { name: rest, direct_response: { status: 200 } }\n",
+            "t.yaml",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut req = H1Request {
+            rbuf: ReadBuf::with_capacity(1024),
+            head: RequestHead::default(),
+            scheme: b"http",
+        };
+        req.rbuf
+            .extend_from_slice(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(parse_request(req.rbuf.data(), &Limits::default(), &mut req.head).unwrap());
+        req.rbuf.pin(req.head.head_len);
+        let l = &config.listeners[0];
+        let name = |p: Option<&[u8]>| route(l, &req, p).map(|i| l.routes[i].name.as_str());
+        assert_eq!(name(Some(b"td/ns/shop/sa/web")), Some("web"));
+        assert_eq!(name(Some(b"td/ns/shop/sa/cart")), Some("shop"));
+        assert_eq!(name(Some(b"td/ns/other/sa/web")), Some("rest"));
+        assert_eq!(name(None), Some("rest"), "unauthenticated");
     }
 
     #[test]

@@ -88,6 +88,10 @@ pub struct Listener {
     /// Accepts mTLS from the mesh's proxies; `tls` is then the workload
     /// certificate's (`None` while the proxy holds none: mTLS is refused).
     pub mesh: Option<MeshMode>,
+    /// The client's identity is read from its certificate when a
+    /// connection starts: policies, a mesh (XFCC) or a route's `source`
+    /// use it.
+    pub reads_principal: bool,
 }
 
 /// What a mesh listener accepts besides mTLS.
@@ -205,6 +209,9 @@ pub struct RouteMatch {
     /// Only gRPC requests (`content-type: application/grpc[+...]`); the
     /// service and method are in `path`.
     pub grpc: bool,
+    /// Only requests from these callers (their mTLS identity, as
+    /// authorization policies match it).
+    pub source: Option<crate::authz::Source>,
 }
 
 #[derive(Debug, PartialEq, Eq)]

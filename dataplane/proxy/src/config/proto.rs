@@ -226,6 +226,15 @@ fn route(r: &pb::Route) -> RawRoute {
                     method: (!g.method.is_empty()).then_some(g.method),
                 })
             }),
+            source: m.source.as_ref().map(|f| {
+                let list = |v: &[String]| v.iter().cloned().map(s).collect::<Vec<_>>();
+                s(RawAuthzSource {
+                    principals: list(&f.principals),
+                    not_principals: list(&f.not_principals),
+                    namespaces: list(&f.namespaces),
+                    not_namespaces: list(&f.not_namespaces),
+                })
+            }),
             headers: m
                 .headers
                 .into_iter()
@@ -689,6 +698,16 @@ fn wire_route(r: &RawRoute, path: &str) -> Result<pb::Route, ToProtoError> {
             grpc: m.grpc.as_ref().map(|g| pb::GrpcMatch {
                 service: g.value.service.clone().unwrap_or_default(),
                 method: g.value.method.clone().unwrap_or_default(),
+            }),
+            source: m.source.as_ref().map(|f| {
+                let list =
+                    |v: &[Spanned<String>]| v.iter().map(|x| x.value.clone()).collect::<Vec<_>>();
+                pb::AuthzSource {
+                    principals: list(&f.value.principals),
+                    not_principals: list(&f.value.not_principals),
+                    namespaces: list(&f.value.namespaces),
+                    not_namespaces: list(&f.value.not_namespaces),
+                }
             }),
         }),
         action,

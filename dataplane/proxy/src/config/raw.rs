@@ -306,6 +306,8 @@ pub struct RawMatch {
     #[serde(default)]
     pub headers: Vec<S<RawHeaderMatch>>,
     pub grpc: Option<S<RawGrpcMatch>>,
+    /// The caller's workload identity (mTLS), as in policies' `from`.
+    pub source: Option<S<RawAuthzSource>>,
 }
 
 /// A gRPC service and method; both optional (any gRPC request).

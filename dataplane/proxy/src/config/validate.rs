@@ -455,7 +455,7 @@ impl Validator {
                 );
             }
         }
-        let routes = l
+        let routes: Vec<Route> = l
             .routes
             .iter()
             .enumerate()
@@ -511,6 +511,10 @@ impl Validator {
             Some(MeshMode::Permissive) => detect.or(Some(defaults::DETECT_TIMEOUT)),
             _ => detect,
         };
+        let authorization = self.authorization(&l.authorization, &format!("{path}.authorization"));
+        let reads_principal = authorization.is_some()
+            || mesh.is_some()
+            || routes.iter().any(|r| r.matcher.source.is_some());
         Listener {
             name: l.name.value.clone(),
             address: address.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
@@ -546,9 +550,10 @@ impl Validator {
                 self.tcp(t, routes_too, clusters, &format!("{path}.tcp"))
             }),
             http2,
-            authorization: self.authorization(&l.authorization, &format!("{path}.authorization")),
+            authorization,
             detect,
             mesh,
+            reads_principal,
         }
     }
 
@@ -896,6 +901,10 @@ impl Validator {
             method,
             headers,
             grpc,
+            source: m
+                .source
+                .as_ref()
+                .map(|s| self.source(&s.value, &format!("{path}.source"))),
         }
     }
 

@@ -196,8 +196,8 @@ impl<'w> H1Conn<'w> {
         let snap = core.snapshot();
         let l = &snap.config.listeners[listener];
         let h2c = fresh && l.http2.is_some() && matches!(io, Stream::Plain(_));
-        // Read for policies, and for the workload on a mesh listener.
-        let principal = (l.authorization.is_some() || l.mesh.is_some())
+        let principal = l
+            .reads_principal
             .then(|| crate::tls::principal(&io))
             .flatten();
         let stall = l.idle_timeout;

@@ -104,7 +104,7 @@ async fn run<'a, D: Downstream>(down: &mut D, ctx: &mut Ctx<'a>) -> Next {
     if let Err(e) = authorize(down.request(), ctx) {
         return respond_error(down, ctx, e).await;
     }
-    let Some(index) = router::route(ctx.listener, down.request()) else {
+    let Some(index) = router::route(ctx.listener, down.request(), ctx.env.principal) else {
         return respond_error(down, ctx, ProxyError::NoRoute).await;
     };
     ctx.route = Some(index);

@@ -8,7 +8,7 @@ use serde_saphyr::Spanned;
 
 use super::Validator;
 use crate::authz::{Authorization, Condition, Operation, Pattern, Policy, Rule, Source, Values};
-use crate::config::raw::{RawAuthzRule, RawPolicy};
+use crate::config::raw::{RawAuthzRule, RawAuthzSource, RawPolicy};
 
 /// What a pattern may hold: an `*` only as its first or last byte.
 fn pattern_ok(v: &str) -> bool {
@@ -79,30 +79,32 @@ impl Validator {
         Some(out)
     }
 
+    /// Who sent a request: in a policy's `from`, and a route's `source`.
+    pub(super) fn source(&mut self, f: &RawAuthzSource, p: &str) -> Source {
+        Source {
+            principals: self.values(
+                &f.principals,
+                &f.not_principals,
+                p,
+                "principals",
+                crate::authz::principal_pattern,
+            ),
+            namespaces: self.values(
+                &f.namespaces,
+                &f.not_namespaces,
+                p,
+                "namespaces",
+                Pattern::parse,
+            ),
+        }
+    }
+
     fn authz_rule(&mut self, r: &RawAuthzRule, at: &str) -> Rule {
         let from = r
             .from
             .iter()
             .enumerate()
-            .map(|(k, f)| {
-                let p = format!("{at}.from[{k}]");
-                Source {
-                    principals: self.values(
-                        &f.value.principals,
-                        &f.value.not_principals,
-                        &p,
-                        "principals",
-                        crate::authz::principal_pattern,
-                    ),
-                    namespaces: self.values(
-                        &f.value.namespaces,
-                        &f.value.not_namespaces,
-                        &p,
-                        "namespaces",
-                        Pattern::parse,
-                    ),
-                }
-            })
+            .map(|(k, f)| self.source(&f.value, &format!("{at}.from[{k}]")))
             .collect();
         let to =
             r.to.iter()
