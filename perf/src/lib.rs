@@ -155,6 +155,9 @@ mod tests {
             Ok(true)
         );
         req.rbuf.pin(req.head.head_len);
-        assert_eq!(router::route(&hp.config.listeners[0], &hp.req, None), Some(9));
+        assert_eq!(
+            router::route(&hp.config.listeners[0], &hp.req, None),
+            Some(9)
+        );
     }
 }

@@ -119,6 +119,18 @@ fn sidecars_talk_mtls_over_http2_and_policies_see_the_caller() {
     assert_eq!(get(a.addr("outbound"), "/admin").0, 403);
     // And B's routes: a route for web's calls only.
     assert_eq!(get(a.addr("outbound"), "/who"), (200, "web".to_string()));
+    // And B's metrics, by caller (Istio's source_principal).
+    let by_web = |class: &str| {
+        b.metric(&format!(
+            "ringmesh_source_requests_total{{listener=\"inbound\",source_principal=\"{WEB}\",class=\"{class}\"}}"
+        ))
+        .unwrap_or(0)
+    };
+    assert!(
+        by_web("2xx") >= 101 && by_web("4xx") >= 1,
+        "{}",
+        b.admin_get("/metrics").1
+    );
     // The workload learns who called (Envoy's and Istio's XFCC), and a
     // header the caller forged never reaches it.
     let r = Client::connect(a.addr("outbound")).request(

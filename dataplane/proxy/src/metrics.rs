@@ -112,6 +112,61 @@ pub struct ListenerStats {
     /// Requests the authorization policies allowed and denied.
     pub authz_allowed: Counter,
     pub authz_denied: Counter,
+    /// Requests on a mesh listener, by the caller's workload identity.
+    pub sources: Sources,
+}
+
+/// Distinct callers counted per listener and core; past them, callers
+/// count together as `other` (a mesh's workloads number in the tens, and
+/// a label per caller must stay bounded).
+pub const SOURCES: usize = 32;
+
+/// Requests by the caller's workload identity (Istio's
+/// `source_principal`), by status class. Written by its core only: a
+/// caller's slot is claimed once (one allocation per new caller), found
+/// by comparing bytes (no allocation, no lock); the admin thread reads
+/// the slots.
+#[derive(Debug, Default)]
+pub struct Sources {
+    slots: [SourceSlot; SOURCES],
+    other: ByClass,
+}
+
+#[derive(Debug, Default)]
+struct SourceSlot {
+    /// The principal (`td/ns/x/sa/y`); empty: unauthenticated.
+    principal: std::sync::OnceLock<Box<[u8]>>,
+    requests: ByClass,
+}
+
+impl Sources {
+    pub fn record(&self, principal: Option<&[u8]>, status: u16) {
+        let p = principal.unwrap_or(b"");
+        for slot in &self.slots {
+            match slot.principal.get() {
+                Some(name) if **name == *p => {}
+                Some(_) => continue,
+                None => {
+                    // Only this core writes: the slot is free.
+                    let _ = slot.principal.set(p.into());
+                }
+            }
+            slot.requests.record(status);
+            return;
+        }
+        self.other.record(status);
+    }
+
+    /// (label, counts by class) of every caller seen.
+    fn each(&self, mut f: impl FnMut(&[u8], &ByClass)) {
+        for slot in &self.slots {
+            match slot.principal.get() {
+                Some(name) => f(name, &slot.requests),
+                None => break,
+            }
+        }
+        f(b"\0other", &self.other);
+    }
 }
 
 /// Why a downstream TLS handshake failed: the label values of
@@ -348,6 +403,55 @@ fn render_detected(out: &mut String, config: &Config, cores: &[Arc<CoreStats>]) 
     }
 }
 
+/// `ringmesh_source_requests_total`: a mesh listener's requests by caller.
+fn render_sources(out: &mut String, config: &Config, cores: &[Arc<CoreStats>]) {
+    use std::collections::BTreeMap;
+    let name = "ringmesh_source_requests_total";
+    let mut wrote_header = false;
+    for (li, l) in config.listeners.iter().enumerate() {
+        if l.mesh.is_none() {
+            continue;
+        }
+        let mut by: BTreeMap<Vec<u8>, [u64; 5]> = BTreeMap::new();
+        for c in cores {
+            c.listeners[li].sources.each(|p, counts| {
+                let row = by.entry(p.to_vec()).or_default();
+                for (ci, v) in row.iter_mut().enumerate() {
+                    *v += counts.get(ci);
+                }
+            });
+        }
+        if !wrote_header {
+            header(
+                out,
+                name,
+                "counter",
+                "Requests on a mesh listener by the caller's workload identity (unknown: no certificate) and status class.",
+            );
+            wrote_header = true;
+        }
+        for (p, counts) in by {
+            let label = match p.as_slice() {
+                b"" => "unknown".to_string(),
+                b"\0other" => "other".to_string(),
+                p => format!("spiffe://{}", String::from_utf8_lossy(p)),
+            };
+            if counts.iter().all(|v| *v == 0) {
+                continue;
+            }
+            for (ci, class) in CLASSES.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{listener=\"{}\",source_principal=\"{}\",class=\"{class}\"}} {}",
+                    Label(&l.name),
+                    Label(&label),
+                    counts[ci]
+                );
+            }
+        }
+    }
+}
+
 fn render_tls(out: &mut String, config: &Config, cores: &[Arc<CoreStats>]) {
     let sum = |f: &dyn Fn(&CoreStats) -> u64| cores.iter().map(|c| f(c)).sum::<u64>();
     let tls: Vec<(usize, &str)> = config
@@ -495,6 +599,7 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
         }
     }
     render_tls(&mut out, config, cores);
+    render_sources(&mut out, config, cores);
     render_detected(&mut out, config, cores);
     render_authz(&mut out, config, cores);
     let name = "ringmesh_tunnel_bytes_total";
@@ -632,6 +737,28 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callers_are_counted_by_identity_then_together_past_the_bound() {
+        let s = Sources::default();
+        s.record(Some(b"td/ns/a/sa/web"), 200);
+        s.record(Some(b"td/ns/a/sa/web"), 503);
+        s.record(None, 200);
+        for i in 0..SOURCES {
+            s.record(Some(format!("td/ns/a/sa/x{i}").as_bytes()), 200);
+        }
+        let mut seen = Vec::new();
+        s.each(|p, c| seen.push((p.to_vec(), c.get(1), c.get(4))));
+        assert_eq!(seen[0], (b"td/ns/a/sa/web".to_vec(), 1, 1));
+        assert_eq!(seen[1], (Vec::new(), 1, 0), "unauthenticated");
+        assert_eq!(seen.len(), SOURCES + 1);
+        let other = &seen[SOURCES];
+        assert_eq!(
+            (other.0.as_slice(), other.1),
+            (&b"\0other"[..], 2),
+            "the callers past the bound"
+        );
+    }
 
     #[test]
     fn named_counters_outlive_the_snapshot_that_made_them() {

@@ -706,6 +706,11 @@ fn log(ctx: &Ctx<'_>) {
     if let Some(c) = ctx.cluster {
         c.stats.requests.record(status);
     }
+    if ctx.listener.mesh.is_some() {
+        env.core.stats.listeners[env.listener]
+            .sources
+            .record(env.principal, status);
+    }
     let route = ctx
         .route
         .map_or("", |r| ctx.listener.routes[r].name.as_str());
