@@ -54,6 +54,62 @@ impl ByClass {
     }
 }
 
+/// Upper bounds of the latency buckets, in microseconds: 0.5 ms to 10 s
+/// in 1-2.5-5 steps (Prometheus' default spacing, shifted down: a sidecar
+/// hop is sub-millisecond). Fixed, so a histogram is an array of counters
+/// and merging cores is adding them.
+pub const LATENCY_BOUNDS_US: [u64; 15] = [
+    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 5_000_000, 10_000_000,
+];
+
+/// A latency histogram of one core: a counter per bucket (the last is
+/// +Inf) and the sum, written only by its core (single-writer counters,
+/// like every counter here), read when `/metrics` is scraped.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [Counter; LATENCY_BOUNDS_US.len() + 1],
+    sum_us: Counter,
+}
+
+impl Histogram {
+    #[inline]
+    pub fn record(&self, d: std::time::Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let i = LATENCY_BOUNDS_US.partition_point(|&b| b < us);
+        self.buckets[i].inc();
+        self.sum_us.add(us);
+    }
+
+    /// Add this core's counts into `into`: per bucket (not cumulative),
+    /// then the sum in microseconds.
+    fn add_to(&self, into: &mut [u64; HIST]) {
+        for (i, b) in self.buckets.iter().enumerate() {
+            into[i] += b.get();
+        }
+        into[LATENCY_BOUNDS_US.len() + 1] += self.sum_us.get();
+    }
+}
+
+/// A merged histogram: bucket counts, +Inf, sum in microseconds.
+const HIST: usize = LATENCY_BOUNDS_US.len() + 2;
+
+/// Prometheus lines of a merged histogram: cumulative buckets with `le`,
+/// `_sum` in seconds and `_count`. `labels` is `a="x",b="y"`.
+fn write_histogram(out: &mut String, name: &str, labels: &str, merged: &[u64; HIST]) {
+    let mut cumulative = 0;
+    for (i, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
+        cumulative += merged[i];
+        let le = *bound as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+    }
+    cumulative += merged[LATENCY_BOUNDS_US.len()];
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+    let sum = merged[LATENCY_BOUNDS_US.len() + 1] as f64 / 1e6;
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+    let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+}
+
 /// gRPC status codes counted one by one (0 OK to 16 UNAUTHENTICATED);
 /// any other code counts as 2 (UNKNOWN), as gRPC clients read it.
 pub const GRPC_CODES: usize = 17;
@@ -62,6 +118,8 @@ pub const GRPC_CODES: usize = 17;
 #[derive(Debug, Default)]
 pub struct RouteStats {
     pub requests: ByClass,
+    /// From the complete request head to the end of the response.
+    pub duration: Histogram,
     /// Faults injected: delays, aborts.
     faults: [Counter; 2],
     /// gRPC calls by the grpc-status their client got.
@@ -207,6 +265,9 @@ pub struct ClusterStats {
     pub overflow: Counter,
     /// Requests sent again under the route's retry policy.
     pub retries: Counter,
+    /// Per try: from taking a connection (or opening one) to the
+    /// upstream's response head.
+    pub upstream_time: Histogram,
 }
 
 /// All counters of one core, shaped after the config it was built from.
@@ -295,6 +356,20 @@ impl CoreStats {
 
     fn cluster_get(&self, name: &str, f: impl Fn(&ClusterStats) -> u64) -> u64 {
         self.named().clusters.get(name).map_or(0, |c| f(c))
+    }
+
+    /// Add a route's or a cluster's histogram into `into`, when this core
+    /// has its counters.
+    fn route_histogram(&self, listener: usize, name: &str, into: &mut [u64; HIST]) {
+        if let Some(r) = self.named().routes.get(&(listener, name.to_string())) {
+            r.duration.add_to(into);
+        }
+    }
+
+    fn cluster_histogram(&self, name: &str, into: &mut [u64; HIST]) {
+        if let Some(c) = self.named().clusters.get(name) {
+            c.upstream_time.add_to(into);
+        }
     }
 }
 
@@ -625,6 +700,46 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
             );
         }
     }
+    let name = "ringmesh_request_duration_seconds";
+    header(
+        &mut out,
+        name,
+        "histogram",
+        "From a request's complete head to the end of its response, by listener and route.",
+    );
+    for (li, l) in config.listeners.iter().enumerate() {
+        for r in &l.routes {
+            let mut merged = [0u64; HIST];
+            for c in cores {
+                c.route_histogram(li, &r.name, &mut merged);
+            }
+            let labels = format!(
+                "listener=\"{}\",route=\"{}\"",
+                Label(&l.name),
+                Label(&r.name)
+            );
+            write_histogram(&mut out, name, &labels, &merged);
+        }
+    }
+    let name = "ringmesh_upstream_response_seconds";
+    header(
+        &mut out,
+        name,
+        "histogram",
+        "Per try: from taking or opening an upstream connection to the response head, by cluster.",
+    );
+    for k in &config.clusters {
+        let mut merged = [0u64; HIST];
+        for c in cores {
+            c.cluster_histogram(&k.name, &mut merged);
+        }
+        write_histogram(
+            &mut out,
+            name,
+            &format!("cluster=\"{}\"", Label(&k.name)),
+            &merged,
+        );
+    }
     header(
         &mut out,
         "ringmesh_upstream_requests_total",
@@ -737,6 +852,39 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_latency_lands_in_the_first_bucket_that_holds_it() {
+        use std::time::Duration;
+        let h = Histogram::default();
+        h.record(Duration::from_micros(250)); // on a bound: that bucket
+        h.record(Duration::from_micros(251));
+        h.record(Duration::from_millis(30));
+        h.record(Duration::from_secs(60)); // past the last bound: +Inf
+        let mut merged = [0u64; HIST];
+        h.add_to(&mut merged);
+        h.add_to(&mut merged); // a second core with the same counts
+        assert_eq!(merged[0], 2);
+        assert_eq!(merged[1], 2);
+        assert_eq!(merged[7], 2, "30 ms: the 50 ms bucket");
+        assert_eq!(merged[LATENCY_BOUNDS_US.len()], 2, "+Inf");
+        let mut out = String::new();
+        write_histogram(&mut out, "x_seconds", "a=\"b\"", &merged);
+        assert!(
+            out.contains("x_seconds_bucket{a=\"b\",le=\"0.00025\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_seconds_bucket{a=\"b\",le=\"0.05\"} 6\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_seconds_bucket{a=\"b\",le=\"+Inf\"} 8\n"),
+            "{out}"
+        );
+        assert!(out.contains("x_seconds_count{a=\"b\"} 8\n"), "{out}");
+        assert!(out.contains("x_seconds_sum{a=\"b\"} 120.061002\n"), "{out}");
+    }
 
     #[test]
     fn callers_are_counted_by_identity_then_together_past_the_bound() {

@@ -78,6 +78,7 @@ struct Ctx<'a> {
 
 /// Serve one request whose head is complete.
 pub async fn serve<D: Downstream>(down: &mut D, env: &Env<'_>) -> Next {
+    let begun = Instant::now();
     let mut ctx = Ctx {
         env,
         listener: &env.snap.config.listeners[env.listener],
@@ -93,7 +94,7 @@ pub async fn serve<D: Downstream>(down: &mut D, env: &Env<'_>) -> Next {
     };
     let next = run(down, &mut ctx).await;
     ctx.grpc = down.grpc_status();
-    log(&ctx);
+    log(&ctx, begun.elapsed());
     next
 }
 
@@ -323,12 +324,8 @@ async fn exchange<D: Downstream>(
         ctx.started = Some(started.into_std());
         let result = try_once(down, ctx, route, cluster, &ep, started).await;
         let outcome = outcome(&result, down);
-        // The clock is read again only for balancers that use latency.
-        let latency = if cluster.wants_latency() {
-            started.elapsed()
-        } else {
-            Duration::ZERO
-        };
+        let latency = started.elapsed();
+        cluster.stats.upstream_time.record(latency);
         cluster.complete(&ep, &Completion { outcome, latency });
         drop(in_flight);
         // Read only when the policy retries on gRPC statuses.
@@ -688,13 +685,14 @@ fn after(a: After) -> Next {
 }
 
 /// Count the request where it belongs and report failures.
-fn log(ctx: &Ctx<'_>) {
+fn log(ctx: &Ctx<'_>, duration: Duration) {
     let env = ctx.env;
     let status = ctx.status;
     match ctx.route {
         Some(r) => {
             let stats = &env.snap.route_stats[env.listener][r];
             stats.record(status);
+            stats.duration.record(duration);
             if let Some(code) = ctx.grpc {
                 stats.record_grpc(code);
             }
