@@ -49,6 +49,53 @@ fn known_delays_land_in_their_buckets() {
     let name = "ringmesh_upstream_response_seconds";
     assert_eq!(bucket(&p, name, cluster, "0.025"), 8);
     assert_eq!(bucket(&p, name, cluster, "+Inf"), 16);
+    // Connections to the upstream were opened (and then reused).
+    let opened = p
+        .metric("ringmesh_upstream_connect_seconds_count{cluster=\"app\"}")
+        .unwrap_or(0);
+    assert!((1..=16).contains(&opened), "{opened} connections opened");
+}
+
+#[test]
+fn a_rejected_config_shows_at_once_and_the_version_in_force_stays() {
+    let up = Upstream::start("app");
+    let good = config(
+        "      - { name: app, cluster: app }\n",
+        &[("app", &[&up])],
+        "",
+    );
+    let p = Proxy::start(&good);
+    let updates = |result: &str| {
+        p.metric(&format!(
+            "ringmesh_config_updates_total{{result=\"{result}\"}}"
+        ))
+        .unwrap_or(0)
+    };
+    let rejected_before = updates("rejected");
+    p.reload(&good.replace("cluster: app }", "cluster: nowhere }"));
+    ringmesh_tests::eventually(
+        "the rejection counted",
+        std::time::Duration::from_secs(1),
+        || updates("rejected") == rejected_before + 1,
+    );
+    assert!(
+        p.metric("ringmesh_config_last_rejected_timestamp_seconds")
+            .is_some_and(|t| t > 1_700_000_000),
+        "when"
+    );
+    let applied = updates("applied");
+    p.reload(&good);
+    ringmesh_tests::eventually(
+        "the reload counted",
+        std::time::Duration::from_secs(5),
+        || updates("applied") == applied + 1,
+    );
+    let (_, text) = p.admin_get("/metrics");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ringmesh_config_info{version=\"reload-") && l.ends_with(" 1")),
+        "{text}"
+    );
 }
 
 #[test]

@@ -64,7 +64,9 @@ impl AdminState {
             "/metrics" => {
                 let workers = self.workers.get().map(Vec::as_slice).unwrap_or_default();
                 (StatusCode::OK, "text/plain; version=0.0.4", {
-                    let mut out = metrics::render(&self.config().0, &self.stats, workers);
+                    let (config, version) = self.config();
+                    let mut out = metrics::render(&config, &self.stats, workers);
+                    metrics::config_updates::render(&mut out, &version);
                     crate::identity::render(&mut out);
                     out
                 })

@@ -284,6 +284,7 @@ async fn session<E: From<Snapshot>>(
                 }
             }
             Err(errors) => {
+                crate::metrics::config_updates::rejected();
                 warn!(version = %resp.version, errors = ?errors, "snapshot rejected; NACK, the config in force stays");
                 pb::DiscoveryRequest {
                     version: resp.version.clone(),

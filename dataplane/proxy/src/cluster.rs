@@ -188,8 +188,12 @@ impl ClusterState {
         timer: &mut Timer,
     ) -> Result<UpstreamConn, ProxyError> {
         let slot = self.limit.reserve().ok_or(ProxyError::PoolExhausted)?;
+        let began = Instant::now();
         match connector.connect(ep.addr, timer).await {
-            Ok(stream) => Ok(UpstreamConn::new(stream, connector.transport, slot)),
+            Ok(stream) => {
+                self.stats.connect_time.record(began.elapsed());
+                Ok(UpstreamConn::new(stream, connector.transport, slot))
+            }
             Err(e) => {
                 self.stats.connect_failures.inc();
                 Err(match e {

@@ -91,6 +91,9 @@ impl Histogram {
     }
 }
 
+/// Which of a cluster's histograms to render.
+type PickHistogram = fn(&ClusterStats) -> &Histogram;
+
 /// A merged histogram: bucket counts, +Inf, sum in microseconds.
 const HIST: usize = LATENCY_BOUNDS_US.len() + 2;
 
@@ -108,6 +111,70 @@ fn write_histogram(out: &mut String, name: &str, labels: &str, merged: &[u64; HI
     let sum = merged[LATENCY_BOUNDS_US.len() + 1] as f64 / 1e6;
     let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
     let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+}
+
+/// Config updates, applied and rejected, whatever their source (a file
+/// reload, a control plane's snapshot, a renewed workload certificate).
+/// Written by the main and agent threads, never by a request core.
+pub mod config_updates {
+    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+    static APPLIED: AtomicU64 = AtomicU64::new(0);
+    static REJECTED: AtomicU64 = AtomicU64::new(0);
+    static LAST_REJECTED: AtomicI64 = AtomicI64::new(0);
+
+    pub fn applied() {
+        APPLIED.fetch_add(1, Relaxed);
+    }
+
+    pub fn rejected() {
+        REJECTED.fetch_add(1, Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        LAST_REJECTED.store(now, Relaxed);
+    }
+
+    /// The `/metrics` lines, with the version in force.
+    pub fn render(out: &mut String, version: &str) {
+        use std::fmt::Write;
+        super::header(
+            out,
+            "ringmesh_config_info",
+            "gauge",
+            "The config in force, by version (a control plane's snapshot, or reload-N).",
+        );
+        let _ = writeln!(
+            out,
+            "ringmesh_config_info{{version=\"{}\"}} 1",
+            super::escape_label(version)
+        );
+        let name = "ringmesh_config_updates_total";
+        super::header(
+            out,
+            name,
+            "counter",
+            "Config updates applied on every core, and rejected (invalid, or refused: the config in force stays).",
+        );
+        let _ = writeln!(
+            out,
+            "{name}{{result=\"applied\"}} {}",
+            APPLIED.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "{name}{{result=\"rejected\"}} {}",
+            REJECTED.load(Relaxed)
+        );
+        let name = "ringmesh_config_last_rejected_timestamp_seconds";
+        super::header(
+            out,
+            name,
+            "gauge",
+            "When a config update was last rejected (0: never).",
+        );
+        let _ = writeln!(out, "{name} {}", LAST_REJECTED.load(Relaxed));
+    }
 }
 
 /// gRPC status codes counted one by one (0 OK to 16 UNAUTHENTICATED);
@@ -268,6 +335,8 @@ pub struct ClusterStats {
     /// Per try: from taking a connection (or opening one) to the
     /// upstream's response head.
     pub upstream_time: Histogram,
+    /// New connections: TCP connect and, for TLS, the handshake.
+    pub connect_time: Histogram,
 }
 
 /// All counters of one core, shaped after the config it was built from.
@@ -366,9 +435,9 @@ impl CoreStats {
         }
     }
 
-    fn cluster_histogram(&self, name: &str, into: &mut [u64; HIST]) {
+    fn cluster_histogram(&self, name: &str, which: PickHistogram, into: &mut [u64; HIST]) {
         if let Some(c) = self.named().clusters.get(name) {
-            c.upstream_time.add_to(into);
+            which(c).add_to(into);
         }
     }
 }
@@ -721,24 +790,28 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
             write_histogram(&mut out, name, &labels, &merged);
         }
     }
-    let name = "ringmesh_upstream_response_seconds";
-    header(
-        &mut out,
-        name,
-        "histogram",
-        "Per try: from taking or opening an upstream connection to the response head, by cluster.",
-    );
-    for k in &config.clusters {
-        let mut merged = [0u64; HIST];
-        for c in cores {
-            c.cluster_histogram(&k.name, &mut merged);
+    let histograms: [(&str, &str, PickHistogram); 2] = [
+        (
+            "ringmesh_upstream_response_seconds",
+            "Per try: from taking or opening an upstream connection to the response head, by cluster.",
+            |s| &s.upstream_time,
+        ),
+        (
+            "ringmesh_upstream_connect_seconds",
+            "New upstream connections: TCP connect and, for TLS, the handshake, by cluster.",
+            |s| &s.connect_time,
+        ),
+    ];
+    for (name, help, which) in histograms {
+        header(&mut out, name, "histogram", help);
+        for k in &config.clusters {
+            let mut merged = [0u64; HIST];
+            for c in cores {
+                c.cluster_histogram(&k.name, which, &mut merged);
+            }
+            let labels = format!("cluster=\"{}\"", Label(&k.name));
+            write_histogram(&mut out, name, &labels, &merged);
         }
-        write_histogram(
-            &mut out,
-            name,
-            &format!("cluster=\"{}\"", Label(&k.name)),
-            &merged,
-        );
     }
     header(
         &mut out,

@@ -182,19 +182,22 @@ pub fn run(config: Arc<Config>, source: Source, events: Events) -> Result<(), St
     };
     let signal = loop {
         match events.recv() {
-            Ok(Event::Signal(SIGHUP)) => match &source {
-                Source::File(path) => {
-                    match reload(path.as_deref()).and_then(|new| live.apply(new, None)) {
-                        Ok(()) => info!(generation = live.generation, "config reloaded"),
-                        Err(e) => error!(
-                            "config reload rejected; the running config stays in force:\n{e}"
-                        ),
+            Ok(Event::Signal(SIGHUP)) => {
+                match &source {
+                    Source::File(path) => {
+                        match reload(path.as_deref()).and_then(|new| live.apply(new, None)) {
+                            Ok(()) => info!(generation = live.generation, "config reloaded"),
+                            Err(e) => {
+                                crate::metrics::config_updates::rejected();
+                                error!("config reload rejected; the running config stays in force:\n{e}")
+                            }
+                        }
+                    }
+                    Source::ControlPlane { .. } => {
+                        warn!("SIGHUP ignored: the config comes from the control plane")
                     }
                 }
-                Source::ControlPlane { .. } => {
-                    warn!("SIGHUP ignored: the config comes from the control plane")
-                }
-            },
+            }
             Ok(Event::Signal(other)) => break Some(other),
             Ok(Event::Snapshot(snap)) => {
                 let result = live.apply(snap.config, Some(snap.version.clone()));
@@ -324,6 +327,7 @@ impl Live {
         self.refresher = dns::spawn_refresher(&new, generation, endpoints, self.controls.clone());
         let version = version.unwrap_or_else(|| format!("reload-{generation}"));
         self.admin.set_config(new.clone(), version);
+        crate::metrics::config_updates::applied();
         self.current = new;
         committed.map_err(|missing| {
             format!(
