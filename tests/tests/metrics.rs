@@ -11,6 +11,30 @@ use std::process::{Command, Stdio};
 use ringmesh_tests::tls::{yaml_path, Pki};
 use ringmesh_tests::{config, Client, Proxy, Upstream};
 
+/// `promtool check metrics` accepts the exposition.
+fn promtool(text: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; .ci/run installs it)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn bucket(p: &Proxy, series: &str, labels: &str, le: &str) -> u64 {
     p.metric(&format!("{series}_bucket{{{labels},le=\"{le}\"}}"))
         .unwrap_or_else(|| panic!("no {series} {labels} {le}:\n{}", p.admin_get("/metrics").1))
@@ -128,26 +152,7 @@ clusters:
     }
     let (status, text) = p.admin_get("/metrics");
     assert_eq!(status, 200);
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus; .ci/run installs it)");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("promtool");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "promtool: {said}");
+    promtool(&text);
     for family in [
         "ringmesh_request_duration_seconds_bucket",
         "ringmesh_source_requests_total",
@@ -156,4 +161,32 @@ clusters:
     ] {
         assert!(text.contains(family), "{family} missing");
     }
+}
+
+#[test]
+fn per_core_series_add_up_to_the_totals_and_pass_promtool() {
+    let up = Upstream::start("app");
+    let p = Proxy::start(&config(
+        "      - { name: app, cluster: app }\n",
+        &[("app", &[&up])],
+        "",
+    ));
+    for _ in 0..20 {
+        assert_eq!(Client::connect(p.addr("main")).get("/x", "a").status, 200);
+    }
+    let series = "ringmesh_requests_total{listener=\"main\",route=\"app\",class=\"2xx\"}";
+    assert_eq!(p.metric(series), Some(20));
+    let (status, text) = p.admin_get("/metrics?per_core=1");
+    assert_eq!(status, 200);
+    let per_core: Vec<u64> = (0..2)
+        .map(|core| {
+            let labelled = series.replacen('{', &format!("{{core=\"{core}\","), 1);
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{labelled} ")))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {labelled}:\n{text}"))
+        })
+        .collect();
+    assert_eq!(per_core.iter().sum::<u64>(), 20, "{per_core:?}");
+    promtool(&text);
 }

@@ -51,7 +51,7 @@ impl AdminState {
         let _ = self.workers.set(workers);
     }
 
-    fn handle(&self, path: &str) -> (StatusCode, &'static str, String) {
+    fn handle(&self, path: &str, query: Option<&str>) -> (StatusCode, &'static str, String) {
         match path {
             "/ready" if self.ready.load(Ordering::Acquire) => {
                 (StatusCode::OK, "text/plain", "ready\n".into())
@@ -65,7 +65,12 @@ impl AdminState {
                 let workers = self.workers.get().map(Vec::as_slice).unwrap_or_default();
                 (StatusCode::OK, "text/plain; version=0.0.4", {
                     let (config, version) = self.config();
-                    let mut out = metrics::render(&config, &self.stats, workers);
+                    let per_core = query.is_some_and(|q| q.split('&').any(|kv| kv == "per_core=1"));
+                    let mut out = if per_core {
+                        metrics::render_per_core(&config, &self.stats, workers)
+                    } else {
+                        metrics::render(&config, &self.stats, workers)
+                    };
                     metrics::config_updates::render(&mut out, &version);
                     crate::identity::render(&mut out);
                     out
@@ -127,7 +132,8 @@ pub fn spawn(
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(
                             move |req: Request<hyper::body::Incoming>| {
-                                let (status, content_type, body) = state.handle(req.uri().path());
+                                let (status, content_type, body) =
+                                    state.handle(req.uri().path(), req.uri().query());
                                 let response = Response::builder()
                                     .status(status)
                                     .header("content-type", content_type)

@@ -918,6 +918,71 @@ impl std::fmt::Display for Label<'_> {
     }
 }
 
+/// `/metrics?per_core=1`: every series of `render` once per worker, with
+/// a `core` label, so imbalance between cores shows. Each family stays
+/// one group (the text format requires it): the families of every core's
+/// rendering are interleaved under one HELP/TYPE.
+pub fn render_per_core(
+    config: &Config,
+    cores: &[Arc<CoreStats>],
+    workers: &[WorkerInfo],
+) -> String {
+    let renders: Vec<Vec<(String, Vec<String>)>> = cores
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            // Its own worker's info line only.
+            let worker = workers.get(i).map(std::slice::from_ref).unwrap_or_default();
+            families(&render(config, std::slice::from_ref(c), worker), i)
+        })
+        .collect();
+    let mut out = String::with_capacity(renders.iter().map(Vec::len).sum::<usize>() * 128);
+    let Some(first) = renders.first() else {
+        return out;
+    };
+    for (f, (head, _)) in first.iter().enumerate() {
+        out.push_str(head);
+        for r in &renders {
+            if let Some((_, lines)) = r.get(f) {
+                for l in lines {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A rendering split into families (their HELP/TYPE lines, their series
+/// with `core="i"` added as the first label).
+fn families(text: &str, core: usize) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("# HELP") {
+            out.push((format!("{line}\n"), Vec::new()));
+        } else if line.starts_with('#') {
+            if let Some((head, _)) = out.last_mut() {
+                head.push_str(line);
+                head.push('\n');
+            }
+        } else if let Some((_, lines)) = out.last_mut() {
+            let with_core = match line.split_once('{') {
+                Some((name, rest)) if !name.contains(' ') => match rest.strip_prefix('}') {
+                    Some(after) => format!("{name}{{core=\"{core}\"}}{after}"),
+                    None => format!("{name}{{core=\"{core}\",{rest}"),
+                },
+                _ => match line.split_once(' ') {
+                    Some((name, value)) => format!("{name}{{core=\"{core}\"}} {value}"),
+                    None => line.to_string(),
+                },
+            };
+            lines.push(with_core);
+        }
+    }
+    out
+}
+
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
