@@ -70,3 +70,24 @@ pub fn config(routes: &str, clusters: &[(&str, &[&Upstream])], extra_listener: &
     }
     yaml
 }
+
+/// Echo what `s` reads until the peer half-closes, then close: the
+/// opaque TCP servers of the relay tests.
+pub fn echo(mut s: std::net::TcpStream) {
+    use std::io::{Read, Write};
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                // The client's half-close: close ours.
+                let _ = s.shutdown(std::net::Shutdown::Write);
+                return;
+            }
+            Ok(n) => {
+                if s.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -231,28 +231,11 @@ fn refused_at(addr: SocketAddr, pki: &Pki, who: &LeafFiles) -> bool {
 
 /// Echoes what it reads until the client half-closes.
 fn echo_server() -> SocketAddr {
-    use std::io::{Read, Write};
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr");
     std::thread::spawn(move || {
         for s in l.incoming().map_while(Result::ok) {
-            std::thread::spawn(move || {
-                let mut s = s;
-                let mut buf = [0u8; 16 * 1024];
-                loop {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => {
-                            let _ = s.shutdown(std::net::Shutdown::Write);
-                            return;
-                        }
-                        Ok(n) => {
-                            if s.write_all(&buf[..n]).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
+            std::thread::spawn(move || ringmesh_tests::echo(s));
         }
     });
     addr

@@ -39,21 +39,7 @@ fn echo(mut s: TcpStream) {
     if s.write_all(GREETING).is_err() {
         return;
     }
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => {
-                // The client's half-close: close ours.
-                let _ = s.shutdown(std::net::Shutdown::Write);
-                return;
-            }
-            Ok(n) => {
-                if s.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-        }
-    }
+    ringmesh_tests::echo(s);
 }
 
 fn yaml(endpoints: &[SocketAddr], tcp_extra: &str, listener_extra: &str) -> String {
