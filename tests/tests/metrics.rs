@@ -54,7 +54,7 @@ fn known_delays_land_in_their_buckets() {
         let path = if i % 2 == 0 { "/delay/30" } else { "/fast" };
         assert_eq!(Client::connect(p.addr("main")).get(path, "a").status, 200);
     }
-    let route = "listener=\"main\",route=\"app\"";
+    let route = "listener=\"main\",route=\"app\",class=\"2xx\"";
     let name = "ringmesh_request_duration_seconds";
     // 30 ms requests are above 25 ms and, on a loaded CI runner, within
     // 250 ms; the immediate ones are within 25 ms.
@@ -62,6 +62,9 @@ fn known_delays_land_in_their_buckets() {
     assert_eq!(bucket(&p, name, route, "0.25"), 16);
     assert_eq!(bucket(&p, name, route, "+Inf"), 16);
     assert_eq!(p.metric(&format!("{name}_count{{{route}}}")), Some(16));
+    // By status class, and only the classes seen.
+    let errors = "listener=\"main\",route=\"app\",class=\"5xx\"";
+    assert_eq!(p.metric(&format!("{name}_count{{{errors}}}")), None);
     let (_, text) = p.admin_get("/metrics");
     let sum: f64 = text
         .lines()

@@ -185,8 +185,10 @@ pub const GRPC_CODES: usize = 17;
 #[derive(Debug, Default)]
 pub struct RouteStats {
     pub requests: ByClass,
-    /// From the complete request head to the end of the response.
-    pub duration: Histogram,
+    /// From the complete request head to the end of the response, by
+    /// status class (`CLASSES`): errors are usually fast or slow, not
+    /// like successes.
+    duration: [Histogram; 5],
     /// Faults injected: delays, aborts.
     faults: [Counter; 2],
     /// gRPC calls by the grpc-status their client got.
@@ -197,6 +199,12 @@ impl RouteStats {
     #[inline]
     pub fn record(&self, status: u16) {
         self.requests.record(status);
+    }
+
+    /// A request's duration, under its status class.
+    #[inline]
+    pub fn record_duration(&self, status: u16, d: std::time::Duration) {
+        self.duration[(status / 100).clamp(1, 5) as usize - 1].record(d);
     }
 
     #[inline]
@@ -429,9 +437,9 @@ impl CoreStats {
 
     /// Add a route's or a cluster's histogram into `into`, when this core
     /// has its counters.
-    fn route_histogram(&self, listener: usize, name: &str, into: &mut [u64; HIST]) {
+    fn route_histogram(&self, listener: usize, name: &str, class: usize, into: &mut [u64; HIST]) {
         if let Some(r) = self.named().routes.get(&(listener, name.to_string())) {
-            r.duration.add_to(into);
+            r.duration[class].add_to(into);
         }
     }
 
@@ -774,20 +782,26 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
         &mut out,
         name,
         "histogram",
-        "From a request's complete head to the end of its response, by listener and route.",
+        "From a request's complete head to the end of its response, by listener, route and status class (a class appears once seen).",
     );
     for (li, l) in config.listeners.iter().enumerate() {
         for r in &l.routes {
-            let mut merged = [0u64; HIST];
-            for c in cores {
-                c.route_histogram(li, &r.name, &mut merged);
+            for (ci, class) in CLASSES.iter().enumerate() {
+                let mut merged = [0u64; HIST];
+                for c in cores {
+                    c.route_histogram(li, &r.name, ci, &mut merged);
+                }
+                // 17 series a class: only the classes the route has seen.
+                if merged[..=LATENCY_BOUNDS_US.len()].iter().all(|n| *n == 0) {
+                    continue;
+                }
+                let labels = format!(
+                    "listener=\"{}\",route=\"{}\",class=\"{class}\"",
+                    Label(&l.name),
+                    Label(&r.name)
+                );
+                write_histogram(&mut out, name, &labels, &merged);
             }
-            let labels = format!(
-                "listener=\"{}\",route=\"{}\"",
-                Label(&l.name),
-                Label(&r.name)
-            );
-            write_histogram(&mut out, name, &labels, &merged);
         }
     }
     let histograms: [(&str, &str, PickHistogram); 2] = [

@@ -692,7 +692,7 @@ fn log(ctx: &Ctx<'_>, duration: Duration) {
         Some(r) => {
             let stats = &env.snap.route_stats[env.listener][r];
             stats.record(status);
-            stats.duration.record(duration);
+            stats.record_duration(status, duration);
             if let Some(code) = ctx.grpc {
                 stats.record_grpc(code);
             }
