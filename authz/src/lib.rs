@@ -67,8 +67,13 @@ impl Pattern {
 
 /// A principal as policies write it (`spiffe://td/ns/x/sa/y` or
 /// `td/ns/x/sa/y`), as it is matched: without the scheme.
+pub fn bare_principal(written: &str) -> &str {
+    written.strip_prefix("spiffe://").unwrap_or(written)
+}
+
+/// A principal pattern as it is matched (`bare_principal`).
 pub fn principal_pattern(written: &str) -> Pattern {
-    Pattern::parse(written.strip_prefix("spiffe://").unwrap_or(written))
+    Pattern::parse(bare_principal(written))
 }
 
 /// A method as policies write it, as it is matched: uppercase.

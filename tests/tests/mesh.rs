@@ -306,6 +306,11 @@ fn ringmeshctl_applies_shows_status_and_a_nacked_snapshot() {
         "the old config still serves"
     );
     assert!(gw.log_text().contains("NACK"), "{}", gw.log_text());
+    assert!(
+        gw.metric("ringmesh_config_updates_total{result=\"rejected\"}")
+            .is_some_and(|n| n >= 1),
+        "a NACK counts as a rejected update"
+    );
 
     // A bad apply: refused with file and line, exit 1, nothing changes.
     let bad = files.path().join("bad.yaml");

@@ -94,7 +94,7 @@ pub fn check(res: &Resources, mesh: &MeshContext, probe: &Probe) -> Result<Verdi
         ),
         Some(other) => return Err(CheckError::UnknownCaller(other.to_string())),
     }
-    .map(|id| id.trim_start_matches("spiffe://").to_string());
+    .map(|id| authz::bare_principal(&id).to_string());
     let mut normal = Vec::new();
     let path_ok = authz::path::normalize(probe.path.as_bytes(), &mut normal).is_ok();
     let normalized_path = String::from_utf8_lossy(&normal).into_owned();

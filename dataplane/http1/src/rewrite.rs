@@ -70,20 +70,29 @@ pub const XFCC: &[u8] = b"x-forwarded-client-cert";
 impl ClientCert<'_> {
     /// Append the header line, when the client proved an identity.
     pub fn write(&self, out: &mut Vec<u8>) {
-        let Some(uri) = self.uri else { return };
-        out.extend_from_slice(b"x-forwarded-client-cert: By=");
-        out.extend_from_slice(self.by);
-        out.extend_from_slice(b";URI=spiffe://");
-        out.extend_from_slice(uri);
+        if self.uri.is_none() {
+            return;
+        }
+        out.extend_from_slice(XFCC);
+        out.extend_from_slice(b": ");
+        self.write_value(out);
         out.extend_from_slice(b"\r\n");
     }
 
-    /// The header's value, for an HTTP/2 header map.
+    /// The header's value, for an HTTP/2 header map; `None` when the
+    /// client proved no identity.
     pub fn value(&self) -> Option<Vec<u8>> {
-        let mut line = Vec::new();
-        self.write(&mut line);
-        let start = XFCC.len() + 2;
-        (!line.is_empty()).then(|| line[start..line.len() - 2].to_vec())
+        self.uri?;
+        let mut v = Vec::new();
+        self.write_value(&mut v);
+        Some(v)
+    }
+
+    fn write_value(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"By=");
+        out.extend_from_slice(self.by);
+        out.extend_from_slice(b";URI=spiffe://");
+        out.extend_from_slice(self.uri.unwrap_or_default());
     }
 }
 

@@ -261,7 +261,7 @@ impl Checker {
                     "empty: give principals, notPrincipals, namespaces or notNamespaces (or leave this `from` entry out)",
                 );
             }
-            let principal = |v: &str| v.strip_prefix("spiffe://").unwrap_or(v).to_string();
+            let principal = |v: &str| ringmesh_authz::bare_principal(v).to_string();
             out.from.push(AuthzSource {
                 principals: self.patterns(doc, &s.principals, &p, "principals", principal),
                 not_principals: self.patterns(
