@@ -29,13 +29,6 @@ pub fn spiffe_principal(leaf: &[u8]) -> Option<String> {
     id.as_str().strip_prefix("spiffe://").map(str::to_string)
 }
 
-/// When a certificate expires, in seconds since the Unix epoch; `None`
-/// when it cannot be parsed.
-pub fn not_after(der: &[u8]) -> Option<i64> {
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
-    Some(cert.validity().not_after.timestamp())
-}
-
 /// Every certificate of `chain` is valid at `now`; what the leaf says.
 pub fn validity(chain: &[CertificateDer<'_>], now: SystemTime) -> Result<Leaf, String> {
     let now = now

@@ -54,8 +54,6 @@ pub enum IdentitySource {
 pub struct Svid {
     /// `spiffe://trust-domain/path`.
     pub spiffe_id: String,
-    /// Seconds since the Unix epoch.
-    pub not_after: i64,
     pub key: Arc<CertifiedKey>,
     pub roots: Arc<RootCertStore>,
 }
@@ -64,7 +62,6 @@ impl fmt::Debug for Svid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Svid")
             .field("spiffe_id", &self.spiffe_id)
-            .field("not_after", &self.not_after)
             .field("roots", &self.roots.len())
             .finish_non_exhaustive()
     }
@@ -81,11 +78,8 @@ impl Svid {
         if roots.is_empty() {
             return Err("the trust bundle holds no CA certificate".into());
         }
-        let not_after =
-            ringmesh_pki::check::not_after(leaf).ok_or("the certificate cannot be parsed")?;
         Ok(Svid {
             spiffe_id: id.as_str().to_string(),
-            not_after,
             key,
             roots: Arc::new(roots),
         })
