@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ringmesh_proto::testing::EchoRequest;
 use ringmesh_tests::grpc::{GrpcClient, GrpcServer};
-use ringmesh_tests::h2::curl;
+use ringmesh_tests::h2::{curl, frame, hpack, RawH2};
 use ringmesh_tests::h2up::H2Upstream;
 use ringmesh_tests::{eventually, Proxy};
 
@@ -242,4 +242,45 @@ fn a_route_retries_unavailable_and_the_proxy_answers_in_grpc() {
         .block_on(c.echo.server_stream(ask))
         .expect_err("no route");
     assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+}
+
+/// The client's DATA frame often arrives after its HEADERS have started
+/// the call: the body relayed live was kept, so the call can still be
+/// sent again. (A retry on UNAVAILABLE used to fail now and then in
+/// `a_route_retries_unavailable...`, whenever the body came late.)
+#[test]
+fn a_body_that_arrives_after_its_head_is_still_retried() {
+    let server = GrpcServer::start();
+    server.counters.fail_first.store(1, Ordering::SeqCst);
+    let p = proxy(&server, ", retries: { attempts: 2, on: [unavailable] }");
+    let mut c = RawH2::connect(p.addr("main"));
+    let head = hpack(&[
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/ringmesh.testing.v1.Echo/Unary"),
+        (":authority", "echo"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ]);
+    assert!(c.send(frame::HEADERS, frame::END_HEADERS, 1, &head));
+    // The delay is the case under test, not a wait for a condition: the
+    // proxy opens the upstream stream before the body comes.
+    std::thread::sleep(Duration::from_millis(100));
+    // EchoRequest { payload: "late" }, as one length-prefixed message.
+    let message = [0x0a, 4, b'l', b'a', b't', b'e'];
+    let mut data = vec![0u8];
+    data.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    data.extend_from_slice(&message);
+    assert!(c.send(frame::DATA, frame::END_STREAM, 1, &data));
+    let mut answered = false;
+    while let Some(f) = c.read() {
+        if f.stream == 1 && f.kind == frame::DATA && f.payload.windows(4).any(|w| w == b"late") {
+            answered = true;
+        }
+        if f.stream == 1 && f.flags & frame::END_STREAM != 0 {
+            break;
+        }
+    }
+    assert!(answered, "the call was sent again and answered");
+    assert_eq!(server.counters.calls.load(Ordering::SeqCst), 2);
 }

@@ -43,8 +43,14 @@ pub struct ClientBody {
     pub held_trailers: Option<HeaderMap>,
     /// Pieces remain with the client after the held ones.
     pub pending: bool,
-    /// A live piece was pulled: the request cannot be sent again.
+    /// A live piece was pulled: the request can be sent again only if
+    /// every live piece was kept too (`kept_all`).
     pub relay_started: bool,
+    /// Every live piece pulled so far was also copied into `held` (a
+    /// `Bytes` clone, no copy of the data), within `HELD_MAX`: a body
+    /// that arrives after its head, as a client's DATA frame often does,
+    /// stays replayable for a retry, as Envoy buffers for its retries.
+    kept_all: bool,
     /// A live piece not yet (fully) sent to an HTTP/2 upstream.
     in_hand: Option<Bytes>,
     /// Bytes pulled live and not yet released to the client's window.
@@ -62,6 +68,7 @@ impl ClientBody {
             held_trailers: None,
             pending,
             relay_started: false,
+            kept_all: true,
             in_hand: None,
             unreleased: 0,
         }
@@ -116,10 +123,29 @@ impl ClientBody {
             .await
             .map_err(|_| SendError::Client)?;
         match &piece {
-            Piece::Data(d) => self.unreleased += d.len(),
-            Piece::Trailers(_) | Piece::End => self.pending = false,
+            Piece::Data(d) => {
+                self.unreleased += d.len();
+                if self.kept_all && self.held_len + d.len() <= HELD_MAX {
+                    self.held_len += d.len();
+                    if !d.is_empty() {
+                        self.held.push(d.clone());
+                    }
+                } else {
+                    self.kept_all = false;
+                }
+            }
+            Piece::Trailers(t) => {
+                self.held_trailers = Some(t.clone());
+                self.pending = false;
+            }
+            Piece::End => self.pending = false,
         }
         Ok(piece)
+    }
+
+    /// The whole body is in `held`: it can be sent again on another try.
+    pub fn replayable(&self) -> bool {
+        !self.relay_started || (self.kept_all && !self.pending && self.in_hand.is_none())
     }
 
     /// A live piece has left for the upstream: open the client's window.

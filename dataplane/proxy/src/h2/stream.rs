@@ -315,7 +315,13 @@ impl Downstream for H2Stream {
     }
 
     fn replayable(&self) -> bool {
-        !self.body.relay_started && (!self.encoded || !self.wbuf.is_empty())
+        if self.encoded {
+            // For an HTTP/1.1 upstream the request is sent from `wbuf`,
+            // which holds only what was held when it was encoded.
+            !self.body.relay_started && !self.wbuf.is_empty()
+        } else {
+            self.body.replayable()
+        }
     }
 
     fn body_unread(&self) -> bool {
