@@ -130,6 +130,7 @@ pub fn compile_with(
         listeners,
         clusters,
         mesh: Some(mesh::proxy_mesh(mesh)),
+        tracing: None,
     })
 }
 
@@ -310,6 +311,7 @@ fn sidecar(res: &Resources, node: &pb::Node) -> Result<Vec<pb::Listener>, Compil
         listeners.push(pb::Listener {
             name: "inbound".into(),
             address: node.inbound_address.clone(),
+            direction: pb::Direction::Inbound as i32,
             routes: vec![route],
             authorization: authorization(res, &node.service, Some(node)),
             // Peers' mTLS is accepted (with their identities, policies
@@ -343,6 +345,7 @@ fn sidecar(res: &Resources, node: &pb::Node) -> Result<Vec<pb::Listener>, Compil
         listeners.push(pb::Listener {
             name: "outbound".into(),
             address: node.outbound_address.clone(),
+            direction: pb::Direction::Outbound as i32,
             routes,
             ..Default::default()
         });

@@ -107,6 +107,7 @@ impl HotPath {
             fallback_host: b"10.0.0.1:8080",
             trust_proto: false,
             client_cert: None,
+            propagated: Default::default(),
         };
         rewrite::write_request_head(
             &mut self.out,

@@ -226,6 +226,12 @@ impl Proxy {
         }
     }
 
+    /// Send SIGUSR1 (reopen access log files).
+    pub fn signal_usr1(&self) {
+        let pid = rustix::process::Pid::from_raw(self.pid() as i32).expect("proxy pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::USR1).expect("SIGUSR1");
+    }
+
     /// Send SIGINT without waiting.
     pub fn signal_int(&self) {
         let pid = rustix::process::Pid::from_raw(self.pid() as i32).expect("proxy pid");

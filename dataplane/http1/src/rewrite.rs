@@ -48,6 +48,40 @@ pub struct RequestContext<'a> {
     pub fallback_host: &'a [u8],
     /// On a listener of the mesh: the `x-forwarded-client-cert` to send.
     pub client_cert: Option<ClientCert<'a>>,
+    /// Trace context and request id.
+    pub propagated: Propagated<'a>,
+}
+
+/// Headers the proxy sets on a forwarded request for tracing, replacing
+/// any of the same name the client sent: `traceparent` naming the proxy's
+/// span as the parent, and an `x-request-id` it made because the client
+/// sent none. Both `None` when tracing and access logs are off.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Propagated<'a> {
+    pub traceparent: Option<&'a [u8]>,
+    pub request_id: Option<&'a [u8]>,
+}
+
+impl Propagated<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.traceparent.is_none() && self.request_id.is_none()
+    }
+
+    /// Whether the client's header `name` gives way to the proxy's.
+    pub fn replaces(&self, name: &[u8]) -> bool {
+        (self.traceparent.is_some() && name.eq_ignore_ascii_case(b"traceparent"))
+            || (self.request_id.is_some() && name.eq_ignore_ascii_case(b"x-request-id"))
+    }
+
+    /// Each header to send, as (name, value).
+    pub fn each(&self, mut f: impl FnMut(&[u8], &[u8])) {
+        if let Some(v) = self.traceparent {
+            f(b"traceparent", v);
+        }
+        if let Some(v) = self.request_id {
+            f(b"x-request-id", v);
+        }
+    }
 }
 
 /// `x-forwarded-client-cert` as Envoy and Istio send it to a workload:
@@ -137,6 +171,9 @@ pub fn write_request_head(
         if ctx.client_cert.is_some() && h.name.get(buf).eq_ignore_ascii_case(XFCC) {
             continue;
         }
+        if !ctx.propagated.is_empty() && ctx.propagated.replaces(h.name.get(buf)) {
+            continue;
+        }
         if Some(i) == last_xff {
             write_field_start(out, buf, h);
             out.extend_from_slice(b", ");
@@ -155,6 +192,8 @@ pub fn write_request_head(
     if let Some(cert) = &ctx.client_cert {
         cert.write(out);
     }
+    ctx.propagated
+        .each(|name, value| write_pair(out, name, value));
     if head.host.is_none() {
         write_pair(out, b"host", ctx.fallback_host);
     }
@@ -288,6 +327,10 @@ mod tests {
         fallback_host: b"10.1.1.1:80",
         trust_proto: true,
         client_cert: None,
+        propagated: Propagated {
+            traceparent: None,
+            request_id: None,
+        },
     };
 
     fn rewrite_request(raw: &str, edits: &HeaderEdits) -> String {

@@ -72,6 +72,7 @@ impl AdminState {
                         metrics::render(&config, &self.stats, workers)
                     };
                     metrics::config_updates::render(&mut out, &version);
+                    crate::telemetry::render_metrics(&mut out, &self.stats);
                     crate::identity::render(&mut out);
                     out
                 })

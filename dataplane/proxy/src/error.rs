@@ -211,7 +211,8 @@ impl fmt::Display for ProxyError {
 }
 
 /// Append the response for `err` to `out`.
-pub fn write_error_response(out: &mut Vec<u8>, err: ProxyError, close: bool) {
+/// Returns the body's length.
+pub fn write_error_response(out: &mut Vec<u8>, err: ProxyError, close: bool) -> usize {
     let status = err.status();
     let body = err.to_string();
     ringmesh_http1::rewrite::write_status_line(out, status, reason_phrase(status).as_bytes());
@@ -224,6 +225,7 @@ pub fn write_error_response(out: &mut Vec<u8>, err: ProxyError, close: bool) {
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body.as_bytes());
     out.push(b'\n');
+    body.len() + 1
 }
 
 /// gRPC's mapping of an HTTP status from a server that is not gRPC.

@@ -212,7 +212,7 @@ async fn serve(core: &Rc<Core>, workspace: &mut Workspace, job: Job) {
         let core = core.clone();
         monoio::spawn(async move {
             let mut timer = crate::timer::Timer::new();
-            crate::tcp::serve(&core, slot.listener, io, peer.ip(), &mut timer).await;
+            crate::tcp::serve(&core, slot.listener, io, peer, &mut timer).await;
             drop(slot);
         });
         return;

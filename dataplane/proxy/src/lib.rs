@@ -24,7 +24,8 @@
 //! - `buf`: read buffers over ownership-passing IO; `pool`: pooled buffers.
 //! - `error`: failures as responses; `loglimit`: rate-limited failure logs.
 //! - `config`: YAML and proto to a validated model; `metrics`, `admin`:
-//!   observability; `agent`: the control-plane stream; `dns`: endpoint
+//!   observability; `telemetry`: access logs and spans, written and
+//!   exported by threads off the cores; `agent`: the control-plane stream; `dns`: endpoint
 //!   names resolved off the request cores.
 
 pub mod admin;
@@ -52,6 +53,7 @@ pub mod pool;
 pub mod router;
 pub mod server;
 pub mod tcp;
+pub mod telemetry;
 #[cfg(test)]
 pub mod testing;
 pub mod timer;

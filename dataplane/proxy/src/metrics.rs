@@ -351,6 +351,8 @@ pub struct ClusterStats {
 #[derive(Debug)]
 pub struct CoreStats {
     pub listeners: Box<[ListenerStats]>,
+    /// Access-log lines and spans this core had to drop.
+    pub telemetry: crate::telemetry::TelemetryStats,
     /// Route and cluster counters by name. They outlive config swaps, so a
     /// counter never goes back when a config is reloaded; each snapshot
     /// holds `Arc`s into them. The lock is taken when a snapshot is built
@@ -381,6 +383,7 @@ impl CoreStats {
                 .iter()
                 .map(|_| ListenerStats::default())
                 .collect(),
+            telemetry: Default::default(),
             named: Mutex::default(),
         }
     }
@@ -997,7 +1000,7 @@ fn families(text: &str, core: usize) -> Vec<(String, Vec<String>)> {
     out
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures_channel::mpsc::{unbounded, UnboundedSender};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{error, info, warn};
 
@@ -59,7 +59,7 @@ pub fn run(config: Arc<Config>, source: Source, events: Events) -> Result<(), St
     let workers = placement.len();
 
     // Catch signals from now on, so one during startup still drains cleanly.
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])
         .map_err(StartError::Signals)?;
 
     let mut sockets: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
@@ -103,6 +103,8 @@ pub fn run(config: Arc<Config>, source: Source, events: Events) -> Result<(), St
         .transpose()
         .map_err(StartError::Admin)?;
 
+    let (telemetry, mut telemetry_ends) =
+        crate::telemetry::start(workers).map_err(StartError::Thread)?;
     let (started_tx, started_rx) = mpsc::channel();
     let mut controls: Vec<UnboundedSender<WorkerMsg>> = Vec::with_capacity(workers);
     let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(workers);
@@ -123,6 +125,7 @@ pub fn run(config: Arc<Config>, source: Source, events: Events) -> Result<(), St
             endpoints: endpoints.clone(),
             stats: stats[id].clone(),
             control: rx,
+            telemetry: telemetry_ends.remove(0),
         };
         let started = started_tx.clone();
         let thread = std::thread::Builder::new()
@@ -198,6 +201,10 @@ pub fn run(config: Arc<Config>, source: Source, events: Events) -> Result<(), St
                     }
                 }
             }
+            Ok(Event::Signal(SIGUSR1)) => {
+                info!("SIGUSR1: reopening access log files");
+                crate::telemetry::writer::reopen();
+            }
             Ok(Event::Signal(other)) => break Some(other),
             Ok(Event::Snapshot(snap)) => {
                 let result = live.apply(snap.config, Some(snap.version.clone()));
@@ -224,6 +231,8 @@ pub fn run(config: Arc<Config>, source: Source, events: Events) -> Result<(), St
         r.stop();
     }
     stop(&controls, threads, delay, timeout);
+    // The cores flushed their last lines and spans as they stopped.
+    telemetry.finish(TELEMETRY_FINISH);
     drop(admin_thread);
     info!("stopped");
     Ok(())
@@ -254,6 +263,10 @@ struct Live {
 /// A core finishes the step it is in first, which takes microseconds; a
 /// core that takes seconds to stage or commit a config is stuck.
 const CONFIRM_WITHIN: Duration = Duration::from_secs(5);
+
+/// At exit, how long the log writer and the span exporter get to write
+/// and export what the cores left them.
+const TELEMETRY_FINISH: Duration = Duration::from_secs(2);
 
 impl Live {
     /// Swap every core to `new`. Listeners are bound once, at start, so

@@ -10,14 +10,16 @@
 //! (no endpoint, every try refused, the limit reached) is closed without a
 //! byte: there is no protocol to say why in.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use tracing::debug;
 
 use crate::balance::{Completion, Outcome, PickCtx};
 use crate::buf::ReadBuf;
-use crate::cluster::InFlight;
+use crate::cluster::{ClusterState, InFlight};
+use crate::telemetry::access_log::Entry;
 use crate::timer::Timer;
 use crate::transport::Stream;
 use crate::tunnel::{self, Meter};
@@ -34,9 +36,10 @@ pub async fn serve(
     core: &Rc<Core>,
     listener: usize,
     client: Stream,
-    peer_ip: std::net::IpAddr,
+    peer: SocketAddr,
     timer: &mut Timer,
 ) {
+    let begun = Instant::now();
     let snap = core.snapshot();
     let Some(tcp) = snap.config.listeners[listener].tcp else {
         return;
@@ -44,6 +47,19 @@ pub async fn serve(
     let Some(cluster) = snap.clusters.get(tcp.cluster) else {
         return;
     };
+    // Read before the stream moves into the relay.
+    let logged = snap.config.listeners[listener].access_log.is_some();
+    let principal = logged.then(|| crate::tls::principal(&client)).flatten();
+    let done = Done {
+        core,
+        snap: &snap,
+        listener,
+        cluster,
+        peer,
+        principal: principal.as_deref(),
+        begun,
+    };
+    let peer_ip = peer.ip();
     let mut avoid = None;
     for _ in 0..CONNECT_TRIES {
         let ep = {
@@ -58,6 +74,7 @@ pub async fn serve(
         };
         let Some(ep) = ep else {
             debug!(cluster = %cluster.name, "tcp: no endpoint");
+            done.log(None, "UH", "no_healthy_endpoints", (0, 0));
             return;
         };
         let in_flight = InFlight::new(ep.clone());
@@ -87,6 +104,8 @@ pub async fn serve(
                 )
                 .await;
                 drop(in_flight);
+                let moved = (meter.sent_up.get(), meter.sent_down.get());
+                done.log(Some((ep.addr, latency)), "-", "via_upstream", moved);
                 return;
             }
             Err(e) => {
@@ -100,10 +119,63 @@ pub async fn serve(
                 );
                 drop(in_flight);
                 if !e.retryable() {
+                    done.log(Some((ep.addr, Duration::ZERO)), "UF", e.reason(), (0, 0));
                     return;
                 }
                 avoid = Some(ep);
             }
         }
+    }
+    done.log(None, "UF", "upstream_connect_failed", (0, 0));
+}
+
+/// What a finished relay's access log line needs.
+struct Done<'a> {
+    core: &'a Core,
+    snap: &'a crate::worker::Snapshot,
+    listener: usize,
+    cluster: &'a ClusterState,
+    peer: SocketAddr,
+    principal: Option<&'a [u8]>,
+    begun: Instant,
+}
+
+impl Done<'_> {
+    /// The connection's line: its endpoint and connect time, if it got
+    /// one, and bytes from and to the client.
+    fn log(
+        &self,
+        upstream: Option<(SocketAddr, Duration)>,
+        flags: &'static str,
+        details: &'static str,
+        (received, sent): (u64, u64),
+    ) {
+        let l = &self.snap.config.listeners[self.listener];
+        if l.access_log.is_none() {
+            return;
+        }
+        let duration = self.begun.elapsed();
+        let entry = Entry {
+            start: crate::telemetry::clock::started(SystemTime::now(), duration),
+            duration,
+            request: None,
+            protocol: "TCP",
+            status: None,
+            flags,
+            details,
+            bytes_received: received,
+            bytes_sent: sent,
+            upstream_time: upstream.map(|(_, t)| t),
+            upstream_host: upstream.map(|(a, _)| a),
+            cluster: &self.cluster.name,
+            route: "",
+            listener: &l.name,
+            client: self.peer,
+            principal: self.principal,
+            trace_id: None,
+            request_id: None,
+            grpc: None,
+        };
+        crate::telemetry::record(self.core, l, &self.core.stats.telemetry, None, None, &entry);
     }
 }

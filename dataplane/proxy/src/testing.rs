@@ -99,7 +99,16 @@ impl Harness {
         let stats = Arc::new(CoreStats::for_config(&config));
         let endpoints = crate::dns::resolve_all(&config);
         let ports: Vec<u16> = config.listeners.iter().map(|l| l.address.port()).collect();
-        let core = Core::new(0, 1, &config, &endpoints, stats, &ports).expect("core");
+        let core = Core::new(
+            0,
+            1,
+            &config,
+            &endpoints,
+            stats,
+            &ports,
+            crate::telemetry::CoreTelemetry::detached(),
+        )
+        .expect("core");
         *core.rng.borrow_mut() = fastrand::Rng::with_seed(7);
         Harness { core }
     }

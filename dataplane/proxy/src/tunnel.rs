@@ -45,6 +45,9 @@ pub struct Meter<'a> {
     pub up: &'a Counter,
     /// Upstream to client.
     pub down: &'a Counter,
+    /// This tunnel's own bytes, each way (for its access log line).
+    pub sent_up: Cell<u64>,
+    pub sent_down: Cell<u64>,
 }
 
 impl<'a> Meter<'a> {
@@ -53,11 +56,19 @@ impl<'a> Meter<'a> {
             last: Cell::new(Instant::now()),
             up,
             down,
+            sent_up: Cell::new(0),
+            sent_down: Cell::new(0),
         }
     }
 
     fn moved(&self, counter: &Counter, n: usize) {
         counter.add(n as u64);
+        let mine = if std::ptr::eq(counter, self.up) {
+            &self.sent_up
+        } else {
+            &self.sent_down
+        };
+        mine.set(mine.get() + n as u64);
         self.last.set(Instant::now());
     }
 }

@@ -223,6 +223,8 @@ pub struct Core {
     /// Each listener's bound port as decimal text (what authorization
     /// policies' `ports` match), in config order.
     pub listener_ports: Vec<Box<[u8]>>,
+    /// This core's access-log and span buffers.
+    pub telemetry: crate::telemetry::CoreTelemetry,
 }
 
 impl Core {
@@ -235,6 +237,7 @@ impl Core {
         endpoints: &[Arc<[SocketAddr]>],
         stats: Arc<CoreStats>,
         ports: &[u16],
+        telemetry: crate::telemetry::CoreTelemetry,
     ) -> std::io::Result<Rc<Core>> {
         let parker = Parker::new()?;
         let snapshot = Snapshot::build(
@@ -265,6 +268,7 @@ impl Core {
                 .iter()
                 .map(|p| p.to_string().into_bytes().into_boxed_slice())
                 .collect(),
+            telemetry,
         }))
     }
 
@@ -333,6 +337,7 @@ pub struct WorkerSetup {
     pub endpoints: Vec<Arc<[SocketAddr]>>,
     pub stats: Arc<CoreStats>,
     pub control: UnboundedReceiver<WorkerMsg>,
+    pub telemetry: crate::telemetry::CoreTelemetry,
 }
 
 /// Which driver a runtime got, for the startup log and metrics.
@@ -432,6 +437,7 @@ async fn serve(
         endpoints,
         stats,
         mut control,
+        telemetry,
         ..
     } = setup;
     // Bound before the workers start: port 0 in the config is the port
@@ -440,7 +446,7 @@ async fn serve(
         .iter()
         .map(|l| l.local_addr().map_or(0, |a| a.port()))
         .collect();
-    let core = match Core::new(id, workers, &config, &endpoints, stats, &ports) {
+    let core = match Core::new(id, workers, &config, &endpoints, stats, &ports, telemetry) {
         Ok(core) => core,
         Err(e) => {
             let _ = started.send(Err(format!(
@@ -494,6 +500,7 @@ async fn serve(
         }
     };
     drain(&core, delay, timeout).await;
+    core.telemetry.flush();
 }
 
 /// Drain: keep serving for `delay` with every response closing its
@@ -588,6 +595,7 @@ async fn sweep(core: Rc<Core>) {
         core.handlers.trim();
         core.parker.expire(&core, now);
         core.log_limit.flush();
+        core.telemetry.flush();
         if core.freed.replace(false) {
             crate::trim::release_free_memory();
         }

@@ -97,7 +97,16 @@ fn a_request_on_a_parked_connection_allocates_nothing() {
         .block_on(async move {
             let config = Arc::new(config::parse(CONFIG, "test").expect("config"));
             let stats = Arc::new(CoreStats::for_config(&config));
-            let core: Rc<Core> = Core::new(0, 1, &config, &[], stats, &[0]).expect("core");
+            let core: Rc<Core> = Core::new(
+                0,
+                1,
+                &config,
+                &[],
+                stats,
+                &[0],
+                ringmesh_proxy::telemetry::CoreTelemetry::detached(),
+            )
+            .expect("core");
             monoio::spawn(ringmesh_proxy::park::run(core.clone()));
             let (socket, peer) = listener.accept().expect("accept");
             socket.set_nonblocking(true).expect("nonblocking");

@@ -34,6 +34,10 @@ const CTX: RequestContext<'static> = RequestContext {
     fallback_host: b"upstream:80",
     trust_proto: true,
     client_cert: None,
+    propagated: crate::rewrite::Propagated {
+        traceparent: None,
+        request_id: None,
+    },
 };
 
 /// Names the generator never uses for its own fields: each changes framing,

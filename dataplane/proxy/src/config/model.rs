@@ -22,6 +22,9 @@ pub struct Config {
     /// The workload identity `mesh` listeners and clusters serve; `None`
     /// when none is held (they refuse mesh traffic then) or none is used.
     pub identity: Option<Arc<crate::tls::mesh::Svid>>,
+    /// Spans to an OTLP collector; `None`: no tracing (no trace headers
+    /// are touched either).
+    pub tracing: Option<Tracing>,
     /// The config as the user wrote it, as JSON, for `/config_dump`.
     pub dump: serde_json::Value,
 }
@@ -92,6 +95,49 @@ pub struct Listener {
     /// connection starts: policies, a mesh (XFCC) or a route's `source`
     /// use it.
     pub reads_principal: bool,
+    /// One line per request (or TCP connection); `None`: no access log.
+    pub access_log: Option<AccessLog>,
+    /// Whom the listener serves: callers (inbound) or its own workload
+    /// calling out (outbound). Span kinds and metrics say which.
+    pub direction: Direction,
+}
+
+/// Whose traffic a listener carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Callers reach the workload (or a gateway's services) through it.
+    Inbound,
+    /// The workload calls other services through it.
+    Outbound,
+}
+
+impl Direction {
+    pub fn label(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+/// A listener's access log.
+#[derive(Debug)]
+pub struct AccessLog {
+    pub file: Arc<crate::telemetry::writer::LogFile>,
+    pub format: crate::telemetry::access_log::Format,
+    /// Only responses with at least this status are logged (0: all).
+    pub min_status: u16,
+    /// Requests logged per million.
+    pub per_million: u32,
+}
+
+/// Distributed tracing.
+#[derive(Debug)]
+pub struct Tracing {
+    pub collector: Arc<crate::telemetry::otlp::Collector>,
+    /// Traces that start here recorded per million (a caller's sampled
+    /// flag decides for the rest).
+    pub per_million: u32,
 }
 
 /// What a mesh listener accepts besides mTLS.

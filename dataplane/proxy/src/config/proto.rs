@@ -17,6 +17,7 @@ use serde_saphyr::{Location, Spanned};
 
 use super::raw::*;
 
+mod telemetry;
 mod tls;
 
 fn s<T>(value: T) -> Spanned<T> {
@@ -58,6 +59,7 @@ pub fn to_raw(c: &pb::ProxyConfig) -> RawConfig {
         listeners: c.listeners.iter().map(|l| s(listener(l))).collect(),
         clusters: c.clusters.iter().map(|cl| s(cluster(cl))).collect(),
         mesh: c.mesh.as_ref().map(|m| s(tls::mesh(m))),
+        tracing: c.tracing.as_ref().map(|t| s(telemetry::tracing(t))),
     }
 }
 
@@ -117,6 +119,8 @@ fn listener(l: &pb::Listener) -> RawListener {
             };
             s(RawMeshInbound { mode: mode.map(s) })
         }),
+        access_log: l.access_log.as_ref().map(|a| s(telemetry::access_log(a))),
+        direction: telemetry::direction(l.direction),
         http2: l.http2.as_ref().map(|h| {
             let n = |v: Option<u32>| v.map(|v| s(u64::from(v)));
             s(RawHttp2 {
@@ -440,6 +444,10 @@ pub fn from_raw(c: &RawConfig) -> Result<pb::ProxyConfig, ToProtoError> {
         listeners,
         clusters,
         mesh: c.mesh.as_ref().map(|m| tls::wire_mesh(&m.value)),
+        tracing: c
+            .tracing
+            .as_ref()
+            .map(|t| telemetry::wire_tracing(&t.value)),
     })
 }
 
@@ -531,6 +539,14 @@ fn wire_listener(l: &RawListener, path: &str) -> Result<pb::Listener, ToProtoErr
                 } as i32,
             }),
         },
+        access_log: match &l.access_log {
+            Some(a) => Some(telemetry::wire_access_log(
+                &a.value,
+                &format!("{path}.access_log"),
+            )?),
+            None => None,
+        },
+        direction: telemetry::wire_direction(&l.direction, path)?,
     })
 }
 

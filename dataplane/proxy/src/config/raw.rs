@@ -22,6 +22,33 @@ pub struct RawConfig {
     #[serde(default)]
     pub clusters: Vec<S<RawCluster>>,
     pub mesh: Option<S<RawMesh>>,
+    pub tracing: Option<S<RawTracing>>,
+}
+
+/// Spans exported over OTLP/gRPC.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    /// `host:port` or `http://host:port` of an OTLP/gRPC collector.
+    pub collector: Option<S<String>>,
+    /// Share of traces that start here to record, 0 to 100 (default 100).
+    pub sampling_percent: Option<S<f64>>,
+    /// The spans' `service.name`.
+    pub service_name: Option<S<String>>,
+}
+
+/// A listener's access log.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessLog {
+    /// A file, or `-` for stdout.
+    pub path: Option<S<String>>,
+    /// `json` (default), `text`, or a template of `%OPERATOR%`s.
+    pub format: Option<S<String>>,
+    /// Log only responses with at least this status.
+    pub min_status: Option<S<u64>>,
+    /// Share of requests logged, 0 to 100 (default 100).
+    pub sample_percent: Option<S<f64>>,
 }
 
 /// The workload identity and the peers' roots, for `mesh` listeners and
@@ -99,6 +126,10 @@ pub struct RawListener {
     #[serde(default)]
     pub authorization: Vec<S<RawPolicy>>,
     pub mesh: Option<S<RawMeshInbound>>,
+    pub access_log: Option<S<RawAccessLog>>,
+    /// `inbound` (default: the proxy serves callers) or `outbound` (the
+    /// proxy calls other services for its workload).
+    pub direction: Option<S<String>>,
 }
 
 /// An authorization policy (Istio's AuthorizationPolicy, per listener).

@@ -24,6 +24,7 @@ mod authz;
 mod fault;
 mod http2;
 mod mesh;
+mod telemetry;
 mod tls;
 
 use crate::tls::mesh::{IdentitySource, Svid};
@@ -170,7 +171,12 @@ impl Validator {
         let identity = self.identity(raw);
         let (clusters, by_name) = self.clusters(&raw.clusters, identity.as_ref());
         let listeners = self.listeners(&raw.listeners, &by_name, identity.as_ref());
+        let tracing = raw
+            .tracing
+            .as_ref()
+            .and_then(|t| self.tracing(t, identity.as_deref()));
         Config {
+            tracing,
             runtime,
             admin,
             listeners,
@@ -554,6 +560,11 @@ impl Validator {
             detect,
             mesh,
             reads_principal,
+            access_log: l
+                .access_log
+                .as_ref()
+                .and_then(|a| self.access_log(a, &format!("{path}.access_log"))),
+            direction: self.direction(&l.direction, &format!("{path}.direction")),
         }
     }
 

@@ -49,6 +49,7 @@ impl H1Conn<'_> {
             fallback_host: edits.fallback_host,
             trust_proto: edits.forwarded_proto == ForwardedProto::Trust,
             client_cert: edits.client_cert,
+            propagated: edits.propagated,
         };
         rewrite::write_request_head(&mut w.wbuf, w.req.rbuf.pinned(), head, &ctx, edits.headers);
         let mode = match head.framing {
@@ -58,6 +59,7 @@ impl H1Conn<'_> {
         };
         let head_len = w.wbuf.len();
         let rest = mode.and_then(|m| coalesce(&mut w.req.rbuf, &mut w.wbuf, m, SMALL_BODY));
+        self.state.bytes_in += (w.wbuf.len() - head_len) as u64;
         self.state.body_pending = rest.is_some();
         self.state.rest = rest;
         self.state.encoded = true;
@@ -110,7 +112,8 @@ impl H1Conn<'_> {
             idle: stall,
         };
         match relay(&mut self.io, &mut w.req.rbuf, up, mode, ctx).await {
-            Ok(()) => {
+            Ok(n) => {
+                self.state.bytes_in += n;
                 self.state.body_pending = false;
                 Ok(true)
             }
@@ -183,9 +186,11 @@ impl H1Conn<'_> {
             edits,
         );
         w.up.ubuf.consume(w.up.head.head_len);
+        let head_len = w.wbuf.len();
         let rest = plan
             .body
             .and_then(|mode| coalesce(&mut w.up.ubuf, &mut w.wbuf, mode, SMALL_BODY));
+        self.state.bytes_out += (w.wbuf.len() - head_len) as u64;
         self.write_out().await?;
         if let Some(mode) = rest {
             let stall = self.stall();
@@ -195,7 +200,7 @@ impl H1Conn<'_> {
                 timer: &mut w.timer,
                 idle: stall,
             };
-            relay(&mut up.stream, &mut w.up.ubuf, &mut self.io, mode, ctx)
+            self.state.bytes_out += relay(&mut up.stream, &mut w.up.ubuf, &mut self.io, mode, ctx)
                 .await
                 .map_err(|e| Aborted {
                     why: match e {

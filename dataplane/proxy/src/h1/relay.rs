@@ -103,7 +103,7 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
     dst: &mut W,
     mode: BodyMode,
     ctx: Relay<'_>,
-) -> Result<(), RelayError> {
+) -> Result<u64, RelayError> {
     let Relay {
         scratch,
         timer,
@@ -115,6 +115,9 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
         BodyMode::Length(n) => n,
         _ => u64::MAX,
     };
+    // Body bytes taken from `src` as framed on the wire (chunk framing
+    // included), for the access log.
+    let mut moved = 0u64;
     loop {
         if buf.is_empty() {
             let n = timer
@@ -124,11 +127,13 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
                 .map_err(RelayError::Read)?;
             if n == 0 {
                 return match mode {
-                    BodyMode::UntilClose => Ok(()),
+                    BodyMode::UntilClose => Ok(moved),
                     BodyMode::Rechunk => {
                         scratch.clear();
                         scratch.extend_from_slice(LAST_CHUNK);
-                        timed(timer, idle, write_vec(dst, scratch)).await
+                        timed(timer, idle, write_vec(dst, scratch))
+                            .await
+                            .map(|()| moved)
                     }
                     _ => Err(RelayError::Truncated),
                 };
@@ -138,12 +143,14 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
             BodyMode::Length(_) => {
                 let n = remaining.min(buf.len() as u64) as usize;
                 timed(timer, idle, buf.write_to(dst, n)).await?;
+                moved += n as u64;
                 remaining -= n as u64;
                 remaining == 0
             }
             BodyMode::Chunked => {
                 let n = decoder.scan(buf.data()).map_err(RelayError::Framing)?;
                 timed(timer, idle, buf.write_to(dst, n)).await?;
+                moved += n as u64;
                 decoder.is_done()
             }
             BodyMode::Dechunk => {
@@ -153,6 +160,7 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
                     .advance(data, |s, e| scratch.extend_from_slice(&data[s..e]))
                     .map_err(RelayError::Framing)?;
                 buf.consume(n);
+                moved += n as u64;
                 if !scratch.is_empty() {
                     timed(timer, idle, write_vec(dst, scratch)).await?;
                 }
@@ -164,18 +172,21 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
                 write_chunk_header(scratch, buf.len());
                 scratch.extend_from_slice(buf.data());
                 scratch.extend_from_slice(b"\r\n");
+                moved += buf.len() as u64;
                 buf.consume(buf.len());
                 timed(timer, idle, write_vec(dst, scratch)).await?;
                 false
             }
             BodyMode::UntilClose => {
-                timed(timer, idle, buf.write_to(dst, buf.len())).await?;
+                let n = buf.len();
+                timed(timer, idle, buf.write_to(dst, n)).await?;
+                moved += n as u64;
                 false
             }
         };
         if done {
             buf.shrink();
-            return Ok(());
+            return Ok(moved);
         }
     }
 }

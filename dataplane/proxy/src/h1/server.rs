@@ -130,6 +130,10 @@ pub(super) struct ReqState {
     pub head_len: usize,
     /// The grpc-status the client got from an HTTP/2 upstream.
     pub grpc_status: Option<u8>,
+    /// Body bytes taken from the client and sent to it (as framed on the
+    /// wire: chunk framing counts), for the access log.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
 }
 
 /// One client connection being served.
@@ -139,6 +143,7 @@ pub struct H1Conn<'w> {
     pub(super) core: Rc<Core>,
     pub(super) listener: usize,
     client: IpAddr,
+    client_port: u16,
     client_ip: IpText,
     pub(super) state: ReqState,
     /// Bytes are waiting (woken from parking): the first read need not wait
@@ -211,6 +216,7 @@ impl<'w> H1Conn<'w> {
             core,
             listener,
             client: peer.ip(),
+            client_port: peer.port(),
             client_ip: IpText::new(peer.ip()),
             state: ReqState::default(),
             ready,
@@ -258,6 +264,7 @@ impl<'w> H1Conn<'w> {
                 listener: self.listener,
                 client_ip: client_ip.as_bytes(),
                 client: self.client,
+                client_port: self.client_port,
                 scheme: self.w.req.scheme,
             };
             let next = pipeline::serve(&mut self, &env).await;
@@ -502,7 +509,9 @@ impl<'w> H1Conn<'w> {
         let out = &mut self.w.wbuf;
         out.clear();
         match local {
-            Local::Error(err) => write_error_response(out, err, !keep),
+            Local::Error(err) => {
+                self.state.bytes_out += write_error_response(out, err, !keep) as u64;
+            }
             Local::Direct { status, body } => {
                 rewrite::write_status_line(
                     out,
@@ -516,6 +525,7 @@ impl<'w> H1Conn<'w> {
                 out.extend_from_slice(b"\r\n");
                 if !is_head {
                     out.extend_from_slice(body);
+                    self.state.bytes_out += body.len() as u64;
                 }
             }
         }
@@ -601,6 +611,10 @@ impl Downstream for H1Conn<'_> {
 
     fn grpc_status(&self) -> Option<u8> {
         self.state.grpc_status
+    }
+
+    fn body_bytes(&self) -> (u64, u64) {
+        (self.state.bytes_in, self.state.bytes_out)
     }
 
     fn replayable(&self) -> bool {

@@ -105,6 +105,7 @@ impl H1Conn<'_> {
                 &mut w.scratch,
             )?;
             rbuf.consume(used);
+            self.state.bytes_in += used as u64;
             done = end;
             send_up(up, &mut Some(data)).await?;
         }
@@ -212,6 +213,7 @@ impl H1Conn<'_> {
                 Ok(None) => break,
             };
             let n = data.len();
+            self.state.bytes_out += n as u64;
             w.scratch.clear();
             if chunked && n > 0 {
                 write_chunk_header(&mut w.scratch, n);

@@ -55,6 +55,8 @@ pub struct ClientBody {
     in_hand: Option<Bytes>,
     /// Bytes pulled live and not yet released to the client's window.
     unreleased: usize,
+    /// DATA bytes received from the client, for the access log.
+    pub received: u64,
 }
 
 impl ClientBody {
@@ -71,13 +73,17 @@ impl ClientBody {
             kept_all: true,
             in_hand: None,
             unreleased: 0,
+            received: 0,
         }
     }
 
     fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<Result<Piece, h2::Error>> {
         if !self.data_done {
             match self.recv.poll_data(cx) {
-                Poll::Ready(Some(Ok(data))) => return Poll::Ready(Ok(Piece::Data(data))),
+                Poll::Ready(Some(Ok(data))) => {
+                    self.received += data.len() as u64;
+                    return Poll::Ready(Ok(Piece::Data(data)));
+                }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
                 Poll::Ready(None) => self.data_done = true,
                 Poll::Pending => return Poll::Pending,

@@ -75,6 +75,7 @@ pub fn write_h1_request(
             "x-forwarded-proto" => saw_xfp = true,
             "x-forwarded-client-cert" if edits.client_cert.is_some() => continue,
             _ if connection_specific(n) => continue,
+            _ if !edits.propagated.is_empty() && edits.propagated.replaces(n) => continue,
             _ => {}
         }
         if !edits.headers.remove.is_empty() && removes(edits.headers, n) {
@@ -112,6 +113,9 @@ pub fn write_h1_request(
     if let Some(cert) = &edits.client_cert {
         cert.write(out);
     }
+    edits
+        .propagated
+        .each(|name, value| write_pair(out, name, value));
     if chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
@@ -173,6 +177,9 @@ pub fn h2_upstream_request(req: &dyn RequestView, edits: &RequestEdits<'_>) -> O
         if edits.client_cert.is_some() && lower(name, ringmesh_http1::rewrite::XFCC) {
             return;
         }
+        if !edits.propagated.is_empty() && edits.propagated.replaces(name) {
+            return;
+        }
         if !edits.headers.remove.is_empty() && removes(edits.headers, name) {
             return;
         }
@@ -202,6 +209,9 @@ pub fn h2_upstream_request(req: &dyn RequestView, edits: &RequestEdits<'_>) -> O
     if let Some(value) = edits.client_cert.and_then(|c| c.value()) {
         append(headers, ringmesh_http1::rewrite::XFCC, &value);
     }
+    edits
+        .propagated
+        .each(|name, value| append(headers, name, value));
     for (name, value) in &edits.headers.add {
         append(headers, name, value);
     }
@@ -360,6 +370,7 @@ mod tests {
             fallback_host: b"10.1.1.1:80",
             h1_upstream: true,
             client_cert: None,
+            propagated: Default::default(),
         }
     }
 

@@ -248,6 +248,7 @@ impl StreamTask {
             listener: self.listener,
             client_ip: self.client_ip.as_bytes(),
             client: self.peer.ip(),
+            client_port: self.peer.port(),
             scheme: self.scheme,
             principal: self.principal.as_deref(),
         };

@@ -73,6 +73,8 @@ pub struct H2Stream {
     answered: bool,
     /// The grpc-status the client got.
     grpc_status: Option<u8>,
+    /// DATA bytes sent to the client, for the access log.
+    sent: u64,
 }
 
 impl H2Stream {
@@ -102,6 +104,7 @@ impl H2Stream {
             stall,
             answered: false,
             grpc_status: None,
+            sent: 0,
         }
     }
 
@@ -194,6 +197,7 @@ impl H2Stream {
                     (data, false)
                 }
             };
+            self.sent += data.len() as u64;
             send_down(send, data, done, &mut self.timer, stall)
                 .await
                 .map_err(aborted)?;
@@ -224,6 +228,7 @@ async fn relay_h2_response(
     stall: Duration,
     grpc: bool,
     status: &mut Option<u8>,
+    sent: &mut u64,
 ) -> Result<(), Aborted> {
     enum Event {
         Data(Option<Result<Bytes, h2::Error>>),
@@ -241,6 +246,7 @@ async fn relay_h2_response(
             Ok(Event::ClientReset) => return Err(aborted("client reset the stream")),
             Ok(Event::Data(Some(Ok(d)))) => {
                 let n = d.len();
+                *sent += n as u64;
                 send_down(send, d, false, timer, stall)
                     .await
                     .map_err(aborted)?;
@@ -314,6 +320,10 @@ impl Downstream for H2Stream {
         self.grpc_status
     }
 
+    fn body_bytes(&self) -> (u64, u64) {
+        (self.body.received, self.sent)
+    }
+
     fn replayable(&self) -> bool {
         if self.encoded {
             // For an HTTP/1.1 upstream the request is sent from `wbuf`,
@@ -344,6 +354,7 @@ impl Downstream for H2Stream {
         match sent {
             Ok(mut send) if !end => {
                 let stall = self.stall;
+                self.sent += body.len() as u64;
                 let _ = send_down(&mut send, body, true, &mut self.timer, stall).await;
             }
             _ => {}
@@ -489,6 +500,7 @@ impl Downstream for H2Stream {
             Some(n) => {
                 self.up.ubuf.consume(n);
                 let body = arrived.slice(head_len..head_len + n);
+                self.sent += n as u64;
                 send_down(&mut send, body, true, &mut self.timer, self.stall)
                     .await
                     .map_err(aborted)?;
@@ -579,6 +591,7 @@ impl Downstream for H2Stream {
             stall,
             self.grpc,
             &mut self.grpc_status,
+            &mut self.sent,
         ));
         let Some(request) = up.request.as_mut() else {
             relay.await?;

@@ -55,6 +55,9 @@ pub struct RequestEdits<'a> {
     /// On a mesh listener: `x-forwarded-client-cert` (the client's proven
     /// identity to the workload; forged ones dropped).
     pub client_cert: Option<ringmesh_http1::rewrite::ClientCert<'a>>,
+    /// Trace context and a request id the proxy made, replacing the
+    /// client's.
+    pub propagated: ringmesh_http1::rewrite::Propagated<'a>,
 }
 
 /// How sending the request failed.
@@ -138,6 +141,10 @@ pub trait Downstream {
 
     /// The request asked to switch protocols (`Connection: upgrade`).
     fn wants_upgrade(&self) -> bool;
+
+    /// Body bytes received from the client and sent to it so far (Envoy's
+    /// `BYTES_RECEIVED` and `BYTES_SENT`): for the access log.
+    fn body_bytes(&self) -> (u64, u64);
 
     /// The grpc-status the client got, when it got one (a gRPC call's
     /// answer: in the head of a Trailers-Only response, or in trailers).

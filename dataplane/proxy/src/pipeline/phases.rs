@@ -3,7 +3,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use ringmesh_http1::rewrite::ClientCert;
+use ringmesh_http1::rewrite::{ClientCert, Propagated};
 use tracing::{debug, warn};
 
 use super::downstream::{
@@ -15,6 +15,8 @@ use crate::cluster::{ClusterState, Endpoint, InFlight};
 use crate::config::model::{Action, Listener, RetryPolicy, Route, UpstreamProtocol};
 use crate::error::ProxyError;
 use crate::filter::{FilterCtx, Injected, Verdict};
+use crate::telemetry::access_log::Entry;
+use crate::telemetry::trace::{self, TraceContext, TRACEPARENT_LEN};
 use crate::upstream::h2::{H2Client, H2Exchange, OpenError, Opened};
 use crate::upstream::UpstreamConn;
 use crate::view::{RequestView, ResponseView};
@@ -46,6 +48,7 @@ pub struct Env<'a> {
     /// The client's address as text (X-Forwarded-For).
     pub client_ip: &'a [u8],
     pub client: std::net::IpAddr,
+    pub client_port: u16,
     /// `http` or `https`: what the client connected over.
     pub scheme: &'static [u8],
     /// The client's identity (its certificate's SPIFFE ID, without the
@@ -74,6 +77,17 @@ struct Ctx<'a> {
     aborted: Option<&'static str>,
     /// The grpc-status a gRPC client got.
     grpc: Option<u8>,
+    /// The last try's endpoint and how long it took to its response head.
+    upstream: Option<std::net::SocketAddr>,
+    upstream_time: Option<Duration>,
+    /// A fault filter delayed the request.
+    delayed: bool,
+    /// Trace context, when the config traces requests.
+    trace: Option<TraceContext>,
+    /// What goes upstream: `traceparent` naming this proxy's span, and an
+    /// `x-request-id` the proxy made (the client sent none).
+    traceparent: Option<[u8; TRACEPARENT_LEN]>,
+    request_id: Option<[u8; 36]>,
 }
 
 /// Serve one request whose head is complete.
@@ -91,11 +105,37 @@ pub async fn serve<D: Downstream>(down: &mut D, env: &Env<'_>) -> Next {
         error: None,
         aborted: None,
         grpc: None,
+        upstream: None,
+        upstream_time: None,
+        delayed: false,
+        trace: None,
+        traceparent: None,
+        request_id: None,
     };
+    observe(down.request(), &mut ctx);
     let next = run(down, &mut ctx).await;
     ctx.grpc = down.grpc_status();
-    log(&ctx, begun.elapsed());
+    log(down, &ctx, begun.elapsed());
     next
+}
+
+/// Trace context and request id, when the config asks for them: the
+/// caller's trace continued (or a new one), and an `x-request-id` made
+/// for a request without one (access logs and traces name it).
+fn observe(req: &dyn RequestView, ctx: &mut Ctx<'_>) {
+    let tracing = ctx.env.snap.config.tracing.as_ref();
+    if tracing.is_none() && ctx.listener.access_log.is_none() {
+        return;
+    }
+    let mut rng = ctx.env.core.rng.borrow_mut();
+    if let Some(t) = tracing {
+        let trace = TraceContext::for_request(req, &mut rng, t.per_million);
+        ctx.traceparent = Some(trace.traceparent());
+        ctx.trace = Some(trace);
+    }
+    if req.header(b"x-request-id").is_none() {
+        ctx.request_id = Some(trace::request_id(&mut rng));
+    }
 }
 
 async fn run<'a, D: Downstream>(down: &mut D, ctx: &mut Ctx<'a>) -> Next {
@@ -200,6 +240,7 @@ async fn route_filters<D: Downstream>(
         };
         if let Verdict::Delay(wait, kind) = verdict {
             count_fault(ctx, kind);
+            ctx.delayed = true;
             down.timer().after(wait).await;
             let mut rng = ctx.env.core.rng.borrow_mut();
             verdict = filter.after_delay(down.request(), &mut FilterCtx { rng: &mut rng });
@@ -326,6 +367,8 @@ async fn exchange<D: Downstream>(
         let outcome = outcome(&result, down);
         let latency = started.elapsed();
         cluster.stats.upstream_time.record(latency);
+        ctx.upstream = Some(ep.addr);
+        ctx.upstream_time = Some(latency);
         cluster.complete(&ep, &Completion { outcome, latency });
         drop(in_flight);
         // Read only when the policy retries on gRPC statuses.
@@ -402,6 +445,10 @@ fn edits<'a>(ctx: &'a Ctx<'_>, route: &'a Route, ep: &'a Endpoint, h1: bool) -> 
                 .map_or(&b""[..], |i| i.spiffe_id.as_bytes()),
             uri: ctx.env.principal,
         }),
+        propagated: Propagated {
+            traceparent: ctx.traceparent.as_ref().map(|t| &t[..]),
+            request_id: ctx.request_id.as_ref().map(|r| &r[..]),
+        },
     }
 }
 
@@ -684,8 +731,9 @@ fn after(a: After) -> Next {
     }
 }
 
-/// Count the request where it belongs and report failures.
-fn log(ctx: &Ctx<'_>, duration: Duration) {
+/// Count the request where it belongs, write its access log line and
+/// span, and report failures.
+fn log<D: Downstream>(down: &D, ctx: &Ctx<'_>, duration: Duration) {
     let env = ctx.env;
     let status = ctx.status;
     match ctx.route {
@@ -713,6 +761,48 @@ fn log(ctx: &Ctx<'_>, duration: Duration) {
         .route
         .map_or("", |r| ctx.listener.routes[r].name.as_str());
     let cluster = ctx.cluster.map_or("", |c| c.name.as_str());
+    let traced = ctx.trace.is_some_and(|t| t.sampled);
+    if ctx.listener.access_log.is_some() || traced {
+        let req = down.request();
+        let (bytes_received, bytes_sent) = down.body_bytes();
+        let (flags, details) = outcome_flags(ctx);
+        let entry = Entry {
+            start: crate::telemetry::clock::started(std::time::SystemTime::now(), duration),
+            duration,
+            request: Some(req),
+            protocol: match req.protocol() {
+                crate::view::Protocol::Http10 => "HTTP/1.0",
+                crate::view::Protocol::Http11 => "HTTP/1.1",
+                crate::view::Protocol::Http2 => "HTTP/2",
+            },
+            status: Some(status),
+            flags,
+            details,
+            bytes_received,
+            bytes_sent,
+            upstream_time: ctx.upstream_time,
+            upstream_host: ctx.upstream,
+            cluster,
+            route,
+            listener: &ctx.listener.name,
+            client: std::net::SocketAddr::new(env.client, env.client_port),
+            principal: env.principal,
+            trace_id: ctx.trace.map(|t| t.trace_id),
+            request_id: match &ctx.request_id {
+                Some(id) => Some(&id[..]),
+                None => req.header(b"x-request-id"),
+            },
+            grpc: ctx.grpc,
+        };
+        crate::telemetry::record(
+            env.core,
+            ctx.listener,
+            &env.core.stats.telemetry,
+            env.snap.config.tracing.as_ref(),
+            ctx.trace.as_ref(),
+            &entry,
+        );
+    }
     if let Some(err) = ctx.error {
         // One stderr lock shared by every core: during an outage every
         // request fails, so failure lines are rate-limited per core.
@@ -724,4 +814,40 @@ fn log(ctx: &Ctx<'_>, duration: Duration) {
     } else if let Some(why) = ctx.aborted {
         debug!(listener = %ctx.listener.name, route, cluster, why, "connection aborted");
     }
+}
+
+/// Envoy's response flags and a detail for the log: what went wrong (or
+/// `via_upstream`).
+fn outcome_flags(ctx: &Ctx<'_>) -> (&'static str, &'static str) {
+    if let Some(err) = ctx.error {
+        let flags = match err {
+            ProxyError::NoRoute => "NR",
+            ProxyError::NoEndpoints => "UH",
+            ProxyError::PoolExhausted => "UO",
+            ProxyError::ConnectFailed | ProxyError::ConnectTimeout | ProxyError::UpstreamTls(_) => {
+                "UF"
+            }
+            ProxyError::UpstreamTimeout => "UT",
+            ProxyError::UpstreamReset => "UC",
+            ProxyError::BadUpstreamResponse(_) | ProxyError::UnexpectedUpgrade => "UPE",
+            ProxyError::BadRequest(_) | ProxyError::BadRequestBody(_) | ProxyError::BadPath => {
+                "DPE"
+            }
+            ProxyError::FaultAbort(_) => "FI",
+            // Envoy has no flag for these; the detail says what happened.
+            ProxyError::HeaderTimeout
+            | ProxyError::Forbidden
+            | ProxyError::MethodNotAllowed
+            | ProxyError::UnsendableRequest => "-",
+        };
+        return (flags, err.reason());
+    }
+    if ctx.aborted.is_some() {
+        return ("DC", "downstream_closed");
+    }
+    let details = match ctx.route.map(|r| &ctx.listener.routes[r].action) {
+        Some(Action::Direct { .. }) => "direct_response",
+        _ => "via_upstream",
+    };
+    (if ctx.delayed { "DI" } else { "-" }, details)
 }

@@ -394,7 +394,7 @@ impl Validator {
     }
 
     /// Relative paths are relative to the config file's directory.
-    fn resolve(&self, file: &str) -> PathBuf {
+    pub(super) fn resolve(&self, file: &str) -> PathBuf {
         let p = PathBuf::from(file);
         match &self.base {
             Some(base) if p.is_relative() => base.join(p),
