@@ -235,3 +235,53 @@ impl Reporter<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_sums_the_cores_routes_and_clusters() {
+        let config = crate::config::parse(crate::config::EXAMPLE, "example").unwrap();
+        let cores: Vec<Arc<CoreStats>> = (0..2)
+            .map(|_| Arc::new(CoreStats::for_config(&config)))
+            .collect();
+        let ms = Duration::from_millis;
+        for (i, core) in cores.iter().enumerate() {
+            let app = core.route(0, "app");
+            app.record(200);
+            app.record_duration(200, ms(3));
+            // A route no longer in the config still counts.
+            let old = core.route(0, "gone");
+            old.record(503);
+            old.record_duration(503, ms(30));
+            core.listeners[0].unrouted.record(404);
+            core.listeners[0].sources.record(Some(b"td/ns/a/sa/b"), 200);
+            core.listeners[0].sources.record(None, 404);
+            let c = core.cluster("local-app");
+            c.requests.record(200 + 100 * i as u16);
+            c.upstream_time.record(ms(2));
+        }
+        let r = summarize(&config, &cores, "n1", 9, ms(1_500));
+        assert_eq!(
+            (r.node_id.as_str(), r.instance, r.uptime_ms),
+            ("n1", 9, 1_500)
+        );
+        assert_eq!(r.latency_bounds_us, metrics::LATENCY_BOUNDS_US);
+        let main = &r.listeners[0];
+        assert_eq!((main.name.as_str(), main.mesh), ("main", false));
+        let counts = main.counts.as_ref().unwrap();
+        assert_eq!(counts.by_class, [0, 2, 0, 2, 2]);
+        // 3 ms is in (2.5, 5] ms, 30 ms in (25, 50] ms.
+        let mut want = vec![0; metrics::LATENCY_BOUNDS_US.len() + 1];
+        want[4] = 2;
+        want[7] = 2;
+        assert_eq!(counts.latency_buckets, want);
+        assert_eq!(main.mtls_requests, 2, "the requests with a principal");
+        let app = &r.clusters[0];
+        assert_eq!((app.name.as_str(), app.mesh), ("local-app", false));
+        let counts = app.counts.as_ref().unwrap();
+        assert_eq!(counts.by_class, [0, 1, 1, 0, 0]);
+        assert_eq!(counts.latency_buckets.iter().sum::<u64>(), 2);
+    }
+}
