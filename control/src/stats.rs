@@ -208,9 +208,12 @@ impl Store {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A report stream opened for `node`; its id.
+    /// A report stream opened for `node`; its id. Nodes gone longer
+    /// than the grace are forgotten here too, so that they do not pile up
+    /// while nobody asks for stats.
     pub fn open(&self, node: &str) -> u64 {
         let mut i = self.lock();
+        forget_gone(&mut i, Instant::now(), self.grace);
         i.next_stream += 1;
         let id = i.next_stream;
         let s = i.nodes.entry(node.to_string()).or_default();
@@ -256,11 +259,7 @@ impl Store {
     /// two reports in the window, and time between them.
     pub fn window(&self, now: Instant) -> BTreeMap<String, NodeDelta> {
         let mut i = self.lock();
-        let grace = self.grace;
-        i.nodes.retain(|_, s| {
-            s.ended
-                .is_none_or(|e| now.saturating_duration_since(e) <= grace)
-        });
+        forget_gone(&mut i, now, self.grace);
         let oldest = now.checked_sub(self.window);
         let mut out = BTreeMap::new();
         for (node, s) in &i.nodes {
@@ -291,6 +290,14 @@ impl Store {
         }
         out
     }
+}
+
+/// Drop the nodes whose stream ended more than `grace` before `now`.
+fn forget_gone(i: &mut Inner, now: Instant, grace: Duration) {
+    i.nodes.retain(|_, s| {
+        s.ended
+            .is_none_or(|e| now.saturating_duration_since(e) <= grace)
+    });
 }
 
 /// The `q` quantile (0..=1) of a histogram: `counts` per bucket of
