@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "ringmesh/v1/config.proto",
         "ringmesh/v1/discovery.proto",
         "ringmesh/v1/admin.proto",
+        "ringmesh/v1/telemetry.proto",
         "ringmesh/testing/v1/echo.proto",
     ];
     for p in protos {

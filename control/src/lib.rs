@@ -9,4 +9,5 @@
 pub mod compile;
 pub mod resources;
 pub mod server;
+pub mod stats;
 pub mod store;

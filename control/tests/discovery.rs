@@ -52,6 +52,7 @@ async fn start_with(trust_bundle: Option<String>) -> Plane {
         trust_bundle,
         resync_grace: Duration::ZERO,
         tls: None,
+        window: Duration::from_secs(30),
     };
     tokio::spawn(serve(
         opts,

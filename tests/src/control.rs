@@ -123,6 +123,17 @@ pub fn sidecar(
     sidecar_at(&cp.to_string(), &[], id, service, workload)
 }
 
+/// The same, with more proxy flags (`--stats-interval 250ms`).
+pub fn sidecar_with(
+    cp: SocketAddr,
+    extra: &[&str],
+    id: &str,
+    service: &str,
+    workload: SocketAddr,
+) -> (Proxy, SocketAddr, SocketAddr) {
+    sidecar_at(&cp.to_string(), extra, id, service, workload)
+}
+
 /// The same, for a control plane serving TLS (`--tls-cert`), trusted by
 /// the CA in `ca`.
 pub fn sidecar_tls(

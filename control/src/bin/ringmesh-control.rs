@@ -63,6 +63,11 @@ enum Cmd {
         /// have not reconnected yet.
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         resync_grace: std::time::Duration,
+        /// What `ringmeshctl stat` looks back over: rates and latency
+        /// percentiles come from the proxies' reports received in it (a
+        /// proxy needs two there; they report every --stats-interval).
+        #[arg(long, default_value = "30s", value_parser = parse_window)]
+        window: std::time::Duration,
         /// Serve TLS with this certificate chain (PEM, leaf first; its
         /// names are the ones proxies reach the control plane by). Proxies
         /// then use https://... with --control-plane-ca. Without it the
@@ -128,6 +133,15 @@ fn load_ca(
     }
 }
 
+/// `--window`: a duration from 1 s to 1 h.
+fn parse_window(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < std::time::Duration::from_secs(1) || d > std::time::Duration::from_secs(3600) {
+        return Err("the window is from 1s to 1h".into());
+    }
+    Ok(d)
+}
+
 fn main() -> ExitCode {
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
@@ -150,6 +164,7 @@ fn main() -> ExitCode {
         resync_grace,
         tls_cert,
         tls_key,
+        window,
     } = Cli::parse().cmd;
     if token.len() < 16 {
         eprintln!("ringmesh-control: error: --token must be at least 16 characters");
@@ -205,6 +220,7 @@ fn main() -> ExitCode {
         trust_bundle,
         resync_grace,
         tls,
+        window,
     };
     let shutdown = async {
         let term = async {

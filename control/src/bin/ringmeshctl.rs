@@ -81,6 +81,31 @@ enum Cmd {
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
     },
+    /// Traffic per Service or per caller -> callee edge over the control
+    /// plane's window (ringmesh-control --window), from the proxies'
+    /// reports: success rate (non-5xx), requests per second, latency
+    /// percentiles (interpolated within the proxies' histogram buckets:
+    /// exact to a bucket's width), and mTLS.
+    Stat {
+        /// services (each Service's inbound traffic, summed over its
+        /// proxies) or edges (caller -> callee, from the callers' proxies).
+        #[arg(value_enum, default_value = "services")]
+        what: StatWhat,
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Output,
+        /// Print again every SECONDS (default 5) until Ctrl-C; with -o
+        /// json or yaml, one document per print (json: one line each).
+        #[arg(
+            short = 'w',
+            long,
+            value_name = "SECONDS",
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "5",
+            value_parser = clap::value_parser!(u64).range(1..=3600)
+        )]
+        watch: Option<u64>,
+    },
     /// Authorization: would a request be allowed?
     Auth {
         #[command(subcommand)]
@@ -151,6 +176,14 @@ enum SecretCmd {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StatWhat {
+    #[value(alias = "service", alias = "svc")]
+    Services,
+    #[value(alias = "edge")]
+    Edges,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -414,6 +447,38 @@ fn remote(cli: &Cli) -> Result<(), Failure> {
                     .into_inner();
                 print_proxies(&resp, *output, true)?;
             }
+            Cmd::Stat {
+                what,
+                output,
+                watch,
+            } => {
+                let Some(every) = watch else {
+                    let resp = client
+                        .stat(pb::StatRequest {})
+                        .await
+                        .map_err(rpc_failure)?
+                        .into_inner();
+                    return print_stat(&resp, *what, *output, false);
+                };
+                let every = std::time::Duration::from_secs(*every);
+                let mut first = true;
+                loop {
+                    let resp = client
+                        .stat(pb::StatRequest {})
+                        .await
+                        .map_err(rpc_failure)?
+                        .into_inner();
+                    if !first && matches!(output, Output::Table) {
+                        println!();
+                    }
+                    first = false;
+                    print_stat(&resp, *what, *output, true)?;
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {}
+                        _ = tokio::signal::ctrl_c() => break,
+                    }
+                }
+            }
             Cmd::Auth {
                 what:
                     AuthCmd::Check {
@@ -457,6 +522,185 @@ fn remote(cli: &Cli) -> Result<(), Failure> {
         }
         Ok(())
     })
+}
+
+/// `stat services -o json`: one per Service (field names are stable).
+#[derive(Serialize)]
+struct ServiceStatRow {
+    name: String,
+    /// Connected proxies registered for it, and those with data in the
+    /// window.
+    proxies: u32,
+    reporting: u32,
+    /// Its proxies' inbound listeners take mTLS.
+    meshed: bool,
+    #[serde(flatten)]
+    traffic: TrafficRow,
+    /// Share of the requests that came over mTLS (0..1).
+    mtls_share: Option<f64>,
+}
+
+/// `stat edges -o json`.
+#[derive(Serialize)]
+struct EdgeStatRow {
+    from: String,
+    to: String,
+    mtls: bool,
+    #[serde(flatten)]
+    traffic: TrafficRow,
+}
+
+/// Unset (null) where there is no data in the window.
+#[derive(Serialize, Default)]
+struct TrafficRow {
+    requests: u64,
+    failures: u64,
+    /// Non-5xx over all, 0..1.
+    success_rate: Option<f64>,
+    rps: Option<f64>,
+    latency_ms_p50: Option<f64>,
+    latency_ms_p95: Option<f64>,
+    latency_ms_p99: Option<f64>,
+    /// How much of the window the numbers cover (the longest time
+    /// between a proxy's two reports in it).
+    seconds: f64,
+}
+
+fn traffic_row(t: Option<&pb::TrafficStats>) -> TrafficRow {
+    let Some(t) = t else {
+        return TrafficRow::default();
+    };
+    TrafficRow {
+        requests: t.requests,
+        failures: t.failures,
+        success_rate: (t.requests > 0)
+            .then(|| (t.requests - t.failures.min(t.requests)) as f64 / t.requests as f64),
+        rps: Some(t.rps),
+        latency_ms_p50: t.latency_p50_ms,
+        latency_ms_p95: t.latency_p95_ms,
+        latency_ms_p99: t.latency_p99_ms,
+        seconds: t.seconds,
+    }
+}
+
+fn print_stat(
+    resp: &pb::StatResponse,
+    what: StatWhat,
+    output: Output,
+    watching: bool,
+) -> Result<(), Failure> {
+    let percent = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}%", v * 100.0));
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}ms"));
+    let rps = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    let cells = |t: &TrafficRow| {
+        vec![
+            percent(t.success_rate),
+            rps(t.rps),
+            ms(t.latency_ms_p50),
+            ms(t.latency_ms_p95),
+            ms(t.latency_ms_p99),
+        ]
+    };
+    let header = [
+        "SUCCESS",
+        "RPS",
+        "LATENCY_P50",
+        "LATENCY_P95",
+        "LATENCY_P99",
+    ];
+    match what {
+        StatWhat::Services => {
+            let rows: Vec<ServiceStatRow> = resp
+                .services
+                .iter()
+                .map(|s| ServiceStatRow {
+                    name: s.name.clone(),
+                    proxies: s.proxies,
+                    reporting: s.reporting,
+                    meshed: s.meshed,
+                    traffic: traffic_row(s.stats.as_ref()),
+                    mtls_share: s
+                        .stats
+                        .as_ref()
+                        .filter(|t| t.requests > 0)
+                        .map(|t| t.mtls_requests.min(t.requests) as f64 / t.requests as f64),
+                })
+                .collect();
+            if emit_stat(&rows, output, watching)? {
+                return Ok(());
+            }
+            let body = rows
+                .iter()
+                .map(|r| {
+                    let mut c = vec![
+                        r.name.clone(),
+                        format!("{}/{}", r.reporting, r.proxies),
+                        percent(r.mtls_share),
+                    ];
+                    c.extend(cells(&r.traffic));
+                    c
+                })
+                .collect();
+            let mut h = vec!["NAME", "MESHED", "MTLS"];
+            h.extend(header);
+            table(&h, body);
+        }
+        StatWhat::Edges => {
+            let rows: Vec<EdgeStatRow> = resp
+                .edges
+                .iter()
+                .map(|e| EdgeStatRow {
+                    from: e.from.clone(),
+                    to: e.to.clone(),
+                    mtls: e.mtls,
+                    traffic: traffic_row(e.stats.as_ref()),
+                })
+                .collect();
+            if emit_stat(&rows, output, watching)? {
+                return Ok(());
+            }
+            let body = rows
+                .iter()
+                .map(|r| {
+                    let mut c = vec![
+                        r.from.clone(),
+                        r.to.clone(),
+                        if r.mtls { "yes" } else { "no" }.to_string(),
+                    ];
+                    c.extend(cells(&r.traffic));
+                    c
+                })
+                .collect();
+            let mut h = vec!["FROM", "TO", "MTLS"];
+            h.extend(header);
+            table(&h, body);
+            if rows.is_empty() && matches!(output, Output::Table) {
+                println!(
+                    "(no edge had requests in the last {}s)",
+                    resp.window_seconds
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// As `emit`; while watching, JSON is one line per print.
+fn emit_stat<T: Serialize>(rows: &[T], output: Output, watching: bool) -> Result<bool, Failure> {
+    match output {
+        Output::Json if watching => {
+            println!(
+                "{}",
+                serde_json::to_string(rows).map_err(|e| Failure(2, e.to_string()))?
+            );
+            Ok(true)
+        }
+        Output::Yaml if watching => {
+            println!("---");
+            emit(rows, output)
+        }
+        _ => emit(rows, output),
+    }
 }
 
 #[derive(Serialize)]

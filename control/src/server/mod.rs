@@ -5,6 +5,7 @@ pub mod discovery;
 pub mod identity;
 pub mod operator;
 pub mod state;
+pub mod telemetry;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -37,6 +38,9 @@ pub struct ServeOptions {
     /// Serve TLS with this certificate chain and key (PEM): the stream
     /// carries inline keys and workload certificates.
     pub tls: Option<(String, String)>,
+    /// What `ringmeshctl stat` looks back over (`--window`): rates and
+    /// percentiles come from the proxies' reports in it.
+    pub window: std::time::Duration,
 }
 
 /// Load the resources (refusing to start on errors), bind, and serve until
@@ -70,10 +74,13 @@ pub async fn serve(
     ));
     let service = discovery::DiscoveryService { hub: hub.clone() };
     let store = Arc::new(crate::store::Store::new(&opts.resources));
+    let stats = Arc::new(crate::stats::Store::new(opts.window));
     let operator = operator::OperatorService {
         hub: hub.clone(),
         store,
+        stats: stats.clone(),
     };
+    let telemetry = telemetry::TelemetryService { store: stats };
     let identity = identity::IdentityService {
         hub: hub.clone(),
         ca: opts.ca.clone(),
@@ -102,6 +109,10 @@ pub async fn serve(
         ))
         .add_service(pb::identity_server::IdentityServer::with_interceptor(
             identity,
+            auth.clone(),
+        ))
+        .add_service(pb::telemetry_server::TelemetryServer::with_interceptor(
+            telemetry,
             auth.clone(),
         ))
         .add_service(pb::operator_server::OperatorServer::with_interceptor(

@@ -13,6 +13,8 @@ use crate::store::{Store, StoreError};
 pub struct OperatorService {
     pub hub: Arc<Hub>,
     pub store: Arc<Store>,
+    /// The proxies' traffic reports (`Telemetry/Report`).
+    pub stats: Arc<crate::stats::Store>,
 }
 
 /// Errors go back redacted: a key pasted where a name goes is not echoed.
@@ -134,6 +136,13 @@ impl pb::operator_server::Operator for OperatorService {
         }))
     }
 
+    async fn stat(
+        &self,
+        _req: Request<pb::StatRequest>,
+    ) -> Result<Response<pb::StatResponse>, Status> {
+        Ok(Response::new(self.stat_now(std::time::Instant::now())))
+    }
+
     async fn auth_check(
         &self,
         req: Request<pb::AuthCheckRequest>,
@@ -167,6 +176,83 @@ impl pb::operator_server::Operator for OperatorService {
             normalized_path: v.normalized_path,
             reason: v.reason,
         }))
+    }
+}
+
+impl OperatorService {
+    /// `Stat`: every Service (and every Service or Gateway a connected
+    /// proxy registered for), with its traffic when some proxy of it has
+    /// data in the window; every edge with requests in it.
+    pub fn stat_now(&self, now: std::time::Instant) -> pb::StatResponse {
+        use crate::stats::{aggregate, NodeInfo, Traffic};
+        use std::collections::BTreeMap;
+        let deltas = self.stats.window(now);
+        let proxies = self.hub.proxies();
+        let nodes: BTreeMap<String, NodeInfo> = proxies
+            .iter()
+            .map(|p| {
+                let info = NodeInfo {
+                    service: p.node.service.clone(),
+                    gateway: p.node.role() == pb::Role::Gateway,
+                };
+                (p.node.id.clone(), info)
+            })
+            .collect();
+        let resources = self.hub.resources();
+        let mut clusters: BTreeMap<String, String> = BTreeMap::new();
+        for s in resources.services.values() {
+            clusters.insert(s.cluster(None), s.name.clone());
+            for p in &s.ports {
+                clusters.insert(s.cluster(Some(p.port)), s.name.clone());
+            }
+        }
+        let (services, edges) = aggregate(&deltas, &nodes, |c| clusters.get(c).cloned());
+        let mut connected: BTreeMap<String, u32> =
+            resources.services.keys().map(|s| (s.clone(), 0)).collect();
+        for p in proxies.iter().filter(|p| p.connected) {
+            *connected.entry(p.node.service.clone()).or_default() += 1;
+        }
+        for s in services.keys() {
+            connected.entry(s.clone()).or_default();
+        }
+        let traffic = |t: &Traffic, mtls: u64| pb::TrafficStats {
+            requests: t.counts.requests(),
+            failures: t.failures(),
+            rps: t.rps,
+            latency_p50_ms: t.latency_ms(0.5),
+            latency_p95_ms: t.latency_ms(0.95),
+            latency_p99_ms: t.latency_ms(0.99),
+            seconds: t.seconds,
+            mtls_requests: mtls,
+        };
+        pb::StatResponse {
+            services: connected
+                .into_iter()
+                .map(|(name, n)| {
+                    let t = services.get(&name);
+                    pb::ServiceStat {
+                        proxies: n,
+                        reporting: t.map_or(0, |t| t.proxies),
+                        meshed: t.is_some_and(|t| t.all_mesh),
+                        stats: t.map(|t| traffic(t, t.counts.mtls)),
+                        name,
+                    }
+                })
+                .collect(),
+            edges: edges
+                .into_iter()
+                .map(|((from, to), t)| pb::EdgeStat {
+                    from,
+                    to,
+                    mtls: t.all_mesh,
+                    stats: Some(traffic(
+                        &t,
+                        if t.all_mesh { t.counts.requests() } else { 0 },
+                    )),
+                })
+                .collect(),
+            window_seconds: self.stats.window.as_secs_f64(),
+        }
     }
 }
 

@@ -33,6 +33,10 @@ pub struct AgentOptions {
     /// the control plane: they apply at start only.
     pub runtime: Option<pb::Runtime>,
     pub admin: Option<pb::Admin>,
+    /// Traffic reports (`Telemetry/Report`) are sent this often, read
+    /// from here (`report`).
+    pub stats_interval: Duration,
+    pub stats: Arc<crate::report::StatsSource>,
 }
 
 /// ringmesh-control's address, and for `https://`, the CA its certificate
@@ -148,6 +152,13 @@ async fn run<E: From<Snapshot>>(opts: AgentOptions, deliver: Sender<E>) {
         publish,
         resign.clone(),
     ));
+    tokio::spawn(crate::report::run(
+        opts.control.clone(),
+        opts.token.clone(),
+        opts.node.id.clone(),
+        opts.stats.clone(),
+        opts.stats_interval,
+    ));
     let mut running: Running = None;
     let mut backoff = Backoff::default();
     loop {
@@ -192,12 +203,12 @@ async fn reapply<E: From<Snapshot>>(
 /// Exponential backoff from 100 ms to 10 s, with full jitter so a fleet of
 /// proxies does not reconnect in lockstep when the control plane returns.
 #[derive(Default)]
-struct Backoff {
+pub(crate) struct Backoff {
     attempt: u32,
 }
 
 impl Backoff {
-    fn next(&mut self) -> Duration {
+    pub(crate) fn next(&mut self) -> Duration {
         let cap = Duration::from_millis(100)
             .saturating_mul(1 << self.attempt.min(7))
             .min(Duration::from_secs(10));
@@ -207,7 +218,7 @@ impl Backoff {
         ))
     }
 
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.attempt = 0;
     }
 }
@@ -333,8 +344,9 @@ async fn install<E: From<Snapshot>>(
     )
     .map_err(|e| e.to_string().lines().map(String::from).collect::<Vec<_>>())?;
     let (reply, answer) = tokio::sync::oneshot::channel();
+    let config = Arc::new(config);
     let snapshot = Snapshot {
-        config: Arc::new(config),
+        config: config.clone(),
         version: version.to_string(),
         reply,
     };
@@ -342,7 +354,10 @@ async fn install<E: From<Snapshot>>(
         .send(E::from(snapshot))
         .map_err(|_| vec!["the proxy is shutting down".to_string()])?;
     match answer.await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(())) => {
+            opts.stats.set_config(config);
+            Ok(())
+        }
         Ok(Err(why)) => Err(vec![why]),
         Err(_) => Err(vec!["the proxy is shutting down".to_string()]),
     }

@@ -50,6 +50,7 @@ pub mod metrics;
 pub mod park;
 pub mod pipeline;
 pub mod pool;
+pub mod report;
 pub mod router;
 pub mod server;
 pub mod tcp;

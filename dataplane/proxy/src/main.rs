@@ -62,6 +62,10 @@ struct ControlArgs {
     /// Sidecar: where the local workload sends outbound calls.
     #[arg(long, value_name = "ADDR")]
     outbound: Option<String>,
+    /// How often traffic counters are reported to the control plane
+    /// (for `ringmeshctl stat`), e.g. 10s, 1s.
+    #[arg(long, default_value = "10s", value_parser = parse_interval, requires = "control_plane")]
+    stats_interval: std::time::Duration,
     /// Bootstrap token for the control plane.
     #[arg(long, env = "RINGMESH_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -177,6 +181,7 @@ fn dynamic(cli: &Cli, endpoint: String) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    let stats = std::sync::Arc::new(ringmesh_proxy::report::StatsSource::default());
     let opts = agent::AgentOptions {
         control,
         token,
@@ -190,6 +195,8 @@ fn dynamic(cli: &Cli, endpoint: String) -> ExitCode {
         },
         runtime,
         admin,
+        stats_interval: c.stats_interval,
+        stats: stats.clone(),
     };
     let (tx, rx) = std::sync::mpsc::channel::<server::Event>();
     if let Err(e) = agent::spawn(opts, tx.clone()) {
@@ -205,13 +212,26 @@ fn dynamic(cli: &Cli, endpoint: String) -> ExitCode {
     };
     let (config, version) = (first.config.clone(), first.version.clone());
     let _ = first.reply.send(Ok(()));
-    match server::run(config, server::Source::ControlPlane { version }, (tx, rx)) {
+    match server::run(
+        config,
+        server::Source::ControlPlane { version, stats },
+        (tx, rx),
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ringmesh-proxy: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--stats-interval`: from 100 ms to 1 h.
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < std::time::Duration::from_millis(100) || d > std::time::Duration::from_secs(3600) {
+        return Err("the interval is from 100ms to 1h".into());
+    }
+    Ok(d)
 }
 
 /// `runtime` and `admin` from a bootstrap file (listeners and clusters in

@@ -1004,6 +1004,61 @@ pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
+// Read-only views for the control-plane stats report (`report.rs`): the
+// same single-writer counters `/metrics` reads, read off the cores.
+
+/// Buckets of a latency histogram: one per `LATENCY_BOUNDS_US`, then +Inf.
+pub type LatencyBuckets = [u64; LATENCY_BOUNDS_US.len() + 1];
+
+impl ByClass {
+    /// Counts of 1xx .. 5xx.
+    pub fn counts(&self) -> [u64; 5] {
+        std::array::from_fn(|i| self.get(i))
+    }
+}
+
+impl Histogram {
+    /// Add this core's bucket counts (not cumulative) into `into`.
+    pub fn add_buckets(&self, into: &mut LatencyBuckets) {
+        for (n, b) in into.iter_mut().zip(&self.buckets) {
+            *n += b.get();
+        }
+    }
+}
+
+impl RouteStats {
+    /// Add the request durations of every status class into `into`.
+    pub fn add_durations(&self, into: &mut LatencyBuckets) {
+        for h in &self.duration {
+            h.add_buckets(into);
+        }
+    }
+}
+
+impl Sources {
+    /// Each caller's requests by class: the principal (empty:
+    /// unauthenticated), or None for the callers past `SOURCES`.
+    pub fn for_each(&self, mut f: impl FnMut(Option<&[u8]>, &ByClass)) {
+        self.each(|p, counts| f((p != b"\0other").then_some(p), counts));
+    }
+}
+
+impl CoreStats {
+    /// Every route's counters this core ever had: (listener index, route).
+    pub fn for_each_route(&self, mut f: impl FnMut(usize, &RouteStats)) {
+        for ((listener, _), r) in &self.named().routes {
+            f(*listener, r);
+        }
+    }
+
+    /// Every cluster's counters this core ever had, by name.
+    pub fn for_each_cluster(&self, mut f: impl FnMut(&str, &ClusterStats)) {
+        for (name, c) in &self.named().clusters {
+            f(name, c);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,8 +44,12 @@ impl From<agent::Snapshot> for Event {
 pub enum Source {
     /// A file (`None`: the built-in example); SIGHUP re-reads it.
     File(Option<PathBuf>),
-    /// The control plane: the agent sends snapshots as events.
-    ControlPlane { version: String },
+    /// The control plane: the agent sends snapshots as events, and
+    /// reports traffic read from `stats` (given the cores' counters here).
+    ControlPlane {
+        version: String,
+        stats: Arc<crate::report::StatsSource>,
+    },
 }
 
 /// The channel the main thread waits on: signals and snapshots.
@@ -95,8 +99,13 @@ pub fn run(config: Arc<Config>, source: Source, events: Events) -> Result<(), St
         .map(|_| Arc::new(CoreStats::for_config(&config)))
         .collect();
     let admin_state = Arc::new(AdminState::new(config.clone(), stats.clone()));
-    if let Source::ControlPlane { version } = &source {
+    if let Source::ControlPlane {
+        version,
+        stats: report,
+    } = &source
+    {
         admin_state.set_config(config.clone(), version.clone());
+        report.set_cores(stats.clone());
     }
     let admin_thread = admin_socket
         .map(|s| admin::spawn(s, admin_state.clone()))
