@@ -7,6 +7,7 @@ pub mod control;
 pub mod grpc;
 pub mod h2;
 pub mod h2up;
+pub mod otlp;
 pub mod proxy;
 pub mod tls;
 pub mod upstream;

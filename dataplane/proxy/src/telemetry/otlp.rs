@@ -60,6 +60,8 @@ fn run(inbox: Inbox<Collector>) {
             return;
         }
     };
+    // A lazy channel spawns its connection task on the current runtime.
+    let _entered = rt.enter();
     let mut clients: HashMap<String, TraceServiceClient<Channel>> = HashMap::new();
     let failures = crate::loglimit::LogLimit::default();
     while let Ok(batch) = inbox.batches.recv() {
