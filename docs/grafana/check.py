@@ -32,12 +32,14 @@ ROOT = HERE.parent.parent
 SOURCES = [
     ROOT / "dataplane/proxy/src/metrics.rs",
     ROOT / "dataplane/proxy/src/identity.rs",
+    ROOT / "dataplane/proxy/src/telemetry/mod.rs",
 ]
 DASHBOARD = HERE / "ringmesh-dashboard.json"
 
 # Family -> labels, as rendered (see docs/observability.md).
 LABELS = {
-    "ringmesh_requests_total": {"listener", "route", "class"},
+    "ringmesh_requests_total": {"listener", "direction", "route", "class"},
+    "ringmesh_responses_total": {"listener", "direction", "route", "code"},
     "ringmesh_faults_injected_total": {"listener", "route", "fault"},
     "ringmesh_grpc_requests_total": {"listener", "route", "grpc_status"},
     "ringmesh_downstream_connections_active": {"listener"},
@@ -47,11 +49,12 @@ LABELS = {
     "ringmesh_tls_handshakes_total": {"listener"},
     "ringmesh_tls_handshake_failures_total": {"listener", "reason"},
     "ringmesh_source_requests_total": {"listener", "source_principal", "class"},
+    "ringmesh_source_request_duration_seconds": {"listener", "source_principal", "le"},
     "ringmesh_protocol_detected_total": {"listener", "protocol"},
     "ringmesh_authz_decisions_total": {"listener", "decision"},
     "ringmesh_authz_policy_decisions_total": {"listener", "policy"},
     "ringmesh_tunnel_bytes_total": {"listener", "direction"},
-    "ringmesh_request_duration_seconds": {"listener", "route", "class", "le"},
+    "ringmesh_request_duration_seconds": {"listener", "direction", "route", "class", "le"},
     "ringmesh_upstream_response_seconds": {"cluster", "le"},
     "ringmesh_upstream_connect_seconds": {"cluster", "le"},
     "ringmesh_upstream_requests_total": {"cluster", "class"},
@@ -65,14 +68,12 @@ LABELS = {
     "ringmesh_config_updates_total": {"result"},
     "ringmesh_config_last_rejected_timestamp_seconds": set(),
     "ringmesh_identity_expiry_timestamp_seconds": {"spiffe_id"},
+    "ringmesh_access_log_lines_total": set(),
+    "ringmesh_access_log_dropped_total": {"reason"},
+    "ringmesh_spans_exported_total": set(),
+    "ringmesh_spans_dropped_total": {"reason"},
 }
-# Being added (issue 12): labels unknown, so queried without any.
-PENDING = {
-    "ringmesh_access_log_lines_total",
-    "ringmesh_access_log_dropped_total",
-    "ringmesh_spans_exported_total",
-    "ringmesh_spans_dropped_total",
-}
+PENDING: set = set()
 TARGET = {"job", "instance", "core"}
 HISTOGRAM = {f for f, ls in LABELS.items() if "le" in ls}
 

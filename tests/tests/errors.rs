@@ -220,13 +220,13 @@ fn a_client_gone_mid_body_is_counted_by_the_status_it_got() {
         || {
             let (_, m) = proxy.admin_get("/metrics");
             m.contains(
-                "ringmesh_requests_total{listener=\"main\",route=\"route0\",class=\"2xx\"} 1",
+                "ringmesh_requests_total{listener=\"main\",direction=\"inbound\",route=\"route0\",class=\"2xx\"} 1",
             ) && m.contains("ringmesh_upstream_requests_total{cluster=\"app\",class=\"2xx\"} 1")
         },
     );
     let (_, m) = proxy.admin_get("/metrics");
     assert!(
-        m.contains("ringmesh_requests_total{listener=\"main\",route=\"route0\",class=\"4xx\"} 0"),
+        m.contains("ringmesh_requests_total{listener=\"main\",direction=\"inbound\",route=\"route0\",class=\"4xx\"} 0"),
         "{m}"
     );
 }

@@ -457,7 +457,7 @@ fn route_features_work_the_same_for_h2_clients() {
         ("canary", "2xx"),
     ] {
         let series = format!(
-            "ringmesh_requests_total{{listener=\"main\",route=\"{route}\",class=\"{status}\"}}"
+            "ringmesh_requests_total{{listener=\"main\",direction=\"inbound\",route=\"{route}\",class=\"{status}\"}}"
         );
         assert!(p.metric(&series).unwrap_or(0) >= 1, "{series}");
     }

@@ -219,8 +219,8 @@ fn admin_serves_ready_metrics_and_config_dump() {
     // Counters are bumped after the response is written, so a scrape can
     // race the last request by a moment.
     let wanted = [
-        "ringmesh_requests_total{listener=\"main\",route=\"route0\",class=\"2xx\"} 3",
-        "ringmesh_requests_total{listener=\"main\",route=\"route0\",class=\"5xx\"} 1",
+        "ringmesh_requests_total{listener=\"main\",direction=\"inbound\",route=\"route0\",class=\"2xx\"} 3",
+        "ringmesh_requests_total{listener=\"main\",direction=\"inbound\",route=\"route0\",class=\"5xx\"} 1",
         "ringmesh_upstream_requests_total{cluster=\"app\",class=\"2xx\"} 3",
         "ringmesh_upstream_connections_active{cluster=\"app\"} 1",
     ];

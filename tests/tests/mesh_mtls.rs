@@ -131,6 +131,13 @@ fn sidecars_talk_mtls_over_http2_and_policies_see_the_caller() {
         "{}",
         b.admin_get("/metrics").1
     );
+    // And the caller's latency as the callee saw it: one per request.
+    let timed = b
+        .metric(&format!(
+            "ringmesh_source_request_duration_seconds_count{{listener=\"inbound\",source_principal=\"{WEB}\"}}"
+        ))
+        .unwrap_or(0);
+    assert_eq!(timed, by_web("2xx") + by_web("4xx") + by_web("5xx"));
     // The workload learns who called (Envoy's and Istio's XFCC), and a
     // header the caller forged never reaches it.
     let r = Client::connect(a.addr("outbound")).request(

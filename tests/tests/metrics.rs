@@ -54,7 +54,7 @@ fn known_delays_land_in_their_buckets() {
         let path = if i % 2 == 0 { "/delay/30" } else { "/fast" };
         assert_eq!(Client::connect(p.addr("main")).get(path, "a").status, 200);
     }
-    let route = "listener=\"main\",route=\"app\",class=\"2xx\"";
+    let route = "listener=\"main\",direction=\"inbound\",route=\"app\",class=\"2xx\"";
     let name = "ringmesh_request_duration_seconds";
     // 30 ms requests are above 25 ms and, on a loaded CI runner, within
     // 250 ms; the immediate ones are within 25 ms.
@@ -63,7 +63,7 @@ fn known_delays_land_in_their_buckets() {
     assert_eq!(bucket(&p, name, route, "+Inf"), 16);
     assert_eq!(p.metric(&format!("{name}_count{{{route}}}")), Some(16));
     // By status class, and only the classes seen.
-    let errors = "listener=\"main\",route=\"app\",class=\"5xx\"";
+    let errors = "listener=\"main\",direction=\"inbound\",route=\"app\",class=\"5xx\"";
     assert_eq!(p.metric(&format!("{name}_count{{{errors}}}")), None);
     let (_, text) = p.admin_get("/metrics");
     let sum: f64 = text
@@ -177,7 +177,7 @@ fn per_core_series_add_up_to_the_totals_and_pass_promtool() {
     for _ in 0..20 {
         assert_eq!(Client::connect(p.addr("main")).get("/x", "a").status, 200);
     }
-    let series = "ringmesh_requests_total{listener=\"main\",route=\"app\",class=\"2xx\"}";
+    let series = "ringmesh_requests_total{listener=\"main\",direction=\"inbound\",route=\"app\",class=\"2xx\"}";
     assert_eq!(p.metric(series), Some(20));
     let (status, text) = p.admin_get("/metrics?per_core=1");
     assert_eq!(status, 200);
@@ -192,4 +192,43 @@ fn per_core_series_add_up_to_the_totals_and_pass_promtool() {
         .collect();
     assert_eq!(per_core.iter().sum::<u64>(), 20, "{per_core:?}");
     promtool(&text);
+}
+
+#[test]
+fn responses_by_exact_code_and_direction() {
+    let up = Upstream::start("app");
+    let yaml = config(
+        "      - { name: app, cluster: app }\n",
+        &[("app", &[&up])],
+        "",
+    );
+    // A second listener, the workload's way out.
+    let yaml = yaml.replacen(
+        "clusters:\n",
+        "  - name: out\n    address: 127.0.0.1:0\n    direction: outbound\n    routes: [ { name: app, cluster: app } ]\nclusters:\n",
+        1,
+    );
+    let p = Proxy::start(&yaml);
+    let mut c = Client::connect(p.addr("main"));
+    for path in ["/x", "/x", "/status/404", "/status/503", "/status/418"] {
+        c.get(path, "a");
+    }
+    let mut o = Client::connect(p.addr("out"));
+    assert_eq!(o.get("/status/404", "a").status, 404);
+    let code = |listener: &str, direction: &str, code: &str| {
+        p.metric(&format!(
+            "ringmesh_responses_total{{listener=\"{listener}\",direction=\"{direction}\",route=\"app\",code=\"{code}\"}}"
+        ))
+    };
+    assert_eq!(code("main", "inbound", "200"), Some(2));
+    assert_eq!(code("main", "inbound", "404"), Some(1));
+    assert_eq!(code("main", "inbound", "503"), Some(1));
+    assert_eq!(code("main", "inbound", "418"), Some(1));
+    assert_eq!(code("main", "inbound", "500"), None, "only codes seen");
+    assert_eq!(code("out", "outbound", "404"), Some(1));
+    assert_eq!(
+        p.metric("ringmesh_requests_total{listener=\"out\",direction=\"outbound\",route=\"app\",class=\"4xx\"}"),
+        Some(1)
+    );
+    promtool(&p.admin_get("/metrics").1);
 }

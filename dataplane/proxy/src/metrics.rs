@@ -177,6 +177,49 @@ pub mod config_updates {
     }
 }
 
+/// Distinct status codes counted per route (and per listener for
+/// unrouted requests) per core; codes past them count as `other`. A
+/// route answers with a handful of codes; the label must stay bounded.
+pub const CODES: usize = 16;
+
+/// Responses by exact status code. Single writer: a slot's code is
+/// claimed the first time the core sees it (0: free), found by comparing
+/// `u16`s; the admin thread reads code, then count.
+#[derive(Debug, Default)]
+pub struct Codes {
+    slots: [(std::sync::atomic::AtomicU16, Counter); CODES],
+    other: Counter,
+}
+
+impl Codes {
+    #[inline]
+    pub fn record(&self, status: u16) {
+        for (code, n) in &self.slots {
+            match code.load(Relaxed) {
+                c if c == status => {}
+                0 => code.store(status, Relaxed),
+                _ => continue,
+            }
+            n.inc();
+            return;
+        }
+        self.other.inc();
+    }
+
+    /// Add (code, count) of every code seen into `into`; `other` as 0.
+    fn add_to(&self, into: &mut std::collections::BTreeMap<u16, u64>) {
+        for (code, n) in &self.slots {
+            match code.load(Relaxed) {
+                0 => break,
+                c => *into.entry(c).or_default() += n.get(),
+            }
+        }
+        if self.other.get() > 0 {
+            *into.entry(0).or_default() += self.other.get();
+        }
+    }
+}
+
 /// gRPC status codes counted one by one (0 OK to 16 UNAUTHENTICATED);
 /// any other code counts as 2 (UNKNOWN), as gRPC clients read it.
 pub const GRPC_CODES: usize = 17;
@@ -185,6 +228,8 @@ pub const GRPC_CODES: usize = 17;
 #[derive(Debug, Default)]
 pub struct RouteStats {
     pub requests: ByClass,
+    /// By exact status code.
+    codes: Codes,
     /// From the complete request head to the end of the response, by
     /// status class (`CLASSES`): errors are usually fast or slow, not
     /// like successes.
@@ -199,6 +244,7 @@ impl RouteStats {
     #[inline]
     pub fn record(&self, status: u16) {
         self.requests.record(status);
+        self.codes.record(status);
     }
 
     /// A request's duration, under its status class.
@@ -232,6 +278,7 @@ pub struct ListenerStats {
     pub connections_rejected: Counter,
     /// Requests that matched no route, or were refused before routing.
     pub unrouted: ByClass,
+    pub unrouted_codes: Codes,
     /// TLS handshakes completed on the listener.
     pub tls_handshakes: Counter,
     /// Bytes relayed by tunnels (upgraded connections, TCP proxying),
@@ -263,6 +310,7 @@ pub const SOURCES: usize = 32;
 pub struct Sources {
     slots: [SourceSlot; SOURCES],
     other: ByClass,
+    other_duration: Histogram,
 }
 
 #[derive(Debug, Default)]
@@ -270,10 +318,13 @@ struct SourceSlot {
     /// The principal (`td/ns/x/sa/y`); empty: unauthenticated.
     principal: std::sync::OnceLock<Box<[u8]>>,
     requests: ByClass,
+    /// The callee's view of the caller's latency: request head to the
+    /// end of the response.
+    duration: Histogram,
 }
 
 impl Sources {
-    pub fn record(&self, principal: Option<&[u8]>, status: u16) {
+    pub fn record(&self, principal: Option<&[u8]>, status: u16, took: std::time::Duration) {
         let p = principal.unwrap_or(b"");
         for slot in &self.slots {
             match slot.principal.get() {
@@ -285,9 +336,22 @@ impl Sources {
                 }
             }
             slot.requests.record(status);
+            slot.duration.record(took);
             return;
         }
         self.other.record(status);
+        self.other_duration.record(took);
+    }
+
+    /// (label, durations) of every caller seen, as `each`.
+    fn each_duration(&self, mut f: impl FnMut(&[u8], &Histogram)) {
+        for slot in &self.slots {
+            match slot.principal.get() {
+                Some(name) => f(name, &slot.duration),
+                None => break,
+            }
+        }
+        f(b"\0other", &self.other_duration);
     }
 
     /// (label, counts by class) of every caller seen.
@@ -607,6 +671,95 @@ fn render_sources(out: &mut String, config: &Config, cores: &[Arc<CoreStats>]) {
     }
 }
 
+/// `ringmesh_responses_total`: requests by exact status code (the codes
+/// seen; `other` past `CODES` a route per core).
+fn render_codes(out: &mut String, config: &Config, cores: &[Arc<CoreStats>]) {
+    use std::collections::BTreeMap;
+    let name = "ringmesh_responses_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Downstream responses by listener, route and exact status code (codes seen so far; `other` past 16 a route per worker).",
+    );
+    let mut write = |l: &crate::config::model::Listener, route: &str, codes: BTreeMap<u16, u64>| {
+        for (code, v) in codes {
+            let code = if code == 0 {
+                "other".to_string()
+            } else {
+                code.to_string()
+            };
+            let _ = writeln!(
+                out,
+                "{name}{{listener=\"{}\",direction=\"{}\",route=\"{}\",code=\"{code}\"}} {v}",
+                Label(&l.name),
+                l.direction.label(),
+                Label(route)
+            );
+        }
+    };
+    for (li, l) in config.listeners.iter().enumerate() {
+        for r in &l.routes {
+            let mut codes = BTreeMap::new();
+            for c in cores {
+                if let Some(stats) = c.named().routes.get(&(li, r.name.clone())) {
+                    stats.codes.add_to(&mut codes);
+                }
+            }
+            write(l, &r.name, codes);
+        }
+        let mut codes = BTreeMap::new();
+        for c in cores {
+            c.listeners[li].unrouted_codes.add_to(&mut codes);
+        }
+        write(l, "", codes);
+    }
+}
+
+/// `ringmesh_source_request_duration_seconds`: latency by caller, on mesh
+/// listeners (the callers `ringmesh_source_requests_total` names).
+fn render_source_durations(out: &mut String, config: &Config, cores: &[Arc<CoreStats>]) {
+    use std::collections::BTreeMap;
+    let name = "ringmesh_source_request_duration_seconds";
+    let mut wrote_header = false;
+    for (li, l) in config.listeners.iter().enumerate() {
+        if l.mesh.is_none() {
+            continue;
+        }
+        let mut by: BTreeMap<Vec<u8>, [u64; HIST]> = BTreeMap::new();
+        for c in cores {
+            c.listeners[li]
+                .sources
+                .each_duration(|p, h| h.add_to(by.entry(p.to_vec()).or_insert([0; HIST])));
+        }
+        if !wrote_header {
+            header(
+                out,
+                name,
+                "histogram",
+                "Requests on a mesh listener by the caller's workload identity: from the complete head to the end of the response.",
+            );
+            wrote_header = true;
+        }
+        for (p, merged) in by {
+            if merged[..=LATENCY_BOUNDS_US.len()].iter().all(|n| *n == 0) {
+                continue;
+            }
+            let label = match p.as_slice() {
+                b"" => "unknown".to_string(),
+                b"\0other" => "other".to_string(),
+                p => format!("spiffe://{}", String::from_utf8_lossy(p)),
+            };
+            let labels = format!(
+                "listener=\"{}\",source_principal=\"{}\"",
+                Label(&l.name),
+                Label(&label)
+            );
+            write_histogram(out, name, &labels, &merged);
+        }
+    }
+}
+
 fn render_tls(out: &mut String, config: &Config, cores: &[Arc<CoreStats>]) {
     let sum = |f: &dyn Fn(&CoreStats) -> u64| cores.iter().map(|c| f(c)).sum::<u64>();
     let tls: Vec<(usize, &str)> = config
@@ -665,8 +818,9 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
                 let v = sum(&|c| c.route_get(li, &r.name, |b| b.requests.get(ci)));
                 let _ = writeln!(
                     out,
-                    "ringmesh_requests_total{{listener=\"{}\",route=\"{}\",class=\"{class}\"}} {v}",
+                    "ringmesh_requests_total{{listener=\"{}\",direction=\"{}\",route=\"{}\",class=\"{class}\"}} {v}",
                     Label(&l.name),
+                    l.direction.label(),
                     Label(&r.name)
                 );
             }
@@ -675,11 +829,13 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
             let v = sum(&|c| c.listeners[li].unrouted.get(ci));
             let _ = writeln!(
                 out,
-                "ringmesh_requests_total{{listener=\"{}\",route=\"\",class=\"{class}\"}} {v}",
-                Label(&l.name)
+                "ringmesh_requests_total{{listener=\"{}\",direction=\"{}\",route=\"\",class=\"{class}\"}} {v}",
+                Label(&l.name),
+                l.direction.label()
             );
         }
     }
+    render_codes(&mut out, config, cores);
     header(
         &mut out,
         "ringmesh_faults_injected_total",
@@ -755,6 +911,7 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
     }
     render_tls(&mut out, config, cores);
     render_sources(&mut out, config, cores);
+    render_source_durations(&mut out, config, cores);
     render_detected(&mut out, config, cores);
     render_authz(&mut out, config, cores);
     let name = "ringmesh_tunnel_bytes_total";
@@ -799,8 +956,9 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
                     continue;
                 }
                 let labels = format!(
-                    "listener=\"{}\",route=\"{}\",class=\"{class}\"",
+                    "listener=\"{}\",direction=\"{}\",route=\"{}\",class=\"{class}\"",
                     Label(&l.name),
+                    l.direction.label(),
                     Label(&r.name)
                 );
                 write_histogram(&mut out, name, &labels, &merged);
@@ -1099,11 +1257,12 @@ mod tests {
     #[test]
     fn callers_are_counted_by_identity_then_together_past_the_bound() {
         let s = Sources::default();
-        s.record(Some(b"td/ns/a/sa/web"), 200);
-        s.record(Some(b"td/ns/a/sa/web"), 503);
-        s.record(None, 200);
+        let ms = std::time::Duration::from_millis(1);
+        s.record(Some(b"td/ns/a/sa/web"), 200, ms);
+        s.record(Some(b"td/ns/a/sa/web"), 503, ms);
+        s.record(None, 200, ms);
         for i in 0..SOURCES {
-            s.record(Some(format!("td/ns/a/sa/x{i}").as_bytes()), 200);
+            s.record(Some(format!("td/ns/a/sa/x{i}").as_bytes()), 200, ms);
         }
         let mut seen = Vec::new();
         s.each(|p, c| seen.push((p.to_vec(), c.get(1), c.get(4))));
@@ -1116,6 +1275,25 @@ mod tests {
             (&b"\0other"[..], 2),
             "the callers past the bound"
         );
+    }
+
+    #[test]
+    fn status_codes_are_counted_exactly_then_together_past_the_bound() {
+        let codes = Codes::default();
+        for _ in 0..3 {
+            codes.record(200);
+        }
+        codes.record(503);
+        for c in 0..CODES as u16 {
+            codes.record(300 + c);
+        }
+        let mut seen = std::collections::BTreeMap::new();
+        codes.add_to(&mut seen);
+        assert_eq!(seen.get(&200), Some(&3));
+        assert_eq!(seen.get(&503), Some(&1));
+        // 200 and 503 took two slots: 14 of the 16 new codes fit.
+        assert_eq!(seen.get(&0), Some(&2), "other");
+        assert_eq!(seen.len(), CODES + 1);
     }
 
     #[test]
@@ -1156,19 +1334,19 @@ mod tests {
         );
         assert!(
             text.contains(
-                "ringmesh_requests_total{listener=\"main\",route=\"hello\",class=\"2xx\"} 2\n"
+                "ringmesh_requests_total{listener=\"main\",direction=\"inbound\",route=\"hello\",class=\"2xx\"} 2\n"
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                "ringmesh_requests_total{listener=\"main\",route=\"hello\",class=\"5xx\"} 1\n"
+                "ringmesh_requests_total{listener=\"main\",direction=\"inbound\",route=\"hello\",class=\"5xx\"} 1\n"
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                "ringmesh_requests_total{listener=\"main\",route=\"\",class=\"4xx\"} 1\n"
+                "ringmesh_requests_total{listener=\"main\",direction=\"inbound\",route=\"\",class=\"4xx\"} 1\n"
             ),
             "{text}"
         );
@@ -1202,7 +1380,7 @@ mod tests {
         let has = |want: &str| text.lines().any(|l| l == want);
         assert!(
             has(
-                r#"ringmesh_requests_total{listener="main",route="x\"} 1\nfake_metric{a=\"\\",class="2xx"} 1"#
+                r#"ringmesh_requests_total{listener="main",direction="inbound",route="x\"} 1\nfake_metric{a=\"\\",class="2xx"} 1"#
             ),
             "{text}"
         );

@@ -256,8 +256,11 @@ mod tests {
             old.record(503);
             old.record_duration(503, ms(30));
             core.listeners[0].unrouted.record(404);
-            core.listeners[0].sources.record(Some(b"td/ns/a/sa/b"), 200);
-            core.listeners[0].sources.record(None, 404);
+            let took = std::time::Duration::from_millis(1);
+            core.listeners[0]
+                .sources
+                .record(Some(b"td/ns/a/sa/b"), 200, took);
+            core.listeners[0].sources.record(None, 404, took);
             let c = core.cluster("local-app");
             c.requests.record(200 + 100 * i as u16);
             c.upstream_time.record(ms(2));

@@ -240,9 +240,9 @@ impl<'w> H1Conn<'w> {
                 }
                 Arrival::Refused(err) => {
                     // Framing unknown: the client may still be sending.
-                    self.core.stats.listeners[self.listener]
-                        .unrouted
-                        .record(err.status());
+                    let stats = &self.core.stats.listeners[self.listener];
+                    stats.unrouted.record(err.status());
+                    stats.unrouted_codes.record(err.status());
                     self.state.body_pending = true;
                     let _ = self.respond(Local::Error(err), true).await;
                     self.close().await;

@@ -745,9 +745,11 @@ fn log<D: Downstream>(down: &D, ctx: &Ctx<'_>, duration: Duration) {
                 stats.record_grpc(code);
             }
         }
-        None => env.core.stats.listeners[env.listener]
-            .unrouted
-            .record(status),
+        None => {
+            let stats = &env.core.stats.listeners[env.listener];
+            stats.unrouted.record(status);
+            stats.unrouted_codes.record(status);
+        }
     }
     if let Some(c) = ctx.cluster {
         c.stats.requests.record(status);
@@ -755,7 +757,7 @@ fn log<D: Downstream>(down: &D, ctx: &Ctx<'_>, duration: Duration) {
     if ctx.listener.mesh.is_some() {
         env.core.stats.listeners[env.listener]
             .sources
-            .record(env.principal, status);
+            .record(env.principal, status, duration);
     }
     let route = ctx
         .route
