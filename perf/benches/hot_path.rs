@@ -30,6 +30,10 @@ fn hot_path(c: &mut Criterion) {
         })
     });
 
+    group.bench_function("telemetry_json_text_span", |b| {
+        b.iter(|| hp.telemetry(std::hint::black_box(REQUEST)))
+    });
+
     let mut head = RequestHead::default();
     let limits = Limits::default();
     group.bench_function("parse_request_only", |b| {

@@ -12,6 +12,9 @@ use ringmesh_proxy::buf::ReadBuf;
 use ringmesh_proxy::config::{self, Config};
 use ringmesh_proxy::h1::view::H1Request;
 use ringmesh_proxy::router;
+use ringmesh_proxy::telemetry::access_log::{self, Entry, Format};
+use ringmesh_proxy::telemetry::span;
+use ringmesh_proxy::telemetry::trace::{self, TraceContext};
 
 /// A request as curl or a service client sends it.
 pub const REQUEST: &[u8] = b"GET /api/v1/orders/12345?expand=items HTTP/1.1\r\n\
@@ -62,6 +65,10 @@ pub struct HotPath {
     req: H1Request,
     resp: ResponseHead,
     out: Vec<u8>,
+    /// A core's access-log and span buffer (cleared per request here).
+    log: Vec<u8>,
+    text: ringmesh_proxy::telemetry::access_log::Format,
+    rng: fastrand::Rng,
 }
 
 impl HotPath {
@@ -79,7 +86,59 @@ impl HotPath {
             },
             resp: ResponseHead::default(),
             out: Vec::with_capacity(4096),
+            log: Vec::with_capacity(4096),
+            text: match Format::parse("text") {
+                Ok(f) => f,
+                Err(e) => panic!("text format: {e}"),
+            },
+            rng: fastrand::Rng::with_seed(1),
         }
+    }
+
+    /// What access logs and tracing add to one request on its core: the
+    /// trace context read and the `traceparent` and request id made, a
+    /// JSON line, an Envoy-format text line and a span record written.
+    /// Returns the bytes written.
+    pub fn telemetry(&mut self, request: &[u8]) -> usize {
+        let limits = Limits::default();
+        let req = &mut self.req;
+        req.rbuf.clear();
+        req.rbuf.extend_from_slice(request);
+        if parse_request(req.rbuf.data(), &limits, &mut req.head) != Ok(true) {
+            return 0;
+        }
+        req.rbuf.pin(req.head.head_len);
+        let trace = TraceContext::for_request(&*req, &mut self.rng, 1_000_000);
+        let parent = trace.traceparent();
+        let id = trace::request_id(&mut self.rng);
+        let start = std::time::SystemTime::now();
+        let entry = Entry {
+            start,
+            duration: std::time::Duration::from_micros(840),
+            request: Some(&*req),
+            protocol: "HTTP/1.1",
+            status: Some(200),
+            flags: "-",
+            details: "via_upstream",
+            bytes_received: 0,
+            bytes_sent: 512,
+            upstream_time: Some(std::time::Duration::from_micros(610)),
+            upstream_host: Some(std::net::SocketAddr::from(([10, 0, 0, 1], 8080))),
+            cluster: "orders",
+            route: "route9",
+            listener: "main",
+            client: std::net::SocketAddr::from(([10, 1, 2, 3], 41234)),
+            principal: Some(b"cluster.local/ns/shop/sa/checkout"),
+            trace_id: Some(trace.trace_id),
+            request_id: Some(&id),
+            grpc: None,
+        };
+        self.log.clear();
+        access_log::write(&Format::Json, &entry, &mut self.log);
+        access_log::write(&self.text, &entry, &mut self.log);
+        span::encode(&trace, span::Kind::Server, &entry, &mut self.log);
+        req.rbuf.unpin();
+        self.log.len() + parent.len()
     }
 
     /// One request's byte work; returns the bytes written, so the compiler

@@ -60,6 +60,22 @@ fn parse_route_and_rewrite_allocate_nothing_per_request() {
 }
 
 #[test]
+fn access_log_lines_and_spans_allocate_nothing_per_request() {
+    let mut hp = HotPath::new();
+    // The first request sizes the buffer, as a core's first batch does.
+    assert!(hp.telemetry(REQUEST) > 0);
+    let before = allocations();
+    for _ in 0..1000 {
+        assert!(hp.telemetry(REQUEST) > 0);
+    }
+    let per_request = (allocations() - before) as f64 / 1000.0;
+    assert_eq!(
+        per_request, 0.0,
+        "allocations per logged and traced request"
+    );
+}
+
+#[test]
 fn the_counter_sees_an_allocation() {
     let before = allocations();
     let v: Vec<u8> = std::hint::black_box(Vec::with_capacity(64));
