@@ -54,7 +54,7 @@ impl ByClass {
     }
 }
 
-/// Upper bounds of the latency buckets, in microseconds: 0.5 ms to 10 s
+/// Upper bounds of the latency buckets, in microseconds: 0.25 ms to 10 s
 /// in 1-2.5-5 steps (Prometheus' default spacing, shifted down: a sidecar
 /// hop is sub-millisecond). Fixed, so a histogram is an array of counters
 /// and merging cores is adding them.
@@ -386,10 +386,13 @@ pub const TLS_FAILURES: [&str; 10] = [
 impl ListenerStats {
     /// Count a failed handshake under `reason` (one of `TLS_FAILURES`).
     pub fn tls_failed(&self, reason: &str) {
+        // A reason missing from the list is a protocol error, never
+        // `no_identity` (which says the proxy holds no certificate).
         let i = TLS_FAILURES
             .iter()
             .position(|r| *r == reason)
-            .unwrap_or(TLS_FAILURES.len() - 1);
+            .or_else(|| TLS_FAILURES.iter().position(|r| *r == "protocol_error"))
+            .unwrap_or(0);
         self.tls_failures[i].inc();
     }
 }
@@ -530,8 +533,7 @@ type MetricDef<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-/// Render all cores' counters, summed, in the Prometheus text format.
-/// Handshakes and their failures, for listeners that terminate TLS.
+/// Authorization decisions by listener, and by policy.
 fn render_authz(out: &mut String, config: &Config, cores: &[Arc<CoreStats>]) {
     let with: Vec<(usize, &str)> = config
         .listeners
@@ -760,6 +762,7 @@ fn render_source_durations(out: &mut String, config: &Config, cores: &[Arc<CoreS
     }
 }
 
+/// Handshakes and their failures, for listeners that terminate TLS.
 fn render_tls(out: &mut String, config: &Config, cores: &[Arc<CoreStats>]) {
     let sum = |f: &dyn Fn(&CoreStats) -> u64| cores.iter().map(|c| f(c)).sum::<u64>();
     let tls: Vec<(usize, &str)> = config
@@ -802,6 +805,7 @@ fn render_tls(out: &mut String, config: &Config, cores: &[Arc<CoreStats>]) {
     }
 }
 
+/// Render all cores' counters, summed, in the Prometheus text format.
 pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo]) -> String {
     let mut out = String::with_capacity(4096);
     let sum = |f: &dyn Fn(&CoreStats) -> u64| cores.iter().map(|c| f(c)).sum::<u64>();
@@ -951,7 +955,7 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
                 for c in cores {
                     c.route_histogram(li, &r.name, ci, &mut merged);
                 }
-                // 17 series a class: only the classes the route has seen.
+                // 18 series a class: only the classes the route has seen.
                 if merged[..=LATENCY_BOUNDS_US.len()].iter().all(|n| *n == 0) {
                     continue;
                 }
@@ -1026,7 +1030,7 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
         (
             "ringmesh_upstream_overflow_total",
             "counter",
-            "Requests refused because the cluster's connection limit was reached.",
+            "Requests refused because the worker's share of the cluster's connection limit was in use.",
             |s| s.overflow.get(),
         ),
         (
@@ -1070,7 +1074,6 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
 /// to need none of this, but a value that slipped through (a future label,
 /// a name rule relaxed) must not be able to end the label early and corrupt
 /// the whole exposition; escaping in one place makes that impossible.
-/// A label value escaped as the text format requires.
 pub fn escape_label(v: &str) -> String {
     Label(v).to_string()
 }
@@ -1275,6 +1278,16 @@ mod tests {
             (&b"\0other"[..], 2),
             "the callers past the bound"
         );
+    }
+
+    #[test]
+    fn an_unlisted_tls_failure_is_a_protocol_error() {
+        let l = ListenerStats::default();
+        l.tls_failed("something_new");
+        l.tls_failed("no_identity");
+        let at = |r: &str| TLS_FAILURES.iter().position(|x| *x == r).unwrap();
+        assert_eq!(l.tls_failures[at("protocol_error")].get(), 1);
+        assert_eq!(l.tls_failures[at("no_identity")].get(), 1);
     }
 
     #[test]
