@@ -188,3 +188,60 @@ fn ringmeshctl_validate_reports_like_the_server() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&want));
 }
+
+/// A "control plane" that accepts connections and never says a word (a
+/// hung process, or something else on the port) must not hold the
+/// proxy's agent forever: the stream's opening times out, is logged, and
+/// the agent retries.
+#[test]
+fn a_control_plane_that_never_answers_is_given_up_on_and_retried() {
+    use std::io::Read;
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("addr");
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for mut s in silent.incoming().map_while(Result::ok) {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // Read (so the client's writes never block) and answer nothing.
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let config = tempfile::Builder::new()
+        .suffix(".yaml")
+        .tempfile()
+        .expect("temp");
+    std::fs::write(config.path(), "runtime: { workers: 1 }\n").expect("write");
+    let mut child = std::process::Command::new(ringmesh_tests::proxy_bin())
+        .arg("--config")
+        .arg(config.path())
+        .args(["--control-plane", &format!("http://{addr}"), "--node", "n1"])
+        .args(["--service", "web", "--token", "t", "--log", "info"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn proxy");
+    let (log, lines) = ringmesh_tests::proxy::read_log(child.stderr.take().expect("stderr"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut timed_out = false;
+    while let Ok(line) =
+        lines.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+    {
+        if line.contains("no answer to the discovery stream") {
+            timed_out = true;
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        timed_out,
+        "the agent waited on a silent control plane:\n{}",
+        log.lock().map(|l| l.join("\n")).unwrap_or_default()
+    );
+    assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+}

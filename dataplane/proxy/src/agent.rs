@@ -81,6 +81,11 @@ impl ControlPlane {
         let mut e = tonic::transport::Endpoint::from_shared(self.endpoint.clone())
             .map_err(|e| format!("{}: {e}", self.endpoint))?
             .connect_timeout(Duration::from_secs(2))
+            // A control plane that vanished without a FIN (a node lost)
+            // is noticed by HTTP/2 pings, not after the kernel's hours.
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true)
             .tcp_nodelay(true);
         if let Some(tls) = &self.tls {
             e = e
@@ -231,6 +236,10 @@ struct Session<'a> {
     resign: &'a tokio::sync::Notify,
 }
 
+/// How long the control plane may take to answer the discovery stream's
+/// opening (it registers the node first: milliseconds).
+const STREAM_OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long the first config waits for the workload certificate before it
 /// is applied without one (mesh traffic is refused until it comes): the
 /// proxy reports ready only once it can serve its mesh listeners.
@@ -261,9 +270,16 @@ async fn session<E: From<Snapshot>>(
         .parse()
         .map_err(|_| "the token is not a valid header value".to_string())?;
     req.metadata_mut().insert("authorization", auth);
-    let mut stream = client
-        .stream(req)
+    // A control plane that accepts the connection but never answers (hung,
+    // or not a control plane) must not hold the agent forever.
+    let mut stream = tokio::time::timeout(STREAM_OPEN_TIMEOUT, client.stream(req))
         .await
+        .map_err(|_| {
+            format!(
+                "{}: no answer to the discovery stream within {STREAM_OPEN_TIMEOUT:?}",
+                opts.control.endpoint
+            )
+        })?
         .map_err(|s| format!("{}: {}", s.code(), s.message()))?
         .into_inner();
     info!(endpoint = %opts.control.endpoint, node = %opts.node.id, "connected to the control plane");
