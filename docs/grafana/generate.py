@@ -168,6 +168,8 @@ add(ts("Overflows/s", "ringmesh_upstream_overflow_total: requests refused becaus
        [q(f"sum by (cluster) ({rate('ringmesh_upstream_overflow_total', C)})", "{{cluster}}", refId="A")], unit="ops", w=8))
 add(ts("Retries/s", "ringmesh_upstream_retries_total: requests sent again under their route's retry policy.",
        [q(f"sum by (cluster) ({rate('ringmesh_upstream_retries_total', C)})", "{{cluster}}", refId="A")], unit="ops", w=8))
+add(ts("Timeouts/s", "ringmesh_upstream_timeouts_total: tries with no response head within the route's timeout (or the gRPC deadline).",
+       [q(f"sum by (cluster) ({rate('ringmesh_upstream_timeouts_total', C)})", "{{cluster}}", refId="A")], unit="ops", w=8))
 
 # ---------------------------------------------------------------- callers
 row("Callers (workload identity)")

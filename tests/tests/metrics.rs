@@ -232,3 +232,80 @@ fn responses_by_exact_code_and_direction() {
     );
     promtool(&p.admin_get("/metrics").1);
 }
+
+#[test]
+fn counters_are_exact_under_concurrent_load_on_both_cores() {
+    let up = Upstream::start("app");
+    let p = Proxy::start(&config(
+        "      - { name: slow, match: { path: { prefix: /delay } }, cluster: app, timeout: 100ms }\n      - { name: app, cluster: app }\n",
+        &[("app", &[&up])],
+        "",
+    ));
+    // 16 keep-alive connections (the kernel spreads them over both
+    // workers), 250 requests each: one in five a 503.
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let addr = p.addr("main");
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                for i in 0..250 {
+                    let path = if i % 5 == 0 { "/status/503" } else { "/x" };
+                    let want = if i % 5 == 0 { 503 } else { 200 };
+                    assert_eq!(c.get(path, "a").status, want);
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client");
+    }
+    let route = "listener=\"main\",direction=\"inbound\",route=\"app\"";
+    let get = |s: String| p.metric(&s).unwrap_or_else(|| panic!("no {s}"));
+    assert_eq!(
+        get(format!("ringmesh_requests_total{{{route},class=\"2xx\"}}")),
+        3200
+    );
+    assert_eq!(
+        get(format!("ringmesh_requests_total{{{route},class=\"5xx\"}}")),
+        800
+    );
+    assert_eq!(
+        get(format!("ringmesh_responses_total{{{route},code=\"200\"}}")),
+        3200
+    );
+    assert_eq!(
+        get(format!("ringmesh_responses_total{{{route},code=\"503\"}}")),
+        800
+    );
+    let hist = "ringmesh_request_duration_seconds";
+    assert_eq!(get(format!("{hist}_count{{{route},class=\"2xx\"}}")), 3200);
+    assert_eq!(get(format!("{hist}_count{{{route},class=\"5xx\"}}")), 800);
+    assert_eq!(
+        get("ringmesh_upstream_requests_total{cluster=\"app\",class=\"2xx\"}".into()),
+        3200
+    );
+    assert_eq!(
+        get("ringmesh_upstream_response_seconds_count{cluster=\"app\"}".into()),
+        4000
+    );
+    // Both workers served some of them.
+    let (_, text) = p.admin_get("/metrics?per_core=1");
+    let per_core: Vec<u64> = (0..2)
+        .map(|core| {
+            let series =
+                format!("ringmesh_requests_total{{core=\"{core}\",{route},class=\"2xx\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&series))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        })
+        .collect();
+    assert_eq!(per_core.iter().sum::<u64>(), 3200, "{per_core:?}");
+    // A try that waits past the route's timeout is counted as one.
+    let mut c = Client::connect(p.addr("main"));
+    assert_eq!(c.get("/delay/2000", "a").status, 504);
+    assert_eq!(
+        get("ringmesh_upstream_timeouts_total{cluster=\"app\"}".into()),
+        1
+    );
+}

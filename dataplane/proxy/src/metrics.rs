@@ -407,6 +407,8 @@ pub struct ClusterStats {
     pub overflow: Counter,
     /// Requests sent again under the route's retry policy.
     pub retries: Counter,
+    /// Tries that got no response head within their timeout.
+    pub timeouts: Counter,
     /// Per try: from taking a connection (or opening one) to the
     /// upstream's response head.
     pub upstream_time: Histogram,
@@ -1008,7 +1010,7 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
             );
         }
     }
-    let cluster_metrics: [MetricDef<ClusterStats>; 5] = [
+    let cluster_metrics: [MetricDef<ClusterStats>; 6] = [
         (
             "ringmesh_upstream_connections_active",
             "gauge",
@@ -1038,6 +1040,12 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
             "counter",
             "Requests sent again under their route's retry policy.",
             |s| s.retries.get(),
+        ),
+        (
+            "ringmesh_upstream_timeouts_total",
+            "counter",
+            "Tries that got no response head within the route's timeout (or the gRPC deadline).",
+            |s| s.timeouts.get(),
         ),
     ];
     for (name, kind, help, get) in cluster_metrics {

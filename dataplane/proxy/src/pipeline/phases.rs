@@ -367,6 +367,9 @@ async fn exchange<D: Downstream>(
         let outcome = outcome(&result, down);
         let latency = started.elapsed();
         cluster.stats.upstream_time.record(latency);
+        if outcome == Outcome::TimedOut {
+            cluster.stats.timeouts.inc();
+        }
         ctx.upstream = Some(ep.addr);
         ctx.upstream_time = Some(latency);
         cluster.complete(&ep, &Completion { outcome, latency });
