@@ -207,15 +207,7 @@ pub struct GrpcServer {
 
 impl GrpcServer {
     pub fn start() -> GrpcServer {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
+        let (runtime, listener, addr) = crate::tokio_server();
         let counters = Arc::new(Counters::default());
         let service = Service {
             counters: counters.clone(),

@@ -123,15 +123,7 @@ impl H2Upstream {
     }
 
     fn start_with(goaway: Option<usize>) -> H2Upstream {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
+        let (runtime, listener, addr) = crate::tokio_server();
         let connections = Arc::new(AtomicUsize::new(0));
         let count = connections.clone();
         runtime.spawn(async move {

@@ -44,6 +44,25 @@ pub fn with_runtime(yaml: &str, runtime: &str) -> String {
     yaml.replacen(DEFAULT_RUNTIME, &format!("runtime: {runtime}"), 1)
 }
 
+/// A tokio runtime for a test server (two worker threads) and a listener
+/// bound on an ephemeral loopback port, with its address.
+pub fn tokio_server() -> (
+    tokio::runtime::Runtime,
+    tokio::net::TcpListener,
+    std::net::SocketAddr,
+) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    (runtime, listener, addr)
+}
+
 /// An address on loopback where nothing listens: connecting is refused.
 pub fn closed_port() -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

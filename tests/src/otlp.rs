@@ -81,15 +81,7 @@ pub struct Collector {
 
 impl Collector {
     pub fn start() -> Collector {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
+        let (runtime, listener, addr) = crate::tokio_server();
         let sink = Sink::default();
         let spans = sink.0.clone();
         runtime.spawn(async move {

@@ -151,49 +151,49 @@ pub fn record(
 /// exported, and what was dropped and why (cores' drops summed; the
 /// threads' own are process-wide).
 pub fn render_metrics(out: &mut String, cores: &[std::sync::Arc<crate::metrics::CoreStats>]) {
-    use std::fmt::Write;
     use std::sync::atomic::Ordering::Relaxed;
     let sum = |f: fn(&TelemetryStats) -> &Counter| -> u64 {
         cores.iter().map(|c| f(&c.telemetry).get()).sum()
     };
-    let name = "ringmesh_access_log_lines_total";
-    crate::metrics::header(out, name, "counter", "Access log lines written.");
-    let _ = writeln!(out, "{name} {}", writer::WRITTEN.load(Relaxed));
-    let name = "ringmesh_access_log_dropped_total";
-    crate::metrics::header(
+    render_pair(
         out,
-        name,
-        "counter",
+        ("ringmesh_access_log_lines_total", "Access log lines written."),
+        "ringmesh_access_log_dropped_total",
         "Access log lines dropped: every buffer of a core in flight (buffer_full: the writer is behind), or a failed write.",
+        [
+            ("buffer_full", sum(|t| &t.log_dropped)),
+            ("write_failed", writer::WRITE_FAILED.load(Relaxed)),
+        ],
+        writer::WRITTEN.load(Relaxed),
     );
-    let _ = writeln!(
+    render_pair(
         out,
-        "{name}{{reason=\"buffer_full\"}} {}",
-        sum(|t| &t.log_dropped)
-    );
-    let _ = writeln!(
-        out,
-        "{name}{{reason=\"write_failed\"}} {}",
-        writer::WRITE_FAILED.load(Relaxed)
-    );
-    let name = "ringmesh_spans_exported_total";
-    crate::metrics::header(out, name, "counter", "Spans the OTLP collector accepted.");
-    let _ = writeln!(out, "{name} {}", otlp::EXPORTED.load(Relaxed));
-    let name = "ringmesh_spans_dropped_total";
-    crate::metrics::header(
-        out,
-        name,
-        "counter",
+        ("ringmesh_spans_exported_total", "Spans the OTLP collector accepted."),
+        "ringmesh_spans_dropped_total",
         "Sampled spans dropped: every buffer of a core in flight (buffer_full: the exporter is behind), or a failed export.",
+        [
+            ("buffer_full", sum(|t| &t.spans_dropped)),
+            ("export_failed", otlp::EXPORT_FAILED.load(Relaxed)),
+        ],
+        otlp::EXPORTED.load(Relaxed),
     );
-    let _ = writeln!(
-        out,
-        "{name}{{reason=\"buffer_full\"}} {}",
-        sum(|t| &t.spans_dropped)
-    );
-    let _ = writeln!(
-        out,
-        "{name}{{reason=\"export_failed\"}} {}",
-        otlp::EXPORT_FAILED.load(Relaxed)
-    );
+}
+
+/// A counter of what got through, and one of what was dropped, by reason.
+fn render_pair(
+    out: &mut String,
+    (name, help): (&str, &str),
+    dropped_name: &str,
+    dropped_help: &str,
+    dropped: [(&str, u64); 2],
+    through: u64,
+) {
+    use std::fmt::Write;
+    crate::metrics::header(out, name, "counter", help);
+    let _ = writeln!(out, "{name} {through}");
+    let name = dropped_name;
+    crate::metrics::header(out, name, "counter", dropped_help);
+    for (reason, n) in dropped {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {n}");
+    }
 }
