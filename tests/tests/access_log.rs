@@ -203,7 +203,10 @@ clusters:
         "{tcp}"
     );
 
-    assert_eq!(p.metric("ringmesh_access_log_lines_total"), Some(5));
+    // Counted once the write returned (just after the lines landed).
+    eventually("the lines counted", Duration::from_secs(5), || {
+        p.metric("ringmesh_access_log_lines_total") == Some(5)
+    });
     assert_eq!(
         p.metric("ringmesh_access_log_dropped_total{reason=\"buffer_full\"}"),
         Some(0)
