@@ -64,6 +64,7 @@ fn reply<T>(req: &Request<T>, payload: Vec<u8>, index: u32) -> EchoReply {
         payload,
         index,
         forwarded_for: text("x-forwarded-for"),
+        traceparent: text("traceparent"),
     }
 }
 

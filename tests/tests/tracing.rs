@@ -173,3 +173,84 @@ fn a_dead_collector_costs_spans_not_requests() {
     assert_eq!(a.metric("ringmesh_spans_exported_total"), Some(0));
     assert_eq!(c.get("/after", "orders").status, 200);
 }
+
+#[test]
+fn a_grpc_call_is_traced_over_http2_at_both_hops() {
+    use ringmesh_tests::grpc::{GrpcClient, GrpcServer};
+    let collector = Collector::start();
+    let server = GrpcServer::start();
+    let col = collector.addr;
+    let b = Proxy::start(&format!(
+        "runtime: {{ workers: 2 }}
+admin: {{ address: '127.0.0.1:0' }}
+tracing: {{ collector: '{col}', service_name: orders }}
+listeners:
+  - {{ name: in, address: 127.0.0.1:0, routes: [ {{ name: echo, cluster: echo }} ] }}
+clusters:
+  - {{ name: echo, protocol: http2, endpoints: ['{}'] }}
+",
+        server.addr
+    ));
+    let a = Proxy::start(&format!(
+        "runtime: {{ workers: 2 }}
+admin: {{ address: '127.0.0.1:0' }}
+tracing: {{ collector: '{col}', service_name: web }}
+listeners:
+  - {{ name: out, address: 127.0.0.1:0, direction: outbound, routes: [ {{ name: orders, cluster: orders }} ] }}
+clusters:
+  - {{ name: orders, protocol: http2, endpoints: ['{}'] }}
+",
+        b.addr("in")
+    ));
+    let mut c = GrpcClient::connect(a.addr("out"));
+    let ok = ringmesh_proto::testing::EchoRequest {
+        payload: b"hi".to_vec(),
+        ..Default::default()
+    };
+    let reply = c.runtime.block_on(c.echo.unary(ok)).expect("unary");
+    let failing = ringmesh_proto::testing::EchoRequest {
+        fail_code: 14,
+        ..Default::default()
+    };
+    let status = c
+        .runtime
+        .block_on(c.echo.unary(failing))
+        .expect_err("UNAVAILABLE");
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    eventually("four spans", Duration::from_secs(10), || {
+        collector.spans().len() >= 4
+    });
+    let spans = collector.spans();
+    assert_eq!(spans.len(), 4, "{spans:#?}");
+    let code = |s: &Received| s.attr("rpc.grpc.status_code");
+    let ok_server = spans
+        .iter()
+        .find(|s| s.service == "orders" && code(s).as_deref() == Some("0"))
+        .expect("the OK call's server span");
+    // The gRPC server got the callee's span as the parent.
+    let parent = reply.get_ref().traceparent.clone();
+    assert_eq!(&parent[36..52], hex(&ok_server.span.span_id), "{parent}");
+    for s in &spans {
+        assert_eq!(s.attr("network.protocol.version").as_deref(), Some("2"));
+        assert_eq!(s.attr("rpc.system").as_deref(), Some("grpc"));
+        assert_eq!(
+            s.attr("url.path").as_deref(),
+            Some("/ringmesh.testing.v1.Echo/Unary")
+        );
+        // Status ERROR (2) exactly for the UNAVAILABLE call, at both.
+        let error = code(s).as_deref() == Some("14");
+        let want = if error { 2 } else { 0 };
+        assert_eq!(
+            s.span.status.as_ref().map(|st| st.code),
+            Some(want),
+            "{s:#?}"
+        );
+        if error {
+            assert_eq!(s.attr("error.type").as_deref(), Some("14"));
+        }
+    }
+    // Each call is one trace across both proxies.
+    for trace in spans.iter().map(|s| s.span.trace_id.clone()) {
+        assert_eq!(spans.iter().filter(|s| s.span.trace_id == trace).count(), 2);
+    }
+}

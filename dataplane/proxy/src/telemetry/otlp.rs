@@ -169,6 +169,22 @@ fn kv_int(key: &str, value: i64) -> KeyValue {
     }
 }
 
+/// Whether the span's status is ERROR, by the semantic conventions: no
+/// response at all; HTTP 5xx, and 4xx too on a client span; for gRPC, any
+/// code but OK on a client span, and on a server span the codes that
+/// mean the server failed (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED,
+/// INTERNAL, UNAVAILABLE, DATA_LOSS).
+fn failed(r: &Record<'_>) -> bool {
+    if r.status == 0 || r.status >= 500 || (r.kind == Kind::Client && r.status >= 400) {
+        return true;
+    }
+    match (r.grpc, r.kind) {
+        (Some(0) | None, _) => false,
+        (Some(_), Kind::Client) => true,
+        (Some(code), Kind::Server) => matches!(code, 2 | 4 | 12 | 13 | 14 | 15),
+    }
+}
+
 /// Split `host:port` (or `[v6]:port`) into its parts.
 fn host_port(text: &[u8]) -> (&[u8], Option<i64>) {
     match text.iter().rposition(|&b| b == b':') {
@@ -232,18 +248,16 @@ pub fn to_otlp(r: &Record<'_>) -> Span {
         attrs.push(kv("rpc.system", "grpc"));
         attrs.push(kv_int("rpc.grpc.status_code", i64::from(code)));
     }
-    // Client spans count 4xx as errors, server spans only 5xx (the
-    // conventions' rule); no response at all is an error either way.
-    let failed = r.status == 0 || r.status >= 500 || (r.kind == Kind::Client && r.status >= 400);
+    let failed = failed(r);
     if failed {
-        let why = if r.status == 0 || r.details == b"via_upstream" {
-            if r.status == 0 {
-                "client_closed".to_string()
-            } else {
-                r.status.to_string()
-            }
-        } else {
+        let why = if r.details != b"via_upstream" && r.details != b"direct_response" {
             text(r.details)
+        } else if let Some(code) = r.grpc.filter(|c| *c != 0) {
+            code.to_string()
+        } else if r.status == 0 {
+            "client_closed".to_string()
+        } else {
+            r.status.to_string()
         };
         attrs.push(kv("error.type", why));
     }
@@ -296,6 +310,56 @@ pub fn to_otlp(r: &Record<'_>) -> Span {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(kind: Kind, status: u16, grpc: Option<u8>) -> Record<'static> {
+        Record {
+            trace_id: [1; 16],
+            span_id: [2; 8],
+            parent: None,
+            kind,
+            start_ns: 0,
+            end_ns: 1,
+            status,
+            grpc,
+            method: b"POST",
+            scheme: b"http",
+            authority: b"a",
+            path: b"/p",
+            query: b"",
+            protocol: b"HTTP/2",
+            user_agent: b"",
+            client: b"127.0.0.1:1",
+            upstream: b"",
+            principal: b"",
+            route: b"",
+            cluster: b"",
+            listener: b"",
+            details: b"via_upstream",
+            flags: b"-",
+        }
+    }
+
+    #[test]
+    fn error_status_follows_the_semantic_conventions() {
+        use Kind::{Client, Server};
+        assert!(
+            !failed(&record(Server, 404, None)),
+            "a server's 4xx is the client's"
+        );
+        assert!(failed(&record(Client, 404, None)));
+        assert!(failed(&record(Server, 503, None)));
+        assert!(failed(&record(Server, 0, None)), "no response");
+        assert!(
+            !failed(&record(Server, 200, Some(5))),
+            "NOT_FOUND is the caller's"
+        );
+        assert!(failed(&record(Server, 200, Some(14))));
+        assert!(failed(&record(Client, 200, Some(5))));
+        assert!(!failed(&record(Client, 200, Some(0))));
+        let span = to_otlp(&record(Server, 200, Some(13)));
+        let error_type = span.attributes.iter().find(|kv| kv.key == "error.type");
+        assert!(error_type.is_some(), "{span:?}");
+    }
 
     #[test]
     fn host_and_port_split_for_every_address_form() {
