@@ -29,6 +29,10 @@
 //! STRICT, plaintext), and a Service cluster whose endpoints are all
 //! registered sidecars is meshed (mTLS, HTTP/2, the Service's SPIFFE ID).
 //!
+//! A Telemetry (Istio's) that applies to the proxy's Service or Gateway
+//! gives every listener of it `access_log`, and the proxy `tracing` with
+//! the Service's (or Gateway's) qualified name as `service_name`.
+//!
 //! Certificates and keys go inline (`inline_pem`): they reach the proxy
 //! over the authenticated discovery stream, and no file has to exist on
 //! the proxy's machine. A Service that a BackendTLSPolicy targets gets a
@@ -49,7 +53,8 @@ pub use mesh::{identity_of, MeshContext, DEFAULT_TRUST_DOMAIN};
 
 use crate::resources::model::{
     namespace_of, AppProtocol, BackendCa, BackendTls, Gateway, GatewayListener, HttpRoute,
-    ListenerProtocol, PathMatch, Resources, RouteKind, Rule, Service, ServicePort, TlsSecret,
+    ListenerProtocol, PathMatch, Resources, RouteKind, Rule, Service, ServicePort, TelemetryTarget,
+    TlsSecret,
 };
 
 /// Name of the sidecar's cluster for its own workload. Service names
@@ -103,9 +108,28 @@ pub fn compile_with(
         pb::Role::Unspecified => return Err(CompileError::NoRole(node.id.clone())),
     };
     let mut listeners = listeners;
+    // A Telemetry's access log goes on every listener of the workload (a
+    // sidecar's inbound and outbound; a gateway's), its tracing on the
+    // proxy, with the workload's name as the spans' service.
+    let workload = match node.role() {
+        pb::Role::Gateway => TelemetryTarget::Gateway(node.service.clone()),
+        _ => TelemetryTarget::Service(node.service.clone()),
+    };
+    let access_log = res.access_log_for(&workload).map(|a| pb::AccessLog {
+        path: a.sink.path,
+        format: a.sink.format,
+        min_status: a.min_status.map(u32::from),
+        sample_percent: a.sample_percent,
+    });
     for l in &mut listeners {
         unique_route_names(&mut l.routes);
+        l.access_log = access_log.clone();
     }
+    let tracing = res.tracing_for(&workload).map(|t| pb::Tracing {
+        collector: t.collector,
+        sampling_percent: t.sampling_percent,
+        service_name: node.service.clone(),
+    });
     let mut clusters = clusters;
     if node.role() == pb::Role::Sidecar && !node.workload_address.is_empty() {
         // The workload speaks what its Service's (first HTTP) port says.
@@ -130,7 +154,7 @@ pub fn compile_with(
         listeners,
         clusters,
         mesh: Some(mesh::proxy_mesh(mesh)),
-        tracing: None,
+        tracing,
     })
 }
 
@@ -728,6 +752,9 @@ mod authz_tests;
 
 #[cfg(test)]
 mod mesh_tests;
+
+#[cfg(test)]
+mod telemetry_tests;
 
 #[cfg(test)]
 mod tests {

@@ -57,18 +57,19 @@ enum Cmd {
     /// Delete a resource that `apply` created.
     Delete {
         /// service, httproute, grpcroute, tcproute, gateway, secret, configmap,
-        /// backendtlspolicy, authorizationpolicy or peerauthentication; NAME
+        /// backendtlspolicy, authorizationpolicy, peerauthentication or
+        /// telemetry; NAME
         /// is `name`, or `name.namespace` outside the default namespace.
         kind: String,
         name: String,
     },
     /// List services, routes, gateways, secrets, configmaps,
-    /// backendtlspolicies, authorizationpolicies, peerauthentications or
-    /// proxies.
+    /// backendtlspolicies, authorizationpolicies, peerauthentications,
+    /// telemetries or proxies.
     Get {
         /// services, routes, grpcroutes, tcproutes, gateways, secrets,
         /// configmaps, backendtlspolicies, authorizationpolicies,
-        /// peerauthentications (pa) or proxies.
+        /// peerauthentications (pa), telemetries or proxies.
         what: String,
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
@@ -279,6 +280,7 @@ fn validate(paths: &[PathBuf]) -> Result<(), Failure> {
                 (r.backend_tls.len(), "backend TLS policies"),
                 (r.authz.len(), "authorization policies"),
                 (r.peer_authn.len(), "peer authentications"),
+                (r.telemetry.len(), "telemetries"),
             ] {
                 if n > 0 {
                     tls.push_str(&format!(", {n} {what}"));

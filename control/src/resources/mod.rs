@@ -156,6 +156,12 @@ pub(crate) fn validate_peer_authn_mesh() -> &'static str {
     validate::peer_authn_tests::PEER_AUTHN
 }
 
+/// The Telemetry set the unit tests share.
+#[cfg(test)]
+pub(crate) fn validate_telemetry_mesh() -> &'static str {
+    validate::telemetry_tests::TELEMETRY
+}
+
 /// One resource document of a file, identified but not yet checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {

@@ -29,6 +29,8 @@ pub struct Resources {
     pub authz: BTreeMap<String, AuthzPolicy>,
     /// PeerAuthentications, by qualified name.
     pub peer_authn: BTreeMap<String, PeerAuthn>,
+    /// Telemetries, by qualified name.
+    pub telemetry: BTreeMap<String, Telemetry>,
 }
 
 /// Where a resource was defined, for errors and `ringmeshctl get`.
@@ -592,5 +594,166 @@ impl Resources {
                 .and_then(|p| p.mode)
         };
         specific.or_else(wide).unwrap_or(MtlsMode::Permissive)
+    }
+}
+
+/// What a Telemetry applies to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TelemetryTarget {
+    /// The sidecars of a Service (qualified).
+    Service(String),
+    /// The gateway proxies of a Gateway (qualified).
+    Gateway(String),
+}
+
+impl TelemetryTarget {
+    pub fn name(&self) -> &str {
+        match self {
+            TelemetryTarget::Service(n) | TelemetryTarget::Gateway(n) => n,
+        }
+    }
+}
+
+/// A Telemetry (Istio's, with ringmesh's destinations): the access log
+/// and tracing of some workloads. Every field is `None` when not written,
+/// so that it inherits the namespace-wide Telemetry's (Istio's merge).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Telemetry {
+    /// Qualified.
+    pub name: String,
+    pub namespace: String,
+    /// Empty: every Service and Gateway of `namespace`.
+    pub targets: Vec<TelemetryTarget>,
+    /// `None`: no (or an empty) `accessLogging`.
+    pub access_logging: Option<AccessLogging>,
+    /// `None`: no (or an empty) `tracing`.
+    pub tracing: Option<TracingPolicy>,
+    pub source: Source,
+}
+
+/// One `accessLogging` entry; `None` fields inherit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AccessLogging {
+    pub disabled: Option<bool>,
+    pub sink: Option<LogSink>,
+    /// `filter` given: `Some(its minimum status)` (`Some(None)`: every
+    /// response, overriding an inherited filter).
+    pub min_status: Option<Option<u16>>,
+    pub sample_percent: Option<f64>,
+}
+
+/// Where lines go and how they look: the proxy's `path` and `format`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSink {
+    /// Absolute, or `-` (stdout).
+    pub path: String,
+    /// `json`, `text` or a template.
+    pub format: String,
+}
+
+/// One `tracing` entry; `None` fields inherit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TracingPolicy {
+    pub disabled: Option<bool>,
+    /// `host:port` or `http://host:port`.
+    pub collector: Option<String>,
+    pub sampling_percent: Option<f64>,
+}
+
+/// The access log a workload's listeners get, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLogSettings {
+    pub sink: LogSink,
+    pub min_status: Option<u16>,
+    pub sample_percent: Option<f64>,
+}
+
+/// The tracing a workload's proxy gets, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingSettings {
+    pub collector: String,
+    pub sampling_percent: Option<f64>,
+}
+
+impl AccessLogging {
+    /// `self` over `base`, field by field.
+    pub fn over(&self, base: Option<&AccessLogging>) -> AccessLogging {
+        let base = base.cloned().unwrap_or_default();
+        AccessLogging {
+            disabled: self.disabled.or(base.disabled),
+            sink: self.sink.clone().or(base.sink),
+            min_status: self.min_status.or(base.min_status),
+            sample_percent: self.sample_percent.or(base.sample_percent),
+        }
+    }
+
+    /// On, with somewhere to write: the listener's settings.
+    pub fn settings(&self) -> Option<AccessLogSettings> {
+        if self.disabled == Some(true) {
+            return None;
+        }
+        Some(AccessLogSettings {
+            sink: self.sink.clone()?,
+            min_status: self.min_status.flatten(),
+            sample_percent: self.sample_percent,
+        })
+    }
+}
+
+impl TracingPolicy {
+    /// `self` over `base`, field by field.
+    pub fn over(&self, base: Option<&TracingPolicy>) -> TracingPolicy {
+        let base = base.cloned().unwrap_or_default();
+        TracingPolicy {
+            disabled: self.disabled.or(base.disabled),
+            collector: self.collector.clone().or(base.collector),
+            sampling_percent: self.sampling_percent.or(base.sampling_percent),
+        }
+    }
+
+    pub fn settings(&self) -> Option<TracingSettings> {
+        if self.disabled == Some(true) {
+            return None;
+        }
+        Some(TracingSettings {
+            collector: self.collector.clone()?,
+            sampling_percent: self.sampling_percent,
+        })
+    }
+}
+
+impl Resources {
+    /// The Telemetry that targets `target`, and its namespace's
+    /// namespace-wide one (validation allows one of each).
+    fn telemetries(&self, target: &TelemetryTarget) -> (Option<&Telemetry>, Option<&Telemetry>) {
+        let namespace = namespace_of(target.name());
+        let specific = self.telemetry.values().find(|t| t.targets.contains(target));
+        let wide = self
+            .telemetry
+            .values()
+            .find(|t| t.targets.is_empty() && t.namespace == namespace);
+        (specific, wide)
+    }
+
+    /// The access log of `target`'s listeners, as Istio resolves it: the
+    /// targeting Telemetry's `accessLogging`, each field it leaves out
+    /// taken from the namespace-wide one's.
+    pub fn access_log_for(&self, target: &TelemetryTarget) -> Option<AccessLogSettings> {
+        let (specific, wide) = self.telemetries(target);
+        let wide = wide.and_then(|t| t.access_logging.as_ref());
+        match specific.and_then(|t| t.access_logging.as_ref()) {
+            Some(s) => s.over(wide).settings(),
+            None => wide.and_then(AccessLogging::settings),
+        }
+    }
+
+    /// `target`'s tracing, resolved as `access_log_for` resolves logs.
+    pub fn tracing_for(&self, target: &TelemetryTarget) -> Option<TracingSettings> {
+        let (specific, wide) = self.telemetries(target);
+        let wide = wide.and_then(|t| t.tracing.as_ref());
+        match specific.and_then(|t| t.tracing.as_ref()) {
+            Some(s) => s.over(wide).settings(),
+            None => wide.and_then(TracingPolicy::settings),
+        }
     }
 }

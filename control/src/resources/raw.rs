@@ -627,3 +627,89 @@ pub struct RawPeerAuthnMtls {
     /// `STRICT`, `PERMISSIVE` or `UNSET`; `DISABLE` is not supported yet.
     pub mode: Option<S<String>>,
 }
+
+/// As Istio's `telemetry.istio.io/v1` Telemetry: the access log and the
+/// tracing of one Service's sidecars, of Gateways (`targetRefs`), or of
+/// every workload of a namespace. Istio names providers defined in its
+/// MeshConfig; ringmesh has none, so the destination is written in the
+/// resource (`file`, `collector`: ringmesh's extension fields).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    pub kind: S<String>,
+    #[serde(rename = "apiVersion")]
+    pub api_version: Option<S<String>>,
+    pub metadata: Metadata,
+    /// `spec: {}` is valid (and does nothing).
+    #[serde(default)]
+    pub spec: RawTelemetrySpec,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawTelemetrySpec {
+    /// `matchLabels: { app: <Service name> }`, as PeerAuthentication's.
+    pub selector: Option<S<RawWorkloadSelector>>,
+    /// Gateways (`kind: Gateway`) of the resource's namespace.
+    pub target_refs: Option<Vec<S<RawObjectRef>>>,
+    /// At most one entry (a listener writes one access log).
+    pub access_logging: Option<Vec<S<RawAccessLogging>>>,
+    /// At most one entry (a proxy exports to one collector).
+    pub tracing: Option<Vec<S<RawTelemetryTracing>>>,
+    pub target_ref: Unsupported,
+    pub metrics: Unsupported,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawAccessLogging {
+    /// Istio's: only `envoy` (stdout, Envoy's text format) is known.
+    pub providers: Option<Vec<S<RawProviderRef>>>,
+    /// ringmesh's: the file and its format.
+    pub file: Option<S<RawLogFile>>,
+    pub filter: Option<S<RawLogFilter>>,
+    /// ringmesh's: the share of requests logged, 0 to 100.
+    pub sample_percent: Option<S<f64>>,
+    pub disabled: Option<S<bool>>,
+    #[serde(rename = "match")]
+    pub match_: Unsupported,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProviderRef {
+    pub name: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogFile {
+    /// Required; `Option` so that its absence is reported at its path.
+    pub path: Option<S<String>>,
+    pub format: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawLogFilter {
+    /// Istio's CEL: only `response.code >= N` (or `> N`) is read.
+    pub expression: Option<S<String>>,
+    /// ringmesh's: log responses with at least this status.
+    pub min_status: Option<S<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawTelemetryTracing {
+    /// Istio's; ringmesh has no MeshConfig to define them in.
+    pub providers: Option<Vec<S<RawProviderRef>>>,
+    /// ringmesh's: the OTLP/gRPC collector, `host:port`.
+    pub collector: Option<S<String>>,
+    pub random_sampling_percentage: Option<S<f64>>,
+    pub disabled: Option<S<bool>>,
+    pub disable_span_reporting: Unsupported,
+    pub custom_tags: Unsupported,
+    #[serde(rename = "match")]
+    pub match_: Unsupported,
+    pub use_request_id_for_trace_sampling: Unsupported,
+}

@@ -6,7 +6,9 @@ use ringmesh_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::state::Hub;
-use crate::resources::model::{BackendCa, CaRef, ListenerProtocol, Parent, PathMatch, Resources};
+use crate::resources::model::{
+    BackendCa, CaRef, ListenerProtocol, Parent, PathMatch, Resources, TelemetryTarget,
+};
 use crate::resources::redact;
 use crate::store::{Store, StoreError};
 
@@ -28,7 +30,7 @@ fn status(e: StoreError) -> Status {
 
 /// The kinds `get` and `delete` take, as `ringmeshctl` lists them.
 pub const KIND_WORDS: &str =
-    "services, routes, grpcroutes, tcproutes, gateways, secrets, configmaps, backendtlspolicies, authorizationpolicies or peerauthentications";
+    "services, routes, grpcroutes, tcproutes, gateways, secrets, configmaps, backendtlspolicies, authorizationpolicies, peerauthentications or telemetries";
 
 /// `service`, `services`, `svc`, `httproute`, `routes`, ... -> the kind.
 pub fn kind_of(word: &str) -> Option<&'static str> {
@@ -45,6 +47,7 @@ pub fn kind_of(word: &str) -> Option<&'static str> {
         }
         "authorizationpolicy" | "authorizationpolicies" | "ap" => Some("AuthorizationPolicy"),
         "peerauthentication" | "peerauthentications" | "pa" => Some("PeerAuthentication"),
+        "telemetry" | "telemetries" => Some("Telemetry"),
         _ => None,
     }
 }
@@ -481,6 +484,66 @@ fn summarize(
                 )
             })
             .collect(),
+        "Telemetry" => r
+            .telemetry
+            .values()
+            .map(|t| {
+                let targets = if t.targets.is_empty() {
+                    format!("every workload in {}", t.namespace)
+                } else {
+                    t.targets
+                        .iter()
+                        .map(|target| match target {
+                            TelemetryTarget::Service(s) => format!("Service/{s}"),
+                            TelemetryTarget::Gateway(g) => format!("Gateway/{g}"),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let log = match &t.access_logging {
+                    None => "inherit".to_string(),
+                    Some(a) if a.disabled == Some(true) => "disabled".into(),
+                    Some(a) => {
+                        let mut parts =
+                            vec![a.sink.as_ref().map_or("inherited file".into(), |s| {
+                                format!("{} ({})", s.path, s.format)
+                            })];
+                        match a.min_status {
+                            Some(Some(m)) => parts.push(format!("status >= {m}")),
+                            Some(None) => parts.push("every status".into()),
+                            None => {}
+                        }
+                        if let Some(p) = a.sample_percent {
+                            parts.push(format!("{p}%"));
+                        }
+                        parts.join(", ")
+                    }
+                };
+                let tracing = match &t.tracing {
+                    None => "inherit".to_string(),
+                    Some(tr) if tr.disabled == Some(true) => "disabled".into(),
+                    Some(tr) => {
+                        let mut parts = vec![tr
+                            .collector
+                            .clone()
+                            .unwrap_or_else(|| "inherited collector".into())];
+                        if let Some(p) = tr.sampling_percent {
+                            parts.push(format!("{p}%"));
+                        }
+                        parts.join(", ")
+                    }
+                };
+                one(
+                    &t.name,
+                    src(&t.source),
+                    vec![
+                        ("selects", targets),
+                        ("accessLog", log),
+                        ("tracing", tracing),
+                    ],
+                )
+            })
+            .collect(),
         _ => r
             .backend_tls
             .values()
@@ -605,11 +668,66 @@ mod tests {
             ("peerauthentications", "PeerAuthentication"),
             ("PeerAuthentication", "PeerAuthentication"),
             ("pa", "PeerAuthentication"),
+            ("telemetries", "Telemetry"),
+            ("Telemetry", "Telemetry"),
             ("gw", "Gateway"),
         ] {
             assert_eq!(kind_of(word), Some(kind), "{word}");
         }
         assert_eq!(kind_of("certificates"), None);
+    }
+
+    #[test]
+    fn get_shows_what_a_telemetry_selects_logs_and_traces() {
+        let res = crate::resources::parse(&[(
+            "t.yaml".into(),
+            crate::resources::validate_telemetry_mesh().into(),
+        )])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let rows: Vec<(String, String, String, String)> =
+            summarize(&res, &Default::default(), "Telemetry")
+                .into_iter()
+                .map(|r| {
+                    (
+                        r.name,
+                        r.summary["selects"].clone(),
+                        r.summary["accessLog"].clone(),
+                        r.summary["tracing"].clone(),
+                    )
+                })
+                .collect();
+        let row = |a: &str, b: &str, c: &str, d: &str| {
+            (a.to_string(), b.to_string(), c.to_string(), d.to_string())
+        };
+        assert_eq!(
+            rows,
+            [
+                row(
+                    "edge-stdout.shop",
+                    "Gateway/edge.shop",
+                    "- (text)",
+                    "disabled"
+                ),
+                row(
+                    "mesh-default.shop",
+                    "every workload in shop",
+                    "/var/log/ringmesh/access.log (json), status >= 400",
+                    "otel.observability:4317, 10%"
+                ),
+                row(
+                    "orders-quiet.shop",
+                    "Service/orders.shop",
+                    "disabled",
+                    "inherit"
+                ),
+                row(
+                    "web.shop",
+                    "Service/web.shop",
+                    "inherited file, every status, 50%",
+                    "inherited collector, 100%"
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub async fn watch_dir(dir: PathBuf, hub: Arc<Hub>, poll: Duration) {
                     backend_tls_policies = r.backend_tls.len(),
                     authorization_policies = r.authz.len(),
                     peer_authentications = r.peer_authn.len(),
+                    telemetries = r.telemetry.len(),
                     "resources changed; pushing"
                 );
                 hub.set_resources(r);

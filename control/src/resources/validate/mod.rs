@@ -19,9 +19,10 @@ mod refs;
 mod route;
 mod service;
 mod tcp;
+mod telemetry;
 mod tls;
 
-const KINDS: [&str; 10] = [
+const KINDS: [&str; 11] = [
     "Service",
     "HTTPRoute",
     "Gateway",
@@ -32,6 +33,7 @@ const KINDS: [&str; 10] = [
     "TCPRoute",
     "AuthorizationPolicy",
     "PeerAuthentication",
+    "Telemetry",
 ];
 
 const GATEWAY_API: &str = "gateway.networking.k8s.io";
@@ -58,6 +60,7 @@ fn api_versions(kind: &str) -> &'static [&'static str] {
         "AuthorizationPolicy" | "PeerAuthentication" => {
             &["security.istio.io/v1", "security.istio.io/v1beta1"]
         }
+        "Telemetry" => &["telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"],
         _ => &[],
     }
 }
@@ -87,6 +90,7 @@ struct RawSet {
     backend_tls: Vec<(Doc, RawBackendTlsPolicy)>,
     authz: Vec<(Doc, RawAuthorizationPolicy)>,
     peer_authn: Vec<(Doc, RawPeerAuthentication)>,
+    telemetry: Vec<(Doc, RawTelemetry)>,
 }
 
 struct Checker {
@@ -286,6 +290,9 @@ impl Checker {
             "PeerAuthentication" => set
                 .peer_authn
                 .extend(self.typed(doc, text).map(|r| (doc.clone(), r))),
+            "Telemetry" => set
+                .telemetry
+                .extend(self.typed(doc, text).map(|r| (doc.clone(), r))),
             other => {
                 let hint = did_you_mean(other, &KINDS);
                 self.err(
@@ -444,6 +451,23 @@ impl Checker {
                 out.peer_authn.insert(policy.name.clone(), policy);
             }
         }
+        let (mut seen, mut taken, mut inherits) = (BTreeMap::new(), BTreeMap::new(), Vec::new());
+        let mut broken_wide = BTreeSet::new();
+        for (doc, t) in &set.telemetry {
+            let Some((at, name)) = self.named(&mut seen, doc, &t.metadata, "Telemetry") else {
+                continue;
+            };
+            match self.telemetry(doc, t, &at, name, &out, &mut taken, &mut inherits) {
+                Some(t) => {
+                    out.telemetry.insert(t.name.clone(), t);
+                }
+                None if t.spec.selector.is_none() && t.spec.target_refs.is_none() => {
+                    broken_wide.insert(doc.ns.clone());
+                }
+                None => {}
+            }
+        }
+        self.telemetry_inherits(inherits, &out.telemetry, &broken_wide);
         out
     }
 
@@ -541,3 +565,6 @@ pub(crate) mod authz_tests;
 
 #[cfg(test)]
 pub(crate) mod peer_authn_tests;
+
+#[cfg(test)]
+pub(crate) mod telemetry_tests;

@@ -94,7 +94,7 @@ impl Checker {
 
     /// `selector.matchLabels`: exactly `app: <Service name>`, a Service of
     /// the policy's namespace.
-    fn peer_authn_selector(
+    pub(super) fn peer_authn_selector(
         &mut self,
         doc: &Doc,
         s: &S<RawWorkloadSelector>,
