@@ -12,6 +12,10 @@
 //! HTTP upstream, and the load speaks HTTP through the relay as usual.
 //! With `topology = "pair"`, every proxy target is a mesh hop: two of its
 //! processes, A then B, with mTLS between them ([`pair`]).
+//! Target `ringmesh-telemetry` is ringmesh with an access log and tracing
+//! at 100% to an OTLP sink this process runs ([`sink`]); after each of its
+//! runs the spans received and the log lines written are recorded beside
+//! the requests it served.
 
 pub mod measure;
 pub mod pair;
@@ -19,6 +23,7 @@ pub mod render;
 pub mod results;
 pub mod scenario;
 pub mod select;
+pub mod sink;
 pub mod svg;
 pub mod targets;
 pub mod tls;
@@ -31,8 +36,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pair::{MeshFiles, Role};
-use results::{Calibration, CpuPlan, Machine, Report, Run, StepInfo, TargetInfo};
+use results::{Calibration, CpuPlan, Machine, Report, Run, StepInfo, TargetInfo, TelemetryCount};
 use scenario::{Mode, Proto, Rate, Scenario, Step, StepKind, Topology};
+use sink::SpanSink;
 use targets::{RingmeshBins, TargetKind};
 use tls::TlsRun;
 
@@ -189,7 +195,7 @@ pub fn run(
             Ok(bin) => {
                 let detail = bin.as_deref().map_or_else(String::new, |b| {
                     let version = t.version(b);
-                    let ringmesh = matches!(t, TargetKind::Ringmesh | TargetKind::Baseline);
+                    let ringmesh = t.is_ringmesh();
                     if !(ringmesh && two_builds) {
                         return version;
                     }
@@ -262,6 +268,22 @@ pub fn run(
         }
         _ => None,
     };
+    // The collector `ringmesh-telemetry` exports spans to (HTTP only: a
+    // TCP relay logs connections but makes no spans), in this process,
+    // pinned beside the upstream.
+    let telemetry = runnable
+        .iter()
+        .any(|(t, _)| *t == TargetKind::RingmeshTelemetry);
+    let sink = match telemetry && sc.mode == Mode::Http {
+        true => Some(SpanSink::start(&sc.cpus.upstream)?),
+        false => None,
+    };
+    if let Some(s) = &sink {
+        eprintln!(
+            "OTLP sink for ringmesh-telemetry on {} (CPUs {:?})",
+            s.addr, sc.cpus.upstream
+        );
+    }
     let max_conns = sc.steps.iter().map(|s| s.connections).max().unwrap_or(0);
     let ctx = Ctx {
         sc,
@@ -277,6 +299,7 @@ pub fn run(
         tls: tls.as_ref(),
         mesh: mesh.as_ref(),
         max_conns,
+        sink: sink.as_ref(),
     };
 
     let calibration = match &sc.calibrate {
@@ -315,6 +338,7 @@ pub fn run(
         .collect();
 
     let mut runs = Vec::new();
+    let mut telemetry_counts = Vec::new();
     let idle_steps = steps
         .iter()
         .filter(|(s, _)| matches!(s.kind, StepKind::Idle { .. }))
@@ -349,9 +373,10 @@ pub fn run(
                     continue;
                 }
             };
+            let first_run = runs.len();
             for (step, rate) in &steps {
                 if stop.load(Ordering::Relaxed) {
-                    break 'reps;
+                    break;
                 }
                 if !t.is_proxy() && matches!(step.kind, StepKind::Idle { .. }) {
                     continue; // no process of its own to weigh
@@ -385,6 +410,19 @@ pub fn run(
                         break;
                     }
                 }
+            }
+            if *t == TargetKind::RingmeshTelemetry {
+                let load_requests = runs[first_run..]
+                    .iter()
+                    .filter_map(|r: &Run| r.load.as_ref())
+                    .map(|l| l.requests)
+                    .sum();
+                let count = ctx.count_telemetry(target, rep, load_requests);
+                eprintln!("{}", render::telemetry_line(&count));
+                telemetry_counts.push(count);
+            }
+            if stop.load(Ordering::Relaxed) {
+                break 'reps;
             }
         }
     }
@@ -436,6 +474,7 @@ pub fn run(
         mode: sc.mode,
         client: sc.client,
         topology: sc.topology,
+        telemetry: telemetry_counts,
     })
 }
 
@@ -559,6 +598,8 @@ struct Ctx<'a> {
     /// processes, A and B ([`pair`]).
     mesh: Option<&'a MeshFiles>,
     max_conns: usize,
+    /// Where `ringmesh-telemetry` sends its spans (HTTP scenarios with it).
+    sink: Option<&'a SpanSink>,
 }
 
 struct StepRun {
@@ -573,15 +614,18 @@ impl Ctx<'_> {
                 addr: self.direct,
                 children: Vec::new(),
                 hop: None,
+                telemetry: None,
             });
         };
         let dir = self.dir.join(t.to_string());
+        let spans_before = self.sink.map_or(0, SpanSink::spans);
         let Some(files) = self.mesh else {
-            let (child, listen) = self.spawn(t, bin, &dir, self.upstream, None)?;
+            let (child, listen, watch) = self.spawn(t, bin, &dir, self.upstream, None)?;
             let mut running = Running {
                 addr: listen,
                 children: vec![child],
                 hop: None,
+                telemetry: watch.map(|w| w.started(spans_before)),
             };
             self.ready(&mut running, &[dir.join("log.txt")])?;
             return Ok(running);
@@ -590,16 +634,22 @@ impl Ctx<'_> {
         // once a request through A and B gets its 2xx from the upstream.
         // A is stopped first (children in order).
         let (a_dir, b_dir) = (dir.join("a"), dir.join("b"));
-        let (b, b_addr) = self.spawn(t, bin, &b_dir, self.upstream, Some(Role::Server(files)))?;
+        let (b, b_addr, b_watch) =
+            self.spawn(t, bin, &b_dir, self.upstream, Some(Role::Server(files)))?;
         let mut running = Running {
             addr: b_addr,
             children: vec![b],
             hop: None,
+            telemetry: b_watch.map(|w| w.started(spans_before)),
         };
         let logs = [a_dir.join("log.txt"), b_dir.join("log.txt")];
         wait_listening(b_addr, &mut running.children[0], Duration::from_secs(15))
             .map_err(|e| with_logs(format!("proxy B: {e}"), &logs[1..]))?;
-        let (a, a_addr) = self.spawn(t, bin, &a_dir, b_addr, Some(Role::Client(files)))?;
+        let (a, a_addr, a_watch) = self.spawn(t, bin, &a_dir, b_addr, Some(Role::Client(files)))?;
+        if let (Some(all), Some(a)) = (running.telemetry.as_mut(), a_watch) {
+            all.admins.insert(0, a.admin);
+            all.access_logs.insert(0, a.access_log);
+        }
         running.children.insert(0, a);
         running.addr = a_addr;
         running.hop = Some(b_addr);
@@ -608,7 +658,8 @@ impl Ctx<'_> {
     }
 
     /// Start one proxy process of `t` with a config of its own in `dir`,
-    /// forwarding to `upstream`; the child and its listener's address.
+    /// forwarding to `upstream`; the child, its listener's address and,
+    /// for `ringmesh-telemetry`, where to read what its telemetry did.
     fn spawn(
         &self,
         t: TargetKind,
@@ -616,9 +667,27 @@ impl Ctx<'_> {
         dir: &Path,
         upstream: SocketAddr,
         mesh: Option<Role>,
-    ) -> Result<(Child, SocketAddr), String> {
+    ) -> Result<(Child, SocketAddr, Option<ProcessTelemetry>), String> {
         let (listen, admin) = (free_port()?, free_port()?);
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        // A fresh log per run (the directory is the target's in every
+        // repetition, and the proxy appends).
+        let telemetry = (t == TargetKind::RingmeshTelemetry).then(|| targets::Telemetry {
+            access_log: dir.join("access.log"),
+            collector: self.sink.map(|s| s.addr),
+        });
+        if let Some(tel) = &telemetry {
+            match std::fs::remove_file(&tel.access_log) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(format!("{}: {e}", tel.access_log.display()))
+                }
+                _ => {}
+            }
+        }
+        let watch = telemetry.as_ref().map(|tel| ProcessTelemetry {
+            admin,
+            access_log: tel.access_log.clone(),
+        });
         // B serves its SVID; A and single proxies the scenario's TLS, if any.
         let tls = match mesh {
             Some(Role::Server(f)) => Some(&f.server),
@@ -640,11 +709,63 @@ impl Ctx<'_> {
             client: self.sc.client,
             upstream_h2: self.upstream_h2,
             mesh,
+            telemetry,
         };
         let cmd = targets::command(t, bin, &setup).map_err(|e| e.to_string())?;
         let child = targets::spawn_pinned(cmd, &self.sc.cpus.proxy, &dir.join("log.txt"))
             .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
-        Ok((child, listen))
+        Ok((child, listen, watch))
+    }
+
+    /// After a `ringmesh-telemetry` run: let the cores' sweep (every
+    /// second) hand over their last partial buffers, read the proxies'
+    /// `/metrics`, stop them (they flush on the way out), then count the
+    /// spans the sink got from them and the lines in their logs.
+    fn count_telemetry(
+        &self,
+        mut target: Running,
+        repetition: usize,
+        load_requests: u64,
+    ) -> TelemetryCount {
+        let Some(watch) = target.telemetry.take() else {
+            return TelemetryCount::default();
+        };
+        std::thread::sleep(TELEMETRY_SETTLE);
+        let mut scrapes = Vec::new();
+        for admin in &watch.admins {
+            match scrape_metrics(*admin) {
+                Ok(text) => scrapes.push(text),
+                Err(e) => eprintln!("ringmesh-telemetry: /metrics on {admin}: {e}"),
+            }
+        }
+        let sum = |name: &str| -> Option<u64> {
+            (scrapes.len() == watch.admins.len())
+                .then(|| {
+                    scrapes
+                        .iter()
+                        .map(|t| results::metric_sum(t, name))
+                        .sum::<Option<u64>>()
+                })
+                .flatten()
+        };
+        let counted = TelemetryCount {
+            repetition,
+            target: TargetKind::RingmeshTelemetry.to_string(),
+            proxy_requests: sum("ringmesh_requests_total"),
+            proxy_connections: sum("ringmesh_downstream_connections_total"),
+            load_requests,
+            spans_received: None,
+            access_log_lines: 0,
+            spans_exported: sum("ringmesh_spans_exported_total"),
+            spans_dropped: sum("ringmesh_spans_dropped_total"),
+            access_log_dropped: sum("ringmesh_access_log_dropped_total"),
+        };
+        drop(target); // stopped: SIGINT, and its last batches go out
+        TelemetryCount {
+            spans_received: self.sink.map(|s| s.spans() - watch.spans_before),
+            access_log_lines: watch.access_logs.iter().map(|p| count_lines(p)).sum(),
+            ..counted
+        }
     }
 
     /// Wait until a request through `running` (its first process) is
@@ -750,6 +871,75 @@ struct Running {
     children: Vec<Child>,
     /// A mesh pair's B, where A's connections go.
     hop: Option<SocketAddr>,
+    /// `ringmesh-telemetry`: where to read what its telemetry did.
+    telemetry: Option<TelemetryWatch>,
+}
+
+/// One `ringmesh-telemetry` process's admin address and access log.
+struct ProcessTelemetry {
+    admin: SocketAddr,
+    access_log: PathBuf,
+}
+
+impl ProcessTelemetry {
+    fn started(self, spans_before: u64) -> TelemetryWatch {
+        TelemetryWatch {
+            admins: vec![self.admin],
+            access_logs: vec![self.access_log],
+            spans_before,
+        }
+    }
+}
+
+/// A running `ringmesh-telemetry` target's processes (A then B in a
+/// pair) and the sink's span count when it started.
+struct TelemetryWatch {
+    admins: Vec<SocketAddr>,
+    access_logs: Vec<PathBuf>,
+    spans_before: u64,
+}
+
+/// Longer than the proxy's sweep (1 s), which hands partly filled log and
+/// span buffers to their threads.
+const TELEMETRY_SETTLE: Duration = Duration::from_millis(1500);
+
+/// The admin server's `/metrics` (HTTP/1.0: the body unchunked, then the
+/// connection closes).
+fn scrape_metrics(admin: SocketAddr) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&admin, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: admin\r\n\r\n")?;
+    let mut all = Vec::new();
+    s.read_to_end(&mut all)?;
+    let text = String::from_utf8_lossy(&all);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no HTTP response"))?;
+    if !head.starts_with("HTTP/1.") || head.split_ascii_whitespace().nth(1) != Some("200") {
+        return Err(std::io::Error::other(format!(
+            "answered {:?}",
+            head.lines().next().unwrap_or("")
+        )));
+    }
+    Ok(body.to_string())
+}
+
+/// Newlines in `path` (0 when it does not exist: nothing was logged).
+fn count_lines(path: &Path) -> u64 {
+    use std::io::Read;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return 0;
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    let mut lines = 0u64;
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+    lines
 }
 
 impl Running {
@@ -877,6 +1067,7 @@ fn start_upstream(
         addr,
         children: vec![child],
         hop: None,
+        telemetry: None,
     };
     targets::wait_ready(
         addr,

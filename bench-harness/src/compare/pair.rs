@@ -111,6 +111,9 @@ pub fn hop(kind: TargetKind) -> &'static str {
         TargetKind::Ringmesh | TargetKind::Baseline => {
             "mTLS (rustls), HTTP/2: one multiplexed connection per peer per core (a `mesh` cluster always speaks h2); B checks A's SPIFFE ID, A checks B's"
         }
+        TargetKind::RingmeshTelemetry => {
+            "mTLS (rustls), HTTP/2, as ringmesh; A and B each write an access log and export a span per request (two spans per request)"
+        }
         TargetKind::Nginx => {
             "mTLS (OpenSSL), HTTP/1.1 over a keep-alive pool (64 idle per worker, TLS sessions reused); proxy_pass cannot speak HTTP/2 upstream; A verifies B's DNS SAN"
         }
@@ -199,6 +202,7 @@ mod tests {
             client: Proto::H1,
             upstream_h2: None,
             mesh: Some(mesh),
+            telemetry: None,
         }
     }
 

@@ -3,7 +3,9 @@
 
 use std::fmt::Write;
 
-use super::results::{MetricFn, Metrics, Report, StepSummary, TargetInfo};
+use super::results::{
+    telemetry_cost, MetricFn, Metrics, Report, StepSummary, TargetInfo, TelemetryCount,
+};
 use super::scenario::{StepKind, Topology};
 
 fn ms(us: f64) -> String {
@@ -84,6 +86,7 @@ pub fn markdown(r: &Report) -> String {
         pair_preamble(&mut out, r);
     }
     headline(&mut out, r);
+    telemetry(&mut out, r);
     for (s, info) in r.summary.iter().zip(&r.steps) {
         let _ = writeln!(out, "## {} — {}\n", s.step, info.about);
         step_table(&mut out, s, &info.kind, pairs);
@@ -472,6 +475,117 @@ fn vs_baseline(r: &Report, cols: &[Column]) -> Option<String> {
     ))
 }
 
+/// One progress line for a finished `ringmesh-telemetry` run.
+pub fn telemetry_line(c: &TelemetryCount) -> String {
+    let n = |v: Option<u64>| v.map_or("?".into(), |v| v.to_string());
+    format!(
+        "rep {} {}: {} requests served ({} connections), {} spans received, {} access-log lines; dropped: {} spans, {} log lines",
+        c.repetition + 1,
+        c.target,
+        n(c.proxy_requests),
+        n(c.proxy_connections),
+        c.spans_received.map_or("no tracing (TCP)".into(), |v| v.to_string()),
+        c.access_log_lines,
+        n(c.spans_dropped),
+        n(c.access_log_dropped),
+    )
+}
+
+/// When `ringmesh-telemetry` ran: what telemetry costs per step against
+/// `ringmesh` (when both ran), and per run what it served, logged and
+/// exported, so a reader sees it really ran at 100%.
+fn telemetry(out: &mut String, r: &Report) {
+    let ran = |name: &str| {
+        r.targets
+            .iter()
+            .any(|t| t.name == name && t.status != "skipped")
+    };
+    let on = "ringmesh-telemetry";
+    if !ran(on) {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "## Telemetry cost
+"
+    );
+    let tracing = match r.mode {
+        super::scenario::Mode::Tcp => "an access log per relayed connection (TCP: no spans)",
+        super::scenario::Mode::Http => "an access log (JSON) and tracing at 100% (OTLP/gRPC to a sink in the harness, on the upstream's CPUs)",
+    };
+    let pair = match r.topology {
+        Topology::Pair => " In a pair, both A and B log and trace.",
+        Topology::Single => "",
+    };
+    let _ = writeln!(
+        out,
+        "`{on}` is the `ringmesh` build and config plus {tracing}.{pair}
+"
+    );
+    if ran("ringmesh") {
+        let _ = writeln!(
+            out,
+            "| step | CPU µs/req off | CPU µs/req on | cost µs/req | cost % | p99 ms off → on | p99 ratio | req/s ratio |
+|---|---|---|---|---|---|---|---|"
+        );
+        for (s, info) in r.summary.iter().zip(&r.steps) {
+            if info.kind == "idle" {
+                continue;
+            }
+            let median = |t: &str| s.rows.iter().find(|row| row.target == t).map(|r| r.median);
+            let (Some(off), Some(on)) = (median("ringmesh"), median(on)) else {
+                continue;
+            };
+            let c = telemetry_cost(&off, &on);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} → {} | {} | {} |",
+                s.step,
+                opt(c.cpu_off_us, 2),
+                opt(c.cpu_on_us, 2),
+                c.cpu_delta_us.map_or("–".into(), |d| format!("{d:+.2}")),
+                c.cpu_delta_pct.map_or("–".into(), |p| format!("{p:+.1}%")),
+                ms(off.p99_us),
+                ms(on.p99_us),
+                c.p99_ratio.map_or("–".into(), |x| format!("{x:.2}×")),
+                c.rps_ratio.map_or("–".into(), |x| format!("{x:.2}×")),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "
+Off: `ringmesh`; on: `{on}`; medians of this run. Cost = on − off (CPU of the proxy's process tree per response). Only fixed-rate steps compare at the same load; in closed-loop steps the req/s ratio is what telemetry gives up.
+"
+        );
+    }
+    if r.telemetry.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "Per run (counted after the proxy exited; requests served and drops from its `/metrics`, warm-ups, probes and idle connections included):
+
+| repetition | requests served | connections | requests in measured windows | spans received | access-log lines | spans dropped | log lines dropped |
+|---|---|---|---|---|---|---|---|"
+    );
+    let n = |v: Option<u64>| v.map_or("–".into(), |v| v.to_string());
+    for c in &r.telemetry {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            c.repetition + 1,
+            n(c.proxy_requests),
+            n(c.proxy_connections),
+            c.load_requests,
+            n(c.spans_received),
+            c.access_log_lines,
+            n(c.spans_dropped),
+            n(c.access_log_dropped),
+        );
+    }
+    let _ = writeln!(out);
+}
+
 /// A target's value in a column, with its ratio to the best proxy's.
 fn cell(s: &StepSummary, c: &Column, name: &str) -> String {
     let value = |t: &str| {
@@ -677,6 +791,7 @@ pub(crate) mod tests {
             mode: Default::default(),
             client: Default::default(),
             topology: Default::default(),
+            telemetry: Vec::new(),
         }
     }
 
@@ -849,6 +964,105 @@ pub(crate) mod tests {
         );
         // No baseline, no line.
         assert!(!markdown(&report()).contains("vs baseline"));
+    }
+
+    /// ringmesh with and without telemetry, and what the telemetry runs
+    /// counted.
+    fn with_telemetry() -> Report {
+        let steps = vec![
+            step("half", "rate", Some(20_000.0), 1),
+            step("c10", "closed", None, 1),
+            step("idle", "idle", None, 1),
+        ];
+        let runs = vec![
+            run("direct", "half", 20_000.0, 300.0, None, None),
+            run("ringmesh", "half", 20_000.0, 800.0, Some(20.0), None),
+            run(
+                "ringmesh-telemetry",
+                "half",
+                20_000.0,
+                1000.0,
+                Some(23.0),
+                None,
+            ),
+            run("ringmesh", "c10", 70_000.0, 300.0, Some(12.0), None),
+            run(
+                "ringmesh-telemetry",
+                "c10",
+                63_000.0,
+                330.0,
+                Some(13.5),
+                None,
+            ),
+            run("ringmesh", "idle", 0.0, 0.0, None, Some(0.3)),
+            run("ringmesh-telemetry", "idle", 0.0, 0.0, None, Some(0.4)),
+        ];
+        let mut r = build(steps, &["direct", "ringmesh", "ringmesh-telemetry"], runs);
+        r.telemetry = vec![TelemetryCount {
+            repetition: 0,
+            target: "ringmesh-telemetry".into(),
+            proxy_requests: Some(1_000_210),
+            proxy_connections: Some(242),
+            load_requests: 980_000,
+            spans_received: Some(1_000_210),
+            access_log_lines: 1_000_210,
+            spans_exported: Some(1_000_210),
+            spans_dropped: Some(0),
+            access_log_dropped: Some(0),
+        }];
+        r
+    }
+
+    #[test]
+    fn the_cost_of_telemetry_per_step() {
+        let md = markdown(&with_telemetry());
+        assert!(md.contains("## Telemetry cost\n"), "{md}");
+        assert!(
+            md.contains("`ringmesh-telemetry` is the `ringmesh` build and config plus an access log (JSON) and tracing at 100%"),
+            "{md}"
+        );
+        let head = "| step | CPU µs/req off | CPU µs/req on | cost µs/req | cost % | p99 ms off → on | p99 ratio | req/s ratio |";
+        assert!(md.contains(head), "{md}");
+        assert!(
+            md.contains(
+                "| half | 20.00 | 23.00 | +3.00 | +15.0% | 0.800 → 1.000 | 1.25× | 1.00× |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| c10 | 12.00 | 13.50 | +1.50 | +12.5% | 0.300 → 0.330 | 1.10× | 0.90× |"),
+            "{md}"
+        );
+        assert!(!md.contains("| idle | "), "{md}");
+        // Between the headline and the first step's table.
+        let at = md.find("## Telemetry cost").unwrap();
+        assert!(md.find("## Headline").unwrap() < at && at < md.find("## half").unwrap());
+        // What each run served, logged and exported.
+        assert!(
+            md.contains("| 1 | 1000210 | 242 | 980000 | 1000210 | 1000210 | 0 | 0 |"),
+            "{md}"
+        );
+        // It survives a re-render from the JSON, which carries the counts.
+        let r = with_telemetry();
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["telemetry"][0]["spans_received"], 1_000_210);
+        assert_eq!(v["telemetry"][0]["access_log_lines"], 1_000_210);
+        let back: Report = serde_json::from_value(v).unwrap();
+        assert_eq!(markdown(&back), md);
+        // A report without it says nothing of telemetry, and its JSON has
+        // no `telemetry` key (older reports read back as before).
+        let plain = report();
+        assert!(!markdown(&plain).contains("Telemetry"));
+        assert!(serde_json::to_value(&plain)
+            .unwrap()
+            .get("telemetry")
+            .is_none());
+        // Without ringmesh beside it: the counts, no cost table.
+        let mut alone = with_telemetry();
+        alone.targets.retain(|t| t.name != "ringmesh");
+        let md = markdown(&alone);
+        assert!(md.contains("## Telemetry cost") && !md.contains("| step | CPU µs/req off"));
+        assert!(md.contains("| 1 | 1000210 |"), "{md}");
     }
 
     #[test]

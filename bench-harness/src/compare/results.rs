@@ -37,6 +37,96 @@ pub struct Report {
     /// One proxy per target, or a mesh pair (`topology = "pair"`).
     #[serde(default)]
     pub topology: super::scenario::Topology,
+    /// What each run of `ringmesh-telemetry` logged and exported, beside
+    /// what it served: did telemetry really run at 100%.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub telemetry: Vec<TelemetryCount>,
+}
+
+/// One `ringmesh-telemetry` run (a repetition: the target started, ran
+/// every step, was stopped): what it served, what it logged and what the
+/// sink received, counted once it had exited (so its last batches are in).
+/// In a pair, both proxies summed (two spans and lines per request).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TelemetryCount {
+    pub repetition: usize,
+    pub target: String,
+    /// HTTP requests the proxy served, from its `/metrics`
+    /// (`ringmesh_requests_total`, read at the end of the run): warm-ups,
+    /// readiness probes and idle steps' requests included, so every one
+    /// should have a span and a log line.
+    pub proxy_requests: Option<u64>,
+    /// Client connections it accepted (`ringmesh_downstream_connections_total`):
+    /// what a TCP relay logs a line for.
+    pub proxy_connections: Option<u64>,
+    /// Requests in the load's measured windows (warm-ups not included).
+    pub load_requests: u64,
+    /// Spans the harness's OTLP sink received from it; None without
+    /// tracing (TCP scenarios).
+    pub spans_received: Option<u64>,
+    /// Lines in its access log file(s).
+    pub access_log_lines: u64,
+    /// `ringmesh_spans_exported_total`.
+    pub spans_exported: Option<u64>,
+    /// `ringmesh_spans_dropped_total`, every reason.
+    pub spans_dropped: Option<u64>,
+    /// `ringmesh_access_log_dropped_total`, every reason.
+    pub access_log_dropped: Option<u64>,
+}
+
+/// Sum of every series of the metric family `name` in a Prometheus text
+/// exposition; None when it has no series.
+pub fn metric_sum(text: &str, name: &str) -> Option<u64> {
+    let mut found = None;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        // The family itself, not one whose name merely starts with it.
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            continue;
+        }
+        let value = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+        if let Some(v) = value {
+            *found.get_or_insert(0) += v as u64;
+        }
+    }
+    found
+}
+
+/// What telemetry costs in one step: `ringmesh-telemetry` against
+/// `ringmesh`, from their medians in this run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TelemetryCost {
+    /// CPU µs per request without and with telemetry.
+    pub cpu_off_us: Option<f64>,
+    pub cpu_on_us: Option<f64>,
+    /// with - without, µs per request.
+    pub cpu_delta_us: Option<f64>,
+    /// The same as a percentage of without.
+    pub cpu_delta_pct: Option<f64>,
+    /// p99 with ÷ p99 without.
+    pub p99_ratio: Option<f64>,
+    /// req/s with ÷ req/s without (what a closed-loop step gives up).
+    pub rps_ratio: Option<f64>,
+}
+
+/// The cost of telemetry from the medians without (`off`) and with (`on`).
+pub fn telemetry_cost(off: &Metrics, on: &Metrics) -> TelemetryCost {
+    let ratio = |a: f64, b: f64| (b > 0.0 && a.is_finite()).then(|| a / b);
+    let (cpu_off, cpu_on) = (off.proxy_cpu_us_per_req, on.proxy_cpu_us_per_req);
+    let delta = cpu_off.zip(cpu_on).map(|(a, b)| b - a);
+    TelemetryCost {
+        cpu_off_us: cpu_off,
+        cpu_on_us: cpu_on,
+        cpu_delta_us: delta,
+        cpu_delta_pct: delta
+            .zip(cpu_off)
+            .and_then(|(d, a)| ratio(d, a))
+            .map(|r| r * 100.0),
+        p99_ratio: ratio(on.p99_us, off.p99_us),
+        rps_ratio: ratio(on.rps, off.rps),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -273,6 +363,65 @@ pub fn summarize(steps: &[StepInfo], targets: &[String], runs: &[Run]) -> Vec<St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn telemetry_cost_is_the_difference_and_its_share() {
+        let off = Metrics {
+            rps: 20_000.0,
+            p99_us: 800.0,
+            proxy_cpu_us_per_req: Some(20.0),
+            ..Metrics::default()
+        };
+        let on = Metrics {
+            rps: 19_000.0,
+            p99_us: 1000.0,
+            proxy_cpu_us_per_req: Some(23.0),
+            ..Metrics::default()
+        };
+        let c = telemetry_cost(&off, &on);
+        assert_eq!(c.cpu_off_us, Some(20.0));
+        assert_eq!(c.cpu_on_us, Some(23.0));
+        assert_eq!(c.cpu_delta_us, Some(3.0));
+        assert_eq!(c.cpu_delta_pct, Some(15.0));
+        assert_eq!(c.p99_ratio, Some(1.25));
+        assert_eq!(c.rps_ratio, Some(0.95));
+        // Cheaper with telemetry (noise): a negative cost, not hidden.
+        let c = telemetry_cost(&on, &off);
+        assert_eq!(c.cpu_delta_us, Some(-3.0));
+        assert!((c.cpu_delta_pct.unwrap() + 300.0 / 23.0).abs() < 1e-9);
+        // No CPU reading (or a zero one) gives no cost, not a division by 0.
+        let none = Metrics::default();
+        let c = telemetry_cost(&none, &on);
+        assert_eq!((c.cpu_delta_us, c.cpu_delta_pct), (None, None));
+        assert_eq!((c.p99_ratio, c.rps_ratio), (None, None));
+        let zero = Metrics {
+            proxy_cpu_us_per_req: Some(0.0),
+            ..Metrics::default()
+        };
+        let c = telemetry_cost(&zero, &on);
+        assert_eq!((c.cpu_delta_us, c.cpu_delta_pct), (Some(23.0), None));
+    }
+
+    #[test]
+    fn metric_families_are_summed_over_their_series() {
+        let text = "\
+# HELP ringmesh_requests_total Requests.
+# TYPE ringmesh_requests_total counter
+ringmesh_requests_total{listener=\"main\",route=\"\",class=\"2xx\"} 1200
+ringmesh_requests_total{listener=\"main\",route=\"\",class=\"5xx\"} 3
+ringmesh_requests_total_other 99
+ringmesh_spans_exported_total 1203
+ringmesh_spans_dropped_total{reason=\"buffer_full\"} 0
+ringmesh_spans_dropped_total{reason=\"export_failed\"} 7
+";
+        assert_eq!(metric_sum(text, "ringmesh_requests_total"), Some(1203));
+        assert_eq!(
+            metric_sum(text, "ringmesh_spans_exported_total"),
+            Some(1203)
+        );
+        assert_eq!(metric_sum(text, "ringmesh_spans_dropped_total"), Some(7));
+        assert_eq!(metric_sum(text, "ringmesh_access_log_lines_total"), None);
+    }
 
     #[test]
     fn medians() {

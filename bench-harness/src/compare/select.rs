@@ -7,6 +7,13 @@
 //! `--baseline-bin` always runs it (a run without it would silently lose
 //! the comparison asked for), and naming `baseline` without a binary is an
 //! error, not a skipped target.
+//!
+//! `ringmesh-telemetry` (ringmesh with an access log and tracing on) is
+//! run when the scenario or `--targets` names it: naming it in
+//! `--targets` adds it right after `ringmesh` even to a scenario that does
+//! not list it, so `peers.toml` measures the cost of telemetry without
+//! every run of it paying for one more target (and one more peak in its
+//! calibration).
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +43,10 @@ pub fn targets(
             .map_err(|e| format!("--targets: {e}"))?;
         targets.retain(|t| want.contains(t));
         named_in = want.contains(&TargetKind::Baseline).then_some("--targets");
+        let telemetry = TargetKind::RingmeshTelemetry;
+        if want.contains(&telemetry) && !targets.contains(&telemetry) {
+            targets.insert(after_ringmesh(&targets), telemetry);
+        }
     }
     match named_in {
         Some(place) if !baseline => {
@@ -46,13 +57,17 @@ pub fn targets(
         _ => {}
     }
     if baseline && !targets.contains(&TargetKind::Baseline) {
-        let at = targets
-            .iter()
-            .position(|t| *t == TargetKind::Ringmesh)
-            .map_or(targets.len(), |i| i + 1);
-        targets.insert(at, TargetKind::Baseline);
+        targets.insert(after_ringmesh(&targets), TargetKind::Baseline);
     }
     Ok(targets)
+}
+
+/// Right after `ringmesh`, or at the end without it.
+fn after_ringmesh(targets: &[TargetKind]) -> usize {
+    targets
+        .iter()
+        .position(|t| *t == TargetKind::Ringmesh)
+        .map_or(targets.len(), |i| i + 1)
 }
 
 /// The `--baseline-bin` path, checked to be a file and made absolute so
@@ -133,6 +148,37 @@ mod tests {
             .parse::<TargetKind>()
             .unwrap_err()
             .contains("did you mean \"baseline\""));
+    }
+
+    #[test]
+    fn telemetry_joins_when_targets_names_it() {
+        // peers.toml does not list it: --targets adds it after ringmesh.
+        assert_eq!(
+            targets(&PEERS, Some("direct,ringmesh,ringmesh-telemetry"), false).unwrap(),
+            [Direct, Ringmesh, RingmeshTelemetry]
+        );
+        // Without --targets naming it, nothing changes.
+        assert_eq!(targets(&PEERS, None, false).unwrap(), PEERS);
+        assert_eq!(
+            targets(&PEERS, Some("ringmesh-telemetry"), false).unwrap(),
+            [RingmeshTelemetry]
+        );
+        // With a baseline too: both after ringmesh.
+        assert_eq!(
+            targets(&PEERS, Some("ringmesh,ringmesh-telemetry"), true).unwrap(),
+            [Ringmesh, Baseline, RingmeshTelemetry]
+        );
+        // A scenario that lists it keeps its place.
+        let listed = [RingmeshTelemetry, Direct, Ringmesh];
+        assert_eq!(targets(&listed, None, false).unwrap(), listed);
+        assert_eq!(
+            targets(&listed, Some("ringmesh,ringmesh-telemetry"), false).unwrap(),
+            [RingmeshTelemetry, Ringmesh]
+        );
+        assert!("ringmesh-telemetri"
+            .parse::<TargetKind>()
+            .unwrap_err()
+            .contains("did you mean \"ringmesh-telemetry\""));
     }
 
     #[test]

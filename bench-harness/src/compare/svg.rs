@@ -19,6 +19,8 @@ fn color(target: &str) -> &'static str {
         "ringmesh" => "#e4572e",
         // The build before: ringmesh's hue, paler.
         "baseline" => "#f4a582",
+        // ringmesh with an access log and tracing: ringmesh's hue, darker.
+        "ringmesh-telemetry" => "#9c2f12",
         "nginx" => "#2e86ab",
         "haproxy" => "#76b041",
         "envoy" => "#8e44ad",

@@ -17,6 +17,11 @@
 //! In pair scenarios (`topology = "pair"`) each config is one sidecar of
 //! a mesh hop (`Setup::mesh`): the same config plus mTLS to or from the
 //! other ([`super::pair`]).
+//!
+//! `ringmesh-telemetry` is the `ringmesh` build with the `ringmesh` config
+//! plus an access log and tracing at 100% to the harness's OTLP sink
+//! ([`ringmesh_telemetry_config`]): the cost of telemetry, measured in the
+//! same run. Every other target's config is what it was without it.
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -58,10 +63,22 @@ pub enum TargetKind {
     Nginx,
     Haproxy,
     Envoy,
+    /// The `ringmesh` build and config with an access log (JSON, to a file
+    /// in the run's scratch directory) and tracing at 100% to the
+    /// harness's OTLP sink: what telemetry costs per request.
+    #[serde(rename = "ringmesh-telemetry")]
+    RingmeshTelemetry,
 }
 
-const NAMES: [&str; 6] = [
-    "direct", "ringmesh", "baseline", "nginx", "haproxy", "envoy",
+/// In the enum's order (`Display` indexes it).
+const NAMES: [&str; 7] = [
+    "direct",
+    "ringmesh",
+    "baseline",
+    "nginx",
+    "haproxy",
+    "envoy",
+    "ringmesh-telemetry",
 ];
 
 impl FromStr for TargetKind {
@@ -74,6 +91,7 @@ impl FromStr for TargetKind {
             "nginx" => TargetKind::Nginx,
             "haproxy" => TargetKind::Haproxy,
             "envoy" => TargetKind::Envoy,
+            "ringmesh-telemetry" => TargetKind::RingmeshTelemetry,
             other => {
                 let hint = super::did_you_mean(other, &NAMES);
                 return Err(format!(
@@ -94,6 +112,14 @@ impl fmt::Display for TargetKind {
 impl TargetKind {
     pub fn is_proxy(self) -> bool {
         self != TargetKind::Direct
+    }
+
+    /// A build of ringmesh-proxy (the one under test or the baseline).
+    pub fn is_ringmesh(self) -> bool {
+        matches!(
+            self,
+            TargetKind::Ringmesh | TargetKind::Baseline | TargetKind::RingmeshTelemetry
+        )
     }
 
     /// The binary to run in a scenario of `mode`, or why it cannot be.
@@ -122,7 +148,7 @@ impl TargetKind {
     fn locate_bin(self, bins: &RingmeshBins) -> Result<Option<PathBuf>, String> {
         match self {
             TargetKind::Direct => Ok(None),
-            TargetKind::Ringmesh => {
+            TargetKind::Ringmesh | TargetKind::RingmeshTelemetry => {
                 if bins.current.is_file() {
                     Ok(Some(bins.current.clone()))
                 } else {
@@ -151,7 +177,10 @@ impl TargetKind {
             TargetKind::Direct => return String::new(),
             TargetKind::Nginx => "-v",
             TargetKind::Haproxy => "-v",
-            TargetKind::Ringmesh | TargetKind::Baseline | TargetKind::Envoy => "--version",
+            TargetKind::Ringmesh
+            | TargetKind::Baseline
+            | TargetKind::RingmeshTelemetry
+            | TargetKind::Envoy => "--version",
         };
         let out = Command::new(bin).arg(arg).output();
         let text = out
@@ -217,7 +246,23 @@ pub struct Setup<'a> {
     /// mTLS (its `upstream` is B), B requires mTLS on its listener (its
     /// `tls` is its SVID).
     pub mesh: Option<Role<'a>>,
+    /// Where `ringmesh-telemetry` logs and sends spans (other targets
+    /// ignore it).
+    pub telemetry: Option<Telemetry>,
 }
+
+/// The telemetry `ringmesh-telemetry` adds to ringmesh's config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Telemetry {
+    /// The listener's access log (JSON lines).
+    pub access_log: PathBuf,
+    /// The OTLP/gRPC sink for spans at 100%; None in TCP scenarios (a
+    /// relayed connection gets an access-log line but no span).
+    pub collector: Option<SocketAddr>,
+}
+
+/// The `service_name` of `ringmesh-telemetry`'s spans.
+pub const TELEMETRY_SERVICE: &str = "bench";
 
 /// Why nginx sits out plain h2-in / h2-out steps.
 pub const NGINX_NO_H2_UPSTREAM: &str = "not supported: nginx (1.22) proxies HTTP/2 to an upstream only as gRPC (grpc_pass); its proxy_pass speaks HTTP/1.x";
@@ -256,6 +301,13 @@ pub fn command(kind: TargetKind, bin: &Path, s: &Setup) -> std::io::Result<Comma
         TargetKind::Ringmesh | TargetKind::Baseline => {
             cmd.arg("--config")
                 .arg(write("ringmesh.yaml", ringmesh_config(s))?);
+        }
+        TargetKind::RingmeshTelemetry => {
+            let t = s.telemetry.as_ref().ok_or_else(|| {
+                std::io::Error::other("ringmesh-telemetry: no access log path or sink given")
+            })?;
+            cmd.arg("--config")
+                .arg(write("ringmesh.yaml", ringmesh_telemetry_config(s, t))?);
         }
         TargetKind::Nginx => {
             cmd.arg("-c")
@@ -382,6 +434,30 @@ clusters:\n  - name: up\n    endpoints: ['{up}']\n    pool: {{ max_idle_per_endp
         listen = s.listen,
         up = s.upstream,
     )
+}
+
+/// `ringmesh-telemetry`'s config: [`ringmesh_config`] with, on its
+/// listener, `access_log: { path, format: json }` and, at the top level
+/// (HTTP only), `tracing` at 100% to the sink. Only added lines: the rest
+/// is byte for byte what `ringmesh` runs with, so the two differ by the
+/// telemetry alone.
+pub fn ringmesh_telemetry_config(s: &Setup, t: &Telemetry) -> String {
+    let base = ringmesh_config(s);
+    // The listener's first field after its name; `admin`'s address is in
+    // flow style on one line, so this is the listener's.
+    let anchor = format!("    address: '{}'\n", s.listen);
+    let access_log = format!(
+        "    access_log: {{ path: '{}', format: json }}\n",
+        t.access_log.display()
+    );
+    let mut out = base.replacen(&anchor, &format!("{anchor}{access_log}"), 1);
+    debug_assert_ne!(out, base, "the listener's address line is where it was");
+    if let Some(collector) = t.collector {
+        out.push_str(&format!(
+            "tracing: {{ collector: '{collector}', sampling_percent: 100, service_name: {TELEMETRY_SERVICE} }}\n"
+        ));
+    }
+    out
 }
 
 pub fn nginx_config(s: &Setup) -> String {
@@ -770,6 +846,7 @@ mod tests {
             client: Proto::H1,
             upstream_h2: None,
             mesh: None,
+            telemetry: None,
         }
     }
 
@@ -1054,6 +1131,135 @@ mod tests {
             std::fs::read_to_string(new.path().join("ringmesh.yaml")).unwrap()
         );
         assert!(TargetKind::Baseline.is_proxy());
+    }
+
+    fn telemetry(collector: Option<&str>) -> Telemetry {
+        Telemetry {
+            access_log: PathBuf::from("/run/x/ringmesh-telemetry/access.log"),
+            collector: collector.map(|c| c.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn telemetry_adds_an_access_log_and_tracing_to_ringmeshs_config() {
+        let dir = Path::new("/run/x");
+        let t = telemetry(Some("127.0.0.1:4317"));
+        let s = setup(dir);
+        let on = ringmesh_telemetry_config(&s, &t);
+        let log =
+            "    access_log: { path: '/run/x/ringmesh-telemetry/access.log', format: json }\n";
+        let tracing =
+            "tracing: { collector: '127.0.0.1:4317', sampling_percent: 100, service_name: bench }\n";
+        assert!(
+            on.contains(&format!("    address: '127.0.0.1:9001'\n{log}")),
+            "{on}"
+        );
+        assert!(on.ends_with(tracing), "{on}");
+        // Only those two lines added: the rest is ringmesh's, byte for byte.
+        assert_eq!(
+            on.replacen(log, "", 1).replacen(tracing, "", 1),
+            ringmesh_config(&s)
+        );
+        let v = yaml(&on);
+        let listener = &v["listeners"][0];
+        assert_eq!(
+            listener["access_log"]["path"],
+            "/run/x/ringmesh-telemetry/access.log"
+        );
+        assert_eq!(listener["access_log"]["format"], "json");
+        assert_eq!(listener["routes"][0]["cluster"], "up");
+        assert_eq!(v["tracing"]["collector"], "127.0.0.1:4317");
+        assert_eq!(v["tracing"]["sampling_percent"], 100);
+        assert_eq!(v["tracing"]["service_name"], "bench");
+        assert_eq!(v["admin"]["address"], "127.0.0.1:9002");
+        // ringmesh's own config never logs or traces, whatever Setup says.
+        let told = Setup {
+            telemetry: Some(t.clone()),
+            ..setup(dir)
+        };
+        let plain = ringmesh_config(&told);
+        assert_eq!(plain, ringmesh_config(&s));
+        assert!(!plain.contains("access_log") && !plain.contains("tracing"));
+
+        // TLS, HTTP/2 upstream: the log goes on the same listener.
+        let files = CertFiles::in_dir(Path::new("/run/x/tls"));
+        let s = Setup {
+            tls: Some(&files),
+            upstream_h2: Some("127.0.0.1:9003".parse().unwrap()),
+            ..setup(dir)
+        };
+        let v = yaml(&ringmesh_telemetry_config(&s, &t));
+        let listener = &v["listeners"][0];
+        assert_eq!(listener["access_log"]["format"], "json");
+        assert_eq!(
+            listener["tls"]["certificates"][0]["key"],
+            "/run/x/tls/leaf-key.pem"
+        );
+        assert_eq!(listener["routes"][2]["cluster"], "up");
+        assert_eq!(v["tracing"]["sampling_percent"], 100);
+    }
+
+    #[test]
+    fn telemetry_over_tcp_is_the_access_log_alone() {
+        let dir = Path::new("/run/x");
+        let s = Setup {
+            mode: Mode::Tcp,
+            ..setup(dir)
+        };
+        // compare gives no collector in TCP scenarios: no spans there.
+        let on = ringmesh_telemetry_config(&s, &telemetry(None));
+        assert!(!on.contains("tracing"), "{on}");
+        let v = yaml(&on);
+        assert_eq!(v["listeners"][0]["tcp"]["cluster"], "up");
+        assert_eq!(v["listeners"][0]["access_log"]["format"], "json");
+        assert_eq!(
+            on.replacen(
+                "    access_log: { path: '/run/x/ringmesh-telemetry/access.log', format: json }\n",
+                "",
+                1
+            ),
+            ringmesh_config(&s)
+        );
+    }
+
+    #[test]
+    fn telemetry_runs_ringmeshs_build_with_its_own_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("ringmesh-proxy");
+        std::fs::write(&bin, "").unwrap();
+        let bins = RingmeshBins {
+            current: bin.clone(),
+            baseline: None,
+        };
+        let kind: TargetKind = "ringmesh-telemetry".parse().unwrap();
+        assert_eq!(kind, TargetKind::RingmeshTelemetry);
+        assert_eq!(kind.to_string(), "ringmesh-telemetry");
+        assert_eq!(
+            serde_json::to_value(kind).unwrap(),
+            serde_json::json!("ringmesh-telemetry")
+        );
+        assert!(kind.is_proxy() && kind.is_ringmesh());
+        assert_eq!(kind.locate(&bins, Mode::Http), Ok(Some(bin.clone())));
+        assert_eq!(
+            kind.locate(&bins, Mode::Tcp),
+            TargetKind::Ringmesh.locate(&bins, Mode::Tcp)
+        );
+
+        let t = telemetry(Some("127.0.0.1:4317"));
+        let s = Setup {
+            telemetry: Some(t.clone()),
+            ..setup(dir.path())
+        };
+        let cmd = command(kind, &bin, &s).unwrap();
+        assert_eq!(cmd.get_program(), bin.as_os_str());
+        let written = std::fs::read_to_string(dir.path().join("ringmesh.yaml")).unwrap();
+        assert_eq!(written, ringmesh_telemetry_config(&s, &t));
+        // ringmesh and the baseline, given the same Setup, run without it.
+        command(TargetKind::Ringmesh, &bin, &s).unwrap();
+        let written = std::fs::read_to_string(dir.path().join("ringmesh.yaml")).unwrap();
+        assert_eq!(written, ringmesh_config(&setup(dir.path())));
+        // Without a telemetry setup it is refused, not run without it.
+        assert!(command(kind, &bin, &setup(dir.path())).is_err());
     }
 
     #[test]
