@@ -5,7 +5,8 @@
 //!   files or stdout (SIGUSR1 reopens them).
 //! - `trace`: W3C `traceparent` and `x-request-id`, parsed and made
 //!   without allocation; `span`: a core's compact span record; `otlp`:
-//!   the thread that exports spans to an OTLP/gRPC collector.
+//!   the thread that exports spans to an OTLP/gRPC collector, encoded by
+//!   `otlp_wire` straight into protobuf.
 //! - `batch`: the per-core buffers both use, handed to those threads a
 //!   batch at a time and dropped (counted) when the threads fall behind.
 //! - `clock`: RFC 3339 start times.
@@ -19,6 +20,7 @@ pub mod access_log;
 pub mod batch;
 pub mod clock;
 pub mod otlp;
+pub mod otlp_wire;
 pub mod span;
 pub mod trace;
 pub mod writer;
