@@ -36,8 +36,7 @@ pub fn encode(ctx: &TraceContext, kind: Kind, e: &Entry<'_>, out: &mut Vec<u8>) 
     out.extend_from_slice(&e.status.unwrap_or(0).to_le_bytes());
     out.push(e.grpc.unwrap_or(u8::MAX));
     let req = e.request;
-    let (mut client, mut upstream) = ([0u8; 72], [0u8; 72]);
-    let strings: [&[u8]; STRINGS] = [
+    let head: [&[u8]; 7] = [
         req.map_or(b"", |r| r.method()),
         req.map_or(b"", |r| r.scheme()),
         req.map_or(b"", |r| r.authority()),
@@ -46,8 +45,13 @@ pub fn encode(ctx: &TraceContext, kind: Kind, e: &Entry<'_>, out: &mut Vec<u8>) 
         e.protocol.as_bytes(),
         req.and_then(|r| r.header(b"user-agent"))
             .unwrap_or_default(),
-        socket_text(Some(e.client), &mut client),
-        socket_text(e.upstream_host, &mut upstream),
+    ];
+    for s in head {
+        put(out, s);
+    }
+    put_address(out, Some(e.client));
+    put_address(out, e.upstream_host);
+    let tail: [&[u8]; 6] = [
         e.principal.unwrap_or_default(),
         e.route.as_bytes(),
         e.cluster.as_bytes(),
@@ -55,26 +59,31 @@ pub fn encode(ctx: &TraceContext, kind: Kind, e: &Entry<'_>, out: &mut Vec<u8>) 
         e.details.as_bytes(),
         e.flags.as_bytes(),
     ];
-    for s in strings {
-        // A header longer than 64 KiB cannot get here (head limits); cut
-        // rather than trust that.
-        let s = &s[..s.len().min(usize::from(u16::MAX))];
-        out.extend_from_slice(&(s.len() as u16).to_le_bytes());
-        out.extend_from_slice(s);
+    for s in tail {
+        put(out, s);
     }
     let len = (out.len() - at) as u32;
     out[at..at + 4].copy_from_slice(&len.to_le_bytes());
 }
 
-/// `addr` as text into `buf` (large enough for any socket address);
+/// A string: its length (u16), then its bytes. A header longer than 64
+/// KiB cannot get here (head limits); it is cut rather than trusted.
+fn put(out: &mut Vec<u8>, s: &[u8]) {
+    let s = &s[..s.len().min(usize::from(u16::MAX))];
+    out.extend_from_slice(&(s.len() as u16).to_le_bytes());
+    out.extend_from_slice(s);
+}
+
+/// An address as a string, written in place (its length patched after);
 /// empty for `None`.
-fn socket_text(addr: Option<std::net::SocketAddr>, buf: &mut [u8]) -> &[u8] {
-    use std::io::Write;
-    let Some(a) = addr else { return &[] };
-    let mut cursor = std::io::Cursor::new(&mut *buf);
-    let _ = write!(cursor, "{a}");
-    let n = cursor.position() as usize;
-    &buf[..n]
+fn put_address(out: &mut Vec<u8>, addr: Option<std::net::SocketAddr>) {
+    let at = out.len();
+    out.extend_from_slice(&[0, 0]);
+    if let Some(a) = addr {
+        super::access_log::address(a, out);
+    }
+    let len = (out.len() - at - 2) as u16;
+    out[at..at + 2].copy_from_slice(&len.to_le_bytes());
 }
 
 /// A record read back.
