@@ -98,6 +98,21 @@ impl Threads {
     }
 }
 
+/// The writer's and the exporter's scheduling priority (nice value): when
+/// they share a CPU with a worker (a pinned sidecar), the worker's
+/// requests come first and these catch up in its idle time; a worker
+/// that never idles leaves them behind, and the cores drop lines and
+/// spans (counted) rather than wait.
+const THREAD_NICE: i32 = 10;
+
+/// Lower the calling thread's priority to `THREAD_NICE`.
+pub(crate) fn lower_priority(thread: &str) {
+    let me = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(me), THREAD_NICE) {
+        tracing::debug!(thread, error = %e, "cannot lower the thread's priority");
+    }
+}
+
 /// Per-core counts of what the core could not hand over.
 #[derive(Debug, Default)]
 pub struct TelemetryStats {

@@ -45,6 +45,7 @@ pub fn spawn(inbox: Inbox<Collector>) -> std::io::Result<std::thread::JoinHandle
 }
 
 fn run(inbox: Inbox<Collector>) {
+    super::lower_priority("ringmesh-otlp");
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -55,6 +55,7 @@ enum Out {
 }
 
 fn run(inbox: Inbox<LogFile>) {
+    super::lower_priority("ringmesh-logs");
     let mut open: HashMap<PathBuf, Out> = HashMap::new();
     let failures = crate::loglimit::LogLimit::default();
     while let Ok(batch) = inbox.batches.recv() {
