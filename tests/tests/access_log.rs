@@ -338,3 +338,43 @@ clusters:
 }
 
 use std::os::unix::fs::OpenOptionsExt;
+
+#[test]
+fn a_request_refused_before_its_head_is_complete_is_logged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("access.log");
+    let up = Upstream::start("app");
+    let yaml = format!(
+        "runtime: {{ workers: 2 }}
+admin: {{ address: '127.0.0.1:0' }}
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    access_log: {{ path: {} }}
+    routes: [ {{ name: app, cluster: app }} ]
+clusters:
+  - {{ name: app, endpoints: ['{}'] }}
+",
+        log.display(),
+        up.addr
+    );
+    let p = Proxy::start(&yaml);
+    // A smuggling attempt: both framings.
+    let mut c = Client::connect(p.addr("main"));
+    let r = c.request(
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    );
+    assert_eq!(r.status, 400);
+    let local = c.stream.local_addr().expect("local");
+    let line = json(&lines(&log, 1)[0]);
+    assert_eq!(line["response_code"], 400);
+    assert_eq!(line["response_flags"], "DPE");
+    assert!(
+        line["method"].is_null() && line["route_name"].is_null(),
+        "{line}"
+    );
+    assert_eq!(line["downstream_remote_address"], local.to_string());
+    let details = line["response_code_details"].as_str().unwrap();
+    assert!(!details.is_empty() && details != "via_upstream", "{line}");
+    assert!(line["bytes_sent"].as_u64().unwrap() > 0, "{line}");
+}

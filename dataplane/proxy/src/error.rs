@@ -103,6 +103,30 @@ impl ProxyError {
         }
     }
 
+    /// Envoy's response flag for the access log (`-`: Envoy has none;
+    /// `reason` says what happened).
+    pub fn response_flags(self) -> &'static str {
+        match self {
+            ProxyError::NoRoute => "NR",
+            ProxyError::NoEndpoints => "UH",
+            ProxyError::PoolExhausted => "UO",
+            ProxyError::ConnectFailed | ProxyError::ConnectTimeout | ProxyError::UpstreamTls(_) => {
+                "UF"
+            }
+            ProxyError::UpstreamTimeout => "UT",
+            ProxyError::UpstreamReset => "UC",
+            ProxyError::BadUpstreamResponse(_) | ProxyError::UnexpectedUpgrade => "UPE",
+            ProxyError::BadRequest(_) | ProxyError::BadRequestBody(_) | ProxyError::BadPath => {
+                "DPE"
+            }
+            ProxyError::FaultAbort(_) => "FI",
+            ProxyError::HeaderTimeout
+            | ProxyError::Forbidden
+            | ProxyError::MethodNotAllowed
+            | ProxyError::UnsendableRequest => "-",
+        }
+    }
+
     pub fn fault(self) -> Fault {
         match self {
             ProxyError::BadRequest(_)

@@ -244,7 +244,9 @@ impl<'w> H1Conn<'w> {
                     stats.unrouted.record(err.status());
                     stats.unrouted_codes.record(err.status());
                     self.state.body_pending = true;
+                    let begun = std::time::Instant::now();
                     let _ = self.respond(Local::Error(err), true).await;
+                    self.log_refused(err, begun.elapsed());
                     self.close().await;
                     return Exit::Closed;
                 }
@@ -305,6 +307,40 @@ impl<'w> H1Conn<'w> {
                 }
             }
         }
+    }
+
+    /// The access log line of a request refused before its head was
+    /// complete (malformed, too large, too slow): no request to show, the
+    /// answer and why. Smuggling attempts and floods show up here.
+    fn log_refused(&self, err: ProxyError, took: Duration) {
+        let snap = self.core.snapshot();
+        let listener = &snap.config.listeners[self.listener];
+        if listener.access_log.is_none() {
+            return;
+        }
+        let entry = crate::telemetry::access_log::Entry {
+            start: crate::telemetry::clock::started(std::time::SystemTime::now(), took),
+            duration: took,
+            request: None,
+            protocol: "HTTP/1.1",
+            status: Some(err.status()),
+            flags: err.response_flags(),
+            details: err.reason(),
+            bytes_received: 0,
+            bytes_sent: self.state.bytes_out,
+            upstream_time: None,
+            upstream_host: None,
+            cluster: "",
+            route: "",
+            listener: &listener.name,
+            client: SocketAddr::new(self.client, self.client_port),
+            principal: self.principal.as_deref(),
+            trace_id: None,
+            request_id: None,
+            grpc: None,
+        };
+        let stats = &self.core.stats.telemetry;
+        crate::telemetry::record(&self.core, listener, stats, None, None, &entry);
     }
 
     /// Pin the head in the read buffer for the whole exchange and reset

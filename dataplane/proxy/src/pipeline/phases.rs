@@ -825,26 +825,7 @@ fn log<D: Downstream>(down: &D, ctx: &Ctx<'_>, duration: Duration) {
 /// `via_upstream`).
 fn outcome_flags(ctx: &Ctx<'_>) -> (&'static str, &'static str) {
     if let Some(err) = ctx.error {
-        let flags = match err {
-            ProxyError::NoRoute => "NR",
-            ProxyError::NoEndpoints => "UH",
-            ProxyError::PoolExhausted => "UO",
-            ProxyError::ConnectFailed | ProxyError::ConnectTimeout | ProxyError::UpstreamTls(_) => {
-                "UF"
-            }
-            ProxyError::UpstreamTimeout => "UT",
-            ProxyError::UpstreamReset => "UC",
-            ProxyError::BadUpstreamResponse(_) | ProxyError::UnexpectedUpgrade => "UPE",
-            ProxyError::BadRequest(_) | ProxyError::BadRequestBody(_) | ProxyError::BadPath => {
-                "DPE"
-            }
-            ProxyError::FaultAbort(_) => "FI",
-            // Envoy has no flag for these; the detail says what happened.
-            ProxyError::HeaderTimeout
-            | ProxyError::Forbidden
-            | ProxyError::MethodNotAllowed
-            | ProxyError::UnsendableRequest => "-",
-        };
+        let flags = err.response_flags();
         return (flags, err.reason());
     }
     if ctx.aborted.is_some() {
