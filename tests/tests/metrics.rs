@@ -9,7 +9,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use ringmesh_tests::tls::{yaml_path, Pki};
-use ringmesh_tests::{config, Client, Proxy, Upstream};
+use ringmesh_tests::{config, eventually, Client, Proxy, Upstream};
+use std::time::Duration;
 
 /// `promtool check metrics` accepts the exposition.
 fn promtool(text: &str) {
@@ -48,18 +49,23 @@ fn known_delays_land_in_their_buckets() {
         &[("app", &[&up])],
         "",
     ));
-    // Eight requests of 30 ms and eight immediate ones, on separate
+    // Eight requests of 120 ms and eight immediate ones, on separate
     // connections (the kernel spreads them over both workers).
     for i in 0..16 {
-        let path = if i % 2 == 0 { "/delay/30" } else { "/fast" };
+        let path = if i % 2 == 0 { "/delay/120" } else { "/fast" };
         assert_eq!(Client::connect(p.addr("main")).get(path, "a").status, 200);
     }
     let route = "listener=\"main\",direction=\"inbound\",route=\"app\",class=\"2xx\"";
     let name = "ringmesh_request_duration_seconds";
-    // 30 ms requests are above 25 ms and, on a loaded CI runner, within
-    // 250 ms; the immediate ones are within 25 ms.
-    assert_eq!(bucket(&p, name, route, "0.025"), 8, "the immediate ones");
-    assert_eq!(bucket(&p, name, route, "0.25"), 16);
+    // A request is counted just after its response left.
+    eventually("all 16 counted", Duration::from_secs(5), || {
+        p.metric(&format!("{name}_count{{{route}}}")) == Some(16)
+    });
+    // 120 ms requests are above 100 ms and, on a loaded CI runner, within
+    // 1 s; the immediate ones are within 100 ms (a debug build on a busy
+    // runner has taken over 25 ms for one).
+    assert_eq!(bucket(&p, name, route, "0.1"), 8, "the immediate ones");
+    assert_eq!(bucket(&p, name, route, "1"), 16);
     assert_eq!(bucket(&p, name, route, "+Inf"), 16);
     assert_eq!(p.metric(&format!("{name}_count{{{route}}}")), Some(16));
     // By status class, and only the classes seen.
@@ -71,10 +77,10 @@ fn known_delays_land_in_their_buckets() {
         .find_map(|l| l.strip_prefix(&format!("{name}_sum{{{route}}} ")))
         .and_then(|v| v.trim().parse().ok())
         .expect("sum");
-    assert!((0.24..2.0).contains(&sum), "8 x 30 ms and 8 fast: {sum}");
+    assert!((0.96..8.0).contains(&sum), "8 x 120 ms and 8 fast: {sum}");
     let cluster = "cluster=\"app\"";
     let name = "ringmesh_upstream_response_seconds";
-    assert_eq!(bucket(&p, name, cluster, "0.025"), 8);
+    assert_eq!(bucket(&p, name, cluster, "0.1"), 8);
     assert_eq!(bucket(&p, name, cluster, "+Inf"), 16);
     // Connections to the upstream were opened (and then reused).
     let opened = p
