@@ -306,3 +306,27 @@ fn a_retry_budget_caps_retries_at_a_share_of_requests() {
     assert!(refused >= N - retries, "{refused} refused, {retries} sent");
     assert!(refused <= N, "{refused}: at most one refusal per request");
 }
+
+#[test]
+fn an_http2_upstream_try_past_its_per_try_timeout_is_retried() {
+    let up = ringmesh_tests::h2up::H2Upstream::start();
+    let p = Proxy::start(&format!(
+        "runtime: {{ workers: 1 }}\nadmin: {{ address: '127.0.0.1:0' }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:0\n    routes:\n      - {{ cluster: c, retries: {{ attempts: 2, per_try_timeout: 200ms, backoff: {{ base: 10ms }} }} }}\nclusters:\n  - {{ name: c, protocol: http2, endpoints: ['{}'] }}\n",
+        up.addr
+    ));
+    let (statuses, took) = timed(&p, "/delay/2000", 1);
+    assert_eq!(statuses, vec![504]);
+    assert!(
+        took >= std::time::Duration::from_millis(600),
+        "{took:?}: fewer tries"
+    );
+    assert!(
+        took < std::time::Duration::from_millis(1500),
+        "{took:?}: the upstream's 2 s showed"
+    );
+    assert_eq!(metric(&p, "ringmesh_upstream_timeouts_total"), 3);
+    assert_eq!(metric(&p, "ringmesh_upstream_retries_total"), 2);
+    // The streams the timeouts ended did not break the shared connection.
+    let mut c = Client::connect(p.addr("main"));
+    assert_eq!(c.get("/status/200", "t").status, 200);
+}
