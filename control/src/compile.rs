@@ -698,6 +698,10 @@ fn policies(rule: &Rule) -> pb::Route {
                 .chain(r.grpc.iter().cloned())
                 .collect()
         },
+        // The proxy's default backoff; HTTPRoute's `retry.backoff` is
+        // refused as not supported yet.
+        backoff: None,
+        per_try_timeout: None,
     });
     let fault = rule.fault.as_ref().map(|f| pb::Fault {
         delay: f.delay.as_ref().map(|d| pb::FaultDelay {

@@ -63,6 +63,7 @@ LABELS = {
     "ringmesh_upstream_connect_failures_total": {"cluster"},
     "ringmesh_upstream_overflow_total": {"cluster"},
     "ringmesh_upstream_retries_total": {"cluster"},
+    "ringmesh_upstream_retries_budget_exhausted_total": {"cluster"},
     "ringmesh_upstream_timeouts_total": {"cluster"},
     "ringmesh_worker_info": {"worker", "cpu", "driver"},
     "ringmesh_config_info": {"version"},

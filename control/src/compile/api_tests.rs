@@ -152,7 +152,8 @@ fn mesh_routes_by_namespaced_host_and_grpc_method() {
                 "unavailable".into(),
                 "deadline-exceeded".into(),
                 "resource-exhausted".into()
-            ]
+            ],
+            ..Default::default()
         })
     );
     assert_eq!(

@@ -18,6 +18,7 @@ use crate::balance::{self, Balancer, Completion, PickCtx};
 use crate::config::model::{Cluster, PoolConfig, UpstreamProtocol};
 use crate::error::ProxyError;
 use crate::metrics::ClusterStats;
+use crate::retry_budget::Budget;
 use crate::timer::Timer;
 use crate::upstream::h2::H2Client;
 use crate::upstream::pool::Connecting;
@@ -73,6 +74,8 @@ pub struct ClusterState {
     /// The balancer uses tries' latency (asked once, at build).
     wants_latency: bool,
     pub protocol: UpstreamProtocol,
+    /// This core's share of the cluster's retry budget, if it has one.
+    pub budget: Option<Budget>,
 }
 
 impl ClusterState {
@@ -109,6 +112,9 @@ impl ClusterState {
             limit: Limit::new(cluster.pool.max_connections, workers, stats.clone()),
             stats,
             protocol: cluster.protocol,
+            budget: cluster
+                .retry_budget
+                .map(|b| Budget::new(&b, workers, Instant::now())),
         };
         state.set_endpoints(addrs);
         state

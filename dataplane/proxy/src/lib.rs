@@ -51,6 +51,7 @@ pub mod park;
 pub mod pipeline;
 pub mod pool;
 pub mod report;
+pub mod retry_budget;
 pub mod router;
 pub mod server;
 pub mod tcp;

@@ -407,6 +407,9 @@ pub struct ClusterStats {
     pub overflow: Counter,
     /// Requests sent again under the route's retry policy.
     pub retries: Counter,
+    /// Retries the cluster's retry budget refused (the request got the
+    /// failure of its last try).
+    pub retries_budget_exhausted: Counter,
     /// Tries that got no response head within their timeout.
     pub timeouts: Counter,
     /// Per try: from taking a connection (or opening one) to the
@@ -1010,7 +1013,7 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
             );
         }
     }
-    let cluster_metrics: [MetricDef<ClusterStats>; 6] = [
+    let cluster_metrics: [MetricDef<ClusterStats>; 7] = [
         (
             "ringmesh_upstream_connections_active",
             "gauge",
@@ -1042,9 +1045,15 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
             |s| s.retries.get(),
         ),
         (
+            "ringmesh_upstream_retries_budget_exhausted_total",
+            "counter",
+            "Retries not sent because the cluster's retry budget was spent.",
+            |s| s.retries_budget_exhausted.get(),
+        ),
+        (
             "ringmesh_upstream_timeouts_total",
             "counter",
-            "Tries that got no response head within the route's timeout (or the gRPC deadline).",
+            "Tries that got no response head within their timeout (the route's, the per-try one or the gRPC deadline).",
             |s| s.timeouts.get(),
         ),
     ];

@@ -225,6 +225,59 @@ pub struct RetryPolicy {
     /// gRPC status codes that are retried, read from a gRPC response's
     /// head (a Trailers-Only answer: the upstream failed before replying).
     pub grpc_statuses: Vec<u8>,
+    /// A try that got no response head within its per-try timeout. The
+    /// route's own timeout ending is never retried: it bounds the request.
+    pub on_timeout: bool,
+    pub backoff: Backoff,
+    /// Each try's wait for its response head, within what is left of the
+    /// route's timeout.
+    pub per_try_timeout: Option<Duration>,
+}
+
+/// Exponential backoff with full jitter: before retry `k` (0 for the
+/// first) the request waits a random time in `[0, min(max, base * 2^k)]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// Envoy's: 25 ms, and ten times the base.
+    pub const DEFAULT_BASE: Duration = Duration::from_millis(25);
+
+    /// The longest wait before retry `k` (0 for the first).
+    pub fn ceiling(&self, k: u32) -> Duration {
+        // 2^k saturates: past 2^31 any base is over any max worth having.
+        let factor = 1u32.checked_shl(k.min(31)).unwrap_or(u32::MAX);
+        self.base.saturating_mul(factor).min(self.max)
+    }
+
+    /// The wait before retry `k`, drawn from `rng`.
+    pub fn wait(&self, k: u32, rng: &mut fastrand::Rng) -> Duration {
+        let ceiling = self.ceiling(k);
+        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(rng.u64(0..=nanos))
+    }
+}
+
+/// A cluster's retry budget, each core's share of it (`ClusterState`):
+/// in any `RetryBudget::WINDOW`, a core's retries to the cluster stay
+/// within `percent` of its requests to it, plus `min_per_second * window
+/// / workers` (the floor is split evenly across the cores).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryBudget {
+    /// Of the requests, in parts per million.
+    pub per_million: u32,
+    pub min_per_second: u32,
+}
+
+impl RetryBudget {
+    /// Linkerd's and Envoy's: 20 %, at least 10 retries a second.
+    pub const DEFAULT_PERCENT: f64 = 20.0;
+    pub const DEFAULT_MIN_PER_SECOND: u32 = 10;
+    /// The span retries and requests are counted over.
+    pub const WINDOW: Duration = Duration::from_secs(10);
 }
 
 impl RetryPolicy {
@@ -325,6 +378,8 @@ pub struct Cluster {
     /// A mesh cluster's TLS for opaque TCP relays (`tcp` listeners): the
     /// same mTLS, with the mesh's TCP ALPN so the peer relays the bytes.
     pub mesh_tcp_tls: Option<Arc<crate::tls::client::ClientTls>>,
+    /// Caps retries to the cluster; `None`: only routes' `attempts` do.
+    pub retry_budget: Option<RetryBudget>,
 }
 
 /// What the proxy speaks to a cluster's endpoints.
@@ -349,6 +404,7 @@ impl Cluster {
             && self.pool == other.pool
             && self.protocol == other.protocol
             && self.mesh == other.mesh
+            && self.retry_budget == other.retry_budget
             && self.tls.as_ref().map(|t| t.key) == other.tls.as_ref().map(|t| t.key)
     }
 

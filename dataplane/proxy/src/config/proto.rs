@@ -295,6 +295,13 @@ fn route(r: &pb::Route) -> RawRoute {
                         })
                         .collect()
                 }),
+                backoff: p.backoff.as_ref().map(|b| {
+                    s(RawBackoff {
+                        base: duration(&b.base),
+                        max: duration(&b.max),
+                    })
+                }),
+                per_try_timeout: duration(&p.per_try_timeout),
             })
         }),
         fault: r.fault.as_ref().map(fault),
@@ -366,6 +373,12 @@ fn cluster(c: &pb::Cluster) -> RawCluster {
         mesh: c.mesh.as_ref().map(|m| {
             s(RawMeshUpstream {
                 identity: (!m.identity.is_empty()).then(|| s(m.identity.clone())),
+            })
+        }),
+        retry_budget: c.retry_budget.as_ref().map(|b| {
+            s(RawRetryBudget {
+                percent: b.percent.map(s),
+                min_per_second: b.min_per_second.map(s),
             })
         }),
     }
@@ -730,19 +743,36 @@ fn wire_route(r: &RawRoute, path: &str) -> Result<pb::Route, ToProtoError> {
         timeout: wire_duration(&r.timeout, &format!("{path}.timeout"))?,
         request_headers: edits(&r.request_headers),
         response_headers: edits(&r.response_headers),
-        retries: r.retries.as_ref().map(|p| pb::RetryPolicy {
-            attempts: p.value.attempts.value,
-            on: p
-                .value
-                .on
-                .iter()
-                .flatten()
-                .map(|c| match &c.value {
-                    StringOrNumber::Number(n) => n.to_string(),
-                    StringOrNumber::String(v) => v.clone(),
-                })
-                .collect(),
-        }),
+        retries: match &r.retries {
+            Some(p) => Some(pb::RetryPolicy {
+                attempts: p.value.attempts.value,
+                on: p
+                    .value
+                    .on
+                    .iter()
+                    .flatten()
+                    .map(|c| match &c.value {
+                        StringOrNumber::Number(n) => n.to_string(),
+                        StringOrNumber::String(v) => v.clone(),
+                    })
+                    .collect(),
+                backoff: match &p.value.backoff {
+                    Some(b) => Some(pb::RetryBackoff {
+                        base: wire_duration(
+                            &b.value.base,
+                            &format!("{path}.retries.backoff.base"),
+                        )?,
+                        max: wire_duration(&b.value.max, &format!("{path}.retries.backoff.max"))?,
+                    }),
+                    None => None,
+                },
+                per_try_timeout: wire_duration(
+                    &p.value.per_try_timeout,
+                    &format!("{path}.retries.per_try_timeout"),
+                )?,
+            }),
+            None => None,
+        },
         fault: r
             .fault
             .as_ref()
@@ -823,6 +853,10 @@ fn wire_cluster(c: &RawCluster, path: &str) -> Result<pb::Cluster, ToProtoError>
                 .map(|i| i.value.clone())
                 .unwrap_or_default(),
         }),
+        retry_budget: c.retry_budget.as_ref().map(|b| pb::RetryBudget {
+            percent: b.value.percent.as_ref().map(|p| p.value),
+            min_per_second: b.value.min_per_second.as_ref().map(|m| m.value),
+        }),
     })
 }
 
@@ -856,10 +890,10 @@ listeners:
         timeout: 2s
         request_headers: { add: [ { name: x-r, value: split } ], remove: [ x-internal ] }
         response_headers: { add: [ { name: x-s, value: "1" } ] }
-        retries: { attempts: 2, on: [connect-failure, 503, 5xx] }
+        retries: { attempts: 2, on: [connect-failure, 503, 5xx, timeout], backoff: { base: 10ms, max: 1s }, per_try_timeout: 500ms }
         fault: { delay: { duration: 2s, percent: 10 }, abort: { status: 503, percent: 5.5 } }
       - cluster: a
-        retries: { attempts: 1 }
+        retries: { attempts: 1, backoff: { base: 50ms } }
         fault: { delay: { duration: 1500ms, percent: 0.25 } }
   - { name: edge, address: 127.0.0.1:8081, x_forwarded_proto: overwrite, routes: [ { cluster: b } ] }
 clusters:
@@ -869,7 +903,8 @@ clusters:
     connect_timeout: 250ms
     dns_refresh: 10s
     pool: { max_idle_per_endpoint: 8, idle_timeout: 4s, max_connections: 100 }
-  - { name: b, endpoints: [localhost:9002] }
+    retry_budget: { percent: 12.5, min_per_second: 3 }
+  - { name: b, endpoints: [localhost:9002], retry_budget: {} }
 "#;
 
     #[test]

@@ -324,8 +324,29 @@ pub struct RawFaultAbort {
 pub struct RawRetries {
     /// Tries after the first one.
     pub attempts: S<u64>,
-    /// `connect-failure`, `reset`, `5xx`, or status codes.
+    /// `connect-failure`, `reset`, `timeout`, `5xx`, or status codes.
     pub on: Option<Vec<S<StringOrNumber>>>,
+    /// The wait before each retry; Envoy's defaults when unset.
+    pub backoff: Option<S<RawBackoff>>,
+    /// How long each try waits for its response head (within what is
+    /// left of the route's `timeout`).
+    pub per_try_timeout: Option<S<String>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackoff {
+    pub base: Option<S<String>>,
+    pub max: Option<S<String>>,
+}
+
+/// A cluster's cap on retries, as a share of its requests.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetryBudget {
+    /// 0 to 100, fractions allowed.
+    pub percent: Option<S<f64>>,
+    pub min_per_second: Option<S<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -410,6 +431,7 @@ pub struct RawCluster {
     /// `http1`, `http2` or `auto`.
     pub protocol: Option<S<String>>,
     pub mesh: Option<S<RawMeshUpstream>>,
+    pub retry_budget: Option<S<RawRetryBudget>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -918,3 +918,69 @@ fn authorization_ports_are_numbers() {
         "{errs}"
     );
 }
+
+#[test]
+fn retry_backoff_per_try_timeout_and_budget_are_read_with_defaults() {
+    let c = parse(
+        "\
+listeners:
+  - name: l
+    address: 127.0.0.1:0
+    routes:
+      - { cluster: a, retries: { attempts: 2, on: [timeout], backoff: { base: 100ms }, per_try_timeout: 1s } }
+      - { cluster: b, retries: { attempts: 1 } }
+clusters:
+  - { name: a, endpoints: [127.0.0.1:1], retry_budget: {} }
+  - { name: b, endpoints: [127.0.0.1:2], retry_budget: { percent: 12.5, min_per_second: 0 } }
+",
+        "t.yaml",
+    )
+    .unwrap();
+    let routes = &c.listeners[0].routes;
+    let a = routes[0].retry.as_ref().unwrap();
+    assert!(a.on_timeout && !a.on_reset);
+    assert_eq!(a.backoff.base, Duration::from_millis(100));
+    assert_eq!(a.backoff.max, Duration::from_secs(1), "ten times the base");
+    assert_eq!(a.per_try_timeout, Some(Duration::from_secs(1)));
+    let b = routes[1].retry.as_ref().unwrap();
+    assert!(b.on_timeout && b.on_reset, "the default conditions");
+    assert_eq!(b.backoff.base, Duration::from_millis(25));
+    assert_eq!(b.backoff.max, Duration::from_millis(250));
+    assert_eq!(b.per_try_timeout, None);
+    let budget = c.clusters[0].retry_budget.unwrap();
+    assert_eq!((budget.per_million, budget.min_per_second), (200_000, 10));
+    let budget = c.clusters[1].retry_budget.unwrap();
+    assert_eq!((budget.per_million, budget.min_per_second), (125_000, 0));
+}
+
+#[test]
+fn bad_retry_settings_are_located() {
+    let errs = errors(
+        "\
+listeners:
+  - name: l
+    address: 127.0.0.1:0
+    routes:
+      - cluster: a
+        retries: { attempts: 1, backoff: { base: 1s, max: 10ms }, per_try_timeout: 0s }
+      - cluster: a
+        retries: { attempts: 1, backoff: { base: soon } }
+clusters:
+  - name: a
+    endpoints: [127.0.0.1:1]
+    retry_budget: { percent: 120 }
+",
+    );
+    let all = errs.join("\n");
+    for want in [
+        "t.yaml:6:",
+        "routes[0].retries.backoff.max: must be at least the base",
+        "routes[0].retries.per_try_timeout: `0s`: must be more than zero",
+        "t.yaml:8:",
+        "routes[1].retries.backoff.base: `soon` is not a duration",
+        "t.yaml:12:",
+        "clusters[0].retry_budget.percent: `120` is not a percentage from 0 to 100",
+    ] {
+        assert!(all.contains(want), "{want} in\n{all}");
+    }
+}

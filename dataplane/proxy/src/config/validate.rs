@@ -356,6 +356,10 @@ impl Validator {
             protocol,
             mesh,
             mesh_tcp_tls,
+            retry_budget: c
+                .retry_budget
+                .as_ref()
+                .map(|b| self.retry_budget(b, &format!("{path}.retry_budget"))),
         }
     }
 
@@ -680,18 +684,27 @@ impl Validator {
                 "must be from 1 to 5",
             );
         }
+        let backoff = self.backoff(&r.value.backoff, &format!("{path}.backoff"));
+        let per_try_timeout = r.value.per_try_timeout.as_ref().and_then(|t| {
+            self.given_duration(t, &format!("{path}.per_try_timeout"), Bounds::NonZero)
+        });
         let mut policy = RetryPolicy {
             attempts: attempts.value.clamp(1, 5) as u32,
             on_connect_failure: false,
             on_reset: false,
             statuses: Vec::new(),
             grpc_statuses: Vec::new(),
+            on_timeout: false,
+            backoff,
+            per_try_timeout,
         };
         let Some(on) = &r.value.on else {
-            // Failures that say nothing reached the application, and the
-            // statuses of an overloaded or restarting upstream.
+            // Failures that say nothing reached the application, the
+            // statuses of an overloaded or restarting upstream, and a try
+            // its per-try timeout ended (a gateway timeout of its own).
             policy.on_connect_failure = true;
             policy.on_reset = true;
+            policy.on_timeout = true;
             policy.statuses = vec![502, 503, 504];
             return policy;
         };
@@ -701,6 +714,7 @@ impl Validator {
                     policy.on_connect_failure = true
                 }
                 StringOrNumber::String(s) if s == "reset" => policy.on_reset = true,
+                StringOrNumber::String(s) if s == "timeout" => policy.on_timeout = true,
                 StringOrNumber::String(s) if s == "5xx" => policy.statuses.extend(500..600),
                 StringOrNumber::Number(n) if (500..600).contains(n) => {
                     policy.statuses.push(*n as u16)
@@ -716,12 +730,74 @@ impl Validator {
                     self.err(
                         &cond.referenced,
                         format!("{path}.on[{i}]"),
-                        format!("`{shown}` is not a retry condition: use connect-failure, reset, 5xx, a status from 500 to 599, or a gRPC status (cancelled, deadline-exceeded, internal, resource-exhausted, unavailable)"),
+                        format!("`{shown}` is not a retry condition: use connect-failure, reset, timeout, 5xx, a status from 500 to 599, or a gRPC status (cancelled, deadline-exceeded, internal, resource-exhausted, unavailable)"),
                     );
                 }
             }
         }
         policy
+    }
+
+    /// `base` defaults to Envoy's 25 ms, `max` to ten times the base.
+    fn backoff(&mut self, b: &Option<Spanned<RawBackoff>>, path: &str) -> Backoff {
+        let none = RawBackoff::default();
+        let (raw, at) = match b {
+            Some(b) => (&b.value, Some(&b.referenced)),
+            None => (&none, None),
+        };
+        let base = self.duration(
+            &raw.base,
+            &format!("{path}.base"),
+            Backoff::DEFAULT_BASE,
+            Bounds::ZeroAllowed,
+        );
+        let max = raw
+            .max
+            .as_ref()
+            .and_then(|m| self.given_duration(m, &format!("{path}.max"), Bounds::ZeroAllowed))
+            .unwrap_or(base.saturating_mul(10));
+        if let (Some(at), true) = (at, max < base) {
+            let at = raw.max.as_ref().map_or(at, |m| &m.referenced);
+            self.err(
+                at,
+                format!("{path}.max"),
+                format!("must be at least the base ({base:?})"),
+            );
+        }
+        Backoff { base, max }
+    }
+
+    /// Both fields default (20 %, 10 a second) when the budget is given.
+    fn retry_budget(&mut self, b: &Spanned<RawRetryBudget>, path: &str) -> RetryBudget {
+        let per_million = match &b.value.percent {
+            None => crate::filter::fault::per_million(RetryBudget::DEFAULT_PERCENT),
+            Some(p) => {
+                let parts = crate::filter::fault::per_million(p.value);
+                if parts.is_none() {
+                    self.err(
+                        &p.referenced,
+                        format!("{path}.percent"),
+                        format!("`{}` is not a percentage from 0 to 100", p.value),
+                    );
+                }
+                parts
+            }
+        };
+        let min_per_second = match &b.value.min_per_second {
+            None => RetryBudget::DEFAULT_MIN_PER_SECOND,
+            Some(m) => u32::try_from(m.value).unwrap_or_else(|_| {
+                self.err(
+                    &m.referenced,
+                    format!("{path}.min_per_second"),
+                    "must be at most 4294967295",
+                );
+                0
+            }),
+        };
+        RetryBudget {
+            per_million: per_million.unwrap_or(0),
+            min_per_second,
+        }
     }
 
     fn action(

@@ -193,7 +193,8 @@ pub trait Downstream {
         deadline: Option<Instant>,
     ) -> Result<(), HeadRead>;
 
-    /// Drop a response that will not be used (a retried try).
+    /// Drop a response that will not be used, or what arrived of it (a
+    /// retried try, also one that failed): the read buffer is clean again.
     fn discard_response(&mut self);
 
     /// Send the response head (with `edits`) and its body from `up` to

@@ -353,6 +353,10 @@ async fn exchange<D: Downstream>(
         .as_ref()
         .filter(|_| is_idempotent(down.request().method()) || router::is_grpc(down.request()));
     let mut previous: Option<Rc<Endpoint>> = None;
+    // The route's timeout bounds the whole request, every try and every
+    // backoff: it runs from the first try.
+    let route_wait = response_wait(route, down.request(), ctx.listener.idle_timeout);
+    let mut deadline = None;
     loop {
         let ep = select(down.request(), ctx, cluster, previous.as_deref())
             .ok_or(Failure::Respond(ProxyError::NoEndpoints))?;
@@ -363,7 +367,17 @@ async fn exchange<D: Downstream>(
         let in_flight = InFlight::new(ep.clone());
         let started = monoio::time::Instant::now();
         ctx.started = Some(started.into_std());
-        let result = try_once(down, ctx, route, cluster, &ep, started).await;
+        let deadline = *deadline.get_or_insert(started + route_wait);
+        if ctx.tries == 0 {
+            if let Some(budget) = &cluster.budget {
+                budget.on_request(started.into_std());
+            }
+        }
+        let left = deadline.saturating_duration_since(started);
+        let wait = retry
+            .and_then(|p| p.per_try_timeout)
+            .map_or(left, |t| t.min(left));
+        let result = try_once(down, ctx, route, cluster, &ep, started, wait).await;
         let outcome = outcome(&result, down);
         let latency = started.elapsed();
         cluster.stats.upstream_time.record(latency);
@@ -381,19 +395,59 @@ async fn exchange<D: Downstream>(
             }
             _ => None,
         };
-        if should_retry(retry, &result, outcome, grpc, ctx.tries, down.replayable()) {
-            if let Ok(Upstream::H1(_)) = &result {
+        let pause = match retry {
+            Some(p)
+                if should_retry(retry, &result, outcome, grpc, ctx.tries, down.replayable()) =>
+            {
+                let now = started + latency;
+                let pause = p
+                    .backoff
+                    .wait(ctx.tries, &mut ctx.env.core.rng.borrow_mut());
+                may_retry(cluster, now, pause, deadline).then_some(pause)
+            }
+            _ => None,
+        };
+        if let Some(pause) = pause {
+            // An HTTP/1.1 try leaves its response, or what arrived of it,
+            // in the read buffer; one a timeout cut short leaves it marked
+            // lost. The next try starts from a clean one.
+            if !matches!(&result, Ok(Upstream::H2(_))) {
                 down.discard_response();
             }
             drop(result);
             ctx.tries += 1;
             cluster.stats.retries.inc();
-            debug!(cluster = %cluster.name, route = %route.name, tries = ctx.tries, "retrying");
+            debug!(cluster = %cluster.name, route = %route.name, tries = ctx.tries, ?pause, "retrying");
+            if !pause.is_zero() {
+                down.timer().after(pause).await;
+            }
             previous = Some(ep);
             continue;
         }
         ctx.endpoint = Some(ep);
         return result;
+    }
+}
+
+/// Whether a retry the route's policy wants is sent after `pause`: not
+/// when the wait would reach the request's deadline (the route's timeout),
+/// nor when the cluster's retry budget is spent (counted). Either way the
+/// request gets its last try's failure.
+fn may_retry(
+    cluster: &ClusterState,
+    now: monoio::time::Instant,
+    pause: Duration,
+    deadline: monoio::time::Instant,
+) -> bool {
+    if now + pause >= deadline {
+        return false;
+    }
+    match &cluster.budget {
+        Some(budget) if !budget.try_retry(now.into_std()) => {
+            cluster.stats.retries_budget_exhausted.inc();
+            false
+        }
+        _ => true,
     }
 }
 
@@ -455,9 +509,11 @@ fn edits<'a>(ctx: &'a Ctx<'_>, route: &'a Route, ep: &'a Endpoint, h1: bool) -> 
     }
 }
 
-/// How long a try waits for its response head: the route's timeout (the
-/// listener's idle timeout without one), or a gRPC call's own deadline
-/// when it is sooner.
+/// How long a request waits for its response head, all tries together:
+/// the route's timeout (the listener's idle timeout without one, so a hung
+/// upstream cannot pin a client connection), or a gRPC call's own
+/// deadline when it is sooner. Each try gets what is left of it, or the
+/// retry policy's per-try timeout when that is shorter.
 fn response_wait(route: &Route, req: &dyn RequestView, stall: Duration) -> Duration {
     let wait = route.timeout.unwrap_or(stall);
     // gRPC runs over HTTP/2 only: an HTTP/1.1 request pays no header scan.
@@ -475,14 +531,15 @@ async fn try_once<D: Downstream>(
     cluster: &ClusterState,
     ep: &Endpoint,
     started: monoio::time::Instant,
+    wait: Duration,
 ) -> Result<Upstream, Failure> {
     match cluster.protocol {
-        UpstreamProtocol::Http2 => try_h2(down, ctx, route, cluster, ep, None).await,
+        UpstreamProtocol::Http2 => try_h2(down, ctx, route, cluster, ep, None, wait).await,
         UpstreamProtocol::Auto => match ep.pool.take_stream(cluster.connector.transport) {
-            Some(c) => try_h2(down, ctx, route, cluster, ep, Some(c)).await,
-            None => try_h1(down, ctx, route, cluster, ep, started).await,
+            Some(c) => try_h2(down, ctx, route, cluster, ep, Some(c), wait).await,
+            None => try_h1(down, ctx, route, cluster, ep, started, wait).await,
         },
-        UpstreamProtocol::Http1 => try_h1(down, ctx, route, cluster, ep, started).await,
+        UpstreamProtocol::Http1 => try_h1(down, ctx, route, cluster, ep, started, wait).await,
     }
 }
 
@@ -496,9 +553,9 @@ async fn try_h2<D: Downstream>(
     cluster: &ClusterState,
     ep: &Endpoint,
     mut client: Option<Rc<H2Client>>,
+    wait: Duration,
 ) -> Result<Upstream, Failure> {
     let stall = ctx.listener.idle_timeout;
-    let wait = response_wait(route, down.request(), stall);
     let mut again = 0;
     loop {
         let c = match client.take() {
@@ -583,12 +640,10 @@ async fn try_h1<D: Downstream>(
     cluster: &ClusterState,
     ep: &Endpoint,
     started: monoio::time::Instant,
+    wait: Duration,
 ) -> Result<Upstream, Failure> {
     let idempotent = is_idempotent(down.request().method());
     let stall = ctx.listener.idle_timeout;
-    // Without a route timeout the listener's idle timeout bounds the wait,
-    // so a hung upstream cannot pin a client connection.
-    let wait = response_wait(route, down.request(), stall);
     let mut pooled = cluster.checkout(ep, started.into_std());
     let mut now = started;
     loop {
@@ -608,7 +663,8 @@ async fn try_h1<D: Downstream>(
                         .await
                         .map_err(Failure::Respond)?;
                     // Boxed: rare, and it would double this future's size.
-                    return Box::pin(try_h2(down, ctx, route, cluster, ep, Some(client))).await;
+                    return Box::pin(try_h2(down, ctx, route, cluster, ep, Some(client), wait))
+                        .await;
                 }
                 now = monoio::time::Instant::now();
                 c
@@ -702,6 +758,9 @@ fn should_retry(
         }
         (Err(Failure::Respond(e)), Outcome::ConnectFailed) if e.retryable() => p.on_connect_failure,
         (Err(Failure::Respond(e)), Outcome::Failed) if e.retryable() => p.on_reset,
+        // A try its per-try timeout ended; after the route's timeout there
+        // is no time left for another (`may_retry`).
+        (Err(Failure::Respond(_)), Outcome::TimedOut) => p.on_timeout,
         _ => false,
     }
 }
