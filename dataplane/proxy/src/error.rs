@@ -45,6 +45,9 @@ pub enum ProxyError {
     UnexpectedUpgrade,
     /// A route's fault filter answered with this status.
     FaultAbort(u16),
+    /// Over the route's local rate limit; a token is back in this many
+    /// whole seconds (the `retry-after`, at least 1).
+    RateLimited(u32),
     /// The TLS handshake with the upstream failed, for this reason
     /// (`tls::reason::describe`).
     UpstreamTls(&'static str),
@@ -73,6 +76,7 @@ impl ProxyError {
             ProxyError::MethodNotAllowed => 405,
             ProxyError::UnexpectedUpgrade | ProxyError::UpstreamTls(_) => 502,
             ProxyError::FaultAbort(status) => status,
+            ProxyError::RateLimited(_) => 429,
             ProxyError::UnsendableRequest => 502,
             ProxyError::Forbidden => 403,
             ProxyError::BadPath => 400,
@@ -96,6 +100,7 @@ impl ProxyError {
             ProxyError::MethodNotAllowed => "method_not_allowed",
             ProxyError::UnexpectedUpgrade => "upstream_unexpected_upgrade",
             ProxyError::FaultAbort(_) => "fault_abort",
+            ProxyError::RateLimited(_) => "rate_limited",
             ProxyError::UpstreamTls(_) => "upstream_tls_failed",
             ProxyError::UnsendableRequest => "request_not_forwardable",
             ProxyError::Forbidden => "authorization_denied",
@@ -120,6 +125,7 @@ impl ProxyError {
                 "DPE"
             }
             ProxyError::FaultAbort(_) => "FI",
+            ProxyError::RateLimited(_) => "RL",
             ProxyError::HeaderTimeout
             | ProxyError::Forbidden
             | ProxyError::MethodNotAllowed
@@ -139,6 +145,7 @@ impl ProxyError {
             | ProxyError::NoEndpoints
             | ProxyError::PoolExhausted
             | ProxyError::FaultAbort(_)
+            | ProxyError::RateLimited(_)
             | ProxyError::UnsendableRequest => Fault::Proxy,
             ProxyError::ConnectFailed
             | ProxyError::ConnectTimeout
@@ -174,6 +181,7 @@ impl ProxyError {
             | ProxyError::HeaderTimeout
             | ProxyError::MethodNotAllowed
             | ProxyError::FaultAbort(_)
+            | ProxyError::RateLimited(_)
             | ProxyError::UnsendableRequest
             | ProxyError::Forbidden
             | ProxyError::BadPath => false,
@@ -181,11 +189,14 @@ impl ProxyError {
     }
 
     /// Worth a log line: failures that say something about the system, not
-    /// a client's mistake (those are counted in metrics) or an injected
-    /// fault that does what it was told.
+    /// a client's mistake (those are counted in metrics), an injected
+    /// fault or a rate limit that does what it was told.
     pub fn is_logged(self) -> bool {
         matches!(self.fault(), Fault::Upstream | Fault::Proxy)
-            && !matches!(self, ProxyError::FaultAbort(_) | ProxyError::NoRoute)
+            && !matches!(
+                self,
+                ProxyError::FaultAbort(_) | ProxyError::RateLimited(_) | ProxyError::NoRoute
+            )
     }
 
     /// The gRPC status a gRPC client gets for this failure (the codes of
@@ -211,6 +222,16 @@ impl ProxyError {
             | ProxyError::UnexpectedUpgrade
             | ProxyError::UpstreamTls(_) => UNAVAILABLE,
             ProxyError::FaultAbort(status) => grpc_status_of_http(status),
+            // RESOURCE_EXHAUSTED, as Envoy's local rate limit answers gRPC.
+            ProxyError::RateLimited(_) => 8,
+        }
+    }
+
+    /// The `retry-after` of the response, in seconds, if it has one.
+    pub fn retry_after(self) -> Option<u32> {
+        match self {
+            ProxyError::RateLimited(secs) => Some(secs),
+            _ => None,
         }
     }
 
@@ -242,6 +263,10 @@ pub fn write_error_response(out: &mut Vec<u8>, err: ProxyError, close: bool) -> 
     ringmesh_http1::rewrite::write_status_line(out, status, reason_phrase(status).as_bytes());
     out.extend_from_slice(b"content-type: text/plain\r\nringmesh-error: ");
     out.extend_from_slice(err.reason().as_bytes());
+    if let Some(secs) = err.retry_after() {
+        out.extend_from_slice(b"\r\nretry-after: ");
+        out.extend_from_slice(itoa::Buffer::new().format(secs).as_bytes());
+    }
     out.extend_from_slice(format!("\r\ncontent-length: {}\r\n", body.len() + 1).as_bytes());
     if close {
         out.extend_from_slice(b"connection: close\r\n");
@@ -308,11 +333,31 @@ mod tests {
             (ProxyError::MethodNotAllowed, 405),
             (ProxyError::UnexpectedUpgrade, 502),
             (ProxyError::FaultAbort(418), 418),
+            (ProxyError::RateLimited(3), 429),
             (ProxyError::UpstreamTls("certificate expired"), 502),
         ];
         for (err, status) in cases {
             assert_eq!(err.status(), status, "{err}");
         }
+    }
+
+    #[test]
+    fn a_rate_limited_request_says_when_to_come_back() {
+        let err = ProxyError::RateLimited(3);
+        let mut out = Vec::new();
+        write_error_response(&mut out, err, false);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 429 Too Many Requests\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\r\nringmesh-error: rate_limited\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("\r\nretry-after: 3\r\n"), "{text}");
+        assert_eq!(err.grpc_status(), 8);
+        assert!(!err.retryable() && !err.is_logged() && !err.closes_connection());
     }
 
     #[test]

@@ -236,6 +236,8 @@ pub struct RouteStats {
     duration: [Histogram; 5],
     /// Faults injected: delays, aborts.
     faults: [Counter; 2],
+    /// Requests answered 429 by the route's rate limit.
+    pub rate_limited: Counter,
     /// gRPC calls by the grpc-status their client got.
     grpc: [Counter; GRPC_CODES],
 }
@@ -852,7 +854,12 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
         "Faults injected by routes' fault filters, by kind (delay, abort).",
     );
     for (li, l) in config.listeners.iter().enumerate() {
-        for r in l.routes.iter().filter(|r| !r.filters.is_empty()) {
+        let faulty = l.routes.iter().filter(|r| {
+            r.filters
+                .iter()
+                .any(|f| matches!(f, crate::filter::Filter::Fault(_)))
+        });
+        for r in faulty {
             for (fi, fault) in ["delay", "abort"].iter().enumerate() {
                 let v = sum(&|c| c.route_get(li, &r.name, |b| b.faults[fi].get()));
                 let _ = writeln!(
@@ -862,6 +869,28 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
                     Label(&r.name)
                 );
             }
+        }
+    }
+    header(
+        &mut out,
+        "ringmesh_rate_limited_total",
+        "counter",
+        "Requests refused (429, RESOURCE_EXHAUSTED) by routes' local rate limits.",
+    );
+    for (li, l) in config.listeners.iter().enumerate() {
+        let limited = l.routes.iter().filter(|r| {
+            r.filters
+                .iter()
+                .any(|f| matches!(f, crate::filter::Filter::RateLimit(_)))
+        });
+        for r in limited {
+            let v = sum(&|c| c.route_get(li, &r.name, |b| b.rate_limited.get()));
+            let _ = writeln!(
+                out,
+                "ringmesh_rate_limited_total{{listener=\"{}\",route=\"{}\"}} {v}",
+                Label(&l.name),
+                Label(&r.name)
+            );
         }
     }
     header(

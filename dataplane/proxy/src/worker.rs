@@ -124,6 +124,9 @@ pub struct Snapshot {
     pub clusters: Vec<Rc<ClusterState>>,
     /// `route_stats[listener][route]`.
     pub route_stats: Vec<Vec<Arc<RouteStats>>>,
+    /// `filter_state[listener][route][filter]`: this core's state of each
+    /// route filter (rate limits' buckets).
+    pub filter_state: Vec<Vec<Box<[crate::filter::FilterState]>>>,
     /// `policy_stats[listener][policy]`, DENY policies first.
     pub policy_stats: Vec<Vec<Arc<crate::metrics::PolicyStats>>>,
     pub generation: u64,
@@ -188,11 +191,56 @@ impl Snapshot {
         Snapshot {
             config: config.clone(),
             clusters,
+            filter_state: filter_state(workers, config, old),
             route_stats: stats.routes,
             policy_stats: stats.policies,
             generation,
         }
     }
+}
+
+/// Each route filter's state on this core. A route whose filters are the
+/// same as before a reload (same listener and route name) keeps its state:
+/// a reload does not refill a rate limit's bucket.
+fn filter_state(
+    workers: usize,
+    config: &Config,
+    old: Option<&Snapshot>,
+) -> Vec<Vec<Box<[crate::filter::FilterState]>>> {
+    let now = std::time::Instant::now();
+    let kept: HashMap<(&str, &str), (&[crate::filter::Filter], &[crate::filter::FilterState])> =
+        old.map_or_else(HashMap::new, |o| {
+            o.config
+                .listeners
+                .iter()
+                .zip(&o.filter_state)
+                .flat_map(|(l, states)| {
+                    l.routes
+                        .iter()
+                        .zip(states)
+                        .filter(|(r, _)| !r.filters.is_empty())
+                        .map(|(r, st)| {
+                            (
+                                (l.name.as_str(), r.name.as_str()),
+                                (&r.filters[..], &st[..]),
+                            )
+                        })
+                })
+                .collect()
+        });
+    config
+        .listeners
+        .iter()
+        .map(|l| {
+            l.routes
+                .iter()
+                .map(|r| match kept.get(&(l.name.as_str(), r.name.as_str())) {
+                    Some((filters, states)) if *filters == &r.filters[..] => states.to_vec().into(),
+                    _ => r.filters.iter().map(|f| f.state(workers, now)).collect(),
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Per-core context shared by every connection task on the core.

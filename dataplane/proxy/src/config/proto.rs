@@ -305,6 +305,12 @@ fn route(r: &pb::Route) -> RawRoute {
             })
         }),
         fault: r.fault.as_ref().map(fault),
+        rate_limit: r.rate_limit.as_ref().map(|l| {
+            s(RawRateLimit {
+                requests_per_second: Some(s(l.requests_per_second)),
+                burst: (l.burst != 0).then(|| s(l.burst)),
+            })
+        }),
     }
 }
 
@@ -778,6 +784,28 @@ fn wire_route(r: &RawRoute, path: &str) -> Result<pb::Route, ToProtoError> {
             .as_ref()
             .map(|f| wire_fault(&f.value, &format!("{path}.fault")))
             .transpose()?,
+        rate_limit: r
+            .rate_limit
+            .as_ref()
+            .map(|l| wire_rate_limit(&l.value, &format!("{path}.rate_limit")))
+            .transpose()?,
+    })
+}
+
+fn wire_rate_limit(l: &RawRateLimit, path: &str) -> Result<pb::RateLimit, ToProtoError> {
+    // The wire cannot say "unset" for a double; 0 would be reported as
+    // out of range instead of missing.
+    let requests_per_second = l
+        .requests_per_second
+        .as_ref()
+        .map(|r| r.value)
+        .ok_or_else(|| ToProtoError {
+            path: format!("{path}.requests_per_second"),
+            message: "a rate is required (unset on the wire would read as 0)".into(),
+        })?;
+    Ok(pb::RateLimit {
+        requests_per_second,
+        burst: l.burst.as_ref().map_or(0, |b| b.value),
     })
 }
 
@@ -895,6 +923,11 @@ listeners:
       - cluster: a
         retries: { attempts: 1, backoff: { base: 50ms } }
         fault: { delay: { duration: 1500ms, percent: 0.25 } }
+        rate_limit: { requests_per_second: 0.5, burst: 3 }
+      - name: limited
+        match: { path: { prefix: /limited } }
+        cluster: b
+        rate_limit: { requests_per_second: 1000, burst: 1 }
   - { name: edge, address: 127.0.0.1:8081, x_forwarded_proto: overwrite, routes: [ { cluster: b } ] }
 clusters:
   - name: a
@@ -1063,6 +1096,61 @@ clusters:
                 "snapshot v10: listeners[0].routes[1].fault.abort.status: missing: the status to answer with, e.g. 503",
                 "snapshot v10: listeners[0].routes[1].fault.abort.percent: `100.5` is not a percentage from 0 to 100",
             ]
+        );
+    }
+
+    #[test]
+    fn snapshot_rate_limits_round_trip_and_are_checked_like_the_files() {
+        let raw: RawConfig = serde_saphyr::from_str(FULL).unwrap();
+        let mut wire = from_raw(&raw).unwrap();
+        let routes = &wire.listeners[0].routes;
+        assert_eq!(routes[0].rate_limit, None);
+        assert_eq!(
+            routes[2].rate_limit,
+            Some(pb::RateLimit {
+                requests_per_second: 0.5,
+                burst: 3
+            })
+        );
+        let back = to_raw(&wire);
+        let limits = |r: &RawConfig| -> Vec<Option<(Option<f64>, Option<u64>)>> {
+            r.listeners[0]
+                .value
+                .routes
+                .iter()
+                .map(|r| {
+                    r.value.rate_limit.as_ref().map(|l| {
+                        let l = &l.value;
+                        (
+                            l.requests_per_second.as_ref().map(|v| v.value),
+                            l.burst.as_ref().map(|v| v.value),
+                        )
+                    })
+                })
+                .collect()
+        };
+        assert_eq!(limits(&back), limits(&raw));
+        assert_eq!(limits(&back)[3], Some((Some(1000.0), Some(1))));
+        wire.listeners[0].routes[2].rate_limit = Some(pb::RateLimit::default());
+        let err = super::super::validate(&to_raw(&wire), "snapshot v11", Default::default())
+            .unwrap_err()
+            .to_string();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "snapshot v11: listeners[0].routes[2].rate_limit.requests_per_second: `0`: must be a number more than 0",
+                "snapshot v11: listeners[0].routes[2].rate_limit.burst: missing: the requests accepted at once, at least 1",
+            ]
+        );
+        let no_rate: RawConfig = serde_saphyr::from_str(
+            "listeners: [ { name: a, address: 127.0.0.1:1, routes: [ { cluster: c, rate_limit: { burst: 1 } } ] } ]",
+        )
+        .unwrap();
+        let err = from_raw(&no_rate).unwrap_err();
+        assert_eq!(
+            err.path,
+            "listeners[0].routes[0].rate_limit.requests_per_second"
         );
     }
 

@@ -292,6 +292,17 @@ pub struct RawRoute {
     pub response_headers: Option<RawHeaderEdits>,
     pub retries: Option<S<RawRetries>>,
     pub fault: Option<S<RawFault>>,
+    pub rate_limit: Option<S<RawRateLimit>>,
+}
+
+/// A route's local rate limit (all workers together).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// More than 0; fractions allowed (`0.5`: one request every 2 s).
+    pub requests_per_second: Option<S<f64>>,
+    /// At least 1.
+    pub burst: Option<S<u64>>,
 }
 
 /// Required fields are `Option` here so that a missing one is reported by

@@ -449,6 +449,86 @@ clusters:
 }
 
 #[test]
+fn rate_limits_compile_after_faults() {
+    use crate::filter::{Fault, FaultAbort, Filter, RateLimit};
+    let yaml = "\
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    routes:
+      - cluster: c
+        rate_limit: { requests_per_second: 20, burst: 10 }
+        fault: { abort: { status: 503, percent: 1 } }
+      - cluster: c
+        rate_limit: { requests_per_second: 0.5, burst: 1 }
+clusters:
+  - { name: c, endpoints: [127.0.0.1:1] }
+";
+    let config = super::parse(yaml, "t.yaml").unwrap();
+    let routes = &config.listeners[0].routes;
+    assert_eq!(
+        routes[0].filters,
+        vec![
+            Filter::Fault(Fault {
+                delay: None,
+                abort: Some(FaultAbort {
+                    status: 503,
+                    per_million: 10_000
+                }),
+            }),
+            Filter::RateLimit(RateLimit {
+                requests_per_second: 20.0,
+                burst: 10
+            }),
+        ]
+    );
+    assert_eq!(
+        routes[1].filters,
+        vec![Filter::RateLimit(RateLimit {
+            requests_per_second: 0.5,
+            burst: 1
+        })]
+    );
+}
+
+#[test]
+fn bad_rate_limits_are_reported_together() {
+    let yaml = "\
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    routes:
+      - rate_limit: {}
+        cluster: c
+      - rate_limit: { requests_per_second: 0, burst: 0 }
+        cluster: c
+      - rate_limit: { requests_per_second: -1.5, burst: 5000000000 }
+        cluster: c
+      - rate_limit: { requests_per_second: .inf, burst: 1 }
+        cluster: c
+clusters:
+  - { name: c, endpoints: [127.0.0.1:1] }
+";
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "t.yaml:5:21: listeners[0].routes[0].rate_limit.requests_per_second: missing: the requests per second the route accepts, e.g. 100",
+            "t.yaml:5:21: listeners[0].routes[0].rate_limit.burst: missing: the requests accepted at once, at least 1",
+            "t.yaml:7:44: listeners[0].routes[1].rate_limit.requests_per_second: `0`: must be a number more than 0",
+            "t.yaml:7:54: listeners[0].routes[1].rate_limit.burst: `0`: must be from 1 to 4294967295",
+            "t.yaml:9:44: listeners[0].routes[2].rate_limit.requests_per_second: `-1.5`: must be a number more than 0",
+            "t.yaml:9:57: listeners[0].routes[2].rate_limit.burst: `5000000000`: must be from 1 to 4294967295",
+            "t.yaml:11:44: listeners[0].routes[3].rate_limit.requests_per_second: `inf`: must be a number more than 0",
+        ]
+    );
+    let unknown = errors(
+        "listeners: [ { name: a, address: 127.0.0.1:1, routes: [ { cluster: c, rate_limit: { requests_per_second: 1, burst: 1, per: source } } ] } ]\n",
+    );
+    assert_eq!(unknown.len(), 1, "{unknown:?}");
+    assert!(unknown[0].contains("per"), "{unknown:?}");
+}
+
+#[test]
 fn a_percent_is_a_number() {
     let errs = errors(
         "listeners: [ { name: a, address: 127.0.0.1:1, routes: [ { cluster: c, fault: { abort: { status: 503, percent: 10% } } } ] } ]\n",

@@ -24,6 +24,7 @@ mod authz;
 mod fault;
 mod http2;
 mod mesh;
+mod rate_limit;
 mod telemetry;
 mod tls;
 
@@ -666,12 +667,19 @@ impl Validator {
                 .retries
                 .as_ref()
                 .map(|x| self.retries(x, &format!("{path}.retries"))),
-            filters: r
-                .fault
-                .as_ref()
-                .and_then(|f| self.fault(f, &format!("{path}.fault")))
-                .into_iter()
-                .collect(),
+            filters: {
+                // Every problem of both is reported, then the fault runs
+                // first: an injected abort is not counted against the limit.
+                let fault = r
+                    .fault
+                    .as_ref()
+                    .and_then(|f| self.fault(f, &format!("{path}.fault")));
+                let limit = r
+                    .rate_limit
+                    .as_ref()
+                    .and_then(|l| self.rate_limit(l, &format!("{path}.rate_limit")));
+                fault.into_iter().chain(limit).collect()
+            },
         }
     }
 

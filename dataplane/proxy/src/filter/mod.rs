@@ -12,17 +12,32 @@
 //! a variant of `Filter`, and its field in `config` (raw, validate, proto).
 
 pub mod fault;
+pub mod rate_limit;
 
-use std::time::Duration;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use crate::view::RequestView;
 
 pub use fault::{Fault, FaultAbort, FaultDelay};
+pub use rate_limit::{Bucket, RateLimit};
 
 /// One compiled filter of a route.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {
     Fault(Fault),
+    RateLimit(RateLimit),
+}
+
+/// A filter's per-core mutable state, one per filter of a route, built
+/// per core with the core's snapshot (`worker::Snapshot::build`) and kept
+/// across a reload while the route and its filter are unchanged.
+#[derive(Debug, Clone)]
+pub enum FilterState {
+    /// The filter keeps none (fault: it uses the core's rng).
+    None,
+    /// A rate limit's token bucket, this core's share.
+    Bucket(Rc<Bucket>),
 }
 
 /// What a filter wants done with the request.
@@ -34,6 +49,9 @@ pub enum Verdict {
     Delay(Duration, Injected),
     /// Answer with this status instead of forwarding.
     Respond(u16, Injected),
+    /// Over the route's rate limit: answer 429 with this `retry-after`
+    /// (whole seconds, at least 1).
+    Limited(u32),
 }
 
 /// Which fault a verdict injected, for metrics.
@@ -47,6 +65,10 @@ pub enum Injected {
 pub struct FilterCtx<'a> {
     /// The core's random source (fault percentages).
     pub rng: &'a mut fastrand::Rng,
+    /// When the request's head was complete (rate limits).
+    pub now: Instant,
+    /// This filter's per-core state.
+    pub state: &'a FilterState,
 }
 
 impl Filter {
@@ -55,6 +77,21 @@ impl Filter {
     pub fn on_request(&self, req: &dyn RequestView, ctx: &mut FilterCtx<'_>) -> Verdict {
         match self {
             Filter::Fault(f) => f.on_request(req, ctx, Stage::Start),
+            Filter::RateLimit(_) => match ctx.state {
+                FilterState::Bucket(b) => match b.take(ctx.now) {
+                    Ok(()) => Verdict::Continue,
+                    Err(wait) => Verdict::Limited(rate_limit::retry_after_secs(wait)),
+                },
+                FilterState::None => Verdict::Continue,
+            },
+        }
+    }
+
+    /// This filter's state for one core of `workers`.
+    pub fn state(&self, workers: usize, now: Instant) -> FilterState {
+        match self {
+            Filter::Fault(_) => FilterState::None,
+            Filter::RateLimit(r) => FilterState::Bucket(Rc::new(r.bucket(workers, now))),
         }
     }
 
@@ -62,6 +99,8 @@ impl Filter {
     pub fn after_delay(&self, req: &dyn RequestView, ctx: &mut FilterCtx<'_>) -> Verdict {
         match self {
             Filter::Fault(f) => f.on_request(req, ctx, Stage::Delayed),
+            // Never delays.
+            Filter::RateLimit(_) => Verdict::Continue,
         }
     }
 }

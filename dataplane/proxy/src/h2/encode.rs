@@ -320,6 +320,12 @@ pub fn local_response(local: Local<'_>, grpc: bool, is_head: bool) -> (Response<
             Bytes::copy_from_slice(body)
         }
     };
+    if let Local::Error(err) = local {
+        if let Some(secs) = err.retry_after() {
+            resp.headers_mut()
+                .insert("retry-after", HeaderValue::from(secs));
+        }
+    }
     if !grpc || !matches!(local, Local::Error(_)) {
         resp.headers_mut()
             .insert("content-length", HeaderValue::from(body.len()));

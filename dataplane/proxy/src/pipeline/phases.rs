@@ -82,6 +82,8 @@ struct Ctx<'a> {
     upstream_time: Option<Duration>,
     /// A fault filter delayed the request.
     delayed: bool,
+    /// When the request's head was complete.
+    begun: Instant,
     /// Trace context, when the config traces requests.
     trace: Option<TraceContext>,
     /// What goes upstream: `traceparent` naming this proxy's span, and an
@@ -108,6 +110,7 @@ pub async fn serve<D: Downstream>(down: &mut D, env: &Env<'_>) -> Next {
         upstream: None,
         upstream_time: None,
         delayed: false,
+        begun,
         trace: None,
         traceparent: None,
         request_id: None,
@@ -150,7 +153,7 @@ async fn run<'a, D: Downstream>(down: &mut D, ctx: &mut Ctx<'a>) -> Next {
     };
     ctx.route = Some(index);
     let route = &ctx.listener.routes[index];
-    if let Some(next) = route_filters(down, ctx, route).await {
+    if let Some(next) = route_filters(down, ctx, route, index).await {
         return next;
     }
     match &route.action {
@@ -232,24 +235,42 @@ async fn route_filters<D: Downstream>(
     down: &mut D,
     ctx: &mut Ctx<'_>,
     route: &Route,
+    index: usize,
 ) -> Option<Next> {
-    for filter in &route.filters {
+    let snap = ctx.env.snap;
+    let states = &snap.filter_state[ctx.env.listener][index];
+    let now = ctx.begun;
+    for (filter, state) in route.filters.iter().zip(states.iter()) {
         let mut verdict = {
             let mut rng = ctx.env.core.rng.borrow_mut();
-            filter.on_request(down.request(), &mut FilterCtx { rng: &mut rng })
+            let mut fctx = FilterCtx {
+                rng: &mut rng,
+                now,
+                state,
+            };
+            filter.on_request(down.request(), &mut fctx)
         };
         if let Verdict::Delay(wait, kind) = verdict {
             count_fault(ctx, kind);
             ctx.delayed = true;
             down.timer().after(wait).await;
             let mut rng = ctx.env.core.rng.borrow_mut();
-            verdict = filter.after_delay(down.request(), &mut FilterCtx { rng: &mut rng });
+            let mut fctx = FilterCtx {
+                rng: &mut rng,
+                now: Instant::now(),
+                state,
+            };
+            verdict = filter.after_delay(down.request(), &mut fctx);
         }
         match verdict {
             Verdict::Continue | Verdict::Delay(..) => {}
             Verdict::Respond(status, kind) => {
                 count_fault(ctx, kind);
                 return Some(respond_error(down, ctx, ProxyError::FaultAbort(status)).await);
+            }
+            Verdict::Limited(retry_after) => {
+                snap.route_stats[ctx.env.listener][index].rate_limited.inc();
+                return Some(respond_error(down, ctx, ProxyError::RateLimited(retry_after)).await);
             }
         }
     }
