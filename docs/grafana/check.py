@@ -41,6 +41,7 @@ LABELS = {
     "ringmesh_requests_total": {"listener", "direction", "route", "class"},
     "ringmesh_responses_total": {"listener", "direction", "route", "code"},
     "ringmesh_faults_injected_total": {"listener", "route", "fault"},
+    "ringmesh_rate_limited_total": {"listener", "route"},
     "ringmesh_grpc_requests_total": {"listener", "route", "grpc_status"},
     "ringmesh_downstream_connections_active": {"listener"},
     "ringmesh_downstream_connections_parked": {"listener"},

@@ -15,7 +15,7 @@
 //! - `pipeline`: the life of a request as named phases (route, filters,
 //!   selection, retries, timeouts, header edits, pooling, log).
 //! - `view`: the protocol-neutral request and response views.
-//! - `router`: route matching; `filter`: route filters (fault injection).
+//! - `router`: route matching; `filter`: route filters (fault injection, local rate limit).
 //! - `cluster`: endpoints, balancer and connections of a cluster per core;
 //!   `balance`: the balancer trait and policies; `upstream`: connector and
 //!   connection pools.

@@ -208,26 +208,28 @@ fn filter_state(
     old: Option<&Snapshot>,
 ) -> Vec<Vec<Box<[crate::filter::FilterState]>>> {
     let now = std::time::Instant::now();
-    let kept: HashMap<(&str, &str), (&[crate::filter::Filter], &[crate::filter::FilterState])> =
-        old.map_or_else(HashMap::new, |o| {
-            o.config
-                .listeners
-                .iter()
-                .zip(&o.filter_state)
-                .flat_map(|(l, states)| {
-                    l.routes
-                        .iter()
-                        .zip(states)
-                        .filter(|(r, _)| !r.filters.is_empty())
-                        .map(|(r, st)| {
-                            (
-                                (l.name.as_str(), r.name.as_str()),
-                                (&r.filters[..], &st[..]),
-                            )
-                        })
-                })
-                .collect()
-        });
+    use crate::filter::{Filter, FilterState};
+    /// A route's filters and their state, by listener and route name.
+    type Kept<'a> = HashMap<(&'a str, &'a str), (&'a [Filter], &'a [FilterState])>;
+    let kept: Kept<'_> = old.map_or_else(HashMap::new, |o| {
+        o.config
+            .listeners
+            .iter()
+            .zip(&o.filter_state)
+            .flat_map(|(l, states)| {
+                l.routes
+                    .iter()
+                    .zip(states)
+                    .filter(|(r, _)| !r.filters.is_empty())
+                    .map(|(r, st)| {
+                        (
+                            (l.name.as_str(), r.name.as_str()),
+                            (&r.filters[..], &st[..]),
+                        )
+                    })
+            })
+            .collect()
+    });
     config
         .listeners
         .iter()

@@ -3,7 +3,7 @@
 //! ```text
 //! request filters   refuse what the proxy does not serve (CONNECT)
 //! route             first matching route of the listener
-//! route filters     the route's filters in order (fault injection, ...)
+//! route filters     the route's filters in order (fault injection, rate limit)
 //! action            direct response, or forward:
 //!   prepare         encode the upstream request once: header edits,
 //!                   X-Forwarded-*, the part of the body already here
