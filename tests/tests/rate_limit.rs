@@ -125,3 +125,40 @@ fn a_grpc_call_over_the_limit_gets_resource_exhausted() {
             ) == Some(1)
     });
 }
+
+#[test]
+fn a_reload_keeps_the_bucket_of_an_unchanged_route() {
+    let up = Upstream::start("up");
+    // One worker: one bucket, whatever connection the kernel picks. A
+    // token every 100 s: none comes back during the test.
+    let limited = |burst: u32| {
+        format!("      - {{ name: limited, cluster: app, rate_limit: {{ requests_per_second: 0.01, burst: {burst} }} }}\n")
+    };
+    let yaml = |routes: &str| {
+        ringmesh_tests::with_runtime(&config(routes, &[("app", &[&up])], ""), "{ workers: 1 }")
+    };
+    let proxy = Proxy::start(&yaml(&limited(2)));
+    let statuses = |n: usize| -> Vec<u16> {
+        let mut c = Client::connect(proxy.addr("main"));
+        (0..n).map(|_| c.get("/", "a").status).collect()
+    };
+    assert_eq!(statuses(3), [200, 200, 429]);
+    let r = Client::connect(proxy.addr("main")).get("/", "a");
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after"), Some("100"), "a token every 100 s");
+
+    // Another route added: this one's bucket stays empty.
+    let other = "      - { name: other, match: { path: { prefix: /other } }, cluster: app }\n";
+    proxy.reload(&yaml(&format!("{other}{}", limited(2))));
+    eventually("the reload", Duration::from_secs(10), || {
+        proxy.log_count("config reloaded") >= 1
+    });
+    assert_eq!(statuses(1), [429], "the bucket was kept");
+
+    // The route's own limit changed: a new, full bucket.
+    proxy.reload(&yaml(&limited(3)));
+    eventually("the second reload", Duration::from_secs(10), || {
+        proxy.log_count("config reloaded") >= 2
+    });
+    assert_eq!(statuses(4), [200, 200, 200, 429]);
+}
