@@ -162,3 +162,32 @@ fn a_reload_keeps_the_bucket_of_an_unchanged_route() {
     });
     assert_eq!(statuses(4), [200, 200, 200, 429]);
 }
+
+#[test]
+fn per_header_each_caller_has_a_bucket_of_its_own() {
+    let up = Upstream::start("up");
+    let routes = "      - { name: limited, cluster: app, rate_limit: { requests_per_second: 0.01, burst: 2, per: { header: x-user } } }\n";
+    let proxy = Proxy::start(&ringmesh_tests::with_runtime(
+        &config(routes, &[("app", &[&up])], ""),
+        "{ workers: 1 }",
+    ));
+    let mut c = Client::connect(proxy.addr("main"));
+    let mut as_user = |user: &str| -> u16 {
+        let raw = format!("GET / HTTP/1.1\r\nhost: a\r\nx-user: {user}\r\n\r\n");
+        c.request(raw.as_bytes()).status
+    };
+    let alice: Vec<u16> = (0..3).map(|_| as_user("alice")).collect();
+    let bob: Vec<u16> = (0..3).map(|_| as_user("bob")).collect();
+    assert_eq!(alice, [200, 200, 429]);
+    assert_eq!(bob, [200, 200, 429], "bob has his own burst");
+    assert_eq!(as_user("alice"), 429);
+    let anonymous: Vec<u16> = (0..3).map(|_| c.get("/", "a").status).collect();
+    assert_eq!(
+        anonymous,
+        [200, 200, 429],
+        "requests without the header share one"
+    );
+    eventually("the 429s counted", Duration::from_secs(5), || {
+        limited(&proxy) == Some(4)
+    });
+}

@@ -309,6 +309,13 @@ fn route(r: &pb::Route) -> RawRoute {
             s(RawRateLimit {
                 requests_per_second: Some(s(l.requests_per_second)),
                 burst: (l.burst != 0).then(|| s(l.burst)),
+                per: match &l.per {
+                    Some(pb::rate_limit::Per::PerSource(true)) => Some(s(RawRateLimitPer::Source)),
+                    Some(pb::rate_limit::Per::PerHeader(h)) => {
+                        Some(s(RawRateLimitPer::Header(s(h.clone()))))
+                    }
+                    Some(pb::rate_limit::Per::PerSource(false)) | None => None,
+                },
             })
         }),
     }
@@ -806,6 +813,10 @@ fn wire_rate_limit(l: &RawRateLimit, path: &str) -> Result<pb::RateLimit, ToProt
     Ok(pb::RateLimit {
         requests_per_second,
         burst: l.burst.as_ref().map_or(0, |b| b.value),
+        per: l.per.as_ref().map(|p| match &p.value {
+            RawRateLimitPer::Source => pb::rate_limit::Per::PerSource(true),
+            RawRateLimitPer::Header(h) => pb::rate_limit::Per::PerHeader(h.value.clone()),
+        }),
     })
 }
 
@@ -923,11 +934,11 @@ listeners:
       - cluster: a
         retries: { attempts: 1, backoff: { base: 50ms } }
         fault: { delay: { duration: 1500ms, percent: 0.25 } }
-        rate_limit: { requests_per_second: 0.5, burst: 3 }
+        rate_limit: { requests_per_second: 0.5, burst: 3, per: { header: x-user } }
       - name: limited
         match: { path: { prefix: /limited } }
         cluster: b
-        rate_limit: { requests_per_second: 1000, burst: 1 }
+        rate_limit: { requests_per_second: 1000, burst: 1, per: source }
   - { name: edge, address: 127.0.0.1:8081, x_forwarded_proto: overwrite, routes: [ { cluster: b } ] }
 clusters:
   - name: a
@@ -1109,7 +1120,8 @@ clusters:
             routes[2].rate_limit,
             Some(pb::RateLimit {
                 requests_per_second: 0.5,
-                burst: 3
+                burst: 3,
+                per: Some(pb::rate_limit::Per::PerHeader("x-user".into())),
             })
         );
         let back = to_raw(&wire);

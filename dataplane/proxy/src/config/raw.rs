@@ -303,6 +303,16 @@ pub struct RawRateLimit {
     pub requests_per_second: Option<S<f64>>,
     /// At least 1.
     pub burst: Option<S<u64>>,
+    /// A bucket per caller instead of one for the route.
+    pub per: Option<S<RawRateLimitPer>>,
+}
+
+/// `per: source` or `per: { header: NAME }`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawRateLimitPer {
+    Source,
+    Header(S<String>),
 }
 
 /// Required fields are `Option` here so that a missing one is reported by

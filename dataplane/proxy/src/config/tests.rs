@@ -450,7 +450,7 @@ clusters:
 
 #[test]
 fn rate_limits_compile_after_faults() {
-    use crate::filter::{Fault, FaultAbort, Filter, RateLimit};
+    use crate::filter::{Fault, FaultAbort, Filter, Per, RateLimit};
     let yaml = "\
 listeners:
   - name: a
@@ -460,7 +460,9 @@ listeners:
         rate_limit: { requests_per_second: 20, burst: 10 }
         fault: { abort: { status: 503, percent: 1 } }
       - cluster: c
-        rate_limit: { requests_per_second: 0.5, burst: 1 }
+        rate_limit: { requests_per_second: 0.5, burst: 1, per: source }
+      - cluster: c
+        rate_limit: { requests_per_second: 1, burst: 1, per: { header: X-User } }
 clusters:
   - { name: c, endpoints: [127.0.0.1:1] }
 ";
@@ -478,7 +480,8 @@ clusters:
             }),
             Filter::RateLimit(RateLimit {
                 requests_per_second: 20.0,
-                burst: 10
+                burst: 10,
+                per: Per::Route,
             }),
         ]
     );
@@ -486,7 +489,16 @@ clusters:
         routes[1].filters,
         vec![Filter::RateLimit(RateLimit {
             requests_per_second: 0.5,
-            burst: 1
+            burst: 1,
+            per: Per::Source,
+        })]
+    );
+    assert_eq!(
+        routes[2].filters,
+        vec![Filter::RateLimit(RateLimit {
+            requests_per_second: 1.0,
+            burst: 1,
+            per: Per::Header(b"x-user".to_vec().into()),
         })]
     );
 }
@@ -506,6 +518,8 @@ listeners:
         cluster: c
       - rate_limit: { requests_per_second: .inf, burst: 1 }
         cluster: c
+      - rate_limit: { requests_per_second: 1, burst: 1, per: { header: \"a b\" } }
+        cluster: c
 clusters:
   - { name: c, endpoints: [127.0.0.1:1] }
 ";
@@ -519,13 +533,14 @@ clusters:
             "t.yaml:9:44: listeners[0].routes[2].rate_limit.requests_per_second: `-1.5`: must be a number more than 0",
             "t.yaml:9:57: listeners[0].routes[2].rate_limit.burst: `5000000000`: must be from 1 to 4294967295",
             "t.yaml:11:44: listeners[0].routes[3].rate_limit.requests_per_second: `inf`: must be a number more than 0",
+            "t.yaml:13:72: listeners[0].routes[4].rate_limit.per.header: `a b` is not a valid header name",
         ]
     );
     let unknown = errors(
-        "listeners: [ { name: a, address: 127.0.0.1:1, routes: [ { cluster: c, rate_limit: { requests_per_second: 1, burst: 1, per: source } } ] } ]\n",
+        "listeners: [ { name: a, address: 127.0.0.1:1, routes: [ { cluster: c, rate_limit: { requests_per_second: 1, burst: 1, per: client } } ] } ]\n",
     );
     assert_eq!(unknown.len(), 1, "{unknown:?}");
-    assert!(unknown[0].contains("per"), "{unknown:?}");
+    assert!(unknown[0].contains("client"), "{unknown:?}");
 }
 
 #[test]

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crate::view::RequestView;
 
 pub use fault::{Fault, FaultAbort, FaultDelay};
-pub use rate_limit::{Bucket, RateLimit};
+pub use rate_limit::{Bucket, Keyed, Per, RateLimit};
 
 /// One compiled filter of a route.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +38,8 @@ pub enum FilterState {
     None,
     /// A rate limit's token bucket, this core's share.
     Bucket(Rc<Bucket>),
+    /// A rate limit's buckets per caller.
+    Keyed(Rc<Keyed>),
 }
 
 /// What a filter wants done with the request.
@@ -69,6 +71,10 @@ pub struct FilterCtx<'a> {
     pub now: Instant,
     /// This filter's per-core state.
     pub state: &'a FilterState,
+    /// The client's workload identity, when it presented one.
+    pub principal: Option<&'a [u8]>,
+    /// The client's address.
+    pub client: std::net::IpAddr,
 }
 
 impl Filter {
@@ -77,13 +83,23 @@ impl Filter {
     pub fn on_request(&self, req: &dyn RequestView, ctx: &mut FilterCtx<'_>) -> Verdict {
         match self {
             Filter::Fault(f) => f.on_request(req, ctx, Stage::Start),
-            Filter::RateLimit(_) => match ctx.state {
-                FilterState::Bucket(b) => match b.take(ctx.now) {
+            Filter::RateLimit(r) => {
+                let taken = match ctx.state {
+                    FilterState::Bucket(b) => b.take(ctx.now),
+                    FilterState::Keyed(k) => match &r.per {
+                        Per::Header(name) => k.take(req.header(name).unwrap_or(b""), ctx.now),
+                        Per::Source | Per::Route => match ctx.principal {
+                            Some(p) => k.take(p, ctx.now),
+                            None => k.take(&ip_key(ctx.client), ctx.now),
+                        },
+                    },
+                    FilterState::None => Ok(()),
+                };
+                match taken {
                     Ok(()) => Verdict::Continue,
                     Err(wait) => Verdict::Limited(rate_limit::retry_after_secs(wait)),
-                },
-                FilterState::None => Verdict::Continue,
-            },
+                }
+            }
         }
     }
 
@@ -91,7 +107,10 @@ impl Filter {
     pub fn state(&self, workers: usize, now: Instant) -> FilterState {
         match self {
             Filter::Fault(_) => FilterState::None,
-            Filter::RateLimit(r) => FilterState::Bucket(Rc::new(r.bucket(workers, now))),
+            Filter::RateLimit(r) if r.per == Per::Route => {
+                FilterState::Bucket(Rc::new(r.bucket(workers, now)))
+            }
+            Filter::RateLimit(r) => FilterState::Keyed(Rc::new(r.keyed(workers, now))),
         }
     }
 
@@ -105,9 +124,189 @@ impl Filter {
     }
 }
 
+/// A client address as a key: a byte no principal starts with (a SPIFFE
+/// path is text), then the address's bytes. On the stack.
+fn ip_key(ip: std::net::IpAddr) -> IpKey {
+    let mut key = IpKey {
+        bytes: [0; 17],
+        len: 0,
+    };
+    let octets: &[u8] = match ip {
+        std::net::IpAddr::V4(v4) => &v4.octets(),
+        std::net::IpAddr::V6(v6) => &v6.octets(),
+    };
+    key.bytes[1..=octets.len()].copy_from_slice(octets);
+    key.len = octets.len() + 1;
+    key
+}
+
+struct IpKey {
+    bytes: [u8; 17],
+    len: usize,
+}
+
+impl std::ops::Deref for IpKey {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
 /// Where a filter is in its decision: before or after its own delay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     Start,
     Delayed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::{BodyKind, Protocol};
+    use std::net::IpAddr;
+
+    struct Req(Option<&'static [u8]>);
+
+    impl RequestView for Req {
+        fn method(&self) -> &[u8] {
+            b"GET"
+        }
+        fn scheme(&self) -> &[u8] {
+            b"http"
+        }
+        fn authority(&self) -> &[u8] {
+            b"a"
+        }
+        fn path(&self) -> &[u8] {
+            b"/"
+        }
+        fn query(&self) -> Option<&[u8]> {
+            None
+        }
+        fn header(&self, name: &[u8]) -> Option<&[u8]> {
+            self.0.filter(|_| name == b"x-user")
+        }
+        fn for_each_header(&self, _: &mut dyn FnMut(&[u8], &[u8])) {}
+        fn body(&self) -> BodyKind {
+            BodyKind::Empty
+        }
+        fn protocol(&self) -> Protocol {
+            Protocol::Http11
+        }
+    }
+
+    fn limit(per: Per) -> Filter {
+        Filter::RateLimit(RateLimit {
+            requests_per_second: 1.0,
+            burst: 1,
+            per,
+        })
+    }
+
+    /// The verdict for a request from `client` (with `principal`).
+    fn decide(
+        f: &Filter,
+        state: &FilterState,
+        req: &Req,
+        principal: Option<&[u8]>,
+        client: &str,
+    ) -> Verdict {
+        let mut rng = fastrand::Rng::with_seed(1);
+        let client: IpAddr = client.parse().unwrap();
+        f.on_request(
+            req,
+            &mut FilterCtx {
+                rng: &mut rng,
+                now: Instant::now(),
+                state,
+                principal,
+                client,
+            },
+        )
+    }
+
+    #[test]
+    fn per_source_keys_by_identity_else_address() {
+        let f = limit(Per::Source);
+        let state = f.state(1, Instant::now());
+        assert!(matches!(state, FilterState::Keyed(_)));
+        let req = Req(None);
+        let id = Some(&b"td/ns/a/sa/web"[..]);
+        assert_eq!(decide(&f, &state, &req, id, "10.0.0.1"), Verdict::Continue);
+        // The same identity from another address: the same bucket.
+        assert_eq!(
+            decide(&f, &state, &req, id, "10.0.0.2"),
+            Verdict::Limited(1)
+        );
+        // No identity: by address, v4 and v6 apart.
+        assert_eq!(
+            decide(&f, &state, &req, None, "10.0.0.1"),
+            Verdict::Continue
+        );
+        assert_eq!(
+            decide(&f, &state, &req, None, "10.0.0.1"),
+            Verdict::Limited(1)
+        );
+        assert_eq!(
+            decide(&f, &state, &req, None, "::ffff:10.0.0.1"),
+            Verdict::Continue
+        );
+        assert_eq!(
+            decide(&f, &state, &req, None, "10.0.0.3"),
+            Verdict::Continue
+        );
+    }
+
+    #[test]
+    fn per_header_keys_by_its_value_and_one_bucket_is_per_route() {
+        let f = limit(Per::Header(b"x-user".to_vec().into()));
+        let state = f.state(2, Instant::now());
+        let (alice, bob, nobody) = (Req(Some(b"alice")), Req(Some(b"bob")), Req(None));
+        assert_eq!(
+            decide(&f, &state, &alice, None, "10.0.0.1"),
+            Verdict::Continue
+        );
+        assert_eq!(
+            decide(&f, &state, &alice, None, "10.0.0.2"),
+            Verdict::Limited(2)
+        );
+        assert_eq!(
+            decide(&f, &state, &bob, None, "10.0.0.1"),
+            Verdict::Continue
+        );
+        assert_eq!(
+            decide(&f, &state, &nobody, None, "10.0.0.1"),
+            Verdict::Continue
+        );
+        assert_eq!(
+            decide(&f, &state, &nobody, None, "10.0.0.2"),
+            Verdict::Limited(2)
+        );
+
+        let f = limit(Per::Route);
+        let state = f.state(1, Instant::now());
+        assert!(matches!(state, FilterState::Bucket(_)));
+        assert_eq!(
+            decide(&f, &state, &alice, None, "10.0.0.1"),
+            Verdict::Continue
+        );
+        assert_eq!(
+            decide(&f, &state, &bob, None, "10.0.0.2"),
+            Verdict::Limited(1)
+        );
+        assert_eq!(
+            f.after_delay(
+                &bob,
+                &mut FilterCtx {
+                    rng: &mut fastrand::Rng::with_seed(1),
+                    now: Instant::now(),
+                    state: &state,
+                    principal: None,
+                    client: "10.0.0.1".parse().unwrap(),
+                }
+            ),
+            Verdict::Continue,
+            "a rate limit never delays"
+        );
+    }
 }

@@ -17,29 +17,127 @@
 //! a burst at most `u32::MAX`), so neither a huge rate nor a tiny one
 //! overflows.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
-/// A route's configured limit (all workers together).
+/// A route's configured limit (all workers together; per caller with
+/// `per`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateLimit {
     /// Requests per second the route accepts in the long run (> 0).
     pub requests_per_second: f64,
     /// Requests accepted at once after a quiet spell (>= 1).
     pub burst: u32,
+    pub per: Per,
+}
+
+/// What a bucket is for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Per {
+    /// One bucket for the route.
+    Route,
+    /// One per caller: its workload identity (mTLS), else its IP address.
+    Source,
+    /// One per value of this request header (lowercase name); requests
+    /// without it share one.
+    Header(Box<[u8]>),
+}
+
+/// Callers with a bucket of their own, per route and core; past them,
+/// callers share one (`Keyed`), as `metrics::Sources` bounds its labels.
+pub const KEYS: usize = 32;
+
+/// Longest key with a bucket of its own; longer ones share.
+pub const MAX_KEY: usize = 256;
+
+/// Per-caller buckets of one route on one core. A slot is claimed by the
+/// first request of a caller; a slot whose bucket is full again (its
+/// caller quiet for `burst` intervals) is as good as a fresh one and is
+/// given to the next new caller. Only when all `KEYS` callers are active
+/// do new ones share `other`.
+#[derive(Debug)]
+pub struct Keyed {
+    slots: Box<[KeySlot]>,
+    other: Bucket,
+}
+
+#[derive(Debug)]
+struct KeySlot {
+    /// Empty and unused: free (an empty key in use is `used`).
+    key: RefCell<Vec<u8>>,
+    used: Cell<bool>,
+    bucket: Bucket,
+}
+
+impl Keyed {
+    fn new(per_second: f64, burst: u32, now: Instant) -> Keyed {
+        Keyed {
+            slots: (0..KEYS)
+                .map(|_| KeySlot {
+                    // Most keys (identities, IPs, user ids) fit: claiming a
+                    // slot allocates nothing.
+                    key: RefCell::new(Vec::with_capacity(64)),
+                    used: Cell::new(false),
+                    bucket: Bucket::new(per_second, burst, now),
+                })
+                .collect(),
+            other: Bucket::new(per_second, burst, now),
+        }
+    }
+
+    /// Take a token from `key`'s bucket.
+    pub fn take(&self, key: &[u8], now: Instant) -> Result<(), Duration> {
+        if key.len() > MAX_KEY {
+            return self.other.take(now);
+        }
+        if let Some(slot) = self
+            .slots
+            .iter()
+            .find(|s| s.used.get() && *s.key.borrow() == key)
+        {
+            return slot.bucket.take(now);
+        }
+        let free = self
+            .slots
+            .iter()
+            .find(|s| !s.used.get())
+            .or_else(|| self.slots.iter().find(|s| s.bucket.is_full(now)));
+        match free {
+            Some(slot) => {
+                let mut k = slot.key.borrow_mut();
+                k.clear();
+                k.extend_from_slice(key);
+                slot.used.set(true);
+                slot.bucket.refill();
+                slot.bucket.take(now)
+            }
+            None => self.other.take(now),
+        }
+    }
 }
 
 impl RateLimit {
-    /// This core's bucket: rate `requests_per_second / workers`, burst
-    /// `ceil(burst / workers)` (at least 1), starting full at `now`.
-    pub fn bucket(&self, workers: usize, now: Instant) -> Bucket {
+    /// This core's rate and burst: `requests_per_second / workers`,
+    /// `ceil(burst / workers)` (at least 1).
+    fn share(&self, workers: usize) -> (f64, u32) {
         let workers = workers.max(1);
         let w = u32::try_from(workers).unwrap_or(u32::MAX);
-        Bucket::new(
+        (
             self.requests_per_second / workers as f64,
             self.burst.div_ceil(w).max(1),
-            now,
         )
+    }
+
+    /// This core's bucket (its share), starting full at `now`.
+    pub fn bucket(&self, workers: usize, now: Instant) -> Bucket {
+        let (rate, burst) = self.share(workers);
+        Bucket::new(rate, burst, now)
+    }
+
+    /// This core's per-caller buckets, each with the core's share.
+    pub fn keyed(&self, workers: usize, now: Instant) -> Keyed {
+        let (rate, burst) = self.share(workers);
+        Keyed::new(rate, burst, now)
     }
 }
 
@@ -73,6 +171,15 @@ impl Bucket {
 
     fn since_epoch(&self, now: Instant) -> u128 {
         now.saturating_duration_since(self.epoch).as_nanos()
+    }
+
+    /// Full (as if new) at `now`: no request within `burst` intervals.
+    fn is_full(&self, now: Instant) -> bool {
+        self.tat.get() <= self.since_epoch(now)
+    }
+
+    fn refill(&self) {
+        self.tat.set(0);
     }
 
     /// Take a token at `now`: `Ok` if there was one, else how long until
@@ -174,6 +281,7 @@ mod tests {
         let limit = RateLimit {
             requests_per_second: 20.0,
             burst: 11,
+            per: Per::Route,
         };
         let b = limit.bucket(2, t0);
         assert_eq!(accepted(&b, t0, 20), 6);
@@ -181,10 +289,38 @@ mod tests {
         let one = RateLimit {
             requests_per_second: 1.0,
             burst: 1,
+            per: Per::Route,
         }
         .bucket(4, t0);
         assert_eq!(accepted(&one, t0, 5), 1);
         assert_eq!(one.take(t0).unwrap_err(), Duration::from_secs(4));
         assert_eq!(limit.bucket(0, t0).tolerance, limit.bucket(1, t0).tolerance);
+    }
+
+    #[test]
+    fn callers_get_buckets_of_their_own_up_to_the_bound_then_share() {
+        let t0 = Instant::now();
+        let k = Keyed::new(1.0, 2, t0);
+        let key = |i: usize| format!("caller-{i}").into_bytes();
+        for i in 0..KEYS {
+            assert!(k.take(&key(i), t0).is_ok() && k.take(&key(i), t0).is_ok());
+            assert!(k.take(&key(i), t0).is_err(), "caller {i} has its own burst");
+        }
+        // Every slot is in use and none is full: new callers share one.
+        assert!(k.take(b"late-1", t0).is_ok());
+        assert!(k.take(b"late-2", t0).is_ok());
+        assert!(k.take(b"late-3", t0).is_err());
+        assert!(
+            k.take(&[b'x'; MAX_KEY + 1], t0).is_err(),
+            "a long key shares"
+        );
+        // Two seconds on, the first callers' buckets are full again: their
+        // slots go to new callers, who get a whole burst.
+        let t2 = t0 + Duration::from_secs(2);
+        assert!(k.take(b"new", t2).is_ok() && k.take(b"new", t2).is_ok());
+        assert!(k.take(b"new", t2).is_err());
+        // A known caller keeps its slot and its state.
+        assert!(k.take(&key(KEYS - 1), t2).is_ok());
+        assert!(k.take(b"", t2).is_ok(), "no key is a key too");
     }
 }

@@ -247,6 +247,8 @@ async fn route_filters<D: Downstream>(
                 rng: &mut rng,
                 now,
                 state,
+                principal: ctx.env.principal,
+                client: ctx.env.client,
             };
             filter.on_request(down.request(), &mut fctx)
         };
@@ -259,6 +261,8 @@ async fn route_filters<D: Downstream>(
                 rng: &mut rng,
                 now: Instant::now(),
                 state,
+                principal: ctx.env.principal,
+                client: ctx.env.client,
             };
             verdict = filter.after_delay(down.request(), &mut fctx);
         }

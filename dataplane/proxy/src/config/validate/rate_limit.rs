@@ -5,8 +5,8 @@
 use serde_saphyr::Spanned;
 
 use super::Validator;
-use crate::config::raw::RawRateLimit;
-use crate::filter::{Filter, RateLimit};
+use crate::config::raw::{RawRateLimit, RawRateLimitPer};
+use crate::filter::{Filter, Per, RateLimit};
 
 impl Validator {
     /// `None` after reporting every problem of the limit; `path` names the
@@ -54,9 +54,20 @@ impl Validator {
                 None
             }
         };
+        let per = match l.value.per.as_ref().map(|p| &p.value) {
+            None => Some(Per::Route),
+            Some(RawRateLimitPer::Source) => Some(Per::Source),
+            Some(RawRateLimitPer::Header(name)) => {
+                let before = self.errors.len();
+                self.header_name(name, &format!("{path}.per.header"));
+                (self.errors.len() == before)
+                    .then(|| Per::Header(name.value.to_ascii_lowercase().into_bytes().into()))
+            }
+        };
         Some(Filter::RateLimit(RateLimit {
             requests_per_second: rate?,
             burst: burst?,
+            per: per?,
         }))
     }
 }
