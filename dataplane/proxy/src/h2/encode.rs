@@ -481,6 +481,20 @@ mod tests {
     }
 
     #[test]
+    fn a_rate_limited_caller_is_told_when_to_come_back() {
+        let limited = Local::Error(ProxyError::RateLimited(2));
+        let (resp, body) = local_response(limited, false, false);
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()["retry-after"], "2");
+        assert_eq!(resp.headers()["ringmesh-error"], "rate_limited");
+        assert_eq!(body, "rate_limited\n");
+        let (resp, _) = local_response(limited, true, false);
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["grpc-status"], "8");
+        assert_eq!(resp.headers()["retry-after"], "2");
+    }
+
+    #[test]
     fn grpc_messages_are_percent_encoded() {
         assert_eq!(grpc_message("a b%c\u{e9}\n"), "a b%25c%C3%A9%0A");
     }
