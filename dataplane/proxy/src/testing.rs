@@ -275,3 +275,62 @@ pub fn content_length(head: &str) -> Option<usize> {
         .find(|(n, _)| n.trim().eq_ignore_ascii_case("content-length"))
         .and_then(|(_, v)| v.trim().parse().ok())
 }
+
+/// A request view with fixed parts, for unit tests of what reads one
+/// (filters, access logs, balancers).
+#[derive(Debug, Clone, Copy)]
+pub struct FakeRequest {
+    pub method: &'static [u8],
+    pub authority: &'static [u8],
+    pub path: &'static [u8],
+    pub query: Option<&'static [u8]>,
+    /// (lowercase name, value).
+    pub headers: &'static [(&'static [u8], &'static [u8])],
+}
+
+impl Default for FakeRequest {
+    fn default() -> Self {
+        FakeRequest {
+            method: b"GET",
+            authority: b"a",
+            path: b"/",
+            query: None,
+            headers: &[],
+        }
+    }
+}
+
+impl crate::view::RequestView for FakeRequest {
+    fn method(&self) -> &[u8] {
+        self.method
+    }
+    fn scheme(&self) -> &[u8] {
+        b"http"
+    }
+    fn authority(&self) -> &[u8] {
+        self.authority
+    }
+    fn path(&self) -> &[u8] {
+        self.path
+    }
+    fn query(&self) -> Option<&[u8]> {
+        self.query
+    }
+    fn header(&self, name: &[u8]) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+    fn for_each_header(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
+        for (n, v) in self.headers {
+            f(n, v);
+        }
+    }
+    fn body(&self) -> crate::view::BodyKind {
+        crate::view::BodyKind::Empty
+    }
+    fn protocol(&self) -> crate::view::Protocol {
+        crate::view::Protocol::Http11
+    }
+}

@@ -162,36 +162,18 @@ pub enum Stage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::view::{BodyKind, Protocol};
+    use crate::testing::FakeRequest;
     use std::net::IpAddr;
 
-    struct Req(Option<&'static [u8]>);
+    type Headers = &'static [(&'static [u8], &'static [u8])];
+    const ALICE: Headers = &[(b"x-user", b"alice")];
+    const BOB: Headers = &[(b"x-user", b"bob")];
 
-    impl RequestView for Req {
-        fn method(&self) -> &[u8] {
-            b"GET"
-        }
-        fn scheme(&self) -> &[u8] {
-            b"http"
-        }
-        fn authority(&self) -> &[u8] {
-            b"a"
-        }
-        fn path(&self) -> &[u8] {
-            b"/"
-        }
-        fn query(&self) -> Option<&[u8]> {
-            None
-        }
-        fn header(&self, name: &[u8]) -> Option<&[u8]> {
-            self.0.filter(|_| name == b"x-user")
-        }
-        fn for_each_header(&self, _: &mut dyn FnMut(&[u8], &[u8])) {}
-        fn body(&self) -> BodyKind {
-            BodyKind::Empty
-        }
-        fn protocol(&self) -> Protocol {
-            Protocol::Http11
+    /// A request with these headers.
+    fn req(headers: Headers) -> FakeRequest {
+        FakeRequest {
+            headers,
+            ..FakeRequest::default()
         }
     }
 
@@ -207,7 +189,7 @@ mod tests {
     fn decide(
         f: &Filter,
         state: &FilterState,
-        req: &Req,
+        req: &FakeRequest,
         principal: Option<&[u8]>,
         client: &str,
     ) -> Verdict {
@@ -230,7 +212,7 @@ mod tests {
         let f = limit(Per::Source);
         let state = f.state(1, Instant::now());
         assert!(matches!(state, FilterState::Keyed(_)));
-        let req = Req(None);
+        let req = req(&[]);
         let id = Some(&b"td/ns/a/sa/web"[..]);
         assert_eq!(decide(&f, &state, &req, id, "10.0.0.1"), Verdict::Continue);
         // The same identity from another address: the same bucket.
@@ -261,7 +243,7 @@ mod tests {
     fn per_header_keys_by_its_value_and_one_bucket_is_per_route() {
         let f = limit(Per::Header(b"x-user".to_vec().into()));
         let state = f.state(2, Instant::now());
-        let (alice, bob, nobody) = (Req(Some(b"alice")), Req(Some(b"bob")), Req(None));
+        let (alice, bob, nobody) = (req(ALICE), req(BOB), req(&[]));
         assert_eq!(
             decide(&f, &state, &alice, None, "10.0.0.1"),
             Verdict::Continue

@@ -529,40 +529,15 @@ fn json_escaped(v: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::view::{BodyKind, Protocol};
+    use crate::testing::FakeRequest;
 
-    struct Req;
-    impl RequestView for Req {
-        fn method(&self) -> &[u8] {
-            b"GET"
-        }
-        fn scheme(&self) -> &[u8] {
-            b"http"
-        }
-        fn authority(&self) -> &[u8] {
-            b"shop.example"
-        }
-        fn path(&self) -> &[u8] {
-            b"/cart"
-        }
-        fn query(&self) -> Option<&[u8]> {
-            Some(b"id=7")
-        }
-        fn header(&self, name: &[u8]) -> Option<&[u8]> {
-            match name {
-                b"user-agent" => Some(b"curl/8 \"x\"\x01"),
-                b"x-tenant" => Some(b"blue"),
-                _ => None,
-            }
-        }
-        fn for_each_header(&self, _: &mut dyn FnMut(&[u8], &[u8])) {}
-        fn body(&self) -> BodyKind {
-            BodyKind::Empty
-        }
-        fn protocol(&self) -> Protocol {
-            Protocol::Http11
-        }
-    }
+    const REQ: FakeRequest = FakeRequest {
+        method: b"GET",
+        authority: b"shop.example",
+        path: b"/cart",
+        query: Some(b"id=7"),
+        headers: &[(b"user-agent", b"curl/8 \"x\"\x01"), (b"x-tenant", b"blue")],
+    };
 
     fn entry(req: Option<&dyn RequestView>) -> Entry<'_> {
         Entry {
@@ -596,7 +571,7 @@ mod tests {
 
     #[test]
     fn a_template_names_every_field() {
-        let e = entry(Some(&Req));
+        let e = entry(Some(&REQ));
         let t = "%START_TIME% %REQ(:METHOD)% %REQ(:AUTHORITY)%%REQ(:PATH)% %PROTOCOL% \
                  %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %BYTES_RECEIVED% \
                  %BYTES_SENT% %DURATION% %UPSTREAM_SERVICE_TIME% %UPSTREAM_HOST% \
@@ -616,7 +591,7 @@ mod tests {
 
     #[test]
     fn json_lines_parse_and_carry_nulls() {
-        let e = entry(Some(&Req));
+        let e = entry(Some(&REQ));
         let v: serde_json::Value = serde_json::from_str(&line("json", &e)).unwrap();
         assert_eq!(v["path"], "/cart?id=7");
         assert_eq!(v["response_code"], 503);
