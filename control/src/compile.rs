@@ -746,6 +746,9 @@ fn action(rule: &Rule) -> pb::route::Action {
 }
 
 #[cfg(test)]
+mod fixtures;
+
+#[cfg(test)]
 mod tls_tests;
 
 #[cfg(test)]

@@ -2,12 +2,8 @@
 //! Service port with the protocol it speaks, gRPC matches and retries, and
 //! a Gateway TCP listener relaying to its TCPRoute's backend.
 
+use super::fixtures::*;
 use super::*;
-use crate::resources::parse;
-
-fn resources(text: &str) -> Resources {
-    parse(&[("api.yaml".into(), text.into())]).unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn api() -> Resources {
     resources(crate::resources::validate_api_mesh())
@@ -22,13 +18,6 @@ fn web_sidecar() -> pb::Node {
         inbound_address: "127.0.0.1:7001".into(),
         outbound_address: "127.0.0.1:7002".into(),
     }
-}
-
-fn cluster<'a>(c: &'a pb::ProxyConfig, name: &str) -> &'a pb::Cluster {
-    c.clusters
-        .iter()
-        .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("no cluster {name} in {:?}", c.clusters))
 }
 
 fn route<'a>(routes: &'a [pb::Route], name: &str) -> &'a pb::Route {

@@ -3,30 +3,8 @@
 //! its namespace, in name order, field by field; nothing on outbound
 //! listeners, gateways, or Services no policy protects.
 
+use super::fixtures::*;
 use super::*;
-use crate::resources::parse;
-
-fn resources(text: &str) -> Resources {
-    parse(&[("authz.yaml".into(), text.into())]).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn sidecar_of(service: &str) -> pb::Node {
-    pb::Node {
-        id: format!("{service}-1"),
-        service: service.into(),
-        role: pb::Role::Sidecar as i32,
-        workload_address: "127.0.0.1:7000".into(),
-        inbound_address: "127.0.0.1:7001".into(),
-        outbound_address: "127.0.0.1:7002".into(),
-    }
-}
-
-fn listener<'a>(c: &'a pb::ProxyConfig, name: &str) -> &'a pb::Listener {
-    c.listeners
-        .iter()
-        .find(|l| l.name == name)
-        .unwrap_or_else(|| panic!("no listener {name} in {:?}", c.listeners))
-}
 
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()

@@ -3,32 +3,8 @@
 //! `tls` and `protocol`, `ProxyConfig.mesh` with the trust bundle, and the
 //! inbound listener's `mesh`.
 
+use super::fixtures::*;
 use super::*;
-use crate::resources::parse;
-
-fn resources(text: &str) -> Resources {
-    parse(&[("mesh.yaml".into(), text.into())]).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn sidecar_of(service: &str) -> pb::Node {
-    pb::Node {
-        id: format!("{service}-1"),
-        service: service.into(),
-        role: pb::Role::Sidecar as i32,
-        workload_address: "127.0.0.1:7000".into(),
-        inbound_address: "127.0.0.1:7001".into(),
-        outbound_address: "127.0.0.1:7002".into(),
-    }
-}
-
-fn gateway_of(name: &str) -> pb::Node {
-    pb::Node {
-        id: format!("{name}-1"),
-        service: name.into(),
-        role: pb::Role::Gateway as i32,
-        ..Default::default()
-    }
-}
 
 fn registered(pairs: &[(&str, &str)]) -> Workloads {
     let mut w = Workloads::new();
@@ -38,13 +14,6 @@ fn registered(pairs: &[(&str, &str)]) -> Workloads {
             .insert(inbound.to_string());
     }
     w
-}
-
-fn cluster<'a>(c: &'a pb::ProxyConfig, name: &str) -> &'a pb::Cluster {
-    c.clusters
-        .iter()
-        .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("no cluster {name} in {:?}", c.clusters))
 }
 
 fn identity(c: &pb::Cluster) -> Option<&str> {

@@ -3,32 +3,8 @@
 //! the tracing with the Service's name; a gateway's listeners carry its
 //! Gateway's; no Telemetry, neither.
 
+use super::fixtures::*;
 use super::*;
-use crate::resources::parse;
-
-fn resources(text: &str) -> Resources {
-    parse(&[("tel.yaml".into(), text.into())]).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn sidecar(service: &str) -> pb::Node {
-    pb::Node {
-        id: format!("{service}-1"),
-        service: service.into(),
-        role: pb::Role::Sidecar as i32,
-        workload_address: "127.0.0.1:7000".into(),
-        inbound_address: "127.0.0.1:7001".into(),
-        outbound_address: "127.0.0.1:7002".into(),
-    }
-}
-
-fn gateway(name: &str) -> pb::Node {
-    pb::Node {
-        id: "gw-1".into(),
-        service: name.into(),
-        role: pb::Role::Gateway as i32,
-        ..Default::default()
-    }
-}
 
 fn logs(c: &pb::ProxyConfig) -> Vec<(&str, i32, Option<&pb::AccessLog>)> {
     c.listeners
@@ -40,7 +16,7 @@ fn logs(c: &pb::ProxyConfig) -> Vec<(&str, i32, Option<&pb::AccessLog>)> {
 #[test]
 fn a_sidecar_logs_on_both_listeners_and_traces_as_its_service() {
     let res = resources(crate::resources::validate_telemetry_mesh());
-    let c = compile(&res, &sidecar("web.shop"), &Workloads::new()).unwrap();
+    let c = compile(&res, &sidecar_of("web.shop"), &Workloads::new()).unwrap();
     // The namespace's file, web's own filter (none) and sampling.
     let want = pb::AccessLog {
         path: "/var/log/ringmesh/access.log".into(),
@@ -64,7 +40,7 @@ fn a_sidecar_logs_on_both_listeners_and_traces_as_its_service() {
         })
     );
     // cart: the namespace's Telemetry as it is.
-    let c = compile(&res, &sidecar("cart.shop"), &Workloads::new()).unwrap();
+    let c = compile(&res, &sidecar_of("cart.shop"), &Workloads::new()).unwrap();
     assert_eq!(
         c.listeners[0]
             .access_log
@@ -79,11 +55,11 @@ fn a_sidecar_logs_on_both_listeners_and_traces_as_its_service() {
         Some(("cart.shop", Some(10.0)))
     );
     // orders: its logging disabled, its tracing inherited.
-    let c = compile(&res, &sidecar("orders.shop"), &Workloads::new()).unwrap();
+    let c = compile(&res, &sidecar_of("orders.shop"), &Workloads::new()).unwrap();
     assert!(c.listeners.iter().all(|l| l.access_log.is_none()));
     assert!(c.tracing.is_some());
     // Another namespace has no Telemetry: neither.
-    let c = compile(&res, &sidecar("lone.quiet"), &Workloads::new()).unwrap();
+    let c = compile(&res, &sidecar_of("lone.quiet"), &Workloads::new()).unwrap();
     assert!(c.listeners.iter().all(|l| l.access_log.is_none()));
     assert_eq!(c.tracing, None);
     assert_eq!(
@@ -102,7 +78,7 @@ fn a_sidecar_logs_on_both_listeners_and_traces_as_its_service() {
 #[test]
 fn a_gateway_logs_on_its_listeners() {
     let res = resources(crate::resources::validate_telemetry_mesh());
-    let c = compile(&res, &gateway("edge.shop"), &Workloads::new()).unwrap();
+    let c = compile(&res, &gateway_of("edge.shop"), &Workloads::new()).unwrap();
     let stdout = pb::AccessLog {
         path: "-".into(),
         format: "text".into(),
@@ -121,7 +97,7 @@ fn a_gateway_logs_on_its_listeners() {
         crate::resources::validate_telemetry_mesh()
     );
     let res = resources(&text);
-    let c = compile(&res, &gateway("side.shop"), &Workloads::new()).unwrap();
+    let c = compile(&res, &gateway_of("side.shop"), &Workloads::new()).unwrap();
     assert_eq!(c.listeners.len(), 2);
     assert!(c.listeners.iter().all(|l| l
         .access_log
