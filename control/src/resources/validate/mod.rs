@@ -545,6 +545,39 @@ impl Checker {
         self.reference_in(doc, name, None, path, kind, known)
     }
 
+    /// The end of a policy's `targetRefs` entry check: the target is in
+    /// the policy's own namespace (Istio's rule; `what` says what the
+    /// policy does, e.g. "a policy protects Services") and exists. `ok`:
+    /// the entry's group and kind passed.
+    #[allow(clippy::too_many_arguments)]
+    fn own_namespace_target<'a>(
+        &mut self,
+        doc: &Doc,
+        r: &RawObjectRef,
+        path: &str,
+        mut ok: bool,
+        what: &str,
+        kind: &str,
+        known: impl Iterator<Item = &'a String>,
+    ) -> Option<String> {
+        if let Some(ns) = r.namespace.as_ref().filter(|ns| ns.value != doc.ns) {
+            self.err(
+                doc,
+                &ns.referenced,
+                format!("{path}.namespace"),
+                format!(
+                    "`{}`: {what} of its own namespace (`{}`), as in Istio",
+                    ns.value, doc.ns
+                ),
+            );
+            ok = false;
+        }
+        if !ok {
+            return None;
+        }
+        self.reference(doc, &r.name, &format!("{path}.name"), kind, known)
+    }
+
     /// A field of the Gateway API (or Kubernetes) that ringmesh does not
     /// implement yet: said at the field, not as "unknown field".
     fn unsupported(&mut self, doc: &Doc, field: &Unsupported, path: &str, why: &str) {

@@ -304,25 +304,12 @@ impl Checker {
                 ok = false;
             }
         }
-        if let Some(ns) = r.namespace.as_ref().filter(|ns| ns.value != doc.ns) {
-            self.err(
-                doc,
-                &ns.referenced,
-                format!("{path}.namespace"),
-                format!(
-                    "`{}`: a Telemetry targets Gateways of its own namespace (`{}`), as in Istio",
-                    ns.value, doc.ns
-                ),
-            );
-            ok = false;
-        }
-        if !ok {
-            return None;
-        }
-        self.reference(
+        self.own_namespace_target(
             doc,
-            &r.name,
-            &format!("{path}.name"),
+            r,
+            path,
+            ok,
+            "a Telemetry targets Gateways",
             "Gateway",
             known.gateways.keys(),
         )
