@@ -345,26 +345,21 @@ impl Sources {
         self.other_duration.record(took);
     }
 
-    /// (label, durations) of every caller seen, as `each`.
-    fn each_duration(&self, mut f: impl FnMut(&[u8], &Histogram)) {
+    /// (label, counts by class, durations) of every caller seen;
+    /// `\0other` for the callers past `SOURCES`.
+    fn each_caller(&self, mut f: impl FnMut(&[u8], &ByClass, &Histogram)) {
         for slot in &self.slots {
             match slot.principal.get() {
-                Some(name) => f(name, &slot.duration),
+                Some(name) => f(name, &slot.requests, &slot.duration),
                 None => break,
             }
         }
-        f(b"\0other", &self.other_duration);
+        f(b"\0other", &self.other, &self.other_duration);
     }
 
     /// (label, counts by class) of every caller seen.
     fn each(&self, mut f: impl FnMut(&[u8], &ByClass)) {
-        for slot in &self.slots {
-            match slot.principal.get() {
-                Some(name) => f(name, &slot.requests),
-                None => break,
-            }
-        }
-        f(b"\0other", &self.other);
+        self.each_caller(|p, counts, _| f(p, counts));
     }
 }
 
@@ -739,7 +734,7 @@ fn render_source_durations(out: &mut String, config: &Config, cores: &[Arc<CoreS
         for c in cores {
             c.listeners[li]
                 .sources
-                .each_duration(|p, h| h.add_to(by.entry(p.to_vec()).or_insert([0; HIST])));
+                .each_caller(|p, _, h| h.add_to(by.entry(p.to_vec()).or_insert([0; HIST])));
         }
         if !wrote_header {
             header(

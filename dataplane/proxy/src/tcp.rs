@@ -176,6 +176,6 @@ impl Done<'_> {
             request_id: None,
             grpc: None,
         };
-        crate::telemetry::record(self.core, l, &self.core.stats.telemetry, None, None, &entry);
+        crate::telemetry::record(self.core, l, None, None, &entry);
     }
 }

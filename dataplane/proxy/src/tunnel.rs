@@ -61,16 +61,24 @@ impl<'a> Meter<'a> {
         }
     }
 
-    fn moved(&self, counter: &Counter, n: usize) {
-        counter.add(n as u64);
-        let mine = if std::ptr::eq(counter, self.up) {
-            &self.sent_up
-        } else {
-            &self.sent_down
+    fn moved(&self, way: Way, n: usize) {
+        let (counter, mine) = match way {
+            Way::Up => (self.up, &self.sent_up),
+            Way::Down => (self.down, &self.sent_down),
         };
+        counter.add(n as u64);
         mine.set(mine.get() + n as u64);
         self.last.set(Instant::now());
     }
+}
+
+/// A direction of a tunnel.
+#[derive(Debug, Clone, Copy)]
+enum Way {
+    /// Client to upstream.
+    Up,
+    /// Upstream to client.
+    Down,
 }
 
 /// Relay `client` and `upstream` until both directions end, the tunnel is
@@ -120,12 +128,12 @@ async fn relay_both(
     if n > 0 && from_client.write_to(&mut upstream, n).await.is_err() {
         return;
     }
-    meter.moved(meter.up, n);
+    meter.moved(Way::Up, n);
     let n = from_upstream.len();
     if n > 0 && from_upstream.write_to(&mut client, n).await.is_err() {
         return;
     }
-    meter.moved(meter.down, n);
+    meter.moved(Way::Down, n);
     from_client.clear();
     from_upstream.clear();
     match (client, upstream) {
@@ -155,11 +163,11 @@ async fn copy_both(
     meter: &Meter<'_>,
 ) {
     let up = async {
-        let _ = copy_one(&mut cr, &mut uw, meter, meter.up).await;
+        let _ = copy_one(&mut cr, &mut uw, meter, Way::Up).await;
         let _ = uw.shutdown().await;
     };
     let down = async {
-        let _ = copy_one(&mut ur, &mut cw, meter, meter.down).await;
+        let _ = copy_one(&mut ur, &mut cw, meter, Way::Down).await;
         let _ = cw.shutdown().await;
     };
     monoio::join!(up, down);
@@ -173,7 +181,7 @@ async fn copy_one(
     src: &mut ReadHalf,
     dst: &mut WriteHalf,
     meter: &Meter<'_>,
-    counter: &Counter,
+    way: Way,
 ) -> io::Result<()> {
     let mut buf = Vec::with_capacity(COPY_SMALL);
     loop {
@@ -189,7 +197,7 @@ async fn copy_one(
         let (res, b) = dst.write_all(buf).await;
         buf = b;
         res?;
-        meter.moved(counter, n);
+        meter.moved(way, n);
         if size != buf.capacity() {
             buf = Vec::with_capacity(size);
         }

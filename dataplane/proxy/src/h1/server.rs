@@ -339,8 +339,7 @@ impl<'w> H1Conn<'w> {
             request_id: None,
             grpc: None,
         };
-        let stats = &self.core.stats.telemetry;
-        crate::telemetry::record(&self.core, listener, stats, None, None, &entry);
+        crate::telemetry::record(&self.core, listener, None, None, &entry);
     }
 
     /// Pin the head in the read buffer for the whole exchange and reset

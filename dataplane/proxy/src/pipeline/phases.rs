@@ -886,7 +886,6 @@ fn log<D: Downstream>(down: &D, ctx: &Ctx<'_>, duration: Duration) {
         crate::telemetry::record(
             env.core,
             ctx.listener,
-            &env.core.stats.telemetry,
             env.snap.config.tracing.as_ref(),
             ctx.trace.as_ref(),
             &entry,

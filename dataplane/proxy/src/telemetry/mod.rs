@@ -128,11 +128,11 @@ pub struct TelemetryStats {
 pub fn record(
     core: &crate::worker::Core,
     listener: &Listener,
-    stats: &TelemetryStats,
     tracing: Option<&Tracing>,
     trace: Option<&trace::TraceContext>,
     e: &access_log::Entry<'_>,
 ) {
+    let stats = &core.stats.telemetry;
     if let Some(log) = &listener.access_log {
         let status = e.status.unwrap_or(0);
         let sampled = log.per_million >= 1_000_000

@@ -93,6 +93,11 @@ impl Validator {
             self.err(at, path, "missing: the share of requests, 0 to 100");
             return None;
         };
+        self.percent_value(p, &path)
+    }
+
+    /// A percentage (0 to 100) in parts per million, or an error at it.
+    pub(super) fn percent_value(&mut self, p: &Spanned<f64>, path: &str) -> Option<u32> {
         let parts = per_million(p.value);
         if parts.is_none() {
             self.err(

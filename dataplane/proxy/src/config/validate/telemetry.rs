@@ -7,7 +7,6 @@ use serde_saphyr::Spanned;
 use super::Validator;
 use crate::config::model::{AccessLog, Direction, Tracing};
 use crate::config::raw::{RawAccessLog, RawTracing};
-use crate::filter::fault::per_million;
 use crate::telemetry::access_log::Format;
 use crate::telemetry::otlp::Collector;
 use crate::telemetry::writer::LogFile;
@@ -151,16 +150,10 @@ impl Validator {
 
     /// A percentage that defaults to 100, in parts per million.
     fn optional_percent(&mut self, p: &Option<Spanned<f64>>, path: &str) -> Option<u32> {
-        let Some(p) = p else { return Some(1_000_000) };
-        let parts = per_million(p.value);
-        if parts.is_none() {
-            self.err(
-                &p.referenced,
-                path,
-                format!("`{}` is not a percentage from 0 to 100", p.value),
-            );
+        match p {
+            Some(p) => self.percent_value(p, path),
+            None => Some(1_000_000),
         }
-        parts
     }
 }
 
