@@ -779,17 +779,7 @@ impl Validator {
     fn retry_budget(&mut self, b: &Spanned<RawRetryBudget>, path: &str) -> RetryBudget {
         let per_million = match &b.value.percent {
             None => crate::filter::fault::per_million(RetryBudget::DEFAULT_PERCENT),
-            Some(p) => {
-                let parts = crate::filter::fault::per_million(p.value);
-                if parts.is_none() {
-                    self.err(
-                        &p.referenced,
-                        format!("{path}.percent"),
-                        format!("`{}` is not a percentage from 0 to 100", p.value),
-                    );
-                }
-                parts
-            }
+            Some(p) => self.percent_value(p, &format!("{path}.percent")),
         };
         let min_per_second = match &b.value.min_per_second {
             None => RetryBudget::DEFAULT_MIN_PER_SECOND,
