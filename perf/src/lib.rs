@@ -95,19 +95,28 @@ impl HotPath {
         }
     }
 
+    /// What the kernel's read does (the request lands in the buffer),
+    /// then the head parsed and pinned; `false` if it does not parse.
+    fn load(&mut self, request: &[u8]) -> bool {
+        let req = &mut self.req;
+        req.rbuf.clear();
+        req.rbuf.extend_from_slice(request);
+        if parse_request(req.rbuf.data(), &Limits::default(), &mut req.head) != Ok(true) {
+            return false;
+        }
+        req.rbuf.pin(req.head.head_len);
+        true
+    }
+
     /// What access logs and tracing add to one request on its core: the
     /// trace context read and the `traceparent` and request id made, a
     /// JSON line, an Envoy-format text line and a span record written.
     /// Returns the bytes written.
     pub fn telemetry(&mut self, request: &[u8]) -> usize {
-        let limits = Limits::default();
-        let req = &mut self.req;
-        req.rbuf.clear();
-        req.rbuf.extend_from_slice(request);
-        if parse_request(req.rbuf.data(), &limits, &mut req.head) != Ok(true) {
+        if !self.load(request) {
             return 0;
         }
-        req.rbuf.pin(req.head.head_len);
+        let req = &mut self.req;
         let trace = TraceContext::for_request(&*req, &mut self.rng, 1_000_000);
         let parent = trace.traceparent();
         let id = trace::request_id(&mut self.rng);
@@ -145,15 +154,11 @@ impl HotPath {
     /// cannot drop any of it.
     pub fn run(&mut self, request: &[u8], response: &[u8]) -> usize {
         let limits = Limits::default();
-        let listener = &self.config.listeners[0];
-        // What the kernel's read does: the request lands in the buffer.
-        let req = &mut self.req;
-        req.rbuf.clear();
-        req.rbuf.extend_from_slice(request);
-        if parse_request(req.rbuf.data(), &limits, &mut req.head) != Ok(true) {
+        if !self.load(request) {
             return 0;
         }
-        req.rbuf.pin(req.head.head_len);
+        let listener = &self.config.listeners[0];
+        let req = &mut self.req;
         let Some(ri) = router::route(listener, &*req, None) else {
             req.rbuf.unpin();
             return 0;
