@@ -9,18 +9,10 @@
 //! What could not run is printed as skipped; with no proxy at all the
 //! test says so and checks only the scenario.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-const BENCH: &str = env!("CARGO_BIN_EXE_ringmesh-bench");
-
-fn proxy_bin() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("RINGMESH_PROXY_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    let next = PathBuf::from(BENCH).with_file_name("ringmesh-proxy");
-    next.is_file().then_some(next)
-}
+mod common;
+use common::{proxy_bin, BENCH};
 
 fn which(name: &str) -> bool {
     ringmesh_bench::compare::targets::which(name).is_some()

@@ -7,18 +7,11 @@
 //! this test's `ringmesh-bench` (this crate cannot build it). Without one
 //! the test says so and checks only the scenario.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-const BENCH: &str = env!("CARGO_BIN_EXE_ringmesh-bench");
-
-fn proxy_bin() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("RINGMESH_PROXY_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    let next = PathBuf::from(BENCH).with_file_name("ringmesh-proxy");
-    next.is_file().then_some(next)
-}
+mod common;
+use common::{proxy_bin, BENCH};
 
 /// Run `compare` on `scenario` (written to `dir`) with `--targets`; the
 /// result's JSON and Markdown.
