@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tracing::debug;
 
@@ -154,13 +154,7 @@ impl Done<'_> {
         if l.access_log.is_none() {
             return;
         }
-        let duration = self.begun.elapsed();
         let entry = Entry {
-            start: crate::telemetry::clock::started(SystemTime::now(), duration),
-            duration,
-            request: None,
-            protocol: "TCP",
-            status: None,
             flags,
             details,
             bytes_received: received,
@@ -168,13 +162,13 @@ impl Done<'_> {
             upstream_time: upstream.map(|(_, t)| t),
             upstream_host: upstream.map(|(a, _)| a),
             cluster: &self.cluster.name,
-            route: "",
-            listener: &l.name,
-            client: self.peer,
-            principal: self.principal,
-            trace_id: None,
-            request_id: None,
-            grpc: None,
+            ..Entry::without_request(
+                "TCP",
+                &l.name,
+                self.peer,
+                self.principal,
+                self.begun.elapsed(),
+            )
         };
         crate::telemetry::record(self.core, l, None, None, &entry);
     }

@@ -318,26 +318,20 @@ impl<'w> H1Conn<'w> {
         if listener.access_log.is_none() {
             return;
         }
-        let entry = crate::telemetry::access_log::Entry {
-            start: crate::telemetry::clock::started(std::time::SystemTime::now(), took),
-            duration: took,
-            request: None,
-            protocol: "HTTP/1.1",
+        use crate::telemetry::access_log::Entry;
+        let client = SocketAddr::new(self.client, self.client_port);
+        let entry = Entry {
             status: Some(err.status()),
             flags: err.response_flags(),
             details: err.reason(),
-            bytes_received: 0,
             bytes_sent: self.state.bytes_out,
-            upstream_time: None,
-            upstream_host: None,
-            cluster: "",
-            route: "",
-            listener: &listener.name,
-            client: SocketAddr::new(self.client, self.client_port),
-            principal: self.principal.as_deref(),
-            trace_id: None,
-            request_id: None,
-            grpc: None,
+            ..Entry::without_request(
+                "HTTP/1.1",
+                &listener.name,
+                client,
+                self.principal.as_deref(),
+                took,
+            )
         };
         crate::telemetry::record(&self.core, listener, None, None, &entry);
     }

@@ -199,6 +199,41 @@ pub struct Entry<'a> {
     pub grpc: Option<u8>,
 }
 
+impl<'a> Entry<'a> {
+    /// What a line without a request says (a TCP connection, a request
+    /// refused before its head was complete), ending now after
+    /// `duration`: the rest is filled in by the caller.
+    pub fn without_request(
+        protocol: &'static str,
+        listener: &'a str,
+        client: SocketAddr,
+        principal: Option<&'a [u8]>,
+        duration: Duration,
+    ) -> Self {
+        Entry {
+            start: clock::started(SystemTime::now(), duration),
+            duration,
+            request: None,
+            protocol,
+            status: None,
+            flags: "-",
+            details: "",
+            bytes_received: 0,
+            bytes_sent: 0,
+            upstream_time: None,
+            upstream_host: None,
+            cluster: "",
+            route: "",
+            listener,
+            client,
+            principal,
+            trace_id: None,
+            request_id: None,
+            grpc: None,
+        }
+    }
+}
+
 /// Append `e` as one line (ending in `\n`).
 pub fn write(format: &Format, e: &Entry<'_>, out: &mut Vec<u8>) {
     match format {
