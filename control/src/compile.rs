@@ -687,7 +687,7 @@ fn rule_routes(r: &HttpRoute, host: Option<&String>) -> Vec<pb::Route> {
 fn policies(rule: &Rule) -> pb::Route {
     let retries = rule.retry.as_ref().map(|r| pb::RetryPolicy {
         attempts: u64::from(r.attempts),
-        // Empty: the proxy's default (connect-failure, reset, 502-504).
+        // Empty: the proxy's default (connect-failure, reset, timeout, 502-504).
         on: if r.codes.is_empty() && r.grpc.is_empty() {
             Vec::new()
         } else {
