@@ -378,3 +378,40 @@ clusters:
     assert!(!details.is_empty() && details != "via_upstream", "{line}");
     assert!(line["bytes_sent"].as_u64().unwrap() > 0, "{line}");
 }
+
+/// A proxy stopped at once (SIGINT: no drain delay) still writes the
+/// lines its cores held: each core flushes as it stops and the writer
+/// gets its time, rather than the line waiting for a sweep that never
+/// comes.
+#[test]
+fn lines_held_by_the_cores_are_written_at_exit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("access.log");
+    let up = Upstream::start("app");
+    let yaml = format!(
+        "runtime: {{ workers: 2 }}
+admin: {{ address: '127.0.0.1:0' }}
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    access_log: {{ path: {} }}
+    routes: [ {{ name: app, cluster: app }} ]
+clusters:
+  - {{ name: app, endpoints: ['{}'] }}
+",
+        log.display(),
+        up.addr
+    );
+    let mut p = Proxy::start(&yaml);
+    let r = Client::connect(p.addr("main")).get("/bye", "h");
+    assert_eq!(r.status, 200);
+    p.signal_int();
+    assert!(p.wait(Duration::from_secs(10)).is_some(), "the proxy exits");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let line = json(
+        text.lines()
+            .next()
+            .unwrap_or_else(|| panic!("no line: {text:?}")),
+    );
+    assert_eq!(line["path"], "/bye");
+}
