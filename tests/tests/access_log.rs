@@ -415,3 +415,33 @@ clusters:
     );
     assert_eq!(line["path"], "/bye");
 }
+
+/// The log writer and the span exporter yield to the workers (nice 10),
+/// so a worker sharing their CPU serves requests first.
+#[test]
+fn the_writer_and_exporter_threads_run_below_the_workers() {
+    let up = Upstream::start("app");
+    let p = Proxy::start(&ringmesh_tests::config(
+        "      - { name: app, cluster: app }\n",
+        &[("app", &[&up])],
+        "",
+    ));
+    let nice_of = |name: &str| -> Option<i64> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", p.pid())).ok()?;
+        tasks.filter_map(Result::ok).find_map(|t| {
+            let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            if comm.trim() != name {
+                return None;
+            }
+            // Field 19 of stat is the nice value; the command (field 2)
+            // is in parentheses and may hold spaces: count after it.
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            let after = stat.rsplit_once(')')?.1;
+            after.split_whitespace().nth(16)?.parse().ok()
+        })
+    };
+    eventually("both threads lowered", Duration::from_secs(5), || {
+        nice_of("ringmesh-logs") == Some(10) && nice_of("ringmesh-otlp") == Some(10)
+    });
+    assert_eq!(nice_of("ringmesh-w0"), Some(0), "workers keep theirs");
+}
