@@ -36,6 +36,25 @@ fn json(line: &str) -> Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
 }
 
+/// A proxy whose listener `main` logs (JSON) to `path` and routes
+/// everything to `up`.
+fn logging_to(path: &Path, up: &Upstream) -> Proxy {
+    Proxy::start(&format!(
+        "runtime: {{ workers: 2 }}
+admin: {{ address: '127.0.0.1:0' }}
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    access_log: {{ path: {} }}
+    routes: [ {{ name: app, cluster: app }} ]
+clusters:
+  - {{ name: app, endpoints: ['{}'] }}
+",
+        path.display(),
+        up.addr
+    ))
+}
+
 /// The line whose `field` is `value`.
 fn find<'a>(all: &'a [Value], field: &str, value: &str) -> &'a Value {
     all.iter()
@@ -288,22 +307,7 @@ fn a_writer_blocked_on_a_pipe_costs_lines_not_requests() {
         .open(&fifo)
         .expect("open fifo");
     let up = Upstream::start("app");
-    let yaml = format!(
-        "runtime: {{ workers: 2 }}
-admin: {{ address: '127.0.0.1:0' }}
-listeners:
-  - name: main
-    address: 127.0.0.1:0
-    access_log: {{ path: {} }}
-    routes:
-      - {{ name: app, cluster: app }}
-clusters:
-  - {{ name: app, endpoints: ['{}'] }}
-",
-        fifo.display(),
-        up.addr
-    );
-    let p = Proxy::start(&yaml);
+    let p = logging_to(&fifo, &up);
     let started = Instant::now();
     // Four connections (both cores), 6000 requests: several MiB of log
     // lines, far past the pipe and every core's buffers.
@@ -344,21 +348,7 @@ fn a_request_refused_before_its_head_is_complete_is_logged() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("access.log");
     let up = Upstream::start("app");
-    let yaml = format!(
-        "runtime: {{ workers: 2 }}
-admin: {{ address: '127.0.0.1:0' }}
-listeners:
-  - name: main
-    address: 127.0.0.1:0
-    access_log: {{ path: {} }}
-    routes: [ {{ name: app, cluster: app }} ]
-clusters:
-  - {{ name: app, endpoints: ['{}'] }}
-",
-        log.display(),
-        up.addr
-    );
-    let p = Proxy::start(&yaml);
+    let p = logging_to(&log, &up);
     // A smuggling attempt: both framings.
     let mut c = Client::connect(p.addr("main"));
     let r = c.request(
@@ -388,21 +378,7 @@ fn lines_held_by_the_cores_are_written_at_exit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("access.log");
     let up = Upstream::start("app");
-    let yaml = format!(
-        "runtime: {{ workers: 2 }}
-admin: {{ address: '127.0.0.1:0' }}
-listeners:
-  - name: main
-    address: 127.0.0.1:0
-    access_log: {{ path: {} }}
-    routes: [ {{ name: app, cluster: app }} ]
-clusters:
-  - {{ name: app, endpoints: ['{}'] }}
-",
-        log.display(),
-        up.addr
-    );
-    let mut p = Proxy::start(&yaml);
+    let mut p = logging_to(&log, &up);
     let r = Client::connect(p.addr("main")).get("/bye", "h");
     assert_eq!(r.status, 200);
     p.signal_int();
