@@ -155,6 +155,7 @@ pub fn compile_with(
         clusters,
         mesh: Some(mesh::proxy_mesh(mesh)),
         tracing,
+        zone: String::new(),
     })
 }
 

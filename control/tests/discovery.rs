@@ -221,7 +221,8 @@ async fn snapshots_acks_pushes_and_endpoint_updates() {
                 u.clusters,
                 [pb::ClusterEndpoints {
                     cluster: "web".into(),
-                    endpoints: vec!["127.0.0.1:7101".into(), "127.0.0.1:7201".into()]
+                    endpoints: vec!["127.0.0.1:7101".into(), "127.0.0.1:7201".into()],
+                    endpoint_details: vec![],
                 }]
             );
         }

@@ -52,18 +52,21 @@ fn endpoint_only_change(
     for (a, b) in old.clusters.iter().zip(&new.clusters) {
         let same_but_endpoints = pb::Cluster {
             endpoints: Vec::new(),
+            endpoint_details: Vec::new(),
             ..a.clone()
         } == pb::Cluster {
             endpoints: Vec::new(),
+            endpoint_details: Vec::new(),
             ..b.clone()
         };
         if !same_but_endpoints {
             return None;
         }
-        if a.endpoints != b.endpoints {
+        if a.endpoints != b.endpoints || a.endpoint_details != b.endpoint_details {
             changed.push(pb::ClusterEndpoints {
                 cluster: b.name.clone(),
                 endpoints: b.endpoints.clone(),
+                endpoint_details: b.endpoint_details.clone(),
             });
         }
     }
@@ -313,7 +316,8 @@ mod tests {
             changed,
             [pb::ClusterEndpoints {
                 cluster: "b".into(),
-                endpoints: vec!["2.2.2.2:2".into()]
+                endpoints: vec!["2.2.2.2:2".into()],
+                endpoint_details: vec![],
             }]
         );
         new.clusters[1].lb = pb::LbPolicy::LeastRequest as i32;

@@ -414,6 +414,7 @@ fn next_config(
                         )]
                     })?;
                 cluster.endpoints = ce.endpoints.clone();
+                cluster.endpoint_details = ce.endpoint_details.clone();
             }
             Ok(c)
         }
@@ -447,6 +448,11 @@ mod tests {
                     clusters: vec![pb::ClusterEndpoints {
                         cluster: name.into(),
                         endpoints: vec!["127.0.0.1:2".into()],
+                        endpoint_details: vec![pb::Endpoint {
+                            address: "127.0.0.1:3".into(),
+                            weight: 2,
+                            zone: "z".into(),
+                        }],
                     }],
                 },
             )),
@@ -454,6 +460,7 @@ mod tests {
         };
         let next = next_config(Some(&running), &update("b")).unwrap();
         assert_eq!(next.clusters[1].endpoints, ["127.0.0.1:2"]);
+        assert_eq!(next.clusters[1].endpoint_details[0].weight, 2);
         assert_eq!(next.clusters[0], running.clusters[0]);
         assert_eq!(
             next_config(Some(&running), &update("zz")).unwrap_err(),

@@ -14,10 +14,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::balance::{self, Balancer, Completion, PickCtx};
-use crate::config::model::{Cluster, PoolConfig, UpstreamProtocol};
+use crate::balance::{self, Balancer, Completion, PickCtx, Routing};
+use crate::config::model::{Cluster, PoolConfig, Resolved, UpstreamProtocol};
 use crate::error::ProxyError;
-use crate::metrics::ClusterStats;
+use crate::metrics::{ClusterStats, EndpointStats};
 use crate::retry_budget::Budget;
 use crate::timer::Timer;
 use crate::upstream::h2::H2Client;
@@ -34,16 +34,30 @@ pub struct Endpoint {
     /// Index in the cluster's current endpoint list, for balancers that
     /// keep per-endpoint state in a `Vec`; `usize::MAX` once removed.
     position: Cell<usize>,
+    /// Relative share of traffic, 1 to `MAX_WEIGHT`.
+    weight: Cell<u32>,
+    /// In the proxy's own zone.
+    local: Cell<bool>,
+    /// Ejected by this core's outlier detection.
+    ejected: Cell<bool>,
+    /// Failing active health checks.
+    unhealthy: Cell<bool>,
+    pub stats: Arc<EndpointStats>,
     pub pool: EndpointPool,
 }
 
 impl Endpoint {
-    pub(crate) fn new(addr: SocketAddr) -> Rc<Self> {
+    pub(crate) fn new(addr: SocketAddr, stats: Arc<EndpointStats>) -> Rc<Self> {
         Rc::new(Endpoint {
             addr,
             authority: addr.to_string().into_bytes().into(),
             in_flight: Cell::new(0),
             position: Cell::new(usize::MAX),
+            weight: Cell::new(1),
+            local: Cell::new(false),
+            ejected: Cell::new(false),
+            unhealthy: Cell::new(false),
+            stats,
             pool: EndpointPool::default(),
         })
     }
@@ -57,13 +71,58 @@ impl Endpoint {
     pub fn position(&self) -> Option<usize> {
         Some(self.position.get()).filter(|&p| p != usize::MAX)
     }
+
+    pub fn weight(&self) -> u32 {
+        self.weight.get()
+    }
+
+    pub fn is_local(&self) -> bool {
+        self.local.get()
+    }
+
+    /// Neither ejected by this core nor failing health checks.
+    pub fn is_healthy(&self) -> bool {
+        !self.ejected.get() && !self.unhealthy.get()
+    }
+
+    pub fn is_ejected(&self) -> bool {
+        self.ejected.get()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_ejected(&self, on: bool) {
+        self.ejected.set(on);
+        self.stats.ejected.set(u64::from(on));
+    }
+
+    /// Its position, weight and locality in a new endpoint set.
+    pub(crate) fn set_place(&self, position: usize, weight: u32, local: bool) {
+        self.position.set(position);
+        self.weight.set(weight.max(1));
+        self.local.set(local);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_unhealthy(&self, on: bool) {
+        self.unhealthy.set(on);
+        self.stats.unhealthy.set(u64::from(on));
+    }
 }
 
 /// Per-core state of one cluster.
 pub struct ClusterState {
     pub name: String,
     endpoints: RefCell<Vec<Rc<Endpoint>>>,
+    /// The candidates of a pick, rebuilt when endpoints or health change.
+    routing: RefCell<Routing>,
     balancer: RefCell<Box<dyn Balancer>>,
+    /// Asked once, at build.
+    locality_aware: bool,
+    /// `lb: peak_ewma`: estimates go to the other cores.
+    shares: bool,
+    /// The proxy's zone: endpoints in it are preferred.
+    zone: Option<Arc<str>>,
+    panic_threshold: f64,
     pub connector: Connector,
     /// A mesh cluster's connector for opaque TCP relays (the mesh's TCP
     /// ALPN); other clusters relay over `connector`.
@@ -71,8 +130,6 @@ pub struct ClusterState {
     pool: PoolConfig,
     pub limit: Rc<Limit>,
     pub stats: Arc<ClusterStats>,
-    /// The balancer uses tries' latency (asked once, at build).
-    wants_latency: bool,
     pub protocol: UpstreamProtocol,
     /// This core's share of the cluster's retry budget, if it has one.
     pub budget: Option<Budget>,
@@ -81,17 +138,22 @@ pub struct ClusterState {
 impl ClusterState {
     pub fn new(
         cluster: &Cluster,
-        addrs: &[SocketAddr],
+        endpoints: &[Resolved],
+        zone: Option<Arc<str>>,
         core: usize,
         workers: usize,
         stats: Arc<ClusterStats>,
     ) -> Self {
-        let balancer = balance::build(cluster.lb, core);
+        let balancer = balance::build(&cluster.lb, core);
         let state = ClusterState {
             name: cluster.name.clone(),
             endpoints: RefCell::new(Vec::new()),
-            wants_latency: balancer.wants_latency(),
+            routing: RefCell::new(Routing::default()),
+            locality_aware: balancer.locality_aware(),
+            shares: matches!(cluster.lb, crate::config::model::LbPolicy::PeakEwma(_)),
             balancer: RefCell::new(balancer),
+            zone,
+            panic_threshold: cluster.panic_threshold,
             connector: match (&cluster.mesh, &cluster.tls) {
                 (Some(id), tls) => Connector::mesh(
                     cluster.connect_timeout,
@@ -116,20 +178,30 @@ impl ClusterState {
                 .retry_budget
                 .map(|b| Budget::new(&b, workers, Instant::now())),
         };
-        state.set_endpoints(addrs);
+        state.set_endpoints(endpoints);
         state
     }
 
+    /// Whether this state can serve `cluster` in a config whose proxy zone
+    /// is `zone` (a reload keeps it, with its pools and estimates).
+    pub fn reusable_for(&self, zone: Option<&Arc<str>>) -> bool {
+        self.zone.as_ref() == zone
+    }
+
     /// Replace the endpoint set (DNS refresh, control plane). Endpoints
-    /// that stay keep their connections and balancer state; removed ones
-    /// close their idle connections and let in-flight ones finish.
-    pub fn set_endpoints(&self, addrs: &[SocketAddr]) {
+    /// that stay keep their connections, health and balancer state;
+    /// removed ones close their idle connections and let in-flight ones
+    /// finish.
+    pub fn set_endpoints(&self, resolved: &[Resolved]) {
         let mut eps = self.endpoints.borrow_mut();
         let mut old: HashMap<SocketAddr, Rc<Endpoint>> =
             eps.drain(..).map(|e| (e.addr, e)).collect();
-        for &addr in addrs {
-            let ep = old.remove(&addr).unwrap_or_else(|| Endpoint::new(addr));
-            ep.position.set(eps.len());
+        for r in resolved {
+            let ep = old
+                .remove(&r.addr)
+                .unwrap_or_else(|| Endpoint::new(r.addr, self.stats.endpoints.register(r.addr)));
+            let local = self.zone.is_some() && r.zone == self.zone;
+            ep.set_place(eps.len(), r.weight, local);
             eps.push(ep);
         }
         for gone in old.into_values() {
@@ -137,26 +209,59 @@ impl ClusterState {
             gone.pool.clear();
         }
         self.balancer.borrow_mut().on_endpoints(&eps);
+        drop(eps);
+        self.refresh_routing();
+    }
+
+    /// Rebuild the pick candidates after an endpoint's health changed.
+    pub fn refresh_routing(&self) {
+        let routing = Routing::build(&self.endpoints.borrow(), self.panic_threshold);
+        if !self.locality_aware {
+            self.balancer.borrow_mut().on_routable(routing.healthy());
+        }
+        *self.routing.borrow_mut() = routing;
     }
 
     pub fn endpoint_count(&self) -> usize {
         self.endpoints.borrow().len()
     }
 
-    /// The endpoint for one try of a request, by the cluster's balancer.
+    /// The endpoints, in their positions' order.
+    pub fn endpoints(&self) -> std::cell::Ref<'_, Vec<Rc<Endpoint>>> {
+        self.endpoints.borrow()
+    }
+
+    /// The endpoint for one try of a request, by the cluster's balancer,
+    /// among the healthy endpoints of the preferred zone.
     pub fn pick(&self, ctx: &mut PickCtx<'_>) -> Option<Rc<Endpoint>> {
-        let eps = self.endpoints.borrow();
-        let i = self.balancer.borrow_mut().pick(&eps, ctx)?;
-        eps.get(i).cloned()
+        let routing = self.routing.borrow();
+        if routing.panic {
+            self.stats.panic.inc();
+        }
+        let set = routing.candidates(self.locality_aware, || ctx.rng.f64());
+        let i = self.balancer.borrow_mut().pick(set, ctx)?;
+        set.get(i).cloned()
     }
 
-    /// Whether `complete` needs the try's latency (a clock read per try).
-    pub fn wants_latency(&self) -> bool {
-        self.wants_latency
+    /// The balancer shares its estimates with the other cores.
+    pub fn shares(&self) -> bool {
+        self.shares
     }
 
-    /// A try to `ep` finished: tell the balancer.
+    /// Estimates that changed since the last call, for the other cores.
+    pub fn share(&self, out: &mut Vec<crate::balance::Shared>) {
+        self.balancer.borrow_mut().share(out);
+    }
+
+    /// Another core's estimates.
+    pub fn absorb(&self, from_peer: &[crate::balance::Shared]) {
+        self.balancer.borrow_mut().absorb(from_peer);
+    }
+
+    /// A try to `ep` finished: count it and tell the balancer.
     pub fn complete(&self, ep: &Endpoint, done: &Completion) {
+        ep.stats
+            .record(done.outcome.is_failure(), done.latency.as_micros() as u64);
         self.balancer.borrow_mut().on_complete(ep, done);
     }
 
@@ -359,14 +464,19 @@ mod tests {
             "listeners: [ {{ name: l, address: '127.0.0.1:1' }} ]\nclusters:\n  - {{ name: c, lb: {lb}, endpoints: [127.0.0.1:1], pool: {{ max_connections: 3 }} }}\n"
         );
         let config = parse(&yaml, "t").unwrap();
-        let addrs: Vec<SocketAddr> = addrs.iter().map(|a| a.parse().unwrap()).collect();
+        let eps: Vec<Resolved> = addrs.iter().map(|a| ep(a)).collect();
         ClusterState::new(
             &config.clusters[0],
-            &addrs,
+            &eps,
+            None,
             0,
             2,
             Arc::new(ClusterStats::default()),
         )
+    }
+
+    fn ep(addr: &str) -> Resolved {
+        Resolved::plain(addr.parse().unwrap())
     }
 
     fn pick(c: &ClusterState, rng: &mut fastrand::Rng) -> Rc<Endpoint> {
@@ -386,10 +496,7 @@ mod tests {
         let first = pick(&c, &mut rng);
         assert_eq!(first.addr.to_string(), "10.0.0.1:80");
         let kept = InFlight::new(first.clone());
-        c.set_endpoints(&[
-            "10.0.0.3:80".parse().unwrap(),
-            "10.0.0.1:80".parse().unwrap(),
-        ]);
+        c.set_endpoints(&[ep("10.0.0.3:80"), ep("10.0.0.1:80")]);
         assert_eq!(c.endpoint_count(), 2);
         assert_eq!(
             kept.endpoint().position(),
@@ -397,14 +504,14 @@ mod tests {
             "same endpoint, new place"
         );
         assert_eq!(kept.endpoint().in_flight(), 1, "its load carried over");
-        c.set_endpoints(&["10.0.0.3:80".parse().unwrap()]);
+        c.set_endpoints(&[ep("10.0.0.3:80")]);
         assert_eq!(kept.endpoint().position(), None, "removed");
     }
 
     #[test]
     fn waiters_learn_how_an_opening_ended_even_when_its_opener_goes_away() {
         crate::testing::run(async {
-            let ep = Endpoint::new("10.0.0.1:80".parse().unwrap());
+            let ep = Endpoint::new("10.0.0.1:80".parse().unwrap(), Default::default());
             let done = Opening::new(&ep);
             let waiter = ep.pool.connecting().expect("an opening is known");
             done.finish(Err(ProxyError::ConnectTimeout));

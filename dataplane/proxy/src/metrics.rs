@@ -13,6 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::Config;
 
+mod endpoint;
+pub use endpoint::EndpointStats;
+
 /// A single-writer counter or gauge.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -35,6 +38,12 @@ impl Counter {
 
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
+    }
+
+    /// For a gauge with one writer.
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Relaxed);
     }
 }
 
@@ -414,6 +423,10 @@ pub struct ClusterStats {
     pub upstream_time: Histogram,
     /// New connections: TCP connect and, for TLS, the handshake.
     pub connect_time: Histogram,
+    /// Picks made among all endpoints because too few were healthy.
+    pub panic: Counter,
+    /// Each endpoint's counters, while it exists.
+    pub endpoints: endpoint::Registry,
 }
 
 /// All counters of one core, shaped after the config it was built from.
@@ -1037,7 +1050,7 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
             );
         }
     }
-    let cluster_metrics: [MetricDef<ClusterStats>; 7] = [
+    let cluster_metrics: [MetricDef<ClusterStats>; 8] = [
         (
             "ringmesh_upstream_connections_active",
             "gauge",
@@ -1080,6 +1093,12 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
             "Tries that got no response head within their timeout (the route's, the per-try one or the gRPC deadline).",
             |s| s.timeouts.get(),
         ),
+        (
+            "ringmesh_upstream_panic_total",
+            "counter",
+            "Endpoint picks made among all endpoints because fewer than the panic threshold were healthy.",
+            |s| s.panic.get(),
+        ),
     ];
     for (name, kind, help, get) in cluster_metrics {
         header(&mut out, name, kind, help);
@@ -1088,6 +1107,7 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
             let _ = writeln!(out, "{name}{{cluster=\"{}\"}} {v}", Label(&k.name));
         }
     }
+    endpoint::render(&mut out, config, cores);
     header(
         &mut out,
         "ringmesh_worker_info",

@@ -117,6 +117,7 @@ pub fn run(config: Arc<Config>, source: Source, events: Events) -> Result<(), St
     let (started_tx, started_rx) = mpsc::channel();
     let mut controls: Vec<UnboundedSender<WorkerMsg>> = Vec::with_capacity(workers);
     let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(workers);
+    let mut peers = crate::balance::share::connect(workers).into_iter();
     for (id, (listeners, cpu)) in sockets
         .into_iter()
         .zip(placement.iter().copied())
@@ -135,6 +136,9 @@ pub fn run(config: Arc<Config>, source: Source, events: Events) -> Result<(), St
             stats: stats[id].clone(),
             control: rx,
             telemetry: telemetry_ends.remove(0),
+            peers: peers
+                .next()
+                .ok_or_else(|| StartError::Runtime("fewer inboxes than workers".into()))?,
         };
         let started = started_tx.clone();
         let thread = std::thread::Builder::new()

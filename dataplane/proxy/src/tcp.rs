@@ -78,10 +78,10 @@ pub async fn serve(
             return;
         };
         let in_flight = InFlight::new(ep.clone());
-        let start = cluster.wants_latency().then(Instant::now);
+        let start = Instant::now();
         match cluster.connect_tcp(&ep, timer).await {
             Ok(upstream) => {
-                let latency = start.map(|s| s.elapsed()).unwrap_or_default();
+                let latency = start.elapsed();
                 cluster.complete(
                     &ep,
                     &Completion {
@@ -114,7 +114,7 @@ pub async fn serve(
                     &ep,
                     &Completion {
                         outcome: Outcome::ConnectFailed,
-                        latency: Default::default(),
+                        latency: start.elapsed(),
                     },
                 );
                 drop(in_flight);

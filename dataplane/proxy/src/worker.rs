@@ -8,7 +8,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use monoio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::cluster::ClusterState;
-use crate::config::model::IoMode;
+use crate::config::model::{IoMode, Resolved};
 use crate::config::Config;
 use crate::drain::Drain;
 use crate::handler::{Handlers, Job};
@@ -39,7 +38,7 @@ pub enum WorkerMsg {
     Endpoints {
         generation: u64,
         cluster: usize,
-        addrs: Arc<[SocketAddr]>,
+        endpoints: Arc<[Resolved]>,
     },
     /// Build this core's state for a new config and keep it ready; reply
     /// `Staged`.
@@ -62,7 +61,7 @@ pub enum Reply {
 #[derive(Debug)]
 pub struct Reload {
     pub config: Arc<Config>,
-    pub endpoints: Vec<Arc<[SocketAddr]>>,
+    pub endpoints: Vec<Arc<[Resolved]>>,
     /// Increases with every reload; endpoint updates name the generation
     /// whose cluster indices they use.
     pub generation: u64,
@@ -140,7 +139,7 @@ impl Snapshot {
         core: usize,
         workers: usize,
         config: &Arc<Config>,
-        endpoints: &[Arc<[SocketAddr]>],
+        endpoints: &[Arc<[Resolved]>],
         stats: SnapshotStats,
         generation: u64,
         old: Option<&Snapshot>,
@@ -162,7 +161,9 @@ impl Snapshot {
             .map(|(i, c)| {
                 let kept = old.and_then(|o| {
                     let j = *by_name.get(c.name.as_str())?;
-                    (o.config.clusters[j].same_settings(c)).then(|| o.clusters[j].clone())
+                    let same = o.config.clusters[j].same_settings(c)
+                        && o.clusters[j].reusable_for(config.zone.as_ref());
+                    same.then(|| o.clusters[j].clone())
                 });
                 match kept {
                     Some(state) => {
@@ -181,6 +182,7 @@ impl Snapshot {
                     None => Rc::new(ClusterState::new(
                         c,
                         &endpoints[i],
+                        config.zone.clone(),
                         core,
                         workers,
                         stats.clusters[i].clone(),
@@ -284,7 +286,7 @@ impl Core {
         id: usize,
         workers: usize,
         config: &Arc<Config>,
-        endpoints: &[Arc<[SocketAddr]>],
+        endpoints: &[Arc<[Resolved]>],
         stats: Arc<CoreStats>,
         ports: &[u16],
         telemetry: crate::telemetry::CoreTelemetry,
@@ -384,7 +386,9 @@ pub struct WorkerSetup {
     /// One pre-bound socket per listener, in config order.
     pub listeners: Vec<std::net::TcpListener>,
     /// Resolved endpoints per cluster.
-    pub endpoints: Vec<Arc<[SocketAddr]>>,
+    pub endpoints: Vec<Arc<[Resolved]>>,
+    /// This core's inbox and the other cores' (balancers' estimates).
+    pub peers: crate::balance::share::Peers,
     pub stats: Arc<CoreStats>,
     pub control: UnboundedReceiver<WorkerMsg>,
     pub telemetry: crate::telemetry::CoreTelemetry,
@@ -488,6 +492,7 @@ async fn serve(
         stats,
         mut control,
         telemetry,
+        peers,
         ..
     } = setup;
     // Bound before the workers start: port 0 in the config is the port
@@ -521,6 +526,7 @@ async fn serve(
     }
     monoio::spawn(crate::park::run(core.clone()));
     monoio::spawn(sweep(core.clone()));
+    monoio::spawn(crate::balance::share::run(core.clone(), peers));
     let _ = started.send(Ok(driver_name(io_uring)));
     drop(started);
 
@@ -530,14 +536,14 @@ async fn serve(
             Some(WorkerMsg::Endpoints {
                 generation,
                 cluster,
-                addrs,
+                endpoints,
             }) => {
                 let snap = core.snapshot();
                 // An update computed for a config this core has left
                 // would name the wrong cluster.
                 if snap.generation == generation {
                     if let Some(c) = snap.clusters.get(cluster) {
-                        c.set_endpoints(&addrs);
+                        c.set_endpoints(&endpoints);
                     }
                 }
             }

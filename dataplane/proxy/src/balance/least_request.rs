@@ -3,30 +3,42 @@
 //! wins: nearly the balance of a full scan at O(1), without herding every
 //! core onto the same "least loaded" endpoint (Mitzenmacher; Envoy's and
 //! Linkerd's default shape).
+//!
+//! With weights, candidates are drawn in proportion to weight and compared
+//! on in-flight requests per unit of weight (Envoy's least request divides
+//! by weight the same way).
 
 use std::rc::Rc;
 
-use super::{Balancer, PickCtx};
+use super::{is_avoided, max_weight, two_candidates, Balancer, PickCtx};
 use crate::cluster::Endpoint;
 
-pub struct LeastRequest;
+#[derive(Default)]
+pub struct LeastRequest {
+    max_weight: u32,
+}
 
 impl Balancer for LeastRequest {
     fn pick(&mut self, endpoints: &[Rc<Endpoint>], ctx: &mut PickCtx<'_>) -> Option<usize> {
-        let n = endpoints.len();
-        match n {
+        match endpoints.len() {
             0 => None,
             1 => Some(0),
             _ => {
-                let a = ctx.rng.usize(..n);
-                let b = (a + 1 + ctx.rng.usize(..n - 1)) % n;
-                let load = |i: usize| {
-                    let avoided = ctx.avoid.is_some_and(|x| std::ptr::eq(&*endpoints[i], x));
-                    (avoided, endpoints[i].in_flight())
+                let (a, b) = two_candidates(endpoints, ctx.rng, self.max_weight);
+                // Load per unit of weight, compared by cross-multiplying:
+                // (in_flight_a + 1) / w_a against (in_flight_b + 1) / w_b.
+                let load = |i: usize, other: usize| {
+                    let e = &endpoints[i];
+                    let per = u64::from(e.in_flight() + 1) * u64::from(endpoints[other].weight());
+                    (is_avoided(e, ctx.avoid), per)
                 };
-                Some(if load(b) < load(a) { b } else { a })
+                Some(if load(b, a) < load(a, b) { b } else { a })
             }
         }
+    }
+
+    fn on_endpoints(&mut self, all: &[Rc<Endpoint>]) {
+        self.max_weight = max_weight(all);
     }
 }
 
@@ -42,7 +54,10 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(7);
         let _held: Vec<InFlight> = (0..5).map(|_| InFlight::new(eps[0].clone())).collect();
         for _ in 0..50 {
-            assert_eq!(pick_with(&mut LeastRequest, &eps, &mut rng, None), 1);
+            assert_eq!(
+                pick_with(&mut LeastRequest::default(), &eps, &mut rng, None),
+                1
+            );
         }
     }
 
@@ -54,7 +69,25 @@ mod tests {
         let _busy = InFlight::new(eps[1].clone());
         let mut rng = fastrand::Rng::with_seed(3);
         for _ in 0..1000 {
-            assert_eq!(pick_with(&mut LeastRequest, &eps, &mut rng, None), 0);
+            assert_eq!(
+                pick_with(&mut LeastRequest::default(), &eps, &mut rng, None),
+                0
+            );
+        }
+    }
+
+    #[test]
+    fn weights_draw_candidates_and_scale_load() {
+        let eps = super::super::testing::weighted(&[3, 1]);
+        let mut lr = LeastRequest::default();
+        lr.on_endpoints(&eps);
+        let mut rng = fastrand::Rng::with_seed(5);
+        // Two in flight on the weight-3 endpoint are 1 per unit of weight
+        // each with the next one: (2+1)/3 = 1 against (0+1)/1 = 1, a tie
+        // the first candidate wins; three in flight tip it.
+        let _held: Vec<InFlight> = (0..3).map(|_| InFlight::new(eps[0].clone())).collect();
+        for _ in 0..50 {
+            assert_eq!(pick_with(&mut lr, &eps, &mut rng, None), 1);
         }
     }
 
@@ -65,7 +98,7 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(3);
         for _ in 0..100 {
             assert_eq!(
-                pick_with(&mut LeastRequest, &eps, &mut rng, Some(&eps[0])),
+                pick_with(&mut LeastRequest::default(), &eps, &mut rng, Some(&eps[0])),
                 1
             );
         }

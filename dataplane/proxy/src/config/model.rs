@@ -25,6 +25,9 @@ pub struct Config {
     /// Spans to an OTLP collector; `None`: no tracing (no trace headers
     /// are touched either).
     pub tracing: Option<Tracing>,
+    /// The proxy's own locality: endpoints with the same `zone` are
+    /// preferred while enough of them are healthy.
+    pub zone: Option<Arc<str>>,
     /// The config as the user wrote it, as JSON, for `/config_dump`.
     pub dump: serde_json::Value,
 }
@@ -380,6 +383,9 @@ pub struct Cluster {
     pub mesh_tcp_tls: Option<Arc<crate::tls::client::ClientTls>>,
     /// Caps retries to the cluster; `None`: only routes' `attempts` do.
     pub retry_budget: Option<RetryBudget>,
+    /// Below this share of healthy endpoints (0 to 1), route to all of
+    /// them rather than overload the few (Envoy's panic threshold).
+    pub panic_threshold: f64,
 }
 
 /// What the proxy speaks to a cluster's endpoints.
@@ -405,13 +411,14 @@ impl Cluster {
             && self.protocol == other.protocol
             && self.mesh == other.mesh
             && self.retry_budget == other.retry_budget
+            && self.panic_threshold == other.panic_threshold
             && self.tls.as_ref().map(|t| t.key) == other.tls.as_ref().map(|t| t.key)
     }
 
     pub fn has_dns_endpoints(&self) -> bool {
         self.endpoints
             .iter()
-            .any(|e| matches!(e, EndpointSpec::Dns { .. }))
+            .any(|e| matches!(e.target, Target::Dns { .. }))
     }
 }
 
@@ -424,17 +431,100 @@ pub fn mesh_transport_key(expected: &str) -> u64 {
     h.finish()
 }
 
+/// One entry of a cluster's `endpoints`: where, and how it weighs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EndpointSpec {
+pub struct EndpointSpec {
+    pub target: Target,
+    /// Relative share of traffic, 1 to `MAX_WEIGHT` (default 1).
+    pub weight: u32,
+    /// Its locality; endpoints in the proxy's own `zone` are preferred.
+    pub zone: Option<Arc<str>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
     Ip(SocketAddr),
     Dns { host: String, port: u16 },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The largest endpoint weight (Envoy allows 128; a wider range lets a
+/// weight be a per-mille share).
+pub const MAX_WEIGHT: u32 = 1000;
+
+/// An endpoint as the cores get it: resolved, with its weight and zone.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Resolved {
+    pub addr: SocketAddr,
+    pub weight: u32,
+    pub zone: Option<Arc<str>>,
+}
+
+impl Resolved {
+    /// Weight 1, no zone.
+    pub fn plain(addr: SocketAddr) -> Self {
+        Resolved {
+            addr,
+            weight: 1,
+            zone: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub enum LbPolicy {
     RoundRobin,
     /// Power of two choices on in-flight requests (per core).
     LeastRequest,
+    /// Power of two choices on latency estimates weighted by in-flight
+    /// requests (Linkerd's default), shared across cores.
+    PeakEwma(PeakEwma),
+    /// Consistent hashing on a ring (ketama).
+    RingHash(HashPolicy),
+    /// Consistent hashing with Maglev's lookup table.
+    Maglev(HashPolicy),
+}
+
+impl LbPolicy {
+    pub fn name(&self) -> &'static str {
+        match self {
+            LbPolicy::RoundRobin => "round_robin",
+            LbPolicy::LeastRequest => "least_request",
+            LbPolicy::PeakEwma(_) => "peak_ewma",
+            LbPolicy::RingHash(_) => "ring_hash",
+            LbPolicy::Maglev(_) => "maglev",
+        }
+    }
+}
+
+/// Settings of `lb: peak_ewma`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeakEwma {
+    /// How fast an endpoint's latency estimate forgets: a sample's weight
+    /// halves every `half_life`.
+    pub half_life: Duration,
+    /// The estimate of an endpoint no request has measured yet.
+    pub default_rtt: Duration,
+}
+
+/// Settings of `lb: ring_hash` and `lb: maglev`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashPolicy {
+    pub on: HashOn,
+    /// Ring hash: points on the ring per unit of an endpoint's weight.
+    /// Maglev: the lookup table's size, a prime.
+    pub table_size: u32,
+}
+
+/// What a consistent-hash policy hashes; a request without it gets a
+/// random endpoint (Envoy's behaviour).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashOn {
+    /// The client's IP address.
+    SourceIp,
+    /// A request header, lowercase (gRPC metadata is a header too).
+    Header(Box<str>),
+    /// A cookie's value.
+    Cookie(Box<str>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -464,6 +554,21 @@ pub mod defaults {
     pub const MAX_IDLE_PER_ENDPOINT: usize = 64;
     /// Envoy's default circuit-breaker max_connections.
     pub const MAX_CONNECTIONS: usize = 1024;
+    /// Envoy's default: with half the endpoints unhealthy, send to all.
+    pub const PANIC_THRESHOLD: f64 = 0.5;
+    /// Linkerd decays its estimates with a 10 s time constant: a 6.9 s
+    /// half-life. A round 7 s keeps its behaviour.
+    pub const PEAK_EWMA_HALF_LIFE: Duration = Duration::from_secs(7);
+    /// Linkerd's default estimate for an endpoint not yet measured.
+    pub const PEAK_EWMA_DEFAULT_RTT: Duration = Duration::from_millis(30);
+    /// Points per unit of weight on a hash ring: 8 endpoints make
+    /// Envoy's default minimum ring of 1024. Fixed per endpoint, not
+    /// spread over a total, so an endpoint that comes or goes moves only
+    /// its own keys.
+    pub const RING_POINTS: u32 = 128;
+    /// Envoy's Maglev table size: a prime, ~100 entries per endpoint for
+    /// clusters of hundreds.
+    pub const MAGLEV_TABLE_SIZE: u32 = 65537;
     pub const DNS_REFRESH: Duration = Duration::from_secs(30);
     /// Kubernetes' default grace period is 30s; drain inside it (with the
     /// delay below, 25s).

@@ -17,6 +17,7 @@ use serde_saphyr::{Location, Spanned};
 
 use super::raw::*;
 
+mod balance;
 mod telemetry;
 mod tls;
 
@@ -60,6 +61,7 @@ pub fn to_raw(c: &pb::ProxyConfig) -> RawConfig {
         clusters: c.clusters.iter().map(|cl| s(cluster(cl))).collect(),
         mesh: c.mesh.as_ref().map(|m| s(tls::mesh(m))),
         tracing: c.tracing.as_ref().map(|t| s(telemetry::tracing(t))),
+        zone: (!c.zone.is_empty()).then(|| s(c.zone.clone())),
     }
 }
 
@@ -357,16 +359,14 @@ fn edits(e: &pb::HeaderEdits) -> RawHeaderEdits {
 }
 
 fn cluster(c: &pb::Cluster) -> RawCluster {
-    let lb = match c.lb() {
-        pb::LbPolicy::Unspecified => None,
-        pb::LbPolicy::RoundRobin => Some("round_robin"),
-        pb::LbPolicy::LeastRequest => Some("least_request"),
-    };
     let pool = c.pool.unwrap_or_default();
     RawCluster {
         name: s(c.name.clone()),
-        endpoints: c.endpoints.iter().cloned().map(s).collect(),
-        lb: lb.map(|v| s(v.to_string())),
+        endpoints: balance::endpoints(c),
+        lb: balance::lb(c),
+        peak_ewma: c.peak_ewma.as_ref().map(|p| s(balance::peak_ewma(p))),
+        hash: c.hash.as_ref().map(|h| s(balance::hash(h))),
+        panic_threshold: c.panic_threshold.map(s),
         connect_timeout: duration(&c.connect_timeout),
         dns_refresh: duration(&c.dns_refresh),
         pool: RawPool {
@@ -474,6 +474,7 @@ pub fn from_raw(c: &RawConfig) -> Result<pb::ProxyConfig, ToProtoError> {
             .tracing
             .as_ref()
             .map(|t| telemetry::wire_tracing(&t.value)),
+        zone: c.zone.as_ref().map(|z| z.value.clone()).unwrap_or_default(),
     })
 }
 
@@ -846,21 +847,21 @@ fn wire_fault(f: &RawFault, path: &str) -> Result<pb::Fault, ToProtoError> {
 }
 
 fn wire_cluster(c: &RawCluster, path: &str) -> Result<pb::Cluster, ToProtoError> {
-    let lb = match c.lb.as_ref().map(|v| v.value.as_str()) {
-        None => pb::LbPolicy::Unspecified,
-        Some("round_robin") => pb::LbPolicy::RoundRobin,
-        Some("least_request") => pb::LbPolicy::LeastRequest,
-        Some(other) => {
-            return Err(ToProtoError {
-                path: format!("{path}.lb"),
-                message: format!("unknown lb policy `{other}`"),
-            })
-        }
-    };
+    let (endpoints, endpoint_details) = balance::wire_endpoints(c, path)?;
     Ok(pb::Cluster {
         name: c.name.value.clone(),
-        endpoints: c.endpoints.iter().map(|e| e.value.clone()).collect(),
-        lb: lb as i32,
+        endpoints,
+        endpoint_details,
+        lb: balance::wire_lb(c, path)?,
+        peak_ewma: match &c.peak_ewma {
+            Some(p) => Some(balance::wire_peak_ewma(
+                &p.value,
+                &format!("{path}.peak_ewma"),
+            )?),
+            None => None,
+        },
+        hash: c.hash.as_ref().map(|h| balance::wire_hash(&h.value)),
+        panic_threshold: c.panic_threshold.as_ref().map(|p| p.value),
         connect_timeout: wire_duration(&c.connect_timeout, &format!("{path}.connect_timeout"))?,
         dns_refresh: wire_duration(&c.dns_refresh, &format!("{path}.dns_refresh"))?,
         pool: Some(pb::Pool {
@@ -942,13 +943,18 @@ listeners:
   - { name: edge, address: 127.0.0.1:8081, x_forwarded_proto: overwrite, routes: [ { cluster: b } ] }
 clusters:
   - name: a
-    endpoints: [127.0.0.1:9000, 127.0.0.1:9001]
-    lb: least_request
+    endpoints: [127.0.0.1:9000, { address: 127.0.0.1:9001, weight: 3, zone: z1 }]
+    lb: peak_ewma
+    peak_ewma: { half_life: 3s, default_rtt: 10ms }
+    panic_threshold: 30
     connect_timeout: 250ms
     dns_refresh: 10s
     pool: { max_idle_per_endpoint: 8, idle_timeout: 4s, max_connections: 100 }
     retry_budget: { percent: 12.5, min_per_second: 3 }
-  - { name: b, endpoints: [localhost:9002], retry_budget: {} }
+  - { name: b, endpoints: [localhost:9002], retry_budget: {}, lb: ring_hash, hash: { on: { header: x-user }, ring_points: 64 } }
+  - { name: c, endpoints: [localhost:9003], lb: maglev, hash: { on: { cookie: sid }, table_size: 17 } }
+  - { name: d, endpoints: [localhost:9004], lb: maglev, hash: { on: source_ip } }
+zone: z1
 "#;
 
     #[test]

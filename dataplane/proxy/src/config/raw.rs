@@ -23,6 +23,8 @@ pub struct RawConfig {
     pub clusters: Vec<S<RawCluster>>,
     pub mesh: Option<S<RawMesh>>,
     pub tracing: Option<S<RawTracing>>,
+    /// The proxy's own locality (endpoints' `zone`).
+    pub zone: Option<S<String>>,
 }
 
 /// Spans exported over OTLP/gRPC.
@@ -442,8 +444,15 @@ pub struct RawHeader {
 pub struct RawCluster {
     pub name: S<String>,
     #[serde(default)]
-    pub endpoints: Vec<S<String>>,
+    pub endpoints: Vec<S<RawEndpoint>>,
+    /// `round_robin`, `least_request`, `peak_ewma`, `ring_hash`, `maglev`.
     pub lb: Option<S<String>>,
+    /// Settings of `lb: peak_ewma`.
+    pub peak_ewma: Option<S<RawPeakEwma>>,
+    /// Settings of `lb: ring_hash` and `lb: maglev` (required by them).
+    pub hash: Option<S<RawHash>>,
+    /// Percent of healthy endpoints below which all get traffic.
+    pub panic_threshold: Option<S<f64>>,
     pub connect_timeout: Option<S<String>>,
     pub dns_refresh: Option<S<String>>,
     #[serde(default)]
@@ -453,6 +462,50 @@ pub struct RawCluster {
     pub protocol: Option<S<String>>,
     pub mesh: Option<S<RawMeshUpstream>>,
     pub retry_budget: Option<S<RawRetryBudget>>,
+}
+
+/// `HOST:PORT`, or `{ address: HOST:PORT, weight: N, zone: NAME }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum RawEndpoint {
+    Address(String),
+    Detailed(RawEndpointDetail),
+}
+
+/// Fields of a detailed endpoint. Not `Spanned` inside an untagged enum
+/// (serde buffers it); errors point at the endpoint's line.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpointDetail {
+    pub address: String,
+    pub weight: Option<u64>,
+    pub zone: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPeakEwma {
+    pub half_life: Option<S<String>>,
+    pub default_rtt: Option<S<String>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHash {
+    /// `source_ip`, `{ header: NAME }` or `{ cookie: NAME }`.
+    pub on: Option<S<RawHashOn>>,
+    /// Ring hash: points per unit of weight.
+    pub ring_points: Option<S<u64>>,
+    /// Maglev: the lookup table's size (a prime).
+    pub table_size: Option<S<u64>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawHashOn {
+    SourceIp,
+    Header(S<String>),
+    Cookie(S<String>),
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -73,7 +73,7 @@ clusters:
             "t.yaml:7:11: listeners[1].name: duplicate listener name `a`",
             "t.yaml:8:14: listeners[1].address: `nonsense` is not an IP:PORT address",
             "t.yaml:11:30: clusters[0].endpoints[1]: `bad host:x` is not HOST:PORT or IP:PORT",
-            "t.yaml:12:9: clusters[0].lb: unknown lb policy `random`: use round_robin or least_request",
+            "t.yaml:12:9: clusters[0].lb: unknown lb policy `random`: use round_robin, least_request, peak_ewma, ring_hash or maglev",
         ]
     );
 }
@@ -173,9 +173,13 @@ clusters:
     }
     assert_eq!(
         config.clusters[1].endpoints,
-        vec![EndpointSpec::Dns {
-            host: "localhost".into(),
-            port: 2
+        vec![EndpointSpec {
+            target: Target::Dns {
+                host: "localhost".into(),
+                port: 2
+            },
+            weight: 1,
+            zone: None,
         }]
     );
 }
@@ -1078,4 +1082,79 @@ clusters:
     ] {
         assert!(all.contains(want), "{want} in\n{all}");
     }
+}
+
+#[test]
+fn balancing_settings_are_validated_where_written() {
+    let yaml = "\
+zone: 'bad zone'
+listeners: [ { name: l, address: '127.0.0.1:1', routes: [ { cluster: a } ] } ]
+clusters:
+  - name: a
+    endpoints: [ { address: 10.0.0.1:80, weight: 0 }, { address: 'x y:1', zone: ok } ]
+    peak_ewma: { half_life: 0s }
+    panic_threshold: 150
+  - { name: b, endpoints: [10.0.0.1:80], lb: ring_hash }
+  - { name: c, endpoints: [10.0.0.1:80], lb: maglev, hash: { on: { header: 'a b' }, table_size: 100, ring_points: 3 } }
+  - { name: d, endpoints: [10.0.0.1:80], lb: peak_ewma, peak_ewma: { half_life: 0s }, hash: {} }
+";
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "t.yaml:1:7: zone: `bad zone` is not a zone name (1-63 letters, digits, `-`, `_`, `.`)",
+            "t.yaml:5:18: clusters[0].endpoints[0].weight: `0`: must be from 1 to 1000",
+            "t.yaml:5:55: clusters[0].endpoints[1].address: `x y:1` is not HOST:PORT or IP:PORT",
+            "t.yaml:6:16: clusters[0].peak_ewma: only used with `lb: peak_ewma` (lb is `round_robin`)",
+            "t.yaml:7:22: clusters[0].panic_threshold: `150` is not a percentage from 0 to 100",
+            "t.yaml:8:46: clusters[1].hash: missing: what to hash, e.g. `hash: { on: { header: x-user } }`",
+            "t.yaml:9:76: clusters[2].hash.on.header: `a b` is not a valid header name",
+            "t.yaml:9:97: clusters[2].hash.table_size: `100` is not prime: Maglev needs a prime table size, e.g. 101",
+            "t.yaml:9:115: clusters[2].hash.ring_points: not a setting of `lb: maglev`",
+            "t.yaml:10:81: clusters[3].peak_ewma.half_life: `0s`: must be more than zero",
+            "t.yaml:10:93: clusters[3].hash: only used with `lb: ring_hash` or `lb: maglev` (lb is `peak_ewma`)",
+        ]
+    );
+}
+
+#[test]
+fn endpoints_carry_weights_and_zones_and_policies_their_settings() {
+    let yaml = "\
+zone: us-east-1a
+listeners: [ { name: l, address: '127.0.0.1:1', routes: [ { cluster: a } ] } ]
+clusters:
+  - name: a
+    endpoints: [ 10.0.0.1:80, { address: 10.0.0.2:80, weight: 5, zone: us-east-1a } ]
+    lb: ring_hash
+    hash: { on: { cookie: session } }
+    panic_threshold: 0
+  - { name: b, endpoints: [10.0.0.1:80], lb: peak_ewma }
+";
+    let config = parse(yaml, "t").unwrap();
+    assert_eq!(config.zone.as_deref(), Some("us-east-1a"));
+    let a = &config.clusters[0];
+    assert_eq!(a.endpoints[1].weight, 5);
+    assert_eq!(a.endpoints[1].zone.as_deref(), Some("us-east-1a"));
+    assert_eq!(
+        (a.endpoints[0].weight, a.endpoints[0].zone.clone()),
+        (1, None)
+    );
+    assert_eq!(
+        a.lb,
+        LbPolicy::RingHash(HashPolicy {
+            on: HashOn::Cookie("session".into()),
+            table_size: defaults::RING_POINTS,
+        })
+    );
+    assert_eq!(a.panic_threshold, 0.0);
+    assert_eq!(
+        config.clusters[1].lb,
+        LbPolicy::PeakEwma(PeakEwma {
+            half_life: defaults::PEAK_EWMA_HALF_LIFE,
+            default_rtt: defaults::PEAK_EWMA_DEFAULT_RTT,
+        })
+    );
+    assert_eq!(
+        config.clusters[1].panic_threshold,
+        defaults::PANIC_THRESHOLD
+    );
 }

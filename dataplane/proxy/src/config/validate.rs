@@ -21,6 +21,7 @@ use super::raw::*;
 use super::{ConfigError, ConfigErrors};
 
 mod authz;
+mod balance;
 mod fault;
 mod http2;
 mod mesh;
@@ -176,8 +177,13 @@ impl Validator {
             .tracing
             .as_ref()
             .and_then(|t| self.tracing(t, identity.as_deref()));
+        let zone = raw
+            .zone
+            .as_ref()
+            .and_then(|z| self.zone_name(&z.value, z, "zone"));
         Config {
             tracing,
+            zone,
             runtime,
             admin,
             listeners,
@@ -283,12 +289,7 @@ impl Validator {
     }
 
     fn cluster(&mut self, c: &RawCluster, path: &str, svid: Option<&Arc<Svid>>) -> Cluster {
-        let endpoints: Vec<EndpointSpec> = c
-            .endpoints
-            .iter()
-            .enumerate()
-            .filter_map(|(j, e)| self.endpoint(e, &format!("{path}.endpoints[{j}]")))
-            .collect();
+        let endpoints = self.endpoints(c, path);
         let mesh = self.cluster_mesh(c, path);
         let (protocol, tls, mesh_tcp_tls) = match (&mesh, &c.mesh) {
             (Some(expected), Some(m)) => {
@@ -304,18 +305,7 @@ impl Validator {
                 (protocol, tls, None)
             }
         };
-        let lb = match c.lb.as_ref().map(|s| (s.value.as_str(), s)) {
-            None | Some(("round_robin", _)) => LbPolicy::RoundRobin,
-            Some(("least_request", _)) => LbPolicy::LeastRequest,
-            Some((other, s)) => {
-                self.err(
-                    &s.referenced,
-                    format!("{path}.lb"),
-                    format!("unknown lb policy `{other}`: use round_robin or least_request"),
-                );
-                LbPolicy::RoundRobin
-            }
-        };
+        let lb = self.lb(c, path);
         let pool = PoolConfig {
             max_idle_per_endpoint: self.count(
                 &c.pool.max_idle_per_endpoint,
@@ -361,33 +351,8 @@ impl Validator {
                 .retry_budget
                 .as_ref()
                 .map(|b| self.retry_budget(b, &format!("{path}.retry_budget"))),
+            panic_threshold: self.panic_threshold(c, path),
         }
-    }
-
-    fn endpoint(&mut self, e: &Spanned<String>, path: &str) -> Option<EndpointSpec> {
-        if let Ok(addr) = e.value.parse::<SocketAddr>() {
-            return Some(EndpointSpec::Ip(addr));
-        }
-        let parsed = e.value.rsplit_once(':').and_then(|(host, port)| {
-            let port: u16 = port.parse().ok()?;
-            let valid = !host.is_empty()
-                && host.len() <= 253
-                && host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-            valid.then(|| EndpointSpec::Dns {
-                host: host.to_string(),
-                port,
-            })
-        });
-        if parsed.is_none() {
-            self.err(
-                &e.referenced,
-                path,
-                format!("`{}` is not HOST:PORT or IP:PORT", e.value),
-            );
-        }
-        parsed
     }
 
     fn listeners(

@@ -17,7 +17,7 @@ use rustls::sign::CertifiedKey;
 use serde_saphyr::{Location, Spanned};
 
 use super::{Bounds, Validator};
-use crate::config::model::{EndpointSpec, UpstreamProtocol};
+use crate::config::model::{EndpointSpec, Target, UpstreamProtocol};
 use crate::config::raw::{RawCertificate, RawClientAuth, RawDownstreamTls, RawUpstreamTls};
 use crate::tls::certs::{self, PemSource};
 use crate::tls::client::{self, ClientTls};
@@ -225,9 +225,9 @@ impl Validator {
     ) -> Option<ServerName<'static>> {
         let mut hosts: Vec<&str> = endpoints
             .iter()
-            .filter_map(|e| match e {
-                EndpointSpec::Dns { host, .. } => Some(host.as_str()),
-                EndpointSpec::Ip(_) => None,
+            .filter_map(|e| match &e.target {
+                Target::Dns { host, .. } => Some(host.as_str()),
+                Target::Ip(_) => None,
             })
             .collect();
         hosts.sort_unstable();

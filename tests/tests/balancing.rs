@@ -1,0 +1,227 @@
+//! Load balancing through the real proxy: Peak-EWMA against round robin
+//! with one slow endpoint, consistent hashing's affinity and its bound on
+//! moved keys, weights, zones, and the per-endpoint series in `/metrics`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ringmesh_bench::upstream::{self, AddedLatency, UpstreamOptions};
+use ringmesh_tests::{eventually, Client, Proxy, Upstream};
+
+fn proxy_yaml(cluster: &str, extra: &str) -> String {
+    format!(
+        "runtime: {{ workers: 2 }}\nadmin: {{ address: '127.0.0.1:0' }}\n{extra}listeners:\n  - name: main\n    address: 127.0.0.1:0\n    routes: [ {{ name: r, cluster: c }} ]\nclusters:\n  - {cluster}\n"
+    )
+}
+
+fn endpoint_requests(p: &Proxy, addr: SocketAddr) -> u64 {
+    p.metric(&format!(
+        "ringmesh_endpoint_requests_total{{cluster=\"c\",endpoint=\"{addr}\"}}"
+    ))
+    .unwrap_or(0)
+}
+
+fn slow_upstream(latency: Duration) -> SocketAddr {
+    let up = upstream::start(UpstreamOptions {
+        latency: Some(AddedLatency {
+            min: latency,
+            max: latency,
+        }),
+        ..Default::default()
+    })
+    .expect("bench upstream");
+    up.addrs[0]
+}
+
+/// `threads` clients, each with its own connection, `each` GETs apiece.
+fn load(p: &Proxy, threads: usize, each: usize) {
+    let addr = p.addr("main");
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                for _ in 0..each {
+                    assert_eq!(c.get("/", "svc").status, 200);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("client thread");
+    }
+}
+
+/// How many of 240 requests (4 connections × 60) the endpoint that adds
+/// 50 ms got, under `lb`.
+fn slow_share(lb: &str) -> (u64, u64) {
+    let fast = [Upstream::start("a"), Upstream::start("b")];
+    let slow = slow_upstream(Duration::from_millis(50));
+    let cluster = format!(
+        "{{ name: c, lb: {lb}, endpoints: ['{}', '{}', '{slow}'] }}",
+        fast[0].addr, fast[1].addr
+    );
+    let p = Proxy::start(&proxy_yaml(&cluster, ""));
+    load(&p, 4, 60);
+    let total = 240;
+    eventually("every try counted", Duration::from_secs(5), || {
+        let counted: u64 = fast
+            .iter()
+            .map(|u| endpoint_requests(&p, u.addr))
+            .sum::<u64>()
+            + endpoint_requests(&p, slow);
+        counted == total
+    });
+    (endpoint_requests(&p, slow), total)
+}
+
+#[test]
+fn peak_ewma_starves_a_slow_endpoint_and_round_robin_does_not() {
+    let (slow, total) = slow_share("peak_ewma");
+    // Each core learns the endpoint is slow from its first try to it (or
+    // from the other core's estimate 5 ms later): a handful of requests,
+    // not a share.
+    assert!(
+        slow <= 8,
+        "peak_ewma sent {slow} of {total} to the slow endpoint"
+    );
+    let (slow, total) = slow_share("round_robin");
+    assert!(
+        slow >= total / 4,
+        "round robin sent {slow} of {total} to the slow endpoint"
+    );
+}
+
+/// Which upstream answered each of `users`, by the `x-user` header.
+fn owners(p: &Proxy, users: std::ops::Range<usize>) -> HashMap<usize, String> {
+    let mut c = Client::connect(p.addr("main"));
+    users
+        .map(|u| {
+            let r = c.request(
+                format!("GET / HTTP/1.1\r\nHost: svc\r\nx-user: user-{u}\r\n\r\n").as_bytes(),
+            );
+            assert_eq!(r.status, 200);
+            (u, r.text())
+        })
+        .collect()
+}
+
+fn hashing_keeps_affinity_and_moves_few_keys(lb: &str, settings: &str) {
+    let ups: Vec<Upstream> = (0..5).map(|i| Upstream::start(&format!("u{i}"))).collect();
+    let cluster = |n: usize| {
+        let eps: Vec<String> = ups[..n].iter().map(|u| format!("'{}'", u.addr)).collect();
+        format!(
+            "{{ name: c, lb: {lb}, hash: {{ on: {{ header: x-user }}{settings} }}, endpoints: [{}] }}",
+            eps.join(", ")
+        )
+    };
+    let p = Proxy::start(&proxy_yaml(&cluster(4), ""));
+    let users = 0..400;
+    let before = owners(&p, users.clone());
+    // The same user always lands on the same endpoint, whichever core
+    // serves the connection.
+    for _ in 0..3 {
+        assert_eq!(owners(&p, users.clone()), before);
+    }
+    let used: std::collections::HashSet<&String> = before.values().collect();
+    assert_eq!(used.len(), 4, "keys spread over every endpoint");
+    p.reload(&proxy_yaml(&cluster(5), ""));
+    eventually("the fifth endpoint in use", Duration::from_secs(10), || {
+        p.log_count("config reloaded") >= 1
+    });
+    let after = owners(&p, users.clone());
+    let moved: Vec<usize> = users.filter(|u| before[u] != after[u]).collect();
+    // Ideally 1/5 of the keys, every one of them to the new endpoint.
+    let share = moved.len() as f64 / 400.0;
+    assert!(
+        (0.10..=0.32).contains(&share),
+        "{lb}: {share} of keys moved"
+    );
+    let new_name = after[&moved[0]].clone();
+    assert!(
+        moved.iter().all(|u| after[u] == new_name),
+        "{lb}: keys moved between endpoints that stayed"
+    );
+}
+
+#[test]
+fn ring_hash_keeps_affinity_and_moves_about_one_key_in_n() {
+    hashing_keeps_affinity_and_moves_few_keys("ring_hash", "");
+}
+
+#[test]
+fn maglev_keeps_affinity_and_moves_about_one_key_in_n() {
+    hashing_keeps_affinity_and_moves_few_keys("maglev", ", table_size: 65537");
+}
+
+#[test]
+fn weights_split_round_robin_traffic() {
+    let heavy = Upstream::start("heavy");
+    let light = Upstream::start("light");
+    let cluster = format!(
+        "{{ name: c, endpoints: [{{ address: '{}', weight: 3 }}, '{}'] }}",
+        heavy.addr, light.addr
+    );
+    let p = Proxy::start(&proxy_yaml(&cluster, ""));
+    load(&p, 4, 100);
+    // Smooth weighted round robin is exact per core: 3 of every 4 picks,
+    // give or take the last partial round on each core.
+    let (h, l) = (heavy.requests(), light.requests());
+    assert_eq!(h + l, 400);
+    assert!((296..=304).contains(&h), "heavy {h}, light {l}");
+}
+
+#[test]
+fn the_proxys_zone_gets_the_traffic_and_fails_over_when_it_is_gone() {
+    let near = [Upstream::start("near-1"), Upstream::start("near-2")];
+    let far = Upstream::start("far");
+    let cluster = |near_eps: &str| {
+        format!(
+            "{{ name: c, lb: least_request, endpoints: [{near_eps}{{ address: '{}', zone: zone-b }}] }}",
+            far.addr
+        )
+    };
+    let both = format!(
+        "{{ address: '{}', zone: zone-a }}, {{ address: '{}', zone: zone-a }}, ",
+        near[0].addr, near[1].addr
+    );
+    let p = Proxy::start(&proxy_yaml(&cluster(&both), "zone: zone-a\n"));
+    load(&p, 2, 50);
+    assert_eq!(far.requests(), 0, "the other zone got traffic");
+    assert_eq!(near[0].requests() + near[1].requests(), 100);
+    // No endpoint left in the proxy's zone: all of it goes to the other.
+    p.reload(&proxy_yaml(&cluster(""), "zone: zone-a\n"));
+    eventually("reloaded", Duration::from_secs(10), || {
+        p.log_count("config reloaded") >= 1
+    });
+    load(&p, 2, 10);
+    assert_eq!(far.requests(), 20);
+}
+
+#[test]
+fn an_endpoints_series_leave_metrics_with_it() {
+    let a = Upstream::start("a");
+    let b = Upstream::start("b");
+    let cluster = |eps: &str| format!("{{ name: c, endpoints: [{eps}] }}");
+    let p = Proxy::start(&proxy_yaml(
+        &cluster(&format!("'{}', '{}'", a.addr, b.addr)),
+        "",
+    ));
+    load(&p, 2, 10);
+    eventually("both endpoints counted", Duration::from_secs(5), || {
+        endpoint_requests(&p, a.addr) + endpoint_requests(&p, b.addr) == 20
+    });
+    assert_eq!(
+        p.metric(&format!(
+            "ringmesh_endpoint_errors_total{{cluster=\"c\",endpoint=\"{}\"}}",
+            a.addr
+        )),
+        Some(0)
+    );
+    p.reload(&proxy_yaml(&cluster(&format!("'{}'", a.addr)), ""));
+    eventually("b's series gone", Duration::from_secs(10), || {
+        let (_, text) = p.admin_get("/metrics");
+        !text.contains(&format!("endpoint=\"{}\"", b.addr))
+            && text.contains(&format!("endpoint=\"{}\"", a.addr))
+    });
+}
