@@ -31,6 +31,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 SOURCES = [
     ROOT / "dataplane/proxy/src/metrics.rs",
+    ROOT / "dataplane/proxy/src/metrics/endpoint.rs",
     ROOT / "dataplane/proxy/src/identity.rs",
     ROOT / "dataplane/proxy/src/telemetry/mod.rs",
 ]
@@ -62,7 +63,14 @@ LABELS = {
     "ringmesh_upstream_connections_active": {"cluster"},
     "ringmesh_upstream_connections_total": {"cluster"},
     "ringmesh_upstream_connect_failures_total": {"cluster"},
-    "ringmesh_upstream_overflow_total": {"cluster"},
+    "ringmesh_upstream_overflow_total": {"cluster", "limit"},
+    "ringmesh_upstream_panic_total": {"cluster"},
+    "ringmesh_endpoint_requests_total": {"cluster", "endpoint"},
+    "ringmesh_endpoint_errors_total": {"cluster", "endpoint"},
+    "ringmesh_endpoint_response_time_seconds_total": {"cluster", "endpoint"},
+    "ringmesh_endpoint_ejected": {"cluster", "endpoint"},
+    "ringmesh_endpoint_ejections_total": {"cluster", "endpoint"},
+    "ringmesh_endpoint_healthy": {"cluster", "endpoint"},
     "ringmesh_upstream_retries_total": {"cluster"},
     "ringmesh_upstream_retries_budget_exhausted_total": {"cluster"},
     "ringmesh_upstream_timeouts_total": {"cluster"},

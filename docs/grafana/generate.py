@@ -164,12 +164,20 @@ add(ts("Upstream connect time p50 / p99", "ringmesh_upstream_connect_seconds: ne
         q(f"histogram_quantile(0.99, sum by (cluster, le) ({rate('ringmesh_upstream_connect_seconds_bucket', C)}))", "{{cluster}} p99", refId="B")], unit="s"))
 add(ts("Connect failures/s", "ringmesh_upstream_connect_failures_total: connection attempts that failed or timed out.",
        [q(f"sum by (cluster) ({rate('ringmesh_upstream_connect_failures_total', C)})", "{{cluster}}", refId="A")], unit="ops", w=8))
-add(ts("Overflows/s", "ringmesh_upstream_overflow_total: requests refused because the connection limit was reached (the limit is counted per worker).",
-       [q(f"sum by (cluster) ({rate('ringmesh_upstream_overflow_total', C)})", "{{cluster}}", refId="A")], unit="ops", w=8))
+add(ts("Overflows/s by limit", "ringmesh_upstream_overflow_total: requests failed fast with 503 overflow (and retries not sent) because a worker's share of a circuit-breaker threshold was in use, by limit (connections, pending_requests, requests, retries).",
+       [q(f"sum by (cluster, limit) ({rate('ringmesh_upstream_overflow_total', C)})", "{{cluster}} {{limit}}", refId="A")], unit="ops", w=8))
 add(ts("Retries/s", "ringmesh_upstream_retries_total: requests sent again under their route's retry policy.",
        [q(f"sum by (cluster) ({rate('ringmesh_upstream_retries_total', C)})", "{{cluster}}", refId="A")], unit="ops", w=8))
 add(ts("Timeouts/s", "ringmesh_upstream_timeouts_total: tries with no response head within the route's timeout (or the gRPC deadline).",
        [q(f"sum by (cluster) ({rate('ringmesh_upstream_timeouts_total', C)})", "{{cluster}}", refId="A")], unit="ops", w=8))
+add(ts("Requests/s by endpoint", "ringmesh_endpoint_requests_total: where each cluster's tries went (series go when an endpoint leaves its cluster).",
+       [q(f"sum by (cluster, endpoint) ({rate('ringmesh_endpoint_requests_total', C)})", "{{cluster}} {{endpoint}}", refId="A")], unit="ops", w=8))
+add(ts("Error share by endpoint", "ringmesh_endpoint_errors_total / ringmesh_endpoint_requests_total: tries that failed (no connection, reset, timeout, 5xx).",
+       [q(f"sum by (cluster, endpoint) ({rate('ringmesh_endpoint_errors_total', C)}) / sum by (cluster, endpoint) ({rate('ringmesh_endpoint_requests_total', C)})", "{{cluster}} {{endpoint}}", refId="A")], unit="percentunit", w=8))
+add(ts("Ejected / unhealthy endpoints", "ringmesh_endpoint_ejected (workers that have the endpoint ejected by outlier detection) and endpoints failing active health checks (ringmesh_endpoint_healthy == 0); ringmesh_upstream_panic_total rate: picks among all endpoints because too few were healthy.",
+       [q(f"sum by (cluster, endpoint) (ringmesh_endpoint_ejected{{{C}}})", "{{cluster}} {{endpoint}} ejected", refId="A"),
+        q(f"sum by (cluster) (ringmesh_endpoint_healthy{{{C}}} == 0)", "{{cluster}} unhealthy", refId="B"),
+        q(f"sum by (cluster) ({rate('ringmesh_upstream_panic_total', C)})", "{{cluster}} panic picks/s", refId="C")], w=8))
 
 # ---------------------------------------------------------------- callers
 row("Callers (workload identity)")

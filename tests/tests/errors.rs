@@ -267,7 +267,7 @@ fn connection_limit_gives_503() {
     let r = Client::connect(addr).get("/", "a");
     assert_eq!(
         (r.status, r.header("ringmesh-error")),
-        (503, Some("upstream_connection_limit"))
+        (503, Some("overflow"))
     );
     assert_eq!(slow.join().expect("slow request"), 200);
 }

@@ -184,7 +184,7 @@ fn a_client_that_stops_reading_is_closed_and_frees_its_upstream_connection() {
         Duration::from_secs(5),
         || up.requests() > 0,
     );
-    // Until the proxy gives up on A, B gets 503 upstream_connection_limit.
+    // Until the proxy gives up on A, B gets 503 overflow.
     wait_until_served(
         addr,
         "a second client is served once the stalled one is dropped",

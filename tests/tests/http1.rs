@@ -367,7 +367,7 @@ fn a_tunnel_holds_its_upstream_connection_against_the_cluster_limit() {
     let r = Client::connect(proxy.addr("main")).get("/", "a");
     assert_eq!(
         (r.status, r.header("ringmesh-error")),
-        (503, Some("upstream_connection_limit")),
+        (503, Some("overflow")),
         "the tunnel uses the only connection"
     );
     tunnel

@@ -14,10 +14,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tracing::{info, warn};
+
 use crate::balance::{self, Balancer, Completion, PickCtx, Routing};
+use crate::circuit_breaker::{Breaker, Breakers};
 use crate::config::model::{Cluster, PoolConfig, Resolved, UpstreamProtocol};
 use crate::error::ProxyError;
 use crate::metrics::{ClusterStats, EndpointStats};
+use crate::outlier::{Detector, Verdict};
 use crate::retry_budget::Budget;
 use crate::timer::Timer;
 use crate::upstream::h2::H2Client;
@@ -42,6 +46,8 @@ pub struct Endpoint {
     ejected: Cell<bool>,
     /// Failing active health checks.
     unhealthy: Cell<bool>,
+    /// This core's outlier-detection counts for it.
+    pub outlier: crate::outlier::EndpointState,
     pub stats: Arc<EndpointStats>,
     pub pool: EndpointPool,
 }
@@ -57,6 +63,7 @@ impl Endpoint {
             local: Cell::new(false),
             ejected: Cell::new(false),
             unhealthy: Cell::new(false),
+            outlier: Default::default(),
             stats,
             pool: EndpointPool::default(),
         })
@@ -89,7 +96,6 @@ impl Endpoint {
         self.ejected.get()
     }
 
-    #[cfg(test)]
     pub(crate) fn set_ejected(&self, on: bool) {
         self.ejected.set(on);
         self.stats.ejected.set(u64::from(on));
@@ -133,6 +139,9 @@ pub struct ClusterState {
     pub protocol: UpstreamProtocol,
     /// This core's share of the cluster's retry budget, if it has one.
     pub budget: Option<Budget>,
+    /// This core's share of the circuit-breaker thresholds.
+    pub breakers: Breakers,
+    outlier: Option<Detector>,
 }
 
 impl ClusterState {
@@ -171,12 +180,14 @@ impl ClusterState {
                 )
             }),
             pool: cluster.pool,
-            limit: Limit::new(cluster.pool.max_connections, workers, stats.clone()),
+            limit: Limit::new(cluster.pool.max_connections, workers, core, stats.clone()),
             stats,
             protocol: cluster.protocol,
             budget: cluster
                 .retry_budget
                 .map(|b| Budget::new(&b, workers, Instant::now())),
+            breakers: Breakers::new(&cluster.breakers, workers, core),
+            outlier: cluster.outlier.map(|o| Detector::new(o, Instant::now())),
         };
         state.set_endpoints(endpoints);
         state
@@ -258,11 +269,62 @@ impl ClusterState {
         self.balancer.borrow_mut().absorb(from_peer);
     }
 
-    /// A try to `ep` finished: count it and tell the balancer.
+    /// A try to `ep` finished: count it, tell the balancer, and eject the
+    /// endpoint if outlier detection says so.
     pub fn complete(&self, ep: &Endpoint, done: &Completion) {
         ep.stats
             .record(done.outcome.is_failure(), done.latency.as_micros() as u64);
         self.balancer.borrow_mut().on_complete(ep, done);
+        if let Some(d) = &self.outlier {
+            if d.on_outcome(&ep.outlier, done.outcome) == Verdict::Eject {
+                self.eject(d, ep, Instant::now());
+            }
+        }
+    }
+
+    /// Take `ep` out of the candidates, within the cluster's maximum.
+    fn eject(&self, d: &Detector, ep: &Endpoint, now: Instant) {
+        if ep.position().is_none() {
+            return;
+        }
+        let (total, out) = {
+            let eps = self.endpoints.borrow();
+            (eps.len(), eps.iter().filter(|e| e.is_ejected()).count())
+        };
+        if out >= d.max_ejected(total) {
+            return;
+        }
+        let time = d.eject(&ep.outlier, now);
+        ep.set_ejected(true);
+        ep.stats.ejections.inc();
+        self.refresh_routing();
+        warn!(cluster = %self.name, endpoint = %ep.addr, ?time, "outlier ejected");
+    }
+
+    /// Outlier detection's periodic work (the worker's sweep): end the
+    /// ejections that are due and, at an interval's end, eject endpoints
+    /// whose success rate is an outlier.
+    pub fn outlier_tick(&self, now: Instant) {
+        let Some(d) = &self.outlier else { return };
+        let mut changed = false;
+        let outliers = {
+            let eps = self.endpoints.borrow();
+            for ep in eps.iter() {
+                if d.release_due(&ep.outlier, now) {
+                    ep.set_ejected(false);
+                    changed = true;
+                    info!(cluster = %self.name, endpoint = %ep.addr, "outlier ejection ended");
+                }
+            }
+            d.interval_end(eps.iter().map(|e| &e.outlier), now)
+                .map(|idx| idx.into_iter().map(|i| eps[i].clone()).collect::<Vec<_>>())
+        };
+        if changed {
+            self.refresh_routing();
+        }
+        for ep in outliers.into_iter().flatten() {
+            self.eject(d, &ep, now);
+        }
     }
 
     /// An idle connection to `ep` from this core's pool.
@@ -298,7 +360,14 @@ impl ClusterState {
         ep: &Endpoint,
         timer: &mut Timer,
     ) -> Result<UpstreamConn, ProxyError> {
-        let slot = self.limit.reserve().ok_or(ProxyError::PoolExhausted)?;
+        let _pending = self.breakers.pending.enter().ok_or_else(|| {
+            self.stats.overflow[Breaker::PendingRequests as usize].inc();
+            ProxyError::Overflow(Breaker::PendingRequests)
+        })?;
+        let slot = self
+            .limit
+            .reserve()
+            .ok_or(ProxyError::Overflow(Breaker::Connections))?;
         let began = Instant::now();
         match connector.connect(ep.addr, timer).await {
             Ok(stream) => {
@@ -333,6 +402,11 @@ impl ClusterState {
             }
             match ep.pool.connecting() {
                 Some(pending) if pending.claimed.get() < crate::upstream::h2::INITIAL_STREAMS => {
+                    // Waiting for a connection: a pending request.
+                    let _waiting = self.breakers.pending.enter().ok_or_else(|| {
+                        self.stats.overflow[Breaker::PendingRequests as usize].inc();
+                        ProxyError::Overflow(Breaker::PendingRequests)
+                    })?;
                     pending.claimed.set(pending.claimed.get() + 1);
                     // Bounded by the connect timeout of the one connecting.
                     pending.wait().await?;

@@ -29,8 +29,8 @@ pub enum ProxyError {
     NoRoute,
     /// The cluster has no endpoints (DNS gave none, or none configured).
     NoEndpoints,
-    /// The per-core share of `max_connections` is in use.
-    PoolExhausted,
+    /// A circuit breaker's threshold (this core's share) is reached.
+    Overflow(crate::circuit_breaker::Breaker),
     ConnectFailed,
     ConnectTimeout,
     /// The upstream closed or reset before a complete response head.
@@ -68,7 +68,7 @@ impl ProxyError {
             ProxyError::BadRequestBody(_) => 400,
             ProxyError::HeaderTimeout => 408,
             ProxyError::NoRoute => 404,
-            ProxyError::NoEndpoints | ProxyError::PoolExhausted => 503,
+            ProxyError::NoEndpoints | ProxyError::Overflow(_) => 503,
             ProxyError::ConnectFailed
             | ProxyError::UpstreamReset
             | ProxyError::BadUpstreamResponse(_) => 502,
@@ -91,7 +91,7 @@ impl ProxyError {
             ProxyError::HeaderTimeout => "request_header_timeout",
             ProxyError::NoRoute => "no_route",
             ProxyError::NoEndpoints => "no_healthy_endpoints",
-            ProxyError::PoolExhausted => "upstream_connection_limit",
+            ProxyError::Overflow(_) => "overflow",
             ProxyError::ConnectFailed => "upstream_connect_failed",
             ProxyError::ConnectTimeout => "upstream_connect_timeout",
             ProxyError::UpstreamReset => "upstream_reset_before_response",
@@ -114,7 +114,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => "NR",
             ProxyError::NoEndpoints => "UH",
-            ProxyError::PoolExhausted => "UO",
+            ProxyError::Overflow(_) => "UO",
             ProxyError::ConnectFailed | ProxyError::ConnectTimeout | ProxyError::UpstreamTls(_) => {
                 "UF"
             }
@@ -143,7 +143,7 @@ impl ProxyError {
             | ProxyError::BadPath => Fault::Downstream,
             ProxyError::NoRoute
             | ProxyError::NoEndpoints
-            | ProxyError::PoolExhausted
+            | ProxyError::Overflow(_)
             | ProxyError::FaultAbort(_)
             | ProxyError::RateLimited(_)
             | ProxyError::UnsendableRequest => Fault::Proxy,
@@ -173,7 +173,7 @@ impl ProxyError {
             | ProxyError::UpstreamTls(_)
             | ProxyError::BadUpstreamResponse(_)
             | ProxyError::UnexpectedUpgrade
-            | ProxyError::PoolExhausted
+            | ProxyError::Overflow(_)
             | ProxyError::NoEndpoints
             | ProxyError::NoRoute
             | ProxyError::BadRequest(_)
@@ -216,7 +216,7 @@ impl ProxyError {
             ProxyError::Forbidden => 7,
             ProxyError::BadPath => INTERNAL,
             ProxyError::NoEndpoints
-            | ProxyError::PoolExhausted
+            | ProxyError::Overflow(_)
             | ProxyError::ConnectFailed
             | ProxyError::UpstreamReset
             | ProxyError::UnexpectedUpgrade
@@ -250,6 +250,7 @@ impl fmt::Display for ProxyError {
             ProxyError::BadUpstreamResponse(e) => write!(f, " ({e})"),
             ProxyError::BadRequestBody(e) => write!(f, " ({e})"),
             ProxyError::UpstreamTls(why) => write!(f, ": {why}"),
+            ProxyError::Overflow(b) => write!(f, ": the cluster's {} limit", b.label()),
             _ => Ok(()),
         }
     }
@@ -316,6 +317,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::circuit_breaker::Breaker;
 
     #[test]
     fn every_error_maps_to_its_status() {
@@ -325,7 +327,7 @@ mod tests {
             (ProxyError::HeaderTimeout, 408),
             (ProxyError::NoRoute, 404),
             (ProxyError::NoEndpoints, 503),
-            (ProxyError::PoolExhausted, 503),
+            (ProxyError::Overflow(Breaker::Connections), 503),
             (ProxyError::ConnectFailed, 502),
             (ProxyError::UpstreamReset, 502),
             (ProxyError::ConnectTimeout, 504),
@@ -372,7 +374,7 @@ mod tests {
     fn only_failures_another_try_may_fix_are_retryable() {
         assert!(ProxyError::ConnectFailed.retryable());
         assert!(ProxyError::UpstreamReset.retryable());
-        assert!(!ProxyError::PoolExhausted.retryable());
+        assert!(!ProxyError::Overflow(Breaker::Requests).retryable());
         assert!(!ProxyError::UpstreamTimeout.retryable());
         assert!(!ProxyError::BadRequestBody(ringmesh_http1::ChunkedError::InvalidSize).retryable());
     }

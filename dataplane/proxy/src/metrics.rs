@@ -409,8 +409,9 @@ pub struct ClusterStats {
     pub connections_active: Counter,
     pub connections_total: Counter,
     pub connect_failures: Counter,
-    /// Requests refused because the per-core connection limit was reached.
-    pub overflow: Counter,
+    /// Requests (and retries) refused by a circuit breaker, by
+    /// `circuit_breaker::Breaker` in `Breaker::ALL` order.
+    pub overflow: [Counter; 4],
     /// Requests sent again under the route's retry policy.
     pub retries: Counter,
     /// Retries the cluster's retry budget refused (the request got the
@@ -1050,7 +1051,7 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
             );
         }
     }
-    let cluster_metrics: [MetricDef<ClusterStats>; 8] = [
+    let cluster_metrics: [MetricDef<ClusterStats>; 7] = [
         (
             "ringmesh_upstream_connections_active",
             "gauge",
@@ -1068,12 +1069,6 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
             "counter",
             "Upstream connection attempts that failed or timed out.",
             |s| s.connect_failures.get(),
-        ),
-        (
-            "ringmesh_upstream_overflow_total",
-            "counter",
-            "Requests refused because the worker's share of the cluster's connection limit was in use.",
-            |s| s.overflow.get(),
         ),
         (
             "ringmesh_upstream_retries_total",
@@ -1105,6 +1100,23 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
         for k in &config.clusters {
             let v = sum(&|c| c.cluster_get(&k.name, get));
             let _ = writeln!(out, "{name}{{cluster=\"{}\"}} {v}", Label(&k.name));
+        }
+    }
+    header(
+        &mut out,
+        "ringmesh_upstream_overflow_total",
+        "counter",
+        "Requests failed fast (503 overflow) and retries not sent because the worker's share of a circuit-breaker threshold was in use.",
+    );
+    for k in &config.clusters {
+        for (i, b) in crate::circuit_breaker::Breaker::ALL.iter().enumerate() {
+            let v = sum(&|c| c.cluster_get(&k.name, |s| s.overflow[i].get()));
+            let _ = writeln!(
+                out,
+                "ringmesh_upstream_overflow_total{{cluster=\"{}\",limit=\"{}\"}} {v}",
+                Label(&k.name),
+                b.label()
+            );
         }
     }
     endpoint::render(&mut out, config, cores);

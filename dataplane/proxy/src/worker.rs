@@ -642,6 +642,7 @@ async fn sweep(core: Rc<Core>) {
         let now = Instant::now();
         for c in &core.snapshot().clusters {
             c.sweep(now);
+            c.outlier_tick(now);
         }
         if core.pool.trim() {
             core.freed.set(true);

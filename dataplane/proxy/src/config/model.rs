@@ -386,6 +386,63 @@ pub struct Cluster {
     /// Below this share of healthy endpoints (0 to 1), route to all of
     /// them rather than overload the few (Envoy's panic threshold).
     pub panic_threshold: f64,
+    /// Limits on concurrent requests, connects and retries (connections:
+    /// `pool.max_connections`).
+    pub breakers: Breakers,
+    pub outlier: Option<OutlierDetection>,
+}
+
+/// Envoy's circuit-breaker thresholds, for the whole proxy; each worker
+/// gets its share (`circuit_breaker::share`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Breakers {
+    /// Requests waiting for a new connection (connecting).
+    pub max_pending_requests: u32,
+    /// Requests in flight to the cluster.
+    pub max_requests: u32,
+    /// Retries in flight to the cluster.
+    pub max_retries: u32,
+}
+
+impl Default for Breakers {
+    /// Envoy's defaults.
+    fn default() -> Self {
+        Breakers {
+            max_pending_requests: 1024,
+            max_requests: 1024,
+            max_retries: 3,
+        }
+    }
+}
+
+/// Ejecting endpoints that fail (Envoy's outlier detection), per worker.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutlierDetection {
+    /// Eject after this many 5xx or failed tries in a row; 0: never.
+    pub consecutive_5xx: u32,
+    /// Eject after this many 502, 503, 504 or failed tries in a row; 0:
+    /// never.
+    pub consecutive_gateway_errors: u32,
+    /// How often success rates are compared and ejections ended.
+    pub interval: Duration,
+    /// An ejection lasts this times the endpoint's ejection count.
+    pub base_ejection_time: Duration,
+    pub max_ejection_time: Duration,
+    /// At most this share (0 to 1) of the endpoints ejected at once
+    /// (at least one may always be).
+    pub max_ejection: f64,
+    pub success_rate: Option<SuccessRate>,
+}
+
+/// Eject endpoints whose success rate over an interval is below the mean
+/// by more than `stdev_factor` standard deviations.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SuccessRate {
+    /// Endpoints with enough requests needed for a comparison.
+    pub minimum_hosts: u32,
+    /// Requests in the interval an endpoint needs to be compared.
+    pub request_volume: u32,
+    pub stdev_factor: f64,
 }
 
 /// What the proxy speaks to a cluster's endpoints.
@@ -412,6 +469,8 @@ impl Cluster {
             && self.mesh == other.mesh
             && self.retry_budget == other.retry_budget
             && self.panic_threshold == other.panic_threshold
+            && self.breakers == other.breakers
+            && self.outlier == other.outlier
             && self.tls.as_ref().map(|t| t.key) == other.tls.as_ref().map(|t| t.key)
     }
 

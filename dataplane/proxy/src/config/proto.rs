@@ -18,6 +18,7 @@ use serde_saphyr::{Location, Spanned};
 use super::raw::*;
 
 mod balance;
+mod resilience;
 mod telemetry;
 mod tls;
 
@@ -367,6 +368,14 @@ fn cluster(c: &pb::Cluster) -> RawCluster {
         peak_ewma: c.peak_ewma.as_ref().map(|p| s(balance::peak_ewma(p))),
         hash: c.hash.as_ref().map(|h| s(balance::hash(h))),
         panic_threshold: c.panic_threshold.map(s),
+        circuit_breaker: c
+            .circuit_breaker
+            .as_ref()
+            .map(|b| s(resilience::circuit_breaker(b))),
+        outlier_detection: c
+            .outlier_detection
+            .as_ref()
+            .map(|o| s(resilience::outlier(o))),
         connect_timeout: duration(&c.connect_timeout),
         dns_refresh: duration(&c.dns_refresh),
         pool: RawPool {
@@ -862,6 +871,17 @@ fn wire_cluster(c: &RawCluster, path: &str) -> Result<pb::Cluster, ToProtoError>
         },
         hash: c.hash.as_ref().map(|h| balance::wire_hash(&h.value)),
         panic_threshold: c.panic_threshold.as_ref().map(|p| p.value),
+        circuit_breaker: c
+            .circuit_breaker
+            .as_ref()
+            .map(|b| resilience::wire_circuit_breaker(&b.value)),
+        outlier_detection: match &c.outlier_detection {
+            Some(o) => Some(resilience::wire_outlier(
+                &o.value,
+                &format!("{path}.outlier_detection"),
+            )?),
+            None => None,
+        },
         connect_timeout: wire_duration(&c.connect_timeout, &format!("{path}.connect_timeout"))?,
         dns_refresh: wire_duration(&c.dns_refresh, &format!("{path}.dns_refresh"))?,
         pool: Some(pb::Pool {
@@ -947,12 +967,14 @@ clusters:
     lb: peak_ewma
     peak_ewma: { half_life: 3s, default_rtt: 10ms }
     panic_threshold: 30
+    circuit_breaker: { max_pending_requests: 10, max_requests: 20, max_retries: 2 }
+    outlier_detection: { consecutive_5xx: 3, consecutive_gateway_errors: 2, interval: 2s, base_ejection_time: 5s, max_ejection_time: 60s, max_ejection_percent: 50, success_rate: { minimum_hosts: 3, request_volume: 20, stdev_factor: 1.5 } }
     connect_timeout: 250ms
     dns_refresh: 10s
     pool: { max_idle_per_endpoint: 8, idle_timeout: 4s, max_connections: 100 }
     retry_budget: { percent: 12.5, min_per_second: 3 }
   - { name: b, endpoints: [localhost:9002], retry_budget: {}, lb: ring_hash, hash: { on: { header: x-user }, ring_points: 64 } }
-  - { name: c, endpoints: [localhost:9003], lb: maglev, hash: { on: { cookie: sid }, table_size: 17 } }
+  - { name: c, endpoints: [localhost:9003], lb: maglev, hash: { on: { cookie: sid }, table_size: 17 }, circuit_breaker: { max_connections: 5 }, outlier_detection: {} }
   - { name: d, endpoints: [localhost:9004], lb: maglev, hash: { on: source_ip } }
 zone: z1
 "#;

@@ -453,6 +453,8 @@ pub struct RawCluster {
     pub hash: Option<S<RawHash>>,
     /// Percent of healthy endpoints below which all get traffic.
     pub panic_threshold: Option<S<f64>>,
+    pub circuit_breaker: Option<S<RawCircuitBreaker>>,
+    pub outlier_detection: Option<S<RawOutlierDetection>>,
     pub connect_timeout: Option<S<String>>,
     pub dns_refresh: Option<S<String>>,
     #[serde(default)]
@@ -480,6 +482,38 @@ pub struct RawEndpointDetail {
     pub address: String,
     pub weight: Option<u64>,
     pub zone: Option<String>,
+}
+
+/// Envoy's circuit-breaker thresholds, for the whole proxy.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCircuitBreaker {
+    pub max_connections: Option<S<u64>>,
+    pub max_pending_requests: Option<S<u64>>,
+    pub max_requests: Option<S<u64>>,
+    pub max_retries: Option<S<u64>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutlierDetection {
+    /// 0: off.
+    pub consecutive_5xx: Option<S<u64>>,
+    /// 0 (default): off.
+    pub consecutive_gateway_errors: Option<S<u64>>,
+    pub interval: Option<S<String>>,
+    pub base_ejection_time: Option<S<String>>,
+    pub max_ejection_time: Option<S<String>>,
+    pub max_ejection_percent: Option<S<f64>>,
+    pub success_rate: Option<S<RawSuccessRate>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSuccessRate {
+    pub minimum_hosts: Option<S<u64>>,
+    pub request_volume: Option<S<u64>>,
+    pub stdev_factor: Option<S<f64>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

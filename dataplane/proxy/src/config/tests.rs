@@ -1158,3 +1158,46 @@ clusters:
         defaults::PANIC_THRESHOLD
     );
 }
+
+#[test]
+fn breakers_and_outlier_detection_are_validated_where_written() {
+    let yaml = "\
+listeners: [ { name: l, address: '127.0.0.1:1', routes: [ { cluster: a } ] } ]
+clusters:
+  - name: a
+    endpoints: [10.0.0.1:80]
+    pool: { max_connections: 10 }
+    circuit_breaker: { max_connections: 5, max_requests: 0 }
+    outlier_detection: { base_ejection_time: 10s, max_ejection_time: 5s, max_ejection_percent: 101, success_rate: { stdev_factor: 0 } }
+  - { name: b, endpoints: [10.0.0.1:80], circuit_breaker: { max_connections: 7, max_retries: 1 }, outlier_detection: { consecutive_5xx: 0, consecutive_gateway_errors: 2 } }
+";
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "t.yaml:6:41: clusters[0].circuit_breaker.max_connections: also set as pool.max_connections: set it in one place",
+            "t.yaml:6:58: clusters[0].circuit_breaker.max_requests: must be from 1 to 4294967295",
+            "t.yaml:7:70: clusters[0].outlier_detection.max_ejection_time: `5s` is shorter than base_ejection_time (10s)",
+            "t.yaml:7:96: clusters[0].outlier_detection.max_ejection_percent: `101` is not a percentage from 0 to 100",
+            "t.yaml:7:131: clusters[0].outlier_detection.success_rate.stdev_factor: `0`: must be more than 0 and at most 100",
+        ]
+    );
+    let yaml = yaml.replace("max_requests: 0", "max_requests: 1").replace(
+        "    pool: { max_connections: 10 }\n    circuit_breaker: { max_connections: 5, max_requests: 1 }\n    outlier_detection: { base_ejection_time: 10s, max_ejection_time: 5s, max_ejection_percent: 101, success_rate: { stdev_factor: 0 } }\n",
+        "",
+    );
+    let config = parse(&yaml, "t").unwrap();
+    let b = &config.clusters[1];
+    assert_eq!(b.pool.max_connections, 7);
+    assert_eq!(
+        b.breakers,
+        Breakers {
+            max_pending_requests: 1024,
+            max_requests: 1024,
+            max_retries: 1
+        }
+    );
+    let o = b.outlier.expect("detection on");
+    assert_eq!((o.consecutive_5xx, o.consecutive_gateway_errors), (0, 2));
+    assert_eq!(o.base_ejection_time, Duration::from_secs(30));
+    assert_eq!(config.clusters[0].outlier, None);
+}

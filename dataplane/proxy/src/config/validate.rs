@@ -26,6 +26,7 @@ mod fault;
 mod http2;
 mod mesh;
 mod rate_limit;
+mod resilience;
 mod telemetry;
 mod tls;
 
@@ -319,12 +320,7 @@ impl Validator {
                 defaults::POOL_IDLE_TIMEOUT,
                 Bounds::ZeroAllowed,
             ),
-            max_connections: self.count(
-                &c.pool.max_connections,
-                &format!("{path}.pool.max_connections"),
-                defaults::MAX_CONNECTIONS,
-                1,
-            ),
+            max_connections: self.max_connections(c, path),
         };
         Cluster {
             name: c.name.value.clone(),
@@ -352,6 +348,8 @@ impl Validator {
                 .as_ref()
                 .map(|b| self.retry_budget(b, &format!("{path}.retry_budget"))),
             panic_threshold: self.panic_threshold(c, path),
+            breakers: self.breakers(c, path),
+            outlier: self.outlier(c, path),
         }
     }
 

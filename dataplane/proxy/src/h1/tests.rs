@@ -121,7 +121,7 @@ fn a_stalled_client_frees_the_upstream_connection_it_held() {
         // The cluster allows one connection per core. A client that never
         // reads its 8 KiB responses must not hold it forever: before the
         // response head write had a stall limit, every other client got
-        // 503 upstream_connection_limit.
+        // 503 overflow.
         upstream("10.1.0.1:80", |mut s: MemStream| async move {
             let mut r = Reader::default();
             let body = "y".repeat(8 * 1024);
@@ -147,7 +147,7 @@ fn a_stalled_client_frees_the_upstream_connection_it_held() {
         let resp = r.response(&mut other, false).await.expect("a response");
         assert_eq!(
             (resp.status, resp.header("ringmesh-error")),
-            (503, Some("upstream_connection_limit")),
+            (503, Some("overflow")),
             "while the stalled client holds the only connection"
         );
         // Past the stall limit (100 ms) the stalled client is given up on

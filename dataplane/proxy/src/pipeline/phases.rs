@@ -11,6 +11,7 @@ use super::downstream::{
 };
 use super::Next;
 use crate::balance::{Completion, Outcome, PickCtx};
+use crate::circuit_breaker::{Breaker, Held};
 use crate::cluster::{ClusterState, Endpoint, InFlight};
 use crate::config::model::{Action, Listener, RetryPolicy, Route, UpstreamProtocol};
 use crate::error::ProxyError;
@@ -291,6 +292,12 @@ fn count_fault(ctx: &Ctx<'_>, kind: Injected) {
 async fn forward<D: Downstream>(down: &mut D, ctx: &mut Ctx<'_>, route: &Route, id: usize) -> Next {
     let cluster = &ctx.env.snap.clusters[id];
     ctx.cluster = Some(cluster);
+    // Held until the response has been sent: the circuit breaker's
+    // `max_requests` counts requests in flight to the cluster.
+    let Some(_active) = cluster.breakers.requests.enter() else {
+        cluster.stats.overflow[Breaker::Requests as usize].inc();
+        return respond_error(down, ctx, ProxyError::Overflow(Breaker::Requests)).await;
+    };
     let up = match exchange(down, ctx, route, cluster).await {
         Ok(up) => up,
         Err(Failure::Respond(e)) => return respond_error(down, ctx, e).await,
@@ -382,6 +389,9 @@ async fn exchange<D: Downstream>(
     // backoff: it runs from the first try.
     let route_wait = response_wait(route, down.request(), ctx.listener.idle_timeout);
     let mut deadline = None;
+    // A retry in flight, counted against the circuit breaker's
+    // `max_retries`.
+    let mut _retrying = None;
     loop {
         let ep = select(down.request(), ctx, cluster, previous.as_deref())
             .ok_or(Failure::Respond(ProxyError::NoEndpoints))?;
@@ -428,7 +438,15 @@ async fn exchange<D: Downstream>(
                 let pause = p
                     .backoff
                     .wait(ctx.tries, &mut ctx.env.core.rng.borrow_mut());
-                may_retry(cluster, now, pause, deadline).then_some(pause)
+                // This request's previous retry, if any, has ended.
+                _retrying = None;
+                match may_retry(cluster, now, pause, deadline) {
+                    Some(slot) => {
+                        _retrying = Some(slot);
+                        Some(pause)
+                    }
+                    None => None,
+                }
             }
             _ => None,
         };
@@ -454,25 +472,30 @@ async fn exchange<D: Downstream>(
     }
 }
 
-/// Whether a retry the route's policy wants is sent after `pause`: not
-/// when the wait would reach the request's deadline (the route's timeout),
-/// nor when the cluster's retry budget is spent (counted). Either way the
-/// request gets its last try's failure.
-fn may_retry(
-    cluster: &ClusterState,
+/// Whether a retry the route's policy wants is sent after `pause`, with
+/// its place under the circuit breaker's `max_retries`: not when the wait
+/// would reach the request's deadline (the route's timeout), nor when the
+/// cluster's retry budget is spent or `max_retries` retries are in flight
+/// (both counted). Either way the request gets its last try's failure.
+fn may_retry<'c>(
+    cluster: &'c ClusterState,
     now: monoio::time::Instant,
     pause: Duration,
     deadline: monoio::time::Instant,
-) -> bool {
+) -> Option<Held<'c>> {
     if now + pause >= deadline {
-        return false;
+        return None;
     }
+    let Some(slot) = cluster.breakers.retries.enter() else {
+        cluster.stats.overflow[Breaker::Retries as usize].inc();
+        return None;
+    };
     match &cluster.budget {
         Some(budget) if !budget.try_retry(now.into_std()) => {
             cluster.stats.retries_budget_exhausted.inc();
-            false
+            None
         }
-        _ => true,
+        _ => Some(slot),
     }
 }
 

@@ -9,9 +9,9 @@ use super::TransportKey;
 use crate::metrics::ClusterStats;
 use crate::transport::Stream;
 
-/// A cluster's connection limit on this core: `max_connections` split
-/// `ceil(max / workers)` per core, so the sum over cores never exceeds the
-/// configured total by more than `workers - 1`.
+/// A cluster's connection limit on this core: its share of
+/// `max_connections` (`circuit_breaker::share`: the shares add up to the
+/// total).
 pub struct Limit {
     open: Cell<usize>,
     max: usize,
@@ -19,10 +19,15 @@ pub struct Limit {
 }
 
 impl Limit {
-    pub fn new(max_total: usize, workers: usize, stats: Arc<ClusterStats>) -> Rc<Limit> {
+    pub fn new(
+        max_total: usize,
+        workers: usize,
+        core: usize,
+        stats: Arc<ClusterStats>,
+    ) -> Rc<Limit> {
         Rc::new(Limit {
             open: Cell::new(0),
-            max: max_total.div_ceil(workers.max(1)),
+            max: crate::circuit_breaker::share(max_total as u64, workers, core) as usize,
             stats,
         })
     }
@@ -31,7 +36,7 @@ impl Limit {
     /// when this core's share is in use.
     pub fn reserve(self: &Rc<Self>) -> Option<OpenSlot> {
         if self.open.get() >= self.max {
-            self.stats.overflow.inc();
+            self.stats.overflow[crate::circuit_breaker::Breaker::Connections as usize].inc();
             return None;
         }
         self.open.set(self.open.get() + 1);
@@ -244,7 +249,7 @@ mod tests {
     use crate::transport::memory::duplex;
 
     fn limit(max: usize) -> Rc<Limit> {
-        Limit::new(max, 1, Arc::new(ClusterStats::default()))
+        Limit::new(max, 1, 0, Arc::new(ClusterStats::default()))
     }
 
     fn conn(limit: &Rc<Limit>) -> UpstreamConn {
@@ -258,11 +263,14 @@ mod tests {
 
     #[test]
     fn the_limit_is_split_across_cores_and_slots_free_on_drop() {
-        let l = Limit::new(3, 2, Arc::new(ClusterStats::default()));
+        let l = Limit::new(3, 2, 0, Arc::new(ClusterStats::default()));
         let a = l.reserve().expect("first");
         let _b = l.reserve().expect("second");
-        assert!(l.reserve().is_none(), "ceil(3 / 2) = 2 per core");
-        assert_eq!(l.stats().overflow.get(), 1);
+        assert!(l.reserve().is_none(), "3 = 2 on core 0 + 1 on core 1");
+        assert_eq!(l.stats().overflow[0].get(), 1);
+        let other = Limit::new(3, 2, 1, Arc::new(ClusterStats::default()));
+        let _c = other.reserve().expect("core 1's one");
+        assert!(other.reserve().is_none());
         drop(a);
         assert!(l.reserve().is_some());
     }
