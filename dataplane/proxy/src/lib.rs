@@ -47,6 +47,7 @@ pub mod handler;
 pub mod identity;
 pub mod loglimit;
 pub mod metrics;
+pub mod mirror;
 pub mod park;
 pub mod pipeline;
 pub mod pool;
