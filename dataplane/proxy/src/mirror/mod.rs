@@ -163,7 +163,7 @@ pub struct Pending {
 impl Pending {
     /// Send it with `body` from a task of its own, or count it dropped
     /// when the core runs `MAX_IN_FLIGHT` mirrors already.
-    pub fn launch(self, body: Vec<Bytes>) {
+    pub fn launch(self: Box<Self>, body: Vec<Bytes>) {
         let Some(slot) = Slot::take() else {
             self.stats.mirror(Outcome::Dropped);
             return;
@@ -176,7 +176,7 @@ impl Pending {
     }
 
     /// It will never be sent: count why.
-    pub fn skip(self, why: Outcome) {
+    pub fn skip(self: Box<Self>, why: Outcome) {
         self.stats.mirror(why);
     }
 }

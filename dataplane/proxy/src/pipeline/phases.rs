@@ -90,8 +90,10 @@ struct Ctx<'a> {
     /// `x-request-id` the proxy made (the client sent none).
     traceparent: Option<[u8; TRACEPARENT_LEN]>,
     request_id: Option<[u8; 36]>,
-    /// A mirror waiting for the request body to pass (`mirror`).
-    mirror: Option<mirror::Pending>,
+    /// A mirror waiting for the request body to pass (`mirror`). Boxed:
+    /// only mirrored requests allocate it, and every request's future
+    /// stays a pointer larger, not a whole request head.
+    mirror: Option<Box<mirror::Pending>>,
 }
 
 /// Serve one request whose head is complete.
@@ -379,7 +381,7 @@ fn start_mirror<D: Downstream>(
     ctx: &Ctx<'_>,
     route: &Route,
     policy: &mirror::Policy,
-) -> Option<mirror::Pending> {
+) -> Option<Box<mirror::Pending>> {
     let env = ctx.env;
     let stats = &env.snap.route_stats[env.listener][ctx.route?];
     let cluster = &env.snap.clusters[policy.cluster];
@@ -416,14 +418,14 @@ fn start_mirror<D: Downstream>(
         stats.mirror(mirror::Outcome::Failed);
         return None;
     };
-    let pending = mirror::Pending {
+    let pending = Box::new(mirror::Pending {
         head,
         has_body,
         cluster: cluster.clone(),
         endpoint,
         stats: stats.clone(),
         timeout: route.timeout.unwrap_or(mirror::DEFAULT_TIMEOUT),
-    };
+    });
     if !has_body {
         pending.launch(Vec::new());
         return None;
