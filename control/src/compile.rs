@@ -714,11 +714,18 @@ fn policies(rule: &Rule) -> pb::Route {
             percent: a.percent,
         }),
     });
+    // The proxy's default body limit (64 KiB): the Gateway API has none.
+    let mirror = rule.mirror.as_ref().map(|m| pb::Mirror {
+        cluster: m.cluster.clone(),
+        percent: m.percent,
+        max_body_bytes: None,
+    });
     pb::Route {
         action: Some(action(rule)),
         timeout: rule.timeout.map(duration),
         retries,
         fault,
+        mirror,
         ..Default::default()
     }
 }

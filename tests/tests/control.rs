@@ -32,6 +32,7 @@ spec:
     - backendRefs: [ { name: checkout-v1, weight: 90 }, { name: checkout-v2, weight: 10 } ]
       timeouts: { request: 1500ms }
       retry: { attempts: 2, codes: [503] }
+      filters: [ { type: RequestMirror, requestMirror: { backendRef: { name: checkout-v2 }, percent: 10 } } ]
 ---
 kind: Gateway
 metadata: { name: edge }
@@ -112,6 +113,20 @@ fn compiled_configs_pass_the_proxys_validation() {
                     retry.statuses.clone()
                 ),
                 (2, true, true, vec![503])
+            );
+            let v2 = cfg
+                .clusters
+                .iter()
+                .position(|c| c.name == "checkout-v2")
+                .expect("mirror cluster");
+            assert_eq!(
+                split.mirror,
+                Some(ringmesh_proxy::mirror::Policy {
+                    cluster: v2,
+                    per_million: 100_000,
+                    max_body_bytes: ringmesh_proxy::mirror::Policy::DEFAULT_MAX_BODY,
+                }),
+                "HTTPRoute RequestMirror as the proxy's route mirror"
             );
         }
         let faulty = |l: &config::model::Listener| {

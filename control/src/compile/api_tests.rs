@@ -263,3 +263,28 @@ fn a_grpc_backend_without_app_protocol_speaks_http2() {
         "no retry written, none compiled (the default applies when `retry` is)"
     );
 }
+
+#[test]
+fn a_request_mirror_compiles_onto_the_proxy_route() {
+    let text = "kind: Service\nmetadata: { name: web }\nspec: { endpoints: ['127.0.0.1:81'] }\n---\nkind: Service\nmetadata: { name: next }\nspec: { endpoints: ['127.0.0.1:82'] }\n---\nkind: HTTPRoute\nmetadata: { name: r }\nspec:\n  parentRefs: [ { name: web } ]\n  rules:\n    - backendRefs: [ { name: web } ]\n      filters: [ { type: RequestMirror, requestMirror: { backendRef: { name: next }, fraction: { numerator: 1, denominator: 4 } } } ]\n";
+    let c = compile(&resources(text), &sidecar_of("web"), &Workloads::new())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let routes: Vec<&pb::Route> = c
+        .listeners
+        .iter()
+        .flat_map(|l| l.routes.iter())
+        .filter(|r| r.mirror.is_some())
+        .collect();
+    assert!(!routes.is_empty(), "{c:?}");
+    for r in routes {
+        assert_eq!(
+            r.mirror,
+            Some(pb::Mirror {
+                cluster: "next".into(),
+                percent: Some(25.0),
+                max_body_bytes: None,
+            })
+        );
+    }
+    assert!(c.clusters.iter().any(|c| c.name == "next"));
+}

@@ -217,6 +217,16 @@ pub struct Rule {
     pub timeout: Option<Duration>,
     pub retry: Option<Retry>,
     pub fault: Option<Fault>,
+    /// A copy of the requests to another Service's cluster.
+    pub mirror: Option<Mirror>,
+}
+
+/// The Gateway API's `RequestMirror` filter, as the proxy's route
+/// `mirror`: the copies' cluster and their share (`None`: all).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mirror {
+    pub cluster: String,
+    pub percent: Option<f64>,
 }
 
 /// Idempotent requests that fail to connect, are reset, or get one of

@@ -146,8 +146,44 @@ pub struct RawRule {
     pub timeouts: Option<RawTimeouts>,
     pub retry: Option<S<RawRetry>>,
     pub fault: Option<S<RawFault>>,
-    pub filters: Unsupported,
+    #[serde(default)]
+    pub filters: Vec<S<RawFilter>>,
     pub session_persistence: Unsupported,
+}
+
+/// A Gateway API HTTPRoute filter. Only `RequestMirror` is implemented;
+/// the others are known, so they are refused as not supported yet rather
+/// than as unknown fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawFilter {
+    #[serde(rename = "type")]
+    pub kind: S<String>,
+    pub request_mirror: Option<S<RawRequestMirror>>,
+    pub request_header_modifier: Unsupported,
+    pub response_header_modifier: Unsupported,
+    pub request_redirect: Unsupported,
+    pub url_rewrite: Unsupported,
+    pub extension_ref: Unsupported,
+    pub cors: Unsupported,
+}
+
+/// `requestMirror`: a copy of the requests to `backendRef`, `percent` or
+/// `fraction` of them (neither: all).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawRequestMirror {
+    pub backend_ref: S<RawBackendRef>,
+    pub percent: Option<S<f64>>,
+    pub fraction: Option<S<RawFraction>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFraction {
+    pub numerator: S<u64>,
+    /// 100 when not given, as in the Gateway API.
+    pub denominator: Option<S<u64>>,
 }
 
 /// As in the Gateway API (GEP-1731): failed connections are retried, and

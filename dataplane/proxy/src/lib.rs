@@ -48,6 +48,7 @@ pub mod handler;
 pub mod identity;
 pub mod loglimit;
 pub mod metrics;
+pub mod mirror;
 pub mod outlier;
 pub mod park;
 pub mod pipeline;

@@ -249,6 +249,8 @@ pub struct RouteStats {
     pub rate_limited: Counter,
     /// gRPC calls by the grpc-status their client got.
     grpc: [Counter; GRPC_CODES],
+    /// Mirrors by outcome (`mirror::Outcome::index`).
+    mirrors: [Counter; 5],
 }
 
 impl RouteStats {
@@ -276,6 +278,12 @@ impl RouteStats {
             crate::filter::Injected::Abort => 1,
         };
         self.faults[i].inc();
+    }
+
+    /// What became of one mirror. Written by its core only: the request
+    /// that decided it or the mirror task, both on that core.
+    pub fn mirror(&self, outcome: crate::mirror::Outcome) {
+        self.mirrors[outcome.index()].inc();
     }
 }
 
@@ -900,6 +908,27 @@ pub fn render(config: &Config, cores: &[Arc<CoreStats>], workers: &[WorkerInfo])
                 Label(&l.name),
                 Label(&r.name)
             );
+        }
+    }
+    header(
+        &mut out,
+        "ringmesh_mirror_requests_total",
+        "counter",
+        "Copies of routes' requests sent to their mirror cluster, by outcome (sent: answered; failed; dropped: over the per-core cap; body_too_large; incomplete: the body never arrived whole).",
+    );
+    for (li, l) in config.listeners.iter().enumerate() {
+        for r in l.routes.iter().filter(|r| r.mirror.is_some()) {
+            for outcome in crate::mirror::Outcome::ALL {
+                let i = outcome.index();
+                let v = sum(&|c| c.route_get(li, &r.name, |b| b.mirrors[i].get()));
+                let _ = writeln!(
+                    out,
+                    "ringmesh_mirror_requests_total{{listener=\"{}\",route=\"{}\",outcome=\"{}\"}} {v}",
+                    Label(&l.name),
+                    Label(&r.name),
+                    outcome.label()
+                );
+            }
         }
     }
     header(

@@ -290,7 +290,7 @@ fn fields_the_gateway_api_has_are_not_supported_not_unknown() {
         ),
         (
             "    - filters: [ { type: RequestHeaderModifier } ]\n      backendRefs: [ { name: s } ]\n",
-            "api.yaml:10:16: HTTPRoute/r.spec.rules[0].filters: not supported yet",
+            "api.yaml:10:26: HTTPRoute/r.spec.rules[0].filters[0].type: `RequestHeaderModifier` is not supported yet: RequestMirror is",
         ),
         (
             "    - backendRefs: [ { name: s, filters: [] } ]\n",

@@ -110,6 +110,7 @@ impl Checker {
             timeout,
             retry,
             fault: None,
+            mirror: None,
         }
     }
 

@@ -13,6 +13,7 @@ mod authz;
 mod backend_tls;
 mod gateway;
 mod grpc;
+mod mirror;
 mod peer_authn;
 mod policy;
 mod refs;

@@ -316,7 +316,7 @@ impl Checker {
         backends
     }
 
-    fn backend_ref(
+    pub(super) fn backend_ref(
         &mut self,
         doc: &Doc,
         b: &Spanned<RawBackendRef>,

@@ -148,7 +148,7 @@ impl Checker {
         path: &str,
         known: &Resources,
     ) -> Rule {
-        self.unsupported(doc, &rule.filters, &format!("{path}.filters"), "");
+        let mirror = self.filters(doc, &rule.filters, path, known);
         self.unsupported(
             doc,
             &rule.session_persistence,
@@ -182,6 +182,7 @@ impl Checker {
             timeout,
             retry,
             fault,
+            mirror,
         }
     }
 

@@ -382,3 +382,69 @@ fn every_fault_error_at_its_field() {
         assert!(err.contains(want), "{fault}: missing {want:?} in:\n{err}");
     }
 }
+
+const MIRRORED: &str = "kind: Service\nmetadata: { name: s }\n---\nkind: Service\nmetadata: { name: shadow }\n---\nkind: HTTPRoute\nmetadata: { name: r }\nspec:\n  parentRefs: [ { name: s } ]\n  rules:\n    - backendRefs: [ { name: s } ]\n      filters:\n        - type: RequestMirror\n          requestMirror: { backendRef: { name: shadow }, percent: 25 }\n";
+
+#[test]
+fn a_request_mirror_filter_names_its_cluster_and_share() {
+    let r = parse(&files(MIRRORED)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        r.routes["r"].rules[0].mirror,
+        Some(Mirror {
+            cluster: "shadow".into(),
+            percent: Some(25.0)
+        })
+    );
+    let fraction = MIRRORED.replace("percent: 25", "fraction: { numerator: 1, denominator: 8 }");
+    let r = parse(&files(&fraction)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        r.routes["r"].rules[0]
+            .mirror
+            .as_ref()
+            .and_then(|m| m.percent),
+        Some(12.5)
+    );
+    let all = MIRRORED.replace(", percent: 25", "");
+    let r = parse(&files(&all)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        r.routes["r"].rules[0]
+            .mirror
+            .as_ref()
+            .and_then(|m| m.percent),
+        None
+    );
+}
+
+#[test]
+fn every_request_mirror_error_at_its_field() {
+    let cases = [
+        (
+            MIRRORED.replace("name: shadow }, percent", "name: shadw }, percent"),
+            "mesh.yaml:15:48: HTTPRoute/r.spec.rules[0].filters[0].requestMirror.backendRef.name: no Service named `shadw` (did you mean `shadow`?)",
+        ),
+        (
+            MIRRORED.replace("percent: 25", "percent: 101"),
+            "mesh.yaml:15:67: HTTPRoute/r.spec.rules[0].filters[0].requestMirror.percent: 101 is not a percentage: write 0 to 100",
+        ),
+        (
+            MIRRORED.replace("percent: 25", "fraction: { numerator: 3, denominator: 2 }"),
+            "HTTPRoute/r.spec.rules[0].filters[0].requestMirror.fraction: 3/2: the denominator must be more than 0 and at least the numerator",
+        ),
+        (
+            MIRRORED.replace("percent: 25", "percent: 5, fraction: { numerator: 1 }"),
+            "HTTPRoute/r.spec.rules[0].filters[0].requestMirror.fraction: give `percent` or `fraction`, not both",
+        ),
+        (
+            MIRRORED.replace("type: RequestMirror", "type: RequestMirorr"),
+            "mesh.yaml:14:17: HTTPRoute/r.spec.rules[0].filters[0].type: unknown filter type `RequestMirorr` (did you mean `RequestMirror`?)",
+        ),
+        (
+            format!("{MIRRORED}        - type: RequestMirror\n          requestMirror: {{ backendRef: {{ name: s }} }}\n"),
+            "HTTPRoute/r.spec.rules[0].filters[1].type: one RequestMirror per rule",
+        ),
+    ];
+    for (text, want) in cases {
+        let err = parse(&files(&text)).unwrap_err().to_string();
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}

@@ -210,6 +210,8 @@ pub struct Route {
     pub retry: Option<RetryPolicy>,
     /// Compiled in the order they run (`filter`).
     pub filters: Vec<crate::filter::Filter>,
+    /// A copy of a share of the requests to another cluster.
+    pub mirror: Option<crate::mirror::Policy>,
 }
 
 /// When a request may be sent again, to another endpoint if there is one.

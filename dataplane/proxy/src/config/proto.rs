@@ -321,6 +321,14 @@ fn route(r: &pb::Route) -> RawRoute {
                 },
             })
         }),
+        mirror: r.mirror.as_ref().map(|m| {
+            s(RawMirror {
+                // An empty name is an unset one: reported as missing.
+                cluster: (!m.cluster.is_empty()).then(|| s(m.cluster.clone())),
+                percent: m.percent.map(s),
+                max_body_bytes: m.max_body_bytes.map(s),
+            })
+        }),
     }
 }
 
@@ -806,6 +814,16 @@ fn wire_route(r: &RawRoute, path: &str) -> Result<pb::Route, ToProtoError> {
             .as_ref()
             .map(|l| wire_rate_limit(&l.value, &format!("{path}.rate_limit")))
             .transpose()?,
+        mirror: r.mirror.as_ref().map(|m| pb::Mirror {
+            cluster: m
+                .value
+                .cluster
+                .as_ref()
+                .map(|c| c.value.clone())
+                .unwrap_or_default(),
+            percent: m.value.percent.as_ref().map(|p| p.value),
+            max_body_bytes: m.value.max_body_bytes.as_ref().map(|b| b.value),
+        }),
     })
 }
 
@@ -960,6 +978,11 @@ listeners:
         match: { path: { prefix: /limited } }
         cluster: b
         rate_limit: { requests_per_second: 1000, burst: 1, per: source }
+        mirror: { cluster: a, percent: 12.5, max_body_bytes: 1024 }
+      - name: shadowed
+        match: { path: { prefix: /shadowed } }
+        cluster: a
+        mirror: { cluster: b }
   - { name: edge, address: 127.0.0.1:8081, x_forwarded_proto: overwrite, routes: [ { cluster: b } ] }
 clusters:
   - name: a
@@ -1191,6 +1214,54 @@ clusters:
         assert_eq!(
             err.path,
             "listeners[0].routes[0].rate_limit.requests_per_second"
+        );
+    }
+
+    #[test]
+    fn snapshot_mirrors_round_trip_and_are_checked_like_the_files() {
+        let raw: RawConfig = serde_saphyr::from_str(FULL).unwrap();
+        let mut wire = from_raw(&raw).unwrap();
+        let routes = &wire.listeners[0].routes;
+        assert_eq!(routes[0].mirror, None);
+        assert_eq!(
+            routes[3].mirror,
+            Some(pb::Mirror {
+                cluster: "a".into(),
+                percent: Some(12.5),
+                max_body_bytes: Some(1024),
+            })
+        );
+        // Defaults stay unset on the wire, so both sides fill them alike.
+        assert_eq!(
+            routes[4].mirror,
+            Some(pb::Mirror {
+                cluster: "b".into(),
+                percent: None,
+                max_body_bytes: None,
+            })
+        );
+        assert_eq!(model(&to_raw(&wire), "snapshot"), model(&raw, "file"));
+        wire.listeners[0].routes[3].mirror = Some(pb::Mirror {
+            cluster: String::new(),
+            percent: Some(-1.0),
+            max_body_bytes: None,
+        });
+        wire.listeners[0].routes[4].mirror = Some(pb::Mirror {
+            cluster: "bb".into(),
+            percent: None,
+            max_body_bytes: None,
+        });
+        let err = super::super::validate(&to_raw(&wire), "snapshot v12", Default::default())
+            .unwrap_err()
+            .to_string();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "snapshot v12: listeners[0].routes[3].mirror.cluster: missing: the cluster the copies go to",
+                "snapshot v12: listeners[0].routes[3].mirror.percent: `-1` is not a percentage from 0 to 100",
+                "snapshot v12: listeners[0].routes[4].mirror.cluster: unknown cluster `bb` (did you mean `b`?)",
+            ]
         );
     }
 

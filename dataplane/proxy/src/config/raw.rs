@@ -295,6 +295,20 @@ pub struct RawRoute {
     pub retries: Option<S<RawRetries>>,
     pub fault: Option<S<RawFault>>,
     pub rate_limit: Option<S<RawRateLimit>>,
+    pub mirror: Option<S<RawMirror>>,
+}
+
+/// A copy of a share of the route's requests to another cluster, whose
+/// answers are dropped (Envoy's `request_mirror_policies`, Istio's
+/// `mirror` and `mirrorPercentage`).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMirror {
+    pub cluster: Option<S<String>>,
+    /// 0 to 100, fractions allowed; default 100.
+    pub percent: Option<S<f64>>,
+    /// Requests with a larger body are not mirrored; default 64 KiB.
+    pub max_body_bytes: Option<S<u64>>,
 }
 
 /// A route's local rate limit (all workers together).

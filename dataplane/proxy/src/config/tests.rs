@@ -1201,3 +1201,66 @@ clusters:
     assert_eq!(o.base_ejection_time, Duration::from_secs(30));
     assert_eq!(config.clusters[0].outlier, None);
 }
+
+#[test]
+fn mirrors_compile_with_their_defaults() {
+    let yaml = "\
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    routes:
+      - { cluster: c, mirror: { cluster: shadow } }
+      - { cluster: c, mirror: { cluster: shadow, percent: 0.5, max_body_bytes: 0 } }
+clusters:
+  - { name: c, endpoints: [127.0.0.1:1] }
+  - { name: shadow, endpoints: [127.0.0.1:2] }
+";
+    let config = parse(yaml, "t.yaml").unwrap();
+    let routes = &config.listeners[0].routes;
+    assert_eq!(
+        routes[0].mirror,
+        Some(crate::mirror::Policy {
+            cluster: 1,
+            per_million: 1_000_000,
+            max_body_bytes: 64 * 1024,
+        })
+    );
+    assert_eq!(
+        routes[1].mirror,
+        Some(crate::mirror::Policy {
+            cluster: 1,
+            per_million: 5_000,
+            max_body_bytes: 0,
+        })
+    );
+}
+
+#[test]
+fn bad_mirrors_are_reported_together() {
+    let yaml = "\
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    routes:
+      - { cluster: c, mirror: {} }
+      - { cluster: c, mirror: { cluster: shadw, percent: 101 } }
+      - { cluster: c, mirror: { cluster: shadow, max_body_bytes: 5000000 } }
+clusters:
+  - { name: c, endpoints: [127.0.0.1:1] }
+  - { name: shadow, endpoints: [127.0.0.1:2] }
+";
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "t.yaml:5:31: listeners[0].routes[0].mirror.cluster: missing: the cluster the copies go to",
+            "t.yaml:6:42: listeners[0].routes[1].mirror.cluster: unknown cluster `shadw` (did you mean `shadow`?)",
+            "t.yaml:6:58: listeners[0].routes[1].mirror.percent: `101` is not a percentage from 0 to 100",
+            "t.yaml:7:66: listeners[0].routes[2].mirror.max_body_bytes: `5000000`: at most 4194304 (4 MiB): each mirrored request holds its body in memory",
+        ]
+    );
+    let unknown = errors(
+        "listeners: [ { name: a, address: 127.0.0.1:1, routes: [ { cluster: c, mirror: { cluster: c, fraction: 1 } } ] } ]\nclusters: [ { name: c, endpoints: [127.0.0.1:1] } ]\n",
+    );
+    assert_eq!(unknown.len(), 1, "{unknown:?}");
+    assert!(unknown[0].contains("fraction"), "{unknown:?}");
+}

@@ -25,6 +25,7 @@ mod balance;
 mod fault;
 mod http2;
 mod mesh;
+mod mirror;
 mod rate_limit;
 mod resilience;
 mod telemetry;
@@ -643,6 +644,10 @@ impl Validator {
                     .and_then(|l| self.rate_limit(l, &format!("{path}.rate_limit")));
                 fault.into_iter().chain(limit).collect()
             },
+            mirror: r
+                .mirror
+                .as_ref()
+                .and_then(|m| self.mirror(m, &format!("{path}.mirror"), clusters)),
         }
     }
 

@@ -59,6 +59,9 @@ impl H1Conn<'_> {
         };
         let head_len = w.wbuf.len();
         let rest = mode.and_then(|m| coalesce(&mut w.req.rbuf, &mut w.wbuf, m, SMALL_BODY));
+        if let Some(copy) = self.state.copy.as_deref_mut() {
+            copy.push_wire(&w.wbuf[head_len..]);
+        }
         self.state.bytes_in += (w.wbuf.len() - head_len) as u64;
         self.state.body_pending = rest.is_some();
         self.state.rest = rest;
@@ -110,6 +113,7 @@ impl H1Conn<'_> {
             scratch: &mut w.scratch,
             timer: &mut w.timer,
             idle: stall,
+            copy: self.state.copy.as_deref_mut(),
         };
         match relay(&mut self.io, &mut w.req.rbuf, up, mode, ctx).await {
             Ok(n) => {
@@ -199,6 +203,7 @@ impl H1Conn<'_> {
                 scratch: &mut w.scratch,
                 timer: &mut w.timer,
                 idle: stall,
+                copy: None,
             };
             self.state.bytes_out += relay(&mut up.stream, &mut w.up.ubuf, &mut self.io, mode, ctx)
                 .await

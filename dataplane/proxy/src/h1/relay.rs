@@ -95,6 +95,10 @@ pub struct Relay<'a> {
     pub timer: &'a mut Timer,
     /// How long one read or write may stall.
     pub idle: Duration,
+    /// A mirrored request's body copy: fed what is relayed, before it is
+    /// written (the write gives the buffer's bytes away). Request bodies
+    /// only (`Length`, `Chunked`).
+    pub copy: Option<&'a mut crate::mirror::BodyCopy>,
 }
 
 pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
@@ -108,6 +112,7 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
         scratch,
         timer,
         idle,
+        mut copy,
     } = ctx;
     buf.reserve_for_body();
     let mut decoder = ChunkedDecoder::new();
@@ -142,6 +147,9 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
         let done = match mode {
             BodyMode::Length(_) => {
                 let n = remaining.min(buf.len() as u64) as usize;
+                if let Some(c) = copy.as_deref_mut() {
+                    c.push_wire(&buf.data()[..n]);
+                }
                 timed(timer, idle, buf.write_to(dst, n)).await?;
                 moved += n as u64;
                 remaining -= n as u64;
@@ -149,6 +157,9 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
             }
             BodyMode::Chunked => {
                 let n = decoder.scan(buf.data()).map_err(RelayError::Framing)?;
+                if let Some(c) = copy.as_deref_mut() {
+                    c.push_wire(&buf.data()[..n]);
+                }
                 timed(timer, idle, buf.write_to(dst, n)).await?;
                 moved += n as u64;
                 decoder.is_done()

@@ -134,6 +134,8 @@ pub(super) struct ReqState {
     /// wire: chunk framing counts), for the access log.
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// A mirrored request's body, copied as it is relayed.
+    pub copy: Option<Box<crate::mirror::BodyCopy>>,
 }
 
 /// One client connection being served.
@@ -656,6 +658,19 @@ impl Downstream for H1Conn<'_> {
 
     fn timer(&mut self) -> &mut Timer {
         &mut self.w.timer
+    }
+
+    fn copy_body(&mut self, limit: u64) {
+        let length = match self.w.req.head.framing {
+            BodyFraming::Length(n) => Some(n),
+            BodyFraming::Chunked => None,
+            _ => return,
+        };
+        self.state.copy = Some(crate::mirror::BodyCopy::h1(length, limit));
+    }
+
+    fn body_copy(&mut self) -> Option<&mut crate::mirror::BodyCopy> {
+        self.state.copy.as_deref_mut()
     }
 
     async fn respond(&mut self, local: Local<'_>, close: bool) -> After {

@@ -104,6 +104,11 @@ impl H1Conn<'_> {
                 &mut decoder,
                 &mut w.scratch,
             )?;
+            // The part encoded behind a head was copied when it was
+            // encoded; live bytes are copied here, as framed on the wire.
+            if let Some(c) = self.state.copy.as_deref_mut() {
+                c.push_wire(&rbuf.data()[..used]);
+            }
             rbuf.consume(used);
             self.state.bytes_in += used as u64;
             done = end;

@@ -57,6 +57,8 @@ pub struct ClientBody {
     unreleased: usize,
     /// DATA bytes received from the client, for the access log.
     pub received: u64,
+    /// A mirrored request's body, copied (by reference) as it is taken.
+    pub copy: Option<Box<crate::mirror::BodyCopy>>,
 }
 
 impl ClientBody {
@@ -74,14 +76,20 @@ impl ClientBody {
             in_hand: None,
             unreleased: 0,
             received: 0,
+            copy: None,
         }
     }
 
+    /// Every piece taken from the client passes here (held or live), so
+    /// a mirror's copy sees the body once, in order.
     fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<Result<Piece, h2::Error>> {
         if !self.data_done {
             match self.recv.poll_data(cx) {
                 Poll::Ready(Some(Ok(data))) => {
                     self.received += data.len() as u64;
+                    if let Some(c) = self.copy.as_deref_mut() {
+                        c.push_data(&data);
+                    }
                     return Poll::Ready(Ok(Piece::Data(data)));
                 }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
@@ -89,12 +97,18 @@ impl ClientBody {
                 Poll::Pending => return Poll::Pending,
             }
         }
-        match self.recv.poll_trailers(cx) {
-            Poll::Ready(Ok(Some(t))) => Poll::Ready(Ok(Piece::Trailers(t))),
-            Poll::Ready(Ok(None)) => Poll::Ready(Ok(Piece::End)),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
+        let piece = match self.recv.poll_trailers(cx) {
+            Poll::Ready(Ok(Some(t))) => Piece::Trailers(t),
+            Poll::Ready(Ok(None)) => Piece::End,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        };
+        // Request trailers are not mirrored (an HTTP/1.1 mirror could not
+        // carry them with a content-length): the body ends here.
+        if let Some(c) = self.copy.as_deref_mut() {
+            c.end();
         }
+        Poll::Ready(Ok(piece))
     }
 
     /// Hold the pieces that are already here, without waiting, up to

@@ -338,6 +338,14 @@ impl Downstream for H2Stream {
         self.body.pending
     }
 
+    fn copy_body(&mut self, limit: u64) {
+        self.body.copy = Some(crate::mirror::BodyCopy::h2(limit));
+    }
+
+    fn body_copy(&mut self) -> Option<&mut crate::mirror::BodyCopy> {
+        self.body.copy.as_deref_mut()
+    }
+
     fn timer(&mut self) -> &mut Timer {
         &mut self.timer
     }

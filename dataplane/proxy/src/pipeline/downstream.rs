@@ -162,6 +162,14 @@ pub trait Downstream {
     /// delays).
     fn timer(&mut self) -> &mut Timer;
 
+    /// Copy the request body as it is relayed, up to `limit` bytes, for
+    /// a mirror (`mirror`). Called before `prepare_request`, only for a
+    /// mirrored request with a body.
+    fn copy_body(&mut self, limit: u64);
+
+    /// The copy `copy_body` started, as far as it got.
+    fn body_copy(&mut self) -> Option<&mut crate::mirror::BodyCopy>;
+
     /// Answer with a response the proxy makes. `close` asks for the
     /// connection to close after it.
     async fn respond(&mut self, local: Local<'_>, close: bool) -> After;

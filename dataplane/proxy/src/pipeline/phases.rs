@@ -22,7 +22,7 @@ use crate::upstream::h2::{H2Client, H2Exchange, OpenError, Opened};
 use crate::upstream::UpstreamConn;
 use crate::view::{RequestView, ResponseView};
 use crate::worker::{Core, Snapshot};
-use crate::{grpc, router};
+use crate::{grpc, mirror, router};
 
 /// Where a try's response head arrived: an exclusive HTTP/1.1 connection
 /// (the head in the downstream's workspace), or a stream of a shared
@@ -91,6 +91,10 @@ struct Ctx<'a> {
     /// `x-request-id` the proxy made (the client sent none).
     traceparent: Option<[u8; TRACEPARENT_LEN]>,
     request_id: Option<[u8; 36]>,
+    /// A mirror waiting for the request body to pass (`mirror`). Boxed:
+    /// only mirrored requests allocate it, and every request's future
+    /// stays a pointer larger, not a whole request head.
+    mirror: Option<Box<mirror::Pending>>,
 }
 
 /// Serve one request whose head is complete.
@@ -115,9 +119,13 @@ pub async fn serve<D: Downstream>(down: &mut D, env: &Env<'_>) -> Next {
         trace: None,
         traceparent: None,
         request_id: None,
+        mirror: None,
     };
     observe(down.request(), &mut ctx);
     let next = run(down, &mut ctx).await;
+    if ctx.mirror.is_some() {
+        launch_mirror(down, &mut ctx, true);
+    }
     ctx.grpc = down.grpc_status();
     log(down, &ctx, begun.elapsed());
     next
@@ -298,7 +306,17 @@ async fn forward<D: Downstream>(down: &mut D, ctx: &mut Ctx<'_>, route: &Route, 
         cluster.stats.overflow[Breaker::Requests as usize].inc();
         return respond_error(down, ctx, ProxyError::Overflow(Breaker::Requests)).await;
     };
-    let up = match exchange(down, ctx, route, cluster).await {
+    if let Some(policy) = &route.mirror {
+        ctx.mirror = start_mirror(down, ctx, route, policy);
+    }
+    let result = exchange(down, ctx, route, cluster).await;
+    if ctx.mirror.is_some() {
+        // The body has usually passed by now (an HTTP/1.1 upstream takes
+        // it before answering); a full-duplex HTTP/2 one may still be
+        // streaming it: then the mirror waits for the end of the request.
+        launch_mirror(down, ctx, false);
+    }
+    let up = match result {
         Ok(up) => up,
         Err(Failure::Respond(e)) => return respond_error(down, ctx, e).await,
         Err(Failure::Abort(a)) => {
@@ -358,6 +376,87 @@ async fn forward<D: Downstream>(down: &mut D, ctx: &mut Ctx<'_>, route: &Route, 
             ctx.aborted = Some(a.why);
             Next::Close
         }
+    }
+}
+
+/// Decide whether this request is mirrored (the route's share, rolled
+/// with the core's rng) and prepare the copy: the head now, the body as
+/// it passes. A request without a body is sent to the mirror at once.
+/// Only a mirrored request gets past the roll, and only it allocates.
+fn start_mirror<D: Downstream>(
+    down: &mut D,
+    ctx: &Ctx<'_>,
+    route: &Route,
+    policy: &mirror::Policy,
+) -> Option<Box<mirror::Pending>> {
+    let env = ctx.env;
+    let stats = &env.snap.route_stats[env.listener][ctx.route?];
+    let cluster = &env.snap.clusters[policy.cluster];
+    let picked = {
+        let mut rng = env.core.rng.borrow_mut();
+        if !mirror::roll(policy, &mut rng) {
+            return None;
+        }
+        if !mirror::room() {
+            stats.mirror(mirror::Outcome::Dropped);
+            return None;
+        }
+        if let crate::view::BodyKind::Sized(n) = down.request().body() {
+            if n > policy.max_body_bytes {
+                stats.mirror(mirror::Outcome::BodyTooLarge);
+                return None;
+            }
+        }
+        cluster.pick(&mut PickCtx {
+            request: Some(down.request()),
+            client: env.client,
+            rng: &mut rng,
+            avoid: None,
+        })
+    };
+    let Some(endpoint) = picked else {
+        stats.mirror(mirror::Outcome::Failed);
+        return None;
+    };
+    let head = down
+        .h2_request(&edits(ctx, route, &endpoint, false))
+        .and_then(|(req, has_body)| Some((mirror::shadowed(req)?, has_body)));
+    let Some((head, has_body)) = head else {
+        stats.mirror(mirror::Outcome::Failed);
+        return None;
+    };
+    let pending = Box::new(mirror::Pending {
+        head,
+        has_body,
+        cluster: cluster.clone(),
+        endpoint,
+        stats: stats.clone(),
+        timeout: route.timeout.unwrap_or(mirror::DEFAULT_TIMEOUT),
+    });
+    if !has_body {
+        pending.launch(Vec::new());
+        return None;
+    }
+    down.copy_body(policy.max_body_bytes);
+    Some(pending)
+}
+
+/// Send the pending mirror once its body copy is complete; `last`: the
+/// request is over, so a copy still incomplete never will be.
+fn launch_mirror<D: Downstream>(down: &mut D, ctx: &mut Ctx<'_>, last: bool) {
+    let Some(pending) = ctx.mirror.take() else {
+        return;
+    };
+    let Some(copy) = down.body_copy() else {
+        pending.skip(mirror::Outcome::Incomplete);
+        return;
+    };
+    match copy.state() {
+        mirror::CopyState::Done => pending.launch(copy.take()),
+        mirror::CopyState::TooLarge => pending.skip(mirror::Outcome::BodyTooLarge),
+        mirror::CopyState::Broken => pending.skip(mirror::Outcome::Incomplete),
+        mirror::CopyState::Copying if last => pending.skip(mirror::Outcome::Incomplete),
+        mirror::CopyState::Copying => ctx.mirror = Some(pending),
     }
 }
 
