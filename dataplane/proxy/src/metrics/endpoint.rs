@@ -62,7 +62,7 @@ impl Registry {
     }
 
     /// Visit the live endpoints' counters.
-    fn each(&self, mut f: impl FnMut(SocketAddr, &EndpointStats)) {
+    pub fn each(&self, mut f: impl FnMut(SocketAddr, &EndpointStats)) {
         let list = self.0.lock().unwrap_or_else(|e| e.into_inner());
         for (addr, w) in list.iter() {
             if let Some(s) = w.upgrade() {
