@@ -27,8 +27,11 @@ use crate::worker::Core;
 /// response; this keeps cores within 5 ms of each other).
 pub const INTERVAL: Duration = Duration::from_millis(5);
 
-/// How long a core without a latency-aware cluster waits before looking
-/// again (a reload may add one).
+/// The longest wait between ticks: a core without traffic of its own to
+/// share doubles its wait up to this (an idle sidecar wakes about once a
+/// second, not 200 times), and goes back to `INTERVAL` on its first tick
+/// with news. Peers' summaries wait in the inbox meanwhile; the core
+/// needs them only when it picks, and a core that picks has news.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// Summaries a core's inbox holds: 0.6 s of every peer's ticks on a
@@ -91,20 +94,32 @@ pub async fn run(core: Rc<Core>, peers: Peers) {
         return;
     }
     let mut buf = Vec::new();
+    let mut wait = INTERVAL;
     while !core.drain.is_stopped() {
-        let sharing = core.snapshot().clusters.iter().any(|c| c.shares());
-        monoio::time::sleep(if sharing { INTERVAL } else { IDLE_CHECK }).await;
-        tick(&core, &peers, &mut buf);
+        monoio::time::sleep(wait).await;
+        wait = next_wait(wait, tick(&core, &peers, &mut buf));
     }
 }
 
-/// Send this core's news and take in the others'.
-fn tick(core: &Core, peers: &Peers, buf: &mut Vec<Shared>) {
+/// The wait before the next tick: `INTERVAL` after one with news, twice
+/// the last (up to `IDLE_CHECK`) after one without.
+fn next_wait(last: Duration, had_news: bool) -> Duration {
+    if had_news {
+        INTERVAL
+    } else {
+        (last * 2).min(IDLE_CHECK)
+    }
+}
+
+/// Send this core's news and take in the others'; whether it had news.
+fn tick(core: &Core, peers: &Peers, buf: &mut Vec<Shared>) -> bool {
     let snap = core.snapshot();
+    let mut news = false;
     for c in snap.clusters.iter().filter(|c| c.shares()) {
         buf.clear();
         c.share(buf);
         if !buf.is_empty() {
+            news = true;
             peers.publish(Summary {
                 cluster: c.name.as_str().into(),
                 entries: buf.as_slice().into(),
@@ -116,6 +131,7 @@ fn tick(core: &Core, peers: &Peers, buf: &mut Vec<Shared>) {
             c.absorb(&s.entries);
         }
     });
+    news
 }
 
 #[cfg(test)]
@@ -131,6 +147,17 @@ mod tests {
             }]
             .into(),
         }
+    }
+
+    #[test]
+    fn an_idle_core_slows_down_and_news_brings_it_back() {
+        let mut wait = INTERVAL;
+        for _ in 0..20 {
+            wait = next_wait(wait, false);
+        }
+        assert_eq!(wait, IDLE_CHECK);
+        assert_eq!(next_wait(wait, true), INTERVAL);
+        assert_eq!(next_wait(INTERVAL, false), INTERVAL * 2);
     }
 
     #[test]
