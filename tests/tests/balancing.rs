@@ -225,3 +225,70 @@ fn an_endpoints_series_leave_metrics_with_it() {
             && text.contains(&format!("endpoint=\"{}\"", a.addr))
     });
 }
+
+/// `family{core="N",cluster="c",endpoint="addr"}` from `/metrics?per_core=1`.
+fn per_core(p: &Proxy, family: &str, core: usize, addr: SocketAddr) -> u64 {
+    let (_, text) = p.admin_get("/metrics?per_core=1");
+    let series = format!("{family}{{core=\"{core}\",cluster=\"c\",endpoint=\"{addr}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Requests core `core` sent to any of `eps`.
+fn core_total(p: &Proxy, core: usize, eps: &[SocketAddr]) -> u64 {
+    eps.iter()
+        .map(|e| per_core(p, "ringmesh_endpoint_requests_total", core, *e))
+        .sum()
+}
+
+#[test]
+fn a_worker_avoids_an_endpoint_another_worker_found_slow() {
+    let fast = [Upstream::start("a"), Upstream::start("b")];
+    let slow = slow_upstream(Duration::from_millis(50));
+    let eps = [fast[0].addr, fast[1].addr, slow];
+    // An unmeasured endpoint looks the fastest: each worker tries every
+    // endpoint it has no estimate of, unless another worker's estimate
+    // reached it first.
+    let cluster = format!(
+        "{{ name: c, lb: peak_ewma, peak_ewma: {{ default_rtt: 1us }}, endpoints: ['{}', '{}', '{slow}'] }}",
+        eps[0], eps[1]
+    );
+    let p = Proxy::start(&proxy_yaml(&cluster, ""));
+    // One connection teaches its worker which endpoint is slow.
+    let mut first = Client::connect(p.addr("main"));
+    for _ in 0..30 {
+        assert_eq!(first.get("/", "svc").status, 200);
+    }
+    let taught = if core_total(&p, 0, &eps) > 0 { 0 } else { 1 };
+    let other = 1 - taught;
+    assert!(per_core(&p, "ringmesh_endpoint_requests_total", taught, slow) >= 1);
+    // The other worker has sent nothing yet; it hears within a few ms.
+    assert_eq!(core_total(&p, other, &eps), 0);
+    std::thread::sleep(Duration::from_millis(50));
+    // New connections until one lands on the other worker; then more
+    // requests on it. Its very first picks already avoid the slow one.
+    let mut on_other = None;
+    for probe in 1..=40 {
+        let mut c = Client::connect(p.addr("main"));
+        let before = core_total(&p, other, &eps);
+        assert_eq!(c.get("/", "svc").status, 200);
+        eventually("the probe counted", Duration::from_secs(5), || {
+            core_total(&p, 0, &eps) + core_total(&p, 1, &eps) >= 30 + probe
+        });
+        if core_total(&p, other, &eps) > before {
+            on_other = Some(c);
+            break;
+        }
+    }
+    let mut c = on_other.expect("a connection on the other worker");
+    for _ in 0..20 {
+        assert_eq!(c.get("/", "svc").status, 200);
+    }
+    assert_eq!(
+        per_core(&p, "ringmesh_endpoint_requests_total", other, slow),
+        0,
+        "the worker that never measured the slow endpoint sent it requests"
+    );
+}
