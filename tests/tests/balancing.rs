@@ -106,7 +106,9 @@ fn owners(p: &Proxy, users: std::ops::Range<usize>) -> HashMap<usize, String> {
         .collect()
 }
 
-fn hashing_keeps_affinity_and_moves_few_keys(lb: &str, settings: &str) {
+/// `strict`: every moved key went to the new endpoint (ring hash); Maglev
+/// moves a few between the old ones too (its paper's trade for balance).
+fn hashing_keeps_affinity_and_moves_few_keys(lb: &str, settings: &str, strict: bool) {
     let ups: Vec<Upstream> = (0..5).map(|i| Upstream::start(&format!("u{i}"))).collect();
     let cluster = |n: usize| {
         let eps: Vec<String> = ups[..n].iter().map(|u| format!("'{}'", u.addr)).collect();
@@ -137,21 +139,35 @@ fn hashing_keeps_affinity_and_moves_few_keys(lb: &str, settings: &str) {
         (0.10..=0.32).contains(&share),
         "{lb}: {share} of keys moved"
     );
-    let new_name = after[&moved[0]].clone();
-    assert!(
-        moved.iter().all(|u| after[u] == new_name),
-        "{lb}: keys moved between endpoints that stayed"
-    );
+    // The new endpoint is the one most moved keys went to.
+    let mut to: HashMap<&String, usize> = HashMap::new();
+    for u in &moved {
+        *to.entry(&after[u]).or_default() += 1;
+    }
+    let (_, most) = to.iter().max_by_key(|(_, n)| **n).expect("keys moved");
+    let between_old = moved.len() - most;
+    if strict {
+        assert_eq!(
+            between_old, 0,
+            "{lb}: keys moved between endpoints that stayed"
+        );
+    } else {
+        assert!(
+            between_old * 5 <= moved.len(),
+            "{lb}: {between_old} of {} moved keys went between endpoints that stayed",
+            moved.len()
+        );
+    }
 }
 
 #[test]
 fn ring_hash_keeps_affinity_and_moves_about_one_key_in_n() {
-    hashing_keeps_affinity_and_moves_few_keys("ring_hash", "");
+    hashing_keeps_affinity_and_moves_few_keys("ring_hash", "", true);
 }
 
 #[test]
 fn maglev_keeps_affinity_and_moves_about_one_key_in_n() {
-    hashing_keeps_affinity_and_moves_few_keys("maglev", ", table_size: 65537");
+    hashing_keeps_affinity_and_moves_few_keys("maglev", ", table_size: 65537", false);
 }
 
 #[test]
