@@ -488,6 +488,97 @@ hold = "1200ms"
     assert!(md.contains("ringmesh vs baseline"), "{md}");
 }
 
+#[test]
+fn compare_runs_a_resilience_scenario() {
+    // Three endpoints, one slow or refusing; the point is the plumbing (a
+    // proxy per step with its endpoints and policy, success rates, the
+    // two tables) and that every peer starts with its generated
+    // multi-endpoint config, not the numbers. nginx and HAProxy join when
+    // installed (skipped otherwise, as in every compare run).
+    let dir = tempfile::tempdir().unwrap();
+    let (first, last) = cpus();
+    let scenario = dir.path().join("res.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"
+description = "e2e resilience"
+targets = ["ringmesh", "nginx", "haproxy"]
+repetitions = 1
+warmup = "100ms"
+duration = "500ms"
+cpus = {{ proxy = [{last}], upstream = [{first}], load = [{first}] }}
+endpoints = 3
+
+[[step]]
+name = "slow"
+kind = "rate"
+rate = 300
+connections = 16
+fault = {{ latency = "20ms" }}
+
+[[step]]
+name = "refused-retry"
+kind = "rate"
+rate = 300
+connections = 16
+fault = {{ refuse = true }}
+retry = true
+"#
+        ),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let stderr = compare(&scenario, &out_dir, &[]);
+    assert!(stderr.contains("endpoints: healthy on"), "{stderr}");
+    let date = ringmesh_bench::compare::today();
+    let json = std::fs::read_to_string(out_dir.join(format!("res-{date}.json"))).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["endpoints"], 3);
+    let ran: Vec<&str> = v["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "ok")
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(ran.contains(&"ringmesh"), "{json}");
+    for t in &ran {
+        for step in ["slow", "refused-retry"] {
+            let run = v["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["target"] == *t && r["step"] == step)
+                .unwrap_or_else(|| panic!("{t} {step}: {json}"));
+            let m = &run["metrics"];
+            assert!(m["rps"].as_f64().unwrap() > 0.0, "{run}");
+            assert!(m["success_rate"].as_f64().is_some(), "{run}");
+            if step == "slow" {
+                assert_eq!(m["errors"], 0, "{run}");
+            }
+        }
+    }
+    // Told to retry on another endpoint, ringmesh loses no request to the
+    // refusing one.
+    let ring = v["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["target"] == "ringmesh" && r["step"] == "refused-retry")
+        .unwrap();
+    assert_eq!(ring["metrics"]["success_rate"], 1.0, "{ring}");
+    assert_eq!(v["steps"][1]["fault"], "refuse");
+    assert_eq!(v["steps"][1]["retry"], true);
+    let md = std::fs::read_to_string(out_dir.join(format!("res-{date}.md"))).unwrap();
+    assert!(
+        md.contains("## Latency, every endpoint healthy or one slow")
+            && md.contains("## Success rate, one endpoint failing")
+            && md.contains("| ringmesh |"),
+        "{md}"
+    );
+}
+
 /// Run `ringmesh-bench compare` on `scenario` with this build's proxy,
 /// writing to `out_dir`; its stderr. Fails the test if compare fails.
 fn compare(

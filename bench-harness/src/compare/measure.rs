@@ -209,6 +209,7 @@ pub fn load_step(
         added_p50_us: None,
         added_p99_us: None,
         hop_connections: end.hop_connections,
+        success_rate: super::results::success_rate(&report),
     };
     Ok((metrics, report))
 }

@@ -16,6 +16,10 @@
 //! at 100% to an OTLP sink this process runs ([`sink`]); after each of its
 //! runs the spans received and the log lines written are recorded beside
 //! the requests it served.
+//! With `endpoints = N` (N > 1), the proxies balance N test upstreams and a
+//! step may slow or fail the last one (`fault`), with each proxy's
+//! defaults or told to retry (`retry`): every proxy target then starts
+//! fresh for each step, configured for it ([`targets::Balanced`]).
 
 pub mod measure;
 pub mod pair;
@@ -37,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use pair::{MeshFiles, Role};
 use results::{Calibration, CpuPlan, Machine, Report, Run, StepInfo, TargetInfo, TelemetryCount};
-use scenario::{Mode, Proto, Rate, Scenario, Step, StepKind, Topology};
+use scenario::{Fault, Mode, Proto, Rate, Scenario, Step, StepKind, Topology};
 use sink::SpanSink;
 use targets::{RingmeshBins, TargetKind};
 use tls::TlsRun;
@@ -185,7 +189,9 @@ pub fn run(
     for &t in &sc.targets {
         let located = match (pairs, pair::supports(t)) {
             (true, Err(why)) => Err(why.to_string()),
-            _ => t.locate_for(bins, sc.mode, h2),
+            _ => targets::supports_endpoints(t, sc.endpoints)
+                .map_err(str::to_string)
+                .and_then(|()| t.locate_for(bins, sc.mode, h2)),
         };
         let hop = match pairs {
             true => pair::hop(t).to_string(),
@@ -226,6 +232,15 @@ pub fn run(
         }
     }
     let upstream = start_upstream(sc, bench, &dir.0, None, false)?;
+    // Several endpoints: the first is `upstream`, the others start here,
+    // and one faulty endpoint per fault the steps name.
+    let endpoints = match sc.endpoints {
+        0 | 1 => None,
+        _ => Some(Endpoints::start(sc, bench, &dir.0, upstream.addr)?),
+    };
+    if let Some(e) = &endpoints {
+        eprintln!("{}", e.describe());
+    }
     // The HTTP/2 upstream: behind the proxies for steps with upstream =
     // "h2" (and gRPC), and what `direct` talks to when the load speaks h2.
     let has_direct = runnable.iter().any(|(k, _)| !k.is_proxy());
@@ -300,6 +315,7 @@ pub fn run(
         mesh: mesh.as_ref(),
         max_conns,
         sink: sink.as_ref(),
+        endpoints: endpoints.as_ref(),
     };
 
     let calibration = match &sc.calibrate {
@@ -365,13 +381,19 @@ pub fn run(
             {
                 continue;
             }
-            let target = match ctx.start(*t, bin.as_deref()) {
-                Ok(target) => target,
-                Err(e) => {
-                    eprintln!("{t} failed to start: {e}");
-                    mark_failed(&mut infos, *t, e);
-                    continue;
-                }
+            // Started once for all steps, or (several endpoints) afresh
+            // for each step below.
+            let per_step = sc.per_step_targets();
+            let mut target = match per_step {
+                true => None,
+                false => match ctx.start(*t, bin.as_deref(), None) {
+                    Ok(target) => Some(target),
+                    Err(e) => {
+                        eprintln!("{t} failed to start: {e}");
+                        mark_failed(&mut infos, *t, e);
+                        continue;
+                    }
+                },
             };
             let first_run = runs.len();
             for (step, rate) in &steps {
@@ -385,7 +407,21 @@ pub fn run(
                     continue; // said under the step in the report
                 }
                 let n = runs.len() + 1;
-                let res = ctx.step(&target, step, *rate);
+                if per_step {
+                    drop(target.take()); // the last step's, stopped
+                    match ctx.start(*t, bin.as_deref(), Some(step)) {
+                        Ok(fresh) => target = Some(fresh),
+                        Err(e) => {
+                            eprintln!("[{n}/{total}] {t} {} failed to start: {e}", step.name);
+                            mark_failed(&mut infos, *t, format!("step {}: {e}", step.name));
+                            break;
+                        }
+                    }
+                }
+                let Some(running) = target.as_ref() else {
+                    break;
+                };
+                let res = ctx.step(running, step, *rate);
                 match res {
                     Ok(run) => {
                         eprintln!(
@@ -411,7 +447,7 @@ pub fn run(
                     }
                 }
             }
-            if *t == TargetKind::RingmeshTelemetry {
+            if let (TargetKind::RingmeshTelemetry, Some(target)) = (*t, target) {
                 let load_requests = runs[first_run..]
                     .iter()
                     .filter_map(|r: &Run| r.load.as_ref())
@@ -430,6 +466,9 @@ pub fn run(
         .iter()
         .map(|(s, r)| {
             let mut info = step_info(s, *r, sc.tls, sc.mode);
+            if sc.endpoints > 1 {
+                info.about.push_str(&endpoints_about(s, sc.endpoints));
+            }
             info.not_run = runnable
                 .iter()
                 .filter_map(|(t, _)| {
@@ -475,7 +514,24 @@ pub fn run(
         client: sc.client,
         topology: sc.topology,
         telemetry: telemetry_counts,
+        endpoints: sc.endpoints,
     })
+}
+
+/// What a step of a scenario with several endpoints does to them and
+/// asks of the proxies, for its title.
+fn endpoints_about(s: &Step, n: usize) -> String {
+    let fault = match &s.fault {
+        None => format!(", {n} healthy endpoints"),
+        Some(Fault::Latency(l)) => format!(", {n} endpoints, one adds {l} to every response"),
+        Some(Fault::Status(c)) => format!(", {n} endpoints, one answers {c} to everything"),
+        Some(Fault::Refuse) => format!(", {n} endpoints, one refuses connections"),
+    };
+    let policy = match s.retry {
+        true => ", proxies told to retry on another endpoint and leave a failing one out",
+        false => ", each proxy's defaults",
+    };
+    format!("{fault}{policy}")
 }
 
 fn mark_failed(infos: &mut [TargetInfo], t: TargetKind, why: String) {
@@ -579,6 +635,8 @@ fn step_info(s: &Step, rate: Option<f64>, tls: bool, mode: Mode) -> StepInfo {
             }
         ),
         not_run: Vec::new(),
+        fault: s.fault.clone(),
+        retry: s.retry,
     }
 }
 
@@ -600,6 +658,115 @@ struct Ctx<'a> {
     max_conns: usize,
     /// Where `ringmesh-telemetry` sends its spans (HTTP scenarios with it).
     sink: Option<&'a SpanSink>,
+    /// Several endpoints (`endpoints` > 1): healthy and faulty ones.
+    endpoints: Option<&'a Endpoints>,
+}
+
+/// The endpoints of a scenario with several: `healthy` (the first is the
+/// scenario's upstream, also `direct`'s) and one faulty endpoint per
+/// fault a step names, all started once. A step's proxies get the first
+/// N-1 healthy ones and, in the last place, its faulty one (or the last
+/// healthy one when the step has no fault).
+struct Endpoints {
+    healthy: Vec<SocketAddr>,
+    faulty: Vec<(Fault, SocketAddr)>,
+    /// The other healthy upstreams and the faulty ones (the first healthy
+    /// one is the run's `upstream`, stopped by its owner).
+    _processes: Vec<Running>,
+    /// A refusing endpoint's socket: bound, never listening, so a connect
+    /// gets RST and no one else takes the port while the run lasts.
+    _refusing: Option<socket2::Socket>,
+}
+
+impl Endpoints {
+    fn start(
+        sc: &Scenario,
+        bench: &Path,
+        dir: &Path,
+        first: SocketAddr,
+    ) -> Result<Endpoints, String> {
+        let mut healthy = vec![first];
+        let mut processes = Vec::new();
+        for i in 1..sc.endpoints {
+            let up = start_endpoint(sc, bench, dir, &format!("endpoint-{i}"), None)?;
+            healthy.push(up.addr);
+            processes.push(up);
+        }
+        let mut faulty: Vec<(Fault, SocketAddr)> = Vec::new();
+        let mut refusing = None;
+        for f in sc.steps.iter().filter_map(|s| s.fault.as_ref()) {
+            if faulty.iter().any(|(g, _)| g == f) {
+                continue;
+            }
+            let addr = match f {
+                Fault::Refuse => {
+                    let (sock, addr) = refusing_socket()?;
+                    refusing = Some(sock);
+                    addr
+                }
+                _ => {
+                    let name = format!("endpoint-faulty-{}", faulty.len());
+                    let up = start_endpoint(sc, bench, dir, &name, Some(f))?;
+                    let addr = up.addr;
+                    processes.push(up);
+                    addr
+                }
+            };
+            faulty.push((f.clone(), addr));
+        }
+        Ok(Endpoints {
+            healthy,
+            faulty,
+            _processes: processes,
+            _refusing: refusing,
+        })
+    }
+
+    /// The endpoints the proxies get for `step` (None: calibration, all
+    /// healthy).
+    fn for_step(&self, step: Option<&Step>) -> Vec<SocketAddr> {
+        let mut list = self.healthy.clone();
+        let fault = step.and_then(|s| s.fault.as_ref());
+        if let Some((_, addr)) = fault.and_then(|f| self.faulty.iter().find(|(g, _)| g == f)) {
+            if let Some(last) = list.last_mut() {
+                *last = *addr;
+            }
+        }
+        list
+    }
+
+    fn describe(&self) -> String {
+        let faulty: Vec<String> = self
+            .faulty
+            .iter()
+            .map(|(f, a)| format!("{} on {a}", f.label()))
+            .collect();
+        format!(
+            "endpoints: healthy on {:?}{}",
+            self.healthy,
+            match faulty.is_empty() {
+                true => String::new(),
+                false => format!(
+                    "; faulty (in the last one's place in its steps): {}",
+                    faulty.join(", ")
+                ),
+            }
+        )
+    }
+}
+
+/// A loopback port that refuses connections: bound, not listening.
+fn refusing_socket() -> Result<(socket2::Socket, SocketAddr), String> {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).map_err(|e| e.to_string())?;
+    sock.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .map_err(|e| format!("refusing endpoint: {e}"))?;
+    let addr = sock
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .ok_or("refusing endpoint: no address")?;
+    Ok((sock, addr))
 }
 
 struct StepRun {
@@ -608,7 +775,14 @@ struct StepRun {
 }
 
 impl Ctx<'_> {
-    fn start(&self, t: TargetKind, bin: Option<&Path>) -> Result<Running, String> {
+    /// Start `t`; with several endpoints, configured for `step` (its
+    /// faulty endpoint and retry policy).
+    fn start(
+        &self,
+        t: TargetKind,
+        bin: Option<&Path>,
+        step: Option<&Step>,
+    ) -> Result<Running, String> {
         let Some(bin) = bin else {
             return Ok(Running {
                 addr: self.direct,
@@ -620,7 +794,12 @@ impl Ctx<'_> {
         let dir = self.dir.join(t.to_string());
         let spans_before = self.sink.map_or(0, SpanSink::spans);
         let Some(files) = self.mesh else {
-            let (child, listen, watch) = self.spawn(t, bin, &dir, self.upstream, None)?;
+            let endpoints = self.endpoints.map(|e| e.for_step(step));
+            let balanced = endpoints.as_deref().map(|e| targets::Balanced {
+                endpoints: e,
+                retry: step.is_some_and(|s| s.retry),
+            });
+            let (child, listen, watch) = self.spawn(t, bin, &dir, self.upstream, None, balanced)?;
             let mut running = Running {
                 addr: listen,
                 children: vec![child],
@@ -634,8 +813,14 @@ impl Ctx<'_> {
         // once a request through A and B gets its 2xx from the upstream.
         // A is stopped first (children in order).
         let (a_dir, b_dir) = (dir.join("a"), dir.join("b"));
-        let (b, b_addr, b_watch) =
-            self.spawn(t, bin, &b_dir, self.upstream, Some(Role::Server(files)))?;
+        let (b, b_addr, b_watch) = self.spawn(
+            t,
+            bin,
+            &b_dir,
+            self.upstream,
+            Some(Role::Server(files)),
+            None,
+        )?;
         let mut running = Running {
             addr: b_addr,
             children: vec![b],
@@ -645,7 +830,8 @@ impl Ctx<'_> {
         let logs = [a_dir.join("log.txt"), b_dir.join("log.txt")];
         wait_listening(b_addr, &mut running.children[0], Duration::from_secs(15))
             .map_err(|e| with_logs(format!("proxy B: {e}"), &logs[1..]))?;
-        let (a, a_addr, a_watch) = self.spawn(t, bin, &a_dir, b_addr, Some(Role::Client(files)))?;
+        let (a, a_addr, a_watch) =
+            self.spawn(t, bin, &a_dir, b_addr, Some(Role::Client(files)), None)?;
         if let (Some(all), Some(a)) = (running.telemetry.as_mut(), a_watch) {
             all.admins.insert(0, a.admin);
             all.access_logs.insert(0, a.access_log);
@@ -667,6 +853,7 @@ impl Ctx<'_> {
         dir: &Path,
         upstream: SocketAddr,
         mesh: Option<Role>,
+        balanced: Option<targets::Balanced>,
     ) -> Result<(Child, SocketAddr, Option<ProcessTelemetry>), String> {
         let (listen, admin) = (free_port()?, free_port()?);
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
@@ -710,6 +897,7 @@ impl Ctx<'_> {
             upstream_h2: self.upstream_h2,
             mesh,
             telemetry,
+            balanced,
         };
         let cmd = targets::command(t, bin, &setup).map_err(|e| e.to_string())?;
         let child = targets::spawn_pinned(cmd, &self.sc.cpus.proxy, &dir.join("log.txt"))
@@ -824,7 +1012,7 @@ fn calibrate(
         proxies
     };
     for (t, bin) in list {
-        let target = match ctx.start(*t, bin.as_deref()) {
+        let target = match ctx.start(*t, bin.as_deref(), None) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("{t} failed to start: {e}");
@@ -1018,6 +1206,30 @@ fn start_upstream(
     tls: Option<&crate::tls::CertFiles>,
     h2: bool,
 ) -> Result<Running, String> {
+    start_upstream_as(sc, bench, dir, tls, h2, None)
+}
+
+/// One more plain HTTP/1.1 endpoint of a scenario with several, healthy
+/// or with `fault` (its latency in place of the scenario's, or its
+/// status), logging to `<name>.log`.
+fn start_endpoint(
+    sc: &Scenario,
+    bench: &Path,
+    dir: &Path,
+    name: &str,
+    fault: Option<&Fault>,
+) -> Result<Running, String> {
+    start_upstream_as(sc, bench, dir, None, false, Some((name, fault)))
+}
+
+fn start_upstream_as(
+    sc: &Scenario,
+    bench: &Path,
+    dir: &Path,
+    tls: Option<&crate::tls::CertFiles>,
+    h2: bool,
+    endpoint: Option<(&str, Option<&Fault>)>,
+) -> Result<Running, String> {
     let addr = free_port()?;
     let mut cmd = Command::new(bench);
     let cpus = sc
@@ -1037,17 +1249,26 @@ fn start_upstream(
         &cpus,
     ]);
     cmd.args(["--body-size", &sc.upstream.body_size.to_string()]);
-    if let Some(l) = &sc.upstream.latency {
-        cmd.args(["--latency", l]);
+    let fault = endpoint.and_then(|(_, f)| f);
+    match (fault, &sc.upstream.latency) {
+        (Some(Fault::Latency(l)), _) | (_, Some(l)) => {
+            cmd.args(["--latency", l]);
+        }
+        _ => {}
+    }
+    if let Some(Fault::Status(code)) = fault {
+        cmd.args(["--status", &code.to_string()]);
     }
     if h2 {
         cmd.arg("--h2");
     }
-    let (log, what) = match (tls, h2) {
-        (Some(_), false) => ("upstream-tls.log", "TLS upstream"),
-        (Some(_), true) => ("upstream-tls-h2.log", "TLS upstream (h2)"),
-        (None, false) => ("upstream.log", "upstream"),
-        (None, true) => ("upstream-h2.log", "h2 upstream"),
+    let endpoint_log = endpoint.map(|(name, _)| format!("{name}.log"));
+    let (log, what) = match (tls, h2, &endpoint_log) {
+        (_, _, Some(log)) => (log.as_str(), "endpoint"),
+        (Some(_), false, _) => ("upstream-tls.log", "TLS upstream"),
+        (Some(_), true, _) => ("upstream-tls-h2.log", "TLS upstream (h2)"),
+        (None, false, _) => ("upstream.log", "upstream"),
+        (None, true, _) => ("upstream-h2.log", "h2 upstream"),
     };
     let client = match tls {
         Some(files) => {
@@ -1069,6 +1290,12 @@ fn start_upstream(
         hop: None,
         telemetry: None,
     };
+    // One that answers 5xx to everything is ready once it listens.
+    if let Some(Fault::Status(_)) = fault {
+        wait_listening(addr, &mut running.children[0], Duration::from_secs(10))
+            .map_err(|e| format!("{what}: {e}"))?;
+        return Ok(running);
+    }
     targets::wait_ready(
         addr,
         client.as_ref(),

@@ -108,7 +108,7 @@ pub fn supports(kind: TargetKind) -> Result<(), &'static str> {
 pub fn hop(kind: TargetKind) -> &'static str {
     match kind {
         TargetKind::Direct => "none, the load talks to the upstream",
-        TargetKind::Ringmesh | TargetKind::Baseline => {
+        TargetKind::Ringmesh | TargetKind::Baseline | TargetKind::RingmeshRoundRobin => {
             "mTLS (rustls), HTTP/2: one multiplexed connection per peer per core (a `mesh` cluster always speaks h2); B checks A's SPIFFE ID, A checks B's"
         }
         TargetKind::RingmeshTelemetry => {
@@ -203,6 +203,7 @@ mod tests {
             upstream_h2: None,
             mesh: Some(mesh),
             telemetry: None,
+            balanced: None,
         }
     }
 

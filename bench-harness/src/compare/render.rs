@@ -20,6 +20,11 @@ fn rps(x: f64) -> String {
     }
 }
 
+/// A share as a percentage: `99.985%`.
+fn pct(x: f64) -> String {
+    format!("{:.3}%", x * 100.0)
+}
+
 fn opt(x: Option<f64>, digits: usize) -> String {
     x.map_or("–".into(), |v| format!("{v:.digits$}"))
 }
@@ -33,11 +38,15 @@ pub fn one_line(m: &Metrics, kind: &StepKind) -> String {
     match kind {
         StepKind::Idle { .. } => format!("{} KiB per idle connection", opt(m.idle_kib_per_conn, 2)),
         _ => format!(
-            "{} req/s, p50 {} ms, p99 {} ms, {} errors{cpu}",
+            "{} req/s, p50 {} ms, p99 {} ms, {} errors{}{cpu}",
             rps(m.rps),
             ms(m.p50_us),
             ms(m.p99_us),
-            m.errors
+            m.errors,
+            match m.success_rate {
+                Some(r) if m.errors > 0 => format!(" ({} succeeded)", pct(r)),
+                _ => String::new(),
+            }
         ),
     }
 }
@@ -85,11 +94,16 @@ pub fn markdown(r: &Report) -> String {
     if pairs {
         pair_preamble(&mut out, r);
     }
-    headline(&mut out, r);
+    let endpoints = r.endpoints > 1;
+    if endpoints {
+        resilience(&mut out, r);
+    } else {
+        headline(&mut out, r);
+    }
     telemetry(&mut out, r);
     for (s, info) in r.summary.iter().zip(&r.steps) {
         let _ = writeln!(out, "## {} — {}\n", s.step, info.about);
-        step_table(&mut out, s, &info.kind, pairs);
+        step_table(&mut out, s, &info.kind, pairs, endpoints);
         for line in &info.not_run {
             let _ = writeln!(out, "- **{line}**");
         }
@@ -179,6 +193,95 @@ fn headline(out: &mut String, r: &Report) {
         return;
     }
     let _ = writeln!(out, "## Headline\n");
+    table(out, r, &cols);
+    let _ = writeln!(
+        out,
+        "\nRatios (×) are against the best proxy in each column (1.00× = best; `direct` is no proxy: the floor).\n"
+    );
+    if r.topology == Topology::Pair {
+        if let Some(line) = direct_floor(r) {
+            let _ = writeln!(out, "{line}\n");
+        }
+    }
+    if let Some(line) = vs_baseline(r, &cols) {
+        let _ = writeln!(out, "{line}\n");
+    }
+}
+
+/// A scenario with several endpoints: two headline tables, latency with
+/// every endpoint healthy or one slowed, and the share of requests that
+/// succeeded with one failing.
+fn resilience(out: &mut String, r: &Report) {
+    let _ = writeln!(
+        out,
+        "**Resilience:** every proxy balances {} test upstreams (ringmesh `lb: peak_ewma`, `ringmesh-rr` `lb: round_robin`, nginx `least_conn`, HAProxy `balance leastconn`); in a step with a fault the last of them is slow or failing. Each proxy starts fresh for every step. Steps marked *defaults* run each proxy's own behaviour on failures; *retry* steps tell every proxy to retry a failed try once on another endpoint and to leave a failing endpoint out for about 10 s (docs/benchmarks.md lists each one's exact config). Success = requests answered below 400 ÷ requests due in the window.\n",
+        r.endpoints
+    );
+    let latency: Vec<Column> = r
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.kind != "idle" && !s.fault.as_ref().is_some_and(|f| f.fails()))
+        .flat_map(|(i, s)| {
+            let at = fault_title(s);
+            [
+                ("p50", (|m: &Metrics| Some(m.p50_us)) as MetricFn),
+                ("p99", |m| Some(m.p99_us)),
+                ("p99.9", |m| Some(m.p999_us)),
+            ]
+            .map(|(p, get)| Column {
+                title: format!("{p} ms, {at}"),
+                short: None,
+                step: i,
+                get,
+                lower_is_better: true,
+                show: ms,
+            })
+        })
+        .collect();
+    let failing: Vec<Column> = r
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.fault.as_ref().is_some_and(|f| f.fails()))
+        .map(|(i, s)| Column {
+            title: format!("success, {}", fault_title(s)),
+            short: None,
+            step: i,
+            get: |m| m.success_rate,
+            lower_is_better: false,
+            show: pct,
+        })
+        .collect();
+    if !latency.is_empty() {
+        let _ = writeln!(out, "## Latency, every endpoint healthy or one slow\n");
+        table(out, r, &latency);
+        let _ = writeln!(out);
+    }
+    if !failing.is_empty() {
+        let _ = writeln!(out, "## Success rate, one endpoint failing\n");
+        table(out, r, &failing);
+        let _ = writeln!(out);
+    }
+    if !(latency.is_empty() && failing.is_empty()) {
+        let _ = writeln!(
+            out,
+            "Ratios (×) are against the best proxy in each column (1.00× = best). The step tables below have every percentile, errors and CPU per request.\n"
+        );
+    }
+}
+
+/// How a resilience headline names a step: `slow (+50ms, defaults)`.
+fn fault_title(s: &super::results::StepInfo) -> String {
+    let policy = if s.retry { "retry" } else { "defaults" };
+    match &s.fault {
+        Some(f) => format!("{} ({}, {policy})", s.name, f.label()),
+        None => format!("{} ({policy})", s.name),
+    }
+}
+
+/// One headline table: a row per target that ran, a cell per column.
+fn table(out: &mut String, r: &Report, cols: &[Column]) {
     let titles: Vec<&str> = cols.iter().map(|c| c.title.as_str()).collect();
     let _ = writeln!(out, "| target | {} |", titles.join(" | "));
     let _ = writeln!(out, "|---|{}", "---|".repeat(cols.len()));
@@ -194,18 +297,6 @@ fn headline(out: &mut String, r: &Report) {
             .map(|c| cell(&r.summary[c.step], c, name))
             .collect();
         let _ = writeln!(out, "| {name} | {} |", cells.join(" | "));
-    }
-    let _ = writeln!(
-        out,
-        "\nRatios (×) are against the best proxy in each column (1.00× = best; `direct` is no proxy: the floor).\n"
-    );
-    if r.topology == Topology::Pair {
-        if let Some(line) = direct_floor(r) {
-            let _ = writeln!(out, "{line}\n");
-        }
-    }
-    if let Some(line) = vs_baseline(r, &cols) {
-        let _ = writeln!(out, "{line}\n");
     }
 }
 
@@ -610,7 +701,7 @@ fn cell(s: &StepSummary, c: &Column, name: &str) -> String {
     }
 }
 
-fn step_table(out: &mut String, s: &StepSummary, kind: &str, added: bool) {
+fn step_table(out: &mut String, s: &StepSummary, kind: &str, added: bool, success: bool) {
     if kind == "idle" {
         let _ = writeln!(
             out,
@@ -635,14 +726,18 @@ fn step_table(out: &mut String, s: &StepSummary, kind: &str, added: bool) {
         true => (" added p50 ms | added p99 ms | A→B conns |", "---|---|---|"),
         false => ("", ""),
     };
+    let (success_head, success_rule) = match success {
+        true => (" success |", "---|"),
+        false => ("", ""),
+    };
     let _ = writeln!(
         out,
-        "| target | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | p99.99 ms | max ms |{added_head} errors | CPU µs/req | peak RSS MiB | ratio ({}, {better} is better) |",
+        "| target | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | p99.99 ms | max ms |{added_head} errors |{success_head} CPU µs/req | peak RSS MiB | ratio ({}, {better} is better) |",
         s.key
     );
     let _ = writeln!(
         out,
-        "|---|---|---|---|---|---|---|---|{added_rule}---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|{added_rule}---|{success_rule}---|---|---|"
     );
     for row in &s.rows {
         let m = &row.median;
@@ -655,9 +750,13 @@ fn step_table(out: &mut String, s: &StepSummary, kind: &str, added: bool) {
             ),
             false => String::new(),
         };
+        let success_cell = match success {
+            true => format!(" {} |", m.success_rate.map_or("–".into(), pct)),
+            false => String::new(),
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |{added_cells} {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |{added_cells} {} |{success_cell} {} | {} | {} |",
             row.target,
             rps(m.rps),
             ms(m.p50_us),
@@ -722,6 +821,8 @@ pub(crate) mod tests {
             pipeline,
             new_connection: false,
             not_run: Vec::new(),
+            fault: None,
+            retry: false,
         }
     }
 
@@ -792,7 +893,110 @@ pub(crate) mod tests {
             client: Default::default(),
             topology: Default::default(),
             telemetry: Vec::new(),
+            endpoints: 1,
         }
+    }
+
+    /// Three endpoints: healthy, one slow, one answering 503 (defaults
+    /// and retry).
+    pub(crate) fn resilience_report() -> Report {
+        use crate::compare::scenario::Fault;
+        let mut slow = step("slow", "rate", Some(3000.0), 1);
+        slow.fault = Some(Fault::Latency("50ms".into()));
+        let mut bad = step("503", "rate", Some(3000.0), 1);
+        bad.fault = Some(Fault::Status(503));
+        let mut bad_retry = step("503-retry", "rate", Some(3000.0), 1);
+        bad_retry.fault = Some(Fault::Status(503));
+        bad_retry.retry = true;
+        let steps = vec![
+            step("healthy", "rate", Some(3000.0), 1),
+            slow,
+            bad,
+            bad_retry,
+        ];
+        let mut runs = Vec::new();
+        for (t, slow_p99, ok, ok_retry) in [
+            ("ringmesh", 900.0, 0.999, 1.0),
+            ("nginx", 51_000.0, 0.6, 0.99995),
+        ] {
+            for (st, p99, success) in [
+                ("healthy", 800.0, 1.0),
+                ("slow", slow_p99, 1.0),
+                ("503", 800.0, ok),
+                ("503-retry", 800.0, ok_retry),
+            ] {
+                let mut r = run(t, st, 3000.0, p99, Some(30.0), None);
+                r.metrics.success_rate = Some(success);
+                runs.push(r);
+            }
+        }
+        let mut r = build(steps, &["ringmesh", "nginx"], runs);
+        r.endpoints = 3;
+        r
+    }
+
+    #[test]
+    fn resilience_runs_lead_with_tail_latency_and_success_rate() {
+        let md = markdown(&resilience_report());
+        assert!(
+            md.contains("**Resilience:** every proxy balances 3 test upstreams"),
+            "{md}"
+        );
+        assert!(!md.contains("## Headline"), "{md}");
+        let head = "| target | p50 ms, healthy (defaults) | p99 ms, healthy (defaults) | p99.9 ms, healthy (defaults) | p50 ms, slow (+50ms, defaults) | p99 ms, slow (+50ms, defaults) | p99.9 ms, slow (+50ms, defaults) |";
+        assert!(md.contains(head), "{md}");
+        assert!(
+            md.contains("| nginx | 0.200 (1.00×) | 0.800 (1.00×) | 1.600 (1.00×) | 12.750 (56.67×) | 51.000 (56.67×) | 102.000 (56.67×) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| target | success, 503 (503, defaults) | success, 503-retry (503, retry) |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| ringmesh | 99.900% (1.00×) | 100.000% (1.00×) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| nginx | 60.000% (0.60×) | 99.995% (1.00×) |"),
+            "{md}"
+        );
+        // Step tables gain a success column and rank failing steps by it,
+        // the slow one by p99.
+        assert!(md.contains("| errors | success | CPU µs/req |"), "{md}");
+        assert!(
+            md.contains("ratio (success_rate, higher is better)"),
+            "{md}"
+        );
+        assert!(md.contains("ratio (p99_us, lower is better)"), "{md}");
+        assert!(md.contains("| 0 | 60.000% | 30.00 |"), "{md}");
+        // Single-endpoint reports have none of it.
+        let plain = markdown(&report());
+        assert!(
+            !plain.contains("success") && !plain.contains("Resilience"),
+            "{plain}"
+        );
+        // And it all comes back from the JSON (older JSON: one endpoint).
+        let r = resilience_report();
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["steps"][2]["fault"], serde_json::json!({"status": 503}));
+        assert_eq!(v["steps"][3]["retry"], true);
+        assert!(v["steps"][0].get("fault").is_none());
+        let back: Report = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(markdown(&back), md);
+        let mut old = serde_json::to_value(report()).unwrap();
+        old.as_object_mut().unwrap().remove("endpoints");
+        assert_eq!(serde_json::from_value::<Report>(old).unwrap().endpoints, 1);
+        // The chart ranks them the same way.
+        let svg = crate::compare::svg::chart(&r);
+        assert!(
+            svg.contains("% of requests that succeeded (higher is better)"),
+            "{svg}"
+        );
+        assert!(svg.contains("p99 ms (lower is better)"), "{svg}");
+        assert!(svg.contains(">60.00<"), "{svg}");
     }
 
     #[test]

@@ -41,6 +41,14 @@ pub struct Report {
     /// what it served: did telemetry really run at 100%.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub telemetry: Vec<TelemetryCount>,
+    /// Upstream endpoints behind each proxy (`endpoints` > 1: a
+    /// resilience scenario, each proxy restarted for every step).
+    #[serde(default = "one")]
+    pub endpoints: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// One `ringmesh-telemetry` run (a repetition: the target started, ran
@@ -178,6 +186,13 @@ pub struct StepInfo {
     /// supported: ...`).
     #[serde(default)]
     pub not_run: Vec<String>,
+    /// What the last of several endpoints did wrong in this step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<super::scenario::Fault>,
+    /// The proxies were told to retry on another endpoint and leave a
+    /// failing one out (`retry = true`); else their defaults.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry: bool,
 }
 
 /// One step against one target in one repetition.
@@ -219,6 +234,18 @@ pub struct Metrics {
     /// how the hop carries the requests (1 per core: multiplexed).
     #[serde(default)]
     pub hop_connections: Option<u64>,
+    /// Share of the requests due in the window that got a status below
+    /// 400: answered ÷ (answered + failed to connect, timed out, reset,
+    /// ...); a 5xx counts as a failure. None for idle steps.
+    #[serde(default)]
+    pub success_rate: Option<f64>,
+}
+
+/// Requests that succeeded ÷ requests sent, from a load report (None
+/// when nothing was sent).
+pub fn success_rate(r: &LoadReport) -> Option<f64> {
+    let sent = r.ok + r.errors.total();
+    (sent > 0).then(|| r.ok as f64 / sent as f64)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -278,6 +305,7 @@ pub fn median_metrics(runs: &[&Metrics]) -> Metrics {
         added_p50_us: opt(&|r| r.added_p50_us),
         added_p99_us: opt(&|r| r.added_p99_us),
         hop_connections: opt(&|r| r.hop_connections.map(|c| c as f64)).map(|c| c as u64),
+        success_rate: opt(&|r| r.success_rate),
     }
 }
 
@@ -314,12 +342,23 @@ pub fn key_metric(kind: &str) -> (&'static str, bool, MetricFn) {
     }
 }
 
+/// The metric that ranks targets in a step: with one endpoint slowed,
+/// p99; with one failing, the share of requests that succeeded; else by
+/// the step's kind ([`key_metric`]).
+pub fn step_key(step: &StepInfo) -> (&'static str, bool, MetricFn) {
+    match &step.fault {
+        Some(f) if f.fails() => ("success_rate", false, |m| m.success_rate),
+        Some(_) => ("p99_us", true, |m| Some(m.p99_us)),
+        None => key_metric(&step.kind),
+    }
+}
+
 /// Medians per (step, target), in step order then target order.
 pub fn summarize(steps: &[StepInfo], targets: &[String], runs: &[Run]) -> Vec<StepSummary> {
     steps
         .iter()
         .map(|step| {
-            let (key, lower, get) = key_metric(&step.kind);
+            let (key, lower, get) = step_key(step);
             let mut rows: Vec<Row> = targets
                 .iter()
                 .filter_map(|t| {
@@ -497,6 +536,8 @@ ringmesh_spans_dropped_total{reason=\"export_failed\"} 7
                 pipeline: 1,
                 new_connection: false,
                 not_run: Vec::new(),
+                fault: None,
+                retry: false,
             },
             StepInfo {
                 name: "half".into(),
@@ -507,6 +548,8 @@ ringmesh_spans_dropped_total{reason=\"export_failed\"} 7
                 pipeline: 1,
                 new_connection: false,
                 not_run: Vec::new(),
+                fault: None,
+                retry: false,
             },
         ];
         let targets: Vec<String> = ["direct", "a", "b"].map(String::from).to_vec();

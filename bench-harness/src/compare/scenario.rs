@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::targets::TargetKind;
 
@@ -33,6 +33,48 @@ pub struct Scenario {
     /// One proxy per target, or a mesh hop: two proxies talking mTLS
     /// (`topology = "pair"`, [`super::pair`]).
     pub topology: Topology,
+    /// Upstream endpoints behind every proxy (`endpoints = 3`): each a
+    /// test upstream of its own, balanced by each proxy's load-aware
+    /// balancer. With more than one, a step may slow or fail one of them
+    /// ([`Step::fault`]), and each proxy target starts fresh for every
+    /// step (its config depends on the step).
+    pub endpoints: usize,
+}
+
+impl Scenario {
+    /// Several endpoints: each step gets a fresh proxy configured for it.
+    pub fn per_step_targets(&self) -> bool {
+        self.endpoints > 1
+    }
+}
+
+/// What one endpoint (the last) does wrong during a step.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fault {
+    /// Adds this latency (`"50ms"`, or a `"1ms..5ms"` range) to every
+    /// response.
+    Latency(String),
+    /// Answers every request with this status (500..599).
+    Status(u16),
+    /// Refuses connections: its port is bound but not listening.
+    Refuse,
+}
+
+impl Fault {
+    /// A short name for tables: `+50ms`, `503`, `refused`.
+    pub fn label(&self) -> String {
+        match self {
+            Fault::Latency(l) => format!("+{l}"),
+            Fault::Status(s) => s.to_string(),
+            Fault::Refuse => "refused".into(),
+        }
+    }
+
+    /// The endpoint fails requests (as opposed to slowing them down).
+    pub fn fails(&self) -> bool {
+        !matches!(self, Fault::Latency(_))
+    }
 }
 
 /// A scenario's `topology`: what stands between the load and the upstream
@@ -112,6 +154,12 @@ pub struct Step {
     /// gRPC Echo.Unary calls with this many payload bytes (HTTP/2 both
     /// ways), instead of `method` and `path`.
     pub grpc: Option<usize>,
+    /// What the last of several endpoints does wrong in this step.
+    pub fault: Option<Fault>,
+    /// Every proxy retries a failed try once on another endpoint and takes
+    /// a failing endpoint out for a while (passive health); without it,
+    /// each proxy's defaults (`targets.rs` says exactly what each gets).
+    pub retry: bool,
 }
 
 /// Where the proxies send a plain (not gRPC) request meant for the
@@ -144,6 +192,8 @@ impl Step {
             upstream: Proto::H1,
             streams: 1,
             grpc: None,
+            fault: None,
+            retry: false,
         }
     }
 }
@@ -195,6 +245,8 @@ struct RawScenario {
     client: Proto,
     #[serde(default)]
     topology: Topology,
+    #[serde(default = "one")]
+    endpoints: usize,
 }
 
 fn three() -> usize {
@@ -259,6 +311,18 @@ struct RawStep {
     #[serde(default)]
     grpc: bool,
     grpc_payload: Option<usize>,
+    fault: Option<RawFault>,
+    #[serde(default)]
+    retry: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFault {
+    latency: Option<String>,
+    status: Option<u16>,
+    #[serde(default)]
+    refuse: bool,
 }
 
 /// Payload bytes of a gRPC step's calls unless it says.
@@ -322,8 +386,9 @@ pub fn parse(text: &str, default_name: &str) -> Result<Scenario, Vec<String>> {
             .as_deref()
             .map(|h| dur(&mut errs, &format!("{at}.hold"), h));
         errs.extend(step_protocols(s, &raw, &at));
+        let fault = step_fault(s, raw.endpoints, &at, &mut errs);
         match step(s, hold.flatten(), &at, raw.calibrate.is_some()) {
-            Ok(st) => steps.push(st),
+            Ok(st) => steps.push(Step { fault, ..st }),
             Err(e) => errs.extend(e),
         }
     }
@@ -389,6 +454,7 @@ pub fn parse(text: &str, default_name: &str) -> Result<Scenario, Vec<String>> {
         );
     }
     errs.extend(pair_limits(&raw));
+    errs.extend(endpoint_limits(&raw));
     if !errs.is_empty() {
         return Err(errs);
     }
@@ -415,7 +481,100 @@ pub fn parse(text: &str, default_name: &str) -> Result<Scenario, Vec<String>> {
         mode: raw.mode,
         client: raw.client,
         topology: raw.topology,
+        endpoints: raw.endpoints,
     })
+}
+
+/// What several endpoints do not combine with yet: each proxy's
+/// multi-endpoint config is written for plain HTTP/1.1 on both sides.
+fn endpoint_limits(raw: &RawScenario) -> Vec<String> {
+    let mut errs = Vec::new();
+    if raw.endpoints == 0 {
+        errs.push("endpoints: must be at least 1".into());
+    }
+    if raw.endpoints <= 1 {
+        return errs;
+    }
+    let n = raw.endpoints;
+    if raw.tls {
+        errs.push(format!(
+            "endpoints: {n} endpoints with tls = true is not supported yet"
+        ));
+    }
+    if raw.mode == Mode::Tcp {
+        errs.push(format!(
+            "endpoints: {n} endpoints with mode = \"tcp\" is not supported yet"
+        ));
+    }
+    if raw.client == Proto::H2 {
+        errs.push(format!(
+            "endpoints: {n} endpoints with client = \"h2\" is not supported yet"
+        ));
+    }
+    if raw.topology == Topology::Pair {
+        errs.push(format!(
+            "endpoints: {n} endpoints with topology = \"pair\" is not supported yet"
+        ));
+    }
+    for (i, s) in raw.steps.iter().enumerate() {
+        if s.upstream == Some(Proto::H2) || s.grpc {
+            errs.push(format!(
+                "step[{i}] ({}).upstream: with several endpoints every step goes to the HTTP/1.1 upstreams",
+                s.name
+            ));
+        }
+    }
+    errs
+}
+
+/// A step's `fault` (one of `latency`, `status`, `refuse`) and whether
+/// it and `retry` fit the scenario's endpoints.
+fn step_fault(s: &RawStep, endpoints: usize, at: &str, errs: &mut Vec<String>) -> Option<Fault> {
+    if s.retry && endpoints < 2 {
+        errs.push(format!(
+            "{at}.retry: retrying on another endpoint needs endpoints = 2 or more"
+        ));
+    }
+    let f = s.fault.as_ref()?;
+    let mut set = Vec::new();
+    if let Some(l) = &f.latency {
+        match l.parse::<crate::upstream::AddedLatency>() {
+            Ok(_) => set.push(Fault::Latency(l.clone())),
+            Err(e) => errs.push(format!("{at}.fault.latency: {e}")),
+        }
+    }
+    if let Some(code) = f.status {
+        match code {
+            500..=599 => set.push(Fault::Status(code)),
+            _ => errs.push(format!(
+                "{at}.fault.status: {code} is not a failure; give 500..599"
+            )),
+        }
+    }
+    if f.refuse {
+        set.push(Fault::Refuse);
+    }
+    if endpoints < 2 {
+        errs.push(format!(
+            "{at}.fault: one endpoint of several is faulty; set endpoints = 2 or more"
+        ));
+        return None;
+    }
+    match (f.latency.is_some() as u8) + (f.status.is_some() as u8) + (f.refuse as u8) {
+        1 => set.pop(),
+        0 => {
+            errs.push(format!(
+                "{at}.fault: give one of latency = \"50ms\", status = 503, refuse = true"
+            ));
+            None
+        }
+        _ => {
+            errs.push(format!(
+                "{at}.fault: one of latency, status, refuse, not several"
+            ));
+            None
+        }
+    }
 }
 
 /// What a pair (mesh hop) scenario does not combine with yet: the load
@@ -618,6 +777,8 @@ fn step(
         },
         streams: s.streams,
         grpc: s.grpc.then(|| s.grpc_payload.unwrap_or(GRPC_PAYLOAD)),
+        fault: None,
+        retry: s.retry,
     })
 }
 
@@ -894,6 +1055,156 @@ streams = 100
             errs[0].contains("pear") && errs[0].contains("`pair`"),
             "{errs:?}"
         );
+    }
+
+    const ENDPOINTS: &str = r#"
+targets = ["ringmesh", "ringmesh-rr", "nginx", "haproxy"]
+cpus = { proxy = [0], upstream = [0], load = [0] }
+endpoints = 3
+[[step]]
+name = "healthy"
+kind = "rate"
+rate = 100
+connections = 8
+[[step]]
+name = "slow"
+kind = "rate"
+rate = 100
+connections = 8
+fault = { latency = "50ms" }
+[[step]]
+name = "503-retry"
+kind = "rate"
+rate = 100
+connections = 8
+fault = { status = 503 }
+retry = true
+[[step]]
+name = "refused"
+kind = "rate"
+rate = 100
+connections = 8
+fault = { refuse = true }
+"#;
+
+    #[test]
+    fn several_endpoints_and_their_faults() {
+        let s = parse(ENDPOINTS, "t").unwrap();
+        assert_eq!(s.endpoints, 3);
+        assert!(s.per_step_targets());
+        assert_eq!(s.targets[1], TargetKind::RingmeshRoundRobin);
+        let faults: Vec<_> = s.steps.iter().map(|s| (s.fault.clone(), s.retry)).collect();
+        assert_eq!(
+            faults,
+            [
+                (None, false),
+                (Some(Fault::Latency("50ms".into())), false),
+                (Some(Fault::Status(503)), true),
+                (Some(Fault::Refuse), false),
+            ]
+        );
+        assert_eq!(
+            s.steps
+                .iter()
+                .map(|s| s.fault.as_ref().map(Fault::label))
+                .collect::<Vec<_>>(),
+            [
+                None,
+                Some("+50ms".into()),
+                Some("503".into()),
+                Some("refused".into())
+            ]
+        );
+        assert!(!Fault::Latency("1ms".into()).fails() && Fault::Refuse.fails());
+        // One endpoint unless asked; then faults and retries make no sense.
+        let one = parse(GOOD, "t").unwrap();
+        assert_eq!(one.endpoints, 1);
+        assert!(!one.per_step_targets() && one.steps.iter().all(|s| s.fault.is_none()));
+        let errs = parse(&ENDPOINTS.replace("endpoints = 3\n", ""), "t")
+            .unwrap_err()
+            .join("\n");
+        assert!(
+            errs.contains("step[1] (slow).fault: one endpoint of several is faulty; set endpoints = 2 or more"),
+            "{errs}"
+        );
+        assert!(
+            errs.contains("step[2] (503-retry).retry: retrying on another endpoint needs endpoints = 2 or more"),
+            "{errs}"
+        );
+        // A fault is one thing, a failing status, a real latency.
+        let errs = parse(
+            &ENDPOINTS
+                .replace("{ latency = \"50ms\" }", "{ latency = \"soon\" }")
+                .replace("{ status = 503 }", "{ status = 200 }")
+                .replace("{ refuse = true }", "{ refuse = true, status = 503 }"),
+            "t",
+        )
+        .unwrap_err()
+        .join("\n");
+        for want in [
+            "step[1] (slow).fault.latency: bad latency \"soon\"",
+            "step[2] (503-retry).fault.status: 200 is not a failure; give 500..599",
+            "step[3] (refused).fault: one of latency, status, refuse, not several",
+        ] {
+            assert!(errs.contains(want), "{want}: {errs}");
+        }
+        let errs = parse(&ENDPOINTS.replace("{ refuse = true }", "{}"), "t").unwrap_err();
+        assert!(errs[0].contains("give one of latency"), "{errs:?}");
+        let errs = parse(
+            &ENDPOINTS.replace("{ refuse = true }", "{ slow = true }"),
+            "t",
+        )
+        .unwrap_err();
+        assert!(errs[0].contains("slow"), "{errs:?}");
+        // Not with what the multi-endpoint configs are not written for.
+        let errs = parse(&format!("tls = true\nmode = \"tcp\"\n{ENDPOINTS}"), "t")
+            .unwrap_err()
+            .join("\n");
+        assert!(
+            errs.contains("endpoints: 3 endpoints with tls = true is not supported yet"),
+            "{errs}"
+        );
+        assert!(
+            errs.contains("endpoints: 3 endpoints with mode = \"tcp\""),
+            "{errs}"
+        );
+        let errs = parse(&ENDPOINTS.replace("endpoints = 3", "endpoints = 0"), "t")
+            .unwrap_err()
+            .join("\n");
+        assert!(errs.contains("endpoints: must be at least 1"), "{errs}");
+    }
+
+    #[test]
+    fn the_resilience_scenario_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../perf/scenarios/resilience.toml");
+        // On CPU 0 whatever this machine has (the file says 1 for the proxy).
+        let text = std::fs::read_to_string(path).unwrap();
+        let s = parse(&text.replace("proxy = [1]", "proxy = [0]"), "resilience").unwrap();
+        assert_eq!(s.endpoints, 3);
+        assert_eq!(
+            s.targets,
+            [
+                TargetKind::Ringmesh,
+                TargetKind::RingmeshRoundRobin,
+                TargetKind::Nginx,
+                TargetKind::Haproxy
+            ]
+        );
+        assert!(s.steps.iter().all(|st| matches!(
+            st.kind,
+            StepKind::Rate {
+                rate: Rate::Fixed(_),
+                ..
+            }
+        )));
+        assert!(s
+            .steps
+            .iter()
+            .any(|st| st.fault == Some(Fault::Latency("50ms".into()))));
+        assert!(s
+            .steps
+            .iter()
+            .any(|st| st.fault == Some(Fault::Refuse) && st.retry));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::results::{key_metric, Metrics, Report, StepSummary};
+use super::results::{step_key, Metrics, Report, StepInfo, StepSummary};
 use crate::hist::LABELS;
 
 const W: f64 = 1000.0;
@@ -24,6 +24,8 @@ fn color(target: &str) -> &'static str {
         "nginx" => "#2e86ab",
         "haproxy" => "#76b041",
         "envoy" => "#8e44ad",
+        // ringmesh with round robin: ringmesh's hue, greyed.
+        "ringmesh-rr" => "#b07a6a",
         _ => "#444444",
     }
 }
@@ -86,7 +88,7 @@ pub fn chart(r: &Report) -> String {
         bars(
             &mut o,
             s,
-            &info.kind,
+            info,
             640.0,
             y + 30.0,
             330.0,
@@ -185,13 +187,22 @@ fn percentiles(o: &mut String, s: &StepSummary, x0: f64, y0: f64, w: f64, h: f64
 }
 
 /// The step's ranking metric as one bar per target, value on the bar.
-fn bars(o: &mut String, s: &StepSummary, kind: &str, x0: f64, y0: f64, w: f64, h: f64) {
-    let (_, _, get) = key_metric(kind);
-    let title = match kind {
-        "rate" => "target CPU µs per request (lower is better)",
-        "idle" => "KiB per idle connection (lower is better)",
+fn bars(o: &mut String, s: &StepSummary, info: &StepInfo, x0: f64, y0: f64, w: f64, h: f64) {
+    let (key, _, get) = step_key(info);
+    let title = match (key, info.kind.as_str()) {
+        ("success_rate", _) => "% of requests that succeeded (higher is better)",
+        ("p99_us", _) => "p99 ms (lower is better)",
+        (_, "rate") => "target CPU µs per request (lower is better)",
+        (_, "idle") => "KiB per idle connection (lower is better)",
         _ => "requests/s (higher is better)",
     };
+    // Shown as a percentage and in ms, as the tables do.
+    let scale = match key {
+        "success_rate" => 100.0,
+        "p99_us" => 0.001,
+        _ => 1.0,
+    };
+    let get = move |m: &Metrics| get(m).map(|v| v * scale);
     let _ = writeln!(
         o,
         r##"<text x="{x0}" y="{}" fill="#555">{title}{}</text>"##,

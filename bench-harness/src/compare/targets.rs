@@ -68,10 +68,15 @@ pub enum TargetKind {
     /// harness's OTLP sink: what telemetry costs per request.
     #[serde(rename = "ringmesh-telemetry")]
     RingmeshTelemetry,
+    /// The `ringmesh` build and config with `lb: round_robin`: the
+    /// reference row of scenarios with several endpoints (elsewhere, with
+    /// one endpoint, the same as `ringmesh`).
+    #[serde(rename = "ringmesh-rr")]
+    RingmeshRoundRobin,
 }
 
 /// In the enum's order (`Display` indexes it).
-const NAMES: [&str; 7] = [
+const NAMES: [&str; 8] = [
     "direct",
     "ringmesh",
     "baseline",
@@ -79,6 +84,7 @@ const NAMES: [&str; 7] = [
     "haproxy",
     "envoy",
     "ringmesh-telemetry",
+    "ringmesh-rr",
 ];
 
 impl FromStr for TargetKind {
@@ -92,6 +98,7 @@ impl FromStr for TargetKind {
             "haproxy" => TargetKind::Haproxy,
             "envoy" => TargetKind::Envoy,
             "ringmesh-telemetry" => TargetKind::RingmeshTelemetry,
+            "ringmesh-rr" => TargetKind::RingmeshRoundRobin,
             other => {
                 let hint = super::did_you_mean(other, &NAMES);
                 return Err(format!(
@@ -118,7 +125,10 @@ impl TargetKind {
     pub fn is_ringmesh(self) -> bool {
         matches!(
             self,
-            TargetKind::Ringmesh | TargetKind::Baseline | TargetKind::RingmeshTelemetry
+            TargetKind::Ringmesh
+                | TargetKind::Baseline
+                | TargetKind::RingmeshTelemetry
+                | TargetKind::RingmeshRoundRobin
         )
     }
 
@@ -148,7 +158,9 @@ impl TargetKind {
     fn locate_bin(self, bins: &RingmeshBins) -> Result<Option<PathBuf>, String> {
         match self {
             TargetKind::Direct => Ok(None),
-            TargetKind::Ringmesh | TargetKind::RingmeshTelemetry => {
+            TargetKind::Ringmesh
+            | TargetKind::RingmeshTelemetry
+            | TargetKind::RingmeshRoundRobin => {
                 if bins.current.is_file() {
                     Ok(Some(bins.current.clone()))
                 } else {
@@ -180,6 +192,7 @@ impl TargetKind {
             TargetKind::Ringmesh
             | TargetKind::Baseline
             | TargetKind::RingmeshTelemetry
+            | TargetKind::RingmeshRoundRobin
             | TargetKind::Envoy => "--version",
         };
         let out = Command::new(bin).arg(arg).output();
@@ -249,6 +262,51 @@ pub struct Setup<'a> {
     /// Where `ringmesh-telemetry` logs and sends spans (other targets
     /// ignore it).
     pub telemetry: Option<Telemetry>,
+    /// Several endpoints in place of `upstream` (scenarios with
+    /// `endpoints` > 1), each proxy balancing them its load-aware way.
+    pub balanced: Option<Balanced<'a>>,
+}
+
+/// The endpoints of a scenario with several, and how the proxies treat
+/// failures of one of them in this step.
+///
+/// - Always: ringmesh `lb: peak_ewma` (`ringmesh-rr`: `round_robin`),
+///   nginx `least_conn`, HAProxy `balance leastconn`.
+/// - `retry: false`, each proxy's defaults: ringmesh retries nothing and
+///   ejects nothing (Peak-EWMA counts a failed try as a slow one);
+///   nginx's `proxy_next_upstream error timeout` and `max_fails=1
+///   fail_timeout=10s` (a refused connection is retried on the next
+///   server and the server is left out for 10 s; a 503 is passed on);
+///   HAProxy's `retries 3` on connection failures to the same server,
+///   no redispatch, no health checks.
+/// - `retry: true`, the same told to all three: one retry on another
+///   endpoint, at once, of a try that failed to connect, was reset or cut
+///   short, timed out, or answered 502, 503 or 504; and an endpoint that
+///   fails once is left out for about 10 s. ringmesh: the route's
+///   `retries: { attempts: 1, backoff: { base: 0ms } }` (its default `on`
+///   list is exactly those failures) and the cluster's
+///   `outlier_detection: { consecutive_gateway_errors: 1,
+///   base_ejection_time: 10s }`; nginx: `proxy_next_upstream error timeout
+///   http_502 http_503 http_504`, `proxy_next_upstream_tries 2` and
+///   `max_fails=1 fail_timeout=10s` on each server; HAProxy: `retries 1`,
+///   `option redispatch 1`, `retry-on conn-failure empty-response
+///   response-timeout 502 503 504`, and on each server `observe layer7
+///   error-limit 1 on-error mark-down`, which HAProxy accepts only with
+///   `check` (a TCP connect every `inter 10s`, `rise 1`: the way back in).
+#[derive(Debug, Clone, Copy)]
+pub struct Balanced<'a> {
+    pub endpoints: &'a [SocketAddr],
+    pub retry: bool,
+}
+
+/// Whether `kind` has a config for a scenario with `endpoints` endpoints.
+pub fn supports_endpoints(kind: TargetKind, endpoints: usize) -> Result<(), &'static str> {
+    match kind {
+        _ if endpoints <= 1 => Ok(()),
+        TargetKind::Envoy => Err("configs with several endpoints are not generated for Envoy yet (no envoy binary here to check one)"),
+        TargetKind::RingmeshTelemetry => Err("not run with several endpoints (its proxy restarts every step there, and its counts are per run)"),
+        _ => Ok(()),
+    }
 }
 
 /// The telemetry `ringmesh-telemetry` adds to ringmesh's config.
@@ -301,6 +359,12 @@ pub fn command(kind: TargetKind, bin: &Path, s: &Setup) -> std::io::Result<Comma
         TargetKind::Ringmesh | TargetKind::Baseline => {
             cmd.arg("--config")
                 .arg(write("ringmesh.yaml", ringmesh_config(s))?);
+        }
+        TargetKind::RingmeshRoundRobin => {
+            cmd.arg("--config").arg(write(
+                "ringmesh.yaml",
+                ringmesh_config_lb(s, "round_robin"),
+            )?);
         }
         TargetKind::RingmeshTelemetry => {
             let t = s.telemetry.as_ref().ok_or_else(|| {
@@ -360,6 +424,12 @@ const TLS13_SUITES: &str =
 /// (issue 9) is there only in TLS scenarios, so a baseline from before it
 /// runs every plain one.
 pub fn ringmesh_config(s: &Setup) -> String {
+    ringmesh_config_lb(s, "peak_ewma")
+}
+
+/// [`ringmesh_config`] with this `lb` for a cluster of several endpoints
+/// (with one endpoint, no `lb` is written: the same config as ever).
+pub fn ringmesh_config_lb(s: &Setup, lb: &str) -> String {
     if s.mode == Mode::Tcp {
         // The `tcp` listener (issue 10): no routes, its own idle timeout.
         // Every relay holds an upstream connection, and those count
@@ -405,6 +475,11 @@ clusters:\n  - name: up\n    endpoints: ['{up}']\n    pool: {{ max_connections: 
     // ALPN), so an h2 client needs nothing more. Plain scenarios keep the
     // config an older baseline understands.
     let (routes, h2_cluster) = match s.upstream_h2 {
+        None if s.balanced.is_some_and(|b| b.retry) => (
+            "    routes: [ { cluster: up, retries: { attempts: 1, backoff: { base: 0ms } } } ]\n"
+                .to_string(),
+            String::new(),
+        ),
         None => ("    routes: [ { cluster: up } ]\n".to_string(), String::new()),
         Some(up2) => (
             format!(
@@ -422,17 +497,34 @@ clusters:\n  - name: up\n    endpoints: ['{up}']\n    pool: {{ max_connections: 
             ),
         ),
     };
+    // Several endpoints: the balancer, and with `retry` the passive
+    // health check ([`Balanced`]).
+    let (endpoints, balance) = match s.balanced {
+        None => (format!("'{}'", s.upstream), String::new()),
+        Some(b) => (
+            b.endpoints
+                .iter()
+                .map(|e| format!("'{e}'"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            match b.retry {
+                false => format!("    lb: {lb}\n"),
+                true => format!(
+                    "    lb: {lb}\n    outlier_detection: {{ consecutive_gateway_errors: 1, base_ejection_time: 10s }}\n"
+                ),
+            },
+        ),
+    };
     format!(
         "# generated by ringmesh-bench compare\n\
 {identity}runtime: {{ workers: {w}, cpu_affinity: [{cpus}] }}\n\
 admin: {{ address: '{admin}' }}\n\
 listeners:\n  - name: main\n    address: '{listen}'\n    idle_timeout: {KEEPALIVE_S}s\n{tls}{routes}\
-clusters:\n  - name: up\n    endpoints: ['{up}']\n    pool: {{ max_idle_per_endpoint: {UPSTREAM_IDLE}, idle_timeout: {KEEPALIVE_S}s }}\n{cluster_mesh}{h2_cluster}",
+clusters:\n  - name: up\n    endpoints: [{endpoints}]\n{balance}    pool: {{ max_idle_per_endpoint: {UPSTREAM_IDLE}, idle_timeout: {KEEPALIVE_S}s }}\n{cluster_mesh}{h2_cluster}",
         w = s.cpus.len(),
         cpus = cpu_list(s.cpus),
         admin = s.admin,
         listen = s.listen,
-        up = s.upstream,
     )
 }
 
@@ -530,6 +622,30 @@ stream {{\n  upstream up {{ server {up}; }}\n\
         }
         Some(Role::Client(f)) => ("https", pair::nginx_upstream_tls(f)),
     };
+    // Several endpoints: least_conn, and with `retry` 502/503/504 retried
+    // on the next server ([`Balanced`]).
+    let (servers, next_upstream) = match s.balanced {
+        None => (format!("server {};", s.upstream), String::new()),
+        Some(b) => {
+            let params = if b.retry {
+                " max_fails=1 fail_timeout=10s"
+            } else {
+                ""
+            };
+            let list: Vec<String> = b
+                .endpoints
+                .iter()
+                .map(|e| format!("server {e}{params};"))
+                .collect();
+            (
+                format!("least_conn; {}", list.join(" ")),
+                match b.retry {
+                    true => "      proxy_next_upstream error timeout http_502 http_503 http_504;\n      proxy_next_upstream_tries 2;\n".to_string(),
+                    false => String::new(),
+                },
+            )
+        }
+    };
     format!(
         "# generated by ringmesh-bench compare\n\
 daemon off;\nmaster_process on;\nworker_processes {w};\nworker_cpu_affinity {masks};\n\
@@ -538,18 +654,17 @@ events {{ worker_connections {conns}; }}\n\
 http {{\n  access_log off;\n  keepalive_requests 100000000;\n  keepalive_timeout {KEEPALIVE_S}s;\n\
   client_max_body_size 0;\n  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;\n\
   fastcgi_temp_path {dir}/fcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;\n\
-  upstream up {{ server {up}; keepalive {UPSTREAM_IDLE}; keepalive_requests 100000000; keepalive_timeout {KEEPALIVE_S}s; }}\n{up2}\
+  upstream up {{ {servers} keepalive {UPSTREAM_IDLE}; keepalive_requests 100000000; keepalive_timeout {KEEPALIVE_S}s; }}\n{up2}\
   server {{\n    listen {listen}{ssl}{http2} backlog=4096 reuseport;\n{tls}    location / {{\n\
       proxy_pass {scheme}://up;\n{upstream_tls}      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n\
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
-      proxy_buffering off;\n      proxy_request_buffering off;\n    }}\n{grpc}  }}\n}}\n",
+      proxy_buffering off;\n      proxy_request_buffering off;\n{next_upstream}    }}\n{grpc}  }}\n}}\n",
         http2 = if s.client == Proto::H2 { " http2" } else { "" },
         up2 = up2,
         grpc = grpc,
         w = s.cpus.len(),
         masks = masks.join(" "),
         nofile = (conns as u64 * 2).min(s.fd_limit),
-        up = s.upstream,
         listen = s.listen,
     )
 }
@@ -612,6 +727,33 @@ backend b\n  server s1 {up}\n",
             ),
         )
     });
+    // Several endpoints: leastconn, and with `retry` a redispatched retry
+    // and passive health ([`Balanced`]).
+    let idle = UPSTREAM_IDLE * s.cpus.len();
+    let backend = match s.balanced {
+        None => format!(
+            "  server s1 {} pool-max-conn {idle}{server_tls}\n",
+            s.upstream
+        ),
+        Some(b) => {
+            let mut out = String::from("  balance leastconn\n");
+            if b.retry {
+                out.push_str(
+                    "  retries 1\n  option redispatch 1\n  retry-on conn-failure empty-response response-timeout 502 503 504\n",
+                );
+                out.push_str(
+                    "  default-server check inter 10s rise 1 observe layer7 error-limit 1 on-error mark-down\n",
+                );
+            }
+            for (i, e) in b.endpoints.iter().enumerate() {
+                out.push_str(&format!(
+                    "  server s{} {e} pool-max-conn {idle}{server_tls}\n",
+                    i + 1
+                ));
+            }
+            out
+        }
+    };
     // HAProxy wants two descriptors per connection and refuses to start
     // when the hard RLIMIT_NOFILE is below that: the run then reports it
     // as failed, with HAProxy's own message, rather than measuring a
@@ -622,11 +764,9 @@ global\n  nbthread {w}\n  cpu-map auto:1/1-{w} {cpus}\n  maxconn {maxconn}\n{glo
 defaults\n  mode http\n  timeout connect 2s\n  timeout client {KEEPALIVE_S}s\n  timeout server {KEEPALIVE_S}s\n\
   timeout http-keep-alive {KEEPALIVE_S}s\n  option http-keep-alive\n  option forwardfor\n  http-reuse always\n\
 frontend f\n  bind {listen}{bind_tls}{bind_h2}\n{use_h2}  default_backend b\n\
-backend b\n  server s1 {up} pool-max-conn {idle}{server_tls}\n{backend_h2}",
+backend b\n{backend}{backend_h2}",
         w = s.cpus.len(),
         listen = s.listen,
-        up = s.upstream,
-        idle = UPSTREAM_IDLE * s.cpus.len(),
     )
 }
 
@@ -847,6 +987,7 @@ mod tests {
             upstream_h2: None,
             mesh: None,
             telemetry: None,
+            balanced: None,
         }
     }
 
@@ -1075,6 +1216,173 @@ mod tests {
                 [0]["endpoint"]["address"]["socket_address"]["port_value"],
             9000
         );
+    }
+
+    const THREE: [&str; 3] = ["127.0.0.1:9010", "127.0.0.1:9011", "127.0.0.1:9012"];
+
+    fn three() -> Vec<SocketAddr> {
+        THREE.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn several_endpoints_get_each_proxys_load_aware_balancer() {
+        let dir = Path::new("/run/x");
+        let endpoints = three();
+        let s = Setup {
+            balanced: Some(Balanced {
+                endpoints: &endpoints,
+                retry: false,
+            }),
+            ..setup(dir)
+        };
+        // ringmesh: all three, Peak-EWMA; no retries, no ejection.
+        let r = ringmesh_config(&s);
+        assert!(
+            r.contains("    endpoints: ['127.0.0.1:9010', '127.0.0.1:9011', '127.0.0.1:9012']\n    lb: peak_ewma\n    pool: {"),
+            "{r}"
+        );
+        assert!(r.contains("    routes: [ { cluster: up } ]\n"), "{r}");
+        assert!(
+            !r.contains("retries") && !r.contains("outlier_detection"),
+            "{r}"
+        );
+        let v = yaml(&r);
+        assert_eq!(v["clusters"][0]["endpoints"][2], "127.0.0.1:9012");
+        assert_eq!(v["clusters"][0]["lb"], "peak_ewma");
+        // ringmesh-rr: the same with round robin, and nothing else differs.
+        let rr = ringmesh_config_lb(&s, "round_robin");
+        assert_eq!(rr.replace("lb: round_robin", "lb: peak_ewma"), r);
+        // One endpoint: no `lb` line, the config an older baseline reads.
+        assert_eq!(
+            ringmesh_config_lb(&setup(dir), "round_robin"),
+            ringmesh_config(&setup(dir))
+        );
+        assert!(!ringmesh_config(&setup(dir)).contains("lb:"));
+
+        // nginx: least_conn over the three, its defaults on failures.
+        let n = nginx_config(&s);
+        assert!(
+            n.contains("upstream up { least_conn; server 127.0.0.1:9010; server 127.0.0.1:9011; server 127.0.0.1:9012; keepalive 64;"),
+            "{n}"
+        );
+        assert!(
+            !n.contains("proxy_next_upstream") && !n.contains("max_fails"),
+            "{n}"
+        );
+        assert!(nginx_config(&setup(dir))
+            .contains("upstream up { server 127.0.0.1:9000; keepalive 64;"));
+
+        // HAProxy: leastconn, its defaults (no retries line, no checks).
+        let h = haproxy_config(&s);
+        assert!(
+            h.contains("backend b\n  balance leastconn\n  server s1 127.0.0.1:9010 pool-max-conn 128\n  server s2 127.0.0.1:9011 pool-max-conn 128\n  server s3 127.0.0.1:9012 pool-max-conn 128\n"),
+            "{h}"
+        );
+        for not in ["retries", "redispatch", "check", "observe"] {
+            assert!(!h.contains(not), "{not}: {h}");
+        }
+        assert!(haproxy_config(&setup(dir))
+            .contains("backend b\n  server s1 127.0.0.1:9000 pool-max-conn 128\n"));
+
+        // Envoy and ringmesh-telemetry sit out, saying why.
+        assert!(supports_endpoints(TargetKind::Envoy, 3).is_err());
+        assert!(supports_endpoints(TargetKind::RingmeshTelemetry, 3).is_err());
+        assert_eq!(supports_endpoints(TargetKind::Envoy, 1), Ok(()));
+        for k in [
+            TargetKind::Ringmesh,
+            TargetKind::RingmeshRoundRobin,
+            TargetKind::Nginx,
+            TargetKind::Haproxy,
+        ] {
+            assert_eq!(supports_endpoints(k, 3), Ok(()));
+        }
+    }
+
+    #[test]
+    fn retry_tells_every_proxy_the_same_thing() {
+        let dir = Path::new("/run/x");
+        let endpoints = three();
+        let s = Setup {
+            balanced: Some(Balanced {
+                endpoints: &endpoints,
+                retry: true,
+            }),
+            ..setup(dir)
+        };
+        // ringmesh: one retry at once (the default `on` list: connect
+        // failure, reset, timeout, 502, 503, 504), ejected after one failure.
+        let r = ringmesh_config(&s);
+        let v = yaml(&r);
+        let route = &v["listeners"][0]["routes"][0];
+        assert_eq!(route["cluster"], "up");
+        assert_eq!(route["retries"]["attempts"], 1);
+        assert_eq!(route["retries"]["backoff"]["base"], "0ms");
+        assert!(
+            route["retries"].get("on").is_none(),
+            "the default list: {r}"
+        );
+        let c = &v["clusters"][0];
+        assert_eq!(c["lb"], "peak_ewma");
+        assert_eq!(c["outlier_detection"]["consecutive_gateway_errors"], 1);
+        assert_eq!(c["outlier_detection"]["base_ejection_time"], "10s");
+        assert_eq!(
+            yaml(&ringmesh_config_lb(&s, "round_robin"))["clusters"][0]["outlier_detection"],
+            c["outlier_detection"]
+        );
+
+        // nginx: 502/503/504 retried on the next server, two tries at most.
+        let n = nginx_config(&s);
+        for want in [
+            "least_conn; server 127.0.0.1:9010 max_fails=1 fail_timeout=10s; server 127.0.0.1:9011 max_fails=1 fail_timeout=10s; server 127.0.0.1:9012 max_fails=1 fail_timeout=10s; keepalive 64;",
+            "      proxy_next_upstream error timeout http_502 http_503 http_504;\n      proxy_next_upstream_tries 2;\n    }",
+        ] {
+            assert!(n.contains(want), "{want}: {n}");
+        }
+
+        // HAProxy: one redispatched retry on the same failures, and a
+        // server marked down on its first error (passive, with `check`).
+        let h = haproxy_config(&s);
+        for want in [
+            "backend b\n  balance leastconn\n  retries 1\n  option redispatch 1\n",
+            "  retry-on conn-failure empty-response response-timeout 502 503 504\n",
+            "  default-server check inter 10s rise 1 observe layer7 error-limit 1 on-error mark-down\n",
+            "  server s3 127.0.0.1:9012 pool-max-conn 128\n",
+        ] {
+            assert!(h.contains(want), "{want}: {h}");
+        }
+    }
+
+    #[test]
+    fn ringmesh_rr_runs_ringmeshs_build_with_round_robin() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("ringmesh-proxy");
+        std::fs::write(&bin, "").unwrap();
+        let bins = RingmeshBins {
+            current: bin.clone(),
+            baseline: None,
+        };
+        let kind: TargetKind = "ringmesh-rr".parse().unwrap();
+        assert_eq!(kind, TargetKind::RingmeshRoundRobin);
+        assert_eq!(kind.to_string(), "ringmesh-rr");
+        assert_eq!(
+            serde_json::to_value(kind).unwrap(),
+            serde_json::json!("ringmesh-rr")
+        );
+        assert!(kind.is_proxy() && kind.is_ringmesh());
+        assert_eq!(kind.locate(&bins, Mode::Http), Ok(Some(bin.clone())));
+        let endpoints = three();
+        let s = Setup {
+            balanced: Some(Balanced {
+                endpoints: &endpoints,
+                retry: false,
+            }),
+            ..setup(dir.path())
+        };
+        let cmd = command(kind, &bin, &s).unwrap();
+        assert_eq!(cmd.get_program(), bin.as_os_str());
+        let written = std::fs::read_to_string(dir.path().join("ringmesh.yaml")).unwrap();
+        assert_eq!(written, ringmesh_config_lb(&s, "round_robin"));
+        assert!(written.contains("lb: round_robin"), "{written}");
     }
 
     #[test]
