@@ -219,6 +219,47 @@ pub struct Rule {
     pub fault: Option<Fault>,
     /// A copy of the requests to another Service's cluster.
     pub mirror: Option<Mirror>,
+    /// `RequestHeaderModifier`, as the proxy route's `request_headers`.
+    pub request_headers: HeaderEdits,
+    /// `ResponseHeaderModifier`, as the proxy route's `response_headers`.
+    pub response_headers: HeaderEdits,
+    /// `RequestRedirect`: the rule answers instead of forwarding (its
+    /// `backends` are empty).
+    pub redirect: Option<Redirect>,
+    /// `URLRewrite`, as the proxy route's `rewrite`.
+    pub rewrite: Option<Rewrite>,
+}
+
+/// Header edits as the proxy applies them: `remove` first, then `add`
+/// (appended). The Gateway API's `set` is a remove and an add of the same
+/// name. Names lowercase.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    pub add: Vec<(String, String)>,
+    pub remove: Vec<String>,
+}
+
+/// A new path: the whole of it, or the part a `PathPrefix` match matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathModifier {
+    Full(String),
+    Prefix(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    pub scheme: Option<String>,
+    pub hostname: Option<String>,
+    pub port: Option<u16>,
+    pub path: Option<PathModifier>,
+    /// Unset: the proxy's default, 302.
+    pub status: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    pub hostname: Option<String>,
+    pub path: Option<PathModifier>,
 }
 
 /// The Gateway API's `RequestMirror` filter, as the proxy's route
@@ -237,6 +278,9 @@ pub struct Retry {
     pub codes: Vec<u16>,
     /// gRPC statuses, by the proxy's names (`unavailable`, ...).
     pub grpc: Vec<String>,
+    /// The wait before the first retry (doubling, with jitter, up to ten
+    /// times it); `None`: the proxy's default (25 ms).
+    pub backoff: Option<Duration>,
 }
 
 /// Fault injection, for testing how callers cope with a slow or failing

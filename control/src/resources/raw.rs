@@ -142,6 +142,8 @@ pub struct RawRule {
     pub name: Option<S<String>>,
     #[serde(default)]
     pub matches: Vec<S<RawRouteMatch>>,
+    /// Required unless a `RequestRedirect` answers the rule's requests.
+    #[serde(default)]
     pub backend_refs: Vec<S<RawBackendRef>>,
     pub timeouts: Option<RawTimeouts>,
     pub retry: Option<S<RawRetry>>,
@@ -151,21 +153,71 @@ pub struct RawRule {
     pub session_persistence: Unsupported,
 }
 
-/// A Gateway API HTTPRoute filter. Only `RequestMirror` is implemented;
-/// the others are known, so they are refused as not supported yet rather
-/// than as unknown fields.
+/// A Gateway API HTTPRoute filter. `ExtensionRef` and `CORS` are known,
+/// so they are refused as not supported yet rather than as unknown
+/// fields.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawFilter {
     #[serde(rename = "type")]
     pub kind: S<String>,
     pub request_mirror: Option<S<RawRequestMirror>>,
-    pub request_header_modifier: Unsupported,
-    pub response_header_modifier: Unsupported,
-    pub request_redirect: Unsupported,
-    pub url_rewrite: Unsupported,
+    pub request_header_modifier: Option<S<RawHeaderModifier>>,
+    pub response_header_modifier: Option<S<RawHeaderModifier>>,
+    pub request_redirect: Option<S<RawRequestRedirect>>,
+    #[serde(rename = "urlRewrite")]
+    pub url_rewrite: Option<S<RawUrlRewrite>>,
     pub extension_ref: Unsupported,
     pub cors: Unsupported,
+}
+
+/// `RequestHeaderModifier` / `ResponseHeaderModifier`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaderModifier {
+    #[serde(default)]
+    pub set: Vec<S<RawHttpHeader>>,
+    #[serde(default)]
+    pub add: Vec<S<RawHttpHeader>>,
+    #[serde(default)]
+    pub remove: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpHeader {
+    pub name: S<String>,
+    pub value: S<String>,
+}
+
+/// `RequestRedirect`: unset parts are the request's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawRequestRedirect {
+    pub scheme: Option<S<String>>,
+    pub hostname: Option<S<String>>,
+    pub path: Option<S<RawHttpPathModifier>>,
+    pub port: Option<S<u64>>,
+    pub status_code: Option<S<u64>>,
+}
+
+/// `URLRewrite`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUrlRewrite {
+    pub hostname: Option<S<String>>,
+    pub path: Option<S<RawHttpPathModifier>>,
+}
+
+/// The Gateway API's `HTTPPathModifier`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawHttpPathModifier {
+    /// `ReplaceFullPath` or `ReplacePrefixMatch`.
+    #[serde(rename = "type")]
+    pub kind: Option<S<String>>,
+    pub replace_full_path: Option<S<String>>,
+    pub replace_prefix_match: Option<S<String>>,
 }
 
 /// `requestMirror`: a copy of the requests to `backendRef`, `percent` or
@@ -194,7 +246,9 @@ pub struct RawRetry {
     pub attempts: S<u64>,
     #[serde(default)]
     pub codes: Vec<S<u64>>,
-    pub backoff: Unsupported,
+    /// A duration (`100ms`): the proxy's backoff base (its max is ten
+    /// times that).
+    pub backoff: Option<S<String>>,
 }
 
 /// As Istio's VirtualService `fault`, in this API's spelling: delay and/or
@@ -336,7 +390,8 @@ pub struct RawGrpcRetry {
     pub attempts: S<u64>,
     #[serde(default)]
     pub codes: Vec<S<RawIntOrString>>,
-    pub backoff: Unsupported,
+    /// As on HTTPRoute.
+    pub backoff: Option<S<String>>,
 }
 
 /// As the Gateway API's TCPRoute (v1alpha2).

@@ -11,6 +11,7 @@ use super::{ResourceError, ResourceErrors};
 
 mod authz;
 mod backend_tls;
+mod filters;
 mod gateway;
 mod grpc;
 mod mirror;
@@ -602,3 +603,6 @@ pub(crate) mod peer_authn_tests;
 
 #[cfg(test)]
 pub(crate) mod telemetry_tests;
+
+#[cfg(test)]
+pub(crate) mod filters_tests;

@@ -216,6 +216,7 @@ fn retry_policies() {
             attempts: 2,
             codes: vec![503, 504],
             grpc: Vec::new(),
+            backoff: None,
         })
     );
     let bad = text.replace(
