@@ -48,6 +48,7 @@ use ringmesh_proto::v1 as pb;
 
 pub mod check;
 mod mesh;
+mod traffic;
 
 pub use mesh::{identity_of, MeshContext, DEFAULT_TRUST_DOMAIN};
 
@@ -219,6 +220,9 @@ fn clusters(
             if mesh::meshed(s.endpoints.len(), sidecars) {
                 meshed(&mut c)?;
             }
+            if let Some(p) = res.traffic_policy_for(&s.name) {
+                traffic::cluster(&mut c, p);
+            }
             out.push(c);
             continue;
         }
@@ -240,6 +244,9 @@ fn clusters(
             // A TCP port's cluster has no sidecars (they carry HTTP).
             if !tcp && mesh::meshed(on_port.len(), sidecars) {
                 meshed(&mut c)?;
+            }
+            if let Some(p) = res.traffic_policy_for(&s.name) {
+                traffic::cluster(&mut c, p);
             }
             out.push(c);
         }
@@ -331,6 +338,10 @@ fn sidecar(res: &Resources, node: &pb::Node) -> Result<Vec<pb::Listener>, Compil
         let route = pb::Route {
             name: Some("inbound".into()),
             action: Some(pb::route::Action::Cluster(INBOUND_CLUSTER.into())),
+            // A TrafficPolicy's rate limit: the calls this sidecar takes.
+            rate_limit: res
+                .traffic_policy_for(&node.service)
+                .and_then(traffic::rate_limit),
             ..Default::default()
         };
         listeners.push(pb::Listener {
@@ -827,6 +838,9 @@ mod telemetry_tests;
 
 #[cfg(test)]
 mod filters_tests;
+
+#[cfg(test)]
+mod traffic_tests;
 
 #[cfg(test)]
 mod tests {

@@ -38,7 +38,7 @@ impl Checker {
 
     /// A duration written like `2s` or `500ms`, more than 0 and at most
     /// `MAX_DURATION`; `zero` says what to write instead of 0.
-    fn duration(
+    pub(super) fn duration(
         &mut self,
         doc: &Doc,
         s: &Spanned<String>,

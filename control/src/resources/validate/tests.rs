@@ -144,7 +144,7 @@ fn schema_errors_name_the_line_in_the_whole_file() {
     let err = parse(&files("kind: Servce\nmetadata: { name: a }\n"))
         .unwrap_err()
         .to_string();
-    assert_eq!(err, "mesh.yaml:1:7: kind: unknown kind `Servce` (did you mean `Service`?); known: Service, HTTPRoute, Gateway, Secret, ConfigMap, BackendTLSPolicy, GRPCRoute, TCPRoute, AuthorizationPolicy, PeerAuthentication, Telemetry");
+    assert_eq!(err, "mesh.yaml:1:7: kind: unknown kind `Servce` (did you mean `Service`?); known: Service, HTTPRoute, Gateway, Secret, ConfigMap, BackendTLSPolicy, GRPCRoute, TCPRoute, AuthorizationPolicy, PeerAuthentication, Telemetry, TrafficPolicy");
     let err = parse(&files("metadata: { name: a }\n"))
         .unwrap_err()
         .to_string();
