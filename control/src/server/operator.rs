@@ -493,7 +493,17 @@ fn summarize(
                     p.targets.iter().map(|t| format!("Service/{t}")).collect();
                 let mut sets = Vec::new();
                 if let Some(lb) = &p.load_balancer {
-                    sets.push(format!("lb {:?}", lb.kind));
+                    use crate::resources::model::LbKind;
+                    sets.push(
+                        match lb.kind {
+                            LbKind::RoundRobin => "ROUND_ROBIN",
+                            LbKind::LeastRequest => "LEAST_REQUEST",
+                            LbKind::PeakEwma => "PEAK_EWMA",
+                            LbKind::RingHash => "RING_HASH",
+                            LbKind::Maglev => "MAGLEV",
+                        }
+                        .to_string(),
+                    );
                 }
                 if !p.breakers.is_empty() {
                     sets.push("circuitBreaker".into());
