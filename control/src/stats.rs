@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use ringmesh_proto::v1 as pb;
 
+mod endpoints;
+pub use endpoints::{aggregate_endpoints, EndpointDelta, EndpointTraffic};
+
 /// Status classes a report counts (1xx .. 5xx).
 const CLASSES: usize = 5;
 
@@ -111,6 +114,8 @@ struct Reading {
     bounds: Vec<u64>,
     listeners: BTreeMap<String, Counts>,
     clusters: BTreeMap<String, Counts>,
+    /// By (cluster, address).
+    endpoints: BTreeMap<(String, String), pb::EndpointReport>,
 }
 
 impl Reading {
@@ -136,6 +141,15 @@ impl Reading {
                         c.name.clone(),
                         Counts::from_pb(c.mesh, c.counts.as_ref(), 0),
                     )
+                })
+                .collect(),
+            endpoints: r
+                .clusters
+                .iter()
+                .flat_map(|c| {
+                    c.endpoints
+                        .iter()
+                        .map(|e| ((c.name.clone(), e.address.clone()), e.clone()))
                 })
                 .collect(),
         }
@@ -166,6 +180,8 @@ pub struct NodeDelta {
     pub bounds: Vec<u64>,
     pub listeners: BTreeMap<String, Counts>,
     pub clusters: BTreeMap<String, Counts>,
+    /// By (cluster, address): the endpoints of the last report.
+    pub endpoints: BTreeMap<(String, String), EndpointDelta>,
 }
 
 #[derive(Debug, Default)]
@@ -285,6 +301,11 @@ impl Store {
                     bounds: last.bounds.clone(),
                     listeners: side(&last.listeners, &first.listeners),
                     clusters: side(&last.clusters, &first.clusters),
+                    endpoints: last
+                        .endpoints
+                        .iter()
+                        .map(|(k, e)| (k.clone(), EndpointDelta::since(e, first.endpoints.get(k))))
+                        .collect(),
                 },
             );
         }
@@ -463,6 +484,7 @@ mod tests {
                 name: "api".into(),
                 mesh: true,
                 counts: Some(counts([0, ok, 0, 0, err], buckets)),
+                endpoints: vec![],
             }],
         }
     }
@@ -631,6 +653,7 @@ mod tests {
     #[test]
     fn services_sum_their_proxies_and_edges_need_traffic() {
         let delta = |ok: u64, secs: f64, mesh: bool| NodeDelta {
+            endpoints: BTreeMap::new(),
             seconds: secs,
             bounds: BOUNDS.to_vec(),
             listeners: BTreeMap::from([

@@ -71,6 +71,8 @@ LABELS = {
     "ringmesh_endpoint_ejected": {"cluster", "endpoint"},
     "ringmesh_endpoint_ejections_total": {"cluster", "endpoint"},
     "ringmesh_endpoint_healthy": {"cluster", "endpoint"},
+    "ringmesh_endpoint_health_checks_total": {"cluster", "endpoint", "result"},
+    "ringmesh_mirror_requests_total": {"listener", "route", "outcome"},
     "ringmesh_upstream_retries_total": {"cluster"},
     "ringmesh_upstream_retries_budget_exhausted_total": {"cluster"},
     "ringmesh_upstream_timeouts_total": {"cluster"},

@@ -224,6 +224,10 @@ add(ts("Decisions/s by policy", "ringmesh_authz_policy_decisions_total: requests
        [q(f"sum by (listener, policy) ({rate('ringmesh_authz_policy_decisions_total', L)})", "{{listener}} {{policy}}", refId="A")], unit="reqps", w=8))
 add(ts("Faults injected/s", "ringmesh_faults_injected_total by listener, route and fault (delay, abort); only routes with fault filters.",
        [q(f"sum by (listener, route, fault) ({rate('ringmesh_faults_injected_total', R)})", "{{listener}} {{route}} {{fault}}", refId="A")], unit="ops", w=8))
+add(ts("Mirrored requests/s by outcome", "ringmesh_mirror_requests_total: copies sent to a route's mirror cluster (sent, failed), and those not sent (dropped: 128 in flight on the worker; body_too_large; incomplete).",
+       [q(f"sum by (route, outcome) ({rate('ringmesh_mirror_requests_total', R)})", "{{route}} {{outcome}}", refId="A")], unit="ops", w=8))
+add(ts("Health checks/s by result", "ringmesh_endpoint_health_checks_total: active health checks (run on worker 0) by cluster and result.",
+       [q(f"sum by (cluster, result) ({rate('ringmesh_endpoint_health_checks_total', C)})", "{{cluster}} {{result}}", refId="A")], unit="ops", w=8))
 
 # ---------------------------------------------------------------- config
 row("Config and identity")

@@ -106,7 +106,9 @@ fn owners(p: &Proxy, users: std::ops::Range<usize>) -> HashMap<usize, String> {
         .collect()
 }
 
-fn hashing_keeps_affinity_and_moves_few_keys(lb: &str, settings: &str) {
+/// `strict`: every moved key went to the new endpoint (ring hash); Maglev
+/// moves a few between the old ones too (its paper's trade for balance).
+fn hashing_keeps_affinity_and_moves_few_keys(lb: &str, settings: &str, strict: bool) {
     let ups: Vec<Upstream> = (0..5).map(|i| Upstream::start(&format!("u{i}"))).collect();
     let cluster = |n: usize| {
         let eps: Vec<String> = ups[..n].iter().map(|u| format!("'{}'", u.addr)).collect();
@@ -137,21 +139,35 @@ fn hashing_keeps_affinity_and_moves_few_keys(lb: &str, settings: &str) {
         (0.10..=0.32).contains(&share),
         "{lb}: {share} of keys moved"
     );
-    let new_name = after[&moved[0]].clone();
-    assert!(
-        moved.iter().all(|u| after[u] == new_name),
-        "{lb}: keys moved between endpoints that stayed"
-    );
+    // The new endpoint is the one most moved keys went to.
+    let mut to: HashMap<&String, usize> = HashMap::new();
+    for u in &moved {
+        *to.entry(&after[u]).or_default() += 1;
+    }
+    let (_, most) = to.iter().max_by_key(|(_, n)| **n).expect("keys moved");
+    let between_old = moved.len() - most;
+    if strict {
+        assert_eq!(
+            between_old, 0,
+            "{lb}: keys moved between endpoints that stayed"
+        );
+    } else {
+        assert!(
+            between_old * 5 <= moved.len(),
+            "{lb}: {between_old} of {} moved keys went between endpoints that stayed",
+            moved.len()
+        );
+    }
 }
 
 #[test]
 fn ring_hash_keeps_affinity_and_moves_about_one_key_in_n() {
-    hashing_keeps_affinity_and_moves_few_keys("ring_hash", "");
+    hashing_keeps_affinity_and_moves_few_keys("ring_hash", "", true);
 }
 
 #[test]
 fn maglev_keeps_affinity_and_moves_about_one_key_in_n() {
-    hashing_keeps_affinity_and_moves_few_keys("maglev", ", table_size: 65537");
+    hashing_keeps_affinity_and_moves_few_keys("maglev", ", table_size: 65537", false);
 }
 
 #[test]
@@ -224,4 +240,71 @@ fn an_endpoints_series_leave_metrics_with_it() {
         !text.contains(&format!("endpoint=\"{}\"", b.addr))
             && text.contains(&format!("endpoint=\"{}\"", a.addr))
     });
+}
+
+/// `family{core="N",cluster="c",endpoint="addr"}` from `/metrics?per_core=1`.
+fn per_core(p: &Proxy, family: &str, core: usize, addr: SocketAddr) -> u64 {
+    let (_, text) = p.admin_get("/metrics?per_core=1");
+    let series = format!("{family}{{core=\"{core}\",cluster=\"c\",endpoint=\"{addr}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Requests core `core` sent to any of `eps`.
+fn core_total(p: &Proxy, core: usize, eps: &[SocketAddr]) -> u64 {
+    eps.iter()
+        .map(|e| per_core(p, "ringmesh_endpoint_requests_total", core, *e))
+        .sum()
+}
+
+#[test]
+fn a_worker_avoids_an_endpoint_another_worker_found_slow() {
+    let fast = [Upstream::start("a"), Upstream::start("b")];
+    let slow = slow_upstream(Duration::from_millis(50));
+    let eps = [fast[0].addr, fast[1].addr, slow];
+    // An unmeasured endpoint looks the fastest: each worker tries every
+    // endpoint it has no estimate of, unless another worker's estimate
+    // reached it first.
+    let cluster = format!(
+        "{{ name: c, lb: peak_ewma, peak_ewma: {{ default_rtt: 1us }}, endpoints: ['{}', '{}', '{slow}'] }}",
+        eps[0], eps[1]
+    );
+    let p = Proxy::start(&proxy_yaml(&cluster, ""));
+    // One connection teaches its worker which endpoint is slow.
+    let mut first = Client::connect(p.addr("main"));
+    for _ in 0..30 {
+        assert_eq!(first.get("/", "svc").status, 200);
+    }
+    let taught = if core_total(&p, 0, &eps) > 0 { 0 } else { 1 };
+    let other = 1 - taught;
+    assert!(per_core(&p, "ringmesh_endpoint_requests_total", taught, slow) >= 1);
+    // The other worker has sent nothing yet; it hears within a few ms.
+    assert_eq!(core_total(&p, other, &eps), 0);
+    std::thread::sleep(Duration::from_millis(50));
+    // New connections until one lands on the other worker; then more
+    // requests on it. Its very first picks already avoid the slow one.
+    let mut on_other = None;
+    for probe in 1..=40 {
+        let mut c = Client::connect(p.addr("main"));
+        let before = core_total(&p, other, &eps);
+        assert_eq!(c.get("/", "svc").status, 200);
+        eventually("the probe counted", Duration::from_secs(5), || {
+            core_total(&p, 0, &eps) + core_total(&p, 1, &eps) >= 30 + probe
+        });
+        if core_total(&p, other, &eps) > before {
+            on_other = Some(c);
+            break;
+        }
+    }
+    let mut c = on_other.expect("a connection on the other worker");
+    for _ in 0..20 {
+        assert_eq!(c.get("/", "svc").status, 200);
+    }
+    assert_eq!(
+        per_core(&p, "ringmesh_endpoint_requests_total", other, slow),
+        0,
+        "the worker that never measured the slow endpoint sent it requests"
+    );
 }

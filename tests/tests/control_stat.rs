@@ -146,6 +146,7 @@ fn stat_reports_rate_latency_success_and_mtls_per_service_and_edge() {
             covered(&services, "name", "orders") && covered(&edges, "to", "orders")
         },
     );
+    let endpoints = stat(cp.addr, "endpoints");
     let elapsed = started.elapsed().as_secs_f64();
     let completed = done.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
@@ -190,6 +191,33 @@ fn stat_reports_rate_latency_success_and_mtls_per_service_and_edge() {
     );
     assert_latency(edge, "edge web -> orders");
     assert_eq!(edges.len(), 1, "only web calls anyone: {edges:?}");
+
+    // Its one endpoint (the orders sidecar), as the callers' proxies saw
+    // it: both sidecars have a cluster for orders; only web's sent.
+    let ep = row(&endpoints, "service", "orders").expect("orders' endpoint");
+    assert_eq!(
+        endpoints
+            .iter()
+            .filter(|e| e["service"] == "orders")
+            .count(),
+        1,
+        "{endpoints:?}"
+    );
+    let rps = number(ep, "rps");
+    assert!(
+        (rps - measured).abs() / measured < 0.05,
+        "orders' endpoint: {rps:.2} rps, the load {measured:.2}: {ep}"
+    );
+    assert_eq!(ep["success_rate"], 1.0, "{ep}");
+    assert_eq!(
+        (
+            ep["proxies"].clone(),
+            ep["ejected_by"].clone(),
+            ep["unhealthy_by"].clone()
+        ),
+        (2.into(), 0.into(), 0.into()),
+        "{ep}"
+    );
 
     // The table says the same, in linkerd's columns.
     let (code, out, err) = ctl(cp.addr, &["stat", "edges"]);

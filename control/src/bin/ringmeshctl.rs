@@ -90,7 +90,9 @@ enum Cmd {
     /// exact to a bucket's width), and mTLS.
     Stat {
         /// services (each Service's inbound traffic, summed over its
-        /// proxies) or edges (caller -> callee, from the callers' proxies).
+        /// proxies), edges (caller -> callee, from the callers' proxies) or
+        /// endpoints (each endpoint of a Service as its callers see it,
+        /// with outlier ejections and health).
         #[arg(value_enum, default_value = "services")]
         what: StatWhat,
         #[arg(short = 'o', long, value_enum, default_value = "table")]
@@ -186,6 +188,10 @@ enum StatWhat {
     Services,
     #[value(alias = "edge")]
     Edges,
+    /// Each Service's endpoints as its callers' proxies see them:
+    /// traffic, failures, outlier ejections and health.
+    #[value(alias = "endpoint", alias = "ep")]
+    Endpoints,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -554,6 +560,25 @@ struct EdgeStatRow {
     traffic: TrafficRow,
 }
 
+/// `stat endpoints -o json`.
+#[derive(Serialize)]
+struct EndpointStatRow {
+    service: String,
+    address: String,
+    requests: u64,
+    errors: u64,
+    /// Tries that did not fail, 0..1; null without tries.
+    success_rate: Option<f64>,
+    rps: f64,
+    /// Proxies that reported it, and of them those with a worker that
+    /// has it ejected now, and those whose health checks fail it now.
+    proxies: u32,
+    ejected_by: u32,
+    unhealthy_by: u32,
+    /// Ejections in the window, all proxies and workers.
+    ejections: u64,
+}
+
 /// Unset (null) where there is no data in the window.
 #[derive(Serialize, Default)]
 struct TrafficRow {
@@ -685,6 +710,64 @@ fn print_stat(
                 );
             }
         }
+        StatWhat::Endpoints => print_endpoints(resp, output, watching)?,
+    }
+    Ok(())
+}
+
+fn print_endpoints(resp: &pb::StatResponse, output: Output, watching: bool) -> Result<(), Failure> {
+    let rows: Vec<EndpointStatRow> = resp
+        .endpoints
+        .iter()
+        .map(|e| EndpointStatRow {
+            service: e.service.clone(),
+            address: e.address.clone(),
+            requests: e.requests,
+            errors: e.errors,
+            success_rate: (e.requests > 0)
+                .then(|| (e.requests - e.errors.min(e.requests)) as f64 / e.requests as f64),
+            rps: e.rps,
+            proxies: e.proxies,
+            ejected_by: e.ejected_by,
+            unhealthy_by: e.unhealthy_by,
+            ejections: e.ejections,
+        })
+        .collect();
+    if emit_stat(&rows, output, watching)? {
+        return Ok(());
+    }
+    let body = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.service.clone(),
+                r.address.clone(),
+                r.success_rate
+                    .map_or("-".to_string(), |v| format!("{:.2}%", v * 100.0)),
+                format!("{:.1}", r.rps),
+                format!("{}/{}", r.ejected_by, r.proxies),
+                r.ejections.to_string(),
+                format!("{}/{}", r.unhealthy_by, r.proxies),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "SERVICE",
+            "ENDPOINT",
+            "SUCCESS",
+            "RPS",
+            "EJECTED",
+            "EJECTIONS",
+            "UNHEALTHY",
+        ],
+        body,
+    );
+    if rows.is_empty() && matches!(output, Output::Table) {
+        println!(
+            "(no proxy reported endpoints in the last {}s)",
+            resp.window_seconds
+        );
     }
     Ok(())
 }

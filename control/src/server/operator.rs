@@ -211,6 +211,8 @@ impl OperatorService {
             }
         }
         let (services, edges) = aggregate(&deltas, &nodes, |c| clusters.get(c).cloned());
+        let endpoints =
+            crate::stats::aggregate_endpoints(&deltas, &nodes, |c| clusters.get(c).cloned());
         let mut connected: BTreeMap<String, u32> =
             resources.services.keys().map(|s| (s.clone(), 0)).collect();
         for p in proxies.iter().filter(|p| p.connected) {
@@ -256,6 +258,20 @@ impl OperatorService {
                 })
                 .collect(),
             window_seconds: self.stats.window.as_secs_f64(),
+            endpoints: endpoints
+                .into_iter()
+                .map(|((service, address), t)| pb::EndpointStat {
+                    service,
+                    address,
+                    requests: t.requests,
+                    errors: t.errors,
+                    rps: t.rps,
+                    proxies: t.proxies,
+                    ejected_by: t.ejected_by,
+                    ejections: t.ejections,
+                    unhealthy_by: t.unhealthy_by,
+                })
+                .collect(),
         }
     }
 }

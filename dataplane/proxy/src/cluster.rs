@@ -108,10 +108,15 @@ impl Endpoint {
         self.local.set(local);
     }
 
-    #[cfg(test)]
+    /// Failing active health checks (`health`); the cluster's
+    /// `refresh_routing` must follow a change.
     pub(crate) fn set_unhealthy(&self, on: bool) {
         self.unhealthy.set(on);
         self.stats.unhealthy.set(u64::from(on));
+    }
+
+    pub fn is_unhealthy(&self) -> bool {
+        self.unhealthy.get()
     }
 }
 

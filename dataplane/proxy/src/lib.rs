@@ -45,6 +45,7 @@ pub mod grpc;
 pub mod h1;
 pub mod h2;
 pub mod handler;
+pub mod health;
 pub mod identity;
 pub mod loglimit;
 pub mod metrics;

@@ -16,6 +16,7 @@
 //! The control plane takes differences between reports; nothing here is
 //! ever reset.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -88,6 +89,8 @@ pub fn summarize(
     let mut mtls = vec![0u64; n];
     let mut clusters: std::collections::BTreeMap<String, ([u64; 5], LatencyBuckets)> =
         Default::default();
+    let mut endpoints: std::collections::BTreeMap<(String, SocketAddr), pb::EndpointReport> =
+        Default::default();
     for core in cores {
         // Routes of earlier configs too: a listener's totals never go back.
         core.for_each_route(|li, r| {
@@ -115,6 +118,20 @@ pub fn summarize(
             let entry = clusters.entry(name.to_string()).or_default();
             add(&mut entry.0, c.requests.counts());
             c.upstream_time.add_buckets(&mut entry.1);
+            c.endpoints.each(|addr, e| {
+                let r = endpoints
+                    .entry((name.to_string(), addr))
+                    .or_insert_with(|| pb::EndpointReport {
+                        address: addr.to_string(),
+                        healthy: true,
+                        ..Default::default()
+                    });
+                r.requests += e.requests.get();
+                r.errors += e.errors.get();
+                r.ejections += e.ejections.get();
+                r.ejected_workers += u32::from(e.ejected.get() > 0);
+                r.healthy &= e.unhealthy.get() == 0;
+            });
         });
     }
     pb::StatsReport {
@@ -141,6 +158,11 @@ pub fn summarize(
                     .iter()
                     .any(|c| c.name == name && c.mesh.is_some()),
                 counts: counts(by_class, &buckets),
+                endpoints: endpoints
+                    .range((name.clone(), SocketAddr::from(([0, 0, 0, 0], 0)))..)
+                    .take_while(|((c, _), _)| *c == name)
+                    .map(|(_, r)| r.clone())
+                    .collect(),
                 name,
             })
             .collect(),

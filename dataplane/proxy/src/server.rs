@@ -118,6 +118,7 @@ pub fn run(config: Arc<Config>, source: Source, events: Events) -> Result<(), St
     let mut controls: Vec<UnboundedSender<WorkerMsg>> = Vec::with_capacity(workers);
     let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(workers);
     let mut peers = crate::balance::share::connect(workers).into_iter();
+    let mut health = crate::health::connect(workers).into_iter();
     for (id, (listeners, cpu)) in sockets
         .into_iter()
         .zip(placement.iter().copied())
@@ -139,6 +140,9 @@ pub fn run(config: Arc<Config>, source: Source, events: Events) -> Result<(), St
             peers: peers
                 .next()
                 .ok_or_else(|| StartError::Runtime("fewer inboxes than workers".into()))?,
+            health: health
+                .next()
+                .ok_or_else(|| StartError::Runtime("fewer health links than workers".into()))?,
         };
         let started = started_tx.clone();
         let thread = std::thread::Builder::new()

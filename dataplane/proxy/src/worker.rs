@@ -277,6 +277,8 @@ pub struct Core {
     pub listener_ports: Vec<Box<[u8]>>,
     /// This core's access-log and span buffers.
     pub telemetry: crate::telemetry::CoreTelemetry,
+    /// Active health checks: run here on core 0, reported to the others.
+    pub health: crate::health::Checks,
 }
 
 impl Core {
@@ -321,6 +323,7 @@ impl Core {
                 .map(|p| p.to_string().into_bytes().into_boxed_slice())
                 .collect(),
             telemetry,
+            health: crate::health::Checks::default(),
         }))
     }
 
@@ -392,6 +395,8 @@ pub struct WorkerSetup {
     pub stats: Arc<CoreStats>,
     pub control: UnboundedReceiver<WorkerMsg>,
     pub telemetry: crate::telemetry::CoreTelemetry,
+    /// Health check results: sent from core 0, received by the others.
+    pub health: crate::health::Link,
 }
 
 /// Which driver a runtime got, for the startup log and metrics.
@@ -493,6 +498,7 @@ async fn serve(
         mut control,
         telemetry,
         peers,
+        health,
         ..
     } = setup;
     // Bound before the workers start: port 0 in the config is the port
@@ -527,6 +533,7 @@ async fn serve(
     monoio::spawn(crate::park::run(core.clone()));
     monoio::spawn(sweep(core.clone()));
     monoio::spawn(crate::balance::share::run(core.clone(), peers));
+    crate::health::start(&core, health);
     let _ = started.send(Ok(driver_name(io_uring)));
     drop(started);
 
@@ -549,7 +556,10 @@ async fn serve(
             }
             Some(WorkerMsg::Stage(reload)) => core.stage(&reload),
             // A commit or abort without a matching stage is ignored.
-            Some(WorkerMsg::Commit(generation)) => core.commit(generation),
+            Some(WorkerMsg::Commit(generation)) => {
+                core.commit(generation);
+                crate::health::reconfigure(&core);
+            }
             Some(WorkerMsg::Abort(generation)) => drop(core.take_staged(generation)),
             // The main thread is gone: drain without delay.
             None => break (Duration::ZERO, config.runtime.drain_timeout),

@@ -378,6 +378,10 @@ pub struct Cluster {
     /// How often DNS names among the endpoints are resolved again.
     pub dns_refresh: Duration,
     pub pool: PoolConfig,
+    /// Active health checks, run by core 0 (`health`). Not part of
+    /// `same_settings`: a change restarts the checks and keeps the
+    /// endpoints' health and the cluster's connections.
+    pub health_check: Option<crate::health::HealthCheck>,
     /// TLS origination; `None`: plaintext.
     pub tls: Option<Arc<crate::tls::client::ClientTls>>,
     pub protocol: UpstreamProtocol,

@@ -18,6 +18,7 @@ use serde_saphyr::{Location, Spanned};
 use super::raw::*;
 
 mod balance;
+mod health;
 mod resilience;
 mod telemetry;
 mod tls;
@@ -439,6 +440,7 @@ fn cluster(c: &pb::Cluster) -> RawCluster {
             idle_timeout: duration(&pool.idle_timeout),
             max_connections: pool.max_connections.map(s),
         },
+        health_check: c.health_check.as_ref().map(|h| s(health::health_check(h))),
         tls: c.tls.as_ref().map(|t| s(tls::upstream(t))),
         protocol: match pb::UpstreamProtocol::try_from(c.protocol) {
             Ok(pb::UpstreamProtocol::Unspecified) => None,
@@ -999,6 +1001,13 @@ fn wire_cluster(c: &RawCluster, path: &str) -> Result<pb::Cluster, ToProtoError>
             )?,
             max_connections: c.pool.max_connections.as_ref().map(|v| v.value),
         }),
+        health_check: match &c.health_check {
+            Some(h) => Some(health::wire_health_check(
+                &h.value,
+                &format!("{path}.health_check"),
+            )?),
+            None => None,
+        },
         tls: c.tls.as_ref().map(|t| tls::wire_upstream(&t.value)),
         protocol: match c.protocol.as_ref().map(|v| v.value.as_str()) {
             None => pb::UpstreamProtocol::Unspecified,
@@ -1097,9 +1106,10 @@ clusters:
     connect_timeout: 250ms
     dns_refresh: 10s
     pool: { max_idle_per_endpoint: 8, idle_timeout: 4s, max_connections: 100 }
+    health_check: { interval: 2s, timeout: 500ms, jitter: 100ms, unhealthy_threshold: 4, healthy_threshold: 1, http: { path: /healthz, host: svc.local, expected_statuses: [200, "300-399"] } }
     retry_budget: { percent: 12.5, min_per_second: 3 }
   - { name: b, endpoints: [localhost:9002], retry_budget: {}, lb: ring_hash, hash: { on: { header: x-user }, ring_points: 64 } }
-  - { name: c, endpoints: [localhost:9003], lb: maglev, hash: { on: { cookie: sid }, table_size: 17 }, circuit_breaker: { max_connections: 5 }, outlier_detection: {} }
+  - { name: c, endpoints: [localhost:9003], lb: maglev, hash: { on: { cookie: sid }, table_size: 17 }, circuit_breaker: { max_connections: 5 }, outlier_detection: {}, health_check: { tcp: {} } }
   - { name: d, endpoints: [localhost:9004], lb: maglev, hash: { on: source_ip } }
 zone: z1
 "#;

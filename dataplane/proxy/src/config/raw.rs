@@ -10,6 +10,9 @@ use serde_saphyr::Spanned;
 
 pub type S<T> = Spanned<T>;
 
+mod health;
+pub use health::*;
+
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
@@ -506,6 +509,7 @@ pub struct RawCluster {
     pub dns_refresh: Option<S<String>>,
     #[serde(default)]
     pub pool: RawPool,
+    pub health_check: Option<S<RawHealthCheck>>,
     pub tls: Option<S<RawUpstreamTls>>,
     /// `http1`, `http2` or `auto`.
     pub protocol: Option<S<String>>,

@@ -23,6 +23,7 @@ use super::{ConfigError, ConfigErrors};
 mod authz;
 mod balance;
 mod fault;
+mod health;
 mod http2;
 mod mesh;
 mod mirror;
@@ -31,6 +32,8 @@ mod redirect;
 mod resilience;
 mod telemetry;
 mod tls;
+
+pub(super) use health::status_range;
 
 use crate::tls::mesh::{IdentitySource, Svid};
 use tls::Offers;
@@ -341,6 +344,10 @@ impl Validator {
                 Bounds::NonZero,
             ),
             pool,
+            health_check: c.health_check.as_ref().and_then(|h| {
+                let path = format!("{path}.health_check");
+                self.health_check(h, &path, &c.name.value, protocol, mesh.is_some())
+            }),
             tls,
             protocol,
             mesh,

@@ -33,6 +33,9 @@ pub struct EndpointStats {
     /// 1 while active health checks find it unhealthy (the same on every
     /// core; rendered from core 0's).
     pub unhealthy: Counter,
+    /// Active health checks it passed and failed (core 0 runs them).
+    pub checks_passed: Counter,
+    pub checks_failed: Counter,
 }
 
 impl EndpointStats {
@@ -62,7 +65,7 @@ impl Registry {
     }
 
     /// Visit the live endpoints' counters.
-    fn each(&self, mut f: impl FnMut(SocketAddr, &EndpointStats)) {
+    pub fn each(&self, mut f: impl FnMut(SocketAddr, &EndpointStats)) {
         let list = self.0.lock().unwrap_or_else(|e| e.into_inner());
         for (addr, w) in list.iter() {
             if let Some(s) = w.upgrade() {
@@ -81,6 +84,8 @@ struct Sums {
     ejected: u64,
     ejections: u64,
     unhealthy: u64,
+    checks_passed: u64,
+    checks_failed: u64,
 }
 
 /// Write the endpoint families for every cluster of `config`.
@@ -97,6 +102,8 @@ pub(super) fn render(out: &mut String, config: &Config, cores: &[Arc<CoreStats>]
                 e.latency_us += s.latency_us.get();
                 e.ejected += s.ejected.get();
                 e.ejections += s.ejections.get();
+                e.checks_passed += s.checks_passed.get();
+                e.checks_failed += s.checks_failed.get();
                 if i == 0 {
                     e.unhealthy = s.unhealthy.get();
                 }
@@ -152,6 +159,33 @@ pub(super) fn render(out: &mut String, config: &Config, cores: &[Arc<CoreStats>]
                     "{name}{{cluster=\"{}\",endpoint=\"{addr}\"}} {}",
                     Label(cluster),
                     get(s)
+                );
+            }
+        }
+    }
+    render_checks(out, &by_cluster);
+}
+
+/// `ringmesh_endpoint_health_checks_total`, for endpoints checked at least
+/// once (those of clusters without health checks would show only zeros).
+fn render_checks(out: &mut String, by_cluster: &[(&str, BTreeMap<SocketAddr, Sums>)]) {
+    let name = "ringmesh_endpoint_health_checks_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Active health checks of an endpoint, by result (success or failure).",
+    );
+    for (cluster, sums) in by_cluster {
+        for (addr, s) in sums {
+            if s.checks_passed + s.checks_failed == 0 {
+                continue;
+            }
+            for (result, n) in [("success", s.checks_passed), ("failure", s.checks_failed)] {
+                let _ = writeln!(
+                    out,
+                    "{name}{{cluster=\"{}\",endpoint=\"{addr}\",result=\"{result}\"}} {n}",
+                    Label(cluster),
                 );
             }
         }
