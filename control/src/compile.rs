@@ -48,13 +48,14 @@ use ringmesh_proto::v1 as pb;
 
 pub mod check;
 mod mesh;
+mod traffic;
 
 pub use mesh::{identity_of, MeshContext, DEFAULT_TRUST_DOMAIN};
 
 use crate::resources::model::{
-    namespace_of, AppProtocol, BackendCa, BackendTls, Gateway, GatewayListener, HttpRoute,
-    ListenerProtocol, PathMatch, Resources, RouteKind, Rule, Service, ServicePort, TelemetryTarget,
-    TlsSecret,
+    namespace_of, AppProtocol, BackendCa, BackendTls, Gateway, GatewayListener, HeaderEdits,
+    HttpRoute, ListenerProtocol, PathMatch, PathModifier, Resources, RouteKind, Rule, Service,
+    ServicePort, TelemetryTarget, TlsSecret,
 };
 
 /// Name of the sidecar's cluster for its own workload. Service names
@@ -219,6 +220,9 @@ fn clusters(
             if mesh::meshed(s.endpoints.len(), sidecars) {
                 meshed(&mut c)?;
             }
+            if let Some(p) = res.traffic_policy_for(&s.name) {
+                traffic::cluster(&mut c, p);
+            }
             out.push(c);
             continue;
         }
@@ -240,6 +244,9 @@ fn clusters(
             // A TCP port's cluster has no sidecars (they carry HTTP).
             if !tcp && mesh::meshed(on_port.len(), sidecars) {
                 meshed(&mut c)?;
+            }
+            if let Some(p) = res.traffic_policy_for(&s.name) {
+                traffic::cluster(&mut c, p);
             }
             out.push(c);
         }
@@ -331,6 +338,10 @@ fn sidecar(res: &Resources, node: &pb::Node) -> Result<Vec<pb::Listener>, Compil
         let route = pb::Route {
             name: Some("inbound".into()),
             action: Some(pb::route::Action::Cluster(INBOUND_CLUSTER.into())),
+            // A TrafficPolicy's rate limit: the calls this sidecar takes.
+            rate_limit: res
+                .traffic_policy_for(&node.service)
+                .and_then(traffic::rate_limit),
             ..Default::default()
         };
         listeners.push(pb::Listener {
@@ -629,10 +640,14 @@ fn rule_routes(r: &HttpRoute, host: Option<&String>) -> Vec<pb::Route> {
         let base = policies(rule);
         let host = host.cloned();
         if rule.matches.is_empty() {
+            let path = replaces_prefix(rule).then(|| pb::PathMatch {
+                kind: Some(pb::path_match::Kind::Prefix("/".into())),
+            });
             out.push(pb::Route {
                 name: Some(format!("{}.{i}", r.name)),
                 r#match: Some(pb::RouteMatch {
                     host,
+                    path,
                     ..Default::default()
                 }),
                 ..base
@@ -699,9 +714,12 @@ fn policies(rule: &Rule) -> pb::Route {
                 .chain(r.grpc.iter().cloned())
                 .collect()
         },
-        // The proxy's default backoff; HTTPRoute's `retry.backoff` is
-        // refused as not supported yet.
-        backoff: None,
+        // The Gateway API's one `backoff` is the base; the proxy's max
+        // defaults to ten times it. Unset: the proxy's default.
+        backoff: r.backoff.map(|b| pb::RetryBackoff {
+            base: Some(duration(b)),
+            max: None,
+        }),
         per_try_timeout: None,
     });
     let fault = rule.fault.as_ref().map(|f| pb::Fault {
@@ -720,14 +738,51 @@ fn policies(rule: &Rule) -> pb::Route {
         percent: m.percent,
         max_body_bytes: None,
     });
+    let edits = |e: &HeaderEdits| {
+        (e.add.len() + e.remove.len() > 0).then(|| pb::HeaderEdits {
+            add: e
+                .add
+                .iter()
+                .map(|(name, value)| pb::Header {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            remove: e.remove.clone(),
+        })
+    };
+    let rewrite = rule.rewrite.as_ref().map(|w| pb::Rewrite {
+        hostname: w.hostname.clone(),
+        path: w.path.as_ref().map(path_modifier),
+    });
     pb::Route {
         action: Some(action(rule)),
         timeout: rule.timeout.map(duration),
+        request_headers: edits(&rule.request_headers),
+        response_headers: edits(&rule.response_headers),
         retries,
         fault,
         mirror,
+        rewrite,
         ..Default::default()
     }
+}
+
+fn path_modifier(p: &PathModifier) -> pb::PathModifier {
+    pb::PathModifier {
+        kind: Some(match p {
+            PathModifier::Full(f) => pb::path_modifier::Kind::Full(f.clone()),
+            PathModifier::Prefix(f) => pb::path_modifier::Kind::Prefix(f.clone()),
+        }),
+    }
+}
+
+/// A prefix replacement needs the proxy route to match a prefix: a rule
+/// without matches matches the prefix `/`, which its route then says.
+fn replaces_prefix(rule: &Rule) -> bool {
+    let prefix = |p: &Option<PathModifier>| matches!(p, Some(PathModifier::Prefix(_)));
+    rule.redirect.as_ref().is_some_and(|r| prefix(&r.path))
+        || rule.rewrite.as_ref().is_some_and(|r| prefix(&r.path))
 }
 
 /// Validation bounds durations to 7 days, far inside the wire's range.
@@ -739,6 +794,16 @@ fn duration(d: std::time::Duration) -> prost_types::Duration {
 }
 
 fn action(rule: &Rule) -> pb::route::Action {
+    if let Some(r) = &rule.redirect {
+        return pb::route::Action::Redirect(pb::Redirect {
+            scheme: r.scheme.clone(),
+            hostname: r.hostname.clone(),
+            port: r.port.map(u32::from),
+            path: r.path.as_ref().map(path_modifier),
+            // 0: the proxy's default, 302 (the Gateway API's too).
+            status: r.status.map_or(0, u32::from),
+        });
+    }
     match rule.backends.as_slice() {
         [one] => pb::route::Action::Cluster(one.cluster.clone()),
         many => pb::route::Action::WeightedClusters(pb::WeightedClusters {
@@ -770,6 +835,12 @@ mod mesh_tests;
 
 #[cfg(test)]
 mod telemetry_tests;
+
+#[cfg(test)]
+mod filters_tests;
+
+#[cfg(test)]
+mod traffic_tests;
 
 #[cfg(test)]
 mod tests {

@@ -27,6 +27,11 @@ X-Request-Id: 4bf92f3577b34da6a3ce929d0e0e4736\r\n\
 Traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\
 Connection: keep-alive\r\n\r\n";
 
+/// A request to the route with a `rewrite` (path prefix and Host).
+pub const REWRITTEN_REQUEST: &[u8] = b"GET /api/v2/payments/77?expand=items HTTP/1.1\r\n\
+Host: orders.shop.svc.cluster.local\r\n\
+Accept: application/json\r\n\r\n";
+
 /// A typical JSON API response head.
 pub const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\n\
 Content-Type: application/json\r\n\
@@ -45,7 +50,7 @@ listeners:
       - { match: { host: '*.admin.internal' }, cluster: payments }
       - { match: { path: { prefix: /static/ } }, direct_response: { status: 404 } }
       - { match: { path: { exact: /healthz } }, direct_response: { status: 200 } }
-      - { match: { path: { prefix: /api/v2/ } }, cluster: payments }
+      - { match: { path: { prefix: /api/v2/ } }, cluster: payments, rewrite: { hostname: payments.internal, path: { prefix: /v2 } } }
       - { match: { headers: [ { name: x-canary, exact: 'on' } ] }, cluster: payments }
       - { match: { method: POST, path: { prefix: /api/v1/orders } }, cluster: payments }
       - { match: { host: carts.shop.svc.cluster.local }, cluster: payments }
@@ -172,6 +177,7 @@ impl HotPath {
             trust_proto: false,
             client_cert: None,
             propagated: Default::default(),
+            rewrite: route.rewrite.as_ref(),
         };
         rewrite::write_request_head(
             &mut self.out,
@@ -223,6 +229,39 @@ mod tests {
         assert_eq!(
             router::route(&hp.config.listeners[0], &hp.req, None),
             Some(9)
+        );
+    }
+
+    #[test]
+    fn the_rewritten_request_leaves_with_its_new_path_and_host() {
+        let mut hp = HotPath::new();
+        assert!(hp.run(REWRITTEN_REQUEST, RESPONSE) > 0);
+        // `out` holds the response head now; encode the request again.
+        assert!(hp.load(REWRITTEN_REQUEST));
+        let route = &hp.config.listeners[0].routes[4];
+        let mut out = Vec::new();
+        let ctx = RequestContext {
+            client_ip: b"10.1.2.3",
+            proto: b"http",
+            fallback_host: b"",
+            trust_proto: false,
+            client_cert: None,
+            propagated: Default::default(),
+            rewrite: route.rewrite.as_ref(),
+        };
+        rewrite::write_request_head(
+            &mut out,
+            hp.req.rbuf.pinned(),
+            &hp.req.head,
+            &ctx,
+            &route.request_headers,
+        );
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.starts_with(
+                "GET /v2/payments/77?expand=items HTTP/1.1\r\nhost: payments.internal\r\n"
+            ),
+            "{text}"
         );
     }
 }

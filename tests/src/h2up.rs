@@ -3,7 +3,7 @@
 //!
 //! | path          | response                                                  |
 //! |---------------|-----------------------------------------------------------|
-//! | `/headers`    | the request's `:authority` and fields, one per line       |
+//! | `/headers`    | the request's `:authority`, `:path` and fields, one a line |
 //! | `/echo`       | the request body, then its trailers as response trailers  |
 //! | `/trailers`   | `ok`, then the trailer `x-trailer: t`                     |
 //! | `/status/N`   | status N, empty body                                      |
@@ -38,8 +38,9 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let resp = match path.as_str() {
         "/headers" => {
             let mut text = format!(
-                ":authority: {}\n",
-                req.uri().authority().map(|a| a.as_str()).unwrap_or("")
+                ":authority: {}\n:path: {}\n",
+                req.uri().authority().map(|a| a.as_str()).unwrap_or(""),
+                req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("")
             );
             for (n, v) in req.headers() {
                 text.push_str(&format!("{}: {}\n", n, v.to_str().unwrap_or("?")));

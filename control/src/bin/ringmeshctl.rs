@@ -57,19 +57,20 @@ enum Cmd {
     /// Delete a resource that `apply` created.
     Delete {
         /// service, httproute, grpcroute, tcproute, gateway, secret, configmap,
-        /// backendtlspolicy, authorizationpolicy, peerauthentication or
-        /// telemetry; NAME
+        /// backendtlspolicy, authorizationpolicy, peerauthentication,
+        /// telemetry or trafficpolicy; NAME
         /// is `name`, or `name.namespace` outside the default namespace.
         kind: String,
         name: String,
     },
     /// List services, routes, gateways, secrets, configmaps,
     /// backendtlspolicies, authorizationpolicies, peerauthentications,
-    /// telemetries or proxies.
+    /// telemetries, trafficpolicies or proxies.
     Get {
         /// services, routes, grpcroutes, tcproutes, gateways, secrets,
         /// configmaps, backendtlspolicies, authorizationpolicies,
-        /// peerauthentications (pa), telemetries or proxies.
+        /// peerauthentications (pa), telemetries, trafficpolicies (tp) or
+        /// proxies.
         what: String,
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
@@ -287,6 +288,7 @@ fn validate(paths: &[PathBuf]) -> Result<(), Failure> {
                 (r.authz.len(), "authorization policies"),
                 (r.peer_authn.len(), "peer authentications"),
                 (r.telemetry.len(), "telemetries"),
+                (r.traffic_policies.len(), "traffic policies"),
             ] {
                 if n > 0 {
                     tls.push_str(&format!(", {n} {what}"));

@@ -150,6 +150,12 @@ pub(crate) fn validate_authz_mesh() -> &'static str {
     validate::authz_tests::AUTHZ
 }
 
+/// The TrafficPolicy set the unit tests share.
+#[cfg(test)]
+pub(crate) fn validate_traffic_policy_mesh() -> &'static str {
+    validate::traffic_policy_tests::POLICY
+}
+
 /// The PeerAuthentication set the unit tests share.
 #[cfg(test)]
 pub(crate) fn validate_peer_authn_mesh() -> &'static str {

@@ -31,6 +31,8 @@ pub struct Resources {
     pub peer_authn: BTreeMap<String, PeerAuthn>,
     /// Telemetries, by qualified name.
     pub telemetry: BTreeMap<String, Telemetry>,
+    /// TrafficPolicies, by qualified name.
+    pub traffic_policies: BTreeMap<String, TrafficPolicy>,
 }
 
 /// Where a resource was defined, for errors and `ringmeshctl get`.
@@ -219,6 +221,47 @@ pub struct Rule {
     pub fault: Option<Fault>,
     /// A copy of the requests to another Service's cluster.
     pub mirror: Option<Mirror>,
+    /// `RequestHeaderModifier`, as the proxy route's `request_headers`.
+    pub request_headers: HeaderEdits,
+    /// `ResponseHeaderModifier`, as the proxy route's `response_headers`.
+    pub response_headers: HeaderEdits,
+    /// `RequestRedirect`: the rule answers instead of forwarding (its
+    /// `backends` are empty).
+    pub redirect: Option<Redirect>,
+    /// `URLRewrite`, as the proxy route's `rewrite`.
+    pub rewrite: Option<Rewrite>,
+}
+
+/// Header edits as the proxy applies them: `remove` first, then `add`
+/// (appended). The Gateway API's `set` is a remove and an add of the same
+/// name. Names lowercase.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    pub add: Vec<(String, String)>,
+    pub remove: Vec<String>,
+}
+
+/// A new path: the whole of it, or the part a `PathPrefix` match matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathModifier {
+    Full(String),
+    Prefix(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    pub scheme: Option<String>,
+    pub hostname: Option<String>,
+    pub port: Option<u16>,
+    pub path: Option<PathModifier>,
+    /// Unset: the proxy's default, 302.
+    pub status: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    pub hostname: Option<String>,
+    pub path: Option<PathModifier>,
 }
 
 /// The Gateway API's `RequestMirror` filter, as the proxy's route
@@ -237,6 +280,9 @@ pub struct Retry {
     pub codes: Vec<u16>,
     /// gRPC statuses, by the proxy's names (`unavailable`, ...).
     pub grpc: Vec<String>,
+    /// The wait before the first retry (doubling, with jitter, up to ten
+    /// times it); `None`: the proxy's default (25 ms).
+    pub backoff: Option<Duration>,
 }
 
 /// Fault injection, for testing how callers cope with a slow or failing
@@ -765,5 +811,103 @@ impl Resources {
             Some(s) => s.over(wide).settings(),
             None => wide.and_then(TracingPolicy::settings),
         }
+    }
+}
+
+/// A `TrafficPolicy`: how proxies call the Services it targets, checked.
+/// Every field is optional; an unset one leaves the proxy's default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrafficPolicy {
+    /// Qualified.
+    pub name: String,
+    pub namespace: String,
+    /// Qualified Service names, each targeted by this policy alone.
+    pub targets: Vec<String>,
+    pub load_balancer: Option<LoadBalancer>,
+    pub breakers: Breakers,
+    pub connect_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub outlier: Option<Outlier>,
+    pub retry_budget: Option<RetryBudget>,
+    pub rate_limit: Option<RateLimit>,
+    pub panic_threshold: Option<f64>,
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbKind {
+    RoundRobin,
+    LeastRequest,
+    PeakEwma,
+    RingHash,
+    Maglev,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    Header(String),
+    Cookie(String),
+    SourceIp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadBalancer {
+    pub kind: LbKind,
+    /// Required by RingHash and Maglev.
+    pub hash: Option<HashKey>,
+    pub ring_points: Option<u64>,
+    pub table_size: Option<u64>,
+    pub half_life: Option<Duration>,
+    pub default_rtt: Option<Duration>,
+}
+
+/// The proxy's circuit-breaker limits (whole proxy).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Breakers {
+    pub max_connections: Option<u64>,
+    pub max_pending_requests: Option<u64>,
+    pub max_requests: Option<u64>,
+    pub max_retries: Option<u64>,
+}
+
+impl Breakers {
+    pub fn is_empty(&self) -> bool {
+        *self == Breakers::default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outlier {
+    pub consecutive_5xx: Option<u64>,
+    pub consecutive_gateway_errors: Option<u64>,
+    pub interval: Option<Duration>,
+    pub base_ejection_time: Option<Duration>,
+    pub max_ejection_time: Option<Duration>,
+    pub max_ejection_percent: Option<f64>,
+    /// (minimum hosts, request volume, stdev factor).
+    pub success_rate: Option<(Option<u64>, Option<u64>, Option<f64>)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryBudget {
+    pub percent: Option<f64>,
+    pub min_per_second: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimit {
+    pub requests_per_second: f64,
+    pub burst: u64,
+    /// None: one bucket; `Some(None)`: per caller; `Some(Some(h))`: per
+    /// value of header `h`.
+    pub per: Option<Option<String>>,
+}
+
+impl Resources {
+    /// The TrafficPolicy targeting Service `service` (qualified), if any.
+    pub fn traffic_policy_for(&self, service: &str) -> Option<&TrafficPolicy> {
+        self.traffic_policies
+            .values()
+            .find(|p| p.targets.iter().any(|t| t == service))
     }
 }

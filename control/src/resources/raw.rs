@@ -142,6 +142,8 @@ pub struct RawRule {
     pub name: Option<S<String>>,
     #[serde(default)]
     pub matches: Vec<S<RawRouteMatch>>,
+    /// Required unless a `RequestRedirect` answers the rule's requests.
+    #[serde(default)]
     pub backend_refs: Vec<S<RawBackendRef>>,
     pub timeouts: Option<RawTimeouts>,
     pub retry: Option<S<RawRetry>>,
@@ -151,21 +153,71 @@ pub struct RawRule {
     pub session_persistence: Unsupported,
 }
 
-/// A Gateway API HTTPRoute filter. Only `RequestMirror` is implemented;
-/// the others are known, so they are refused as not supported yet rather
-/// than as unknown fields.
+/// A Gateway API HTTPRoute filter. `ExtensionRef` and `CORS` are known,
+/// so they are refused as not supported yet rather than as unknown
+/// fields.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawFilter {
     #[serde(rename = "type")]
     pub kind: S<String>,
     pub request_mirror: Option<S<RawRequestMirror>>,
-    pub request_header_modifier: Unsupported,
-    pub response_header_modifier: Unsupported,
-    pub request_redirect: Unsupported,
-    pub url_rewrite: Unsupported,
+    pub request_header_modifier: Option<S<RawHeaderModifier>>,
+    pub response_header_modifier: Option<S<RawHeaderModifier>>,
+    pub request_redirect: Option<S<RawRequestRedirect>>,
+    #[serde(rename = "urlRewrite")]
+    pub url_rewrite: Option<S<RawUrlRewrite>>,
     pub extension_ref: Unsupported,
     pub cors: Unsupported,
+}
+
+/// `RequestHeaderModifier` / `ResponseHeaderModifier`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaderModifier {
+    #[serde(default)]
+    pub set: Vec<S<RawHttpHeader>>,
+    #[serde(default)]
+    pub add: Vec<S<RawHttpHeader>>,
+    #[serde(default)]
+    pub remove: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpHeader {
+    pub name: S<String>,
+    pub value: S<String>,
+}
+
+/// `RequestRedirect`: unset parts are the request's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawRequestRedirect {
+    pub scheme: Option<S<String>>,
+    pub hostname: Option<S<String>>,
+    pub path: Option<S<RawHttpPathModifier>>,
+    pub port: Option<S<u64>>,
+    pub status_code: Option<S<u64>>,
+}
+
+/// `URLRewrite`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUrlRewrite {
+    pub hostname: Option<S<String>>,
+    pub path: Option<S<RawHttpPathModifier>>,
+}
+
+/// The Gateway API's `HTTPPathModifier`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawHttpPathModifier {
+    /// `ReplaceFullPath` or `ReplacePrefixMatch`.
+    #[serde(rename = "type")]
+    pub kind: Option<S<String>>,
+    pub replace_full_path: Option<S<String>>,
+    pub replace_prefix_match: Option<S<String>>,
 }
 
 /// `requestMirror`: a copy of the requests to `backendRef`, `percent` or
@@ -194,7 +246,9 @@ pub struct RawRetry {
     pub attempts: S<u64>,
     #[serde(default)]
     pub codes: Vec<S<u64>>,
-    pub backoff: Unsupported,
+    /// A duration (`100ms`): the proxy's backoff base (its max is ten
+    /// times that).
+    pub backoff: Option<S<String>>,
 }
 
 /// As Istio's VirtualService `fault`, in this API's spelling: delay and/or
@@ -336,7 +390,8 @@ pub struct RawGrpcRetry {
     pub attempts: S<u64>,
     #[serde(default)]
     pub codes: Vec<S<RawIntOrString>>,
-    pub backoff: Unsupported,
+    /// As on HTTPRoute.
+    pub backoff: Option<S<String>>,
 }
 
 /// As the Gateway API's TCPRoute (v1alpha2).
@@ -748,4 +803,180 @@ pub struct RawTelemetryTracing {
     #[serde(rename = "match")]
     pub match_: Unsupported,
     pub use_request_id_for_trace_sampling: Unsupported,
+}
+
+/// ringmesh's `TrafficPolicy` (`ringmesh.io/v1alpha1`): what the proxies
+/// do when they call a Service, attached to it by `targetRefs` as the
+/// Gateway API attaches policies, with fields shaped after Istio's
+/// DestinationRule `trafficPolicy`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrafficPolicy {
+    pub kind: S<String>,
+    #[serde(rename = "apiVersion")]
+    pub api_version: Option<S<String>>,
+    pub metadata: Metadata,
+    pub spec: RawTrafficPolicySpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawTrafficPolicySpec {
+    pub target_refs: Option<Vec<S<RawObjectRef>>>,
+    pub load_balancer: Option<S<RawLoadBalancer>>,
+    pub connection_pool: Option<S<RawConnectionPool>>,
+    /// ringmesh's: the proxy's circuit breaker by its own names (the same
+    /// limits `connectionPool` sets, in Envoy's words).
+    pub circuit_breaker: Option<S<RawCircuitBreaker>>,
+    pub outlier_detection: Option<S<RawOutlierDetection>>,
+    pub retry_budget: Option<S<RawTpRetryBudget>>,
+    /// ringmesh's: a local rate limit on the Service's sidecars.
+    pub rate_limit: Option<S<RawTpRateLimit>>,
+    pub panic_threshold: Option<S<f64>>,
+    /// Active health checks: known, not built yet.
+    pub health_check: Unsupported,
+    /// Istio's DestinationRule fields a TrafficPolicy does not take.
+    pub tls: Unsupported,
+    pub port_level_settings: Unsupported,
+    pub tunnel: Unsupported,
+    pub proxy_protocol: Unsupported,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawLoadBalancer {
+    /// ROUND_ROBIN, LEAST_REQUEST, PEAK_EWMA, RING_HASH, MAGLEV (Istio's
+    /// RANDOM and PASSTHROUGH are refused).
+    pub simple: Option<S<String>>,
+    pub consistent_hash: Option<S<RawConsistentHash>>,
+    /// ringmesh's: the settings of PEAK_EWMA.
+    pub peak_ewma: Option<S<RawPeakEwma>>,
+    pub locality_lb_setting: Unsupported,
+    pub warmup_duration_secs: Unsupported,
+    pub warmup: Unsupported,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawConsistentHash {
+    pub http_header_name: Option<S<String>>,
+    pub http_cookie: Option<S<RawHttpCookie>>,
+    pub use_source_ip: Option<S<bool>>,
+    /// ringmesh's: ring points per unit of an endpoint's weight.
+    pub ring_points: Option<S<u64>>,
+    pub maglev: Option<S<RawMaglev>>,
+    pub ring_hash: Unsupported,
+    pub minimum_ring_size: Unsupported,
+    pub http_query_parameter_name: Unsupported,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpCookie {
+    pub name: S<String>,
+    pub path: Unsupported,
+    pub ttl: Unsupported,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawMaglev {
+    pub table_size: Option<S<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawPeakEwma {
+    pub half_life: Option<S<String>>,
+    pub default_rtt: Option<S<String>>,
+}
+
+/// Istio's `connectionPool`, the parts the proxy has.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnectionPool {
+    pub tcp: Option<S<RawTcpPool>>,
+    pub http: Option<S<RawHttpPool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawTcpPool {
+    pub max_connections: Option<S<u64>>,
+    pub connect_timeout: Option<S<String>>,
+    pub tcp_keepalive: Unsupported,
+    pub max_connection_duration: Unsupported,
+    pub idle_timeout: Unsupported,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawHttpPool {
+    pub http1_max_pending_requests: Option<S<u64>>,
+    pub http2_max_requests: Option<S<u64>>,
+    pub max_retries: Option<S<u64>>,
+    pub idle_timeout: Option<S<String>>,
+    pub max_requests_per_connection: Unsupported,
+    pub h2_upgrade_policy: Unsupported,
+    pub use_client_protocol: Unsupported,
+    pub max_concurrent_streams: Unsupported,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawCircuitBreaker {
+    pub max_connections: Option<S<u64>>,
+    pub max_pending_requests: Option<S<u64>>,
+    pub max_requests: Option<S<u64>>,
+    pub max_retries: Option<S<u64>>,
+}
+
+/// Istio's `outlierDetection`, with ringmesh's `maxEjectionTime` and
+/// `successRate` (Envoy's).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawOutlierDetection {
+    #[serde(rename = "consecutive5xxErrors")]
+    pub consecutive_5xx_errors: Option<S<u64>>,
+    pub consecutive_gateway_errors: Option<S<u64>>,
+    pub interval: Option<S<String>>,
+    pub base_ejection_time: Option<S<String>>,
+    pub max_ejection_time: Option<S<String>>,
+    pub max_ejection_percent: Option<S<f64>>,
+    pub success_rate: Option<S<RawSuccessRate>>,
+    pub min_health_percent: Unsupported,
+    pub split_external_local_origin_errors: Unsupported,
+    pub consecutive_local_origin_failures: Unsupported,
+    pub consecutive_errors: Unsupported,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawSuccessRate {
+    pub minimum_hosts: Option<S<u64>>,
+    pub request_volume: Option<S<u64>>,
+    pub stdev_factor: Option<S<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawTpRetryBudget {
+    pub percent: Option<S<f64>>,
+    pub min_retries_per_second: Option<S<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawTpRateLimit {
+    pub requests_per_second: Option<S<f64>>,
+    pub burst: Option<S<u64>>,
+    pub per: Option<S<RawRateLimitPer>>,
+}
+
+/// `per: source` or `per: { header: NAME }`, as the proxy writes it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum RawRateLimitPer {
+    Source,
+    Header(S<String>),
 }

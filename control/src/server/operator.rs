@@ -30,7 +30,7 @@ fn status(e: StoreError) -> Status {
 
 /// The kinds `get` and `delete` take, as `ringmeshctl` lists them.
 pub const KIND_WORDS: &str =
-    "services, routes, grpcroutes, tcproutes, gateways, secrets, configmaps, backendtlspolicies, authorizationpolicies, peerauthentications or telemetries";
+    "services, routes, grpcroutes, tcproutes, gateways, secrets, configmaps, backendtlspolicies, authorizationpolicies, peerauthentications, telemetries or trafficpolicies";
 
 /// `service`, `services`, `svc`, `httproute`, `routes`, ... -> the kind.
 pub fn kind_of(word: &str) -> Option<&'static str> {
@@ -48,6 +48,7 @@ pub fn kind_of(word: &str) -> Option<&'static str> {
         "authorizationpolicy" | "authorizationpolicies" | "ap" => Some("AuthorizationPolicy"),
         "peerauthentication" | "peerauthentications" | "pa" => Some("PeerAuthentication"),
         "telemetry" | "telemetries" => Some("Telemetry"),
+        "trafficpolicy" | "trafficpolicies" | "tp" => Some("TrafficPolicy"),
         _ => None,
     }
 }
@@ -500,6 +501,51 @@ fn summarize(
                 )
             })
             .collect(),
+        "TrafficPolicy" => r
+            .traffic_policies
+            .values()
+            .map(|p| {
+                let targets: Vec<String> =
+                    p.targets.iter().map(|t| format!("Service/{t}")).collect();
+                let mut sets = Vec::new();
+                if let Some(lb) = &p.load_balancer {
+                    use crate::resources::model::LbKind;
+                    sets.push(
+                        match lb.kind {
+                            LbKind::RoundRobin => "ROUND_ROBIN",
+                            LbKind::LeastRequest => "LEAST_REQUEST",
+                            LbKind::PeakEwma => "PEAK_EWMA",
+                            LbKind::RingHash => "RING_HASH",
+                            LbKind::Maglev => "MAGLEV",
+                        }
+                        .to_string(),
+                    );
+                }
+                if !p.breakers.is_empty() {
+                    sets.push("circuitBreaker".into());
+                }
+                if p.outlier.is_some() {
+                    sets.push("outlierDetection".into());
+                }
+                if p.retry_budget.is_some() {
+                    sets.push("retryBudget".into());
+                }
+                if let Some(r) = &p.rate_limit {
+                    sets.push(format!(
+                        "rateLimit {}/s burst {}",
+                        r.requests_per_second, r.burst
+                    ));
+                }
+                if let Some(t) = p.panic_threshold {
+                    sets.push(format!("panicThreshold {t}%"));
+                }
+                one(
+                    &p.name,
+                    src(&p.source),
+                    vec![("targets", targets.join(", ")), ("sets", sets.join(", "))],
+                )
+            })
+            .collect(),
         "Telemetry" => r
             .telemetry
             .values()
@@ -686,6 +732,8 @@ mod tests {
             ("pa", "PeerAuthentication"),
             ("telemetries", "Telemetry"),
             ("Telemetry", "Telemetry"),
+            ("trafficpolicies", "TrafficPolicy"),
+            ("tp", "TrafficPolicy"),
             ("gw", "Gateway"),
         ] {
             assert_eq!(kind_of(word), Some(kind), "{word}");

@@ -54,6 +54,7 @@ pub async fn watch_dir(dir: PathBuf, hub: Arc<Hub>, poll: Duration) {
                     authorization_policies = r.authz.len(),
                     peer_authentications = r.peer_authn.len(),
                     telemetries = r.telemetry.len(),
+                    traffic_policies = r.traffic_policies.len(),
                     "resources changed; pushing"
                 );
                 hub.set_resources(r);

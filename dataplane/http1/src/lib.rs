@@ -20,6 +20,7 @@ pub mod chunked;
 mod error;
 pub mod head;
 pub mod rewrite;
+pub mod target;
 
 pub use chunked::{ChunkedDecoder, ChunkedError};
 pub use error::HeadError;

@@ -7,6 +7,7 @@
 //! buffer means one write syscall (or one io_uring SQE) for the whole head.
 
 use crate::head::{HeaderKind, HeaderSpan, RequestHead, ResponseHead, Span};
+use crate::target::TargetRewrite;
 use crate::BodyFraming;
 
 /// A header name and value, as bytes.
@@ -50,6 +51,8 @@ pub struct RequestContext<'a> {
     pub client_cert: Option<ClientCert<'a>>,
     /// Trace context and request id.
     pub propagated: Propagated<'a>,
+    /// The route's `rewrite`: a new path and/or Host (`None`: as sent).
+    pub rewrite: Option<&'a TargetRewrite>,
 }
 
 /// Headers the proxy sets on a forwarded request for tracing, replacing
@@ -144,11 +147,24 @@ pub fn write_request_head(
 ) {
     out.extend_from_slice(head.method.get(buf));
     out.push(b' ');
-    for part in head.origin_form(buf) {
-        out.extend_from_slice(part);
+    let (new_path, new_host) = match ctx.rewrite {
+        Some(r) => (r.path.as_ref(), r.host.as_deref()),
+        None => (None, None),
+    };
+    match new_path {
+        Some(p) => p.write_target(head.path(buf), head.query(buf), out),
+        None => {
+            for part in head.origin_form(buf) {
+                out.extend_from_slice(part);
+            }
+        }
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    if let Some(authority) = head.authority {
+    // A rewritten Host replaces both the target's authority and Host.
+    let own_host = new_host.is_some() || head.authority.is_some();
+    if let Some(host) = new_host {
+        write_pair(out, b"host", host);
+    } else if let Some(authority) = head.authority {
         write_pair(out, b"host", authority.get(buf));
     }
 
@@ -160,7 +176,7 @@ pub fn write_request_head(
     for (i, h) in head.headers.iter().enumerate() {
         match h.kind {
             HeaderKind::HopByHop | HeaderKind::TransferEncoding | HeaderKind::Expect => continue,
-            HeaderKind::Host if head.authority.is_some() => continue,
+            HeaderKind::Host if own_host => continue,
             HeaderKind::XForwardedProto if !ctx.trust_proto => continue,
             HeaderKind::XForwardedProto => saw_xfp = true,
             _ => {}
@@ -194,7 +210,7 @@ pub fn write_request_head(
     }
     ctx.propagated
         .each(|name, value| write_pair(out, name, value));
-    if head.host.is_none() {
+    if head.host.is_none() && new_host.is_none() {
         write_pair(out, b"host", ctx.fallback_host);
     }
     if head.framing == BodyFraming::Chunked {
@@ -331,6 +347,7 @@ mod tests {
             traceparent: None,
             request_id: None,
         },
+        rewrite: None,
     };
 
     fn rewrite_request(raw: &str, edits: &HeaderEdits) -> String {
@@ -354,6 +371,53 @@ mod tests {
         assert_eq!(
             out,
             "GET /x HTTP/1.1\r\nHost: svc\r\nAccept: */*\r\nx-forwarded-for: 10.0.0.9\r\nx-forwarded-proto: http\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_rewrite_replaces_the_path_and_every_host() {
+        use crate::target::{PathRewrite, TargetRewrite};
+        let rewrite = TargetRewrite {
+            host: Some(b"internal.svc"[..].into()),
+            path: Some(PathRewrite::prefix(b"/api", b"/v2")),
+        };
+        let ctx = RequestContext {
+            rewrite: Some(&rewrite),
+            ..CTX
+        };
+        // Origin form with Host, absolute form, and HTTP/1.0 without Host.
+        for raw in [
+            "GET /api/users?id=7 HTTP/1.1\r\nHost: shop.example\r\n\r\n",
+            "GET http://shop.example/api/users?id=7 HTTP/1.1\r\nHost: other\r\n\r\n",
+            "GET /api/users?id=7 HTTP/1.0\r\n\r\n",
+        ] {
+            let out = rewrite_request_with(raw, &HeaderEdits::default(), &ctx);
+            assert!(
+                out.starts_with("GET /v2/users?id=7 HTTP/1.1\r\nhost: internal.svc\r\n"),
+                "{out}"
+            );
+            assert_eq!(
+                out.to_ascii_lowercase().matches("host:").count(),
+                1,
+                "{out}"
+            );
+        }
+        // Only the host: the target is the client's, byte for byte.
+        let host_only = TargetRewrite {
+            host: Some(b"b"[..].into()),
+            path: None,
+        };
+        let out = rewrite_request_with(
+            "GET /x?q HTTP/1.1\r\nHost: a\r\n\r\n",
+            &HeaderEdits::default(),
+            &RequestContext {
+                rewrite: Some(&host_only),
+                ..CTX
+            },
+        );
+        assert!(
+            out.starts_with("GET /x?q HTTP/1.1\r\nhost: b\r\nx-forwarded-for"),
+            "{out}"
         );
     }
 

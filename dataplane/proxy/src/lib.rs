@@ -54,6 +54,7 @@ pub mod outlier;
 pub mod park;
 pub mod pipeline;
 pub mod pool;
+pub mod redirect;
 pub mod report;
 pub mod retry_budget;
 pub mod router;

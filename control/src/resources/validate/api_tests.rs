@@ -209,7 +209,8 @@ fn a_pasted_gateway_api_set_reads_as_written() {
                 "unavailable".into(),
                 "deadline-exceeded".into(),
                 "resource-exhausted".into()
-            ]
+            ],
+            backoff: None,
         })
     );
     assert_eq!(rule.backends[0].cluster, "web.shop_9090");
@@ -289,8 +290,8 @@ fn fields_the_gateway_api_has_are_not_supported_not_unknown() {
             "api.yaml:10:33: HTTPRoute/r.spec.rules[0].matches[0].queryParams: not supported yet: match on path, method and headers",
         ),
         (
-            "    - filters: [ { type: RequestHeaderModifier } ]\n      backendRefs: [ { name: s } ]\n",
-            "api.yaml:10:26: HTTPRoute/r.spec.rules[0].filters[0].type: `RequestHeaderModifier` is not supported yet: RequestMirror is",
+            "    - filters: [ { type: CORS } ]\n      backendRefs: [ { name: s } ]\n",
+            "api.yaml:10:26: HTTPRoute/r.spec.rules[0].filters[0].type: `CORS` is not supported yet: RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite and RequestMirror are",
         ),
         (
             "    - backendRefs: [ { name: s, filters: [] } ]\n",
@@ -299,10 +300,6 @@ fn fields_the_gateway_api_has_are_not_supported_not_unknown() {
         (
             "    - backendRefs: [ { name: s } ]\n      timeouts: { backendRequest: 1s }\n",
             "api.yaml:11:35: HTTPRoute/r.spec.rules[0].timeouts.backendRequest: not supported yet",
-        ),
-        (
-            "    - backendRefs: [ { name: s } ]\n      retry: { attempts: 1, backoff: 100ms }\n",
-            "api.yaml:11:38: HTTPRoute/r.spec.rules[0].retry.backoff: not supported yet",
         ),
         (
             "    - backendRefs: [ { name: s } ]\n      sessionPersistence: { type: Cookie }\n",

@@ -111,6 +111,10 @@ impl Checker {
             retry,
             fault: None,
             mirror: None,
+            request_headers: Default::default(),
+            response_headers: Default::default(),
+            redirect: None,
+            rewrite: None,
         }
     }
 
@@ -248,9 +252,8 @@ impl Checker {
         let http = RawRetry {
             attempts: Spanned::new(r.attempts.value, r.attempts.referenced, r.attempts.defined),
             codes: Vec::new(),
-            backoff: None,
+            backoff: r.backoff.clone(),
         };
-        self.unsupported(doc, &r.backoff, &format!("{path}.retry.backoff"), "");
         Retry {
             grpc,
             ..self.retry(doc, &http, path)

@@ -1,95 +1,14 @@
-//! An HTTPRoute rule's `filters`: the Gateway API's `RequestMirror`,
-//! compiled onto the proxy route's `mirror`. The other standard filters
-//! are known and refused as not supported yet.
+//! The Gateway API's `RequestMirror` filter (`filters.rs` reads the
+//! rest), compiled onto the proxy route's `mirror`.
 
 use serde_saphyr::Spanned;
 
 use super::super::model::{Mirror, Resources, RouteKind};
-use super::super::raw::{RawFilter, RawRequestMirror};
-use super::{did_you_mean, Checker, Doc};
-
-/// The Gateway API's filter types this control plane knows of.
-const KNOWN: [&str; 7] = [
-    "RequestMirror",
-    "RequestHeaderModifier",
-    "ResponseHeaderModifier",
-    "RequestRedirect",
-    "URLRewrite",
-    "ExtensionRef",
-    "CORS",
-];
+use super::super::raw::RawRequestMirror;
+use super::{Checker, Doc};
 
 impl Checker {
-    /// The rule's mirror, after reporting every problem of its filters;
-    /// `path` names the rule.
-    pub(super) fn filters(
-        &mut self,
-        doc: &Doc,
-        filters: &[Spanned<RawFilter>],
-        path: &str,
-        known: &Resources,
-    ) -> Option<Mirror> {
-        let mut mirror = None;
-        let mut mirrors = 0;
-        for (i, f) in filters.iter().enumerate() {
-            let at = format!("{path}.filters[{i}]");
-            let kind = &f.value.kind;
-            match kind.value.as_str() {
-                "RequestMirror" => {
-                    mirrors += 1;
-                    if mirrors > 1 {
-                        self.err(
-                            doc,
-                            &kind.referenced,
-                            format!("{at}.type"),
-                            "one RequestMirror per rule: the proxy mirrors a route to one cluster",
-                        );
-                        continue;
-                    }
-                    match &f.value.request_mirror {
-                        Some(m) => {
-                            mirror =
-                                self.request_mirror(doc, m, &format!("{at}.requestMirror"), known)
-                        }
-                        None => self.err(
-                            doc,
-                            &f.referenced,
-                            format!("{at}.requestMirror"),
-                            "missing: `backendRef`, the Service the copies go to",
-                        ),
-                    }
-                }
-                other if KNOWN.contains(&other) => self.err(
-                    doc,
-                    &kind.referenced,
-                    format!("{at}.type"),
-                    format!("`{other}` is not supported yet: RequestMirror is"),
-                ),
-                other => self.err(
-                    doc,
-                    &kind.referenced,
-                    format!("{at}.type"),
-                    format!(
-                        "unknown filter type `{other}`{}",
-                        did_you_mean(other, &KNOWN)
-                    ),
-                ),
-            }
-            if kind.value != "RequestMirror" {
-                if let Some(m) = &f.value.request_mirror {
-                    self.err(
-                        doc,
-                        &m.referenced,
-                        format!("{at}.requestMirror"),
-                        "goes with `type: RequestMirror`",
-                    );
-                }
-            }
-        }
-        mirror
-    }
-
-    fn request_mirror(
+    pub(super) fn request_mirror(
         &mut self,
         doc: &Doc,
         m: &Spanned<RawRequestMirror>,

@@ -11,6 +11,7 @@ use super::{ResourceError, ResourceErrors};
 
 mod authz;
 mod backend_tls;
+mod filters;
 mod gateway;
 mod grpc;
 mod mirror;
@@ -22,8 +23,9 @@ mod service;
 mod tcp;
 mod telemetry;
 mod tls;
+mod traffic_policy;
 
-const KINDS: [&str; 11] = [
+const KINDS: [&str; 12] = [
     "Service",
     "HTTPRoute",
     "Gateway",
@@ -35,6 +37,7 @@ const KINDS: [&str; 11] = [
     "AuthorizationPolicy",
     "PeerAuthentication",
     "Telemetry",
+    "TrafficPolicy",
 ];
 
 const GATEWAY_API: &str = "gateway.networking.k8s.io";
@@ -62,6 +65,7 @@ fn api_versions(kind: &str) -> &'static [&'static str] {
             &["security.istio.io/v1", "security.istio.io/v1beta1"]
         }
         "Telemetry" => &["telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"],
+        "TrafficPolicy" => &["ringmesh.io/v1alpha1"],
         _ => &[],
     }
 }
@@ -92,6 +96,7 @@ struct RawSet {
     authz: Vec<(Doc, RawAuthorizationPolicy)>,
     peer_authn: Vec<(Doc, RawPeerAuthentication)>,
     telemetry: Vec<(Doc, RawTelemetry)>,
+    traffic_policies: Vec<(Doc, RawTrafficPolicy)>,
 }
 
 struct Checker {
@@ -294,6 +299,9 @@ impl Checker {
             "Telemetry" => set
                 .telemetry
                 .extend(self.typed(doc, text).map(|r| (doc.clone(), r))),
+            "TrafficPolicy" => set
+                .traffic_policies
+                .extend(self.typed(doc, text).map(|r| (doc.clone(), r))),
             other => {
                 let hint = did_you_mean(other, &KINDS);
                 self.err(
@@ -469,6 +477,15 @@ impl Checker {
             }
         }
         self.telemetry_inherits(inherits, &out.telemetry, &broken_wide);
+        let (mut seen, mut taken) = (BTreeMap::new(), BTreeMap::new());
+        for (doc, p) in &set.traffic_policies {
+            let Some((at, name)) = self.named(&mut seen, doc, &p.metadata, "TrafficPolicy") else {
+                continue;
+            };
+            if let Some(policy) = self.traffic_policy(doc, p, &at, name, &out, &mut taken) {
+                out.traffic_policies.insert(policy.name.clone(), policy);
+            }
+        }
         out
     }
 
@@ -602,3 +619,9 @@ pub(crate) mod peer_authn_tests;
 
 #[cfg(test)]
 pub(crate) mod telemetry_tests;
+
+#[cfg(test)]
+pub(crate) mod filters_tests;
+
+#[cfg(test)]
+pub(crate) mod traffic_policy_tests;

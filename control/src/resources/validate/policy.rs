@@ -38,7 +38,7 @@ impl Checker {
 
     /// A duration written like `2s` or `500ms`, more than 0 and at most
     /// `MAX_DURATION`; `zero` says what to write instead of 0.
-    fn duration(
+    pub(super) fn duration(
         &mut self,
         doc: &Doc,
         s: &Spanned<String>,
@@ -59,7 +59,31 @@ impl Checker {
     }
 
     pub(super) fn retry(&mut self, doc: &Doc, r: &RawRetry, path: &str) -> Retry {
-        self.unsupported(doc, &r.backoff, &format!("{path}.retry.backoff"), "");
+        let backoff = r.backoff.as_ref().and_then(|b| {
+            let at = format!("{path}.retry.backoff");
+            match humantime::parse_duration(&b.value) {
+                Ok(d) if d > MAX_DURATION => {
+                    self.err(
+                        doc,
+                        &b.referenced,
+                        at,
+                        format!("`{}` is longer than 7 days", b.value),
+                    );
+                    None
+                }
+                // 0s is meaningful here: retry at once.
+                Ok(d) => Some(d),
+                Err(e) => {
+                    self.err(
+                        doc,
+                        &b.referenced,
+                        at,
+                        format!("`{}` is not a duration ({e}); write e.g. 100ms", b.value),
+                    );
+                    None
+                }
+            }
+        });
         let attempts = &r.attempts;
         if !(1..=5).contains(&attempts.value) {
             self.err(
@@ -86,6 +110,7 @@ impl Checker {
             attempts: attempts.value.clamp(1, 5) as u32,
             codes: r.codes.iter().map(|c| c.value as u16).collect(),
             grpc: Vec::new(),
+            backoff,
         }
     }
 

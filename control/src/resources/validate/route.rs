@@ -148,7 +148,6 @@ impl Checker {
         path: &str,
         known: &Resources,
     ) -> Rule {
-        let mirror = self.filters(doc, &rule.filters, path, known);
         self.unsupported(
             doc,
             &rule.session_persistence,
@@ -159,14 +158,28 @@ impl Checker {
         for (i, m) in rule.matches.iter().enumerate() {
             matches.push(self.route_match(doc, &m.value, &format!("{path}.matches[{i}]")));
         }
-        let backends = self.backend_refs(
-            doc,
-            &rule.backend_refs,
-            at_rule,
-            path,
-            RouteKind::Http,
-            known,
-        );
+        let filters = self.filters(doc, &rule.filters, path, known, &matches);
+        let backends = match (filters.redirects, rule.backend_refs.first()) {
+            // Answered by the proxy: nothing is forwarded.
+            (true, None) => Vec::new(),
+            (true, Some(first)) => {
+                self.err(
+                    doc,
+                    &first.referenced,
+                    format!("{path}.backendRefs"),
+                    "a rule with a RequestRedirect filter answers every request itself: its backendRefs would never get one; remove them",
+                );
+                Vec::new()
+            }
+            (false, _) => self.backend_refs(
+                doc,
+                &rule.backend_refs,
+                at_rule,
+                path,
+                RouteKind::Http,
+                known,
+            ),
+        };
         let timeout = rule
             .timeouts
             .as_ref()
@@ -182,7 +195,11 @@ impl Checker {
             timeout,
             retry,
             fault,
-            mirror,
+            mirror: filters.mirror,
+            request_headers: filters.request_headers,
+            response_headers: filters.response_headers,
+            redirect: filters.redirect,
+            rewrite: filters.rewrite,
         }
     }
 

@@ -511,7 +511,7 @@ impl Checker {
         None
     }
 
-    fn share(&mut self, doc: &Doc, p: &S<f64>, path: &str) -> Option<f64> {
+    pub(super) fn share(&mut self, doc: &Doc, p: &S<f64>, path: &str) -> Option<f64> {
         if p.value.is_finite() && (0.0..=100.0).contains(&p.value) {
             return Some(p.value);
         }

@@ -144,7 +144,7 @@ fn schema_errors_name_the_line_in_the_whole_file() {
     let err = parse(&files("kind: Servce\nmetadata: { name: a }\n"))
         .unwrap_err()
         .to_string();
-    assert_eq!(err, "mesh.yaml:1:7: kind: unknown kind `Servce` (did you mean `Service`?); known: Service, HTTPRoute, Gateway, Secret, ConfigMap, BackendTLSPolicy, GRPCRoute, TCPRoute, AuthorizationPolicy, PeerAuthentication, Telemetry");
+    assert_eq!(err, "mesh.yaml:1:7: kind: unknown kind `Servce` (did you mean `Service`?); known: Service, HTTPRoute, Gateway, Secret, ConfigMap, BackendTLSPolicy, GRPCRoute, TCPRoute, AuthorizationPolicy, PeerAuthentication, Telemetry, TrafficPolicy");
     let err = parse(&files("metadata: { name: a }\n"))
         .unwrap_err()
         .to_string();
@@ -216,6 +216,7 @@ fn retry_policies() {
             attempts: 2,
             codes: vec![503, 504],
             grpc: Vec::new(),
+            backoff: None,
         })
     );
     let bad = text.replace(

@@ -38,6 +38,7 @@ const CTX: RequestContext<'static> = RequestContext {
         traceparent: None,
         request_id: None,
     },
+    rewrite: None,
 };
 
 /// Names the generator never uses for its own fields: each changes framing,

@@ -212,6 +212,9 @@ pub struct Route {
     pub filters: Vec<crate::filter::Filter>,
     /// A copy of a share of the requests to another cluster.
     pub mirror: Option<crate::mirror::Policy>,
+    /// A new path and/or Host for the upstream request (`None`: the
+    /// client's, and the encoders do no extra work).
+    pub rewrite: Option<ringmesh_http1::target::TargetRewrite>,
 }
 
 /// When a request may be sent again, to another endpoint if there is one.
@@ -362,6 +365,8 @@ pub enum Action {
         status: u16,
         body: Bytes,
     },
+    /// Answer with a redirect built from the request.
+    Redirect(crate::redirect::Redirect),
 }
 
 #[derive(Debug)]

@@ -330,7 +330,55 @@ fn route(r: &pb::Route) -> RawRoute {
                 max_body_bytes: m.max_body_bytes.map(s),
             })
         }),
+        redirect: match &r.action {
+            Some(Action::Redirect(d)) => Some(s(RawRedirect {
+                scheme: d.scheme.clone().map(s),
+                hostname: d.hostname.clone().map(s),
+                port: d.port.map(|p| s(u64::from(p))),
+                path: d.path.as_ref().map(path_modifier),
+                // 0 is an unset status: the default.
+                status: (d.status != 0).then(|| s(u64::from(d.status))),
+            })),
+            _ => None,
+        },
+        rewrite: r.rewrite.as_ref().map(|w| {
+            s(RawRewrite {
+                hostname: w.hostname.clone().map(s),
+                path: w.path.as_ref().map(path_modifier),
+            })
+        }),
     }
+}
+
+/// An empty modifier reads as one with neither field: reported.
+fn path_modifier(p: &pb::PathModifier) -> Spanned<RawPathModifier> {
+    use pb::path_modifier::Kind;
+    s(RawPathModifier {
+        full: match &p.kind {
+            Some(Kind::Full(f)) => Some(s(f.clone())),
+            _ => None,
+        },
+        prefix: match &p.kind {
+            Some(Kind::Prefix(f)) => Some(s(f.clone())),
+            _ => None,
+        },
+    })
+}
+
+fn wire_path_modifier(p: &RawPathModifier, path: &str) -> Result<pb::PathModifier, ToProtoError> {
+    use pb::path_modifier::Kind;
+    let kind = match (&p.full, &p.prefix) {
+        (Some(_), Some(_)) => {
+            return Err(ToProtoError {
+                path: path.into(),
+                message: "give `full` or `prefix`, not both".into(),
+            })
+        }
+        (Some(f), None) => Some(Kind::Full(f.value.clone())),
+        (None, Some(f)) => Some(Kind::Prefix(f.value.clone())),
+        (None, None) => None,
+    };
+    Ok(pb::PathModifier { kind })
 }
 
 /// Percentages are plain doubles on the wire, so they are always given
@@ -690,11 +738,14 @@ fn wire_route(r: &RawRoute, path: &str) -> Result<pb::Route, ToProtoError> {
         r.cluster.is_some(),
         r.weighted_clusters.is_some(),
         r.direct_response.is_some(),
+        r.redirect.is_some(),
     ];
     if actions.iter().filter(|a| **a).count() > 1 {
         return Err(ToProtoError {
             path: path.into(),
-            message: "a route has one action: cluster, weighted_clusters or direct_response".into(),
+            message:
+                "a route has one action: cluster, weighted_clusters, direct_response or redirect"
+                    .into(),
         });
     }
     let action = if let Some(c) = &r.cluster {
@@ -708,6 +759,31 @@ fn wire_route(r: &RawRoute, path: &str) -> Result<pb::Route, ToProtoError> {
                     weight: c.value.weight.value,
                 })
                 .collect(),
+        }))
+    } else if let Some(d) = &r.redirect {
+        let d = &d.value;
+        let port = match &d.port {
+            Some(p) => Some(u32::try_from(p.value).map_err(|_| ToProtoError {
+                path: format!("{path}.redirect.port"),
+                message: format!("{} is not a port", p.value),
+            })?),
+            None => None,
+        };
+        Some(Action::Redirect(pb::Redirect {
+            scheme: d.scheme.as_ref().map(|v| v.value.clone()),
+            hostname: d.hostname.as_ref().map(|v| v.value.clone()),
+            port,
+            path: match &d.path {
+                Some(p) => Some(wire_path_modifier(
+                    &p.value,
+                    &format!("{path}.redirect.path"),
+                )?),
+                None => None,
+            },
+            status: d
+                .status
+                .as_ref()
+                .map_or(0, |v| v.value.min(u64::from(u32::MAX)) as u32),
         }))
     } else {
         r.direct_response.as_ref().map(|d| {
@@ -826,6 +902,19 @@ fn wire_route(r: &RawRoute, path: &str) -> Result<pb::Route, ToProtoError> {
             percent: m.value.percent.as_ref().map(|p| p.value),
             max_body_bytes: m.value.max_body_bytes.as_ref().map(|b| b.value),
         }),
+        rewrite: match &r.rewrite {
+            Some(w) => Some(pb::Rewrite {
+                hostname: w.value.hostname.as_ref().map(|h| h.value.clone()),
+                path: match &w.value.path {
+                    Some(p) => Some(wire_path_modifier(
+                        &p.value,
+                        &format!("{path}.rewrite.path"),
+                    )?),
+                    None => None,
+                },
+            }),
+            None => None,
+        },
     })
 }
 
@@ -992,6 +1081,19 @@ listeners:
         match: { path: { prefix: /shadowed } }
         cluster: a
         mirror: { cluster: b }
+        rewrite: { hostname: internal.a, path: { prefix: /v2 } }
+      - name: renamed
+        match: { path: { exact: /old } }
+        weighted_clusters: [ { cluster: a, weight: 1 } ]
+        rewrite: { path: { full: /new } }
+      - name: moved
+        match: { path: { prefix: /moved/ } }
+        redirect: { scheme: https, hostname: new.example, port: 8443, path: { prefix: /here }, status: 308 }
+      - name: to-https
+        match: { path: { prefix: /secure } }
+        redirect: { scheme: https }
+      - name: elsewhere
+        redirect: { hostname: "[::1]", path: { full: /x } }
   - { name: edge, address: 127.0.0.1:8081, x_forwarded_proto: overwrite, routes: [ { cluster: b } ] }
 clusters:
   - name: a
@@ -1273,6 +1375,66 @@ clusters:
                 "snapshot v12: listeners[0].routes[4].mirror.cluster: unknown cluster `bb` (did you mean `b`?)",
             ]
         );
+    }
+
+    #[test]
+    fn snapshot_redirects_and_rewrites_round_trip_and_are_checked_like_the_files() {
+        let raw: RawConfig = serde_saphyr::from_str(FULL).unwrap();
+        let mut wire = from_raw(&raw).unwrap();
+        let routes = &wire.listeners[0].routes;
+        let prefix = |p: &str| pb::PathModifier {
+            kind: Some(pb::path_modifier::Kind::Prefix(p.into())),
+        };
+        assert_eq!(
+            routes[4].rewrite,
+            Some(pb::Rewrite {
+                hostname: Some("internal.a".into()),
+                path: Some(prefix("/v2")),
+            })
+        );
+        assert_eq!(
+            routes[6].action,
+            Some(pb::route::Action::Redirect(pb::Redirect {
+                scheme: Some("https".into()),
+                hostname: Some("new.example".into()),
+                port: Some(8443),
+                path: Some(prefix("/here")),
+                status: 308,
+            }))
+        );
+        // An unset status stays 0 on the wire: both sides default it.
+        assert!(matches!(
+            &routes[7].action,
+            Some(pb::route::Action::Redirect(r)) if r.status == 0 && r.port.is_none()
+        ));
+        let mut bad = wire.clone();
+        bad.listeners[0].routes[6].action = Some(pb::route::Action::Redirect(pb::Redirect {
+            scheme: Some("ftp".into()),
+            status: 200,
+            path: Some(pb::PathModifier { kind: None }),
+            ..Default::default()
+        }));
+        // `renamed` matches an exact path: there is no prefix to replace.
+        bad.listeners[0].routes[5].rewrite = Some(pb::Rewrite {
+            hostname: Some("a b".into()),
+            path: Some(prefix("/x")),
+        });
+        let err = super::super::validate(&to_raw(&bad), "snapshot v13", Default::default())
+            .unwrap_err()
+            .to_string();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "snapshot v13: listeners[0].routes[5].rewrite.hostname: `a b` is not a host name: letters, digits, `-` and `.`, or an IPv6 address in brackets",
+                "snapshot v13: listeners[0].routes[5].rewrite.path.prefix: replaces the path prefix the route matched, and this route matches none: give it `match.path.prefix`, or use `full`",
+                "snapshot v13: listeners[0].routes[6].redirect.scheme: `ftp`: a redirect's scheme is `http` or `https`",
+                "snapshot v13: listeners[0].routes[6].redirect.path: give `full: /path` or `prefix: /path`",
+                "snapshot v13: listeners[0].routes[6].redirect.status: 200 is not a redirect status: 301, 302, 303, 307 or 308",
+            ]
+        );
+        wire.listeners[0].routes[4].rewrite = None;
+        assert_ne!(model(&to_raw(&wire), "snapshot"), model(&raw, "file"));
     }
 
     #[test]

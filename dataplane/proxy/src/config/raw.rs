@@ -299,6 +299,39 @@ pub struct RawRoute {
     pub fault: Option<S<RawFault>>,
     pub rate_limit: Option<S<RawRateLimit>>,
     pub mirror: Option<S<RawMirror>>,
+    pub redirect: Option<S<RawRedirect>>,
+    pub rewrite: Option<S<RawRewrite>>,
+}
+
+/// Answer with a redirect instead of forwarding (Envoy's `redirect`, the
+/// Gateway API's `RequestRedirect`); unset parts are the request's.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedirect {
+    /// `http` or `https`.
+    pub scheme: Option<S<String>>,
+    pub hostname: Option<S<String>>,
+    pub port: Option<S<u64>>,
+    pub path: Option<S<RawPathModifier>>,
+    /// 301, 302, 303, 307 or 308; default 302.
+    pub status: Option<S<u64>>,
+}
+
+/// A new path: `full` replaces it, `prefix` replaces the part the route's
+/// `match.path.prefix` matched.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPathModifier {
+    pub full: Option<S<String>>,
+    pub prefix: Option<S<String>>,
+}
+
+/// A new Host and/or path for the upstream request.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRewrite {
+    pub hostname: Option<S<String>>,
+    pub path: Option<S<RawPathModifier>>,
 }
 
 /// A copy of a share of the route's requests to another cluster, whose

@@ -114,6 +114,72 @@ fn route_needs_exactly_one_action() {
 }
 
 #[test]
+fn redirects_and_rewrites_compile_and_their_errors_are_located() {
+    use crate::config::model::Action;
+    use ringmesh_http1::target::PathRewrite;
+    let yaml = "\
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    routes:
+      - match: { path: { prefix: /old/ } }
+        redirect: { scheme: https, path: { prefix: /new } }
+      - match: { path: { prefix: /api } }
+        cluster: c
+        rewrite: { hostname: Internal.Svc, path: { prefix: / } }
+      - cluster: c
+clusters: [ { name: c, endpoints: ['127.0.0.1:2'] } ]
+";
+    let config = parse(yaml, "t.yaml").unwrap();
+    let routes = &config.listeners[0].routes;
+    let Action::Redirect(r) = &routes[0].action else {
+        panic!("{:?}", routes[0].action)
+    };
+    assert_eq!(r.status, 302);
+    assert_eq!(r.path, Some(PathRewrite::prefix(b"/old/", b"/new")));
+    let w = routes[1].rewrite.as_ref().unwrap();
+    assert_eq!(w.host.as_deref(), Some(&b"internal.svc"[..]));
+    assert_eq!(w.path, Some(PathRewrite::prefix(b"/api", b"")));
+    assert!(routes[2].rewrite.is_none());
+
+    let errs = errors(
+        "\
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    routes:
+      - match: { path: { exact: /x } }
+        redirect: { hostname: 'a:80', port: 0, path: { prefix: /y }, status: 200 }
+      - redirect: { path: { full: 'no-slash', prefix: /z } }
+      - cluster: c
+        redirect: {}
+      - direct_response: { status: 200 }
+        rewrite: { hostname: a }
+      - cluster: c
+        rewrite: {}
+      - cluster: c
+        rewrite: { path: { full: '/a?b' } }
+clusters: [ { name: c, endpoints: ['127.0.0.1:2'] } ]
+",
+    );
+    assert_eq!(
+        errs,
+        [
+            "t.yaml:6:31: listeners[0].routes[0].redirect.hostname: `a:80` is not a host name: no port here (a redirect has `port`; an IPv6 address goes in brackets)",
+            "t.yaml:6:45: listeners[0].routes[0].redirect.port: 0 is not a port: 1 to 65535",
+            "t.yaml:6:64: listeners[0].routes[0].redirect.path.prefix: replaces the path prefix the route matched, and this route matches none: give it `match.path.prefix`, or use `full`",
+            "t.yaml:6:78: listeners[0].routes[0].redirect.status: 200 is not a redirect status: 301, 302, 303, 307 or 308",
+            "t.yaml:7:55: listeners[0].routes[1].redirect.path: give `full` or `prefix`, not both",
+            "t.yaml:8:9: listeners[0].routes[2]: a route needs exactly one of `cluster`, `weighted_clusters`, `direct_response` or `redirect`",
+            "t.yaml:11:18: listeners[0].routes[3].rewrite: only a route that forwards (`cluster` or `weighted_clusters`) rewrites its requests",
+            "t.yaml:13:18: listeners[0].routes[4].rewrite: give a `hostname`, a `path` or both (or leave `rewrite` out)",
+            "t.yaml:15:34: listeners[0].routes[5].rewrite.path.full: `/a?b` must not contain `?` or `#`: the request's query is kept",
+        ],
+        "{errs:#?}"
+    );
+}
+
+#[test]
 fn bad_values_are_reported() {
     let yaml = "\
 runtime: { workers: 0, io: kqueue, drain_timeout: soon }

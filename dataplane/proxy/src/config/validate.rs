@@ -28,6 +28,7 @@ mod http2;
 mod mesh;
 mod mirror;
 mod rate_limit;
+mod redirect;
 mod resilience;
 mod telemetry;
 mod tls;
@@ -655,6 +656,10 @@ impl Validator {
                 .mirror
                 .as_ref()
                 .and_then(|m| self.mirror(m, &format!("{path}.mirror"), clusters)),
+            rewrite: r
+                .rewrite
+                .as_ref()
+                .and_then(|w| self.rewrite(r, w, &format!("{path}.rewrite"))),
         }
     }
 
@@ -788,12 +793,13 @@ impl Validator {
             r.cluster.is_some(),
             r.weighted_clusters.is_some(),
             r.direct_response.is_some(),
+            r.redirect.is_some(),
         ];
         if given.iter().filter(|g| **g).count() != 1 {
             self.err(
                 at,
                 path,
-                "a route needs exactly one of `cluster`, `weighted_clusters` or `direct_response`",
+                "a route needs exactly one of `cluster`, `weighted_clusters`, `direct_response` or `redirect`",
             );
             return placeholder;
         }
@@ -829,6 +835,12 @@ impl Validator {
                 );
             }
             return Action::Weighted { choices, total };
+        }
+        if let Some(redirect) = &r.redirect {
+            return match self.redirect(r, redirect, &format!("{path}.redirect")) {
+                Some(redirect) => Action::Redirect(redirect),
+                None => placeholder,
+            };
         }
         match &r.direct_response {
             Some(d) => {

@@ -50,6 +50,7 @@ impl H1Conn<'_> {
             trust_proto: edits.forwarded_proto == ForwardedProto::Trust,
             client_cert: edits.client_cert,
             propagated: edits.propagated,
+            rewrite: edits.rewrite,
         };
         rewrite::write_request_head(&mut w.wbuf, w.req.rbuf.pinned(), head, &ctx, edits.headers);
         let mode = match head.framing {

@@ -559,6 +559,17 @@ impl<'w> H1Conn<'w> {
                     self.state.bytes_out += body.len() as u64;
                 }
             }
+            Local::Redirect { status, location } => {
+                rewrite::write_status_line(
+                    out,
+                    status,
+                    crate::error::reason_phrase(status).as_bytes(),
+                );
+                rewrite::write_pair(out, b"location", location);
+                out.extend_from_slice(b"content-length: 0\r\n");
+                out.extend_from_slice(connection_header(keep, version));
+                out.extend_from_slice(b"\r\n");
+            }
         }
     }
 }

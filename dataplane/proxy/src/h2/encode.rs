@@ -48,13 +48,16 @@ pub fn write_h1_request(
     use crate::view::RequestView;
     out.extend_from_slice(req.method());
     out.push(b' ');
-    out.extend_from_slice(req.path_and_query());
+    match edits.rewrite.and_then(|r| r.path.as_ref()) {
+        Some(p) => p.write_target(req.path(), req.query(), out),
+        None => out.extend_from_slice(req.path_and_query()),
+    }
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let authority = req.authority();
-    let host = if authority.is_empty() {
-        edits.fallback_host
-    } else {
-        authority
+    let host = match edits.rewrite.and_then(|r| r.host.as_deref()) {
+        Some(h) => h,
+        None if authority.is_empty() => edits.fallback_host,
+        None => authority,
     };
     write_pair(out, b"host", host);
     let headers = &req.parts.headers;
@@ -135,15 +138,22 @@ fn removes(edits: &HeaderEdits, name: &[u8]) -> bool {
 /// needs), the route's edits and X-Forwarded-* applied. `None` when the
 /// target cannot form a URI.
 pub fn h2_upstream_request(req: &dyn RequestView, edits: &RequestEdits<'_>) -> Option<Request<()>> {
-    let authority = match req.authority() {
-        b"" => edits.fallback_host,
-        a => a,
+    let rewrite = edits.rewrite;
+    let authority = match (rewrite.and_then(|r| r.host.as_deref()), req.authority()) {
+        (Some(h), _) => h,
+        (None, b"") => edits.fallback_host,
+        (None, a) => a,
     };
     let mut target = Vec::with_capacity(req.path().len() + 16);
-    target.extend_from_slice(req.path());
-    if let Some(q) = req.query() {
-        target.push(b'?');
-        target.extend_from_slice(q);
+    match rewrite.and_then(|r| r.path.as_ref()) {
+        Some(p) => p.write_target(req.path(), req.query(), &mut target),
+        None => {
+            target.extend_from_slice(req.path());
+            if let Some(q) = req.query() {
+                target.push(b'?');
+                target.extend_from_slice(q);
+            }
+        }
     }
     let uri = http::Uri::builder()
         .scheme(if req.scheme() == b"https" {
@@ -319,6 +329,14 @@ pub fn local_response(local: Local<'_>, grpc: bool, is_head: bool) -> (Response<
             *resp.status_mut() = status(code);
             Bytes::copy_from_slice(body)
         }
+        Local::Redirect {
+            status: code,
+            location,
+        } => {
+            *resp.status_mut() = status(code);
+            append(resp.headers_mut(), b"location", location);
+            Bytes::new()
+        }
     };
     if let Local::Error(err) = local {
         if let Some(secs) = err.retry_after() {
@@ -370,6 +388,7 @@ mod tests {
     fn edits<'a>(headers: &'a HeaderEdits) -> RequestEdits<'a> {
         RequestEdits {
             headers,
+            rewrite: None,
             client_ip: b"10.0.0.9",
             scheme: b"https",
             forwarded_proto: ForwardedProto::Overwrite,

@@ -36,12 +36,16 @@ pub enum Local<'a> {
     Direct { status: u16, body: &'a [u8] },
     /// A failure, with its reason in `ringmesh-error` and the body.
     Error(ProxyError),
+    /// A route's `redirect`: this status, `location`, no body.
+    Redirect { status: u16, location: &'a [u8] },
 }
 
 /// How the upstream request differs from the client's.
 pub struct RequestEdits<'a> {
     /// The route's `request_headers`.
     pub headers: &'a HeaderEdits,
+    /// The route's `rewrite`: a new path and/or Host.
+    pub rewrite: Option<&'a ringmesh_http1::target::TargetRewrite>,
     /// The client's address as text, appended to X-Forwarded-For.
     pub client_ip: &'a [u8],
     /// The listener's scheme, for X-Forwarded-Proto.

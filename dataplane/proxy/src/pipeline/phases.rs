@@ -175,6 +175,23 @@ async fn run<'a, D: Downstream>(down: &mut D, ctx: &mut Ctx<'a>) -> Next {
             };
             after(down.respond(local, close).await)
         }
+        Action::Redirect(redirect) => {
+            ctx.status = redirect.status;
+            let close = down.body_unread() || draining(ctx);
+            // A pooled buffer: a redirect allocates nothing once the
+            // core's pool is warm.
+            let pool = &ctx.env.core.pool;
+            let mut location = pool.take_buf();
+            location.clear();
+            redirect.location(down.request(), &mut location);
+            let local = Local::Redirect {
+                status: redirect.status,
+                location: &location,
+            };
+            let answered = down.respond(local, close).await;
+            pool.put_buf(location);
+            after(answered)
+        }
         Action::Cluster(id) => forward(down, ctx, route, *id).await,
         Action::Weighted { choices, total } => {
             let roll = ctx.env.core.rng.borrow_mut().u64(..*total);
@@ -634,6 +651,7 @@ fn prepare<D: Downstream>(
 fn edits<'a>(ctx: &'a Ctx<'_>, route: &'a Route, ep: &'a Endpoint, h1: bool) -> RequestEdits<'a> {
     RequestEdits {
         headers: &route.request_headers,
+        rewrite: route.rewrite.as_ref(),
         client_ip: ctx.env.client_ip,
         scheme: ctx.env.scheme,
         forwarded_proto: ctx.listener.x_forwarded_proto,
@@ -1038,6 +1056,7 @@ fn outcome_flags(ctx: &Ctx<'_>) -> (&'static str, &'static str) {
     }
     let details = match ctx.route.map(|r| &ctx.listener.routes[r].action) {
         Some(Action::Direct { .. }) => "direct_response",
+        Some(Action::Redirect(_)) => "redirect",
         _ => "via_upstream",
     };
     (if ctx.delayed { "DI" } else { "-" }, details)

@@ -420,3 +420,24 @@ fn a_grpc_call_is_retried_on_a_grpc_status_the_route_names() {
         );
     });
 }
+
+#[test]
+fn a_redirect_route_answers_with_a_location_built_from_the_request() {
+    run(async {
+        let h = Harness::new(&config(
+            "      - { match: { path: { prefix: /old } }, redirect: { scheme: https, path: { prefix: /new }, status: 301 } }\n      - { redirect: { hostname: b.example } }\n",
+            "",
+        ));
+        let (mut c, mut r) = (h.connect(), Reader::default());
+        for _ in 0..2 {
+            let resp = get(&mut c, &mut r, "/old/cart?id=7").await;
+            assert_eq!(resp.status, 301);
+            assert_eq!(resp.header("location"), Some("https://a/new/cart?id=7"));
+            assert_eq!(resp.header("content-length"), Some("0"));
+            assert_eq!(resp.header("connection"), None, "kept alive");
+        }
+        let resp = get(&mut c, &mut r, "/x").await;
+        assert_eq!(resp.status, 302);
+        assert_eq!(resp.header("location"), Some("http://b.example/x"));
+    });
+}
