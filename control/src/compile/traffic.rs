@@ -8,7 +8,7 @@
 use ringmesh_proto::v1 as pb;
 
 use super::duration;
-use crate::resources::model::{HashKey, LbKind, TrafficPolicy};
+use crate::resources::model::{HashKey, HealthCheck, LbKind, TrafficPolicy};
 
 /// Write the policy's settings into `c`, a cluster of a target Service.
 pub(super) fn cluster(c: &mut pb::Cluster, p: &TrafficPolicy) {
@@ -72,6 +72,37 @@ pub(super) fn cluster(c: &mut pb::Cluster, p: &TrafficPolicy) {
     });
     if p.panic_threshold.is_some() {
         c.panic_threshold = p.panic_threshold;
+    }
+    if let Some(h) = &p.health_check {
+        c.health_check = Some(health_check(c, h));
+    }
+}
+
+/// The proxy's health check. An `http` check of endpoints that speak
+/// HTTP/2 (a meshed Service's sidecars, a gRPC port) becomes a `tcp` one:
+/// the proxy's HTTP checks speak HTTP/1.1, and a sidecar that completes
+/// the mTLS handshake is up.
+fn health_check(c: &pb::Cluster, h: &HealthCheck) -> pb::HealthCheck {
+    let http2 = c.mesh.is_some() || c.protocol == pb::UpstreamProtocol::Http2 as i32;
+    let kind = match &h.http {
+        Some(http) if !http2 => pb::health_check::Kind::Http(pb::HttpHealthCheck {
+            path: http.path.clone(),
+            host: http.host.clone(),
+            expected_statuses: http
+                .expected_statuses
+                .iter()
+                .map(|&(start, end)| pb::StatusRange { start, end })
+                .collect(),
+        }),
+        _ => pb::health_check::Kind::Tcp(pb::TcpHealthCheck {}),
+    };
+    pb::HealthCheck {
+        interval: h.interval.map(duration),
+        timeout: h.timeout.map(duration),
+        jitter: h.jitter.map(duration),
+        unhealthy_threshold: h.unhealthy_threshold,
+        healthy_threshold: h.healthy_threshold,
+        kind: Some(kind),
     }
 }
 

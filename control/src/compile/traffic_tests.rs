@@ -112,3 +112,48 @@ fn every_port_of_a_service_gets_the_policy() {
         assert_eq!(cluster(&c, name).panic_threshold, Some(30.0), "{name}");
     }
 }
+
+#[test]
+fn a_health_check_runs_over_http_to_plain_endpoints_and_tcp_to_sidecars() {
+    let text = format!(
+        "{}  healthCheck: {{ interval: 2s, unhealthyThreshold: 2, http: {{ path: /healthz, expectedStatuses: [200, '300-302'] }} }}\n",
+        policy()
+    );
+    let res = resources(&text);
+    let plain = compile(&res, &sidecar_of("web.shop"), &Workloads::new()).unwrap();
+    let h = cluster(&plain, "orders.shop")
+        .health_check
+        .clone()
+        .expect("a health check");
+    assert_eq!((h.interval, h.unhealthy_threshold), (dur(2000), Some(2)));
+    assert_eq!(
+        h.kind,
+        Some(pb::health_check::Kind::Http(pb::HttpHealthCheck {
+            path: Some("/healthz".into()),
+            host: None,
+            expected_statuses: vec![
+                pb::StatusRange {
+                    start: 200,
+                    end: 200
+                },
+                pb::StatusRange {
+                    start: 300,
+                    end: 302
+                },
+            ],
+        }))
+    );
+    // Orders' endpoints are sidecars (HTTP/2 over mTLS): the proxy's
+    // HTTP/1.1 check would fail them, so a connection check it is.
+    let mut w = Workloads::new();
+    w.entry("orders.shop".to_string())
+        .or_default()
+        .insert("127.0.0.1:7201".to_string());
+    let meshed = compile(&res, &sidecar_of("web.shop"), &w).unwrap();
+    let c = cluster(&meshed, "orders.shop");
+    assert!(c.mesh.is_some(), "{c:?}");
+    assert_eq!(
+        c.health_check.as_ref().and_then(|h| h.kind.clone()),
+        Some(pb::health_check::Kind::Tcp(pb::TcpHealthCheck {}))
+    );
+}

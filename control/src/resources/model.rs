@@ -831,7 +831,28 @@ pub struct TrafficPolicy {
     pub retry_budget: Option<RetryBudget>,
     pub rate_limit: Option<RateLimit>,
     pub panic_threshold: Option<f64>,
+    pub health_check: Option<HealthCheck>,
     pub source: Source,
+}
+
+/// Active health checks; unset fields take the proxy's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub interval: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub jitter: Option<Duration>,
+    pub unhealthy_threshold: Option<u64>,
+    pub healthy_threshold: Option<u64>,
+    /// `None`: a TCP check.
+    pub http: Option<HttpCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCheck {
+    pub path: Option<String>,
+    pub host: Option<String>,
+    /// (first, last), both included; empty: the proxy's 200-399.
+    pub expected_statuses: Vec<(u32, u32)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -833,14 +833,48 @@ pub struct RawTrafficPolicySpec {
     /// ringmesh's: a local rate limit on the Service's sidecars.
     pub rate_limit: Option<S<RawTpRateLimit>>,
     pub panic_threshold: Option<S<f64>>,
-    /// Active health checks: known, not built yet.
-    pub health_check: Unsupported,
+    /// Active health checks of the Service's endpoints.
+    pub health_check: Option<S<RawTpHealthCheck>>,
     /// Istio's DestinationRule fields a TrafficPolicy does not take.
     pub tls: Unsupported,
     pub port_level_settings: Unsupported,
     pub tunnel: Unsupported,
     pub proxy_protocol: Unsupported,
 }
+
+/// The proxy's `health_check` in the resources' camelCase.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawTpHealthCheck {
+    pub interval: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+    pub jitter: Option<S<String>>,
+    pub unhealthy_threshold: Option<S<u64>>,
+    pub healthy_threshold: Option<S<u64>>,
+    pub http: Option<S<RawTpHttpCheck>>,
+    pub tcp: Option<S<RawTpTcpCheck>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawTpHttpCheck {
+    pub path: Option<S<String>>,
+    pub host: Option<S<String>>,
+    /// `204` or `"200-299"`.
+    pub expected_statuses: Option<S<Vec<S<RawStatusRange>>>>,
+}
+
+/// `204`, or `"200-299"` (both ends included).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawStatusRange {
+    Code(u64),
+    Range(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTpTcpCheck {}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

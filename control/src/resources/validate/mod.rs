@@ -14,6 +14,7 @@ mod backend_tls;
 mod filters;
 mod gateway;
 mod grpc;
+mod health_check;
 mod mirror;
 mod peer_authn;
 mod policy;

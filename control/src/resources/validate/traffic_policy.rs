@@ -9,8 +9,8 @@
 //!
 //! One policy per Service: a second one targeting it is an error at its
 //! `targetRefs` entry (there are no creation times to pick the older, as
-//! Istio does for DestinationRules). `healthCheck` is known and refused
-//! until active health checks land; the model leaves room for it.
+//! Istio does for DestinationRules). `healthCheck` is the proxy's active
+//! health checks (`health_check.rs`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -44,11 +44,6 @@ impl Checker {
         let errors = self.errors.len();
         let spec = &p.spec;
         for (field, value, why) in [
-            (
-                "healthCheck",
-                &spec.health_check,
-                ": active health checks are not built yet",
-            ),
             (
                 "tls",
                 &spec.tls,
@@ -130,6 +125,10 @@ impl Checker {
             .panic_threshold
             .as_ref()
             .and_then(|p| self.share(doc, p, &format!("{at}.spec.panicThreshold")));
+        let health_check = spec
+            .health_check
+            .as_ref()
+            .and_then(|h| self.health_check(doc, h, &format!("{at}.spec.healthCheck")));
         (self.errors.len() == errors).then(|| TrafficPolicy {
             name,
             namespace: doc.ns.clone(),
@@ -142,6 +141,7 @@ impl Checker {
             retry_budget,
             rate_limit,
             panic_threshold,
+            health_check,
             source: Source {
                 file: doc.file.clone(),
                 line: doc.offset + p.kind.referenced.line(),

@@ -128,7 +128,7 @@ spec:
   retryBudget: { percent: -1 }
   rateLimit: { requestsPerSecond: 0, per: { header: 'a b' } }
   panicThreshold: 101
-  healthCheck: { interval: 1s }
+  healthCheck: { interval: 0s, healthyThreshold: 0, http: { path: x, expectedStatuses: [700, '300-200'] } }
 ";
     assert_eq!(
         errors(bad),
@@ -149,7 +149,11 @@ spec:
             "tp.yaml:15:35: TrafficPolicy/shop/bad.spec.rateLimit.requestsPerSecond: 0: must be a number more than 0",
             "tp.yaml:15:53: TrafficPolicy/shop/bad.spec.rateLimit.per.header: `a b` is not a header name",
             "tp.yaml:16:19: TrafficPolicy/shop/bad.spec.panicThreshold: `101` is not a percentage from 0 to 100",
-            "tp.yaml:17:16: TrafficPolicy/shop/bad.spec.healthCheck: not supported yet: active health checks are not built yet",
+            "tp.yaml:17:28: TrafficPolicy/shop/bad.spec.healthCheck.interval: must be more than 0",
+            "tp.yaml:17:50: TrafficPolicy/shop/bad.spec.healthCheck.healthyThreshold: `0`: must be from 1 to 4294967295",
+            "tp.yaml:17:67: TrafficPolicy/shop/bad.spec.healthCheck.http.path: `x`: must start with / and hold no spaces or control characters",
+            "tp.yaml:17:89: TrafficPolicy/shop/bad.spec.healthCheck.http.expectedStatuses[0]: must be a status from 100 to 599, or a range like \"200-299\"",
+            "tp.yaml:17:94: TrafficPolicy/shop/bad.spec.healthCheck.http.expectedStatuses[1]: must be a status from 100 to 599, or a range like \"200-299\"",
         ]
     );
 }
