@@ -1352,8 +1352,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn ringmesh_rr_runs_ringmeshs_build_with_round_robin() {
+    /// A ringmesh variant target: it parses from and prints as `name`,
+    /// runs ringmesh's build, and is found where ringmesh is. Returns the
+    /// directory, the (empty) binary and the bins naming it.
+    fn ringmesh_variant(
+        name: &str,
+        kind: TargetKind,
+    ) -> (tempfile::TempDir, PathBuf, RingmeshBins) {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("ringmesh-proxy");
         std::fs::write(&bin, "").unwrap();
@@ -1361,15 +1366,18 @@ mod tests {
             current: bin.clone(),
             baseline: None,
         };
-        let kind: TargetKind = "ringmesh-rr".parse().unwrap();
-        assert_eq!(kind, TargetKind::RingmeshRoundRobin);
-        assert_eq!(kind.to_string(), "ringmesh-rr");
-        assert_eq!(
-            serde_json::to_value(kind).unwrap(),
-            serde_json::json!("ringmesh-rr")
-        );
+        assert_eq!(name.parse::<TargetKind>(), Ok(kind));
+        assert_eq!(kind.to_string(), name);
+        assert_eq!(serde_json::to_value(kind).unwrap(), serde_json::json!(name));
         assert!(kind.is_proxy() && kind.is_ringmesh());
         assert_eq!(kind.locate(&bins, Mode::Http), Ok(Some(bin.clone())));
+        (dir, bin, bins)
+    }
+
+    #[test]
+    fn ringmesh_rr_runs_ringmeshs_build_with_round_robin() {
+        let (dir, bin, _) = ringmesh_variant("ringmesh-rr", TargetKind::RingmeshRoundRobin);
+        let kind = TargetKind::RingmeshRoundRobin;
         let endpoints = three();
         let s = Setup {
             balanced: Some(Balanced {
@@ -1532,22 +1540,9 @@ mod tests {
 
     #[test]
     fn telemetry_runs_ringmeshs_build_with_its_own_config() {
-        let dir = tempfile::tempdir().unwrap();
-        let bin = dir.path().join("ringmesh-proxy");
-        std::fs::write(&bin, "").unwrap();
-        let bins = RingmeshBins {
-            current: bin.clone(),
-            baseline: None,
-        };
-        let kind: TargetKind = "ringmesh-telemetry".parse().unwrap();
-        assert_eq!(kind, TargetKind::RingmeshTelemetry);
-        assert_eq!(kind.to_string(), "ringmesh-telemetry");
-        assert_eq!(
-            serde_json::to_value(kind).unwrap(),
-            serde_json::json!("ringmesh-telemetry")
-        );
-        assert!(kind.is_proxy() && kind.is_ringmesh());
-        assert_eq!(kind.locate(&bins, Mode::Http), Ok(Some(bin.clone())));
+        let (dir, bin, bins) =
+            ringmesh_variant("ringmesh-telemetry", TargetKind::RingmeshTelemetry);
+        let kind = TargetKind::RingmeshTelemetry;
         assert_eq!(
             kind.locate(&bins, Mode::Tcp),
             TargetKind::Ringmesh.locate(&bins, Mode::Tcp)

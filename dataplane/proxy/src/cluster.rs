@@ -535,7 +535,7 @@ impl Drop for InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::balance::testing::Get;
+    use crate::balance::testing::GET;
     use crate::config::parse;
 
     fn state(lb: &str, addrs: &[&str]) -> ClusterState {
@@ -560,7 +560,7 @@ mod tests {
 
     fn pick(c: &ClusterState, rng: &mut fastrand::Rng) -> Rc<Endpoint> {
         let mut ctx = PickCtx {
-            request: Some(&Get),
+            request: Some(&GET),
             client: [127, 0, 0, 1].into(),
             rng,
             avoid: None,
@@ -611,7 +611,7 @@ mod tests {
         let c = state("least_request", &[]);
         let mut rng = fastrand::Rng::with_seed(1);
         let mut ctx = PickCtx {
-            request: Some(&Get),
+            request: Some(&GET),
             client: [127, 0, 0, 1].into(),
             rng: &mut rng,
             avoid: None,

@@ -251,38 +251,11 @@ pub(crate) mod testing {
         eps
     }
 
-    pub struct Get;
-
-    impl RequestView for Get {
-        fn method(&self) -> &[u8] {
-            b"GET"
-        }
-        fn scheme(&self) -> &[u8] {
-            b"http"
-        }
-        fn authority(&self) -> &[u8] {
-            b"svc"
-        }
-        fn path(&self) -> &[u8] {
-            b"/"
-        }
-        fn query(&self) -> Option<&[u8]> {
-            None
-        }
-        fn header(&self, _: &[u8]) -> Option<&[u8]> {
-            None
-        }
-        fn for_each_header(&self, _: &mut dyn FnMut(&[u8], &[u8])) {}
-        fn body(&self) -> BodyKind {
-            BodyKind::Empty
-        }
-        fn protocol(&self) -> Protocol {
-            Protocol::Http11
-        }
-    }
-
-    /// A request whose `x-user` header is the value.
+    /// A GET whose `x-user` header is the value (none when empty).
     pub struct WithUser(pub String);
+
+    /// A GET with no headers.
+    pub const GET: WithUser = WithUser(String::new());
 
     impl RequestView for WithUser {
         fn method(&self) -> &[u8] {
@@ -301,10 +274,12 @@ pub(crate) mod testing {
             None
         }
         fn header(&self, name: &[u8]) -> Option<&[u8]> {
-            (name == b"x-user").then_some(self.0.as_bytes())
+            (name == b"x-user" && !self.0.is_empty()).then_some(self.0.as_bytes())
         }
         fn for_each_header(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
-            f(b"x-user", self.0.as_bytes());
+            if !self.0.is_empty() {
+                f(b"x-user", self.0.as_bytes());
+            }
         }
         fn body(&self) -> BodyKind {
             BodyKind::Empty
@@ -334,7 +309,7 @@ pub(crate) mod testing {
         avoid: Option<&Endpoint>,
     ) -> usize {
         let mut ctx = PickCtx {
-            request: Some(&Get),
+            request: Some(&GET),
             client: IpAddr::from([127, 0, 0, 1]),
             rng,
             avoid,

@@ -129,7 +129,7 @@ mod tests {
     fn no_endpoints_means_no_pick() {
         let mut rng = fastrand::Rng::with_seed(1);
         let mut ctx = PickCtx {
-            request: Some(&super::super::testing::Get),
+            request: Some(&super::super::testing::GET),
             client: [127, 0, 0, 1].into(),
             rng: &mut rng,
             avoid: None,

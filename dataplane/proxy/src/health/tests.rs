@@ -135,7 +135,7 @@ fn failing_endpoints_leave_the_picks_and_come_back_when_they_pass() {
         let mut rng = fastrand::Rng::with_seed(3);
         for _ in 0..20 {
             let mut ctx = crate::balance::PickCtx {
-                request: Some(&crate::balance::testing::Get),
+                request: Some(&crate::balance::testing::GET),
                 client: [127, 0, 0, 1].into(),
                 rng: &mut rng,
                 avoid: None,
