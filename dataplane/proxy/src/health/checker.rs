@@ -14,7 +14,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use futures_channel::oneshot;
-use futures_util::future::join_all;
+use futures_util::StreamExt;
 use tracing::{info, warn};
 
 use super::link::{self, Outbox};
@@ -22,6 +22,9 @@ use super::probe::{probe, Failure};
 use super::{CheckKind, HealthCheck};
 use crate::cluster::{ClusterState, Endpoint};
 use crate::worker::Core;
+
+/// Probes of one round in flight at once.
+pub(super) const MAX_PROBES: usize = 64;
 
 /// State changes logged per cluster and round; the rest are counted in
 /// one more line (a whole cluster going down logs a few lines, not one
@@ -111,7 +114,12 @@ impl Checker {
                 let checks = eps
                     .iter()
                     .map(|ep| probe(&self.cluster.connector, ep.addr, &self.check, &self.request));
-                let round = join_all(checks);
+                // At most `MAX_PROBES` connections at once: a cluster of
+                // thousands is checked in waves, not with a burst of
+                // thousands of connects (a round then takes longer).
+                let round = futures_util::stream::iter(checks)
+                    .buffered(MAX_PROBES)
+                    .collect::<Vec<_>>();
                 let stopped = self.core.drain.stopped();
                 monoio::select! {
                     biased;

@@ -223,3 +223,51 @@ fn a_reload_keeps_health_and_removing_the_check_clears_it() {
         h.core.drain.stop();
     });
 }
+
+#[test]
+fn a_round_checks_at_most_max_probes_endpoints_at_once() {
+    run(async {
+        let active = Rc::new(Cell::new(0usize));
+        let most = Rc::new(Cell::new(0usize));
+        let checked = Rc::new(Cell::new(0usize));
+        let addrs: Vec<String> = (0..150)
+            .map(|i| format!("10.1.{}.{}:80", i / 250, i % 250 + 1))
+            .collect();
+        for a in &addrs {
+            let (active, most, checked) = (active.clone(), most.clone(), checked.clone());
+            upstream(a, move |mut s| {
+                let (active, most, checked) = (active.clone(), most.clone(), checked.clone());
+                async move {
+                    let mut r = Reader::default();
+                    if r.head(&mut s).await.is_some() {
+                        active.set(active.get() + 1);
+                        most.set(most.get().max(active.get()));
+                        monoio::time::sleep(Duration::from_millis(5)).await;
+                        active.set(active.get() - 1);
+                        checked.set(checked.get() + 1);
+                        send(&mut s, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+                    }
+                }
+            });
+        }
+        let eps: Vec<String> = addrs.iter().map(|a| format!("'{a}'")).collect();
+        let yaml = format!(
+            "listeners: [ {{ name: l, address: '127.0.0.1:1', routes: [ {{ cluster: c }} ] }} ]
+clusters:
+  - {{ name: c, endpoints: [{}], health_check: {{ interval: 10s, timeout: 1s, http: {{ path: / }} }} }}
+",
+            eps.join(", ")
+        );
+        let h = Harness::new(&yaml);
+        start(&h.core, connect(1).remove(0));
+        for _ in 0..200 {
+            if checked.get() == addrs.len() {
+                break;
+            }
+            monoio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(checked.get(), addrs.len(), "every endpoint checked");
+        assert_eq!(most.get(), checker::MAX_PROBES, "in waves of MAX_PROBES");
+        h.core.drain.stop();
+    });
+}
