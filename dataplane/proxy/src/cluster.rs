@@ -42,8 +42,6 @@ pub struct Endpoint {
     weight: Cell<u32>,
     /// In the proxy's own zone.
     local: Cell<bool>,
-    /// Ejected by this core's outlier detection.
-    ejected: Cell<bool>,
     /// Failing active health checks.
     unhealthy: Cell<bool>,
     /// This core's outlier-detection counts for it.
@@ -61,7 +59,6 @@ impl Endpoint {
             position: Cell::new(usize::MAX),
             weight: Cell::new(1),
             local: Cell::new(false),
-            ejected: Cell::new(false),
             unhealthy: Cell::new(false),
             outlier: Default::default(),
             stats,
@@ -89,16 +86,24 @@ impl Endpoint {
 
     /// Neither ejected by this core nor failing health checks.
     pub fn is_healthy(&self) -> bool {
-        !self.ejected.get() && !self.unhealthy.get()
+        !self.is_ejected() && !self.unhealthy.get()
     }
 
+    /// Ejected by this core's outlier detection.
     pub fn is_ejected(&self) -> bool {
-        self.ejected.get()
+        self.outlier.is_ejected()
     }
 
+    /// Its outlier state changed: the gauge follows.
+    fn ejection_changed(&self) {
+        self.stats.ejected.set(u64::from(self.is_ejected()));
+    }
+
+    /// Eject it (or end that) without a detector, as a test needs.
+    #[cfg(test)]
     pub(crate) fn set_ejected(&self, on: bool) {
-        self.ejected.set(on);
-        self.stats.ejected.set(u64::from(on));
+        self.outlier.set_ejected(on);
+        self.ejection_changed();
     }
 
     /// Its position, weight and locality in a new endpoint set.
@@ -300,7 +305,7 @@ impl ClusterState {
             return;
         }
         let time = d.eject(&ep.outlier, now);
-        ep.set_ejected(true);
+        ep.ejection_changed();
         ep.stats.ejections.inc();
         self.refresh_routing();
         warn!(cluster = %self.name, endpoint = %ep.addr, ?time, "outlier ejected");
@@ -316,7 +321,7 @@ impl ClusterState {
             let eps = self.endpoints.borrow();
             for ep in eps.iter() {
                 if d.release_due(&ep.outlier, now) {
-                    ep.set_ejected(false);
+                    ep.ejection_changed();
                     changed = true;
                     info!(cluster = %self.name, endpoint = %ep.addr, "outlier ejection ended");
                 }

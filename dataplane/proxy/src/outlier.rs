@@ -49,6 +49,13 @@ impl EndpointState {
     pub fn is_ejected(&self) -> bool {
         self.until.get().is_some()
     }
+
+    /// Ejected for an hour, or not, without a detector (tests).
+    #[cfg(test)]
+    pub(crate) fn set_ejected(&self, on: bool) {
+        self.until
+            .set(on.then(|| Instant::now() + Duration::from_secs(3600)));
+    }
 }
 
 /// What a try's outcome means for its endpoint.
