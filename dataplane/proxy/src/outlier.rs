@@ -87,11 +87,7 @@ impl Detector {
             return Verdict::Keep;
         }
         ep.tries.set(ep.tries.get().saturating_add(1));
-        let (server_error, gateway_error) = match outcome {
-            Outcome::Response(s) => (s >= 500, matches!(s, 502..=504)),
-            Outcome::Connected => (false, false),
-            Outcome::ConnectFailed | Outcome::Failed | Outcome::TimedOut => (true, true),
-        };
+        let (server_error, gateway_error) = (outcome.is_failure(), outcome.is_gateway_error());
         if !server_error {
             ep.successes.set(ep.successes.get().saturating_add(1));
         }

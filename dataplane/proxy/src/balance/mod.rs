@@ -93,6 +93,17 @@ impl Outcome {
             Outcome::ConnectFailed | Outcome::Failed | Outcome::TimedOut => true,
         }
     }
+
+    /// The try failed as a gateway would answer it: no connection, a
+    /// reset, a timeout, or a 502, 503 or 504 (what outlier detection's
+    /// `consecutive_gateway_errors` counts and Peak-EWMA penalises).
+    pub fn is_gateway_error(self) -> bool {
+        match self {
+            Outcome::Response(status) => matches!(status, 502..=504),
+            Outcome::Connected => false,
+            Outcome::ConnectFailed | Outcome::Failed | Outcome::TimedOut => true,
+        }
+    }
 }
 
 /// A finished try.

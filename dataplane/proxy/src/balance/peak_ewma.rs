@@ -28,9 +28,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::{
-    is_avoided, max_weight, two_candidates, Balancer, Completion, Outcome, PickCtx, Shared,
-};
+use super::{is_avoided, max_weight, two_candidates, Balancer, Completion, PickCtx, Shared};
 use crate::cluster::Endpoint;
 use crate::config::model;
 
@@ -141,14 +139,7 @@ impl Balancer for PeakEwma {
         let Some(est) = endpoint.position().and_then(|p| self.estimates.get_mut(p)) else {
             return;
         };
-        let failed = matches!(
-            done.outcome,
-            Outcome::ConnectFailed
-                | Outcome::Failed
-                | Outcome::TimedOut
-                | Outcome::Response(502..=504)
-        );
-        let latency = if failed {
+        let latency = if done.outcome.is_gateway_error() {
             done.latency.max(FAILURE_PENALTY)
         } else {
             done.latency
@@ -185,6 +176,7 @@ impl Balancer for PeakEwma {
 #[cfg(test)]
 mod tests {
     use super::super::testing::{endpoints, pick_with};
+    use super::super::Outcome;
     use super::*;
     use crate::cluster::InFlight;
 
