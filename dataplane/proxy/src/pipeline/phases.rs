@@ -267,30 +267,28 @@ async fn route_filters<D: Downstream>(
     let states = &snap.filter_state[ctx.env.listener][index];
     let now = ctx.begun;
     for (filter, state) in route.filters.iter().zip(states.iter()) {
-        let mut verdict = {
-            let mut rng = ctx.env.core.rng.borrow_mut();
+        let env = ctx.env;
+        let decide = |req: &dyn RequestView, now: Instant, delayed: bool| {
+            let mut rng = env.core.rng.borrow_mut();
             let mut fctx = FilterCtx {
                 rng: &mut rng,
                 now,
                 state,
-                principal: ctx.env.principal,
-                client: ctx.env.client,
+                principal: env.principal,
+                client: env.client,
             };
-            filter.on_request(down.request(), &mut fctx)
+            if delayed {
+                filter.after_delay(req, &mut fctx)
+            } else {
+                filter.on_request(req, &mut fctx)
+            }
         };
+        let mut verdict = decide(down.request(), now, false);
         if let Verdict::Delay(wait, kind) = verdict {
             count_fault(ctx, kind);
             ctx.delayed = true;
             down.timer().after(wait).await;
-            let mut rng = ctx.env.core.rng.borrow_mut();
-            let mut fctx = FilterCtx {
-                rng: &mut rng,
-                now: Instant::now(),
-                state,
-                principal: ctx.env.principal,
-                client: ctx.env.client,
-            };
-            verdict = filter.after_delay(down.request(), &mut fctx);
+            verdict = decide(down.request(), Instant::now(), true);
         }
         match verdict {
             Verdict::Continue | Verdict::Delay(..) => {}
@@ -556,13 +554,8 @@ async fn exchange<D: Downstream>(
                     .wait(ctx.tries, &mut ctx.env.core.rng.borrow_mut());
                 // This request's previous retry, if any, has ended.
                 _retrying = None;
-                match may_retry(cluster, now, pause, deadline) {
-                    Some(slot) => {
-                        _retrying = Some(slot);
-                        Some(pause)
-                    }
-                    None => None,
-                }
+                _retrying = may_retry(cluster, now, pause, deadline);
+                _retrying.is_some().then_some(pause)
             }
             _ => None,
         };
