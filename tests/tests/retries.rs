@@ -228,6 +228,19 @@ fn retries_back_off_with_jitter_within_the_ceiling() {
     );
 }
 
+/// Three tries of 200 ms and two waits of at most 10 and 20 ms, against an
+/// upstream that would have taken 2 s.
+fn three_tries_of_200ms(took: std::time::Duration) {
+    assert!(
+        took >= std::time::Duration::from_millis(600),
+        "{took:?}: fewer tries"
+    );
+    assert!(
+        took < std::time::Duration::from_millis(1500),
+        "{took:?}: the upstream's 2 s showed"
+    );
+}
+
 #[test]
 fn a_try_past_its_per_try_timeout_is_retried_within_the_route_timeout() {
     let up = Upstream::start("up");
@@ -239,15 +252,7 @@ fn a_try_past_its_per_try_timeout_is_retried_within_the_route_timeout() {
     );
     let (statuses, took) = timed(&p, "/delay/2000", 1);
     assert_eq!(statuses, vec![504]);
-    // Three tries of 200 ms, two waits of at most 10 and 20 ms.
-    assert!(
-        took >= std::time::Duration::from_millis(600),
-        "{took:?}: fewer tries"
-    );
-    assert!(
-        took < std::time::Duration::from_millis(1500),
-        "{took:?}: the upstream's 2 s showed"
-    );
+    three_tries_of_200ms(took);
     assert_eq!(up.requests(), 3, "the first try and two retries");
     assert_eq!(metric(&p, "ringmesh_upstream_timeouts_total"), 3);
 
@@ -316,14 +321,7 @@ fn an_http2_upstream_try_past_its_per_try_timeout_is_retried() {
     ));
     let (statuses, took) = timed(&p, "/delay/2000", 1);
     assert_eq!(statuses, vec![504]);
-    assert!(
-        took >= std::time::Duration::from_millis(600),
-        "{took:?}: fewer tries"
-    );
-    assert!(
-        took < std::time::Duration::from_millis(1500),
-        "{took:?}: the upstream's 2 s showed"
-    );
+    three_tries_of_200ms(took);
     assert_eq!(metric(&p, "ringmesh_upstream_timeouts_total"), 3);
     assert_eq!(metric(&p, "ringmesh_upstream_retries_total"), 2);
     // The streams the timeouts ended did not break the shared connection.
