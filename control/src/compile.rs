@@ -199,6 +199,7 @@ fn clusters(
         let registered = workloads.get(&s.name);
         let sidecars = registered.map_or(0, BTreeSet::len);
         let tls = policies.get(s.name.as_str()).map(|p| upstream_tls(res, p));
+        let traffic = res.traffic_policy_for(&s.name);
         let meshed = |c: &mut pb::Cluster| {
             mesh::mesh_cluster(c, &s.name, mesh).map_err(|error| CompileError::Identity {
                 service: s.name.clone(),
@@ -220,7 +221,7 @@ fn clusters(
             if mesh::meshed(s.endpoints.len(), sidecars) {
                 meshed(&mut c)?;
             }
-            if let Some(p) = res.traffic_policy_for(&s.name) {
+            if let Some(p) = traffic {
                 traffic::cluster(&mut c, p);
             }
             out.push(c);
@@ -245,7 +246,7 @@ fn clusters(
             if !tcp && mesh::meshed(on_port.len(), sidecars) {
                 meshed(&mut c)?;
             }
-            if let Some(p) = res.traffic_policy_for(&s.name) {
+            if let Some(p) = traffic {
                 traffic::cluster(&mut c, p);
             }
             out.push(c);

@@ -1,9 +1,9 @@
 //! One cluster's checker on the probing core: a round of checks every
 //! interval, the thresholds applied, the state sent to the other cores.
 //!
-//! A round checks every endpoint at once (each check bounded by the
-//! timeout), so a round takes at most `timeout` however many endpoints
-//! there are, and the next starts `interval` (plus jitter) after it ends:
+//! A round checks every endpoint, at most `MAX_PROBES` at once (each check
+//! bounded by the timeout), so a round takes at most `timeout` per wave of
+//! `MAX_PROBES` endpoints, and the next starts `interval` (plus jitter) after it ends:
 //! rounds never overlap. The counts of checks in a row are the checker's,
 //! by address; the health itself is the `Endpoint`'s (so a checker that
 //! restarts after a reload starts from the health the endpoints have).
