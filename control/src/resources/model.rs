@@ -820,7 +820,6 @@ impl Resources {
 pub struct TrafficPolicy {
     /// Qualified.
     pub name: String,
-    pub namespace: String,
     /// Qualified Service names, each targeted by this policy alone.
     pub targets: Vec<String>,
     pub load_balancer: Option<LoadBalancer>,

@@ -49,7 +49,7 @@ impl Checker {
             }
         }
         let http = match (&raw.http, &raw.tcp) {
-            (Some(http), None) => self.http_check(doc, http, &format!("{path}.http")),
+            (Some(http), None) => Some(self.http_check(doc, http, &format!("{path}.http"))),
             (None, Some(_)) => None,
             (Some(_), Some(_)) => {
                 self.err(
@@ -80,12 +80,7 @@ impl Checker {
         })
     }
 
-    fn http_check(
-        &mut self,
-        doc: &Doc,
-        h: &Spanned<RawTpHttpCheck>,
-        path: &str,
-    ) -> Option<HttpCheck> {
+    fn http_check(&mut self, doc: &Doc, h: &Spanned<RawTpHttpCheck>, path: &str) -> HttpCheck {
         let h = &h.value;
         // Visible ASCII: nothing that could end the request line or a
         // header, or be read two ways (the proxy's rule).
@@ -138,11 +133,11 @@ impl Checker {
                 }
             }
         }
-        Some(HttpCheck {
+        HttpCheck {
             path: h.path.as_ref().map(|p| p.value.clone()),
             host: h.host.as_ref().map(|v| v.value.clone()),
             expected_statuses,
-        })
+        }
     }
 }
 

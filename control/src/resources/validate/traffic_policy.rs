@@ -131,7 +131,6 @@ impl Checker {
             .and_then(|h| self.health_check(doc, h, &format!("{at}.spec.healthCheck")));
         (self.errors.len() == errors).then(|| TrafficPolicy {
             name,
-            namespace: doc.ns.clone(),
             targets,
             load_balancer,
             breakers,

@@ -121,10 +121,6 @@ impl Slot {
             })
         })
     }
-
-    fn full() -> bool {
-        IN_FLIGHT.with(|n| n.get() >= MAX_IN_FLIGHT)
-    }
 }
 
 impl Drop for Slot {
@@ -143,7 +139,7 @@ pub fn roll(policy: &Policy, rng: &mut fastrand::Rng) -> bool {
 /// Whether there is room for another mirror on this core now. A request
 /// that would be dropped anyway is not copied.
 pub fn room() -> bool {
-    !Slot::full()
+    IN_FLIGHT.with(|n| n.get() < MAX_IN_FLIGHT)
 }
 
 /// A mirror decided for one request, waiting for the request body to
