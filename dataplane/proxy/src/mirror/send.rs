@@ -51,7 +51,7 @@ async fn h1(
     timer: &mut Timer,
     deadline: Instant,
 ) -> Result<(), ProxyError> {
-    let encoded = encode_h1(&p.head, p.has_body, &body);
+    let mut encoded = encode_h1(&p.head, p.has_body, &body);
     let is_head = p.head.method() == http::Method::HEAD;
     let mut again = true;
     loop {
@@ -67,9 +67,12 @@ async fn h1(
             return Box::pin(h2_on(p, client, body, timer, deadline)).await;
         }
         let reused = conn.reused;
-        match exchange_h1(p, conn, encoded.clone(), is_head, timer, deadline).await {
-            Err(Attempt::Closed) if reused && again => again = false,
-            Err(Attempt::Closed) => return Err(ProxyError::UpstreamReset),
+        match exchange_h1(p, conn, encoded, is_head, timer, deadline).await {
+            Err(Attempt::Closed(back)) if reused && again => {
+                again = false;
+                encoded = back;
+            }
+            Err(Attempt::Closed(_)) => return Err(ProxyError::UpstreamReset),
             Err(Attempt::Failed(e)) => return Err(e),
             Ok(()) => return Ok(()),
         }
@@ -79,8 +82,9 @@ async fn h1(
 /// How one HTTP/1.1 attempt failed.
 enum Attempt {
     /// The connection was closed before a response byte: a pooled one
-    /// the upstream closed while idle.
-    Closed,
+    /// the upstream closed while idle. The request comes back for the
+    /// next attempt (sent once, not copied per attempt).
+    Closed(Vec<u8>),
     Failed(ProxyError),
 }
 
@@ -92,11 +96,11 @@ async fn exchange_h1(
     timer: &mut Timer,
     deadline: Instant,
 ) -> Result<(), Attempt> {
-    match timer.until(deadline, conn.stream.write_all(encoded)).await {
-        Ok((Ok(_), _)) => {}
-        Ok((Err(_), _)) => return Err(Attempt::Closed),
+    let encoded = match timer.until(deadline, conn.stream.write_all(encoded)).await {
+        Ok((Ok(_), back)) => back,
+        Ok((Err(_), back)) => return Err(Attempt::Closed(back)),
         Err(_) => return Err(Attempt::Failed(ProxyError::UpstreamTimeout)),
-    }
+    };
     let mut resp = H1Response {
         ubuf: ReadBuf::with_capacity(DISCARD_READ),
         head: ResponseHead::default(),
@@ -114,7 +118,7 @@ async fn exchange_h1(
         .await
         {
             Ok(()) => {}
-            Err(crate::pipeline::HeadRead::ClosedEarly) => return Err(Attempt::Closed),
+            Err(crate::pipeline::HeadRead::ClosedEarly) => return Err(Attempt::Closed(encoded)),
             Err(crate::pipeline::HeadRead::Failed(e)) => return Err(Attempt::Failed(e)),
             Err(crate::pipeline::HeadRead::ClientGone) => {
                 return Err(Attempt::Failed(ProxyError::UpstreamReset))
