@@ -56,6 +56,26 @@ impl PathRewrite {
     }
 }
 
+/// Append the request target sent on: `path` rewritten by `rewrite` when
+/// there is one, then `?` and `query` when there is one.
+pub fn write_target(
+    rewrite: Option<&PathRewrite>,
+    path: &[u8],
+    query: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) {
+    match rewrite {
+        Some(p) => p.write_target(path, query, out),
+        None => {
+            out.extend_from_slice(path);
+            if let Some(q) = query {
+                out.push(b'?');
+                out.extend_from_slice(q);
+            }
+        }
+    }
+}
+
 fn trim_slash(p: &[u8]) -> &[u8] {
     p.strip_suffix(b"/").unwrap_or(p)
 }

@@ -57,16 +57,7 @@ impl Redirect {
             out.push(b':');
             out.extend_from_slice(itoa::Buffer::new().format(p).as_bytes());
         }
-        match &self.path {
-            Some(p) => p.write_target(req.path(), req.query(), out),
-            None => {
-                out.extend_from_slice(req.path());
-                if let Some(q) = req.query() {
-                    out.push(b'?');
-                    out.extend_from_slice(q);
-                }
-            }
-        }
+        ringmesh_http1::target::write_target(self.path.as_ref(), req.path(), req.query(), out);
     }
 }
 

@@ -145,16 +145,12 @@ pub fn h2_upstream_request(req: &dyn RequestView, edits: &RequestEdits<'_>) -> O
         (None, a) => a,
     };
     let mut target = Vec::with_capacity(req.path().len() + 16);
-    match rewrite.and_then(|r| r.path.as_ref()) {
-        Some(p) => p.write_target(req.path(), req.query(), &mut target),
-        None => {
-            target.extend_from_slice(req.path());
-            if let Some(q) = req.query() {
-                target.push(b'?');
-                target.extend_from_slice(q);
-            }
-        }
-    }
+    ringmesh_http1::target::write_target(
+        rewrite.and_then(|r| r.path.as_ref()),
+        req.path(),
+        req.query(),
+        &mut target,
+    );
     let uri = http::Uri::builder()
         .scheme(if req.scheme() == b"https" {
             "https"
