@@ -38,12 +38,6 @@ fn pattern_ok(v: &str) -> bool {
 }
 
 /// An HTTP token (RFC 9110): methods and header names.
-fn token(v: &str) -> bool {
-    !v.is_empty()
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 impl Checker {
     pub(super) fn authorization_policy(
         &mut self,
@@ -346,7 +340,7 @@ impl Checker {
             .strip_prefix("request.headers[")
             .and_then(|r| r.strip_suffix(']'))
         {
-            if token(name) {
+            if super::token(name) {
                 return Some(name.to_ascii_lowercase());
             }
             self.err(
@@ -410,7 +404,7 @@ impl Checker {
         let out = self.patterns(doc, values, at, field, |m| m.to_ascii_uppercase());
         if self.errors.len() == errors {
             for (i, v) in values.iter().enumerate() {
-                if !token(&v.value) {
+                if !super::token(&v.value) {
                     self.err(
                         doc,
                         &v.referenced,

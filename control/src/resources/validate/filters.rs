@@ -271,8 +271,7 @@ impl Checker {
         seen: &mut Vec<String>,
     ) -> Option<String> {
         let v = n.value.to_ascii_lowercase();
-        let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-        let problem = if v.is_empty() || !v.bytes().all(is_tchar) {
+        let problem = if !super::token(&v) {
             format!("`{}` is not a header name", n.value)
         } else if seen.contains(&v) {
             format!(

@@ -159,6 +159,13 @@ pub(crate) fn split_documents(text: &str) -> Vec<(u64, &str)> {
     out
 }
 
+/// An HTTP token (RFC 9110 `tchar`s): what a header name must be.
+fn token(v: &str) -> bool {
+    !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 fn did_you_mean(word: &str, known: &[&str]) -> String {
     known
         .iter()

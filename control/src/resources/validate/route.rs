@@ -296,12 +296,7 @@ impl Checker {
             .enumerate()
             .map(|(i, h)| {
                 let name = &h.value.name;
-                if name.value.is_empty()
-                    || !name
-                        .value
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-                {
+                if !super::token(&name.value) {
                     self.err(
                         doc,
                         &name.referenced,

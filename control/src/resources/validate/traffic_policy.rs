@@ -322,11 +322,7 @@ impl Checker {
         self.unsupported(doc, &raw.ring_hash, &format!("{path}.ringHash"), sizes);
         let mut keys = Vec::new();
         if let Some(n) = &raw.http_header_name {
-            let ok = !n.value.is_empty()
-                && n.value
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-            if !ok {
+            if !super::token(&n.value) {
                 self.err(
                     doc,
                     &n.referenced,
@@ -710,11 +706,7 @@ impl Checker {
             None => None,
             Some(RawRateLimitPer::Source) => Some(None),
             Some(RawRateLimitPer::Header(h)) => {
-                let ok = !h.value.is_empty()
-                    && h.value
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-                if !ok {
+                if !super::token(&h.value) {
                     self.err(
                         doc,
                         &h.referenced,
