@@ -602,8 +602,7 @@ fn traffic_row(t: Option<&pb::TrafficStats>) -> TrafficRow {
     TrafficRow {
         requests: t.requests,
         failures: t.failures,
-        success_rate: (t.requests > 0)
-            .then(|| (t.requests - t.failures.min(t.requests)) as f64 / t.requests as f64),
+        success_rate: success_rate(t.requests, t.failures),
         rps: Some(t.rps),
         latency_ms_p50: t.latency_p50_ms,
         latency_ms_p95: t.latency_p95_ms,
@@ -612,13 +611,22 @@ fn traffic_row(t: Option<&pb::TrafficStats>) -> TrafficRow {
     }
 }
 
+/// Requests that did not fail, 0..1; `None` without requests.
+fn success_rate(requests: u64, failed: u64) -> Option<f64> {
+    (requests > 0).then(|| (requests - failed.min(requests)) as f64 / requests as f64)
+}
+
+/// A share as a table cell: `99.50%`, or `-` without data.
+fn percent(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |v| format!("{:.2}%", v * 100.0))
+}
+
 fn print_stat(
     resp: &pb::StatResponse,
     what: StatWhat,
     output: Output,
     watching: bool,
 ) -> Result<(), Failure> {
-    let percent = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}%", v * 100.0));
     let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}ms"));
     let rps = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
     let cells = |t: &TrafficRow| {
@@ -724,8 +732,7 @@ fn print_endpoints(resp: &pb::StatResponse, output: Output, watching: bool) -> R
             address: e.address.clone(),
             requests: e.requests,
             errors: e.errors,
-            success_rate: (e.requests > 0)
-                .then(|| (e.requests - e.errors.min(e.requests)) as f64 / e.requests as f64),
+            success_rate: success_rate(e.requests, e.errors),
             rps: e.rps,
             proxies: e.proxies,
             ejected_by: e.ejected_by,
@@ -742,8 +749,7 @@ fn print_endpoints(resp: &pb::StatResponse, output: Output, watching: bool) -> R
             vec![
                 r.service.clone(),
                 r.address.clone(),
-                r.success_rate
-                    .map_or("-".to_string(), |v| format!("{:.2}%", v * 100.0)),
+                percent(r.success_rate),
                 format!("{:.1}", r.rps),
                 format!("{}/{}", r.ejected_by, r.proxies),
                 r.ejections.to_string(),
