@@ -544,34 +544,41 @@ impl<'w> H1Conn<'w> {
                 self.state.bytes_out += write_error_response(out, err, !keep) as u64;
             }
             Local::Direct { status, body } => {
-                rewrite::write_status_line(
-                    out,
-                    status,
-                    crate::error::reason_phrase(status).as_bytes(),
-                );
-                out.extend_from_slice(b"content-length: ");
-                out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
-                out.extend_from_slice(b"\r\n");
-                out.extend_from_slice(connection_header(keep, version));
-                out.extend_from_slice(b"\r\n");
-                if !is_head {
-                    out.extend_from_slice(body);
-                    self.state.bytes_out += body.len() as u64;
-                }
+                self.state.bytes_out += write_made(out, status, None, body, keep, version, is_head);
             }
             Local::Redirect { status, location } => {
-                rewrite::write_status_line(
-                    out,
-                    status,
-                    crate::error::reason_phrase(status).as_bytes(),
-                );
-                rewrite::write_pair(out, b"location", location);
-                out.extend_from_slice(b"content-length: 0\r\n");
-                out.extend_from_slice(connection_header(keep, version));
-                out.extend_from_slice(b"\r\n");
+                write_made(out, status, Some(location), b"", keep, version, is_head);
             }
         }
     }
+}
+
+/// A response the proxy makes (a direct response, a redirect): status
+/// line, `location` if any, framing, and the body unless the request was
+/// a HEAD. Returns the body bytes written.
+fn write_made(
+    out: &mut Vec<u8>,
+    status: u16,
+    location: Option<&[u8]>,
+    body: &[u8],
+    keep: bool,
+    version: ringmesh_http1::Version,
+    is_head: bool,
+) -> u64 {
+    rewrite::write_status_line(out, status, crate::error::reason_phrase(status).as_bytes());
+    if let Some(l) = location {
+        rewrite::write_pair(out, b"location", l);
+    }
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(connection_header(keep, version));
+    out.extend_from_slice(b"\r\n");
+    if is_head {
+        return 0;
+    }
+    out.extend_from_slice(body);
+    body.len() as u64
 }
 
 enum Preface {
