@@ -25,7 +25,7 @@ pub(super) fn health_check(h: &pb::HealthCheck) -> RawHealthCheck {
                     s(http
                         .expected_statuses
                         .iter()
-                        .map(|r| s(status_range(r)))
+                        .map(|r| s(raw_status_range(r)))
                         .collect())
                 }),
             })),
@@ -35,7 +35,7 @@ pub(super) fn health_check(h: &pb::HealthCheck) -> RawHealthCheck {
     }
 }
 
-fn status_range(r: &pb::StatusRange) -> RawStatusRange {
+fn raw_status_range(r: &pb::StatusRange) -> RawStatusRange {
     if r.end == 0 || r.end == r.start {
         RawStatusRange::Code(u64::from(r.start))
     } else {
