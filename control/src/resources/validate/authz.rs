@@ -71,7 +71,15 @@ impl Checker {
             let mut out = Vec::new();
             for (i, r) in refs.iter().enumerate() {
                 let path = format!("{at}.spec.targetRefs[{i}]");
-                if let Some(q) = self.authz_target(doc, r, &path, known) {
+                if let Some(q) = self.service_target(
+                    doc,
+                    r,
+                    &path,
+                    known,
+                    "a policy protects Services",
+                    &["Gateway", "GatewayClass", "ServiceEntry"],
+                    Some("; a Gateway's listeners are not judged yet"),
+                ) {
                     if !out.contains(&q) {
                         out.push(q);
                     }
@@ -128,66 +136,6 @@ impl Checker {
                 line: doc.offset + p.kind.referenced.line(),
             },
         })
-    }
-
-    /// A `targetRefs` entry: a Service (group `""` or `core`) of the
-    /// policy's own namespace, as Istio allows.
-    fn authz_target(
-        &mut self,
-        doc: &Doc,
-        r: &Spanned<RawObjectRef>,
-        path: &str,
-        known: &Resources,
-    ) -> Option<String> {
-        let r = &r.value;
-        let mut ok = true;
-        if let Some(g) = r
-            .group
-            .as_ref()
-            .filter(|g| !matches!(g.value.as_str(), "" | "core"))
-        {
-            let message = if g.value == super::GATEWAY_API {
-                format!(
-                    "`{}` is not supported yet: a policy protects Services (group \"\"); a Gateway's listeners are not judged yet",
-                    g.value
-                )
-            } else {
-                format!("`{}`: a policy protects Services (group \"\")", g.value)
-            };
-            self.err(doc, &g.referenced, format!("{path}.group"), message);
-            ok = false;
-        }
-        match r.kind.as_ref().map(|k| (k.value.as_str(), k)) {
-            None | Some(("Service", _)) => {}
-            Some((what @ ("Gateway" | "GatewayClass" | "ServiceEntry"), k)) => {
-                self.err(
-                    doc,
-                    &k.referenced,
-                    format!("{path}.kind"),
-                    format!("`{what}` is not supported yet: a policy protects Services"),
-                );
-                ok = false;
-            }
-            Some((other, k)) => {
-                let hint = did_you_mean(other, &["Service"]);
-                self.err(
-                    doc,
-                    &k.referenced,
-                    format!("{path}.kind"),
-                    format!("`{other}`{hint}: a policy protects Services"),
-                );
-                ok = false;
-            }
-        }
-        self.own_namespace_target(
-            doc,
-            r,
-            path,
-            ok,
-            "a policy protects Services",
-            "Service",
-            known.services.keys(),
-        )
     }
 
     fn authz_rule(&mut self, doc: &Doc, r: &Spanned<RawAuthzRule>, at: &str) -> AuthzRule {

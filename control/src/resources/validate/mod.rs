@@ -604,6 +604,53 @@ impl Checker {
         self.reference(doc, &r.name, &format!("{path}.name"), kind, known)
     }
 
+    /// A policy's `targetRefs` entry naming a Service (group `""` or
+    /// `core`, kind `Service` or unset) of the policy's own namespace.
+    /// `what` says what the policy does ("a policy protects Services");
+    /// `not_yet`: kinds said to be not supported yet rather than wrong;
+    /// `gateway_api`: what to add when the group is the Gateway API's
+    /// (not supported yet), `None` when that group is just wrong.
+    #[allow(clippy::too_many_arguments)]
+    fn service_target(
+        &mut self,
+        doc: &Doc,
+        r: &Spanned<RawObjectRef>,
+        path: &str,
+        known: &Resources,
+        what: &str,
+        not_yet: &[&str],
+        gateway_api: Option<&str>,
+    ) -> Option<String> {
+        let r = &r.value;
+        let mut ok = true;
+        if let Some(g) = r
+            .group
+            .as_ref()
+            .filter(|g| !matches!(g.value.as_str(), "" | "core"))
+        {
+            let message = match gateway_api.filter(|_| g.value == GATEWAY_API) {
+                Some(note) => format!(
+                    "`{}` is not supported yet: {what} (group \"\"){note}",
+                    g.value
+                ),
+                None => format!("`{}`: {what} (group \"\")", g.value),
+            };
+            self.err(doc, &g.referenced, format!("{path}.group"), message);
+            ok = false;
+        }
+        if let Some(k) = r.kind.as_ref().filter(|k| k.value != "Service") {
+            let message = if not_yet.contains(&k.value.as_str()) {
+                format!("`{}` is not supported yet: {what}", k.value)
+            } else {
+                let hint = did_you_mean(&k.value, &["Service"]);
+                format!("`{}`{hint}: {what}", k.value)
+            };
+            self.err(doc, &k.referenced, format!("{path}.kind"), message);
+            ok = false;
+        }
+        self.own_namespace_target(doc, r, path, ok, what, "Service", known.services.keys())
+    }
+
     /// A field of the Gateway API (or Kubernetes) that ringmesh does not
     /// implement yet: said at the field, not as "unknown field".
     fn unsupported(&mut self, doc: &Doc, field: &Unsupported, path: &str, why: &str) {

@@ -76,7 +76,15 @@ impl Checker {
             Some(refs) => {
                 for (i, r) in refs.iter().enumerate() {
                     let path = format!("{at}.spec.targetRefs[{i}]");
-                    let Some(q) = self.policy_target(doc, r, &path, known) else {
+                    let Some(q) = self.service_target(
+                        doc,
+                        r,
+                        &path,
+                        known,
+                        "a TrafficPolicy applies to Services",
+                        &[],
+                        None,
+                    ) else {
                         continue;
                     };
                     let here =
@@ -146,54 +154,6 @@ impl Checker {
                 line: doc.offset + p.kind.referenced.line(),
             },
         })
-    }
-
-    /// A `targetRefs` entry: a Service (group `""` or `core`) of the
-    /// policy's own namespace.
-    fn policy_target(
-        &mut self,
-        doc: &Doc,
-        r: &Spanned<RawObjectRef>,
-        path: &str,
-        known: &Resources,
-    ) -> Option<String> {
-        let r = &r.value;
-        let mut ok = true;
-        if let Some(g) = r
-            .group
-            .as_ref()
-            .filter(|g| !matches!(g.value.as_str(), "" | "core"))
-        {
-            self.err(
-                doc,
-                &g.referenced,
-                format!("{path}.group"),
-                format!(
-                    "`{}`: a TrafficPolicy applies to Services (group \"\")",
-                    g.value
-                ),
-            );
-            ok = false;
-        }
-        if let Some(k) = r.kind.as_ref().filter(|k| k.value != "Service") {
-            let hint = did_you_mean(&k.value, &["Service"]);
-            self.err(
-                doc,
-                &k.referenced,
-                format!("{path}.kind"),
-                format!("`{}`{hint}: a TrafficPolicy applies to Services", k.value),
-            );
-            ok = false;
-        }
-        self.own_namespace_target(
-            doc,
-            r,
-            path,
-            ok,
-            "a TrafficPolicy applies to Services",
-            "Service",
-            known.services.keys(),
-        )
     }
 
     fn load_balancer(
