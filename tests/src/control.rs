@@ -97,6 +97,15 @@ impl ControlPlane {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Write `text` to `dir/name` and `ringmeshctl apply -f` it; it must
+    /// be accepted.
+    pub fn apply(&self, dir: &Path, name: &str, text: &str) {
+        let file = dir.join(name);
+        std::fs::write(&file, text).expect("write");
+        let (code, out, err) = ctl(self.addr, &["apply", "-f", &file.display().to_string()]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
 }
 
 impl Drop for ControlPlane {

@@ -251,6 +251,13 @@ impl Proxy {
         None
     }
 
+    /// Config updates applied on every core so far (a control plane's
+    /// pushes, reloads).
+    pub fn applied(&self) -> u64 {
+        self.metric(r#"ringmesh_config_updates_total{result="applied"}"#)
+            .unwrap_or(0)
+    }
+
     /// A metric's value from `/metrics`, by its full series name
     /// (`name{labels}` as rendered).
     pub fn metric(&self, series: &str) -> Option<u64> {

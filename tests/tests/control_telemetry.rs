@@ -16,7 +16,7 @@ use ringmesh_proto::v1 as pb;
 use ringmesh_proxy::config;
 use ringmesh_tests::control::{ctl, sidecar, ControlPlane};
 use ringmesh_tests::otlp::Collector;
-use ringmesh_tests::{closed_port, eventually, Client, Proxy, Upstream};
+use ringmesh_tests::{closed_port, eventually, Client, Upstream};
 use serde_json::Value;
 
 /// Two Services in `shop`; every workload of `shop` traces to
@@ -55,13 +55,6 @@ spec:
     )
 }
 
-fn apply(cp: &ControlPlane, dir: &Path, text: &str) {
-    let file = dir.join("telemetry.yaml");
-    std::fs::write(&file, text).expect("write");
-    let (code, out, err) = ctl(cp.addr, &["apply", "-f", &file.display().to_string()]);
-    assert_eq!(code, 0, "{out}{err}");
-}
-
 fn lines(log: &Path) -> Vec<Value> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
@@ -78,11 +71,6 @@ fn status(outbound: std::net::SocketAddr, path: &str) -> u16 {
     Client::connect(outbound).get(path, "orders.shop").status
 }
 
-fn applied(p: &Proxy) -> u64 {
-    p.metric(r#"ringmesh_config_updates_total{result="applied"}"#)
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_telemetry_logs_and_traces_a_services_sidecars_and_changes_without_restart() {
     let collector = Collector::start();
@@ -96,7 +84,7 @@ fn a_telemetry_logs_and_traces_a_services_sidecars_and_changes_without_restart()
     )
     .expect("write");
     let cp = ControlPlane::start(resources_dir.path(), "127.0.0.1:0".parse().expect("addr"));
-    apply(&cp, work.path(), &orders_telemetry(&log, ""));
+    cp.apply(work.path(), "telemetry.yaml", &orders_telemetry(&log, ""));
     let app = Upstream::start("orders-app");
     let (orders, _, _) = sidecar(cp.addr, "orders-1", "orders.shop", app.addr);
     let (web, _, web_outbound) = sidecar(cp.addr, "web-1", "web.shop", closed_port());
@@ -153,16 +141,16 @@ fn a_telemetry_logs_and_traces_a_services_sidecars_and_changes_without_restart()
     );
 
     // Failures only, from now on: applied to the running proxy.
-    let (before, lines_before) = (applied(&orders), lines(&log).len());
-    apply(
-        &cp,
+    let (before, lines_before) = (orders.applied(), lines(&log).len());
+    cp.apply(
         work.path(),
+        "telemetry.yaml",
         &orders_telemetry(&log, "      filter: { minStatus: 500 }\n"),
     );
     eventually(
         "orders takes the new config",
         Duration::from_secs(10),
-        || applied(&orders) > before,
+        || orders.applied() > before,
     );
     assert_eq!(status(web_outbound, "/after-ok"), 200);
     assert_eq!(status(web_outbound, "/status/503"), 503);
@@ -199,13 +187,13 @@ fn a_telemetry_logs_and_traces_a_services_sidecars_and_changes_without_restart()
     );
     assert!(out.contains("every workload in shop"), "{out}");
     // And deletes it: orders stops logging.
-    let before = applied(&orders);
+    let before = orders.applied();
     let (code, out, err) = ctl(cp.addr, &["delete", "telemetry", "orders-logs.shop"]);
     assert_eq!(code, 0, "{out}{err}");
     eventually(
         "orders takes the config without a log",
         Duration::from_secs(10),
-        || applied(&orders) > before,
+        || orders.applied() > before,
     );
     assert_eq!(status(web_outbound, "/status/500"), 500);
     std::thread::sleep(Duration::from_millis(1500));

@@ -6,7 +6,6 @@
 //! RequestRedirect, URLRewrite and RequestHeaderModifier act through a
 //! sidecar. Also: what the control plane accepts, the proxy accepts.
 
-use std::path::Path;
 use std::time::Duration;
 
 use ringmesh_control::compile::{compile, Workloads};
@@ -57,11 +56,6 @@ spec:
   rateLimit: { requestsPerSecond: 0.1, burst: 1 }
 ";
 
-fn applied(p: &Proxy) -> u64 {
-    p.metric(r#"ringmesh_config_updates_total{result="applied"}"#)
-        .unwrap_or(0)
-}
-
 /// The cluster named `name` in a proxy's `/config_dump`.
 fn dumped_cluster(p: &Proxy, name: &str) -> Option<Value> {
     fn find(v: &Value, name: &str) -> Option<Value> {
@@ -81,13 +75,6 @@ fn dumped_cluster(p: &Proxy, name: &str) -> Option<Value> {
     let (status, dump) = p.admin_get("/config_dump");
     assert_eq!(status, 200);
     find(&serde_json::from_str(&dump).expect("JSON dump"), name)
-}
-
-fn apply(cp: &ControlPlane, dir: &Path, name: &str, text: &str) {
-    let file = dir.join(name);
-    std::fs::write(&file, text).expect("write");
-    let (code, out, err) = ctl(cp.addr, &["apply", "-f", &file.display().to_string()]);
-    assert_eq!(code, 0, "{out}{err}");
 }
 
 #[test]
@@ -131,12 +118,12 @@ fn a_traffic_policy_and_route_filters_reach_running_sidecars() {
         before.get("outlier_detection").is_none_or(Value::is_null),
         "{before}"
     );
-    let (web_before, orders_before) = (applied(&web), applied(&orders));
-    apply(&cp, work.path(), "policy.yaml", POLICY);
+    let (web_before, orders_before) = (web.applied(), orders.applied());
+    cp.apply(work.path(), "policy.yaml", POLICY);
     eventually(
         "both sidecars take the policy",
         Duration::from_secs(10),
-        || applied(&web) > web_before && applied(&orders) > orders_before,
+        || web.applied() > web_before && orders.applied() > orders_before,
     );
     let after = dumped_cluster(&web, "orders.shop").expect("orders' cluster");
     assert_eq!(after["lb"], "least_request", "{after}");
@@ -172,13 +159,13 @@ fn a_traffic_policy_and_route_filters_reach_running_sidecars() {
     assert!(out.contains("rateLimit 0.1/s burst 1"), "{out}");
 
     // Deleted: the limit goes, without a restart.
-    let before = applied(&orders);
+    let before = orders.applied();
     let (code, out, err) = ctl(cp.addr, &["delete", "trafficpolicy", "orders.shop"]);
     assert_eq!(code, 0, "{out}{err}");
     eventually(
         "orders takes the config without it",
         Duration::from_secs(10),
-        || applied(&orders) > before,
+        || orders.applied() > before,
     );
     let mut c = Client::connect(web_outbound);
     for _ in 0..4 {
